@@ -1,0 +1,31 @@
+"""Pure: counter samples -> the Network* attributes of the update ad."""
+
+from __future__ import annotations
+
+import re
+
+from .backends.nft import INCOMING, OUTGOING
+
+BYTES_PER_MB = 1024 * 1024  # HTCondor's NetworkInputMb/NetworkOutputMb are MiB
+_ATTR_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+
+def derive_accounting(counters: dict[str, tuple[int, int]], elapsed_s: float) -> dict[str, object]:
+    """Bytes at the IP layer, from the job's point of view, plus one ``Network<Comment>`` per
+    commented counting rule an admin added to the job's chain (invalid names are skipped)."""
+    incoming = counters.get(INCOMING, (0, 0))[0]
+    outgoing = counters.get(OUTGOING, (0, 0))[0]
+    elapsed = max(elapsed_s, 1e-6)
+    values: dict[str, object] = {
+        "NetworkIncoming": incoming,
+        "NetworkOutgoing": outgoing,
+        "NetworkInputMb": incoming / BYTES_PER_MB,
+        "NetworkOutputMb": outgoing / BYTES_PER_MB,
+        "AverageBandwidthUsageIncoming": incoming / elapsed,
+        "AverageBandwidthUsageOutgoing": outgoing / elapsed,
+    }
+    for comment, (nbytes, _packets) in sorted(counters.items()):
+        if comment in (INCOMING, OUTGOING) or not _ATTR_RE.fullmatch(comment):
+            continue
+        values.setdefault(f"Network{comment}", nbytes)
+    return values

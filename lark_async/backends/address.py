@@ -1,0 +1,124 @@
+"""The local address pool: one POSIX lock file per address pair, held for the job's life.
+
+The kernel drops fcntl locks when their holder dies, so a crashed agent's
+pair frees itself. The file is unlinked while still locked; a locker that
+opened the old inode notices (inode differs from the path's) and retries, so
+two agents can never both believe they hold one pair.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import ipaddress
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ResourceError, map_errors
+from .netns import Addresses
+
+
+def pool_pairs(network: ipaddress.IPv4Network) -> list[Addresses]:
+    """(external, internal) pairs of the network, skipping the network and broadcast addresses."""
+    base = int(network.network_address)
+    pairs = []
+    for offset in range(0, network.num_addresses, 2):
+        ext, internal = base + offset, base + offset + 1
+        if ext == base or internal == int(network.broadcast_address):
+            continue
+        pairs.append(Addresses(ipaddress.IPv4Address(ext), ipaddress.IPv4Address(internal)))
+    return pairs
+
+
+def lock_path(lock_dir: Path, addresses: Addresses) -> Path:
+    return lock_dir / f"addr-{addresses.external}.lock"
+
+
+@dataclass
+class AddressLease:
+    addresses: Addresses
+    path: Path
+    fd: int
+
+    def release(self) -> None:
+        """Unlink while locked, then close: the next locker of this path gets a fresh inode."""
+        release_lock(self.path, self.fd)
+
+
+def release_lock(path: Path, fd: int | None) -> None:
+    path.unlink(missing_ok=True)
+    if fd is not None:
+        os.close(fd)
+
+
+_FLOCK = struct.Struct("=hhqqi4x")  # struct flock: type, whence, start, len, pid
+
+
+def _lock(fd: int) -> None:
+    """An open-file-description lock: like fcntl's POSIX locks it dies with its holder,
+    but it also conflicts within one process (an in-process bench allocates many pairs)."""
+    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
+
+
+def _try_lock(path: Path) -> int | None:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            _lock(fd)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                return None
+            raise
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # we locked a file its owner just unlinked: try the new one
+
+
+def allocate(network: ipaddress.IPv4Network, lock_dir: Path, name: str) -> AddressLease:
+    """Lock the first free pair, scanning from a point derived from the job name.
+
+    Starting at a name-derived offset keeps concurrent agents from all
+    fighting over the lowest pair, so setup time does not grow with the
+    number of jobs already running.
+    """
+    pairs = pool_pairs(network)
+    if not pairs:
+        raise ResourceError(f"LARK_LOCAL_NETWORK {network} has no address pairs")
+    with map_errors(f"create lock dir {lock_dir}", ResourceError):
+        lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    start = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % len(pairs)
+    for i in range(len(pairs)):
+        addresses = pairs[(start + i) % len(pairs)]
+        path = lock_path(lock_dir, addresses)
+        with map_errors(f"lock {path}", ResourceError):
+            fd = _try_lock(path)
+        if fd is not None:
+            with map_errors(f"write {path}", ResourceError):
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()} {name}\n".encode())
+            return AddressLease(addresses, path, fd)
+    raise ResourceError(
+        f"address pool LARK_LOCAL_NETWORK {network} is exhausted: all {len(pairs)} pairs are in use"
+    )
+
+
+def is_locked(path: Path) -> bool:
+    """Whether a live agent holds this lock file (used by cleanup before unlinking it)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        _lock(fd)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False

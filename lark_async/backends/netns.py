@@ -1,0 +1,173 @@
+"""Named network namespaces and the job's veth pair.
+
+Namespace switches happen only on throwaway threads (``in_fresh_thread``):
+a namespace belongs to a thread, and trio's worker threads are reused, so a
+worker that called setns() would leak that namespace into later calls. A
+socket or child process keeps the namespace of the thread that made it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import ipaddress
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from ..errors import KernelError, map_errors
+from . import rtnl
+
+NETNS_RUN_DIR = Path("/run/netns")
+CLONE_NEWNET = 0x40000000
+MS_BIND, MS_REC, MS_SHARED = 0x1000, 0x4000, 1 << 20
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_run_dir_ready = False
+T = TypeVar("T")
+
+
+def _check(result: int, doing: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{doing}: {os.strerror(err)}")
+
+
+def setns(fd: int) -> None:
+    _check(_libc.setns(fd, CLONE_NEWNET), "setns")
+
+
+def in_fresh_thread(fn: Callable[[], T]) -> T:
+    """Run ``fn`` on a new thread that dies afterwards, so its namespace never leaks."""
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="lark-netns", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+def path_of(netns: str) -> Path:
+    return NETNS_RUN_DIR / netns
+
+
+def _ensure_run_dir() -> None:
+    """Make /run/netns a shared mount, as iproute2 does, so names are seen in every mount ns."""
+    global _run_dir_ready
+    if _run_dir_ready:
+        return
+    NETNS_RUN_DIR.mkdir(parents=True, exist_ok=True)
+    d = bytes(NETNS_RUN_DIR)
+    if _libc.mount(b"", d, b"none", MS_SHARED | MS_REC, None) != 0:
+        _check(_libc.mount(d, d, b"none", MS_BIND | MS_REC, None), f"bind {NETNS_RUN_DIR}")
+        _check(_libc.mount(b"", d, b"none", MS_SHARED | MS_REC, None), f"share {NETNS_RUN_DIR}")
+    _run_dir_ready = True
+
+
+@dataclass(frozen=True)
+class Addresses:
+    external: ipaddress.IPv4Address
+    internal: ipaddress.IPv4Address
+
+
+def create_netns(netns: str) -> tuple[int, rtnl.Channel]:
+    """Create and name a namespace; return its fd and a netlink channel inside it.
+
+    Must run on a throwaway thread (it unshares the calling thread).
+    """
+    _ensure_run_dir()
+    path = path_of(netns)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    _check(_libc.unshare(CLONE_NEWNET), "unshare")
+    _check(_libc.mount(b"/proc/thread-self/ns/net", bytes(path), b"none", MS_BIND, None), "bind")
+    return os.open(path, os.O_RDONLY | os.O_CLOEXEC), rtnl.Channel()
+
+
+def setup_job_netns(
+    netns: str,
+    external: str | None,
+    internal: str,
+    addresses: Addresses | None,
+    before: Callable[[str], None],
+) -> None:
+    """Namespace, loopback, veth pair, addresses and default route, in the fewest round trips.
+
+    ``before(step)`` is called ahead of each resource so the state record
+    always knows more than the kernel has. Runs on a throwaway thread.
+    """
+    with rtnl.Channel() as host:
+        before("netns")
+        with map_errors(f"create network namespace {netns}"):
+            ns_fd, inner = create_netns(netns)
+        try:
+            with inner:
+                with map_errors(f"bring up loopback in {netns}"):
+                    inner.request(rtnl.set_up(1, "lo"))
+                if external is None or addresses is None:
+                    return
+                before("veth")
+                with map_errors(f"create veth {external}/{internal}"):
+                    host.request(rtnl.new_veth(external, internal, ns_fd))
+                with map_errors(f"configure {external}"):
+                    host.request(
+                        rtnl.new_peer_address(
+                            host.index(external), addresses.external, addresses.internal, external
+                        )
+                    )
+                with map_errors(f"configure {internal} in {netns}"):
+                    index = inner.index(internal)
+                    inner.request(
+                        rtnl.set_up(index, internal),
+                        rtnl.new_peer_address(
+                            index, addresses.internal, addresses.external, internal
+                        ),
+                        rtnl.new_default_route(addresses.external, index),
+                    )
+        finally:
+            os.close(ns_fd)
+
+
+def discard_link(name: str) -> None:
+    """Delete a link; absence is success (CNI DEL semantics)."""
+    with rtnl.Channel() as host, map_errors(f"delete link {name}"):
+        host.request(rtnl.del_link(name), absent_ok=True)
+
+
+def discard_netns(netns: str) -> None:
+    """Unname a namespace; the kernel frees it (and its veth end) once no process holds it."""
+    path = path_of(netns)
+    if _libc.umount2(bytes(path), MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):
+            raise KernelError(f"unmount network namespace {netns}: {os.strerror(err)}")
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise KernelError(f"remove network namespace {netns}: {exc.strerror}") from exc
+
+
+def netns_exists(netns: str) -> bool:
+    return path_of(netns).exists()
+
+
+def enable_forwarding() -> None:
+    """NAT needs IPv4 forwarding in the host namespace; written only when off (the write resets
+    per-interface settings)."""
+    path = Path("/proc/sys/net/ipv4/ip_forward")
+    with map_errors("enable IPv4 forwarding"):
+        if path.read_text().strip() != "1":
+            path.write_text("1\n")

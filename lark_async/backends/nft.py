@@ -1,0 +1,238 @@
+"""nftables backend: one shared ``inet lark`` table, verdict maps dispatching to per-job chains.
+
+Per-packet cost is one hash lookup per hook whatever the number of jobs, and
+adding or removing a job is one atomic transaction that touches only that
+job's chain and map elements. The rules are rendered as text by pure
+functions (golden-tested) and applied through libnftables in-process, which
+saves the ~5 ms fork+exec of ``nft -f`` per transaction.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import ipaddress
+import json
+import threading
+from dataclasses import dataclass
+
+from ..errors import KernelError
+
+TABLE = "lark"
+FAMILY = "inet"
+JOB_MAP = "jobs"
+NAT_SET = "nat_sources"
+OUTGOING, INCOMING = "Outgoing", "Incoming"
+
+_NFT_CTX_OUTPUT_JSON = 1 << 4
+
+
+def _q(text: str) -> str:
+    """Quote a name for the nft parser; names are validated before they get here."""
+    return '"' + text.replace('"', "") + '"'
+
+
+def render_base() -> str:
+    """The shared table; re-declared (idempotently) in every add transaction so that the first
+    job on a node, or a ruleset flushed by someone, is healed atomically."""
+    t = f"{FAMILY} {TABLE}"
+    return "\n".join(
+        [
+            f"add table {t}",
+            f"add map {t} {JOB_MAP} {{ type ifname : verdict ; }}",
+            f"add set {t} {NAT_SET} {{ type ipv4_addr ; }}",
+            *(
+                f"add chain {t} {hook} {{ type filter hook {hook} priority filter ; "
+                "policy accept ; }"
+                for hook in ("forward", "input", "output")
+            ),
+            f"add chain {t} postrouting {{ type nat hook postrouting priority srcnat ; "
+            "policy accept ; }",
+            f"flush chain {t} forward",
+            f"add rule {t} forward iifname vmap @{JOB_MAP}",
+            f"add rule {t} forward oifname vmap @{JOB_MAP}",
+            f"flush chain {t} input",
+            f"add rule {t} input iifname vmap @{JOB_MAP}",
+            f"flush chain {t} output",
+            f"add rule {t} output oifname vmap @{JOB_MAP}",
+            f"flush chain {t} postrouting",
+            f'add rule {t} postrouting ip saddr @{NAT_SET} oifname != "e_*" masquerade',
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class JobRules:
+    """What the firewall knows of one job; also what the state record keeps for undo."""
+
+    chain: str
+    external_interface: str
+    internal_address: ipaddress.IPv4Address | None
+    nat: bool
+
+    def to_record(self) -> dict[str, object]:
+        return {
+            "chain": self.chain,
+            "external_interface": self.external_interface,
+            "internal_address": str(self.internal_address) if self.internal_address else None,
+            "nat": self.nat,
+        }
+
+    @classmethod
+    def from_record(cls, data: dict[str, object]) -> JobRules:
+        addr = data.get("internal_address")
+        return cls(
+            chain=str(data["chain"]),
+            external_interface=str(data["external_interface"]),
+            internal_address=ipaddress.IPv4Address(str(addr)) if addr else None,
+            nat=bool(data.get("nat")),
+        )
+
+
+def render_add(job: JobRules) -> str:
+    """The job's chain counts both directions (IP bytes, the job's point of view) and drops
+    packets the job sends from any address but its own."""
+    t = f"{FAMILY} {TABLE}"
+    c, ifname = job.chain, _q(job.external_interface)
+    lines = [
+        render_base(),
+        f"add chain {t} {c}",
+        f"add rule {t} {c} iifname {ifname} counter comment {_q(OUTGOING)}",
+        f"add rule {t} {c} oifname {ifname} counter comment {_q(INCOMING)}",
+    ]
+    if job.internal_address is not None:
+        lines.append(f"add rule {t} {c} iifname {ifname} ip saddr != {job.internal_address} drop")
+    lines.append(f"add element {t} {JOB_MAP} {{ {ifname} : jump {c} }}")
+    if job.nat and job.internal_address is not None:
+        lines.append(f"add element {t} {NAT_SET} {{ {job.internal_address} }}")
+    return "\n".join(lines)
+
+
+def render_remove(job: JobRules, present: set[str] | None = None) -> str:
+    """Remove the job's elements and chain. ``present`` limits it to what exists (nft 1.0.6 has
+    no ``destroy``), which makes undo idempotent."""
+    t = f"{FAMILY} {TABLE}"
+    c, ifname = job.chain, _q(job.external_interface)
+    lines = []
+    if present is None or "map" in present:
+        lines.append(f"delete element {t} {JOB_MAP} {{ {ifname} }}")
+    if job.nat and job.internal_address is not None and (present is None or "nat" in present):
+        lines.append(f"delete element {t} {NAT_SET} {{ {job.internal_address} }}")
+    if present is None or "chain" in present:
+        lines += [f"flush chain {t} {c}", f"delete chain {t} {c}"]
+    return "\n".join(lines)
+
+
+class _Nft:
+    """libnftables through ctypes; one context, used by one thread at a time."""
+
+    def __init__(self) -> None:
+        name = ctypes.util.find_library("nftables") or "libnftables.so.1"
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError as exc:
+            raise KernelError(f"cannot load libnftables ({name}): install nftables") from exc
+        lib.nft_ctx_new.restype = ctypes.c_void_p
+        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+        for fn in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
+            getattr(lib, fn).argtypes = [ctypes.c_void_p]
+        for fn in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
+            getattr(lib, fn).argtypes = [ctypes.c_void_p]
+            getattr(lib, fn).restype = ctypes.c_char_p
+        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+        lib.nft_ctx_output_get_flags.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_output_get_flags.restype = ctypes.c_uint
+        self.lib = lib
+        self.ctx = lib.nft_ctx_new(0)
+        lib.nft_ctx_buffer_output(self.ctx)
+        lib.nft_ctx_buffer_error(self.ctx)
+        self.lock = threading.Lock()
+
+    def run(self, commands: str, doing: str, as_json: bool = False) -> str:
+        lib, ctx = self.lib, self.ctx
+        with self.lock:
+            flags = lib.nft_ctx_output_get_flags(ctx)
+            flags = flags | _NFT_CTX_OUTPUT_JSON if as_json else flags & ~_NFT_CTX_OUTPUT_JSON
+            lib.nft_ctx_output_set_flags(ctx, flags)
+            rc = lib.nft_run_cmd_from_buffer(ctx, commands.encode())
+            out = (lib.nft_ctx_get_output_buffer(ctx) or b"").decode(errors="replace")
+            err = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode(errors="replace")
+        if rc != 0:
+            raise NftError(doing, err)
+        return out
+
+
+class NftError(KernelError):
+    def __init__(self, doing: str, stderr: str) -> None:
+        lines = [ln.strip() for ln in stderr.splitlines() if ln.strip().startswith("Error:")]
+        reason = lines[0].removeprefix("Error:").strip() if lines else stderr.strip()[:200]
+        super().__init__(f"{doing}: {reason or 'nft failed'}")
+        self.missing = "No such file or directory" in stderr
+
+
+_nft: _Nft | None = None
+
+
+def nft() -> _Nft:
+    global _nft
+    if _nft is None:
+        _nft = _Nft()
+    return _nft
+
+
+def apply_job(job: JobRules) -> None:
+    nft().run(render_add(job), f"add firewall chain {job.chain}")
+
+
+def _present(job: JobRules) -> set[str]:
+    """Which of the job's objects exist now (slow path: only after a failed removal)."""
+    try:
+        out = nft().run(f"list table {FAMILY} {TABLE}", "list lark table", as_json=True)
+    except NftError as exc:
+        if exc.missing:
+            return set()
+        raise
+    present: set[str] = set()
+    for item in json.loads(out).get("nftables", []):
+        if "chain" in item and item["chain"]["name"] == job.chain:
+            present.add("chain")
+        for kind, tag in (("map", "map"), ("set", "nat")):
+            obj = item.get(kind)
+            if not obj or obj.get("name") not in (JOB_MAP, NAT_SET):
+                continue
+            for elem in obj.get("elem", []):
+                key = elem[0] if isinstance(elem, list) else elem
+                if key in (job.external_interface, str(job.internal_address)):
+                    present.add(tag)
+    return present
+
+
+def discard_job(job: JobRules) -> None:
+    """Idempotent: whatever of the job is still there goes, in one transaction."""
+    doing = f"remove firewall chain {job.chain}"
+    try:
+        nft().run(render_remove(job), doing)
+    except NftError as exc:
+        if not exc.missing:
+            raise
+        commands = render_remove(job, _present(job))
+        if commands:
+            nft().run(commands, doing)
+
+
+def read_counters(chain: str) -> dict[str, tuple[int, int]]:
+    """Bytes and packets of every commented counter in the job's chain (admin rules included)."""
+    out = nft().run(
+        f"list chain {FAMILY} {TABLE} {chain}", f"read counters of {chain}", as_json=True
+    )
+    counters: dict[str, tuple[int, int]] = {}
+    for item in json.loads(out).get("nftables", []):
+        rule = item.get("rule")
+        if not rule or "comment" not in rule:
+            continue
+        for expr in rule.get("expr", []):
+            if "counter" in expr:
+                c = expr["counter"]
+                counters[rule["comment"]] = (int(c["bytes"]), int(c["packets"]))
+    return counters

@@ -1,0 +1,90 @@
+"""Undo a job's resources from its state record alone.
+
+The supervisor's teardown and ``lark-agent cleanup`` share this one path.
+Every undo is idempotent (absent means done), runs in a fixed order, and a
+failing step does not stop the others: errors are collected and returned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from .backends import address, netns, nft
+from .errors import KernelError, LarkError
+from .jobproc import kill_netns_processes
+from .record import Record
+
+log = logging.getLogger("lark.cleanup")
+
+# One place fixes the order: firewall, processes, veth, netns, address lock.
+UNDO_ORDER = ("firewall", "processes", "veth", "netns", "address")
+
+
+def _undo_firewall(details: dict) -> None:
+    nft.discard_job(nft.JobRules.from_record(details))
+
+
+def _undo_processes(details: dict) -> None:
+    killed = kill_netns_processes(details["netns"])
+    if killed:
+        log.info("killed %d process(es) left in %s", killed, details["netns"])
+
+
+def _undo_veth(details: dict) -> None:
+    netns.discard_link(details["external"])
+
+
+def _undo_netns(details: dict) -> None:
+    netns.discard_netns(details["netns"])
+
+
+def _undo_address(details: dict) -> None:
+    path = Path(details["lock"]) if details.get("lock") else None
+    if path is None:
+        return
+    if address.is_locked(path):
+        raise KernelError(f"address lock {path} is still held by a running agent")
+    address.release_lock(path, None)
+
+
+_UNDO: dict[str, Callable[[dict], None]] = {
+    "firewall": _undo_firewall,
+    "processes": _undo_processes,
+    "veth": _undo_veth,
+    "netns": _undo_netns,
+    "address": _undo_address,
+}
+
+
+def undo_record(
+    record: Record, release_address: Callable[[], None] | None = None
+) -> list[LarkError]:
+    """Undo every recorded step in the fixed order; remove the record only if all succeeded.
+
+    ``release_address`` lets the live agent drop the lock it holds itself
+    (its own open lock would otherwise look like someone else's).
+    """
+    steps = dict(record.steps)
+    if "netns" in steps:
+        steps["processes"] = steps["netns"]
+    errors: list[LarkError] = []
+    for step in UNDO_ORDER:
+        if step not in steps:
+            continue
+        try:
+            if step == "address" and release_address is not None:
+                release_address()
+            else:
+                _UNDO[step](steps[step])
+        except LarkError as exc:
+            log.error("cleanup of %s: %s", record.data.get("name"), exc)
+            errors.append(exc)
+        except OSError as exc:
+            err = KernelError(f"undo {step} of {record.data.get('name')}: {exc.strerror or exc}")
+            log.error("%s", err)
+            errors.append(err)
+    if not errors:
+        record.discard()
+    return errors

@@ -1,0 +1,250 @@
+"""``lark-agent``: the only module that prints errors or picks exit statuses."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import NoReturn
+
+from .errors import EXIT_SETUP_FAILED, EXIT_USAGE, LarkError, UsageError
+
+PROG = "lark-agent"
+DEFAULT_LOG = "/var/log/lark/agent.log"
+log = logging.getLogger("lark")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _settings_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "admin settings (override the machine ad and HTCondor config; root only)"
+    )
+    g.add_argument(
+        "--network-type",
+        choices=("nat", "bridge", "none"),
+        help="LarkNetworkType: nat (default), bridge, or none (loopback only)",
+    )
+    g.add_argument(
+        "--address-type",
+        choices=("local", "dhcp", "static"),
+        help="LarkAddressType (NAT mode supports local only)",
+    )
+    g.add_argument(
+        "--local-network",
+        metavar="NET/PREFIX",
+        help="LARK_LOCAL_NETWORK: pool for NAT addresses (default 192.168.181.0/24)",
+    )
+    g.add_argument(
+        "--accounting",
+        dest="accounting",
+        action="store_true",
+        default=None,
+        help="LARK_NETWORK_ACCOUNTING on (default)",
+    )
+    g.add_argument(
+        "--no-accounting",
+        dest="accounting",
+        action="store_false",
+        help="LARK_NETWORK_ACCOUNTING off",
+    )
+    g.add_argument(
+        "--accounting-interval",
+        dest="accounting_interval_s",
+        metavar="S",
+        help="LARK_ACCOUNTING_INTERVAL: seconds between update-ad writes (default 5)",
+    )
+    g.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="LARK_STATE_DIR: per-job state records (default /run/lark/state)",
+    )
+    g.add_argument(
+        "--lock-dir",
+        metavar="DIR",
+        help="LARK_LOCK_DIR: address lock files (default /run/lark/lock)",
+    )
+
+
+def _common_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log-file",
+        metavar="FILE",
+        help=f"LARK_LOG: where the agent logs what it did (default {DEFAULT_LOG})",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="also log progress to stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Lark: a network namespace, veth pair, NAT and byte accounting for each "
+        "HTCondor job. Run as root.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser(
+        "run",
+        help="run one job in its own network namespace",
+        description="Set up the job's network, run JOB as its user inside it, keep the update "
+        "ad current, then remove everything and exit with the job's status (128+N for signal "
+        "N). Exit 125: Lark could not set up the network; 126: the job cannot be executed; "
+        "127: the job command was not found. The reason is printed on one line and written to "
+        "$_CONDOR_WRAPPER_ERROR_FILE when that is set.",
+    )
+    run.add_argument("--job-ad", metavar="FILE", help="job ad (default $_CONDOR_JOB_AD)")
+    run.add_argument(
+        "--machine-ad", metavar="FILE", help="machine ad (default $_CONDOR_MACHINE_AD)"
+    )
+    run.add_argument(
+        "--update-ad",
+        metavar="FILE",
+        help="where to write Lark's attributes and the byte counts "
+        "(default $_CONDOR_SCRATCH_DIR/.lark.update.ad)",
+    )
+    run.add_argument("--user", help="run the job as this user (default: the sudo caller)")
+    run.add_argument("--allow-root", action="store_true", help="allow the job to run as root")
+    run.add_argument(
+        "--name",
+        help="job name, at most 13 characters (default: derived from the slot name and job id)",
+    )
+    _settings_flags(run)
+    _common_flags(run)
+    run.add_argument("job", nargs=argparse.REMAINDER, metavar="-- JOB [ARGS...]")
+
+    clean = sub.add_parser(
+        "cleanup",
+        help="remove what jobs left behind, from their state records",
+        description="Undo every resource recorded for the named jobs (or, with --orphans, for "
+        "every job whose agent is gone). Safe to run any number of times.",
+    )
+    clean.add_argument("names", nargs="*", metavar="NAME")
+    clean.add_argument(
+        "--orphans",
+        action="store_true",
+        help="clean every recorded job whose agent process is dead",
+    )
+    clean.add_argument("--state-dir", metavar="DIR", default=None)
+    _common_flags(clean)
+
+    lock = sub.add_parser(
+        "ip-lock-test",
+        help="lock an address pair from a pool, print it and hold it",
+        description="Try the address pool the way `run` does: lock a pair, print "
+        "'EXTERNAL INTERNAL', hold it, release it.",
+    )
+    lock.add_argument("network", metavar="NETWORK/PREFIX")
+    lock.add_argument(
+        "--hold", type=float, default=0.0, metavar="S", help="seconds to hold the lock (default 0)"
+    )
+    lock.add_argument("--lock-dir", default=None, metavar="DIR")
+    lock.add_argument("--name", default=None, help="job name the lock is taken for")
+
+    nsx = sub.add_parser(
+        "ns-exec",
+        help="run a command in fresh namespaces, for trying ideas",
+        description="Run CMD in new namespaces of the kinds given (as root, no user change).",
+    )
+    for kind in ("net", "uts", "ipc", "mount", "pid"):
+        nsx.add_argument(f"--{kind}", action="store_true", help=f"new {kind} namespace")
+    nsx.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+
+    nst = sub.add_parser(
+        "netns-test",
+        help="full NAT setup, a child that fetches a URL, accounting printed, cleanup",
+        description="Set up a NAT job network, fetch URL from inside it, print the update ad "
+        "with the byte counts, and clean up.",
+    )
+    nst.add_argument("--target", required=True, metavar="URL")
+    nst.add_argument("--user", default="nobody", help="user for the fetch (default nobody)")
+    nst.add_argument("--name", default=None)
+    _settings_flags(nst)
+    _common_flags(nst)
+    return parser
+
+
+def _setup_logging(log_file: str | None, verbose: bool) -> str | None:
+    """Log to the file (INFO); stderr only gets warnings (or INFO with -v)."""
+    root = logging.getLogger("lark")
+    root.setLevel(logging.DEBUG)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setLevel(logging.INFO if verbose else logging.WARNING)
+    stderr.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
+    stderr.addFilter(lambda record: getattr(record, "to_stderr", True))
+    root.addHandler(stderr)
+    path = log_file or DEFAULT_LOG
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path)
+    except OSError:
+        if log_file:
+            log.warning("cannot open log file %s; logging to stderr only", path)
+        return None
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(
+        logging.Formatter(f"%(asctime)s {PROG}[%(process)d] %(levelname)s %(name)s: %(message)s")
+    )
+    root.addHandler(handler)
+    return path
+
+
+def _report(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+
+
+def _wrapper_error(message: str) -> None:
+    """HTCondor returns the job to idle (instead of failing it) when this file exists."""
+    path = os.environ.get("_CONDOR_WRAPPER_ERROR_FILE")
+    if not path:
+        return
+    try:
+        with open(path, "a") as f:
+            f.write(f"{PROG}: {message}\n")
+    except OSError as exc:
+        log.warning("cannot write $_CONDOR_WRAPPER_ERROR_FILE %s: %s", path, exc.strerror)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_list = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    log_path: str | None = None
+    command = None
+    try:
+        args = parser.parse_args(args_list)
+        command = args.command
+        if command is None:
+            parser.print_help()
+            return EXIT_USAGE
+        if hasattr(args, "log_file"):
+            log_path = _setup_logging(args.log_file, args.verbose)
+        from . import commands
+
+        return commands.dispatch(args)
+    except LarkError as exc:
+        _report(str(exc))
+        if command in (None, "run"):
+            _wrapper_error(str(exc))
+        log.error("%s", exc, extra={"to_stderr": False})
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _report("interrupted")
+        return 130
+    except Exception as exc:  # a bug: one line for the user, the traceback to the log
+        where = log_path or "the log (use --log-file)"
+        message = f"internal error: {type(exc).__name__}: {exc} (details in {where})"
+        _report(message)
+        if command == "run":
+            _wrapper_error(message)
+        if log_path:
+            log.error("%s", "".join(traceback.format_exception(exc)), extra={"to_stderr": False})
+        return EXIT_SETUP_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

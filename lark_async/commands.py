@@ -1,0 +1,218 @@
+"""What each ``lark-agent`` verb does; cli.py parses and reports, this module acts."""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from . import ads, plan, settings
+from .backends import address
+from .cleanup import undo_record
+from .errors import LarkError, UsageError
+from .jobproc import resolve_user
+from .record import Record
+from .supervisor import RunRequest, Supervisor
+
+SETTING_FIELDS = (
+    "network_type",
+    "address_type",
+    "local_network",
+    "accounting",
+    "accounting_interval_s",
+    "state_dir",
+    "lock_dir",
+)
+
+
+def _command(words: list[str], usage: str) -> list[str]:
+    if words and words[0] == "--":
+        words = words[1:]
+    if not words:
+        raise UsageError(f"no command given: {usage}")
+    return words
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        raise UsageError("must run as root (it creates network namespaces and firewall rules)")
+
+
+def _cli_settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {f: getattr(args, f, None) for f in SETTING_FIELDS}
+
+
+def _report_cleanup(errors: list[LarkError], name: str) -> None:
+    if errors:
+        print(
+            f"lark-agent: warning: cleanup of {name} incomplete: {errors[0]} "
+            f"(run: lark-agent cleanup {name})",
+            file=sys.stderr,
+        )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    argv = _command(args.job, "lark-agent run [OPTIONS] -- JOB [ARGS...]")
+    _need_root()
+    job_ad = ads.read_ad(args.job_ad or os.environ.get("_CONDOR_JOB_AD"), "job ad")
+    machine_ad = ads.read_ad(args.machine_ad or os.environ.get("_CONDOR_MACHINE_AD"), "machine ad")
+    resolved = settings.resolve_settings(
+        _cli_settings(args), machine_ad, job_ad, settings.htcondor_config()
+    )
+    user = resolve_user(args.user, args.allow_root, os.environ.get("SUDO_USER"))
+    name = plan.derive_job_name(args.name, job_ad, machine_ad, os.getpid())
+    job_plan = plan.derive_plan(resolved, name)
+    scratch = os.environ.get("_CONDOR_SCRATCH_DIR")
+    update_ad = (
+        Path(args.update_ad)
+        if args.update_ad
+        else Path(scratch) / ".lark.update.ad"
+        if scratch
+        else None
+    )
+    request = RunRequest(
+        job_plan, argv, user, dict(os.environ), None, update_ad, job_ad, machine_ad
+    )
+    outcome = trio.run(Supervisor(request).run)
+    _report_cleanup(outcome.cleanup_errors, name)
+    return outcome.status
+
+
+def _agent_alive(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"lark" in cmdline and pid != os.getpid()
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    _need_root()
+    state_dir = Path(args.state_dir or settings.DEFAULT_STATE_DIR)
+    if not args.names and not args.orphans:
+        raise UsageError("name the jobs to clean up, or pass --orphans")
+    paths = [state_dir / f"{n}.json" for n in args.names]
+    if args.orphans:
+        paths += sorted(state_dir.glob("*.json")) if state_dir.is_dir() else []
+    failed = 0
+    for path in paths:
+        if not path.exists():
+            print(f"{path.stem}: nothing recorded")
+            continue
+        record = Record.load(path)
+        pid = int(record.data.get("pid", 0))
+        if _agent_alive(pid):
+            if args.orphans and path.stem not in args.names:
+                continue
+            raise UsageError(f"job {path.stem} is still supervised by agent pid {pid}")
+        errors = undo_record(record)
+        for err in errors:
+            print(f"{path.stem}: {err}", file=sys.stderr)
+        failed += bool(errors)
+        print(f"{path.stem}: {'cleaned up' if not errors else 'incomplete'}")
+    return 1 if failed else 0
+
+
+def cmd_ip_lock_test(args: argparse.Namespace) -> int:
+    try:
+        network = settings._network(args.network)
+    except ValueError as exc:
+        raise UsageError(f"{args.network!r} {exc}") from exc
+    lock_dir = Path(args.lock_dir or settings.DEFAULT_LOCK_DIR)
+    lease = address.allocate(network, lock_dir, args.name or f"p{os.getpid()}")
+    try:
+        print(f"{lease.addresses.external} {lease.addresses.internal}", flush=True)
+        time.sleep(args.hold)
+    finally:
+        lease.release()
+    return 0
+
+
+CLONE_FLAGS = {
+    "net": 0x40000000,
+    "uts": 0x04000000,
+    "ipc": 0x08000000,
+    "mount": 0x00020000,
+    "pid": 0x20000000,
+}
+
+
+def cmd_ns_exec(args: argparse.Namespace) -> int:
+    cmd = _command(args.cmd, "lark-agent ns-exec [--net] [--uts] ... -- CMD [ARGS...]")
+    _need_root()
+    flags = 0
+    for kind, flag in CLONE_FLAGS.items():
+        if getattr(args, kind):
+            flags |= flag
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(flags) != 0:
+        raise LarkError(f"unshare: {os.strerror(ctypes.get_errno())}")
+    if args.mount and libc.mount(b"none", b"/", None, 0x4000 | (1 << 18), None) != 0:  # rprivate
+        raise LarkError(f"make / private: {os.strerror(ctypes.get_errno())}")
+    if args.net:
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
+    # a new pid namespace applies to children only, so the command always runs as a child
+    try:
+        return subprocess.run(cmd).returncode % 256
+    except FileNotFoundError as exc:
+        raise LarkError(f"command not found: {cmd[0]}") from exc
+
+
+FETCH = """
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
+    n = len(r.read())
+print(f"fetched {n} bytes from {sys.argv[1]}")
+"""
+
+
+def cmd_netns_test(args: argparse.Namespace) -> int:
+    _need_root()
+    resolved = settings.resolve_settings(
+        _cli_settings(args),
+        ads.read_ad(None, "machine ad"),
+        ads.read_ad(None, "job ad"),
+        settings.htcondor_config(),
+    )
+    if resolved.network_type != "nat":
+        raise UsageError("netns-test sets up NAT mode only")
+    user = resolve_user(args.user, False, None)
+    name = plan.derive_job_name(
+        args.name, ads.read_ad(None, ""), ads.read_ad(None, ""), os.getpid()
+    )
+    job_plan = plan.derive_plan(resolved, name)
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    with tempfile.TemporaryDirectory(prefix="lark-netns-test.") as tmp:
+        update_ad = Path(tmp) / "update.ad"
+        request = RunRequest(
+            job_plan,
+            [python, "-I", "-c", FETCH, args.target],
+            user,
+            {"PATH": "/usr/bin:/bin"},
+            Path("/"),
+            update_ad,
+        )
+        outcome = trio.run(Supervisor(request).run)
+        print("--- update ad ---")
+        print(update_ad.read_text() if update_ad.exists() else "(none written)", end="")
+    _report_cleanup(outcome.cleanup_errors, name)
+    return outcome.status
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    verbs = {
+        "run": cmd_run,
+        "cleanup": cmd_cleanup,
+        "ip-lock-test": cmd_ip_lock_test,
+        "ns-exec": cmd_ns_exec,
+        "netns-test": cmd_netns_test,
+    }
+    return verbs[args.command](args)

@@ -1,0 +1,140 @@
+"""The job: spawned as its user inside the job's netns, watched through a pidfd, signalled.
+
+The child inherits the network namespace of the thread that forks it, so we
+fork from a throwaway thread that has joined the job's namespace: no
+preexec_fn, no helper binary, and trio's own thread never switches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import pwd
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from .backends import netns as netns_backend
+from .errors import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, JobStartError, UsageError
+
+FORWARDED_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+
+
+@dataclass(frozen=True)
+class JobUser:
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+
+
+def resolve_user(requested: str | None, allow_root: bool, sudo_user: str | None) -> JobUser:
+    """The job's user: ``--user``, else the sudo caller; root only when asked explicitly."""
+    who = requested or sudo_user
+    if not who:
+        raise UsageError("no job user: pass --user USER (the job never runs as root by default)")
+    try:
+        entry = pwd.getpwuid(int(who)) if who.isdigit() else pwd.getpwnam(who)
+    except (KeyError, ValueError) as exc:
+        raise UsageError(f"job user {who!r} does not exist on this node") from exc
+    if entry.pw_uid == 0 and not allow_root:
+        raise UsageError("refusing to run the job as root; pass --allow-root if you mean it")
+    groups = tuple(sorted(set(os.getgrouplist(entry.pw_name, entry.pw_gid))))
+    return JobUser(entry.pw_name, entry.pw_uid, entry.pw_gid, groups)
+
+
+def exit_status(returncode: int) -> int:
+    """Popen's -N for a signal becomes the shell's 128+N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class Job:
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.pidfd = os.pidfd_open(proc.pid)
+
+    @classmethod
+    def spawn(
+        cls,
+        argv: Sequence[str],
+        netns: str | None,
+        user: JobUser,
+        env: Mapping[str, str],
+        cwd: Path | None,
+    ) -> Job:
+        """Start the job; raise JobStartError (126/127) when it cannot be executed."""
+
+        def fork() -> subprocess.Popen[bytes]:
+            if netns is not None:
+                fd = os.open(netns_backend.path_of(netns), os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    netns_backend.setns(fd)
+                finally:
+                    os.close(fd)
+            return subprocess.Popen(
+                list(argv),
+                env=dict(env),
+                cwd=cwd,
+                user=user.uid,
+                group=user.gid,
+                extra_groups=list(user.groups),
+                process_group=0,
+                close_fds=True,
+            )
+
+        try:
+            return cls(netns_backend.in_fresh_thread(fork))
+        except FileNotFoundError as exc:
+            raise JobStartError(f"job command not found: {argv[0]}", EXIT_NOT_FOUND) from exc
+        except PermissionError as exc:
+            raise JobStartError(
+                f"job command {argv[0]} cannot be executed by {user.name}: {exc.strerror}",
+                EXIT_CANNOT_EXECUTE,
+            ) from exc
+        except OSError as exc:
+            code = EXIT_NOT_FOUND if exc.errno == errno.ENOENT else EXIT_CANNOT_EXECUTE
+            raise JobStartError(f"cannot start job {argv[0]}: {exc.strerror}", code) from exc
+
+    async def wait(self) -> int:
+        await trio.lowlevel.wait_readable(self.pidfd)
+        return exit_status(self.proc.wait())
+
+    def signal(self, signum: int) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.pidfd, signum)
+
+    def close(self) -> None:
+        os.close(self.pidfd)
+
+
+def kill_netns_processes(netns: str) -> int:
+    """SIGKILL every process still inside the job's namespace (daemons the job left behind),
+    so the namespace and its veth can really go. Returns how many were killed."""
+    try:
+        target = netns_backend.path_of(netns).stat().st_ino
+    except FileNotFoundError:
+        return 0
+    killed = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry.name}/ns/net").st_ino == target:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return killed

@@ -1,0 +1,76 @@
+"""Pure naming rules: job names, interface, namespace and chain names.
+
+The kernel allows 15 characters in an interface name (IFNAMSIZ - 1), so a job
+name has at most 13 and ``e_<name>``/``i_<name>`` always fit -- the original
+Lark overflowed here with long slot names.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+
+from .errors import UsageError
+
+IFNAMSIZ = 16
+NAME_MAX = IFNAMSIZ - 1 - len("e_")  # 13
+NETNS_PREFIX = "lark-"
+CHAIN_PREFIX = "LARK_"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,12}$")
+_SLOT_RE = re.compile(r"^slot(\d+)(?:_(\d+))?$")
+
+
+def check_name(name: str) -> str:
+    """Validate an explicit job name (from root's ``--name``)."""
+    if not _NAME_RE.fullmatch(name):
+        raise UsageError(
+            f"job name {name!r} must be 1-{NAME_MAX} characters of letters, digits, '_' or '-'"
+            " and start with a letter or digit"
+        )
+    return name
+
+
+def _hashed(text: str) -> str:
+    digest = hashlib.sha256(text.encode()).digest()
+    return "h" + base64.b32encode(digest).decode().lower()[: NAME_MAX - 1]
+
+
+def derive_name(slot: str | None, job_id: str | None, fallback: str) -> str:
+    """A readable name from the slot and job id, or a hash when it does not fit.
+
+    ``slot1_2@node`` and job ``123.0`` give ``s1_2-123_0``. Slot names are unique
+    on a startd and a job id is unique in its schedd, so the pair is unique on
+    the node; ``fallback`` (e.g. the agent's pid) keeps ad-less runs unique.
+    """
+    parts: list[str] = []
+    if slot:
+        short = slot.split("@", 1)[0]
+        m = _SLOT_RE.fullmatch(short)
+        parts.append(f"s{m.group(1)}" + (f"_{m.group(2)}" if m.group(2) else "") if m else short)
+    if job_id:
+        parts.append(job_id.replace(".", "_"))
+    if not parts:
+        parts.append(fallback)
+    candidate = "-".join(parts)
+    if _NAME_RE.fullmatch(candidate):
+        return candidate
+    return _hashed("|".join(parts))
+
+
+def external_interface(name: str) -> str:
+    return f"e_{name}"
+
+
+def internal_interface(name: str) -> str:
+    return f"i_{name}"
+
+
+def netns_name(name: str) -> str:
+    return f"{NETNS_PREFIX}{name}"
+
+
+def chain_name(name: str) -> str:
+    """Chain names stay within iptables' 28 characters (nftables allows 256)."""
+    return f"{CHAIN_PREFIX}{name}"

@@ -1,0 +1,157 @@
+"""Admin settings from root-owned places only: CLI flags > machine ad > HTCondor config > default.
+
+The job ad is never a source here (DESIGN.md section 4); a machine-ad
+expression may still look at the job through ``TARGET``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import classad2
+
+from . import ads
+from .errors import ConfigError
+
+NETWORK_TYPES = ("nat", "bridge", "none")
+ADDRESS_TYPES = ("local", "dhcp", "static")
+DEFAULT_STATE_DIR = "/run/lark/state"
+DEFAULT_LOCK_DIR = "/run/lark/lock"
+
+
+@dataclass(frozen=True)
+class Settings:
+    use_network_namespaces: bool = True
+    network_type: str = "nat"
+    address_type: str | None = None  # None: the mode's default
+    accounting: bool = True
+    local_network: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.181.0/24")
+    accounting_interval_s: float = 5.0
+    state_dir: Path = Path(DEFAULT_STATE_DIR)
+    lock_dir: Path = Path(DEFAULT_LOCK_DIR)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off"):
+        return False
+    raise ValueError("is not a boolean (true or false)")
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if not isinstance(value, str) or value.lower() not in choices:
+            raise ValueError(f"is not one of {', '.join(choices)}")
+        return value.lower()
+
+    return parse
+
+
+def _network(value: Any) -> ipaddress.IPv4Network:
+    try:
+        net = ipaddress.IPv4Network(str(value).strip(), strict=True)
+    except ValueError as exc:
+        raise ValueError("is not an IPv4 network like 192.168.181.0/24") from exc
+    if net.prefixlen > 29:
+        raise ValueError("is too small: it needs a prefix of /29 or shorter")
+    return net
+
+
+def _interval(value: Any) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError("is not a number of seconds") from exc
+    if not 0.05 <= seconds <= 86400:
+        raise ValueError("must be between 0.05 and 86400 seconds")
+    return seconds
+
+
+def _path(value: Any) -> Path:
+    path = Path(str(value))
+    if not path.is_absolute():
+        raise ValueError("is not an absolute path")
+    return path
+
+
+@dataclass(frozen=True)
+class _Knob:
+    field: str
+    config: str | None  # HTCondor config knob
+    machine: str | None  # machine-ad attribute
+    parse: Callable[[Any], Any]
+
+
+KNOBS = (
+    _Knob("use_network_namespaces", "USE_NETWORK_NAMESPACES", None, _bool),
+    _Knob("network_type", None, "LarkNetworkType", _choice(NETWORK_TYPES)),
+    _Knob("address_type", None, "LarkAddressType", _choice(ADDRESS_TYPES)),
+    _Knob("accounting", "LARK_NETWORK_ACCOUNTING", "LarkNetworkAccounting", _bool),
+    _Knob("local_network", "LARK_LOCAL_NETWORK", None, _network),
+    _Knob("accounting_interval_s", "LARK_ACCOUNTING_INTERVAL", None, _interval),
+    _Knob("state_dir", "LARK_STATE_DIR", None, _path),
+    _Knob("lock_dir", "LARK_LOCK_DIR", None, _path),
+)
+
+
+def _shown(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else str(value)
+
+
+def resolve_settings(
+    cli: Mapping[str, Any],
+    machine_ad: classad2.ClassAd,
+    job_ad: classad2.ClassAd,
+    config: Mapping[str, str],
+) -> Settings:
+    """Pure: pick each setting from the first source that has it, and validate it there."""
+    values: dict[str, Any] = {}
+    for knob in KNOBS:
+        candidates = [(cli.get(knob.field), f"command line --{knob.field.replace('_', '-')}")]
+        if knob.machine:
+            candidates.append((ads.evaluate(machine_ad, knob.machine, job_ad), "machine ad"))
+        if knob.config:
+            candidates.append((config.get(knob.config), "HTCondor config"))
+        for raw, source in candidates:
+            if raw is None:
+                continue
+            name = knob.machine if source == "machine ad" else (knob.config or knob.field)
+            if raw is classad2.Value.Error:
+                raise ConfigError(f"{name} ({source}) evaluates to an error")
+            try:
+                values[knob.field] = knob.parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name} {_shown(raw)} ({source}) {exc}") from exc
+            break
+    return Settings(**values)
+
+
+def htcondor_config() -> Mapping[str, str]:
+    """HTCondor's config when this node has one; imported lazily since htcondor2 is slow to load."""
+    if not (os.environ.get("CONDOR_CONFIG") or os.path.exists("/etc/condor/condor_config")):
+        return {}
+    import htcondor2
+
+    class _Param(Mapping[str, str]):
+        def __getitem__(self, key: str) -> str:
+            value = htcondor2.param.get(key)
+            if value is None:
+                raise KeyError(key)
+            return value
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            return iter(())
+
+        def __len__(self) -> int:
+            return 0
+
+    return _Param()

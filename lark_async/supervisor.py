@@ -1,0 +1,285 @@
+"""One job, one nursery: set up, run and watch the job, and always tear down.
+
+The supervisor only sequences; kernel details live in backends/. Each
+resource is noted in the state record before it is created, and teardown
+(shielded, time-bounded) undoes exactly what the record lists, on every
+path: normal exit, job failure, setup failure, signals and cancellation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import classad2
+import trio
+
+from . import ads
+from .accounting import derive_accounting
+from .backends import address, netns, nft
+from .cleanup import undo_record
+from .errors import Interrupted, LarkError, map_errors
+from .jobproc import FORWARDED_SIGNALS, Job, JobUser
+from .plan import JobNetwork
+from .record import Record
+from .watch import watch_links
+
+CLEANUP_BUDGET_S = 30.0
+JOB_TERM_GRACE_S = 5.0
+
+log = logging.getLogger("lark.supervisor")
+
+
+@dataclass
+class RunRequest:
+    plan: JobNetwork
+    argv: Sequence[str]
+    user: JobUser
+    env: Mapping[str, str]
+    cwd: Path | None
+    update_ad: Path | None
+    job_ad: classad2.ClassAd = field(default_factory=classad2.ClassAd)
+    machine_ad: classad2.ClassAd = field(default_factory=classad2.ClassAd)
+
+
+@dataclass
+class Outcome:
+    status: int
+    cleanup_errors: list[LarkError]
+
+
+class Supervisor:
+    def __init__(self, request: RunRequest) -> None:
+        self.req = request
+        self.plan = request.plan
+        self.record: Record | None = None
+        self.lease: address.AddressLease | None = None
+        self.rules: nft.JobRules | None = None
+        self.job: Job | None = None
+        self.job_started = 0.0
+        self.interrupted: int | None = None
+        self.setup_scope = trio.CancelScope()
+        self.network_lost = False
+        self.last_counters: dict[str, tuple[int, int]] = {}
+
+    # -- the whole life ---------------------------------------------------
+
+    async def run(self) -> Outcome:
+        """Return the job's status; raise a LarkError if the job never started."""
+        status: int | None = None
+        cleanup_errors: list[LarkError] = []
+        with trio.open_signal_receiver(*FORWARDED_SIGNALS) as signals:
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._route_signals, signals)
+                    with self.setup_scope:
+                        await self._setup()
+                    if self.interrupted is not None:
+                        raise Interrupted(self.interrupted)
+                    status = await self._supervise()
+                    nursery.cancel_scope.cancel()
+            finally:
+                with trio.CancelScope(shield=True) as scope:
+                    scope.deadline = trio.current_time() + CLEANUP_BUDGET_S
+                    cleanup_errors = await self._teardown()
+                if scope.cancelled_caught:
+                    log.error(
+                        "cleanup of %s ran out of time after %s s", self.plan.name, CLEANUP_BUDGET_S
+                    )
+        assert status is not None
+        return Outcome(status, cleanup_errors)
+
+    async def _route_signals(self, signals: trio.abc.ReceiveChannel[int]) -> None:
+        async for signum in signals:
+            if self.job is not None:
+                log.info("forwarding signal %d to job %s", signum, self.plan.name)
+                self.job.signal(signum)
+            elif self.interrupted is None:
+                log.warning("signal %d during setup of %s: cleaning up", signum, self.plan.name)
+                self.interrupted = signum
+                self.setup_scope.cancel()
+
+    # -- setup ------------------------------------------------------------
+
+    async def _setup(self) -> None:
+        plan = self.plan
+        if plan.mode == "off":
+            log.info("USE_NETWORK_NAMESPACES is false: %s runs without Lark networking", plan.name)
+            await self._spawn(None)
+            return
+        self.record = record = Record.create(plan.state_dir, plan.name, _plan_record(plan))
+        addresses = None
+        if plan.mode == "nat":
+            record.note("address", lock_dir=str(plan.lock_dir))
+            self.lease = address.allocate(plan.local_network, plan.lock_dir, plan.name)
+            record.note("address", lock=str(self.lease.path))
+            addresses = self.lease.addresses
+            log.info(
+                "%s: addresses %s (host) / %s (job)",
+                plan.name,
+                addresses.external,
+                addresses.internal,
+            )
+
+        def note(step: str) -> None:
+            if step == "netns":
+                record.note(step, netns=plan.netns)
+            else:
+                record.note(step, external=plan.external_interface)
+
+        external = plan.external_interface if plan.mode == "nat" else None
+        await trio.to_thread.run_sync(
+            netns.in_fresh_thread,
+            lambda: netns.setup_job_netns(
+                plan.netns, external, plan.internal_interface, addresses, note
+            ),
+        )
+        await trio.lowlevel.checkpoint()
+        if addresses is not None:
+            await trio.to_thread.run_sync(netns.enable_forwarding)
+            self.rules = nft.JobRules(
+                plan.chain, plan.external_interface, addresses.internal, nat=True
+            )
+            record.note("firewall", **self.rules.to_record())
+            await trio.to_thread.run_sync(nft.apply_job, self.rules)
+        await trio.lowlevel.checkpoint()
+        self._publish({})
+        log.info(
+            "%s: network ready (%s), starting job %s", plan.name, plan.mode, list(self.req.argv)
+        )
+        await self._spawn(plan.netns)
+
+    async def _spawn(self, job_netns: str | None) -> None:
+        req = self.req
+        self.job = await trio.to_thread.run_sync(
+            lambda: Job.spawn(req.argv, job_netns, req.user, req.env, req.cwd)
+        )
+        self.job_started = time.monotonic()
+
+    # -- while the job runs -------------------------------------------------
+
+    async def _supervise(self) -> int:
+        assert self.job is not None
+        async with trio.open_nursery() as nursery:
+            if self.rules is not None:
+                nursery.start_soon(self._poll)
+                await nursery.start(watch_links, {self.plan.external_interface}, self._link_gone)
+            status = await self.job.wait()
+            nursery.cancel_scope.cancel()
+        log.info("%s: job exited with status %d", self.plan.name, status)
+        return status
+
+    def _link_gone(self, name: str) -> None:
+        self.network_lost = True
+        log.error(
+            "%s: interface %s was deleted while the job ran; the job has no network now",
+            self.plan.name,
+            name,
+        )
+
+    async def _poll(self) -> None:
+        while True:
+            await trio.sleep(self.plan.accounting_interval_s)
+            await self._read_counters()
+            self._publish(self.last_counters)
+            if not netns.netns_exists(self.plan.netns):
+                log.error(
+                    "%s: network namespace %s was removed by someone else",
+                    self.plan.name,
+                    self.plan.netns,
+                )
+
+    async def _read_counters(self) -> None:
+        if self.rules is None or not self.plan.accounting:
+            return
+        try:
+            self.last_counters = await trio.to_thread.run_sync(nft.read_counters, self.rules.chain)
+        except LarkError as exc:
+            log.warning(
+                "%s: counters unavailable, keeping the last values: %s", self.plan.name, exc
+            )
+
+    def _publish(self, counters: dict[str, tuple[int, int]]) -> None:
+        path = self.req.update_ad
+        if path is None:
+            return
+        values = _lark_attributes(self.plan, self.lease)
+        if self.plan.accounting and self.rules is not None:
+            elapsed = time.monotonic() - self.job_started if self.job_started else 0.0
+            values.update(derive_accounting(counters, elapsed))
+        try:
+            with map_errors(f"write update ad {path}"):
+                ads.write_atomically(path, ads.format_old(values))
+        except LarkError as exc:
+            log.warning("%s", exc)
+
+    # -- teardown -------------------------------------------------------------
+
+    async def _teardown(self) -> list[LarkError]:
+        if self.job is not None:
+            await self._stop_job()
+            if self.rules is not None:  # the final interval is read before the chain goes
+                await self._read_counters()
+                self._publish(self.last_counters)
+            self.job.close()
+        if self.record is None:
+            return []
+        lease = self.lease
+        errors = await trio.to_thread.run_sync(
+            lambda: undo_record(self.record, lease.release if lease else None)  # type: ignore[arg-type]
+        )
+        if errors:
+            log.error(
+                "%s: cleanup left %d problem(s); the state record %s stays for "
+                "`lark-agent cleanup`",
+                self.plan.name,
+                len(errors),
+                self.record.path,
+            )
+        else:
+            log.info("%s: cleaned up", self.plan.name)
+        return errors
+
+    async def _stop_job(self) -> None:
+        """The trio way: TERM, a grace period, then KILL; always reap."""
+        assert self.job is not None
+        if self.job.proc.poll() is not None:
+            return
+        self.job.signal(15)
+        with trio.move_on_after(JOB_TERM_GRACE_S):
+            await self.job.wait()
+            return
+        self.job.signal(9)
+        await self.job.wait()
+
+
+def _plan_record(plan: JobNetwork) -> dict[str, object]:
+    return {
+        "mode": plan.mode,
+        "netns": plan.netns,
+        "chain": plan.chain,
+        "external_interface": plan.external_interface,
+    }
+
+
+def _lark_attributes(plan: JobNetwork, lease: address.AddressLease | None) -> dict[str, object]:
+    values: dict[str, object] = {
+        "LarkNetworkType": plan.mode,
+        "LarkAddressType": plan.address_type or "none",
+    }
+    if plan.mode != "none":
+        values.update(
+            LarkIptableName=plan.chain,
+            LarkExternalInterface=plan.external_interface,
+            LarkInternalInterface=plan.internal_interface,
+        )
+    if lease is not None:
+        values.update(
+            LarkInnerAddressIPv4=str(lease.addresses.internal),
+            LarkExternalAddressIPv4=str(lease.addresses.external),
+            LarkGateway=str(lease.addresses.external),
+        )
+    return values
