@@ -210,6 +210,27 @@ def _wrapper_error(message: str) -> None:
         log.warning("cannot write $_CONDOR_WRAPPER_ERROR_FILE %s: %s", path, exc.strerror)
 
 
+def _first_leaf(group: BaseExceptionGroup) -> BaseException:
+    """Nurseries wrap errors in groups: report the first LarkError (they arrive in step order),
+    log the others."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for sub in exc.exceptions:
+                walk(sub)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    lark = [e for e in leaves if isinstance(e, LarkError)]
+    chosen = lark[0] if lark else leaves[0]
+    for other in leaves:
+        if other is not chosen:
+            log.error("also: %s: %s", type(other).__name__, other, extra={"to_stderr": False})
+    return chosen
+
+
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     parser = build_parser()
@@ -225,7 +246,10 @@ def main(argv: list[str] | None = None) -> int:
             log_path = _setup_logging(args.log_file, args.verbose)
         from . import commands
 
-        return commands.dispatch(args)
+        try:
+            return commands.dispatch(args)
+        except BaseExceptionGroup as group:
+            raise _first_leaf(group) from group
     except LarkError as exc:
         _report(str(exc))
         if command in (None, "run"):

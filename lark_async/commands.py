@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -127,6 +128,7 @@ def cmd_ip_lock_test(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"{args.network!r} {exc}") from exc
     lock_dir = Path(args.lock_dir or settings.DEFAULT_LOCK_DIR)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     lease = address.allocate(network, lock_dir, args.name or f"p{os.getpid()}")
     try:
         print(f"{lease.addresses.external} {lease.addresses.internal}", flush=True)

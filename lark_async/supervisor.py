@@ -9,6 +9,7 @@ path: normal exit, job failure, setup failure, signals and cancellation.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ from .watch import watch_links
 
 CLEANUP_BUDGET_S = 30.0
 JOB_TERM_GRACE_S = 5.0
+# Test hook: pause (cancellably) after the named setup steps, so tests can signal or kill the
+# agent at an exact point. Root-only like everything else here; unset in production.
+_TEST_PAUSES = set(filter(None, os.environ.get("_LARK_TEST_PAUSE_AFTER", "").split(",")))
 
 log = logging.getLogger("lark.supervisor")
 
@@ -61,6 +65,8 @@ class Supervisor:
         self.job: Job | None = None
         self.job_started = 0.0
         self.interrupted: int | None = None
+        self.spawning = False
+        self.held_signals: list[int] = []
         self.setup_scope = trio.CancelScope()
         self.network_lost = False
         self.last_counters: dict[str, tuple[int, int]] = {}
@@ -97,6 +103,8 @@ class Supervisor:
             if self.job is not None:
                 log.info("forwarding signal %d to job %s", signum, self.plan.name)
                 self.job.signal(signum)
+            elif self.spawning:  # the job exists any moment now: it gets the signal then
+                self.held_signals.append(signum)
             elif self.interrupted is None:
                 log.warning("signal %d during setup of %s: cleaning up", signum, self.plan.name)
                 self.interrupted = signum
@@ -116,6 +124,7 @@ class Supervisor:
             record.note("address", lock_dir=str(plan.lock_dir))
             self.lease = address.allocate(plan.local_network, plan.lock_dir, plan.name)
             record.note("address", lock=str(self.lease.path))
+            await self._step_done("address")
             addresses = self.lease.addresses
             log.info(
                 "%s: addresses %s (host) / %s (job)",
@@ -137,7 +146,7 @@ class Supervisor:
                 plan.netns, external, plan.internal_interface, addresses, note
             ),
         )
-        await trio.lowlevel.checkpoint()
+        await self._step_done("netns")
         if addresses is not None:
             await trio.to_thread.run_sync(netns.enable_forwarding)
             self.rules = nft.JobRules(
@@ -145,19 +154,28 @@ class Supervisor:
             )
             record.note("firewall", **self.rules.to_record())
             await trio.to_thread.run_sync(nft.apply_job, self.rules)
-        await trio.lowlevel.checkpoint()
+            await self._step_done("firewall")
         self._publish({})
         log.info(
             "%s: network ready (%s), starting job %s", plan.name, plan.mode, list(self.req.argv)
         )
         await self._spawn(plan.netns)
 
+    async def _step_done(self, step: str) -> None:
+        if step in _TEST_PAUSES:
+            log.warning("test pause after %s", step)
+            await trio.sleep(60)
+        await trio.lowlevel.checkpoint()
+
     async def _spawn(self, job_netns: str | None) -> None:
         req = self.req
+        self.spawning = True
         self.job = await trio.to_thread.run_sync(
             lambda: Job.spawn(req.argv, job_netns, req.user, req.env, req.cwd)
         )
         self.job_started = time.monotonic()
+        for signum in self.held_signals:
+            self.job.signal(signum)
 
     # -- while the job runs -------------------------------------------------
 

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from sandbox import Sandbox, new_prefix, sweep_stale  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "integration" in item.nodeid.split("::")[0]:
+            item.add_marker(pytest.mark.root)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stale_sandboxes():
+    if os.geteuid() == 0:
+        sweep_stale()
+    yield
+
+
+@pytest.fixture
+def sandbox():
+    """A site namespace with an HTTP server; add execute hosts with ``sandbox.add_host()``.
+
+    Fails the test when anything of it is left after the test body.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces)")
+    prefix = new_prefix()
+    box = Sandbox(prefix, Path(tempfile.mkdtemp(prefix=f"{prefix}.")), f"{prefix}-site")
+    try:
+        box.create_site()
+        yield box
+        left = box.wait_clean()
+        assert not left, f"left behind: {left}"
+    finally:
+        box.destroy()
+
+
+@pytest.fixture
+def host(sandbox):
+    return sandbox.add_host()

@@ -1,0 +1,456 @@
+"""NAT mode end to end: real namespaces, real nftables, a real HTTP peer on the site."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import classad2
+from sandbox import FILE_SIZES, SITE_ADDR, netns_list, nft_job_objects, sh
+
+PY = "/usr/bin/python3"
+FETCH = (
+    "import sys, urllib.request\n"
+    "n = len(urllib.request.urlopen(sys.argv[1], timeout=10).read())\n"
+    "print(n)\n"
+)
+
+
+def read_update_ad(path: Path) -> dict:
+    return dict(classad2.parseOne(path.read_text(), classad2.ParserType.Old).items())
+
+
+def run_fetch(sandbox, host, size: str, *extra: str, name: str | None = None):
+    ad = sandbox.tmp / f"{size}.update.ad"
+    result = sandbox.run_agent(
+        host,
+        "--user",
+        "nobody",
+        "--name",
+        name or sandbox.job_name(),
+        "--update-ad",
+        str(ad),
+        *extra,
+        "--",
+        PY,
+        "-I",
+        "-c",
+        FETCH,
+        sandbox.url(size),
+    )
+    return result, ad
+
+
+def test_download_is_counted_to_the_byte(sandbox, host):
+    result, ad_path = run_fetch(sandbox, host, "10m")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(FILE_SIZES["10m"])
+    ad = read_update_ad(ad_path)
+    payload = FILE_SIZES["10m"]
+    # IP bytes are payload + headers: never less than the payload, and not wildly more
+    assert payload <= ad["NetworkIncoming"] <= payload * 1.06
+    assert 0 < ad["NetworkOutgoing"] < payload * 0.05
+    assert ad["NetworkInputMb"] == ad["NetworkIncoming"] / (1024 * 1024)
+    assert ad["AverageBandwidthUsageIncoming"] > 0
+    name = sandbox.job_name()
+    assert ad["LarkIptableName"] == f"LARK_{name}"
+    assert ad["LarkExternalInterface"] == f"e_{name}"
+    assert ad["LarkInternalInterface"] == f"i_{name}"
+    assert ad["LarkNetworkType"] == "nat" and ad["LarkAddressType"] == "local"
+    assert ad["LarkGateway"] == ad["LarkExternalAddressIPv4"]
+    assert ad["LarkInnerAddressIPv4"].startswith("192.168.181.")
+
+
+def test_job_sees_its_own_network_and_the_site_sees_the_host(sandbox, host):
+    probe = (
+        "import socket, subprocess\n"
+        f"s = socket.create_connection(('{SITE_ADDR}', 8080)); print(s.getsockname()[0])\n"
+    )
+    result = sandbox.run_agent(
+        host, "--user", "nobody", "--name", sandbox.job_name(), "--", PY, "-I", "-c", probe
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith("192.168.181.")
+
+
+def test_exit_status_is_the_jobs(sandbox, host):
+    r = sandbox.run_agent(
+        host, "--user", "nobody", "--name", sandbox.job_name(), "--", "/bin/sh", "-c", "exit 7"
+    )
+    assert r.returncode == 7, r.stderr
+    r = sandbox.run_agent(
+        host,
+        "--user",
+        "nobody",
+        "--name",
+        sandbox.job_name(),
+        "--",
+        "/bin/sh",
+        "-c",
+        "kill -USR1 $$",
+    )
+    assert r.returncode == 128 + signal.SIGUSR1
+
+
+def test_job_runs_as_the_user_not_root(sandbox, host):
+    r = sandbox.run_agent(host, "--user", "nobody", "--name", sandbox.job_name(), "--", "id", "-u")
+    assert r.returncode == 0 and r.stdout.strip() == sh("id", "-u", "nobody").stdout.strip()
+
+
+def test_refuses_root_unless_asked(sandbox, host):
+    r = sandbox.run_agent(host, "--user", "root", "--name", sandbox.job_name(), "--", "true")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "lark-agent: error: refusing to run the job as root; pass --allow-root if you mean it"
+    ]
+    r = sandbox.run_agent(
+        host, "--user", "root", "--allow-root", "--name", sandbox.job_name(), "--", "id", "-u"
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "0"
+
+
+def test_signals_are_forwarded_to_the_job(sandbox, host):
+    script = "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.05; done"
+    proc = sandbox.start_agent(
+        host, "--user", "nobody", "--name", sandbox.job_name(), "--", "/bin/sh", "-c", script
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 42, err
+    assert "got-term" in out
+
+
+def test_job_killed_by_forwarded_signal_gives_128_plus_n(sandbox, host):
+    proc = sandbox.start_agent(
+        host,
+        "--user",
+        "nobody",
+        "--name",
+        sandbox.job_name(),
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo ready; exec sleep 30",
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGHUP)
+    proc.communicate(timeout=20)
+    assert proc.returncode == 128 + signal.SIGHUP
+
+
+def test_missing_job_binary_is_one_line_and_127(sandbox, host):
+    err_file = sandbox.tmp / "wrapper.err"
+    r = sandbox.run_agent(
+        host,
+        "--user",
+        "nobody",
+        "--name",
+        sandbox.job_name(),
+        "--",
+        "/nonexistent/job",
+        env={"_CONDOR_WRAPPER_ERROR_FILE": str(err_file)},
+    )
+    assert r.returncode == 127
+    assert r.stderr.strip().splitlines() == [
+        "lark-agent: error: job command not found: /nonexistent/job"
+    ]
+    assert "job command not found" in err_file.read_text()
+
+
+def test_malformed_job_ad_is_one_line_and_125(sandbox, host):
+    bad = sandbox.tmp / "job.ad"
+    bad.write_text('ClusterId = 5\nProcId = 0\nOwner = "alice\nCmd = (\n')
+    err_file = sandbox.tmp / "wrapper.err"
+    r = sandbox.run_agent(
+        host,
+        "--user",
+        "nobody",
+        "--job-ad",
+        str(bad),
+        "--",
+        "true",
+        env={"_CONDOR_WRAPPER_ERROR_FILE": str(err_file)},
+    )
+    assert r.returncode == 125
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"lark-agent: error: job ad {bad} line 3")
+    assert err_file.read_text().startswith("lark-agent: job ad")
+
+
+def test_unknown_network_type_names_setting_value_and_source(sandbox, host):
+    machine = sandbox.tmp / "machine.ad"
+    machine.write_text('Name = "slot1@node"\nLarkNetworkType = "brdige"\n')
+    r = sandbox.run_agent(host, "--user", "nobody", "--machine-ad", str(machine), "--", "true")
+    assert r.returncode == 125
+    assert r.stderr.strip() == (
+        'lark-agent: error: LarkNetworkType "brdige" (machine ad) is not one of nat, bridge, none'
+    )
+
+
+def test_job_ad_cannot_choose_settings_or_scripts(sandbox, host):
+    job = sandbox.tmp / "job.ad"
+    marker = sandbox.tmp / "pwned"
+    job.write_text(
+        f'ClusterId = 9\nProcId = 1\nLarkNetworkType = "none"\n'
+        f'LarkStartupScript = "/bin/touch {marker}"\nLarkLocalNetwork = "10.0.0.0/8"\n'
+    )
+    ad = sandbox.tmp / "u.ad"
+    r = sandbox.run_agent(
+        host,
+        "--user",
+        "nobody",
+        "--name",
+        sandbox.job_name(),
+        "--job-ad",
+        str(job),
+        "--update-ad",
+        str(ad),
+        "--",
+        "true",
+    )
+    assert r.returncode == 0, r.stderr
+    values = read_update_ad(ad)
+    assert values["LarkNetworkType"] == "nat"
+    assert values["LarkInnerAddressIPv4"].startswith("192.168.181.")
+    assert not marker.exists()
+
+
+def test_machine_ad_expression_may_look_at_the_job(sandbox, host):
+    job = sandbox.tmp / "job.ad"
+    job.write_text("ClusterId = 3\nProcId = 0\nWantNetwork = false\n")
+    machine = sandbox.tmp / "machine.ad"
+    machine.write_text(
+        'Name = "slot1_1@node"\n'
+        'LarkNetworkType = ifThenElse(TARGET.WantNetwork =?= false, "none", "nat")\n'
+    )
+    ad = sandbox.tmp / "u.ad"
+    r = sandbox.run_agent(
+        host,
+        "--user",
+        "nobody",
+        "--name",
+        sandbox.job_name(),
+        "--job-ad",
+        str(job),
+        "--machine-ad",
+        str(machine),
+        "--update-ad",
+        str(ad),
+        "--",
+        PY,
+        "-I",
+        "-c",
+        FETCH,
+        sandbox.url("1k"),
+    )
+    assert r.returncode != 0  # mode none: loopback only, the site is unreachable
+    assert read_update_ad(ad)["LarkNetworkType"] == "none"
+
+
+def test_default_name_comes_from_slot_and_job_id(sandbox, host):
+    job = sandbox.tmp / "job.ad"
+    job.write_text("ClusterId = 12\nProcId = 3\n")
+    machine = sandbox.tmp / "machine.ad"
+    machine.write_text(f'Name = "slot{sandbox.prefix[-4:]}_2@node"\n')
+    ad = sandbox.tmp / "u.ad"
+    r = sandbox.run_agent(
+        host,
+        "--user",
+        "nobody",
+        "--job-ad",
+        str(job),
+        "--machine-ad",
+        str(machine),
+        "--update-ad",
+        str(ad),
+        "--",
+        "true",
+    )
+    assert r.returncode == 0, r.stderr
+    name = read_update_ad(ad)["LarkExternalInterface"].removeprefix("e_")
+    assert len(name) <= 13 and "12_3" in name
+
+
+def test_exhausted_pool_is_a_clear_error(sandbox, host):
+    # a /29 holds two pairs; two running jobs use them up
+    args = ("--user", "nobody", "--local-network", "192.168.181.0/29")
+    running = [
+        sandbox.start_agent(
+            host,
+            *args,
+            "--name",
+            sandbox.job_name(f"r{i}"),
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo ready; exec sleep 30",
+        )
+        for i in range(2)
+    ]
+    try:
+        for proc in running:
+            assert proc.stdout.readline().strip() == "ready"
+        r = sandbox.run_agent(host, *args, "--name", sandbox.job_name("x"), "--", "true")
+        assert r.returncode == 125
+        assert r.stderr.strip() == (
+            "lark-agent: error: address pool LARK_LOCAL_NETWORK 192.168.181.0/29 is exhausted: "
+            "all 2 pairs are in use"
+        )
+    finally:
+        for proc in running:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=20)
+
+
+def test_concurrent_jobs_get_distinct_addresses(sandbox, host):
+    probe = "import socket; print(socket.create_connection(('%s', 8080)).getsockname()[0])"
+    procs = [
+        sandbox.start_agent(
+            host,
+            "--user",
+            "nobody",
+            "--name",
+            sandbox.job_name(f"c{i}"),
+            "--",
+            PY,
+            "-I",
+            "-c",
+            "import time; time.sleep(0.5); " + probe % SITE_ADDR,
+        )
+        for i in range(6)
+    ]
+    addresses = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        addresses.append(out.strip())
+    assert len(set(addresses)) == 6
+
+
+def test_sigterm_during_setup_cleans_up(sandbox, host):
+    for step in ("address", "netns", "firewall"):
+        proc = sandbox.start_agent(
+            host,
+            "--user",
+            "nobody",
+            "--name",
+            sandbox.job_name(),
+            "--",
+            "true",
+            env={"_LARK_TEST_PAUSE_AFTER": step},
+        )
+        line = proc.stderr.readline()
+        assert f"test pause after {step}" in line
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 128 + signal.SIGTERM
+        assert "interrupted by SIGTERM during setup" in err
+        assert not sandbox.wait_clean(), step
+
+
+def test_update_ad_is_refreshed_while_the_job_runs(sandbox, host):
+    ad = sandbox.tmp / "u.ad"
+    job = (
+        "import time, urllib.request\n"
+        f"urllib.request.urlopen('{sandbox.url('1m')}').read()\n"
+        "print('fetched', flush=True); time.sleep(3)\n"
+    )
+    proc = sandbox.start_agent(
+        host,
+        "--user",
+        "nobody",
+        "--name",
+        sandbox.job_name(),
+        "--accounting-interval",
+        "0.2",
+        "--update-ad",
+        str(ad),
+        "--",
+        PY,
+        "-I",
+        "-c",
+        job,
+    )
+    assert proc.stdout.readline().strip() == "fetched"
+    deadline = time.monotonic() + 5
+    seen = 0
+    while time.monotonic() < deadline and seen < FILE_SIZES["1m"]:
+        if ad.exists():
+            seen = read_update_ad(ad).get("NetworkIncoming", 0)
+        time.sleep(0.1)
+    assert seen >= FILE_SIZES["1m"]
+    proc.communicate(timeout=20)
+    assert proc.returncode == 0
+
+
+def test_deleted_veth_is_noticed_and_cleanup_still_completes(sandbox, host):
+    name = sandbox.job_name()
+    proc = sandbox.start_agent(
+        host, "--user", "nobody", "--name", name, "-v", "--", "/bin/sh", "-c", "echo ready; sleep 1"
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    sh("ip", "link", "del", f"e_{name}", netns=host.netns)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert f"interface e_{name} was deleted while the job ran" in err
+
+
+def test_leftover_daemons_in_the_job_namespace_are_killed(sandbox, host):
+    name = sandbox.job_name()
+    r = sandbox.run_agent(
+        host,
+        "--user",
+        "nobody",
+        "--name",
+        name,
+        "--",
+        "/bin/sh",
+        "-c",
+        "setsid sleep 300 >/dev/null 2>&1 < /dev/null & echo started",
+    )
+    assert r.returncode == 0, r.stderr
+    assert f"lark-{name}" not in netns_list()
+    assert not sh("pgrep", "-f", "^sleep 300$", check=False).stdout.strip()
+
+
+def test_table_has_nothing_of_the_job_afterwards(sandbox, host):
+    result, _ = run_fetch(sandbox, host, "1k")
+    assert result.returncode == 0, result.stderr
+    assert nft_job_objects(host.netns) == []
+    out = sh("nft", "list", "table", "inet", "lark", netns=host.netns).stdout
+    assert "jobs" in out  # the shared table stays, empty
+
+
+def test_netns_test_tool_fetches_and_prints_counts(sandbox, host):
+    r = sandbox.run_agent(
+        host, "--target", sandbox.url("1m"), "--name", sandbox.job_name(), verb="netns-test"
+    )
+    assert r.returncode == 0, r.stderr
+    assert f"fetched {FILE_SIZES['1m']} bytes" in r.stdout
+    incoming = [ln for ln in r.stdout.splitlines() if ln.startswith("NetworkIncoming")]
+    assert incoming and int(incoming[0].split("=")[1]) >= FILE_SIZES["1m"]
+
+
+def test_ip_lock_test_holds_a_pair(sandbox, host):
+    lock_dir = sandbox.lock_dir
+    args = ["--lock-dir", str(lock_dir)]
+    holder = subprocess.Popen(
+        sandbox.agent_argv(host, "192.168.181.0/29", "--hold", "5", *args, verb="ip-lock-test"),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    first = holder.stdout.readline().split()
+    second = sandbox.run_agent(host, "192.168.181.0/29", *args, verb="ip-lock-test")
+    assert second.returncode == 0
+    assert second.stdout.split() != first and len(first) == 2
+    holder.terminate()
+    assert holder.wait(10) == 128 + signal.SIGTERM  # released on SIGTERM: no file left
+
+
+def test_ns_exec_runs_in_fresh_namespaces(sandbox, host):
+    r = sandbox.run_agent(host, "--net", "--uts", "--", "ip", "-o", "link", verb="ns-exec")
+    assert r.returncode == 0, r.stderr
+    assert [ln.split(":")[1].strip() for ln in r.stdout.splitlines()] == ["lo"]

@@ -1,0 +1,253 @@
+"""Throwaway sites and execute hosts in network namespaces, and a leftover check.
+
+A *site* namespace holds a bridge with an address and an HTTP server serving
+files of known sizes. Each *execute host* namespace is wired to the site
+bridge by a veth uplink and has a default route to it. ``lark-agent`` runs
+inside a host namespace the way a node runs it: network namespace only
+(``nsenter --net``), so the job namespaces it names are visible to us.
+Every name carries the per-test prefix; nothing touches the machine's own
+interfaces, routes or firewall.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SITE_NET = "10.77.0"
+SITE_ADDR = f"{SITE_NET}.1"
+HTTP_PORT = 8080
+FILE_SIZES = {"1k": 1_000, "1m": 1_000_000, "10m": 10_000_000}
+AGENT = [sys.executable, "-m", "lark_async.cli"]
+TEST_PREFIX = "lkt"
+
+
+def sh(*cmd: str, check: bool = True, netns: str | None = None) -> subprocess.CompletedProcess:
+    argv = list(cmd)
+    if netns is not None:
+        argv = ["nsenter", f"--net=/run/netns/{netns}", *argv]
+    return subprocess.run(argv, check=check, capture_output=True, text=True)
+
+
+def netns_list() -> list[str]:
+    try:
+        return sorted(os.listdir("/run/netns"))
+    except FileNotFoundError:
+        return []
+
+
+@dataclass
+class Host:
+    netns: str
+    address: str
+
+
+@dataclass
+class Sandbox:
+    prefix: str
+    tmp: Path
+    site: str
+    hosts: list[Host] = field(default_factory=list)
+    procs: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.tmp / "state"
+
+    @property
+    def lock_dir(self) -> Path:
+        return self.tmp / "lock"
+
+    @property
+    def log_file(self) -> Path:
+        return self.tmp / "agent.log"
+
+    def url(self, size: str) -> str:
+        return f"http://{SITE_ADDR}:{HTTP_PORT}/{size}"
+
+    def job_name(self, suffix: str = "j1") -> str:
+        return f"{self.prefix}{suffix}"
+
+    # -- building ---------------------------------------------------------
+
+    def create_site(self) -> None:
+        sh("ip", "netns", "add", self.site)
+        n = ["ip", "-n", self.site]
+        sh(*n, "link", "set", "lo", "up")
+        sh(*n, "link", "add", "br0", "type", "bridge")
+        sh(*n, "addr", "add", f"{SITE_ADDR}/24", "dev", "br0")
+        sh(*n, "link", "set", "br0", "up")
+        www = self.tmp / "www"
+        www.mkdir()
+        for name, size in FILE_SIZES.items():
+            (www / name).write_bytes(os.urandom(size))
+        self.start_in(
+            self.site,
+            [sys.executable, "-m", "http.server", "-d", str(www), "-b", SITE_ADDR, str(HTTP_PORT)],
+        )
+        self.wait_for_port(self.site, SITE_ADDR, HTTP_PORT)
+
+    def add_host(self) -> Host:
+        index = len(self.hosts) + 1
+        host = Host(f"{self.prefix}-h{index}", f"{SITE_NET}.{10 + index}")
+        sh("ip", "netns", "add", host.netns)
+        up = f"up{index}"
+        sh(
+            "ip",
+            "-n",
+            self.site,
+            "link",
+            "add",
+            up,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "uplink",
+            "netns",
+            host.netns,
+        )
+        sh("ip", "-n", self.site, "link", "set", up, "master", "br0", "up")
+        n = ["ip", "-n", host.netns]
+        sh(*n, "link", "set", "lo", "up")
+        sh(*n, "addr", "add", f"{host.address}/24", "dev", "uplink")
+        sh(*n, "link", "set", "uplink", "up")
+        sh(*n, "route", "add", "default", "via", SITE_ADDR)
+        self.hosts.append(host)
+        return host
+
+    def start_in(self, netns: str, argv: list[str]) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{netns}", *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def wait_for_port(self, netns: str, addr: str, port: int, timeout: float = 10.0) -> None:
+        probe = (
+            f"import socket,sys,time\nend=time.time()+{timeout}\n"
+            "while time.time()<end:\n"
+            f"  try: socket.create_connection(('{addr}',{port}),0.5).close(); sys.exit(0)\n"
+            "  except OSError: time.sleep(0.05)\nsys.exit(1)"
+        )
+        sh(sys.executable, "-c", probe, netns=netns)
+
+    # -- running the agent ------------------------------------------------
+
+    def agent_argv(self, host: Host, *args: str, verb: str = "run") -> list[str]:
+        base = ["nsenter", f"--net=/run/netns/{host.netns}", *AGENT, verb]
+        if verb in ("run", "netns-test"):
+            base += [
+                "--state-dir",
+                str(self.state_dir),
+                "--lock-dir",
+                str(self.lock_dir),
+                "--log-file",
+                str(self.log_file),
+            ]
+        return [*base, *args]
+
+    def run_agent(
+        self,
+        host: Host,
+        *args: str,
+        env: dict | None = None,
+        timeout: float = 60,
+        verb: str = "run",
+    ) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, **(env or {})}
+        return subprocess.run(
+            self.agent_argv(host, *args, verb=verb),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=full_env,
+        )
+
+    def start_agent(self, host: Host, *args: str, env: dict | None = None) -> subprocess.Popen:
+        return subprocess.Popen(
+            self.agent_argv(host, *args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+
+    # -- checking ---------------------------------------------------------
+
+    def leftovers(self) -> list[str]:
+        """Everything of this test's that is still there (empty list: clean)."""
+        found = []
+        for ns in netns_list():
+            if ns.startswith(f"lark-{self.prefix}"):
+                found.append(f"job netns {ns}")
+        for host in self.hosts:
+            links = sh("ip", "-o", "link", "show", netns=host.netns).stdout
+            for line in links.splitlines():
+                name = line.split(":")[1].strip().split("@")[0]
+                if name not in ("lo", "uplink"):
+                    found.append(f"link {name} in {host.netns}")
+            found += [f"{item} in {host.netns}" for item in nft_job_objects(host.netns)]
+        for d in (self.state_dir, self.lock_dir):
+            if d.exists():
+                found += [f"file {p}" for p in d.iterdir()]
+        return found
+
+    def wait_clean(self, timeout: float = 5.0) -> list[str]:
+        end = time.monotonic() + timeout
+        while (left := self.leftovers()) and time.monotonic() < end:
+            time.sleep(0.05)
+        return left
+
+    # -- teardown ---------------------------------------------------------
+
+    def destroy(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        for ns in netns_list():
+            if ns.startswith((f"lark-{self.prefix}", f"{self.prefix}-")):
+                sh("ip", "netns", "del", ns, check=False)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def nft_job_objects(netns: str) -> list[str]:
+    """Job chains and map/set elements of Lark's table in a host namespace."""
+    out = sh("nft", "-j", "list", "table", "inet", "lark", netns=netns, check=False)
+    if out.returncode != 0:
+        return []
+    found = []
+    for item in json.loads(out.stdout).get("nftables", []):
+        if "chain" in item and item["chain"]["name"].startswith("LARK_"):
+            found.append(f"nft chain {item['chain']['name']}")
+        for kind in ("map", "set"):
+            obj = item.get(kind)
+            if obj and obj.get("elem"):
+                found.append(f"nft {kind} {obj['name']} elements {obj['elem']}")
+    return found
+
+
+def new_prefix() -> str:
+    return f"{TEST_PREFIX}{secrets.token_hex(2)}"
+
+
+def sweep_stale() -> None:
+    """Remove namespaces an earlier, interrupted test run left (our prefix only)."""
+    for ns in netns_list():
+        if ns.startswith(("lark-lkt", "lkt")) and len(ns) > 4:
+            sh("ip", "netns", "del", ns, check=False)
