@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from sandbox import Sandbox, new_prefix, sweep_stale  # noqa: E402
+from sandbox import Sandbox, new_prefix, sweep_stale
 
 
 def pytest_collection_modifyitems(config, items):
