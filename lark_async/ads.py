@@ -72,12 +72,17 @@ def evaluate(ad: classad2.ClassAd, attr: str, target: classad2.ClassAd | None = 
     return value
 
 
+def _literal(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return classad2.quote(str(value))
+
+
 def format_old(values: Mapping[str, object]) -> str:
-    """Old-syntax ad text; strings are quoted by classad2 so job data cannot inject lines."""
-    ad = classad2.ClassAd()
-    for key, value in values.items():
-        ad[key] = value
-    return ad.printOld()
+    """Old-syntax ad text, sorted; strings are quoted by classad2 so data cannot inject lines."""
+    return "".join(f"{key} = {_literal(values[key])}\n" for key in sorted(values))
 
 
 def write_atomically(path: Path, text: str) -> None:
