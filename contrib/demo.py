@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from sandbox import FILE_SIZES, Sandbox, new_prefix  # noqa: E402
+from sandbox import FILE_SIZES, Sandbox, new_prefix
 
 FETCH = (
     "import sys, urllib.request\n"
