@@ -15,17 +15,19 @@ def derive_accounting(counters: dict[str, tuple[int, int]], elapsed_s: float) ->
     commented counting rule an admin added to the job's chain (invalid names are skipped)."""
     incoming = counters.get(INCOMING, (0, 0))[0]
     outgoing = counters.get(OUTGOING, (0, 0))[0]
-    elapsed = max(elapsed_s, 1e-6)
     values: dict[str, object] = {
         "NetworkIncoming": incoming,
         "NetworkOutgoing": outgoing,
         "NetworkInputMb": incoming / BYTES_PER_MB,
         "NetworkOutputMb": outgoing / BYTES_PER_MB,
-        "AverageBandwidthUsageIncoming": incoming / elapsed,
-        "AverageBandwidthUsageOutgoing": outgoing / elapsed,
+        "AverageBandwidthUsageIncoming": incoming / elapsed_s if elapsed_s > 0 else 0.0,
+        "AverageBandwidthUsageOutgoing": outgoing / elapsed_s if elapsed_s > 0 else 0.0,
     }
+    taken = {key.lower() for key in values}  # ClassAd attribute names ignore case
     for comment, (nbytes, _packets) in sorted(counters.items()):
-        if comment in (INCOMING, OUTGOING) or not _ATTR_RE.fullmatch(comment):
+        attr = f"Network{comment}"
+        if not _ATTR_RE.fullmatch(comment) or attr.lower() in taken:
             continue
-        values.setdefault(f"Network{comment}", nbytes)
+        taken.add(attr.lower())
+        values[attr] = nbytes
     return values

@@ -21,26 +21,37 @@ _ATTR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
 
 def parse_ad(text: str, what: str) -> classad2.ClassAd:
-    """Parse old (``A = 1`` lines) or new (``[ A = 1; ]``) syntax; raise AdError naming the line."""
+    """Parse old (``A = 1`` lines) or new (``[ A = 1; ]``) syntax; raise AdError naming the line.
+
+    Old syntax goes through classad2's own old-syntax parser (HTCondor's rules, literal
+    backslashes included), which silently stops at the first bad line: every line's
+    attribute must therefore come out of it, and the first one missing is the bad line.
+    The new-syntax parser accepts truncated input, so the text is first checked whole.
+    """
     stripped = text.strip()
     if stripped.startswith("["):
         try:
+            classad2.ExprTree(stripped)
             return classad2.parseOne(stripped, classad2.ParserType.New)
         except (ValueError, classad2.ClassAdException) as exc:
-            raise AdError(f"{what}: not a valid new-syntax ClassAd ({exc})") from exc
-    ad = classad2.ClassAd()
+            raise AdError(f"{what}: not a valid new-syntax ClassAd") from exc
+    lines: list[tuple[int, str, str]] = []
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
-        if not line or line.startswith("#") or line.startswith("***") or line == "------":
+        if not line or line.startswith(("#", "***")) or line == "------":
             continue
-        attr, eq, expr = line.partition("=")
+        attr, eq, _ = line.partition("=")
         attr = attr.strip()
         if not eq or not _ATTR_RE.fullmatch(attr):
             raise AdError(f"{what} line {lineno}: expected 'Attribute = value', got {line[:60]!r}")
-        try:
-            ad[attr] = classad2.ExprTree(expr.strip())
-        except (ValueError, classad2.ClassAdException) as exc:
-            raise AdError(f"{what} line {lineno}: cannot parse the value of {attr}") from exc
+        lines.append((lineno, attr, line))
+    try:
+        ad = classad2.parseOne("\n".join(line for _, _, line in lines), classad2.ParserType.Old)
+    except (ValueError, classad2.ClassAdException):
+        ad = classad2.ClassAd()
+    for lineno, attr, _ in lines:
+        if attr not in ad:
+            raise AdError(f"{what} line {lineno}: cannot parse the value of {attr}")
     return ad
 
 
@@ -72,17 +83,14 @@ def evaluate(ad: classad2.ClassAd, attr: str, target: classad2.ClassAd | None = 
     return value
 
 
-def _literal(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return classad2.quote(str(value))
-
-
 def format_old(values: Mapping[str, object]) -> str:
-    """Old-syntax ad text, sorted; strings are quoted by classad2 so data cannot inject lines."""
-    return "".join(f"{key} = {_literal(values[key])}\n" for key in sorted(values))
+    """Old-syntax ad text, one sorted line per attribute, escaped by classad2's own writer."""
+    ad = classad2.ClassAd()
+    for key, value in values.items():
+        if isinstance(value, str):  # one attribute, one line, whatever the value holds
+            value = "".join(c if c.isprintable() else "?" for c in value)
+        ad[key] = value
+    return "".join(f"{line}\n" for line in sorted(ad.printOld().splitlines()) if line)
 
 
 def write_atomically(path: Path, text: str) -> None:

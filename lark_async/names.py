@@ -45,8 +45,8 @@ def derive_name(slot: str | None, job_id: str | None, fallback: str) -> str:
     the node; ``fallback`` (e.g. the agent's pid) keeps ad-less runs unique.
     """
     parts: list[str] = []
-    if slot:
-        short = slot.split("@", 1)[0]
+    short = slot.split("@", 1)[0] if slot else ""
+    if short:
         m = _SLOT_RE.fullmatch(short)
         parts.append(f"s{m.group(1)}" + (f"_{m.group(2)}" if m.group(2) else "") if m else short)
     if job_id:

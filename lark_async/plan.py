@@ -31,7 +31,7 @@ class JobNetwork:
 
 def _job_id(job_ad: classad2.ClassAd) -> str | None:
     cluster, proc = ads.evaluate(job_ad, "ClusterId"), ads.evaluate(job_ad, "ProcId")
-    if isinstance(cluster, int) and isinstance(proc, int) and cluster >= 0 and proc >= 0:
+    if type(cluster) is int and type(proc) is int and cluster >= 0 and proc >= 0:
         return f"{cluster}.{proc}"
     return None
 
@@ -44,7 +44,7 @@ def _slot(machine_ad: classad2.ClassAd) -> str | None:
 def derive_job_name(
     explicit: str | None, job_ad: classad2.ClassAd, machine_ad: classad2.ClassAd, pid: int
 ) -> str:
-    if explicit:
+    if explicit is not None:
         return names.check_name(explicit)
     return names.derive_name(_slot(machine_ad), _job_id(job_ad), f"p{pid}")
 

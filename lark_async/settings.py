@@ -63,6 +63,8 @@ def _network(value: Any) -> ipaddress.IPv4Network:
         raise ValueError("is not an IPv4 network like 192.168.181.0/24") from exc
     if net.prefixlen > 29:
         raise ValueError("is too small: it needs a prefix of /29 or shorter")
+    if net.prefixlen < 16:
+        raise ValueError("is too large: use a prefix of /16 (32766 jobs) or longer")
     return net
 
 

@@ -26,7 +26,7 @@ from .errors import Interrupted, LarkError, map_errors
 from .jobproc import FORWARDED_SIGNALS, Job, JobUser
 from .plan import JobNetwork
 from .record import Record
-from .watch import watch_links
+from .watch import watch_link
 
 CLEANUP_BUDGET_S = 30.0
 JOB_TERM_GRACE_S = 5.0
@@ -90,7 +90,7 @@ class Supervisor:
             finally:
                 with trio.CancelScope(shield=True) as scope:
                     scope.deadline = trio.current_time() + CLEANUP_BUDGET_S
-                    cleanup_errors = await self._teardown()
+                    cleanup_errors = await self.teardown()
                 if scope.cancelled_caught:
                     log.error(
                         "cleanup of %s ran out of time after %s s", self.plan.name, CLEANUP_BUDGET_S
@@ -118,6 +118,21 @@ class Supervisor:
             log.info("USE_NETWORK_NAMESPACES is false: %s runs without Lark networking", plan.name)
             await self._spawn(None)
             return
+        started = time.perf_counter()
+        await self.setup_network()
+        self._publish({})
+        log.info(
+            "%s: network ready (%s) in %.1f ms, starting job %s",
+            plan.name,
+            plan.mode,
+            (time.perf_counter() - started) * 1000,
+            list(self.req.argv),
+        )
+        await self._spawn(plan.netns)
+
+    async def setup_network(self) -> None:
+        """Everything but the job: record, address, netns + veth, firewall."""
+        plan = self.plan
         self.record = record = Record.create(plan.state_dir, plan.name, _plan_record(plan))
         addresses = None
         if plan.mode == "nat":
@@ -155,11 +170,6 @@ class Supervisor:
             record.note("firewall", **self.rules.to_record())
             await trio.to_thread.run_sync(nft.apply_job, self.rules)
             await self._step_done("firewall")
-        self._publish({})
-        log.info(
-            "%s: network ready (%s), starting job %s", plan.name, plan.mode, list(self.req.argv)
-        )
-        await self._spawn(plan.netns)
 
     async def _step_done(self, step: str) -> None:
         if step in _TEST_PAUSES:
@@ -184,7 +194,7 @@ class Supervisor:
         async with trio.open_nursery() as nursery:
             if self.rules is not None:
                 nursery.start_soon(self._poll)
-                await nursery.start(watch_links, {self.plan.external_interface}, self._link_gone)
+                await nursery.start(watch_link, self.plan.external_interface, self._link_gone)
             status = await self.job.wait()
             nursery.cancel_scope.cancel()
         log.info("%s: job exited with status %d", self.plan.name, status)
@@ -236,7 +246,8 @@ class Supervisor:
 
     # -- teardown -------------------------------------------------------------
 
-    async def _teardown(self) -> list[LarkError]:
+    async def teardown(self) -> list[LarkError]:
+        """Stop the job, read and publish the final counters, then undo the record."""
         if self.job is not None:
             await self._stop_job()
             if self.rules is not None:  # the final interval is read before the chain goes

@@ -23,14 +23,18 @@ from .netns import Addresses
 
 def pool_pairs(network: ipaddress.IPv4Network) -> list[Addresses]:
     """(external, internal) pairs of the network, skipping the network and broadcast addresses."""
-    base = int(network.network_address)
-    pairs = []
-    for offset in range(0, network.num_addresses, 2):
-        ext, internal = base + offset, base + offset + 1
-        if ext == base or internal == int(network.broadcast_address):
-            continue
-        pairs.append(Addresses(ipaddress.IPv4Address(ext), ipaddress.IPv4Address(internal)))
-    return pairs
+    return [pool_pair(network, k) for k in range(pool_size(network))]
+
+
+def pool_size(network: ipaddress.IPv4Network) -> int:
+    return network.num_addresses // 2 - 2
+
+
+def pool_pair(network: ipaddress.IPv4Network, k: int) -> Addresses:
+    """Pair k of the pool: the pair holding the network address is skipped (the last pair,
+    holding the broadcast address, is beyond pool_size)."""
+    base = int(network.network_address) + 2 * (k + 1)
+    return Addresses(ipaddress.IPv4Address(base), ipaddress.IPv4Address(base + 1))
 
 
 def lock_path(lock_dir: Path, addresses: Addresses) -> Path:
@@ -88,14 +92,14 @@ def allocate(network: ipaddress.IPv4Network, lock_dir: Path, name: str) -> Addre
     fighting over the lowest pair, so setup time does not grow with the
     number of jobs already running.
     """
-    pairs = pool_pairs(network)
-    if not pairs:
+    size = pool_size(network)
+    if size <= 0:
         raise ResourceError(f"LARK_LOCAL_NETWORK {network} has no address pairs")
     with map_errors(f"create lock dir {lock_dir}", ResourceError):
         lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    start = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % len(pairs)
-    for i in range(len(pairs)):
-        addresses = pairs[(start + i) % len(pairs)]
+    start = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % size
+    for i in range(size):
+        addresses = pool_pair(network, (start + i) % size)
         path = lock_path(lock_dir, addresses)
         with map_errors(f"lock {path}", ResourceError):
             fd = _try_lock(path)
@@ -105,7 +109,7 @@ def allocate(network: ipaddress.IPv4Network, lock_dir: Path, name: str) -> Addre
                 os.write(fd, f"{os.getpid()} {name}\n".encode())
             return AddressLease(addresses, path, fd)
     raise ResourceError(
-        f"address pool LARK_LOCAL_NETWORK {network} is exhausted: all {len(pairs)} pairs are in use"
+        f"address pool LARK_LOCAL_NETWORK {network} is exhausted: all {size} pairs are in use"
     )
 
 

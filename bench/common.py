@@ -1,0 +1,72 @@
+"""Shared bits of the benchmarks: a throwaway host namespace, statistics, tables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+INNER = "LARK_BENCH_INNER"
+
+
+def in_bench_host(script: str, argv: Sequence[str]) -> int:
+    """Re-run ``script`` inside a fresh host namespace (network only) and remove it after.
+
+    Everything the benchmark creates lives in that namespace or in /run/netns under
+    the bench prefix; the machine's own network is never touched.
+    """
+    if os.environ.get(INNER):
+        return -1
+    if os.geteuid() != 0:
+        sys.exit("run the benchmarks as root (they create network namespaces)")
+    prefix = f"lkb{secrets.token_hex(2)}"
+    host = f"{prefix}-host"
+    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}."))
+    subprocess.run(["ip", "netns", "add", host], check=True)
+    try:
+        subprocess.run(["ip", "-n", host, "link", "set", "lo", "up"], check=True)
+        env = {**os.environ, INNER: prefix, "LARK_BENCH_TMP": str(tmp)}
+        return subprocess.run(
+            ["nsenter", f"--net=/run/netns/{host}", sys.executable, script, *argv], env=env
+        ).returncode
+    finally:
+        for ns in os.listdir("/run/netns"):
+            if ns.startswith((prefix, f"lark-{prefix}")):
+                subprocess.run(["ip", "netns", "del", ns], check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench_prefix() -> str:
+    return os.environ[INNER]
+
+
+def bench_tmp() -> Path:
+    return Path(os.environ["LARK_BENCH_TMP"])
+
+
+def summary(samples_s: Sequence[float]) -> tuple[float, float, float]:
+    """Median and interquartile range, in milliseconds."""
+    ms = sorted(s * 1000 for s in samples_s)
+    q = statistics.quantiles(ms, n=4) if len(ms) > 1 else [ms[0]] * 3
+    return statistics.median(ms), q[0], q[2]
+
+
+def print_table(title: str, rows: list[tuple[str, Sequence[float]]], baselines: Sequence[str]):
+    """One row per contender: median, IQR, and the ratio of medians to each baseline row."""
+    medians = {name: summary(s)[0] for name, s in rows}
+    print(f"\n{title}")
+    head = f"{'contender':<44} {'median ms':>10} {'p25-p75 ms':>16} {'n':>4}"
+    head += "".join(f" {'/ ' + b:>16}" for b in baselines)
+    print(head)
+    print("-" * len(head))
+    for name, samples in rows:
+        med, p25, p75 = summary(samples)
+        line = f"{name:<44} {med:>10.2f} {f'{p25:.2f}-{p75:.2f}':>16} {len(samples):>4}"
+        line += "".join(f" {med / medians[b]:>15.2f}x" for b in baselines)
+        print(line)

@@ -1,0 +1,111 @@
+"""Many concurrent NAT jobs on one host: does setup slow down as jobs pile up?
+
+    sudo .venv/bin/python bench/scale.py [--jobs 200]
+
+Starts one ``lark-agent run`` after another (each job stays running), reads
+each agent's own "network ready in X ms" from its log, then compares the
+setup time of the last ten jobs with that of the first ten. Afterwards all
+agents get SIGTERM (forwarded to their jobs) and the bench checks that every
+namespace, link, nft chain and element, lock and state record is gone.
+Runs inside a throwaway host namespace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import bench_prefix, bench_tmp, in_bench_host, print_table  # noqa: E402
+
+READY = re.compile(r"network ready \(nat\) in ([0-9.]+) ms")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def leftovers(prefix: str, tmp: Path) -> list[str]:
+    found = [f"netns {n}" for n in os.listdir("/run/netns") if n.startswith(f"lark-{prefix}")]
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    found += [f"link {ln.split(':')[1].strip()}" for ln in links.splitlines() if " e_" in ln]
+    out = subprocess.run(["nft", "-j", "list", "table", "inet", "lark"], capture_output=True,
+                         text=True).stdout
+    for item in json.loads(out or "{}").get("nftables", []):
+        if "chain" in item and item["chain"]["name"].startswith("LARK_"):
+            found.append(f"chain {item['chain']['name']}")
+        for kind in ("map", "set"):
+            if item.get(kind, {}).get("elem"):
+                found.append(f"{kind} {item[kind]['name']} not empty")
+    for d in ("state", "lock"):
+        if (tmp / d).exists():
+            found += [f"file {p}" for p in (tmp / d).iterdir()]
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=200)
+    args = parser.parse_args()
+    rc = in_bench_host(__file__, sys.argv[1:])
+    if rc >= 0:
+        return rc
+    prefix, tmp = bench_prefix(), bench_tmp()
+    (tmp / "logs").mkdir()
+    agents: list[subprocess.Popen] = []
+    setup_ms: list[float] = []
+    t_start = time.perf_counter()
+    try:
+        for i in range(args.jobs):
+            log = tmp / "logs" / f"{i}.log"
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "lark_async.cli", "run", "--user", "nobody",
+                 "--name", f"{prefix}{i}", "--local-network", "192.168.180.0/22",
+                 "--state-dir", str(tmp / "state"), "--lock-dir", str(tmp / "lock"),
+                 "--log-file", str(log), "--accounting-interval", "5",
+                 "--", "/bin/sh", "-c", "echo ready; exec sleep 3600"],
+                stdout=subprocess.PIPE, text=True,
+            )
+            agents.append(proc)
+            if proc.stdout.readline().strip() != "ready":
+                raise SystemExit(f"job {i} did not start; see {log}")
+            match = READY.search(log.read_text())
+            setup_ms.append(float(match.group(1)) / 1000 if match else float("nan"))
+        started_s = time.perf_counter() - t_start
+        rss = sorted(rss_kib(p.pid) for p in agents)
+        chains = subprocess.run(["nft", "list", "table", "inet", "lark"], capture_output=True,
+                                text=True).stdout.count("chain LARK_")
+    finally:
+        t0 = time.perf_counter()
+        for proc in agents:
+            proc.send_signal(signal.SIGTERM)
+        codes = [proc.wait(60) for proc in agents]
+        stop_s = time.perf_counter() - t0
+    left = leftovers(prefix, tmp)
+    n = args.jobs
+    first, last = setup_ms[:10], setup_ms[-10:]
+    print_table(
+        f"{n} concurrent NAT jobs on one host: per-job network setup, from each agent's log",
+        [("jobs 1-10", first), (f"jobs {n - 9}-{n}", last), ("all jobs", setup_ms)],
+        ["jobs 1-10"],
+    )
+    print(f"\n{chains} job chains while all ran; all {n} started in {started_s:.1f} s; "
+          f"stopped in {stop_s:.1f} s; exit codes {sorted(set(codes))}")
+    print(f"agent RSS: median {rss[len(rss) // 2] / 1024:.1f} MiB, "
+          f"total {sum(rss) / 1024:.0f} MiB")
+    print("nothing left behind" if not left else f"LEFT BEHIND: {left[:10]}")
+    return 0 if not left and chains == n else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
