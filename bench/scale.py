@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import bench_prefix, bench_tmp, in_bench_host, print_table  # noqa: E402
 
-READY = re.compile(r"network ready \(nat\) in ([0-9.]+) ms")
+READY = re.compile(r"network ready \(nat\) in ([0-9.]+) ms \(([^)]*)\)")
 
 
 def rss_kib(pid: int) -> int:
@@ -56,6 +56,7 @@ def leftovers(prefix: str, tmp: Path) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--interval", default="5", help="LARK_ACCOUNTING_INTERVAL of the jobs")
     args = parser.parse_args()
     rc = in_bench_host(__file__, sys.argv[1:])
     if rc >= 0:
@@ -64,6 +65,7 @@ def main() -> int:
     (tmp / "logs").mkdir()
     agents: list[subprocess.Popen] = []
     setup_ms: list[float] = []
+    steps: list[str] = []
     t_start = time.perf_counter()
     try:
         for i in range(args.jobs):
@@ -72,7 +74,7 @@ def main() -> int:
                 [sys.executable, "-m", "lark_async.cli", "run", "--user", "nobody",
                  "--name", f"{prefix}{i}", "--local-network", "192.168.180.0/22",
                  "--state-dir", str(tmp / "state"), "--lock-dir", str(tmp / "lock"),
-                 "--log-file", str(log), "--accounting-interval", "5",
+                 "--log-file", str(log), "--accounting-interval", args.interval,
                  "--", "/bin/sh", "-c", "echo ready; exec sleep 3600"],
                 stdout=subprocess.PIPE, text=True,
             )
@@ -81,6 +83,7 @@ def main() -> int:
                 raise SystemExit(f"job {i} did not start; see {log}")
             match = READY.search(log.read_text())
             setup_ms.append(float(match.group(1)) / 1000 if match else float("nan"))
+            steps.append(match.group(2) if match else "?")
         started_s = time.perf_counter() - t_start
         rss = sorted(rss_kib(p.pid) for p in agents)
         chains = subprocess.run(["nft", "list", "table", "inet", "lark"], capture_output=True,
@@ -99,7 +102,8 @@ def main() -> int:
         [("jobs 1-10", first), (f"jobs {n - 9}-{n}", last), ("all jobs", setup_ms)],
         ["jobs 1-10"],
     )
-    print(f"\n{chains} job chains while all ran; all {n} started in {started_s:.1f} s; "
+    print(f"\nsteps (ms) of job 1: {steps[0]}; of job {n}: {steps[-1]}")
+    print(f"{chains} job chains while all ran; all {n} started in {started_s:.1f} s; "
           f"stopped in {stop_s:.1f} s; exit codes {sorted(set(codes))}")
     print(f"agent RSS: median {rss[len(rss) // 2] / 1024:.1f} MiB, "
           f"total {sum(rss) / 1024:.0f} MiB")

@@ -1,8 +1,8 @@
 """ClassAds in and out: job and machine ads are read strictly, the update ad is written atomically.
 
-classad2's old-syntax parser silently stops at the first bad line, so a
-truncated ad would look valid; we parse old syntax line by line ourselves and
-let classad2 parse each expression.
+classad2's parsers accept truncated input silently (the old-syntax one stops
+at the first bad line), so a cut-off ad would look valid: parse_ad checks that
+the whole text was taken and names the first bad line otherwise.
 """
 
 from __future__ import annotations
@@ -31,27 +31,49 @@ def parse_ad(text: str, what: str) -> classad2.ClassAd:
     stripped = text.strip()
     if stripped.startswith("["):
         try:
-            classad2.ExprTree(stripped)
-            return classad2.parseOne(stripped, classad2.ParserType.New)
-        except (ValueError, classad2.ClassAdException) as exc:
-            raise AdError(f"{what}: not a valid new-syntax ClassAd") from exc
-    lines: list[tuple[int, str, str]] = []
+            whole = classad2.ExprTree(stripped).eval()
+            if isinstance(whole, classad2.ClassAd):
+                return classad2.parseOne(stripped, classad2.ParserType.New)
+        except (ValueError, classad2.ClassAdException):
+            pass
+        raise AdError(f"{what}: not a valid new-syntax ClassAd")
+    lines: list[tuple[int, str]] = []
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith(("#", "***")) or line == "------":
             continue
         attr, eq, _ = line.partition("=")
-        attr = attr.strip()
-        if not eq or not _ATTR_RE.fullmatch(attr):
+        if not eq or not _ATTR_RE.fullmatch(attr.strip()):
             raise AdError(f"{what} line {lineno}: expected 'Attribute = value', got {line[:60]!r}")
-        lines.append((lineno, attr, line))
+        lines.append((lineno, line))
+    ad = _parse_old([line for _, line in lines])
+    if ad is None:  # find the first bad line: a prefix parses iff it ends before it
+        lo, hi = 0, len(lines) - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if _parse_old([line for _, line in lines[: mid + 1]]) is None:
+                hi = mid
+            else:
+                lo = mid + 1
+        lineno, line = lines[lo]
+        raise AdError(
+            f"{what} line {lineno}: cannot parse the value of {line.split('=')[0].strip()}"
+        )
+    return ad
+
+
+_SENTINEL = "LarkEndOfAdSentinel"
+
+
+def _parse_old(lines: list[str]) -> classad2.ClassAd | None:
+    """classad2's old-syntax parse, or None if it stopped early (a sentinel last line tells)."""
     try:
-        ad = classad2.parseOne("\n".join(line for _, _, line in lines), classad2.ParserType.Old)
+        ad = classad2.parseOne("\n".join([*lines, f"{_SENTINEL} = 1"]), classad2.ParserType.Old)
     except (ValueError, classad2.ClassAdException):
-        ad = classad2.ClassAd()
-    for lineno, attr, _ in lines:
-        if attr not in ad:
-            raise AdError(f"{what} line {lineno}: cannot parse the value of {attr}")
+        return None
+    if _SENTINEL not in ad:
+        return None
+    del ad[_SENTINEL]
     return ad
 
 

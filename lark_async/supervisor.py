@@ -67,6 +67,8 @@ class Supervisor:
         self.interrupted: int | None = None
         self.spawning = False
         self.held_signals: list[int] = []
+        self.step_times: dict[str, float] = {}
+        self._step_mark = 0.0
         self.setup_scope = trio.CancelScope()
         self.network_lost = False
         self.last_counters: dict[str, tuple[int, int]] = {}
@@ -106,7 +108,7 @@ class Supervisor:
             elif self.spawning:  # the job exists any moment now: it gets the signal then
                 self.held_signals.append(signum)
             elif self.interrupted is None:
-                log.warning("signal %d during setup of %s: cleaning up", signum, self.plan.name)
+                log.info("signal %d during setup of %s: cleaning up", signum, self.plan.name)
                 self.interrupted = signum
                 self.setup_scope.cancel()
 
@@ -121,11 +123,13 @@ class Supervisor:
         started = time.perf_counter()
         await self.setup_network()
         self._publish({})
+        steps = ", ".join(f"{k} {v * 1000:.1f}" for k, v in self.step_times.items())
         log.info(
-            "%s: network ready (%s) in %.1f ms, starting job %s",
+            "%s: network ready (%s) in %.1f ms (%s), starting job %s",
             plan.name,
             plan.mode,
             (time.perf_counter() - started) * 1000,
+            steps,
             list(self.req.argv),
         )
         await self._spawn(plan.netns)
@@ -133,6 +137,7 @@ class Supervisor:
     async def setup_network(self) -> None:
         """Everything but the job: record, address, netns + veth, firewall."""
         plan = self.plan
+        self._step_mark = time.perf_counter()
         self.record = record = Record.create(plan.state_dir, plan.name, _plan_record(plan))
         addresses = None
         if plan.mode == "nat":
@@ -172,6 +177,9 @@ class Supervisor:
             await self._step_done("firewall")
 
     async def _step_done(self, step: str) -> None:
+        now = time.perf_counter()
+        self.step_times[step] = now - self._step_mark
+        self._step_mark = now
         if step in _TEST_PAUSES:
             log.warning("test pause after %s", step)
             await trio.sleep(60)

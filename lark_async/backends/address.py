@@ -27,7 +27,7 @@ def pool_pairs(network: ipaddress.IPv4Network) -> list[Addresses]:
 
 
 def pool_size(network: ipaddress.IPv4Network) -> int:
-    return network.num_addresses // 2 - 2
+    return max(0, network.num_addresses // 2 - 2)
 
 
 def pool_pair(network: ipaddress.IPv4Network, k: int) -> Addresses:

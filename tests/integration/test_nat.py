@@ -337,8 +337,22 @@ def test_sigterm_during_setup_cleans_up(sandbox, host):
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
         assert proc.returncode == 128 + signal.SIGTERM
-        assert "interrupted by SIGTERM during setup" in err
+        assert err.splitlines() == ["lark-agent: error: interrupted by SIGTERM during setup"]
         assert not sandbox.wait_clean(), step
+
+
+def test_cleanup_removes_what_a_killed_agent_left(sandbox, host):
+    name = sandbox.job_name()
+    proc = sandbox.start_agent(host, "--user", "nobody", "--name", name, "--", "true",
+                               env={"_LARK_TEST_PAUSE_AFTER": "firewall"})
+    assert "test pause after firewall" in proc.stderr.readline()
+    proc.kill()
+    proc.communicate(timeout=20)
+    assert f"lark-{name}" in netns_list() and nft_job_objects(host.netns)
+    for _ in range(2):  # idempotent: the second run finds nothing to do
+        r = sandbox.run_agent(host, "--orphans", "--state-dir", str(sandbox.state_dir),
+                              verb="cleanup")
+        assert r.returncode == 0, r.stderr
 
 
 def test_update_ad_is_refreshed_while_the_job_runs(sandbox, host):

@@ -1,0 +1,350 @@
+"""Reading job and machine ads strictly, writing the update ad safely."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import classad2
+import pytest
+
+from lark_async import ads
+from lark_async.errors import AdError
+
+OLD_JOB_AD = """\
+MyType = "Job"
+ClusterId = 123
+ProcId = 0
+Cmd = "/bin/sleep"
+Args = "a \\"b\\" c"
+Owner = "r\u00e9my"
+RequestCpus = 1
+Requirements = (TARGET.Arch == "X86_64") && (TARGET.Memory >= 2048)
+WantIO = true
+Rate = 1.5e3
+List = { "a",2 }
+Nested = [ X = 1; Y = "z" ]
+"""
+
+NEW_MACHINE_AD = (
+    '[ MyType = "Machine"; Name = "slot1_2@node.example"; '
+    'LarkNetworkType = ifThenElse(TARGET.X =?= true, "none", "nat"); Memory = 2048; '
+    'Owner = "r\u00e9my"; List = { 1, 2 } ]'
+)
+
+
+def items(ad: classad2.ClassAd) -> dict[str, object]:
+    return {key: ad.eval(key) for key in ad}
+
+
+# -- parse_ad: valid input -----------------------------------------------------------------
+
+
+def test_old_syntax_ad_is_parsed():
+    ad = ads.parse_ad(OLD_JOB_AD, "job ad")
+    assert ad.eval("ClusterId") == 123
+    assert ad.eval("ProcId") == 0
+    assert ad.eval("Cmd") == "/bin/sleep"
+    assert ad.eval("Args") == 'a "b" c'
+    assert ad.eval("Owner") == "r\u00e9my"
+    assert ad.eval("WantIO") is True
+    assert ad.eval("Rate") == 1500.0
+    assert ad.eval("List") == ["a", 2]
+    assert ad.eval("Nested").eval("Y") == "z"
+    assert str(ad.lookup("Requirements")) == (
+        '(TARGET.Arch == "X86_64") && (TARGET.Memory >= 2048)'
+    )
+    assert len(ad) == 12
+
+
+def test_new_syntax_ad_is_parsed():
+    ad = ads.parse_ad(NEW_MACHINE_AD, "machine ad")
+    assert ad.eval("Name") == "slot1_2@node.example"
+    assert ad.eval("Memory") == 2048
+    assert ad.eval("Owner") == "r\u00e9my"
+    assert ad.eval("List") == [1, 2]
+    assert ads.evaluate(ad, "LarkNetworkType", classad2.parseOne("[X = true]")) == "none"
+
+
+def test_new_syntax_may_have_surrounding_whitespace():
+    assert ads.parse_ad("\n\n  [ A = 1 ]  \n", "x").eval("A") == 1
+
+
+def test_comments_blank_lines_and_separators_are_skipped():
+    text = "# a comment\n\n   \nA = 1\n*** end of ad\n------\n  # indented comment\nB = 2\n"
+    assert items(ads.parse_ad(text, "x")) == {"A": 1, "B": 2}
+
+
+def test_windows_line_endings_are_accepted():
+    assert items(ads.parse_ad("A = 1\r\nB = 2\r\n", "x")) == {"A": 1, "B": 2}
+
+
+@pytest.mark.parametrize("text", ["", "\n", "   \n\n", "# only a comment\n"])
+def test_empty_text_is_an_empty_ad(text):
+    assert len(ads.parse_ad(text, "x")) == 0
+
+
+def test_later_line_wins_for_a_repeated_attribute():
+    assert items(ads.parse_ad("A = 1\nA = 2\n", "x")) == {"A": 2}
+
+
+# -- parse_ad: malformed input names the line ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "A = 1\n\n# c\nB = 2\ngarbage\n",
+            "job ad line 5: expected 'Attribute = value', got 'garbage'",
+        ),
+        ("A = 1\nB = (\n", "job ad line 2: cannot parse the value of B"),
+        ("A = \n", "job ad line 1: cannot parse the value of A"),
+        ("1A = 2\n", "job ad line 1: expected 'Attribute = value', got '1A = 2'"),
+        ("A B = 1\n", "job ad line 1: expected 'Attribute = value', got 'A B = 1'"),
+        ("= 1\n", "job ad line 1: expected 'Attribute = value', got '= 1'"),
+        ("A == 1\n", "job ad line 1: cannot parse the value of A"),
+        ('A = "unterminated\n', "job ad line 1: cannot parse the value of A"),
+        ("A = 1\nB = (\nC = 3\n", "job ad line 2: cannot parse the value of B"),
+        ("A = (\nB = 2\n", "job ad line 1: cannot parse the value of A"),
+        ("A = 1\n***\n\n# c\nB = {\n", "job ad line 5: cannot parse the value of B"),
+        ("A = 1\nB = \x00\n", "job ad line 2: cannot parse the value of B"),
+        ("x" * 100 + "\n", "job ad line 1: expected 'Attribute = value', got '" + "x" * 60 + "'"),
+    ],
+)
+def test_malformed_old_syntax_raises_ad_error_naming_the_line(text, message):
+    with pytest.raises(AdError) as info:
+        ads.parse_ad(text, "job ad")
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("text", ["[ A = 1 ]\n# c", "[ A = = ]", "[", "[ A = 1; B = ]"])
+def test_malformed_new_syntax_raises_ad_error(text):
+    with pytest.raises(AdError) as info:
+        ads.parse_ad(text, "machine ad")
+    assert str(info.value) == "machine ad: not a valid new-syntax ClassAd"
+
+
+@pytest.mark.parametrize("text", [OLD_JOB_AD, NEW_MACHINE_AD])
+def test_every_truncation_parses_or_raises_ad_error(text):
+    data = text.encode()
+    for end in range(len(data) + 1):
+        chunk = data[:end].decode(errors="replace")  # like read_ad
+        with contextlib.suppress(AdError):
+            ads.parse_ad(chunk, "ad")
+
+
+def test_a_truncated_old_syntax_ad_never_invents_attributes():
+    full = set(ads.parse_ad(OLD_JOB_AD, "ad"))
+    data = OLD_JOB_AD.encode()
+    for end in range(len(data) + 1):
+        try:
+            ad = ads.parse_ad(data[:end].decode(errors="replace"), "ad")
+        except AdError:
+            continue
+        assert set(ad) <= full
+
+
+def test_an_old_syntax_ad_cut_inside_a_string_is_an_error():
+    cut = OLD_JOB_AD.index("/bin/sl")
+    with pytest.raises(AdError, match="line 4: cannot parse the value of Cmd"):
+        ads.parse_ad(OLD_JOB_AD[:cut], "job ad")
+
+
+@pytest.mark.parametrize("junk", ["junk", "\x00", "]]]", "= 1", "A =", "\ufffd", "A = (("])
+def test_old_syntax_with_trailing_junk_raises_ad_error_on_the_junk_line(junk):
+    text = OLD_JOB_AD + junk + "\n"
+    with pytest.raises(AdError, match=f"^job ad line {OLD_JOB_AD.count(chr(10)) + 1}: "):
+        ads.parse_ad(text, "job ad")
+
+
+def test_every_strict_truncation_of_a_new_syntax_ad_is_an_error():
+    stripped = NEW_MACHINE_AD.strip()
+    for end in range(1, len(stripped)):
+        with pytest.raises(AdError):
+            ads.parse_ad(stripped[:end], "machine ad")
+
+
+@pytest.mark.parametrize(
+    "junk", [" junk", " [", " [ B = 2 ]", "\n[ B = 2 ]", ' "y"', " + 1", " ;;", " // c"]
+)
+def test_new_syntax_with_trailing_junk_raises_ad_error(junk):
+    with pytest.raises(AdError) as info:
+        ads.parse_ad("[ A = 1 ]" + junk, "machine ad")
+    assert str(info.value) == "machine ad: not a valid new-syntax ClassAd"
+
+
+@pytest.mark.parametrize(
+    ("line", "value"),
+    [
+        ('Iwd = "C:\\dir\\"', "C:\\dir\\"),
+        ('Iwd = "a\\b"', "a\\b"),
+        ('Iwd = "x\\n"', "x\\n"),
+        ('Iwd = "\\"', "\\"),
+    ],
+)
+def test_old_syntax_backslashes_are_literal(line, value):
+    assert ads.parse_ad(line + "\n", "job ad").eval("Iwd") == value
+
+
+@pytest.mark.parametrize("value", ["C:\\dir\\", "a\\b", "back\\slash", "x\\n", 'say \\"hi\\"'])
+def test_old_syntax_written_by_htcondor_reads_back_the_same_strings(value):
+    written = classad2.ClassAd({"Iwd": value}).printOld()
+    assert classad2.parseOne(written, classad2.ParserType.Old).eval("Iwd") == value
+    assert ads.parse_ad(written, "job ad").eval("Iwd") == value
+
+
+# -- read_ad -------------------------------------------------------------------------------
+
+
+def test_read_ad_of_no_path_is_an_empty_ad():
+    ad = ads.read_ad(None, "machine ad")
+    assert isinstance(ad, classad2.ClassAd)
+    assert len(ad) == 0
+
+
+def test_read_ad_of_a_missing_file_is_an_ad_error(tmp_path):
+    path = tmp_path / "missing.ad"
+    with pytest.raises(AdError) as info:
+        ads.read_ad(path, "job ad")
+    assert str(info.value) == f"job ad {path}: No such file or directory"
+
+
+def test_read_ad_of_a_directory_is_an_ad_error(tmp_path):
+    with pytest.raises(AdError) as info:
+        ads.read_ad(tmp_path, "job ad")
+    assert str(info.value) == f"job ad {tmp_path}: Is a directory"
+
+
+def test_read_ad_names_the_file_and_line(tmp_path):
+    path = tmp_path / ".job.ad"
+    path.write_text("A = 1\nbad\n")
+    with pytest.raises(AdError) as info:
+        ads.read_ad(str(path), "job ad")
+    assert str(info.value) == f"job ad {path} line 2: expected 'Attribute = value', got 'bad'"
+
+
+def test_read_ad_replaces_undecodable_bytes(tmp_path):
+    path = tmp_path / ".job.ad"
+    path.write_bytes(b'A = "\xff"\nB = 2\n')
+    ad = ads.read_ad(path, "job ad")
+    assert ad.eval("A") == "\ufffd"
+    assert ad.eval("B") == 2
+
+
+# -- evaluate ------------------------------------------------------------------------------
+
+
+def test_evaluate_absent_and_undefined_are_none():
+    ad = classad2.parseOne("[A = undefined; B = TARGET.Nope; C = 1]")
+    assert ads.evaluate(ad, "Missing") is None
+    assert ads.evaluate(ad, "A") is None
+    assert ads.evaluate(ad, "B", classad2.ClassAd()) is None
+    assert ads.evaluate(ad, "C") == 1
+
+
+def test_evaluate_error_is_the_error_value():
+    ad = classad2.parseOne('[A = 1/"x"]')
+    assert ads.evaluate(ad, "A") is classad2.Value.Error
+    assert ads.evaluate(ad, "A", classad2.ClassAd()) is classad2.Value.Error
+
+
+# -- format_old and write_atomically --------------------------------------------------------
+
+
+def test_format_old_is_sorted_and_typed():
+    text = ads.format_old(
+        {"NetworkIncoming": 10, "LarkNetworkType": "nat", "Flag": True, "Off": False, "Mb": 0.5}
+    )
+    assert text == (
+        'Flag = true\nLarkNetworkType = "nat"\nMb = 0.5\nNetworkIncoming = 10\nOff = false\n'
+    )
+
+
+def test_format_old_of_nothing_is_empty():
+    assert ads.format_old({}) == ""
+
+
+HOSTILE_STRINGS = [
+    'x"\nB = 2',
+    'a\nB = 2\nC = "',
+    "x\rB = 2",
+    "\nB = 2\n",
+    "tab\there",
+    '\\"\nB = 2',
+    "nul\x00B = 2",
+    "x\\\n",
+    "\x1b[31m\x7f",
+    "a\u2028B = 2\x85",
+]
+
+
+def test_format_old_test_strings_all_hold_control_characters():
+    assert all(not value.isprintable() for value in HOSTILE_STRINGS)
+
+
+@pytest.mark.parametrize("value", HOSTILE_STRINGS)
+def test_format_old_strings_cannot_inject_attributes(value):
+    text = ads.format_old({"A": value, "Z": 1})
+    lines = text.splitlines()
+    assert text.count("\n") == len(lines) == 2  # exactly one line per attribute
+    assert lines[0].startswith("A = ")
+    assert lines[1] == "Z = 1"
+    expected = "".join(c if c.isprintable() else "?" for c in value)
+    assert "?" in expected
+    parsed = ads.parse_ad(text, "update ad")
+    assert items(parsed) == {"A": expected, "Z": 1}
+    by_htcondor = classad2.parseOne(text, classad2.ParserType.Old)
+    assert {key: by_htcondor.eval(key) for key in by_htcondor} == {"A": expected, "Z": 1}
+
+
+def test_format_old_replaces_each_control_character_by_one_question_mark():
+    text = ads.format_old({"A": "a\nb\r\tc\x00d"})
+    assert text == 'A = "a?b??c?d"\n'
+
+
+@pytest.mark.parametrize("value", ["\n", "\r\n", "\x00", "\t\t"])
+def test_format_old_of_only_control_characters_is_question_marks(value):
+    parsed = ads.parse_ad(ads.format_old({"A": value}), "update ad")
+    assert parsed.eval("A") == "?" * len(value)
+
+
+PRINTABLE_HOSTILE_STRINGS = [
+    'q"; B = 2; C = "',
+    '"]; B = 2; [',
+    "x\\",
+    "back\\slash",
+    "C:\\dir\\",
+    '\\"',
+    '"',
+    "\\",
+    "a /* b",
+    "# not a comment",
+    "",
+    "".join(chr(c) for c in range(32, 127)),  # all of printable ASCII
+]
+
+
+@pytest.mark.parametrize("value", PRINTABLE_HOSTILE_STRINGS)
+def test_format_old_printable_ascii_strings_read_back_unchanged(value):
+    text = ads.format_old({"A": value, "Z": 1})
+    assert len(text.splitlines()) == 2
+    assert items(ads.parse_ad(text, "update ad")) == {"A": value, "Z": 1}
+    assert classad2.parseOne(text, classad2.ParserType.Old).eval("A") == value
+
+
+def test_write_atomically_writes_the_text_and_leaves_no_temp_file(tmp_path):
+    path = tmp_path / ".update.ad"
+    ads.write_atomically(path, "A = 1\n")
+    ads.write_atomically(path, "A = 2\n")
+    assert path.read_text() == "A = 2\n"
+    assert os.listdir(tmp_path) == [".update.ad"]
+
+
+def test_write_atomically_failure_keeps_the_old_file_and_leaves_no_temp_file(tmp_path):
+    path = tmp_path / ".update.ad"
+    path.write_text("A = 1\n")
+    with pytest.raises(UnicodeEncodeError):
+        ads.write_atomically(path, "A = \udcff\n")  # a lone surrogate cannot be encoded
+    assert path.read_text() == "A = 1\n"
+    assert os.listdir(tmp_path) == [".update.ad"]

@@ -1,0 +1,165 @@
+"""Job, interface, namespace and chain names: readable if they fit, else hashed; never > 15."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lark_async import names
+from lark_async.errors import EXIT_USAGE, UsageError
+
+KERNEL_IFNAME_MAX = 15  # IFNAMSIZ - 1
+IPTABLES_CHAIN_MAX = 28
+VALID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,12}")
+HASHED = re.compile(r"h[a-z2-7]{12}")
+
+HOSTILE = [
+    "../x",
+    "a b",
+    "é",
+    "x" * 1000,
+    "a/b",
+    "$(reboot)",
+    "-rf",
+    "a\nb",
+    "slot1\n",
+    ".",
+    "..",
+    "\x00",
+    "e_x;rm",
+    "slot\u0661",  # ARABIC-INDIC DIGIT ONE, which \d matches
+    "\u200b",
+]
+
+
+def assert_fits_the_kernel(name: str) -> None:
+    assert VALID.fullmatch(name), name
+    assert len(name) <= names.NAME_MAX == 13
+    assert len(names.external_interface(name)) <= KERNEL_IFNAME_MAX
+    assert len(names.internal_interface(name)) <= KERNEL_IFNAME_MAX
+    assert len(names.chain_name(name)) <= IPTABLES_CHAIN_MAX
+
+
+@pytest.mark.parametrize(
+    ("slot", "job_id", "expected"),
+    [
+        ("slot1@node.example.org", "123.0", "s1-123_0"),
+        ("slot1_2@node", "123.0", "s1_2-123_0"),
+        ("slot12_34@node", None, "s12_34"),
+        ("slot1", None, "s1"),
+        (None, "7.3", "7_3"),
+        ("gpu@node", "1.0", "gpu-1_0"),
+    ],
+)
+def test_slot_and_job_id_give_a_readable_name(slot, job_id, expected):
+    name = names.derive_name(slot, job_id, "p42")
+    assert name == expected
+    assert_fits_the_kernel(name)
+
+
+@pytest.mark.parametrize(("slot", "job_id"), [(None, None), ("", ""), (None, ""), ("", None)])
+def test_fallback_is_used_when_there_is_no_slot_and_no_job_id(slot, job_id):
+    assert names.derive_name(slot, job_id, "p4242") == "p4242"
+
+
+@pytest.mark.parametrize("slot", ["@node", "@other", "@", "@@x"])
+def test_fallback_is_used_when_the_slot_short_name_is_empty(slot):
+    assert names.derive_name(slot, None, "p4242") == "p4242"
+    assert names.derive_name(slot, None, "p1") == "p1"  # ad-less runs stay apart
+
+
+@pytest.mark.parametrize("slot", ["@node", "@"])
+def test_an_empty_slot_short_name_is_left_out_of_the_name(slot):
+    assert names.derive_name(slot, "123.0", "p4242") == "123_0"
+
+
+def test_fallback_is_ignored_when_a_slot_or_job_id_is_given():
+    assert names.derive_name("slot3@n", None, "p1") == "s3"
+    assert names.derive_name(None, "9.1", "p1") == "9_1"
+
+
+def test_a_name_longer_than_13_characters_is_hashed_to_exactly_13():
+    readable = "s1_2-1234567_12"
+    assert len(readable) > 13
+    name = names.derive_name("slot1_2@node", "1234567.12", "p1")
+    assert HASHED.fullmatch(name)
+    assert len(name) == 13
+    assert_fits_the_kernel(name)
+
+
+def test_fourteen_characters_are_hashed():
+    assert len("s1_1-1234567_0") == 14
+    assert HASHED.fullmatch(names.derive_name("slot1_1@node", "1234567.0", "p1"))
+
+
+def test_thirteen_characters_stay_readable():
+    name = names.derive_name("slot1_2@node", "123456.1", "p1")
+    assert name == "s1_2-123456_1"
+    assert len(name) == 13
+
+
+def test_hashed_names_are_deterministic():
+    a = names.derive_name("slot1_2@node", "1234567.12", "p1")
+    b = names.derive_name("slot1_2@other", "1234567.12", "p2")
+    assert a == b  # only the slot's short name and the job id count
+
+
+def test_hashed_names_of_different_jobs_differ():
+    derived = {names.derive_name("slot1_1@n", f"{10_000_000 + i}.0", "p1") for i in range(2000)}
+    assert len(derived) == 2000
+    assert all(HASHED.fullmatch(n) for n in derived)
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+@pytest.mark.parametrize("where", ["slot", "job_id", "fallback"])
+def test_hostile_strings_always_give_a_safe_name(hostile, where):
+    kwargs = {"slot": None, "job_id": None, "fallback": "p1"}
+    kwargs[where] = hostile
+    name = names.derive_name(kwargs["slot"], kwargs["job_id"], kwargs["fallback"])
+    assert_fits_the_kernel(name)
+    assert "/" not in name
+    assert ".." not in name
+
+
+@pytest.mark.parametrize("hostile", ["../x", "a b", "é", "x" * 1000, "$(reboot)"])
+def test_hostile_slot_names_are_hashed_not_passed_through(hostile):
+    assert HASHED.fullmatch(names.derive_name(hostile, "1.0", "p1"))
+
+
+@pytest.mark.parametrize("name", ["a", "A1", "0", "job-1_x", "a" * 13, "Z-_"])
+def test_check_name_accepts_valid_names(name):
+    assert names.check_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name", ["", "a" * 14, "-a", "_a", "a b", "../x", "é", "a\n", "e_x/", "a.b", "a\x00"]
+)
+def test_check_name_rejects_invalid_names_with_a_usage_error(name):
+    with pytest.raises(UsageError) as info:
+        names.check_name(name)
+    assert info.value.exit_code == EXIT_USAGE == 2
+    assert "\n" not in str(info.value)
+
+
+def test_check_name_error_message_names_the_rule():
+    with pytest.raises(UsageError) as info:
+        names.check_name("../x")
+    assert str(info.value) == (
+        "job name '../x' must be 1-13 characters of letters, digits, '_' or '-'"
+        " and start with a letter or digit"
+    )
+
+
+def test_interface_netns_and_chain_names():
+    assert names.external_interface("s1-123_0") == "e_s1-123_0"
+    assert names.internal_interface("s1-123_0") == "i_s1-123_0"
+    assert names.netns_name("s1-123_0") == "lark-s1-123_0"
+    assert names.chain_name("s1-123_0") == "LARK_s1-123_0"
+
+
+def test_longest_name_fits_interface_and_chain_limits():
+    longest = "a" * names.NAME_MAX
+    assert len(names.external_interface(longest)) == KERNEL_IFNAME_MAX
+    assert len(names.internal_interface(longest)) == KERNEL_IFNAME_MAX
+    assert len(names.chain_name(longest)) == 18 <= IPTABLES_CHAIN_MAX

@@ -1,0 +1,157 @@
+"""Golden nftables text for the shared table and one job's chain, map and set elements."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import pytest
+
+from lark_async.backends.nft import JobRules, render_add, render_base, render_remove
+
+BASE = """\
+add table inet lark
+add map inet lark jobs { type ifname : verdict ; }
+add set inet lark nat_sources { type ipv4_addr ; }
+add chain inet lark forward { type filter hook forward priority filter ; policy accept ; }
+add chain inet lark input { type filter hook input priority filter ; policy accept ; }
+add chain inet lark output { type filter hook output priority filter ; policy accept ; }
+add chain inet lark postrouting { type nat hook postrouting priority srcnat ; policy accept ; }
+flush chain inet lark forward
+add rule inet lark forward iifname vmap @jobs
+add rule inet lark forward oifname vmap @jobs
+flush chain inet lark input
+add rule inet lark input iifname vmap @jobs
+flush chain inet lark output
+add rule inet lark output oifname vmap @jobs
+flush chain inet lark postrouting
+add rule inet lark postrouting ip saddr @nat_sources oifname != "e_*" masquerade"""
+
+NAT_JOB = JobRules(
+    chain="LARK_s1-123_0",
+    external_interface="e_s1-123_0",
+    internal_address=ipaddress.IPv4Address("192.168.181.3"),
+    nat=True,
+)
+NO_ADDRESS_JOB = JobRules(
+    chain="LARK_p42", external_interface="e_p42", internal_address=None, nat=True
+)
+
+
+def test_base_ruleset():
+    assert render_base() == BASE
+
+
+def test_add_nat_job():
+    assert render_add(NAT_JOB) == BASE + "\n" + (
+        "add chain inet lark LARK_s1-123_0\n"
+        'add rule inet lark LARK_s1-123_0 iifname "e_s1-123_0" counter comment "Outgoing"\n'
+        'add rule inet lark LARK_s1-123_0 oifname "e_s1-123_0" counter comment "Incoming"\n'
+        'add rule inet lark LARK_s1-123_0 iifname "e_s1-123_0" ip saddr != 192.168.181.3 drop\n'
+        'add element inet lark jobs { "e_s1-123_0" : jump LARK_s1-123_0 }\n'
+        "add element inet lark nat_sources { 192.168.181.3 }"
+    )
+
+
+def test_add_job_without_nat_has_no_nat_element():
+    job = JobRules("LARK_b1", "e_b1", ipaddress.IPv4Address("10.0.0.9"), nat=False)
+    assert render_add(job) == BASE + "\n" + (
+        "add chain inet lark LARK_b1\n"
+        'add rule inet lark LARK_b1 iifname "e_b1" counter comment "Outgoing"\n'
+        'add rule inet lark LARK_b1 oifname "e_b1" counter comment "Incoming"\n'
+        'add rule inet lark LARK_b1 iifname "e_b1" ip saddr != 10.0.0.9 drop\n'
+        'add element inet lark jobs { "e_b1" : jump LARK_b1 }'
+    )
+
+
+def test_add_job_without_an_address_has_no_spoofing_rule_and_no_nat_element():
+    assert render_add(NO_ADDRESS_JOB) == BASE + "\n" + (
+        "add chain inet lark LARK_p42\n"
+        'add rule inet lark LARK_p42 iifname "e_p42" counter comment "Outgoing"\n'
+        'add rule inet lark LARK_p42 oifname "e_p42" counter comment "Incoming"\n'
+        'add element inet lark jobs { "e_p42" : jump LARK_p42 }'
+    )
+
+
+def test_remove_nat_job():
+    assert render_remove(NAT_JOB) == (
+        'delete element inet lark jobs { "e_s1-123_0" }\n'
+        "delete element inet lark nat_sources { 192.168.181.3 }\n"
+        "flush chain inet lark LARK_s1-123_0\n"
+        "delete chain inet lark LARK_s1-123_0"
+    )
+
+
+def test_remove_job_without_an_address_touches_no_nat_element():
+    assert render_remove(NO_ADDRESS_JOB) == (
+        'delete element inet lark jobs { "e_p42" }\n'
+        "flush chain inet lark LARK_p42\n"
+        "delete chain inet lark LARK_p42"
+    )
+
+
+@pytest.mark.parametrize(
+    ("present", "expected"),
+    [
+        (set(), ""),
+        ({"map"}, 'delete element inet lark jobs { "e_s1-123_0" }'),
+        ({"nat"}, "delete element inet lark nat_sources { 192.168.181.3 }"),
+        (
+            {"chain"},
+            "flush chain inet lark LARK_s1-123_0\ndelete chain inet lark LARK_s1-123_0",
+        ),
+        (
+            {"map", "chain"},
+            'delete element inet lark jobs { "e_s1-123_0" }\n'
+            "flush chain inet lark LARK_s1-123_0\n"
+            "delete chain inet lark LARK_s1-123_0",
+        ),
+        (
+            {"map", "nat", "chain"},
+            'delete element inet lark jobs { "e_s1-123_0" }\n'
+            "delete element inet lark nat_sources { 192.168.181.3 }\n"
+            "flush chain inet lark LARK_s1-123_0\n"
+            "delete chain inet lark LARK_s1-123_0",
+        ),
+    ],
+)
+def test_remove_only_what_is_present(present, expected):
+    assert render_remove(NAT_JOB, present) == expected
+
+
+def test_remove_with_everything_present_is_the_full_removal():
+    assert render_remove(NAT_JOB, {"map", "nat", "chain"}) == render_remove(NAT_JOB)
+
+
+def test_remove_nat_element_only_when_the_job_had_nat():
+    job = JobRules("LARK_b1", "e_b1", ipaddress.IPv4Address("10.0.0.9"), nat=False)
+    assert render_remove(job, {"nat"}) == ""
+
+
+def test_quotes_in_an_interface_name_cannot_break_out_of_the_nft_string():
+    job = JobRules("LARK_x", 'e_x" drop', None, nat=False)
+    assert 'iifname "e_x drop" counter' in render_add(job)
+    assert render_remove(job, {"map"}) == 'delete element inet lark jobs { "e_x drop" }'
+
+
+@pytest.mark.parametrize("job", [NAT_JOB, NO_ADDRESS_JOB])
+def test_job_rules_record_round_trip(job):
+    record = job.to_record()
+    assert json.loads(json.dumps(record)) == record
+    assert JobRules.from_record(json.loads(json.dumps(record))) == job
+
+
+def test_job_rules_record_is_plain_json():
+    assert NAT_JOB.to_record() == {
+        "chain": "LARK_s1-123_0",
+        "external_interface": "e_s1-123_0",
+        "internal_address": "192.168.181.3",
+        "nat": True,
+    }
+    assert NO_ADDRESS_JOB.to_record()["internal_address"] is None
+
+
+def test_job_rules_from_an_older_record_without_optional_fields():
+    assert JobRules.from_record({"chain": "LARK_x", "external_interface": "e_x"}) == JobRules(
+        "LARK_x", "e_x", None, nat=False
+    )

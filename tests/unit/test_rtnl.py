@@ -1,0 +1,225 @@
+"""The rtnetlink encoders (pure bytes); the Channel needs root and is not exercised here."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+
+import pytest
+
+from lark_async.backends import rtnl
+from lark_async.names import IFNAMSIZ
+
+A = ipaddress.IPv4Address
+
+
+def walk(data: bytes) -> list[tuple[int, bytes]]:
+    """Split a netlink attribute stream into (type, payload), checking lengths and padding."""
+    attrs, offset = [], 0
+    while offset < len(data):
+        length, kind = struct.unpack_from("=HH", data, offset)
+        assert length >= 4
+        assert offset + length <= len(data)
+        attrs.append((kind, data[offset + 4 : offset + length]))
+        padded = length + (-length % 4)
+        assert data[offset + length : offset + padded] == b"\0" * (padded - length)
+        offset += padded
+    assert offset == len(data)
+    return attrs
+
+
+def ifinfo(data: bytes) -> tuple[int, int, int, int, int]:
+    family, _pad, kind, index, flags, change = struct.unpack_from("=BBHiII", data)
+    return family, kind, index, flags, change
+
+
+MESSAGES = [
+    rtnl.new_veth("e_s1-123_0", "i_s1-123_0", 7),
+    rtnl.set_up(5, "i_x"),
+    rtnl.del_link("e_x"),
+    rtnl.new_peer_address(5, A("192.168.181.3"), A("192.168.181.2"), "i_x"),
+    rtnl.new_default_route(A("192.168.181.2"), 5),
+]
+
+
+@pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: m.what)
+def test_every_body_is_aligned_to_4_bytes(msg):
+    assert len(msg.body) % 4 == 0
+
+
+@pytest.mark.parametrize(
+    ("payload", "length", "total"),
+    [(b"", 4, 4), (b"a", 5, 8), (b"abc", 7, 8), (b"abcd", 8, 8), (b"abcde", 9, 12)],
+)
+def test_attribute_header_has_the_unpadded_length_and_the_body_is_padded(payload, length, total):
+    encoded = rtnl._attr(9, payload)
+    assert struct.unpack_from("=HH", encoded) == (length, 9)
+    assert len(encoded) == total
+    assert walk(encoded) == [(9, payload)]
+
+
+def test_new_veth_nests_the_peer_inside_linkinfo():
+    msg = rtnl.new_veth("e_s1-123_0", "i_s1-123_0", 7)
+    assert msg.kind == rtnl.RTM_NEWLINK
+    assert msg.flags == rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
+    assert msg.what == "create veth e_s1-123_0/i_s1-123_0"
+    assert ifinfo(msg.body) == (socket.AF_UNSPEC, 0, 0, rtnl.IFF_UP, rtnl.IFF_UP)
+
+    top = walk(msg.body[16:])
+    assert [kind for kind, _ in top] == [rtnl.IFLA_IFNAME, rtnl.IFLA_LINKINFO]
+    assert top[0][1] == b"e_s1-123_0\0"
+
+    linkinfo = walk(top[1][1])
+    assert linkinfo[0] == (rtnl.IFLA_INFO_KIND, b"veth\0")
+    assert linkinfo[1][0] == rtnl.IFLA_INFO_DATA
+
+    (peer,) = walk(linkinfo[1][1])
+    assert peer[0] == rtnl.VETH_INFO_PEER
+    assert ifinfo(peer[1]) == (socket.AF_UNSPEC, 0, 0, 0, 0)  # the peer is not created up
+    assert walk(peer[1][16:]) == [
+        (rtnl.IFLA_IFNAME, b"i_s1-123_0\0"),
+        (rtnl.IFLA_NET_NS_FD, struct.pack("=I", 7)),
+    ]
+
+
+def test_a_15_character_interface_name_fits_with_its_nul():
+    msg = rtnl.del_link("e_" + "a" * 13)
+    ((kind, payload),) = walk(msg.body[16:])
+    assert kind == rtnl.IFLA_IFNAME
+    assert len(payload) == IFNAMSIZ == 16
+
+
+def test_set_up_sets_and_changes_only_iff_up():
+    msg = rtnl.set_up(42, "i_x")
+    assert (msg.kind, msg.flags, msg.what) == (rtnl.RTM_NEWLINK, 0, "bring up i_x")
+    assert msg.body == struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 42, 1, 1)
+
+
+def test_del_link_by_name():
+    msg = rtnl.del_link("e_x")
+    assert (msg.kind, msg.flags, msg.what) == (rtnl.RTM_DELLINK, 0, "delete link e_x")
+    assert ifinfo(msg.body) == (socket.AF_UNSPEC, 0, 0, 0, 0)
+    assert walk(msg.body[16:]) == [(rtnl.IFLA_IFNAME, b"e_x\0")]
+
+
+def test_new_peer_address_is_a_32_with_a_peer():
+    msg = rtnl.new_peer_address(5, A("192.168.181.3"), A("192.168.181.2"), "i_x")
+    assert msg.kind == rtnl.RTM_NEWADDR
+    assert msg.flags == rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
+    assert msg.what == "add address 192.168.181.3 to i_x"
+    assert struct.unpack_from("=BBBBi", msg.body) == (socket.AF_INET, 32, 0, 0, 5)
+    assert walk(msg.body[8:]) == [
+        (rtnl.IFA_LOCAL, bytes([192, 168, 181, 3])),
+        (rtnl.IFA_ADDRESS, bytes([192, 168, 181, 2])),
+    ]
+
+
+def test_new_default_route_goes_via_the_gateway_in_the_main_table():
+    msg = rtnl.new_default_route(A("192.168.181.2"), 5)
+    assert msg.kind == rtnl.RTM_NEWROUTE
+    assert msg.flags == rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
+    assert msg.what == "add default route via 192.168.181.2"
+    family, dst_len, _src_len, _tos, table, proto, scope, kind, _flags = struct.unpack_from(
+        "=BBBBBBBBI", msg.body
+    )
+    assert (family, dst_len, table, proto, scope, kind) == (
+        socket.AF_INET,
+        0,
+        rtnl.RT_TABLE_MAIN,
+        rtnl.RTPROT_BOOT,
+        0,
+        rtnl.RTN_UNICAST,
+    )
+    assert walk(msg.body[12:]) == [
+        (rtnl.RTA_GATEWAY, bytes([192, 168, 181, 2])),
+        (rtnl.RTA_OIF, struct.pack("=i", 5)),
+    ]
+
+
+def test_request_error_is_an_os_error_naming_the_request():
+    error = rtnl.RequestError(17, "create veth e_x/i_x")
+    assert isinstance(error, OSError)
+    assert error.errno == 17
+    assert error.strerror == "File exists"
+    assert error.what == "create veth e_x/i_x"
+
+
+# -- the same requests encoded by pyroute2 ----------------------------------------------------
+
+
+def pyroute2_body(msg) -> bytes:
+    msg.encode()
+    return bytes(msg.data)[16:]  # without the nlmsghdr, which the Channel adds
+
+
+def test_new_veth_matches_pyroute2():
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    msg = ifinfmsg()
+    msg["family"], msg["index"], msg["flags"], msg["change"] = 0, 0, 1, 1
+    msg["attrs"] = [
+        ("IFLA_IFNAME", "e_s1-123_0"),
+        (
+            "IFLA_LINKINFO",
+            {
+                "attrs": [
+                    ("IFLA_INFO_KIND", "veth"),
+                    (
+                        "IFLA_INFO_DATA",
+                        {
+                            "attrs": [
+                                (
+                                    "VETH_INFO_PEER",
+                                    {
+                                        "attrs": [
+                                            ("IFLA_IFNAME", "i_s1-123_0"),
+                                            ("IFLA_NET_NS_FD", 7),
+                                        ]
+                                    },
+                                )
+                            ]
+                        },
+                    ),
+                ]
+            },
+        ),
+    ]
+    assert rtnl.new_veth("e_s1-123_0", "i_s1-123_0", 7).body == pyroute2_body(msg)
+
+
+def test_set_up_and_del_link_match_pyroute2():
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    up = ifinfmsg()
+    up["index"], up["flags"], up["change"] = 9, 1, 1
+    assert rtnl.set_up(9, "x").body == pyroute2_body(up)
+
+    delete = ifinfmsg()
+    delete["attrs"] = [("IFLA_IFNAME", "e_x")]
+    assert rtnl.del_link("e_x").body == pyroute2_body(delete)
+
+
+def test_new_peer_address_matches_pyroute2():
+    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+
+    msg = ifaddrmsg()
+    msg["family"], msg["prefixlen"], msg["index"] = socket.AF_INET, 32, 5
+    msg["attrs"] = [("IFA_LOCAL", "192.168.181.3"), ("IFA_ADDRESS", "192.168.181.2")]
+    ours = rtnl.new_peer_address(5, A("192.168.181.3"), A("192.168.181.2"), "i_x")
+    assert ours.body == pyroute2_body(msg)
+
+
+def test_new_default_route_matches_pyroute2():
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+    msg = rtmsg()
+    msg["family"], msg["table"], msg["proto"], msg["scope"], msg["type"] = (
+        socket.AF_INET,
+        254,
+        3,
+        0,
+        1,
+    )
+    msg["attrs"] = [("RTA_GATEWAY", "192.168.181.2"), ("RTA_OIF", 5)]
+    assert rtnl.new_default_route(A("192.168.181.2"), 5).body == pyroute2_body(msg)

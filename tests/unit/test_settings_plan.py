@@ -1,0 +1,420 @@
+"""Tables: (CLI, machine ad, job ad, config) -> Settings -> JobNetwork, or the exact error."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from pathlib import Path
+
+import classad2
+import pytest
+
+from lark_async.backends.address import pool_size
+from lark_async.errors import ConfigError, UsageError
+from lark_async.plan import JobNetwork, derive_job_name, derive_plan
+from lark_async.settings import Settings, resolve_settings
+
+
+def ad(text: str = "") -> classad2.ClassAd:
+    return classad2.parseOne(text) if text else classad2.ClassAd()
+
+
+def resolve(cli=None, machine: str = "", job: str = "", config=None) -> Settings:
+    return resolve_settings(cli or {}, ad(machine), ad(job), config or {})
+
+
+def error_of(**kwargs) -> str:
+    with pytest.raises(ConfigError) as info:
+        resolve(**kwargs)
+    return str(info.value)
+
+
+# -- settings: sources and precedence -------------------------------------------------------
+
+
+def test_nothing_given_gives_the_defaults():
+    settings = resolve()
+    assert settings == Settings()
+    assert settings.use_network_namespaces is True
+    assert settings.network_type == "nat"
+    assert settings.address_type is None
+    assert settings.accounting is True
+    assert settings.local_network == ipaddress.IPv4Network("192.168.181.0/24")
+    assert settings.accounting_interval_s == 5.0
+    assert settings.state_dir == Path("/run/lark/state")
+    assert settings.lock_dir == Path("/run/lark/lock")
+
+
+ACC = "LARK_NETWORK_ACCOUNTING"
+
+
+@pytest.mark.parametrize(
+    ("cli", "machine", "config", "expected"),
+    [
+        ({}, "", {}, True),
+        ({}, "", {ACC: "false"}, False),
+        ({}, "[LarkNetworkAccounting = true]", {ACC: "false"}, True),
+        ({}, "[LarkNetworkAccounting = false]", {ACC: "true"}, False),
+        ({"accounting": False}, "[LarkNetworkAccounting = true]", {ACC: "true"}, False),
+        ({"accounting": True}, "[LarkNetworkAccounting = false]", {ACC: "false"}, True),
+        ({"accounting": None}, "[LarkNetworkAccounting = false]", {ACC: "true"}, False),
+        ({}, "[LarkNetworkAccounting = TARGET.Missing]", {ACC: "false"}, False),
+        ({}, "[LarkNetworkAccounting = undefined]", {}, True),
+    ],
+)
+def test_cli_beats_machine_ad_beats_config_beats_default(cli, machine, config, expected):
+    assert resolve(cli, machine, config=config).accounting is expected
+
+
+@pytest.mark.parametrize(
+    ("cli", "machine", "expected"),
+    [
+        ({}, "", "nat"),
+        ({}, '[LarkNetworkType = "none"]', "none"),
+        ({}, '[LarkNetworkType = "NONE"]', "none"),
+        ({"network_type": "nat"}, '[LarkNetworkType = "none"]', "nat"),
+        ({"network_type": "Bridge"}, "", "bridge"),
+    ],
+)
+def test_network_type_comes_from_cli_or_machine_ad(cli, machine, expected):
+    assert resolve(cli, machine).network_type == expected
+
+
+@pytest.mark.parametrize(
+    ("cli", "config", "expected"),
+    [
+        ({}, {}, "192.168.181.0/24"),
+        ({}, {"LARK_LOCAL_NETWORK": "10.1.0.0/16"}, "10.1.0.0/16"),
+        ({}, {"LARK_LOCAL_NETWORK": " 10.9.0.0/29 "}, "10.9.0.0/29"),
+        ({"local_network": "10.2.0.0/24"}, {"LARK_LOCAL_NETWORK": "10.1.0.0/16"}, "10.2.0.0/24"),
+    ],
+)
+def test_local_network_comes_from_cli_or_config(cli, config, expected):
+    assert resolve(cli, config=config).local_network == ipaddress.IPv4Network(expected)
+
+
+def test_use_network_namespaces_comes_from_config():
+    assert resolve(config={"USE_NETWORK_NAMESPACES": "false"}).use_network_namespaces is False
+    assert resolve(
+        {"use_network_namespaces": True}, config={"USE_NETWORK_NAMESPACES": "false"}
+    ).use_network_namespaces
+
+
+def test_state_and_lock_dirs_come_from_config():
+    settings = resolve(config={"LARK_STATE_DIR": "/var/lark/s", "LARK_LOCK_DIR": "/var/lark/l"})
+    assert settings.state_dir == Path("/var/lark/s")
+    assert settings.lock_dir == Path("/var/lark/l")
+
+
+def test_the_job_ad_is_never_a_source():
+    job = (
+        '[LarkNetworkType = "none"; LarkAddressType = "dhcp"; LarkNetworkAccounting = false;'
+        ' USE_NETWORK_NAMESPACES = false; LARK_LOCAL_NETWORK = "10.0.0.0/8";'
+        ' LarkStartupScript = "/tmp/x"]'
+    )
+    assert resolve(job=job) == Settings()
+
+
+def test_config_knobs_in_the_machine_ad_are_ignored():
+    machine = '[USE_NETWORK_NAMESPACES = false; LARK_LOCAL_NETWORK = "10.0.0.0/8"]'
+    assert resolve(machine=machine) == Settings()
+
+
+# -- machine-ad expressions see the job as TARGET --------------------------------------------
+
+EXPR = '[LarkNetworkType = ifThenElse(TARGET.WantNoNet =?= true, "none", "nat")]'
+
+
+@pytest.mark.parametrize(
+    ("job", "expected"),
+    [("[WantNoNet = true]", "none"), ("[WantNoNet = false]", "nat"), ("", "nat")],
+)
+def test_machine_ad_expression_is_evaluated_against_the_job_ad(job, expected):
+    assert resolve(machine=EXPR, job=job).network_type == expected
+
+
+def test_machine_ad_expression_can_read_its_own_attributes():
+    machine = '[Kind = "none"; LarkNetworkType = MY.Kind]'
+    assert resolve(machine=machine).network_type == "none"
+
+
+@pytest.mark.parametrize(
+    "expr", ['1/"x"', "error", 'TARGET.X + "a"', 'ifThenElse(TARGET.WantNoNet, error, "nat")']
+)
+def test_machine_ad_expression_evaluating_to_an_error_is_a_config_error(expr):
+    assert (
+        error_of(machine=f"[LarkNetworkType = {expr}]", job="[WantNoNet = true; X = 1]")
+        == "LarkNetworkType (machine ad) evaluates to an error"
+    )
+
+
+def test_cli_value_wins_over_a_machine_ad_error():
+    assert resolve({"network_type": "none"}, '[LarkNetworkType = 1/"x"]').network_type == "none"
+
+
+# -- booleans --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["true", "TRUE", "yes", "1", "on", " On ", "True"])
+def test_boolean_true_spellings(text):
+    assert resolve(config={ACC: text}).accounting is True
+
+
+@pytest.mark.parametrize("text", ["false", "FALSE", "no", "0", "off", " Off "])
+def test_boolean_false_spellings(text):
+    assert resolve(config={ACC: text}).accounting is False
+
+
+def test_machine_ad_integer_one_and_zero_are_booleans():
+    assert resolve(machine="[LarkNetworkAccounting = 1]").accounting is True
+    assert resolve(machine="[LarkNetworkAccounting = 0]").accounting is False
+
+
+# -- exact error lines -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"machine": '[LarkNetworkType = "brdige"]'},
+            'LarkNetworkType "brdige" (machine ad) is not one of nat, bridge, none',
+        ),
+        (
+            {"machine": "[LarkNetworkType = 3]"},
+            "LarkNetworkType 3 (machine ad) is not one of nat, bridge, none",
+        ),
+        (
+            {"cli": {"network_type": "brdige"}},
+            'network_type "brdige" (command line --network-type) is not one of nat, bridge, none',
+        ),
+        (
+            {"machine": '[LarkAddressType = "dynamic"]'},
+            'LarkAddressType "dynamic" (machine ad) is not one of local, dhcp, static',
+        ),
+        (
+            {"config": {"USE_NETWORK_NAMESPACES": "maybe"}},
+            'USE_NETWORK_NAMESPACES "maybe" (HTCondor config) is not a boolean (true or false)',
+        ),
+        (
+            {"config": {"USE_NETWORK_NAMESPACES": ""}},
+            'USE_NETWORK_NAMESPACES "" (HTCondor config) is not a boolean (true or false)',
+        ),
+        (
+            {"machine": "[LarkNetworkAccounting = 2]"},
+            "LarkNetworkAccounting 2 (machine ad) is not a boolean (true or false)",
+        ),
+        (
+            {"cli": {"accounting": "maybe"}},
+            'LARK_NETWORK_ACCOUNTING "maybe" (command line --accounting) is not a boolean'
+            " (true or false)",
+        ),
+        (
+            {"config": {"LARK_LOCAL_NETWORK": "banana"}},
+            'LARK_LOCAL_NETWORK "banana" (HTCondor config) is not an IPv4 network like'
+            " 192.168.181.0/24",
+        ),
+        (
+            {"config": {"LARK_LOCAL_NETWORK": "10.0.0.1/24"}},
+            'LARK_LOCAL_NETWORK "10.0.0.1/24" (HTCondor config) is not an IPv4 network like'
+            " 192.168.181.0/24",
+        ),
+        (
+            {"config": {"LARK_LOCAL_NETWORK": "2001:db8::/64"}},
+            'LARK_LOCAL_NETWORK "2001:db8::/64" (HTCondor config) is not an IPv4 network like'
+            " 192.168.181.0/24",
+        ),
+        (
+            {"config": {"LARK_LOCAL_NETWORK": "10.0.0.0/30"}},
+            'LARK_LOCAL_NETWORK "10.0.0.0/30" (HTCondor config) is too small: it needs a prefix'
+            " of /29 or shorter",
+        ),
+        (
+            {"config": {"LARK_LOCAL_NETWORK": "10.0.0.7"}},
+            'LARK_LOCAL_NETWORK "10.0.0.7" (HTCondor config) is too small: it needs a prefix'
+            " of /29 or shorter",
+        ),
+        (
+            {"config": {"LARK_LOCAL_NETWORK": "10.0.0.0/15"}},
+            'LARK_LOCAL_NETWORK "10.0.0.0/15" (HTCondor config) is too large: use a prefix'
+            " of /16 (32766 jobs) or longer",
+        ),
+        (
+            {"config": {"LARK_LOCAL_NETWORK": "10.0.0.0/8"}},
+            'LARK_LOCAL_NETWORK "10.0.0.0/8" (HTCondor config) is too large: use a prefix'
+            " of /16 (32766 jobs) or longer",
+        ),
+        (
+            {"config": {"LARK_LOCAL_NETWORK": "0.0.0.0/0"}},
+            'LARK_LOCAL_NETWORK "0.0.0.0/0" (HTCondor config) is too large: use a prefix'
+            " of /16 (32766 jobs) or longer",
+        ),
+        (
+            {"cli": {"local_network": "172.16.0.0/12"}},
+            'LARK_LOCAL_NETWORK "172.16.0.0/12" (command line --local-network) is too large:'
+            " use a prefix of /16 (32766 jobs) or longer",
+        ),
+        (
+            {"config": {"LARK_ACCOUNTING_INTERVAL": "soon"}},
+            'LARK_ACCOUNTING_INTERVAL "soon" (HTCondor config) is not a number of seconds',
+        ),
+        (
+            {"config": {"LARK_STATE_DIR": "rel/dir"}},
+            'LARK_STATE_DIR "rel/dir" (HTCondor config) is not an absolute path',
+        ),
+        (
+            {"config": {"LARK_LOCK_DIR": "lock"}},
+            'LARK_LOCK_DIR "lock" (HTCondor config) is not an absolute path',
+        ),
+    ],
+)
+def test_a_bad_value_names_setting_value_and_source(kwargs, message):
+    assert error_of(**kwargs) == message
+
+
+def test_error_message_is_one_line_even_for_a_multi_line_value():
+    message = error_of(machine='[LarkNetworkType = "na\\nt"]')
+    assert "\n" not in message
+    assert message == 'LarkNetworkType "na t" (machine ad) is not one of nat, bridge, none'
+
+
+@pytest.mark.parametrize("seconds", ["0.05", "1", "86400", " 2.5 "])
+def test_accounting_interval_within_bounds_is_accepted(seconds):
+    assert resolve(config={"LARK_ACCOUNTING_INTERVAL": seconds}).accounting_interval_s == float(
+        seconds
+    )
+
+
+@pytest.mark.parametrize("seconds", ["0.049", "0", "-1", "86400.5", "nan", "inf"])
+def test_accounting_interval_out_of_bounds_is_rejected(seconds):
+    assert error_of(config={"LARK_ACCOUNTING_INTERVAL": seconds}) == (
+        f'LARK_ACCOUNTING_INTERVAL "{seconds}" (HTCondor config) must be between 0.05 and'
+        " 86400 seconds"
+    )
+
+
+def test_smallest_allowed_local_network_is_a_29():
+    assert resolve(config={"LARK_LOCAL_NETWORK": "10.0.0.8/29"}).local_network.prefixlen == 29
+
+
+def test_largest_allowed_local_network_is_a_16_of_32766_pairs():
+    network = resolve(config={"LARK_LOCAL_NETWORK": "10.7.0.0/16"}).local_network
+    assert network == ipaddress.IPv4Network("10.7.0.0/16")
+    assert pool_size(network) == 32766  # the job count the error message promises
+
+
+# -- plan -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "mode", "address_type", "accounting"),
+    [
+        (Settings(), "nat", "local", True),
+        (Settings(address_type="local"), "nat", "local", True),
+        (Settings(accounting=False), "nat", "local", False),
+        (Settings(network_type="none"), "none", None, False),
+        (Settings(network_type="none", address_type="dhcp"), "none", None, False),
+        (Settings(use_network_namespaces=False), "off", None, False),
+        (Settings(use_network_namespaces=False, network_type="bridge"), "off", None, False),
+        (Settings(use_network_namespaces=False, address_type="static"), "off", None, False),
+    ],
+)
+def test_settings_give_mode_address_type_and_accounting(settings, mode, address_type, accounting):
+    plan = derive_plan(settings, "s1-123_0")
+    assert (plan.mode, plan.address_type, plan.accounting) == (mode, address_type, accounting)
+
+
+@pytest.mark.parametrize("address_type", ["dhcp", "static"])
+def test_nat_with_a_non_local_address_type_is_a_config_error(address_type):
+    with pytest.raises(ConfigError) as info:
+        derive_plan(Settings(address_type=address_type), "x")
+    assert str(info.value) == (
+        f'LarkAddressType "{address_type}" is not available in NAT mode (only "local")'
+    )
+
+
+@pytest.mark.parametrize("address_type", [None, "local", "dhcp"])
+def test_bridge_mode_is_not_supported_yet(address_type):
+    with pytest.raises(ConfigError) as info:
+        derive_plan(Settings(network_type="bridge", address_type=address_type), "x")
+    assert str(info.value) == (
+        'LarkNetworkType "bridge" is not supported by this version of Lark yet'
+    )
+
+
+def test_plan_carries_the_derived_names_and_the_settings():
+    settings = Settings(
+        local_network=ipaddress.IPv4Network("10.5.0.0/16"),
+        accounting_interval_s=0.5,
+        state_dir=Path("/s"),
+        lock_dir=Path("/l"),
+    )
+    assert derive_plan(settings, "s1-123_0") == JobNetwork(
+        name="s1-123_0",
+        mode="nat",
+        address_type="local",
+        netns="lark-s1-123_0",
+        external_interface="e_s1-123_0",
+        internal_interface="i_s1-123_0",
+        chain="LARK_s1-123_0",
+        local_network=ipaddress.IPv4Network("10.5.0.0/16"),
+        accounting=True,
+        accounting_interval_s=0.5,
+        state_dir=Path("/s"),
+        lock_dir=Path("/l"),
+    )
+
+
+def test_plan_is_frozen():
+    plan = derive_plan(Settings(), "x")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.mode = "none"  # type: ignore[misc]
+
+
+def test_settings_to_plan_end_to_end_with_a_job_dependent_machine_ad():
+    settings = resolve(machine=EXPR, job="[WantNoNet = true]")
+    plan = derive_plan(settings, "j")
+    assert (plan.mode, plan.address_type, plan.accounting) == ("none", None, False)
+
+
+# -- job name ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("explicit", "job", "machine", "expected"),
+    [
+        ("myjob", "[ClusterId = 1; ProcId = 0]", '[Name = "slot1@n"]', "myjob"),
+        (None, "[ClusterId = 123; ProcId = 0]", '[Name = "slot1_2@node"]', "s1_2-123_0"),
+        (None, "[ClusterId = 123; ProcId = 4]", "", "123_4"),
+        (None, "", '[Name = "slot7@node"]', "s7"),
+        (None, "", "", "p4242"),
+        (None, "[ClusterId = 5]", "", "p4242"),
+        (None, "[ClusterId = -1; ProcId = 0]", "", "p4242"),
+        (None, '[ClusterId = "5"; ProcId = 0]', "", "p4242"),
+        (None, "[ClusterId = 5; ProcId = 1.5]", "", "p4242"),
+        (None, "", "[Name = 5]", "p4242"),
+        (None, "", '[Name = strcat("slot", "3")]', "s3"),
+        (None, "[ClusterId = true; ProcId = 0]", "", "p4242"),
+        (None, "[ClusterId = 5; ProcId = false]", "", "p4242"),
+        (None, "[ClusterId = true; ProcId = true]", '[Name = "slot2@n"]', "s2"),
+        (None, "[ClusterId = 2 + 3; ProcId = 0]", "", "5_0"),
+        (None, "", '[Name = "@node"]', "p4242"),
+    ],
+)
+def test_job_name_from_explicit_name_or_ads(explicit, job, machine, expected):
+    assert derive_job_name(explicit, ad(job), ad(machine), 4242) == expected
+
+
+@pytest.mark.parametrize("explicit", ["../x", "", "a" * 14])
+def test_explicit_job_name_is_validated(explicit):
+    with pytest.raises(UsageError) as info:
+        derive_job_name(explicit, ad("[ClusterId = 1; ProcId = 0]"), ad('[Name = "slot1@n"]'), 1)
+    assert str(info.value).startswith(f"job name {explicit!r} must be 1-13 characters")
+
+
+def test_long_slot_and_job_id_give_a_hashed_13_character_name():
+    name = derive_job_name(
+        None, ad("[ClusterId = 1234567; ProcId = 12]"), ad('[Name = "slot1_2@node"]'), 1
+    )
+    assert len(name) == 13
+    assert name.startswith("h")
