@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import bench_prefix, bench_tmp, in_bench_host, print_table  # noqa: E402
+from common import bench_prefix, bench_tmp, in_bench_host, print_table
 
 READY = re.compile(r"network ready \(nat\) in ([0-9.]+) ms \(([^)]*)\)")
 
@@ -39,8 +39,9 @@ def leftovers(prefix: str, tmp: Path) -> list[str]:
     found = [f"netns {n}" for n in os.listdir("/run/netns") if n.startswith(f"lark-{prefix}")]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     found += [f"link {ln.split(':')[1].strip()}" for ln in links.splitlines() if " e_" in ln]
-    out = subprocess.run(["nft", "-j", "list", "table", "inet", "lark"], capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        ["nft", "-j", "list", "table", "inet", "lark"], capture_output=True, text=True
+    ).stdout
     for item in json.loads(out or "{}").get("nftables", []):
         if "chain" in item and item["chain"]["name"].startswith("LARK_"):
             found.append(f"chain {item['chain']['name']}")
@@ -71,12 +72,32 @@ def main() -> int:
         for i in range(args.jobs):
             log = tmp / "logs" / f"{i}.log"
             proc = subprocess.Popen(
-                [sys.executable, "-m", "lark_async.cli", "run", "--user", "nobody",
-                 "--name", f"{prefix}{i}", "--local-network", "192.168.180.0/22",
-                 "--state-dir", str(tmp / "state"), "--lock-dir", str(tmp / "lock"),
-                 "--log-file", str(log), "--accounting-interval", args.interval,
-                 "--", "/bin/sh", "-c", "echo ready; exec sleep 3600"],
-                stdout=subprocess.PIPE, text=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "lark_async.cli",
+                    "run",
+                    "--user",
+                    "nobody",
+                    "--name",
+                    f"{prefix}{i}",
+                    "--local-network",
+                    "192.168.180.0/22",
+                    "--state-dir",
+                    str(tmp / "state"),
+                    "--lock-dir",
+                    str(tmp / "lock"),
+                    "--log-file",
+                    str(log),
+                    "--accounting-interval",
+                    args.interval,
+                    "--",
+                    "/bin/sh",
+                    "-c",
+                    "echo ready; exec sleep 3600",
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
             )
             agents.append(proc)
             if proc.stdout.readline().strip() != "ready":
@@ -86,8 +107,9 @@ def main() -> int:
             steps.append(match.group(2) if match else "?")
         started_s = time.perf_counter() - t_start
         rss = sorted(rss_kib(p.pid) for p in agents)
-        chains = subprocess.run(["nft", "list", "table", "inet", "lark"], capture_output=True,
-                                text=True).stdout.count("chain LARK_")
+        chains = subprocess.run(
+            ["nft", "list", "table", "inet", "lark"], capture_output=True, text=True
+        ).stdout.count("chain LARK_")
     finally:
         t0 = time.perf_counter()
         for proc in agents:
@@ -103,10 +125,11 @@ def main() -> int:
         ["jobs 1-10"],
     )
     print(f"\nsteps (ms) of job 1: {steps[0]}; of job {n}: {steps[-1]}")
-    print(f"{chains} job chains while all ran; all {n} started in {started_s:.1f} s; "
-          f"stopped in {stop_s:.1f} s; exit codes {sorted(set(codes))}")
-    print(f"agent RSS: median {rss[len(rss) // 2] / 1024:.1f} MiB, "
-          f"total {sum(rss) / 1024:.0f} MiB")
+    print(
+        f"{chains} job chains while all ran; all {n} started in {started_s:.1f} s; "
+        f"stopped in {stop_s:.1f} s; exit codes {sorted(set(codes))}"
+    )
+    print(f"agent RSS: median {rss[len(rss) // 2] / 1024:.1f} MiB, total {sum(rss) / 1024:.0f} MiB")
     print("nothing left behind" if not left else f"LEFT BEHIND: {left[:10]}")
     return 0 if not left and chains == n else 1
 

@@ -26,14 +26,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import trio  # noqa: E402
-from common import bench_prefix, bench_tmp, in_bench_host, print_table  # noqa: E402
+import trio
+from common import bench_prefix, bench_tmp, in_bench_host, print_table
 
-from lark_async import plan as lark_plan  # noqa: E402
-from lark_async.backends import nft  # noqa: E402
-from lark_async.jobproc import JobUser  # noqa: E402
-from lark_async.settings import Settings  # noqa: E402
-from lark_async.supervisor import RunRequest, Supervisor  # noqa: E402
+from lark_async import plan as lark_plan
+from lark_async.backends import nft
+from lark_async.jobproc import JobUser
+from lark_async.settings import Settings
+from lark_async.supervisor import RunRequest, Supervisor
 
 EXT, INT = "192.168.200.2", "192.168.200.3"
 
@@ -89,8 +89,11 @@ def timed_shell(script: str) -> float:
 
 
 async def lark_round(name: str, tmp: Path) -> tuple[float, float]:
-    settings = Settings(state_dir=tmp / "state", lock_dir=tmp / "lock",
-                        local_network=ipaddress.IPv4Network("192.168.181.0/24"))
+    settings = Settings(
+        state_dir=tmp / "state",
+        lock_dir=tmp / "lock",
+        local_network=ipaddress.IPv4Network("192.168.181.0/24"),
+    )
     job_plan = lark_plan.derive_plan(settings, name)
     user = JobUser("nobody", 65534, 65534, ())
     sup = Supervisor(RunRequest(job_plan, ["true"], user, {}, None, None))
@@ -111,9 +114,20 @@ def main() -> int:
     if rc >= 0:
         return rc
     prefix, tmp = bench_prefix(), bench_tmp()
-    agent = [sys.executable, "-m", "lark_async.cli", "run", "--user", "nobody",
-             "--state-dir", str(tmp / "state"), "--lock-dir", str(tmp / "lock"),
-             "--log-file", str(tmp / "agent.log")]
+    agent = [
+        sys.executable,
+        "-m",
+        "lark_async.cli",
+        "run",
+        "--user",
+        "nobody",
+        "--state-dir",
+        str(tmp / "state"),
+        "--lock-dir",
+        str(tmp / "lock"),
+        "--log-file",
+        str(tmp / "agent.log"),
+    ]
     samples: dict[str, list[float]] = {}
 
     def add(key: str, value: float) -> None:
@@ -141,18 +155,24 @@ def main() -> int:
         subprocess.run(["true"], check=True)
         add("true alone (wall)", time.perf_counter() - t0)
     order = [
-        "lark setup", "lark teardown", "lark setup+teardown (in-process)",
-        "shell per-command setup", "shell per-command teardown",
-        "shell per-command setup+teardown", "shell batched setup+teardown",
+        "lark setup",
+        "lark teardown",
+        "lark setup+teardown (in-process)",
+        "shell per-command setup",
+        "shell per-command teardown",
+        "shell per-command setup+teardown",
+        "shell batched setup+teardown",
     ]
     print_table(
         f"One NAT job's network, {args.rounds} rounds (kernel {os.uname().release})",
         [(k, samples[k]) for k in order],
         ["shell per-command setup+teardown", "shell batched setup+teardown"],
     )
-    print_table("Whole agent run", [(k, samples[k]) for k in
-                                    ("lark-agent run -- true (wall)", "true alone (wall)")],
-                ["true alone (wall)"])
+    print_table(
+        "Whole agent run",
+        [(k, samples[k]) for k in ("lark-agent run -- true (wall)", "true alone (wall)")],
+        ["true alone (wall)"],
+    )
     return 0
 
 

@@ -257,8 +257,19 @@ def test_default_name_comes_from_slot_and_job_id(sandbox, host):
     slot = int(sandbox.prefix[-4:], 16)  # random per test, so names never collide
     machine.write_text(f'Name = "slot{slot}_2@node"\n')
     ad = sandbox.tmp / "u.ad"
-    r = sandbox.run_agent(host, "--user", "nobody", "--job-ad", str(job), "--machine-ad",
-                          str(machine), "--update-ad", str(ad), "--", "true")
+    r = sandbox.run_agent(
+        host,
+        "--user",
+        "nobody",
+        "--job-ad",
+        str(job),
+        "--machine-ad",
+        str(machine),
+        "--update-ad",
+        str(ad),
+        "--",
+        "true",
+    )
     assert r.returncode == 0, r.stderr
     assert read_update_ad(ad)["LarkExternalInterface"] == f"e_s{slot}_2-12_3"
     assert f"lark-s{slot}_2-12_3" not in netns_list()
@@ -343,15 +354,24 @@ def test_sigterm_during_setup_cleans_up(sandbox, host):
 
 def test_cleanup_removes_what_a_killed_agent_left(sandbox, host):
     name = sandbox.job_name()
-    proc = sandbox.start_agent(host, "--user", "nobody", "--name", name, "--", "true",
-                               env={"_LARK_TEST_PAUSE_AFTER": "firewall"})
+    proc = sandbox.start_agent(
+        host,
+        "--user",
+        "nobody",
+        "--name",
+        name,
+        "--",
+        "true",
+        env={"_LARK_TEST_PAUSE_AFTER": "firewall"},
+    )
     assert "test pause after firewall" in proc.stderr.readline()
     proc.kill()
     proc.communicate(timeout=20)
     assert f"lark-{name}" in netns_list() and nft_job_objects(host.netns)
     for _ in range(2):  # idempotent: the second run finds nothing to do
-        r = sandbox.run_agent(host, "--orphans", "--state-dir", str(sandbox.state_dir),
-                              verb="cleanup")
+        r = sandbox.run_agent(
+            host, "--orphans", "--state-dir", str(sandbox.state_dir), verb="cleanup"
+        )
         assert r.returncode == 0, r.stderr
 
 
