@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .ads import write_atomically
-from .errors import map_errors
+from .errors import ResourceError, map_errors
 
 
 class Record:
@@ -35,9 +35,16 @@ class Record:
                 "steps": {},
             },
         )
-        with map_errors(f"create state record {record.path}"):
+        try:
             fd = os.open(record.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            os.close(fd)
+        except FileExistsError as exc:
+            raise ResourceError(
+                f"job name {name} is in use: state record {record.path} exists (if its agent is "
+                f"gone, run: lark-agent cleanup {name})"
+            ) from exc
+        except OSError as exc:
+            raise ResourceError(f"create state record {record.path}: {exc.strerror}") from exc
+        os.close(fd)
         record.save()
         return record
 
@@ -53,6 +60,11 @@ class Record:
     def note(self, step: str, **details: Any) -> None:
         """Record intent before the kernel is touched."""
         self.steps[step] = details
+        self.save()
+
+    def forget(self, step: str) -> None:
+        """Take back a noted step whose object turned out not to be ours."""
+        self.steps.pop(step, None)
         self.save()
 
     def save(self) -> None:

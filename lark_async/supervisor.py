@@ -163,7 +163,7 @@ class Supervisor:
         await trio.to_thread.run_sync(
             netns.in_fresh_thread,
             lambda: netns.setup_job_netns(
-                plan.netns, external, plan.internal_interface, addresses, note
+                plan.netns, external, plan.internal_interface, addresses, note, record.forget
             ),
         )
         await self._step_done("netns")

@@ -34,7 +34,10 @@ def sh(*cmd: str, check: bool = True, netns: str | None = None) -> subprocess.Co
     argv = list(cmd)
     if netns is not None:
         argv = ["nsenter", f"--net=/run/netns/{netns}", *argv]
-    return subprocess.run(argv, check=check, capture_output=True, text=True)
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr}")
+    return result
 
 
 def netns_list() -> list[str]:
@@ -80,11 +83,14 @@ class Sandbox:
 
     def create_site(self) -> None:
         sh("ip", "netns", "add", self.site)
-        n = ["ip", "-n", self.site]
-        sh(*n, "link", "set", "lo", "up")
-        sh(*n, "link", "add", "br0", "type", "bridge")
-        sh(*n, "addr", "add", f"{SITE_ADDR}/24", "dev", "br0")
-        sh(*n, "link", "set", "br0", "up")
+        # nsenter, not `ip -n`: that also remounts /sys, which fails in chroots and containers
+        for step in (
+            ("link", "set", "lo", "up"),
+            ("link", "add", "br0", "type", "bridge"),
+            ("addr", "add", f"{SITE_ADDR}/24", "dev", "br0"),
+            ("link", "set", "br0", "up"),
+        ):
+            sh("ip", *step, netns=self.site)
         www = self.tmp / "www"
         www.mkdir()
         for name, size in FILE_SIZES.items():
@@ -102,8 +108,6 @@ class Sandbox:
         up = f"up{index}"
         sh(
             "ip",
-            "-n",
-            self.site,
             "link",
             "add",
             up,
@@ -114,13 +118,16 @@ class Sandbox:
             "uplink",
             "netns",
             host.netns,
+            netns=self.site,
         )
-        sh("ip", "-n", self.site, "link", "set", up, "master", "br0", "up")
-        n = ["ip", "-n", host.netns]
-        sh(*n, "link", "set", "lo", "up")
-        sh(*n, "addr", "add", f"{host.address}/24", "dev", "uplink")
-        sh(*n, "link", "set", "uplink", "up")
-        sh(*n, "route", "add", "default", "via", SITE_ADDR)
+        sh("ip", "link", "set", up, "master", "br0", "up", netns=self.site)
+        for step in (
+            ("link", "set", "lo", "up"),
+            ("addr", "add", f"{host.address}/24", "dev", "uplink"),
+            ("link", "set", "uplink", "up"),
+            ("route", "add", "default", "via", SITE_ADDR),
+        ):
+            sh("ip", *step, netns=host.netns)
         self.hosts.append(host)
         return host
 

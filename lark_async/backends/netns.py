@@ -101,16 +101,24 @@ def setup_job_netns(
     internal: str,
     addresses: Addresses | None,
     before: Callable[[str], None],
+    not_ours: Callable[[str], None],
 ) -> None:
     """Namespace, loopback, veth pair, addresses and default route, in the fewest round trips.
 
     ``before(step)`` is called ahead of each resource so the state record
-    always knows more than the kernel has. Runs on a throwaway thread.
+    always knows more than the kernel has; ``not_ours(step)`` takes that back
+    when the object already existed (someone else's: undo must not remove it).
+    Runs on a throwaway thread.
     """
     with rtnl.Channel() as host:
         before("netns")
-        with map_errors(f"create network namespace {netns}"):
-            ns_fd, inner = create_netns(netns)
+        try:
+            with map_errors(f"create network namespace {netns}"):
+                ns_fd, inner = create_netns(netns)
+        except KernelError as exc:
+            if isinstance(exc.__cause__, FileExistsError):
+                not_ours("netns")
+            raise
         try:
             with inner:
                 with map_errors(f"bring up loopback in {netns}"):
@@ -118,8 +126,13 @@ def setup_job_netns(
                 if external is None or addresses is None:
                     return
                 before("veth")
-                with map_errors(f"create veth {external}/{internal}"):
-                    host.request(rtnl.new_veth(external, internal, ns_fd))
+                try:
+                    with map_errors(f"create veth {external}/{internal}"):
+                        host.request(rtnl.new_veth(external, internal, ns_fd))
+                except KernelError as exc:
+                    if getattr(exc.__cause__, "errno", None) == errno.EEXIST:
+                        not_ours("veth")
+                    raise
                 with map_errors(f"configure {external}"):
                     host.request(
                         rtnl.new_peer_address(

@@ -478,3 +478,42 @@ def test_ns_exec_runs_in_fresh_namespaces(sandbox, host):
     r = sandbox.run_agent(host, "--net", "--uts", "--", "ip", "-o", "link", verb="ns-exec")
     assert r.returncode == 0, r.stderr
     assert [ln.split(":")[1].strip() for ln in r.stdout.splitlines()] == ["lo"]
+
+
+def test_a_name_in_use_is_refused_and_the_running_job_is_untouched(sandbox, host):
+    name = sandbox.job_name()
+    running = sandbox.start_agent(
+        host,
+        "--user",
+        "nobody",
+        "--name",
+        name,
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo ready; sleep 2; echo done",
+    )
+    assert running.stdout.readline().strip() == "ready"
+    r = sandbox.run_agent(host, "--user", "nobody", "--name", name, "--", "true")
+    assert r.returncode == 125
+    assert r.stderr.strip() == (
+        f"lark-agent: error: job name {name} is in use: state record "
+        f"{sandbox.state_dir}/{name}.json exists (if its agent is gone, run: "
+        f"lark-agent cleanup {name})"
+    )
+    out, err = running.communicate(timeout=20)
+    assert running.returncode == 0 and out.strip() == "done", err
+
+
+def test_a_foreign_namespace_with_our_name_is_left_alone(sandbox, host):
+    name = sandbox.job_name()
+    sh("ip", "netns", "add", f"lark-{name}")
+    try:
+        r = sandbox.run_agent(host, "--user", "nobody", "--name", name, "--", "true")
+        assert r.returncode == 125
+        assert r.stderr.strip() == (
+            f"lark-agent: error: create network namespace lark-{name}: File exists"
+        )
+        assert f"lark-{name}" in netns_list()
+    finally:
+        sh("ip", "netns", "del", f"lark-{name}")
