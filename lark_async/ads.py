@@ -23,10 +23,11 @@ _ATTR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 def parse_ad(text: str, what: str) -> classad2.ClassAd:
     """Parse old (``A = 1`` lines) or new (``[ A = 1; ]``) syntax; raise AdError naming the line.
 
-    Old syntax goes through classad2's own old-syntax parser (HTCondor's rules, literal
-    backslashes included), which silently stops at the first bad line: every line's
-    attribute must therefore come out of it, and the first one missing is the bad line.
-    The new-syntax parser accepts truncated input, so the text is first checked whole.
+    Old syntax (what the starter writes) is parsed line by line: each value must be one whole
+    expression, so a truncated or junk-trailed line is an error naming it. classad2's own
+    parsers accept truncated input silently, and also load all of htcondor2 -- whose start-up
+    resolves the node's hostname, a DNS round trip on every job start -- so old syntax avoids
+    them; the rare new-syntax ad is first checked whole.
     """
     stripped = text.strip()
     if stripped.startswith("["):
@@ -37,44 +38,45 @@ def parse_ad(text: str, what: str) -> classad2.ClassAd:
         except (ValueError, classad2.ClassAdException):
             pass
         raise AdError(f"{what}: not a valid new-syntax ClassAd")
-    lines: list[tuple[int, str]] = []
+    ad = classad2.ClassAd()
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith(("#", "***")) or line == "------":
             continue
-        attr, eq, _ = line.partition("=")
-        if not eq or not _ATTR_RE.fullmatch(attr.strip()):
+        attr, eq, value = line.partition("=")
+        attr = attr.strip()
+        if not eq or not _ATTR_RE.fullmatch(attr):
             raise AdError(f"{what} line {lineno}: expected 'Attribute = value', got {line[:60]!r}")
-        lines.append((lineno, line))
-    ad = _parse_old([line for _, line in lines])
-    if ad is None:  # find the first bad line: a prefix parses iff it ends before it
-        lo, hi = 0, len(lines) - 1
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if _parse_old([line for _, line in lines[: mid + 1]]) is None:
-                hi = mid
-            else:
-                lo = mid + 1
-        lineno, line = lines[lo]
-        raise AdError(
-            f"{what} line {lineno}: cannot parse the value of {line.split('=')[0].strip()}"
-        )
+        expr = _old_strings_to_new(value.strip())
+        try:  # parenthesised, junk after the expression cannot hide
+            classad2.ExprTree(f"({expr})")
+            ad[attr] = classad2.ExprTree(expr)
+        except (ValueError, classad2.ClassAdException) as exc:
+            raise AdError(f"{what} line {lineno}: cannot parse the value of {attr}") from exc
     return ad
 
 
-_SENTINEL = "LarkEndOfAdSentinel"
-
-
-def _parse_old(lines: list[str]) -> classad2.ClassAd | None:
-    """classad2's old-syntax parse, or None if it stopped early (a sentinel last line tells)."""
-    try:
-        ad = classad2.parseOne("\n".join([*lines, f"{_SENTINEL} = 1"]), classad2.ParserType.Old)
-    except (ValueError, classad2.ClassAdException):
-        return None
-    if _SENTINEL not in ad:
-        return None
-    del ad[_SENTINEL]
-    return ad
+def _old_strings_to_new(value: str) -> str:
+    """Old ClassAd syntax keeps backslashes literal in strings (``"C:\\dir\\"`` is C:\\dir\\);
+    only a backslash before a quote that does not end the line escapes it. Rewrite the
+    strings with new-syntax escapes."""
+    out: list[str] = []
+    in_string = False
+    i = 0
+    while i < len(value):
+        c = value[i]
+        if in_string and c == "\\":
+            if value[i + 1 : i + 2] == '"' and value[i + 2 :].strip():
+                out.append('\\"')
+                i += 2
+                continue
+            out.append("\\\\")
+        else:
+            out.append(c)
+            if c == '"':
+                in_string = not in_string
+        i += 1
+    return "".join(out)
 
 
 def read_ad(path: str | os.PathLike[str] | None, what: str) -> classad2.ClassAd:

@@ -15,6 +15,7 @@ from .errors import EXIT_SETUP_FAILED, EXIT_USAGE, LarkError, UsageError
 PROG = "lark-agent"
 DEFAULT_LOG = "/var/log/lark/agent.log"
 log = logging.getLogger("lark")
+log.addHandler(logging.NullHandler())  # before logging is set up, errors are printed once, by us
 
 
 class _Parser(argparse.ArgumentParser):
