@@ -15,6 +15,23 @@ from pathlib import Path
 INNER = "LARK_BENCH_INNER"
 
 
+def agent_run(tmp: Path, *flags: str) -> list[str]:
+    """``lark-agent run`` as nobody, with the bench's own state, lock and log places."""
+    return [
+        sys.executable,
+        "-m",
+        "lark_async.cli",
+        "run",
+        "--user",
+        "nobody",
+        "--state-dir",
+        str(tmp / "state"),
+        "--lock-dir",
+        str(tmp / "lock"),
+        *flags,
+    ]
+
+
 def in_bench_host(script: str, argv: Sequence[str]) -> int:
     """Re-run ``script`` inside a fresh host namespace (network only) and remove it after.
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import bench_prefix, bench_tmp, in_bench_host, print_table
+from common import agent_run, bench_prefix, bench_tmp, in_bench_host, print_table
 
 READY = re.compile(r"network ready \(nat\) in ([0-9.]+) ms \(([^)]*)\)")
 
@@ -73,22 +73,9 @@ def main() -> int:
             log = tmp / "logs" / f"{i}.log"
             proc = subprocess.Popen(
                 [
-                    sys.executable,
-                    "-m",
-                    "lark_async.cli",
-                    "run",
-                    "--user",
-                    "nobody",
-                    "--name",
-                    f"{prefix}{i}",
+                    *agent_run(tmp, "--name", f"{prefix}{i}", "--log-file", str(log)),
                     "--local-network",
                     "192.168.180.0/22",
-                    "--state-dir",
-                    str(tmp / "state"),
-                    "--lock-dir",
-                    str(tmp / "lock"),
-                    "--log-file",
-                    str(log),
                     "--accounting-interval",
                     args.interval,
                     "--",

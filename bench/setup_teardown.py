@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trio
-from common import bench_prefix, bench_tmp, in_bench_host, print_table
+from common import agent_run, bench_prefix, bench_tmp, in_bench_host, print_table
 
 from lark_async import plan as lark_plan
 from lark_async.backends import nft
@@ -114,20 +114,7 @@ def main() -> int:
     if rc >= 0:
         return rc
     prefix, tmp = bench_prefix(), bench_tmp()
-    agent = [
-        sys.executable,
-        "-m",
-        "lark_async.cli",
-        "run",
-        "--user",
-        "nobody",
-        "--state-dir",
-        str(tmp / "state"),
-        "--lock-dir",
-        str(tmp / "lock"),
-        "--log-file",
-        str(tmp / "agent.log"),
-    ]
+    agent = agent_run(tmp, "--log-file", str(tmp / "agent.log"))
     samples: dict[str, list[float]] = {}
 
     def add(key: str, value: float) -> None:

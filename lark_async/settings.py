@@ -139,7 +139,8 @@ def resolve_settings(
 
 def htcondor_config() -> Mapping[str, str]:
     """HTCondor's config when this node has one; imported lazily since htcondor2 is slow to load."""
-    if not (os.environ.get("CONDOR_CONFIG") or os.path.exists("/etc/condor/condor_config")):
+    path = os.environ.get("CONDOR_CONFIG") or "/etc/condor/condor_config"
+    if not os.path.isfile(path):  # includes htcondor2's own "no config" marker, /dev/null
         return {}
     import htcondor2
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -78,6 +79,10 @@ class Sandbox:
 
     def job_name(self, suffix: str = "j1") -> str:
         return f"{self.prefix}{suffix}"
+
+    def who(self, name: str | None = None) -> tuple[str, ...]:
+        """``run`` flags for a job of this test run as nobody."""
+        return ("--user", "nobody", "--name", name or self.job_name())
 
     # -- building ---------------------------------------------------------
 
@@ -189,6 +194,13 @@ class Sandbox:
             text=True,
             env={**os.environ, **(env or {})},
         )
+
+    @staticmethod
+    def read_line(stream, timeout: float = 30.0) -> str:
+        """One line from an agent's pipe, or fail the test instead of hanging it."""
+        ready, _, _ = select.select([stream], [], [], timeout)
+        assert ready, f"no output within {timeout} s"
+        return stream.readline()
 
     # -- checking ---------------------------------------------------------
 

@@ -18,6 +18,9 @@ FETCH = (
 )
 
 
+FETCH_JOB = (PY, "-I", "-c", FETCH)
+
+
 def read_update_ad(path: Path) -> dict:
     return dict(classad2.parseOne(path.read_text(), classad2.ParserType.Old).items())
 
@@ -26,18 +29,12 @@ def run_fetch(sandbox, host, size: str, *extra: str, name: str | None = None):
     ad = sandbox.tmp / f"{size}.update.ad"
     result = sandbox.run_agent(
         host,
-        "--user",
-        "nobody",
-        "--name",
-        name or sandbox.job_name(),
+        *sandbox.who(name or sandbox.job_name()),
         "--update-ad",
         str(ad),
         *extra,
         "--",
-        PY,
-        "-I",
-        "-c",
-        FETCH,
+        *FETCH_JOB,
         sandbox.url(size),
     )
     return result, ad
@@ -68,24 +65,17 @@ def test_job_sees_its_own_network_and_the_site_sees_the_host(sandbox, host):
         "import socket, subprocess\n"
         f"s = socket.create_connection(('{SITE_ADDR}', 8080)); print(s.getsockname()[0])\n"
     )
-    result = sandbox.run_agent(
-        host, "--user", "nobody", "--name", sandbox.job_name(), "--", PY, "-I", "-c", probe
-    )
+    result = sandbox.run_agent(host, *sandbox.who(sandbox.job_name()), "--", PY, "-I", "-c", probe)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith("192.168.181.")
 
 
 def test_exit_status_is_the_jobs(sandbox, host):
-    r = sandbox.run_agent(
-        host, "--user", "nobody", "--name", sandbox.job_name(), "--", "/bin/sh", "-c", "exit 7"
-    )
+    r = sandbox.run_agent(host, *sandbox.who(sandbox.job_name()), "--", "/bin/sh", "-c", "exit 7")
     assert r.returncode == 7, r.stderr
     r = sandbox.run_agent(
         host,
-        "--user",
-        "nobody",
-        "--name",
-        sandbox.job_name(),
+        *sandbox.who(sandbox.job_name()),
         "--",
         "/bin/sh",
         "-c",
@@ -95,7 +85,7 @@ def test_exit_status_is_the_jobs(sandbox, host):
 
 
 def test_job_runs_as_the_user_not_root(sandbox, host):
-    r = sandbox.run_agent(host, "--user", "nobody", "--name", sandbox.job_name(), "--", "id", "-u")
+    r = sandbox.run_agent(host, *sandbox.who(sandbox.job_name()), "--", "id", "-u")
     assert r.returncode == 0 and r.stdout.strip() == sh("id", "-u", "nobody").stdout.strip()
 
 
@@ -114,9 +104,9 @@ def test_refuses_root_unless_asked(sandbox, host):
 def test_signals_are_forwarded_to_the_job(sandbox, host):
     script = "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.05; done"
     proc = sandbox.start_agent(
-        host, "--user", "nobody", "--name", sandbox.job_name(), "--", "/bin/sh", "-c", script
+        host, *sandbox.who(sandbox.job_name()), "--", "/bin/sh", "-c", script
     )
-    assert proc.stdout.readline().strip() == "ready"
+    assert sandbox.read_line(proc.stdout).strip() == "ready"
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 42, err
@@ -126,16 +116,13 @@ def test_signals_are_forwarded_to_the_job(sandbox, host):
 def test_job_killed_by_forwarded_signal_gives_128_plus_n(sandbox, host):
     proc = sandbox.start_agent(
         host,
-        "--user",
-        "nobody",
-        "--name",
-        sandbox.job_name(),
+        *sandbox.who(sandbox.job_name()),
         "--",
         "/bin/sh",
         "-c",
         "echo ready; exec sleep 30",
     )
-    assert proc.stdout.readline().strip() == "ready"
+    assert sandbox.read_line(proc.stdout).strip() == "ready"
     proc.send_signal(signal.SIGHUP)
     proc.communicate(timeout=20)
     assert proc.returncode == 128 + signal.SIGHUP
@@ -145,10 +132,7 @@ def test_missing_job_binary_is_one_line_and_127(sandbox, host):
     err_file = sandbox.tmp / "wrapper.err"
     r = sandbox.run_agent(
         host,
-        "--user",
-        "nobody",
-        "--name",
-        sandbox.job_name(),
+        *sandbox.who(sandbox.job_name()),
         "--",
         "/nonexistent/job",
         env={"_CONDOR_WRAPPER_ERROR_FILE": str(err_file)},
@@ -200,10 +184,7 @@ def test_job_ad_cannot_choose_settings_or_scripts(sandbox, host):
     ad = sandbox.tmp / "u.ad"
     r = sandbox.run_agent(
         host,
-        "--user",
-        "nobody",
-        "--name",
-        sandbox.job_name(),
+        *sandbox.who(sandbox.job_name()),
         "--job-ad",
         str(job),
         "--update-ad",
@@ -229,10 +210,7 @@ def test_machine_ad_expression_may_look_at_the_job(sandbox, host):
     ad = sandbox.tmp / "u.ad"
     r = sandbox.run_agent(
         host,
-        "--user",
-        "nobody",
-        "--name",
-        sandbox.job_name(),
+        *sandbox.who(sandbox.job_name()),
         "--job-ad",
         str(job),
         "--machine-ad",
@@ -240,10 +218,7 @@ def test_machine_ad_expression_may_look_at_the_job(sandbox, host):
         "--update-ad",
         str(ad),
         "--",
-        PY,
-        "-I",
-        "-c",
-        FETCH,
+        *FETCH_JOB,
         sandbox.url("1k"),
     )
     assert r.returncode != 0  # mode none: loopback only, the site is unreachable
@@ -293,7 +268,7 @@ def test_exhausted_pool_is_a_clear_error(sandbox, host):
     ]
     try:
         for proc in running:
-            assert proc.stdout.readline().strip() == "ready"
+            assert sandbox.read_line(proc.stdout).strip() == "ready"
         r = sandbox.run_agent(host, *args, "--name", sandbox.job_name("x"), "--", "true")
         assert r.returncode == 125
         assert r.stderr.strip() == (
@@ -311,10 +286,7 @@ def test_concurrent_jobs_get_distinct_addresses(sandbox, host):
     procs = [
         sandbox.start_agent(
             host,
-            "--user",
-            "nobody",
-            "--name",
-            sandbox.job_name(f"c{i}"),
+            *sandbox.who(sandbox.job_name(f"c{i}")),
             "--",
             PY,
             "-I",
@@ -335,15 +307,12 @@ def test_sigterm_during_setup_cleans_up(sandbox, host):
     for step in ("address", "netns", "firewall"):
         proc = sandbox.start_agent(
             host,
-            "--user",
-            "nobody",
-            "--name",
-            sandbox.job_name(),
+            *sandbox.who(sandbox.job_name()),
             "--",
             "true",
             env={"_LARK_TEST_PAUSE_AFTER": step},
         )
-        line = proc.stderr.readline()
+        line = sandbox.read_line(proc.stderr)
         assert f"test pause after {step}" in line
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
@@ -356,15 +325,12 @@ def test_cleanup_removes_what_a_killed_agent_left(sandbox, host):
     name = sandbox.job_name()
     proc = sandbox.start_agent(
         host,
-        "--user",
-        "nobody",
-        "--name",
-        name,
+        *sandbox.who(name),
         "--",
         "true",
         env={"_LARK_TEST_PAUSE_AFTER": "firewall"},
     )
-    assert "test pause after firewall" in proc.stderr.readline()
+    assert "test pause after firewall" in sandbox.read_line(proc.stderr)
     proc.kill()
     proc.communicate(timeout=20)
     assert f"lark-{name}" in netns_list() and nft_job_objects(host.netns)
@@ -384,10 +350,7 @@ def test_update_ad_is_refreshed_while_the_job_runs(sandbox, host):
     )
     proc = sandbox.start_agent(
         host,
-        "--user",
-        "nobody",
-        "--name",
-        sandbox.job_name(),
+        *sandbox.who(sandbox.job_name()),
         "--accounting-interval",
         "0.2",
         "--update-ad",
@@ -398,7 +361,7 @@ def test_update_ad_is_refreshed_while_the_job_runs(sandbox, host):
         "-c",
         job,
     )
-    assert proc.stdout.readline().strip() == "fetched"
+    assert sandbox.read_line(proc.stdout).strip() == "fetched"
     deadline = time.monotonic() + 5
     seen = 0
     while time.monotonic() < deadline and seen < FILE_SIZES["1m"]:
@@ -413,9 +376,9 @@ def test_update_ad_is_refreshed_while_the_job_runs(sandbox, host):
 def test_deleted_veth_is_noticed_and_cleanup_still_completes(sandbox, host):
     name = sandbox.job_name()
     proc = sandbox.start_agent(
-        host, "--user", "nobody", "--name", name, "-v", "--", "/bin/sh", "-c", "echo ready; sleep 1"
+        host, *sandbox.who(name), "-v", "--", "/bin/sh", "-c", "echo ready; sleep 1"
     )
-    assert proc.stdout.readline().strip() == "ready"
+    assert sandbox.read_line(proc.stdout).strip() == "ready"
     sh("ip", "link", "del", f"e_{name}", netns=host.netns)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0
@@ -426,10 +389,7 @@ def test_leftover_daemons_in_the_job_namespace_are_killed(sandbox, host):
     name = sandbox.job_name()
     r = sandbox.run_agent(
         host,
-        "--user",
-        "nobody",
-        "--name",
-        name,
+        *sandbox.who(name),
         "--",
         "/bin/sh",
         "-c",
@@ -466,7 +426,7 @@ def test_ip_lock_test_holds_a_pair(sandbox, host):
         stdout=subprocess.PIPE,
         text=True,
     )
-    first = holder.stdout.readline().split()
+    first = sandbox.read_line(holder.stdout).split()
     second = sandbox.run_agent(host, "192.168.181.0/29", *args, verb="ip-lock-test")
     assert second.returncode == 0
     assert second.stdout.split() != first and len(first) == 2
@@ -484,17 +444,14 @@ def test_a_name_in_use_is_refused_and_the_running_job_is_untouched(sandbox, host
     name = sandbox.job_name()
     running = sandbox.start_agent(
         host,
-        "--user",
-        "nobody",
-        "--name",
-        name,
+        *sandbox.who(name),
         "--",
         "/bin/sh",
         "-c",
         "echo ready; sleep 2; echo done",
     )
-    assert running.stdout.readline().strip() == "ready"
-    r = sandbox.run_agent(host, "--user", "nobody", "--name", name, "--", "true")
+    assert sandbox.read_line(running.stdout).strip() == "ready"
+    r = sandbox.run_agent(host, *sandbox.who(name), "--", "true")
     assert r.returncode == 125
     assert r.stderr.strip() == (
         f"lark-agent: error: job name {name} is in use: state record "
@@ -509,7 +466,7 @@ def test_a_foreign_namespace_with_our_name_is_left_alone(sandbox, host):
     name = sandbox.job_name()
     sh("ip", "netns", "add", f"lark-{name}")
     try:
-        r = sandbox.run_agent(host, "--user", "nobody", "--name", name, "--", "true")
+        r = sandbox.run_agent(host, *sandbox.who(name), "--", "true")
         assert r.returncode == 125
         assert r.stderr.strip() == (
             f"lark-agent: error: create network namespace lark-{name}: File exists"
