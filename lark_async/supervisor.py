@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from .errors import Interrupted, LarkError, map_errors
 from .jobproc import FORWARDED_SIGNALS, Job, JobUser
 from .plan import JobNetwork
 from .record import Record
-from .watch import watch_link
+from .watch import open_link_watch, watch_link
 
 CLEANUP_BUDGET_S = 30.0
 JOB_TERM_GRACE_S = 5.0
@@ -71,6 +72,7 @@ class Supervisor:
         self._step_mark = 0.0
         self.setup_scope = trio.CancelScope()
         self.network_lost = False
+        self.watch_socket: socket.socket | None = None
         self.last_counters: dict[str, tuple[int, int]] = {}
 
     # -- the whole life ---------------------------------------------------
@@ -160,10 +162,16 @@ class Supervisor:
                 record.note(step, external=plan.external_interface)
 
         external = plan.external_interface if plan.mode == "nat" else None
-        await trio.to_thread.run_sync(
+        self.watch_socket = await trio.to_thread.run_sync(
             netns.in_fresh_thread,
             lambda: netns.setup_job_netns(
-                plan.netns, external, plan.internal_interface, addresses, note, record.forget
+                plan.netns,
+                external,
+                plan.internal_interface,
+                addresses,
+                note,
+                record.forget,
+                open_link_watch,
             ),
         )
         await self._step_done("netns")
@@ -202,18 +210,23 @@ class Supervisor:
         async with trio.open_nursery() as nursery:
             if self.rules is not None:
                 nursery.start_soon(self._poll)
-                await nursery.start(watch_link, self.plan.external_interface, self._link_gone)
+            if self.watch_socket is not None:
+                watched, self.watch_socket = self.watch_socket, None
+                await nursery.start(
+                    watch_link, watched, self.plan.internal_interface, self._link_gone
+                )
             status = await self.job.wait()
             nursery.cancel_scope.cancel()
         log.info("%s: job exited with status %d", self.plan.name, status)
         return status
 
-    def _link_gone(self, name: str) -> None:
+    def _link_gone(self, _name: str) -> None:
         self.network_lost = True
         log.error(
-            "%s: interface %s was deleted while the job ran; the job has no network now",
+            "%s: the veth pair %s/%s was deleted while the job ran; the job has no network now",
             self.plan.name,
-            name,
+            self.plan.external_interface,
+            self.plan.internal_interface,
         )
 
     async def _poll(self) -> None:
@@ -256,6 +269,9 @@ class Supervisor:
 
     async def teardown(self) -> list[LarkError]:
         """Stop the job, read and publish the final counters, then undo the record."""
+        if self.watch_socket is not None:  # setup stopped before the watch task took it
+            self.watch_socket.close()
+            self.watch_socket = None
         if self.job is not None:
             await self._stop_job()
             if self.rules is not None:  # the final interval is read before the chain goes

@@ -1,11 +1,12 @@
 """Netlink event task: notices the job's veth vanishing while the job runs.
 
-The socket is a ``trio.socket`` netlink socket subscribed to link events, with
-a classic BPF filter that lets through only RTM_DELLINK for the job's own
-interface index: with hundreds of jobs on a node every agent would otherwise
-wake (and parse) for every other job's link changes, and setup of the 200th
-job would crawl. What does get through is parsed with pyroute2's marshal,
-imported only then, so a normal job never pays its import time or memory.
+The watch socket lives in the *job's* namespace, where the only links are
+loopback and the job's end of the veth: deleting either end of the pair
+deletes both, so the event shows up there, and no agent is woken -- nor the
+kernel made to copy events to hundreds of listeners -- by other jobs' links.
+A classic BPF filter passes only RTM_DELLINK for that one index. What gets
+through is parsed with pyroute2's marshal, imported only then, so a normal
+job never pays its import time or memory.
 """
 
 from __future__ import annotations
@@ -59,23 +60,27 @@ def _marshal():  # type: ignore[no-untyped-def]
     return MarshalRtnl()
 
 
+def open_link_watch(ifindex: int) -> socket.socket:
+    """A netlink socket for RTM_DELLINK of ``ifindex``, in the calling thread's namespace."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+    try:
+        _attach(sock, dellink_filter(ifindex))
+        sock.bind((0, RTMGRP_LINK))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 async def watch_link(
+    raw: socket.socket,
     name: str,
     on_gone: Callable[[str], None],
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Call ``on_gone(name)`` when the link ``name`` (in this namespace) is deleted."""
-    try:
-        ifindex = socket.if_nametoindex(name)
-    except OSError:  # already gone before we could watch it
-        task_status.started()
-        on_gone(name)
-        await trio.sleep_forever()
-    raw = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
-    _attach(raw, dellink_filter(ifindex))
+    """Call ``on_gone(name)`` once the watched link is deleted; owns and closes ``raw``."""
     with trio.socket.from_stdlib_socket(raw) as sock:
-        await sock.bind((0, RTMGRP_LINK))
         task_status.started()
         marshal = None
         while True:
@@ -86,6 +91,6 @@ async def watch_link(
                 continue
             marshal = marshal or await trio.to_thread.run_sync(_marshal)
             for msg in marshal.parse(data):
-                if msg["header"]["type"] == RTM_DELLINK and msg.get_attr("IFLA_IFNAME") == name:
+                if msg["header"]["type"] == RTM_DELLINK:
                     on_gone(name)
                     await trio.sleep_forever()

@@ -102,12 +102,15 @@ def setup_job_netns(
     addresses: Addresses | None,
     before: Callable[[str], None],
     not_ours: Callable[[str], None],
-) -> None:
+    inside: Callable[[int], T] | None = None,
+) -> T | None:
     """Namespace, loopback, veth pair, addresses and default route, in the fewest round trips.
 
     ``before(step)`` is called ahead of each resource so the state record
     always knows more than the kernel has; ``not_ours(step)`` takes that back
     when the object already existed (someone else's: undo must not remove it).
+    ``inside(ifindex)`` runs last, inside the job's namespace, with the index of
+    the job's end of the veth (to open a socket there); its result is returned.
     Runs on a throwaway thread.
     """
     with rtnl.Channel() as host:
@@ -124,7 +127,7 @@ def setup_job_netns(
                 with map_errors(f"bring up loopback in {netns}"):
                     inner.request(rtnl.set_up(1, "lo"))
                 if external is None or addresses is None:
-                    return
+                    return None
                 before("veth")
                 try:
                     with map_errors(f"create veth {external}/{internal}"):
@@ -148,6 +151,7 @@ def setup_job_netns(
                         ),
                         rtnl.new_default_route(addresses.external, index),
                     )
+                return inside(index) if inside is not None else None
         finally:
             os.close(ns_fd)
 

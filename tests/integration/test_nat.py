@@ -382,7 +382,7 @@ def test_deleted_veth_is_noticed_and_cleanup_still_completes(sandbox, host):
     sh("ip", "link", "del", f"e_{name}", netns=host.netns)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0
-    assert f"interface e_{name} was deleted while the job ran" in err
+    assert f"the veth pair e_{name}/i_{name} was deleted while the job ran" in err
 
 
 def test_leftover_daemons_in_the_job_namespace_are_killed(sandbox, host):
