@@ -35,6 +35,27 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+PROBE = """
+import ipaddress, sys, time
+from lark_async.backends import netns, nft
+t0 = time.perf_counter(); nft.nft(); t1 = time.perf_counter()
+netns.enable_forwarding(); t2 = time.perf_counter()
+job = nft.JobRules("LARK_probe", "e_probe", ipaddress.IPv4Address("10.255.0.1"), nat=True)
+nft.apply_job(job); t3 = time.perf_counter()
+nft.read_counters("LARK_probe"); t4 = time.perf_counter()
+nft.discard_job(job); t5 = time.perf_counter()
+print(f"nft ctx {1e3*(t1-t0):.2f}, forwarding {1e3*(t2-t1):.2f}, add chain {1e3*(t3-t2):.2f}, "
+      f"read counters {1e3*(t4-t3):.2f}, remove chain {1e3*(t5-t4):.2f} ms")
+"""
+
+
+def probe() -> str:
+    """The firewall step's pieces, timed in a fresh process (as an agent would run them)."""
+    return subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def leftovers(prefix: str, tmp: Path) -> list[str]:
     found = [f"netns {n}" for n in os.listdir("/run/netns") if n.startswith(f"lark-{prefix}")]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
@@ -67,6 +88,7 @@ def main() -> int:
     agents: list[subprocess.Popen] = []
     setup_ms: list[float] = []
     steps: list[str] = []
+    probe_before = probe()
     t_start = time.perf_counter()
     try:
         for i in range(args.jobs):
@@ -93,6 +115,7 @@ def main() -> int:
             setup_ms.append(float(match.group(1)) / 1000 if match else float("nan"))
             steps.append(match.group(2) if match else "?")
         started_s = time.perf_counter() - t_start
+        probe_after = probe()
         rss = sorted(rss_kib(p.pid) for p in agents)
         chains = subprocess.run(
             ["nft", "list", "table", "inet", "lark"], capture_output=True, text=True
@@ -112,6 +135,8 @@ def main() -> int:
         ["jobs 1-10"],
     )
     print(f"\nsteps (ms) of job 1: {steps[0]}; of job {n}: {steps[-1]}")
+    print(f"firewall pieces, fresh process, 0 jobs: {probe_before}")
+    print(f"firewall pieces, fresh process, {n} jobs: {probe_after}")
     print(
         f"{chains} job chains while all ran; all {n} started in {started_s:.1f} s; "
         f"stopped in {stop_s:.1f} s; exit codes {sorted(set(codes))}"
