@@ -162,8 +162,7 @@ class Supervisor:
                 record.note(step, external=plan.external_interface)
 
         external = plan.external_interface if plan.mode == "nat" else None
-        self.watch_socket = await trio.to_thread.run_sync(
-            netns.in_fresh_thread,
+        self.watch_socket = netns.in_fresh_thread(
             lambda: netns.setup_job_netns(
                 plan.netns,
                 external,
@@ -176,12 +175,12 @@ class Supervisor:
         )
         await self._step_done("netns")
         if addresses is not None:
-            await trio.to_thread.run_sync(netns.enable_forwarding)
+            netns.enable_forwarding()
             self.rules = nft.JobRules(
                 plan.chain, plan.external_interface, addresses.internal, nat=True
             )
             record.note("firewall", **self.rules.to_record())
-            await trio.to_thread.run_sync(nft.apply_job, self.rules)
+            nft.apply_job(self.rules)
             await self._step_done("firewall")
 
     async def _step_done(self, step: str) -> None:
