@@ -17,6 +17,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -134,7 +135,19 @@ def main() -> int:
         [("jobs 1-10", first), (f"jobs {n - 9}-{n}", last), ("all jobs", setup_ms)],
         ["jobs 1-10"],
     )
-    print(f"\nsteps (ms) of job 1: {steps[0]}; of job {n}: {steps[-1]}")
+    per_step: dict[str, list[float]] = {}
+    for text in steps:
+        for part in text.split(", "):
+            step, _, ms = part.rpartition(" ")
+            per_step.setdefault(step, []).append(float(ms) / 1000)
+    print(
+        "\nper step, median ms: "
+        + "; ".join(
+            f"{step} {statistics.median(v[:10]) * 1e3:.2f}"
+            f" -> {statistics.median(v[-10:]) * 1e3:.2f}"
+            for step, v in per_step.items()
+        )
+    )
     print(f"firewall pieces, fresh process, 0 jobs: {probe_before}")
     print(f"firewall pieces, fresh process, {n} jobs: {probe_after}")
     print(
