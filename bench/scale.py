@@ -135,6 +135,11 @@ def main() -> int:
         [("jobs 1-10", first), (f"jobs {n - 9}-{n}", last), ("all jobs", setup_ms)],
         ["jobs 1-10"],
     )
+    blocks = [setup_ms[i : i + 20] for i in range(0, n, 20)]
+    print(
+        "\nmedian setup ms by 20 jobs: "
+        + " ".join(f"{statistics.median(b) * 1e3:.1f}" for b in blocks)
+    )
     per_step: dict[str, list[float]] = {}
     for text in steps:
         for part in text.split(", "):
