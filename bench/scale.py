@@ -57,6 +57,29 @@ def probe() -> str:
     ).stdout.strip()
 
 
+HOG = (
+    "import time; b = bytearray(40 << 20); b[::4096] = b'x' * len(b[::4096]); "
+    "print('ok', flush=True); time.sleep(600)"
+)
+
+
+def control(n: int) -> str:
+    """The same probe beside n idle 40 MiB processes and no Lark at all: how much of the
+    slowdown is this machine's, not the number of jobs'."""
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", HOG], stdout=subprocess.PIPE, text=True)
+        for _ in range(n)
+    ]
+    try:
+        for hog in hogs:
+            hog.stdout.readline()
+        return probe()
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
 def leftovers(prefix: str, tmp: Path) -> list[str]:
     found = [f"netns {n}" for n in os.listdir("/run/netns") if n.startswith(f"lark-{prefix}")]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
@@ -79,6 +102,11 @@ def leftovers(prefix: str, tmp: Path) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="also probe beside as many idle 40 MiB processes, without Lark",
+    )
     parser.add_argument("--interval", default="5", help="LARK_ACCOUNTING_INTERVAL of the jobs")
     args = parser.parse_args()
     rc = in_bench_host(__file__, sys.argv[1:])
@@ -155,6 +183,8 @@ def main() -> int:
     )
     print(f"firewall pieces, fresh process, 0 jobs: {probe_before}")
     print(f"firewall pieces, fresh process, {n} jobs: {probe_after}")
+    if args.control:
+        print(f"firewall pieces, fresh process, {n} idle 40 MiB processes, no jobs: {control(n)}")
     print(
         f"{chains} job chains while all ran; all {n} started in {started_s:.1f} s; "
         f"stopped in {stop_s:.1f} s; exit codes {sorted(set(codes))}"
