@@ -71,7 +71,6 @@ class Supervisor:
         self.step_times: dict[str, float] = {}
         self._step_mark = 0.0
         self.setup_scope = trio.CancelScope()
-        self.network_lost = False
         self.watch_socket: socket.socket | None = None
         self.last_counters: dict[str, tuple[int, int]] = {}
 
@@ -220,7 +219,6 @@ class Supervisor:
         return status
 
     def _link_gone(self, _name: str) -> None:
-        self.network_lost = True
         log.error(
             "%s: the veth pair %s/%s was deleted while the job ran; the job has no network now",
             self.plan.name,
