@@ -77,7 +77,7 @@ def _common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--log-file",
         metavar="FILE",
-        help=f"LARK_LOG: where the agent logs what it did (default {DEFAULT_LOG})",
+        help=f"where the agent logs what it did (default {DEFAULT_LOG})",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="also log progress to stderr")
 
