@@ -2,21 +2,25 @@
 
 Per-packet cost is one hash lookup per hook whatever the number of jobs, and
 adding or removing a job is one atomic transaction that touches only that
-job's chain and map elements. The rules are rendered as text by pure
-functions (golden-tested) and applied through libnftables in-process, which
-saves the ~5 ms fork+exec of ``nft -f`` per transaction.
+job's chain and map elements. Jobs are added, removed and read through our
+own nfnetlink messages (nfnl.py): no library load and no cache of the whole
+table per job, so the cost does not grow with the jobs on the node. The
+shared table is created once through libnftables from ``render_base``; the
+``render_*`` functions also give the job's rules as nft text (golden-tested,
+and what the shell peer in bench/ applies).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import ipaddress
-import json
 import threading
 from dataclasses import dataclass
 
-from ..errors import KernelError
+from ..errors import KernelError, map_errors
+from . import nfnl
 
 TABLE = "lark"
 FAMILY = "inet"
@@ -108,18 +112,14 @@ def render_add(job: JobRules) -> str:
     return "\n".join(lines)
 
 
-def render_remove(job: JobRules, present: set[str] | None = None) -> str:
-    """Remove the job's elements and chain. ``present`` limits it to what exists (nft 1.0.6 has
-    no ``destroy``), which makes undo idempotent."""
+def render_remove(job: JobRules) -> str:
+    """The job's removal as nft text (what a shell script doing Lark's work would run)."""
     t = f"{FAMILY} {TABLE}"
     c, ifname = job.chain, _q(job.external_interface)
-    lines = []
-    if present is None or "map" in present:
-        lines.append(f"delete element {t} {JOB_MAP} {{ {ifname} }}")
-    if job.nat and job.internal_address is not None and (present is None or "nat" in present):
+    lines = [f"delete element {t} {JOB_MAP} {{ {ifname} }}"]
+    if job.nat and job.internal_address is not None:
         lines.append(f"delete element {t} {NAT_SET} {{ {job.internal_address} }}")
-    if present is None or "chain" in present:
-        lines += [f"flush chain {t} {c}", f"delete chain {t} {c}"]
+    lines += [f"flush chain {t} {c}", f"delete chain {t} {c}"]
     return "\n".join(lines)
 
 
@@ -181,58 +181,61 @@ def nft() -> _Nft:
     return _nft
 
 
+def _job_messages(job: JobRules, add: bool) -> list[nfnl.Message]:
+    nat_set = NAT_SET if job.nat else None
+    if add:
+        return nfnl.job_add(
+            TABLE,
+            job.chain,
+            job.external_interface,
+            job.internal_address,
+            JOB_MAP,
+            nat_set,
+            (OUTGOING, INCOMING),
+        )
+    return nfnl.job_remove(
+        TABLE, job.chain, job.external_interface, job.internal_address, JOB_MAP, nat_set
+    )
+
+
 def apply_job(job: JobRules) -> None:
-    nft().run(render_add(job), f"add firewall chain {job.chain}")
-
-
-def _present(job: JobRules) -> set[str]:
-    """Which of the job's objects exist now (slow path: only after a failed removal)."""
-    try:
-        out = nft().run(f"list table {FAMILY} {TABLE}", "list lark table", as_json=True)
-    except NftError as exc:
-        if exc.missing:
-            return set()
-        raise
-    present: set[str] = set()
-    for item in json.loads(out).get("nftables", []):
-        if "chain" in item and item["chain"]["name"] == job.chain:
-            present.add("chain")
-        for kind, tag in (("map", "map"), ("set", "nat")):
-            obj = item.get(kind)
-            if not obj or obj.get("name") not in (JOB_MAP, NAT_SET):
-                continue
-            for elem in obj.get("elem", []):
-                key = elem[0] if isinstance(elem, list) else elem
-                if key in (job.external_interface, str(job.internal_address)):
-                    present.add(tag)
-    return present
+    """One nfnetlink transaction; the shared table is created (libnftables) on first use."""
+    doing = f"add firewall chain {job.chain}"
+    messages = _job_messages(job, add=True)
+    with map_errors(doing), nfnl.Channel() as channel:
+        try:
+            channel.batch(messages)
+        except nfnl.BatchError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+            nft().run(render_base(), f"create nftables table {FAMILY} {TABLE}")
+            channel.batch(messages)
 
 
 def discard_job(job: JobRules) -> None:
-    """Idempotent: whatever of the job is still there goes, in one transaction."""
-    doing = f"remove firewall chain {job.chain}"
-    try:
-        nft().run(render_remove(job), doing)
-    except NftError as exc:
-        if not exc.missing:
-            raise
-        commands = render_remove(job, _present(job))
-        if commands:
-            nft().run(commands, doing)
+    """Idempotent: one transaction, or, when part is already gone, each piece on its own."""
+    messages = _job_messages(job, add=False)
+    with map_errors(f"remove firewall chain {job.chain}"), nfnl.Channel() as channel:
+        try:
+            channel.batch(messages)
+        except nfnl.BatchError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+            for message in messages:
+                try:
+                    channel.batch([message])
+                except nfnl.BatchError as piece:
+                    if piece.errno != errno.ENOENT:
+                        raise
 
 
 def read_counters(chain: str) -> dict[str, tuple[int, int]]:
     """Bytes and packets of every commented counter in the job's chain (admin rules included)."""
-    out = nft().run(
-        f"list chain {FAMILY} {TABLE} {chain}", f"read counters of {chain}", as_json=True
-    )
     counters: dict[str, tuple[int, int]] = {}
-    for item in json.loads(out).get("nftables", []):
-        rule = item.get("rule")
-        if not rule or "comment" not in rule:
-            continue
-        for expr in rule.get("expr", []):
-            if "counter" in expr:
-                c = expr["counter"]
-                counters[rule["comment"]] = (int(c["bytes"]), int(c["packets"]))
+    with map_errors(f"read counters of {chain}"), nfnl.Channel() as channel:
+        for rule in channel.dump_rules(TABLE, chain):
+            found = nfnl.rule_counter(rule)
+            if found is not None:
+                comment, nbytes, packets = found
+                counters[comment] = (nbytes, packets)
     return counters

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
@@ -474,3 +475,46 @@ def test_a_foreign_namespace_with_our_name_is_left_alone(sandbox, host):
         assert f"lark-{name}" in netns_list()
     finally:
         sh("ip", "netns", "del", f"lark-{name}")
+
+
+def test_fast_path_rules_read_like_nft_text_and_admin_counters_are_published(sandbox, host):
+    name = sandbox.job_name()
+    ad = sandbox.tmp / "u.ad"
+    fetch = f"urllib.request.urlopen('{sandbox.url('1m')}').read()"
+    job = f"import time, urllib.request; print('ready', flush=True); time.sleep(1); {fetch}"
+    proc = sandbox.start_agent(
+        host, *sandbox.who(name), "--update-ad", str(ad), "--", PY, "-I", "-c", job
+    )
+    assert sandbox.read_line(proc.stdout).strip() == "ready"
+    listed = sh("nft", "list", "chain", "inet", "lark", f"LARK_{name}", netns=host.netns).stdout
+    inner = read_update_ad(ad)["LarkInnerAddressIPv4"]
+    rules = [
+        re.sub(r"packets \d+ bytes \d+", "packets 0 bytes 0", ln.strip())
+        for ln in listed.splitlines()[2:-2]
+    ]
+    assert rules == [
+        f'iifname "e_{name}" counter packets 0 bytes 0 comment "Outgoing"',
+        f'oifname "e_{name}" counter packets 0 bytes 0 comment "Incoming"',
+        f'iifname "e_{name}" ip saddr != {inner} drop',
+    ]
+    sh(
+        "nft",
+        "add",
+        "rule",
+        "inet",
+        "lark",
+        f"LARK_{name}",
+        "oifname",
+        f"e_{name}",
+        "ip",
+        "saddr",
+        SITE_ADDR,
+        "counter",
+        "comment",
+        '"FromSite"',
+        netns=host.netns,
+    )
+    proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    values = read_update_ad(ad)
+    assert FILE_SIZES["1m"] <= values["NetworkFromSite"] <= values["NetworkIncoming"]
