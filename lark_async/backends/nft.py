@@ -12,11 +12,13 @@ and what the shell peer in bench/ applies).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
 import ipaddress
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import KernelError, map_errors
@@ -198,11 +200,26 @@ def _job_messages(job: JobRules, add: bool) -> list[nfnl.Message]:
     )
 
 
+_channel: nfnl.Channel | None = None
+_channel_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _nfnl() -> Iterator[nfnl.Channel]:
+    """The process's one nfnetlink socket, kept open: closing one right after a deletion
+    makes the kernel wait out an RCU grace period (~15 ms) before the close returns."""
+    global _channel
+    with _channel_lock:
+        if _channel is None:
+            _channel = nfnl.Channel()
+        yield _channel
+
+
 def apply_job(job: JobRules) -> None:
     """One nfnetlink transaction; the shared table is created (libnftables) on first use."""
     doing = f"add firewall chain {job.chain}"
     messages = _job_messages(job, add=True)
-    with map_errors(doing), nfnl.Channel() as channel:
+    with map_errors(doing), _nfnl() as channel:
         try:
             channel.batch(messages)
         except nfnl.BatchError as exc:
@@ -215,7 +232,7 @@ def apply_job(job: JobRules) -> None:
 def discard_job(job: JobRules) -> None:
     """Idempotent: one transaction, or, when part is already gone, each piece on its own."""
     messages = _job_messages(job, add=False)
-    with map_errors(f"remove firewall chain {job.chain}"), nfnl.Channel() as channel:
+    with map_errors(f"remove firewall chain {job.chain}"), _nfnl() as channel:
         try:
             channel.batch(messages)
         except nfnl.BatchError as exc:
@@ -232,7 +249,7 @@ def discard_job(job: JobRules) -> None:
 def read_counters(chain: str) -> dict[str, tuple[int, int]]:
     """Bytes and packets of every commented counter in the job's chain (admin rules included)."""
     counters: dict[str, tuple[int, int]] = {}
-    with map_errors(f"read counters of {chain}"), nfnl.Channel() as channel:
+    with map_errors(f"read counters of {chain}"), _nfnl() as channel:
         for rule in channel.dump_rules(TABLE, chain):
             found = nfnl.rule_counter(rule)
             if found is not None:
