@@ -363,16 +363,19 @@ def rule_counter(rule: bytes) -> tuple[str, int, int] | None:
     offset = 0
     while offset + 2 <= len(udata):
         kind, length = udata[offset], udata[offset + 1]
+        if offset + 2 + length > len(udata):
+            break
         if kind == NFTNL_UDATA_RULE_COMMENT:
             comment = udata[offset + 2 : offset + 2 + length].rstrip(b"\0").decode(errors="replace")
         offset += 2 + length
-    if comment is None:
+    if not comment:
         return None
     for expr in attr_list(top.get(NFTA_RULE_EXPRESSIONS, b"")):
         parts = attrs(expr)
         if parts.get(NFTA_EXPR_NAME, b"").rstrip(b"\0") == b"counter":
             data = attrs(parts.get(NFTA_EXPR_DATA, b""))
-            nbytes = struct.unpack(">Q", data[NFTA_COUNTER_BYTES])[0]
-            packets = struct.unpack(">Q", data[NFTA_COUNTER_PACKETS])[0]
-            return comment, nbytes, packets
+            nbytes, packets = data.get(NFTA_COUNTER_BYTES), data.get(NFTA_COUNTER_PACKETS)
+            if nbytes is None or packets is None or len(nbytes) != 8 or len(packets) != 8:
+                return None
+            return comment, struct.unpack(">Q", nbytes)[0], struct.unpack(">Q", packets)[0]
     return None
