@@ -265,8 +265,36 @@ def new_prefix() -> str:
     return f"{TEST_PREFIX}{secrets.token_hex(2)}"
 
 
+def _has_processes(netns: str) -> bool:
+    try:
+        target = os.stat(f"/run/netns/{netns}").st_ino
+    except FileNotFoundError:
+        return False
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if os.stat(f"/proc/{entry.name}/ns/net").st_ino == target:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
 def sweep_stale() -> None:
-    """Remove namespaces an earlier, interrupted test run left (our prefix only)."""
-    for ns in netns_list():
-        if ns.startswith(("lark-lkt", "lkt")) and len(ns) > 4:
-            sh("ip", "netns", "del", ns, check=False)
+    """Remove namespaces an earlier, interrupted test run left (our prefix only).
+
+    A sandbox in use has its HTTP server running in its site namespace; only
+    sandboxes without one are stale, so a concurrent test run is left alone.
+    """
+    names = netns_list()
+    prefixes = {
+        n.removeprefix("lark-")[: len(TEST_PREFIX) + 4]
+        for n in names
+        if n.startswith((TEST_PREFIX, f"lark-{TEST_PREFIX}"))
+    }
+    for prefix in prefixes:
+        if _has_processes(f"{prefix}-site"):
+            continue
+        for ns in names:
+            if ns.startswith((prefix, f"lark-{prefix}")):
+                sh("ip", "netns", "del", ns, check=False)

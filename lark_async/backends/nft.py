@@ -30,8 +30,6 @@ JOB_MAP = "jobs"
 NAT_SET = "nat_sources"
 OUTGOING, INCOMING = "Outgoing", "Incoming"
 
-_NFT_CTX_OUTPUT_JSON = 1 << 4
-
 
 def _q(text: str) -> str:
     """Quote a name for the nft parser; names are validated before they get here."""
@@ -142,21 +140,15 @@ class _Nft:
             getattr(lib, fn).argtypes = [ctypes.c_void_p]
             getattr(lib, fn).restype = ctypes.c_char_p
         lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-        lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
-        lib.nft_ctx_output_get_flags.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_output_get_flags.restype = ctypes.c_uint
         self.lib = lib
         self.ctx = lib.nft_ctx_new(0)
         lib.nft_ctx_buffer_output(self.ctx)
         lib.nft_ctx_buffer_error(self.ctx)
         self.lock = threading.Lock()
 
-    def run(self, commands: str, doing: str, as_json: bool = False) -> str:
+    def run(self, commands: str, doing: str) -> str:
         lib, ctx = self.lib, self.ctx
         with self.lock:
-            flags = lib.nft_ctx_output_get_flags(ctx)
-            flags = flags | _NFT_CTX_OUTPUT_JSON if as_json else flags & ~_NFT_CTX_OUTPUT_JSON
-            lib.nft_ctx_output_set_flags(ctx, flags)
             rc = lib.nft_run_cmd_from_buffer(ctx, commands.encode())
             out = (lib.nft_ctx_get_output_buffer(ctx) or b"").decode(errors="replace")
             err = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode(errors="replace")
@@ -170,7 +162,6 @@ class NftError(KernelError):
         lines = [ln.strip() for ln in stderr.splitlines() if ln.strip().startswith("Error:")]
         reason = lines[0].removeprefix("Error:").strip() if lines else stderr.strip()[:200]
         super().__init__(f"{doing}: {reason or 'nft failed'}")
-        self.missing = "No such file or directory" in stderr
 
 
 _nft: _Nft | None = None
