@@ -58,8 +58,12 @@ def build_udp(
     return _ETH.pack(dst_mac, src_mac, ETH_P_IP) + header + udp
 
 
-def parse_udp(frame: bytes, dst_port: int = CLIENT_PORT) -> bytes | None:
-    """The UDP payload of an IPv4/UDP frame to ``dst_port`` with valid checksums, else None."""
+def parse_udp(frame: bytes, dst_port: int = CLIENT_PORT, check_udp: bool = True) -> bytes | None:
+    """The UDP payload of an IPv4/UDP frame to ``dst_port`` with valid checksums, else None.
+
+    ``check_udp=False`` when the kernel says the UDP checksum is not filled in yet
+    (checksum offload on veth and bridges: PACKET_AUXDATA's TP_STATUS_CSUMNOTREADY).
+    """
     if len(frame) < _ETH.size + _IP.size + _UDP.size:
         return None
     _dst, _src, ethertype = _ETH.unpack_from(frame)
@@ -79,6 +83,7 @@ def parse_udp(frame: bytes, dst_port: int = CLIENT_PORT) -> bytes | None:
     if dport != dst_port or length < _UDP.size or length > len(udp):
         return None
     udp = udp[:length]
-    if udp_sum and checksum(src + dst + struct.pack("!BBH", 0, IPPROTO_UDP, length) + udp):
+    pseudo = src + dst + struct.pack("!BBH", 0, IPPROTO_UDP, length)
+    if check_udp and udp_sum and checksum(pseudo + udp):
         return None
     return udp[_UDP.size :]

@@ -1,0 +1,211 @@
+"""The trio driver: the only module of dhcp/ that owns sockets and a clock.
+
+It feeds the sans-IO Client with facts (packets, timer wake-ups at
+``next_deadline``) and carries out its orders. Until it has an address the
+client speaks through an AF_PACKET socket with a BPF filter that wakes it
+only for UDP to port 68; from the leased address it sends over UDP. The
+sockets are plain ones handed in (``Sockets``), so a caller can open them in
+another network namespace (a socket keeps the namespace it was made in).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+import logging
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from . import frame
+from .client import Client, State
+from .events import (
+    Action,
+    GaveUp,
+    LeaseBound,
+    LeaseLost,
+    LeaseRenewed,
+    PacketReceived,
+    ReleaseRequested,
+    Started,
+    TimerFired,
+    Transmit,
+)
+from .lease import Lease
+from .message import encode
+
+log = logging.getLogger("dhcp.driver")
+ETH_P_IP = 0x0800
+SO_ATTACH_FILTER = 26
+SO_BINDTODEVICE = 25
+SOL_PACKET, PACKET_AUXDATA = 263, 8
+TP_STATUS_CSUMNOTREADY, TP_STATUS_CSUM_VALID = 1 << 3, 1 << 7
+_AUX_SPACE = socket.CMSG_SPACE(32)
+
+# tcpdump -dd 'ip and udp dst port 68 and not ip[6:2] & 0x1fff != 0'
+_UDP_DST_68 = [
+    (0x28, 0, 0, 12),
+    (0x15, 0, 8, ETH_P_IP),  # ethertype IPv4
+    (0x30, 0, 0, 23),
+    (0x15, 0, 6, 17),  # UDP
+    (0x28, 0, 0, 20),
+    (0x45, 4, 0, 0x1FFF),  # no fragments
+    (0xB1, 0, 0, 14),  # x = IP header length
+    (0x48, 0, 0, 16),
+    (0x15, 0, 1, frame.CLIENT_PORT),  # UDP destination port
+    (0x06, 0, 0, 0xFFFF),
+    (0x06, 0, 0, 0),
+]
+
+
+def _attach_filter(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
+    insns = b"".join(struct.pack("=HBBI", *insn) for insn in program)
+    buf = ctypes.create_string_buffer(insns)
+    sock.setsockopt(
+        socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("HP", len(program), ctypes.addressof(buf))
+    )
+
+
+@dataclass
+class Sockets:
+    """The raw socket (always) and, once bound, a UDP socket on the leased address."""
+
+    ifname: str
+    mac: bytes
+    raw: socket.socket
+    udp: socket.socket | None = None
+
+    @classmethod
+    def open(cls, ifname: str) -> Sockets:
+        """Open in the calling thread's network namespace."""
+        raw = socket.socket(
+            socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.htons(ETH_P_IP)
+        )
+        try:
+            _attach_filter(raw, _UDP_DST_68)
+            raw.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+            raw.bind((ifname, ETH_P_IP))
+            mac = raw.getsockname()[4]
+        except BaseException:
+            raw.close()
+            raise
+        return cls(ifname, mac, raw)
+
+    def open_udp(self, address: ipaddress.IPv4Address) -> None:
+        self.close_udp()
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            udp.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            udp.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.ifname.encode())
+            udp.bind((str(address), frame.CLIENT_PORT))
+        except BaseException:
+            udp.close()
+            raise
+        self.udp = udp
+
+    def close_udp(self) -> None:
+        if self.udp is not None:
+            self.udp.close()
+            self.udp = None
+
+    def close(self) -> None:
+        self.close_udp()
+        self.raw.close()
+
+
+class DhcpFailed(Exception):
+    """No lease could be had (the reason says what was last heard)."""
+
+
+class Driver:
+    """Runs one Client over one interface's Sockets until it stops."""
+
+    def __init__(
+        self,
+        client: Client,
+        sockets: Sockets,
+        on_action: Callable[[Action], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.sockets = sockets
+        self.raw = trio.socket.from_stdlib_socket(sockets.raw)
+        self.on_action = on_action or (lambda action: None)
+        self.lease: Lease | None = None
+        self.failure: str | None = None
+        self._wake = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[Lease] = trio.TASK_STATUS_IGNORED) -> None:
+        """Acquire, hand the lease to ``task_status.started``, then keep it until stopped.
+
+        Raises DhcpFailed when no lease comes within the client's timeout.
+        """
+        started = False
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._receive)
+            await self._carry_out(self.client.handle(Started(trio.current_time())))
+            while self.client.state is not State.STOPPED:
+                if self.lease is not None and not started:
+                    started = True
+                    task_status.started(self.lease)
+                deadline = self.client.next_deadline
+                with trio.move_on_at(float("inf") if deadline is None else deadline):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                now = trio.current_time()
+                if deadline is not None and now >= deadline:
+                    await self._carry_out(self.client.handle(TimerFired(now)))
+            nursery.cancel_scope.cancel()
+        if self.failure is not None and not started:
+            raise DhcpFailed(self.failure)
+
+    async def _receive(self) -> None:
+        while True:
+            data, ancdata, _flags, _addr = await self.raw.recvmsg(4096, _AUX_SPACE)
+            check_udp = True
+            for level, kind, aux in ancdata:
+                if level == SOL_PACKET and kind == PACKET_AUXDATA and len(aux) >= 4:
+                    status = struct.unpack_from("=I", aux)[0]
+                    # offloaded: the checksum is filled in later, or the NIC checked it
+                    check_udp = not status & (TP_STATUS_CSUMNOTREADY | TP_STATUS_CSUM_VALID)
+            payload = frame.parse_udp(data, check_udp=check_udp)
+            if payload is not None:
+                now = trio.current_time()
+                await self._carry_out(self.client.handle(PacketReceived(now, payload)))
+                self._wake.set()
+
+    async def release(self) -> None:
+        """RELEASE from the leased address; call it before the address or the link goes."""
+        await self._carry_out(self.client.handle(ReleaseRequested(trio.current_time())))
+        self._wake.set()
+
+    async def _carry_out(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Transmit):
+                await self._transmit(action)
+            elif isinstance(action, LeaseBound | LeaseRenewed):
+                self.lease = action.lease
+            elif isinstance(action, LeaseLost):
+                self.lease = None
+                self.sockets.close_udp()
+            elif isinstance(action, GaveUp):
+                self.failure = action.reason
+            self.on_action(action)
+
+    async def _transmit(self, t: Transmit) -> None:
+        """From 0.0.0.0: a raw broadcast frame. From the lease: UDP on that address, or a raw
+        frame carrying it when the address is not (yet) on the interface."""
+        payload = encode(t.message)
+        if not t.src.is_unspecified and self.sockets.udp is None:
+            try:
+                self.sockets.open_udp(t.src)
+            except OSError as exc:
+                log.debug("no UDP socket on %s (%s); sending a raw frame", t.src, exc)
+        if t.src.is_unspecified or self.sockets.udp is None:
+            await self.raw.send(frame.build_udp(payload, self.sockets.mac, t.src, t.dest))
+            return
+        udp = trio.socket.from_stdlib_socket(self.sockets.udp)
+        await udp.sendto(payload, (str(t.dest), frame.SERVER_PORT))
