@@ -156,6 +156,32 @@ def build_parser() -> argparse.ArgumentParser:
         nsx.add_argument(f"--{kind}", action="store_true", help=f"new {kind} namespace")
     nsx.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
 
+    dht = sub.add_parser(
+        "dhcp-test",
+        help="get a DHCP lease on an interface with Lark's client, print it, release it",
+        description="Acquire a DHCPv4 lease on IF (in the network namespace this runs in) "
+        "with Lark's own client, print it as a ClassAd (or JSON), optionally hold it and "
+        "show each renewal, then release it. The address is not configured on IF.",
+    )
+    dht.add_argument("--interface", required=True, metavar="IF")
+    dht.add_argument("--json", action="store_true", help="print JSON instead of a ClassAd")
+    dht.add_argument(
+        "--hold",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="keep the lease S seconds, printing each renewal (default 0)",
+    )
+    dht.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="give up when no lease comes within S seconds (default 30)",
+    )
+    dht.add_argument("--vendor-class", default="lark", help="option 60 (default lark)")
+    dht.add_argument("--hostname", default=None, help="option 12 to send")
+
     nst = sub.add_parser(
         "netns-test",
         help="full NAT setup, a child that fetches a URL, accounting printed, cleanup",

@@ -209,8 +209,23 @@ def cmd_netns_test(args: argparse.Namespace) -> int:
     return outcome.status
 
 
+def cmd_dhcp_test(args: argparse.Namespace) -> int:
+    from . import dhcp_test
+
+    _need_root()
+    return dhcp_test.run(
+        args.interface,
+        args.json,
+        args.hold,
+        args.timeout,
+        args.vendor_class.encode(),
+        args.hostname,
+    )
+
+
 def dispatch(args: argparse.Namespace) -> int:
     verbs = {
+        "dhcp-test": cmd_dhcp_test,
         "run": cmd_run,
         "cleanup": cmd_cleanup,
         "ip-lock-test": cmd_ip_lock_test,

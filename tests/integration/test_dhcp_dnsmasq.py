@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import random
 import time
@@ -128,3 +129,28 @@ async def test_no_server_is_a_clear_failure_within_the_timeout(sandbox, host):
         assert trio.current_time() - t0 < 3
     finally:
         socks.close()
+
+
+def test_dhcp_test_tool_prints_the_lease_and_releases_it(sandbox, host):
+    leases = start_dnsmasq(sandbox)
+    r = sandbox.run_agent(host, "--interface", "uplink", "--json", verb="dhcp-test")
+    assert r.returncode == 0, r.stderr
+    values = json.loads(r.stdout)
+    address = ipaddress.IPv4Address(values["LarkInnerAddressIPv4"])
+    assert POOL[0] <= address <= POOL[1]
+    assert values["LarkDHCPServer"] == values["LarkGateway"] == f"{SITE_NET}.1"
+    assert values["LarkSubnetMask"] == "255.255.255.0"
+    assert values["LarkDHCPLeaseLifetime"] == 120
+    assert wait_for(lambda: str(address) not in leases.read_text())
+
+
+def test_dhcp_test_tool_without_a_server_is_one_line(sandbox, host):
+    r = sandbox.run_agent(host, "--interface", "uplink", "--timeout", "1.5", verb="dhcp-test")
+    assert r.returncode == 125
+    assert r.stderr.strip() == (
+        "lark-agent: error: no DHCP lease on uplink: no lease after 1.5 s (SELECTING)"
+    )
+    r = sandbox.run_agent(host, "--interface", "nope0", verb="dhcp-test")
+    assert r.stderr.strip() == (
+        "lark-agent: error: interface nope0 does not exist in this network namespace"
+    )
