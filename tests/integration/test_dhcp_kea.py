@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import random
 
 import trio
-from sandbox import SITE_ADDR, sh
+from sandbox import SITE_ADDR, SITE_NET, sh
 from test_dhcp_dnsmasq import POOL, make_client, open_sockets, wait_for
 
-from dhcp.events import LeaseBound, LeaseLost, LeaseRenewed
+from dhcp import options as opt
+from dhcp.client import Client, Config
+from dhcp.events import LeaseBound, LeaseLost, LeaseRenewed, Transmit
+from dhcp.options import MessageType
 from dhcp.trio_driver import Driver
 
 
 def start_kea(
-    sandbox, lifetime: int = 6, netns: str | None = None, iface: str = "br0", tag: str = "kea"
+    sandbox,
+    lifetime: int = 6,
+    netns: str | None = None,
+    iface: str = "br0",
+    tag: str = "kea",
+    pool: tuple = POOL,
+    authoritative: bool = False,
 ):
     """Kea in the site namespace (or ``netns``), its files under the test's directory."""
     run_dir = sandbox.tmp / tag
@@ -25,6 +36,7 @@ def start_kea(
             {
                 "Dhcp4": {
                     "interfaces-config": {"interfaces": [iface], "dhcp-socket-type": "raw"},
+                    "authoritative": authoritative,
                     "lease-database": {"type": "memfile", "persist": False},
                     "valid-lifetime": lifetime,
                     "renew-timer": lifetime // 3,
@@ -33,7 +45,7 @@ def start_kea(
                         {
                             "id": 1,
                             "subnet": f"{SITE_ADDR.rsplit('.', 1)[0]}.0/24",
-                            "pools": [{"pool": f"{POOL[0]} - {POOL[1]}"}],
+                            "pools": [{"pool": f"{pool[0]} - {pool[1]}"}],
                             "option-data": [{"name": "routers", "data": SITE_ADDR}],
                         }
                     ],
@@ -182,3 +194,72 @@ async def test_all_servers_gone_the_lease_expires_and_the_address_goes(sandbox, 
     assert [a.reason for a in lost] == ["expired"] and lost[0].lease.address == lease.address
     addrs = sh("ip", "-o", "addr", "show", "dev", "uplink", netns=host.netns).stdout
     assert str(lease.address) not in addrs
+
+
+async def test_a_nak_sends_the_client_back_to_init_for_a_new_address(sandbox, host):
+    _, first = start_kea(sandbox, lifetime=60)
+    socks = open_sockets(host.netns, "uplink")
+    try:
+        old = make_client(socks.mac, timeout_s=15)
+        async with trio.open_nursery() as nursery:
+            lease = await nursery.start(Driver(old, socks).run)
+            nursery.cancel_scope.cancel()
+        stop(first)  # the server comes back owning other addresses only, authoritatively
+        other = (ipaddress.IPv4Address(f"{SITE_NET}.200"), ipaddress.IPv4Address(f"{SITE_NET}.210"))
+        start_kea(sandbox, lifetime=60, tag="kea-again", pool=other, authoritative=True)
+        seen: list = []
+        again = Client(old.config, rng=random.Random(), remembered=lease)
+        async with trio.open_nursery() as nursery:
+            new = await nursery.start(Driver(again, socks, on_action=seen.append).run)
+            nursery.cancel_scope.cancel()
+    finally:
+        socks.close()
+    assert other[0] <= new.address <= other[1]
+    sent = [a.message.message_type for a in seen if isinstance(a, Transmit)]
+    assert sent[:2] == [MessageType.REQUEST, MessageType.DISCOVER]  # NAKed, then INIT
+
+
+async def test_init_reboot_gets_the_remembered_address_back(sandbox, host):
+    start_kea(sandbox, lifetime=60)
+    socks = open_sockets(host.netns, "uplink")
+    try:
+        first = make_client(socks.mac, timeout_s=15)
+        async with trio.open_nursery() as nursery:
+            lease = await nursery.start(Driver(first, socks).run)
+            nursery.cancel_scope.cancel()
+        again = Client(first.config, rng=random.Random(), remembered=lease)
+        seen: list = []
+        async with trio.open_nursery() as nursery:
+            second = await nursery.start(Driver(again, socks, on_action=seen.append).run)
+            nursery.cancel_scope.cancel()
+    finally:
+        socks.close()
+    assert second.address == lease.address
+    sent = [a.message.message_type for a in seen if isinstance(a, Transmit)]
+    assert sent == [MessageType.REQUEST]  # no DISCOVER: INIT-REBOOT straight to REQUEST
+
+
+async def test_fifty_clients_at_once_all_get_distinct_addresses(sandbox, host):
+    start_kea(sandbox, lifetime=60)
+    socks = [open_sockets(host.netns, "uplink") for _ in range(50)]
+    leases = []
+    try:
+
+        async def one(i: int, s) -> None:
+            config = Config(
+                chaddr=s.mac,
+                client_id=opt.client_id(i, opt.duid_ll(s.mac)),
+                retransmit_initial_s=0.5,
+                timeout_s=20,
+            )
+            async with trio.open_nursery() as nursery:
+                leases.append(await nursery.start(Driver(Client(config), s).run))
+                nursery.cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            for i, s in enumerate(socks):
+                nursery.start_soon(one, i, s)
+    finally:
+        for s in socks:
+            s.close()
+    assert len(leases) == 50 and len({lease.address for lease in leases}) == 50
