@@ -159,11 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
     dht = sub.add_parser(
         "dhcp-test",
         help="get a DHCP lease on an interface with Lark's client, print it, release it",
-        description="Acquire a DHCPv4 lease on IF (in the network namespace this runs in) "
-        "with Lark's own client, print it as a ClassAd (or JSON), optionally hold it and "
-        "show each renewal, then release it. The address is not configured on IF.",
+        description="Acquire a DHCPv4 lease with Lark's own client on IF, or on a throwaway "
+        "veth attached to bridge BR (in the network namespace this runs in), print it as a "
+        "ClassAd (or JSON), optionally hold it and show each renewal, then release it and "
+        "remove what it made. The address is not configured on IF.",
     )
-    dht.add_argument("--interface", required=True, metavar="IF")
+    where = dht.add_mutually_exclusive_group(required=True)
+    where.add_argument("--interface", metavar="IF", help="use this interface as it is")
+    where.add_argument(
+        "--bridge", metavar="BR", help="use a throwaway namespace and veth attached to this bridge"
+    )
     dht.add_argument("--json", action="store_true", help="print JSON instead of a ClassAd")
     dht.add_argument(
         "--hold",

@@ -213,14 +213,12 @@ def cmd_dhcp_test(args: argparse.Namespace) -> int:
     from . import dhcp_test
 
     _need_root()
-    return dhcp_test.run(
-        args.interface,
-        args.json,
-        args.hold,
-        args.timeout,
-        args.vendor_class.encode(),
-        args.hostname,
+    run, where = (
+        (dhcp_test.run, args.interface)
+        if args.interface
+        else (dhcp_test.run_on_bridge, args.bridge)
     )
+    return run(where, args.json, args.hold, args.timeout, args.vendor_class.encode(), args.hostname)
 
 
 def dispatch(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from dhcp.lease import Lease
 from dhcp.trio_driver import DhcpFailed, Driver, Sockets
 
 from . import ads
+from .backends import netns, rtnl
 from .errors import LarkError, ResourceError, map_errors
 
 
@@ -61,6 +62,58 @@ def run(
         raise ResourceError(f"interface {ifname} does not exist in this network namespace") from exc
     with map_errors(f"open a raw socket on {ifname}"):
         sockets = Sockets.open(ifname)
+    return _acquire(sockets, ifindex, as_json, hold_s, timeout_s, vendor, hostname)
+
+
+def run_on_bridge(
+    bridge: str, as_json: bool, hold_s: float, timeout_s: float, vendor: bytes, hostname: str | None
+) -> int:
+    """Like the original lark_dhcp_client_tester: a throwaway namespace whose veth peer is
+    attached to ``bridge``, so the lease is had the way a bridged job would have it."""
+    try:
+        bridge_index = socket.if_nametoindex(bridge)
+    except OSError as exc:
+        raise ResourceError(f"bridge {bridge} does not exist in this network namespace") from exc
+    tag = f"dt{os.getpid() % 100000}"
+    ns_name, outer, inner = f"lark-{tag}", f"e_{tag}", f"i_{tag}"
+
+    made: list[str] = []  # only what we created is removed afterwards
+
+    def setup() -> Sockets:
+        with rtnl.Channel() as host:
+            ns_fd, channel = netns.create_netns(ns_name)  # this thread is now inside it
+            made.append("netns")
+            try:
+                with channel:
+                    channel.request(rtnl.set_up(1, "lo"))
+                    host.request(rtnl.new_veth(outer, inner, ns_fd))
+                    made.append("veth")
+                    host.request(rtnl.set_master(host.index(outer), bridge_index, outer))
+                    channel.request(rtnl.set_up(channel.index(inner), inner))
+            finally:
+                os.close(ns_fd)
+            return Sockets.open(inner)
+
+    try:
+        with map_errors(f"set up a test interface on {bridge}"):
+            sockets = netns.in_fresh_thread(setup)
+        return _acquire(sockets, bridge_index, as_json, hold_s, timeout_s, vendor, hostname)
+    finally:
+        if "veth" in made:
+            netns.discard_link(outer)
+        if "netns" in made:
+            netns.discard_netns(ns_name)
+
+
+def _acquire(
+    sockets: Sockets,
+    ifindex: int,
+    as_json: bool,
+    hold_s: float,
+    timeout_s: float,
+    vendor: bytes,
+    hostname: str | None,
+) -> int:
     try:
         # one identity per (interface, process): two testers never share a client id
         iaid = (ifindex << 16 ^ os.getpid()) & 0xFFFFFFFF

@@ -20,7 +20,7 @@ NETLINK_ROUTE = 0
 NLMSG_ERROR = 2
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 20, 24
-IFLA_IFNAME, IFLA_LINKINFO, IFLA_NET_NS_FD = 3, 18, 28
+IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 3, 10, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_OIF, RTA_GATEWAY = 4, 5
@@ -71,6 +71,12 @@ def new_veth(name: str, peer: str, peer_netns_fd: int) -> Message:
 
 def set_up(index: int, what: str) -> Message:
     return Message(RTM_NEWLINK, 0, _ifinfo(index, up=True), f"bring up {what}")
+
+
+def set_master(index: int, master: int, what: str) -> Message:
+    """Enslave a link (to a bridge) and bring it up."""
+    body = _ifinfo(index, up=True) + _attr(IFLA_MASTER, struct.pack("=I", master))
+    return Message(RTM_NEWLINK, 0, body, f"attach {what}")
 
 
 def del_link(name: str) -> Message:

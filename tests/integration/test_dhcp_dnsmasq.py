@@ -9,7 +9,7 @@ import random
 import time
 
 import trio
-from sandbox import SITE_NET
+from sandbox import SITE_ADDR, SITE_NET, Host, netns_list, sh
 
 from dhcp import options as opt
 from dhcp.client import Client, Config
@@ -153,4 +153,21 @@ def test_dhcp_test_tool_without_a_server_is_one_line(sandbox, host):
     r = sandbox.run_agent(host, "--interface", "nope0", verb="dhcp-test")
     assert r.stderr.strip() == (
         "lark-agent: error: interface nope0 does not exist in this network namespace"
+    )
+
+
+def test_dhcp_test_tool_on_a_bridge_uses_a_throwaway_veth_and_removes_it(sandbox):
+    start_dnsmasq(sandbox)
+    site = Host(sandbox.site, SITE_ADDR)
+    before = set(netns_list())
+    r = sandbox.run_agent(site, "--bridge", "br0", "--json", verb="dhcp-test")
+    assert r.returncode == 0, r.stderr
+    assert POOL[0] <= ipaddress.IPv4Address(json.loads(r.stdout)["LarkInnerAddressIPv4"]) <= POOL[1]
+    assert set(netns_list()) == before
+    links = sh("ip", "-o", "link", "show", netns=sandbox.site).stdout
+    assert " e_dt" not in links
+    r = sandbox.run_agent(site, "--bridge", "nobr0", verb="dhcp-test")
+    assert r.returncode == 125
+    assert r.stderr.strip() == (
+        "lark-agent: error: bridge nobr0 does not exist in this network namespace"
     )
