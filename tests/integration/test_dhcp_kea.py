@@ -104,13 +104,6 @@ def stop(proc) -> None:
     proc.wait(10)
 
 
-async def hold(driver: Driver, seconds: float) -> None:
-    async with trio.open_nursery() as nursery:
-        await nursery.start(driver.run)
-        await trio.sleep(seconds)
-        nursery.cancel_scope.cancel()
-
-
 def recorder(host, seen: list):
     """Record the client's actions and, as Lark does, put the address on the link and take
     it off again when the lease is lost."""
