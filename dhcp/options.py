@@ -165,7 +165,3 @@ def client_id(iaid: int, duid: bytes) -> bytes:
 def duid_ll(mac: bytes) -> bytes:
     """RFC 3315 DUID-LL (type 3, hardware type 1 Ethernet)."""
     return struct.pack("!HH", 3, 1) + mac
-
-
-def parameter_request_list(codes: Iterable[int]) -> bytes:
-    return bytes(codes)

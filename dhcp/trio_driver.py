@@ -10,7 +10,6 @@ another network namespace (a socket keeps the namespace it was made in).
 
 from __future__ import annotations
 
-import ctypes
 import ipaddress
 import logging
 import socket
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 import trio
 
 from . import frame
+from .bpf import attach_filter
 from .client import Client, State
 from .events import (
     Action,
@@ -39,7 +39,6 @@ from .message import encode
 
 log = logging.getLogger("dhcp.driver")
 ETH_P_IP = 0x0800
-SO_ATTACH_FILTER = 26
 SO_BINDTODEVICE = 25
 SOL_PACKET, PACKET_AUXDATA = 263, 8
 TP_STATUS_CSUMNOTREADY, TP_STATUS_CSUM_VALID = 1 << 3, 1 << 7
@@ -61,14 +60,6 @@ _UDP_DST_68 = [
 ]
 
 
-def _attach_filter(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
-    insns = b"".join(struct.pack("=HBBI", *insn) for insn in program)
-    buf = ctypes.create_string_buffer(insns)
-    sock.setsockopt(
-        socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("HP", len(program), ctypes.addressof(buf))
-    )
-
-
 @dataclass
 class Sockets:
     """The raw socket (always) and, once bound, a UDP socket on the leased address."""
@@ -85,7 +76,7 @@ class Sockets:
             socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.htons(ETH_P_IP)
         )
         try:
-            _attach_filter(raw, _UDP_DST_68)
+            attach_filter(raw, _UDP_DST_68)
             raw.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
             raw.bind((ifname, ETH_P_IP))
             mac = raw.getsockname()[4]

@@ -11,7 +11,6 @@ job never pays its import time or memory.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import socket
 import struct
@@ -19,9 +18,10 @@ from collections.abc import Callable
 
 import trio
 
+from dhcp.bpf import attach_filter
+
 RTMGRP_LINK = 0x1
 RTM_DELLINK = 17
-SO_ATTACH_FILTER = 26
 _NLMSG_TYPE_OFFSET = 4
 _IFI_INDEX_OFFSET = 16 + 4  # nlmsghdr, then ifinfomsg family/pad/type
 _LD_H_ABS, _LD_W_ABS, _JEQ_K, _RET_K = 0x28, 0x20, 0x15, 0x06
@@ -47,13 +47,6 @@ def dellink_filter(ifindex: int) -> list[tuple[int, int, int, int]]:
     ]
 
 
-def _attach(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
-    insns = b"".join(struct.pack("=HBBI", *insn) for insn in program)
-    buf = ctypes.create_string_buffer(insns)
-    fprog = struct.pack("HP", len(program), ctypes.addressof(buf))  # native struct sock_fprog
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-
-
 def _marshal():  # type: ignore[no-untyped-def]
     from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
@@ -64,7 +57,7 @@ def open_link_watch(ifindex: int) -> socket.socket:
     """A netlink socket for RTM_DELLINK of ``ifindex``, in the calling thread's namespace."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
     try:
-        _attach(sock, dellink_filter(ifindex))
+        attach_filter(sock, dellink_filter(ifindex))
         sock.bind((0, RTMGRP_LINK))
     except BaseException:
         sock.close()
