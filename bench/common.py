@@ -80,12 +80,20 @@ def summary(samples_s: Sequence[float]) -> tuple[float, float, float]:
     return statistics.median(ms), q[0], q[2]
 
 
-def print_table(title: str, rows: list[tuple[str, Sequence[float]]], baselines: Sequence[str]):
-    """One row per contender: median, IQR, and the ratio of medians to each baseline row."""
+def print_table(
+    title: str,
+    rows: list[tuple[str, Sequence[float]]],
+    baselines: Sequence[str],
+    labels: Sequence[str] | None = None,
+):
+    """One row per contender: median, IQR, and the ratio of medians to each baseline row.
+
+    ``labels``, when given, are short column heads for the baselines (in their order).
+    """
     medians = {name: summary(s)[0] for name, s in rows}
     print(f"\n{title}")
     head = f"{'contender':<44} {'median ms':>10} {'p25-p75 ms':>16} {'n':>4}"
-    head += "".join(f" {'/ ' + b:>16}" for b in baselines)
+    head += "".join(f" {'/ ' + b:>16}" for b in (labels or baselines))
     print(head)
     print("-" * len(head))
     for name, samples in rows:
@@ -93,3 +101,26 @@ def print_table(title: str, rows: list[tuple[str, Sequence[float]]], baselines: 
         line = f"{name:<44} {med:>10.2f} {f'{p25:.2f}-{p75:.2f}':>16} {len(samples):>4}"
         line += "".join(f" {med / medians[b]:>15.2f}x" for b in baselines)
         print(line)
+
+
+def in_netns_thread(netns_name: str, fn):
+    """``fn()`` on a fresh thread that has entered the named network namespace (and then ends,
+    so the namespace never leaks into another thread); sockets it opens stay in there."""
+    from lark_async.backends import netns
+
+    def inside():
+        fd = os.open(f"/run/netns/{netns_name}", os.O_RDONLY)
+        try:
+            netns.setns(fd)
+        finally:
+            os.close(fd)
+        return fn()
+
+    return netns.in_fresh_thread(inside)
+
+
+def dhcp_sockets(netns_name: str, ifname: str = "uplink"):
+    """Lark's DHCP client sockets on ``ifname`` in the named network namespace."""
+    from dhcp.trio_driver import Sockets
+
+    return in_netns_thread(netns_name, lambda: Sockets.open(ifname))

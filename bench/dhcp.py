@@ -4,20 +4,32 @@
 
 Everything runs in throwaway namespaces: a site namespace with a bridge and
 dnsmasq, and a client namespace on that bridge. Contenders, round-robin:
-* Lark in-process: first DISCOVER sent to bound (trio driver, after imports);
+* in-process, first DISCOVER sent to bound (after imports and socket set-up):
+  Lark (trio driver, timed from its first Transmit) and pyroute2's asyncio
+  ``AsyncDHCPClient`` (pyroute2.dhcp.client, run with ``asyncio.run`` on a
+  thread that entered the client namespace; timed from the return of its
+  socket's ``put`` of the DISCOVER to its BOUND hook). pyroute2 gets no hooks
+  that configure anything and a lease type that writes no file, so it adds no
+  address or route and every round starts with a DISCOVER, as Lark's does;
 * whole process, start to bound-and-exit: ``lark-agent dhcp-test`` (which also
-  releases), busybox ``udhcpc -n -q`` and ISC ``dhclient -1`` (each skipped when
-  not installed), given a script that does nothing instead of configuring.
-pyroute2's ``pyroute2-dhcp-client`` has no exit-on-lease mode, so it is not in
-the table yet.
+  releases), ``pyroute2-dhcp-client -x 10 --disable-hooks`` with a lease type
+  that only prints (it exits once bound, releasing on the way out), busybox
+  ``udhcpc -n -q`` and ISC ``dhclient -1`` (each skipped when not installed),
+  given a script that does nothing instead of configuring.
+Every client releases its lease at the end of its round (not timed). The two
+ratio columns are each row's median over Lark's in-process and whole-process
+medians. bench/dhcp_many.py has many Lark clients at once against Kea.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import random
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,27 +41,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import trio
-from common import print_table
-from sandbox import Sandbox, new_prefix
+from common import dhcp_sockets, in_netns_thread, print_table
+from pyroute2.dhcp.client import AsyncDHCPClient, ClientConfig
+from pyroute2.dhcp.enums.dhcp import MessageType
+from pyroute2.dhcp.fsm import State
+from pyroute2.dhcp.hooks import Trigger, hook
+from pyroute2.dhcp.leases import Lease as Pyroute2Lease
+from sandbox import Sandbox, new_prefix, sh
 
 from dhcp import options as opt
 from dhcp.client import Client, Config
 from dhcp.events import Transmit
 from dhcp.trio_driver import Driver, Sockets
-from lark_async.backends import netns
+
+LARK_IN = "Lark in-process (DISCOVER to bound)"
+LARK_WHOLE = "lark-agent dhcp-test (whole process)"
 
 
-def open_sockets(ns: str) -> Sockets:
-    def inside() -> Sockets:
-        fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-        netns.setns(fd)
-        os.close(fd)
-        return Sockets.open("uplink")
-
-    return netns.in_fresh_thread(inside)
+def drain(sock: socket.socket) -> None:
+    """Drop what the other contenders' exchanges left queued (pyroute2's socket starts empty
+    each round, as it is opened anew)."""
+    while True:
+        try:
+            sock.recv(4096, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
 
 
 async def lark_in_process(socks: Sockets, i: int) -> float:
+    drain(socks.raw)
     first: list[float] = []
 
     def on_action(action) -> None:
@@ -71,6 +91,53 @@ async def lark_in_process(socks: Sockets, i: int) -> float:
     return bound - first[0]
 
 
+class UnkeptLease(Pyroute2Lease):
+    """A pyroute2 lease that is neither written nor read back: every round starts in INIT."""
+
+    def dump(self) -> None:
+        pass
+
+    @classmethod
+    def load(cls, interface: str) -> None:
+        return None
+
+
+async def pyroute2_round(ifname: str) -> float:
+    """pyroute2's AsyncDHCPClient: its first DISCOVER out to its BOUND hook, then release."""
+    first: list[float] = []
+    bound: list[float] = []
+
+    @hook(Trigger.BOUND)
+    async def on_bound(lease) -> None:
+        bound.append(time.perf_counter())
+
+    config = ClientConfig(
+        interface=ifname,
+        lease_type=UnkeptLease,
+        hooks=(on_bound,),  # none of its address or route hooks
+        handle_signals=False,  # not the main thread
+        release=True,
+    )
+    client = AsyncDHCPClient(config)
+    put = client._sock.put
+
+    async def timed_put(msg):
+        sent = await put(msg)
+        if not first and msg.message_type == MessageType.DISCOVER:
+            first.append(time.perf_counter())
+        return sent
+
+    client._sock.put = timed_put
+    async with client:
+        await client.bootstrap()
+        await client.wait_for_state(State.BOUND, timeout=10)
+    return bound[0] - first[0]
+
+
+def pyroute2_in_process(ns: str) -> float:
+    return in_netns_thread(ns, lambda: asyncio.run(pyroute2_round("uplink")))
+
+
 def whole(ns: str, argv: list[str]) -> float:
     t0 = time.perf_counter()
     subprocess.run(
@@ -90,6 +157,7 @@ def main() -> int:
     if os.geteuid() != 0:
         sys.exit("run as root (it creates network namespaces)")
     prefix = new_prefix()
+    print(f"sandbox prefix {prefix}", file=sys.stderr)
     box = Sandbox(prefix, Path(tempfile.mkdtemp(prefix=f"{prefix}.")), f"{prefix}-site")
     try:
         box.create_site()
@@ -112,14 +180,30 @@ def main() -> int:
         )
         time.sleep(0.5)
         tmp = box.tmp
+        pyroute2_cli = Path(sys.executable).with_name("pyroute2-dhcp-client")
         peers = {
-            "lark-agent dhcp-test (whole process)": [
+            LARK_WHOLE: [
                 sys.executable,
                 "-m",
                 "lark_async.cli",
                 "dhcp-test",
                 "--interface",
                 "uplink",
+            ],
+            "pyroute2-dhcp-client (whole process)": [
+                *(
+                    [str(pyroute2_cli)]
+                    if pyroute2_cli.exists()
+                    else [sys.executable, "-m", "pyroute2.dhcp.cli"]
+                ),
+                "uplink",
+                "-x",
+                "10",
+                "--disable-hooks",
+                "--lease-type",
+                "pyroute2.dhcp.leases.JSONStdoutLease",
+                "--log-level",
+                "ERROR",
             ],
         }
         if shutil.which("udhcpc") or shutil.which("busybox"):
@@ -147,12 +231,12 @@ def main() -> int:
                 f"{tmp}/dhclient.pid",
                 "uplink",
             ]
-        socks = open_sockets(host.netns)
-        samples: dict[str, list[float]] = {"Lark in-process (DISCOVER to bound)": []}
+        socks = dhcp_sockets(host.netns)
+        pyroute2_in = "pyroute2 in-process (DISCOVER to bound)"
+        samples: dict[str, list[float]] = {LARK_IN: [], pyroute2_in: []}
         for r in range(args.rounds):
-            samples["Lark in-process (DISCOVER to bound)"].append(
-                trio.run(lark_in_process, socks, r)
-            )
+            samples[LARK_IN].append(trio.run(lark_in_process, socks, r))
+            samples[pyroute2_in].append(pyroute2_in_process(host.netns))
             for name, argv in list(peers.items()):
                 try:
                     samples.setdefault(name, []).append(whole(host.netns, argv))
@@ -165,8 +249,18 @@ def main() -> int:
         print_table(
             f"Time to a lease against dnsmasq --no-ping, {args.rounds} rounds",
             rows,
-            ["Lark in-process (DISCOVER to bound)"],
+            [b for b in (LARK_IN, LARK_WHOLE) if samples.get(b)],
+            [
+                lab
+                for b, lab in ((LARK_IN, "Lark in-proc"), (LARK_WHOLE, "Lark whole"))
+                if samples.get(b)
+            ],
         )
+        left = box.leftovers()
+        addrs = sh("ip", "-o", "-4", "addr", "show", "dev", "uplink", netns=host.netns).stdout
+        left += [f"address {a}" for a in re.findall(r"inet (\S+)/", addrs) if a != host.address]
+        if left:
+            print(f"left behind: {left}", file=sys.stderr)
     finally:
         box.destroy()
     return 0

@@ -1,0 +1,329 @@
+"""Many Lark DHCP clients acquiring at once against one Kea: all bound, how fast, at what CPU.
+
+    sudo .venv/bin/python bench/dhcp_many.py [--clients 200] [--rounds 1]
+
+    sudo .venv/bin/python bench/dhcp_many.py --links macvlan
+
+Everything runs in throwaway namespaces: a site namespace with a bridge and
+``kea-dhcp4`` (raw socket, in-memory leases, a /16 pool far bigger than the
+clients), and one client namespace on that bridge. Each client is one trio
+driver with its own AF_PACKET socket and its own MAC (locally administered,
+used as Ethernet source and chaddr) and client id, so to Kea and the bridge
+they are distinct hosts. By default all sockets share the one uplink, as the
+integration test does, so every client's socket also sees every other
+client's (unicast) replies; with ``--links macvlan`` each client has a macvlan
+of its own on the uplink, carrying its MAC, as a job has its own interface,
+and sees only its own unicasts and the broadcasts (the macvlans are removed
+before the leftover check). All start together in one
+``trio.run``; each client is timed from that common start and from its own
+first DISCOVER to bound. Once all are bound (or have given up) the wall time
+and the CPU our process used (getrusage, user+sys, all threads) are taken;
+then every client releases (not timed). Kea's own CPU over the same span is
+shown for scale. Drops counts frames the kernel dropped on the clients'
+sockets (PACKET_STATISTICS); resent counts DISCOVER/REQUEST retransmissions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import random
+import resource
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import trio
+from common import dhcp_sockets
+from sandbox import SITE_ADDR, Sandbox, new_prefix
+
+from dhcp import options as opt
+from dhcp.client import Client, Config
+from dhcp.events import Transmit
+from dhcp.trio_driver import DhcpFailed, Driver, Sockets
+
+SUBNET = "10.77.0.0/16"  # the site bridge is 10.77.0.1/24: Kea picks the subnet by it
+POOL = ("10.77.1.0", "10.77.31.255")
+SOL_PACKET, PACKET_STATISTICS = 263, 6
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def start_kea(box: Sandbox) -> int:
+    """kea-dhcp4 on the site bridge; returns its pid (nsenter and env exec into it)."""
+    run_dir = box.tmp / "kea"
+    run_dir.mkdir()
+    log = run_dir / "kea.log"
+    conf = run_dir / "kea-dhcp4.conf"
+    conf.write_text(
+        json.dumps(
+            {
+                "Dhcp4": {
+                    "interfaces-config": {"interfaces": ["br0"], "dhcp-socket-type": "raw"},
+                    "lease-database": {"type": "memfile", "persist": False},
+                    "valid-lifetime": 600,
+                    "renew-timer": 200,
+                    "rebind-timer": 300,
+                    "subnet4": [
+                        {
+                            "id": 1,
+                            "subnet": SUBNET,
+                            "pools": [{"pool": f"{POOL[0]} - {POOL[1]}"}],
+                            "option-data": [{"name": "routers", "data": SITE_ADDR}],
+                        }
+                    ],
+                    "loggers": [
+                        {
+                            "name": "kea-dhcp4",
+                            "severity": "WARN",
+                            "output_options": [{"output": str(log)}],
+                        },
+                        {
+                            "name": "kea-dhcp4.dhcp4",
+                            "severity": "INFO",
+                            "output_options": [{"output": str(log)}],
+                        },
+                    ],
+                }
+            }
+        )
+    )
+    proc = box.start_in(
+        box.site,
+        [
+            "env",
+            f"KEA_PIDFILE_DIR={run_dir}",
+            f"KEA_LOCKFILE_DIR={run_dir}",
+            "kea-dhcp4",
+            "-c",
+            str(conf),
+        ],
+    )
+    end = time.monotonic() + 10
+    while not (log.exists() and "DHCP4_STARTED" in log.read_text()):
+        if proc.poll() is not None or time.monotonic() > end:
+            sys.exit(f"kea-dhcp4 did not start; see {log}")
+        time.sleep(0.05)
+    return proc.pid
+
+
+def links(netns_name: str, verb: str, macs: list[bytes]) -> None:
+    """Add (up, with its MAC) or delete one macvlan per client on the uplink, in one batch."""
+    if verb == "add":
+        lines = [
+            f"link add c{i} link uplink address {mac.hex(':')} type macvlan mode private\n"
+            f"link set c{i} up"
+            for i, mac in enumerate(macs)
+        ]
+    else:
+        lines = [f"link del c{i}" for i in range(len(macs))]
+    subprocess.run(
+        ["nsenter", f"--net=/run/netns/{netns_name}", "ip", "-batch", "-"],
+        input="\n".join(lines) + "\n",
+        text=True,
+        check=True,
+    )
+
+
+def cpu_of(pid: int) -> float:
+    """User+system CPU seconds of a process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def own_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def dropped(sock: socket.socket) -> int:
+    """Frames dropped on a packet socket since the last call (reading resets the counters)."""
+    _packets, drops = struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+    return drops
+
+
+def fake_mac(prefix: str, i: int) -> bytes:
+    """Locally administered unicast: 02, two bytes of the bench prefix, the client number."""
+    return bytes((0x02, *bytes.fromhex(prefix[-4:]))) + (i + 1).to_bytes(3, "big")
+
+
+@dataclasses.dataclass
+class Outcome:
+    n: int
+    bound: list[float | None]  # from the common start
+    own: list[float | None]  # from the client's first DISCOVER
+    addresses: list[str]
+    resent: int
+    failures: list[str]
+    wall_s: float
+    cpu_s: float
+    kea_cpu_s: float
+
+
+async def acquire_all(socks: list[Sockets], iaid0: int, retransmit_s: float, kea: int) -> Outcome:
+    n = len(socks)
+    bound: list[float | None] = [None] * n
+    first: list[float | None] = [None] * n
+    sent = [0] * n
+    addresses: list[str] = []
+    failures: list[str] = []
+    remaining = [n]
+    all_done, release_now = trio.Event(), trio.Event()
+
+    async def one(i: int, s: Sockets) -> None:
+        def on_action(action) -> None:
+            if isinstance(action, Transmit):
+                sent[i] += 1
+                if first[i] is None:
+                    first[i] = time.perf_counter()
+
+        config = Config(
+            chaddr=s.mac,
+            client_id=opt.client_id(iaid0 + i, opt.duid_ll(s.mac)),
+            retransmit_initial_s=retransmit_s,
+            timeout_s=30,
+        )
+        driver = Driver(Client(config, rng=random.Random()), s, on_action=on_action)
+        async with trio.open_nursery() as nursery:
+            try:
+                lease = await nursery.start(driver.run)
+                bound[i] = time.perf_counter()
+                addresses.append(str(lease.address))
+            except DhcpFailed as exc:
+                failures.append(str(exc))
+                lease = None
+            remaining[0] -= 1
+            if not remaining[0]:
+                all_done.set()
+            if lease is not None:
+                await release_now.wait()
+                await driver.release()
+            nursery.cancel_scope.cancel()
+
+    kea0, cpu0, t0 = cpu_of(kea), own_cpu(), time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for i, s in enumerate(socks):
+            nursery.start_soon(one, i, s)
+        await all_done.wait()
+        wall, cpu, kea1 = time.perf_counter() - t0, own_cpu() - cpu0, cpu_of(kea)
+        resent = sum(max(0, k - 2) for k, b in zip(sent, bound, strict=True) if b is not None)
+        release_now.set()
+    return Outcome(
+        n=n,
+        bound=[None if b is None else b - t0 for b in bound],
+        own=[None if b is None or f is None else b - f for b, f in zip(bound, first, strict=True)],
+        addresses=addresses,
+        resent=resent,
+        failures=failures,
+        wall_s=wall,
+        cpu_s=cpu,
+        kea_cpu_s=kea1 - kea0,
+    )
+
+
+def pct(samples: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def drain(sock: socket.socket) -> None:
+    while True:
+        try:
+            sock.recv(4096, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--retransmit", type=float, default=1.0, help="first retransmit, s")
+    parser.add_argument(
+        "--links",
+        choices=("shared", "macvlan"),
+        default="shared",
+        help="all sockets on the one uplink, or one macvlan per client",
+    )
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root (it creates network namespaces)")
+    if not 1 <= args.clients <= 7000:
+        sys.exit("--clients: 1 to 7000 (the pool's size)")
+    prefix = new_prefix()
+    print(f"sandbox prefix {prefix}", file=sys.stderr)
+    box = Sandbox(prefix, Path(tempfile.mkdtemp(prefix=f"{prefix}.")), f"{prefix}-site")
+    socks: list[Sockets] = []
+    try:
+        box.create_site()
+        host = box.add_host()
+        kea = start_kea(box)
+        macs = [fake_mac(prefix, i) for i in range(args.clients)]
+        if args.links == "macvlan":
+            links(host.netns, "add", macs)
+            for i, mac in enumerate(macs):
+                socks.append(dataclasses.replace(dhcp_sockets(host.netns, f"c{i}"), mac=mac))
+        else:
+            for mac in macs:
+                socks.append(dataclasses.replace(dhcp_sockets(host.netns), mac=mac))
+        outcomes = []
+        for r in range(args.rounds):
+            for s in socks:
+                drain(s.raw)
+                dropped(s.raw)
+            outcome = trio.run(acquire_all, socks, r * args.clients, args.retransmit, kea)
+            drops = sum(dropped(s.raw) for s in socks)
+            outcomes.append((outcome, drops))
+            for why in sorted(set(outcome.failures)):
+                print(f"round {r + 1}: gave up: {why}", file=sys.stderr)
+        print(
+            f"\n{args.clients} Lark clients at once against kea-dhcp4 (raw socket, memfile), "
+            f"{'one macvlan each' if args.links == 'macvlan' else 'all on one uplink'}, "
+            f"first retransmit {args.retransmit:g} s"
+        )
+        head = (
+            f"{'round':>5} {'bound':>9} {'distinct':>8} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'max ms':>8} {'own p50':>8} {'own p99':>8} {'wall ms':>8} {'our CPU s':>9} "
+            f"{'Kea CPU s':>9} {'resent':>6} {'drops':>6}"
+        )
+        print(head)
+        print("-" * len(head))
+        for r, (o, drops) in enumerate(outcomes, 1):
+            ok = [b for b in o.bound if b is not None]
+            own = [b for b in o.own if b is not None]
+            cells = [f"{x * 1000:>8.1f}" for x in (pct(ok, 50), pct(ok, 99), max(ok))] if ok else []
+            cells += [f"{x * 1000:>8.1f}" for x in (pct(own, 50), pct(own, 99))] if own else []
+            print(
+                f"{r:>5} {f'{len(ok)}/{o.n}':>9} {len(set(o.addresses)):>8} {' '.join(cells)} "
+                f"{o.wall_s * 1000:>8.1f} {o.cpu_s:>9.2f} {o.kea_cpu_s:>9.2f} "
+                f"{o.resent:>6} {drops:>6}"
+            )
+        print("p50/p99/max: from the common start; own: from each client's first DISCOVER")
+        for s in socks:
+            s.close()
+        socks.clear()
+        if args.links == "macvlan":
+            links(host.netns, "del", macs)
+        left = box.leftovers()
+        if left:
+            print(f"left behind: {left}", file=sys.stderr)
+    finally:
+        for s in socks:
+            s.close()
+        box.destroy()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
