@@ -19,11 +19,12 @@ from dataclasses import dataclass
 
 import trio
 
-from . import frame
+from . import arp, frame
 from .bpf import attach_filter
 from .client import Client, State
 from .events import (
     Action,
+    ConflictDetected,
     GaveUp,
     LeaseBound,
     LeaseLost,
@@ -62,11 +63,13 @@ _UDP_DST_68 = [
 
 @dataclass
 class Sockets:
-    """The raw socket (always) and, once bound, a UDP socket on the leased address."""
+    """The raw socket (always), an ARP socket for the conflict probe and, once bound, a UDP
+    socket on the leased address."""
 
     ifname: str
     mac: bytes
     raw: socket.socket
+    arp: socket.socket
     udp: socket.socket | None = None
 
     @classmethod
@@ -80,10 +83,11 @@ class Sockets:
             raw.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
             raw.bind((ifname, ETH_P_IP))
             mac = raw.getsockname()[4]
+            arp_sock = arp.open_socket(ifname)[0]
         except BaseException:
             raw.close()
             raise
-        return cls(ifname, mac, raw)
+        return cls(ifname, mac, raw, arp_sock)
 
     def open_udp(self, address: ipaddress.IPv4Address) -> None:
         self.close_udp()
@@ -105,6 +109,7 @@ class Sockets:
 
     def close(self) -> None:
         self.close_udp()
+        self.arp.close()
         self.raw.close()
 
 
@@ -113,16 +118,22 @@ class DhcpFailed(Exception):
 
 
 class Driver:
-    """Runs one Client over one interface's Sockets until it stops."""
+    """Runs one Client over one interface's Sockets until it stops.
+
+    A new lease is probed for (RFC 5227, ``probe``) before it is reported bound, when the
+    Sockets have an ARP socket; an address in use is DECLINEd and the client starts over.
+    """
 
     def __init__(
         self,
         client: Client,
         sockets: Sockets,
         on_action: Callable[[Action], None] | None = None,
+        probe: arp.ProbeConfig | None = arp.ProbeConfig(),  # noqa: B008 -- frozen
     ) -> None:
         self.client = client
         self.sockets = sockets
+        self.probe = probe
         self.raw = trio.socket.from_stdlib_socket(sockets.raw)
         self.on_action = on_action or (lambda action: None)
         self.lease: Lease | None = None
@@ -177,6 +188,11 @@ class Driver:
         for action in actions:
             if isinstance(action, Transmit):
                 await self._transmit(action)
+            elif isinstance(action, LeaseBound) and not await self._address_is_free(action.lease):
+                orders = self.client.handle(ConflictDetected(trio.current_time()))
+                # never reported bound, so its loss is not reported either: DECLINE and go on
+                await self._carry_out([o for o in orders if not isinstance(o, LeaseLost)])
+                continue
             elif isinstance(action, LeaseBound | LeaseRenewed):
                 self.lease = action.lease
             elif isinstance(action, LeaseLost):
@@ -185,6 +201,20 @@ class Driver:
             elif isinstance(action, GaveUp):
                 self.failure = action.reason
             self.on_action(action)
+
+    async def _address_is_free(self, lease: Lease) -> bool:
+        if self.probe is None:
+            return True
+        holder = await arp.probe(self.sockets.arp, self.sockets.mac, lease.address, self.probe)
+        if holder is None:
+            return True
+        log.warning(
+            "%s from %s is already used by %s: declining it",
+            lease.address,
+            lease.server_id,
+            holder.hex(":"),
+        )
+        return False
 
     async def _transmit(self, t: Transmit) -> None:
         """From 0.0.0.0: a raw broadcast frame. From the lease: UDP on that address, or a raw
