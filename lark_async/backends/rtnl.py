@@ -19,13 +19,15 @@ from dataclasses import dataclass
 NETLINK_ROUTE = 0
 NLMSG_ERROR = 2
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
-RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 20, 24
+RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_DELADDR = 16, 17, 20, 21
+RTM_NEWROUTE, RTM_DELROUTE = 24, 25
 IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 3, 10, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
-IFA_ADDRESS, IFA_LOCAL = 1, 2
-RTA_OIF, RTA_GATEWAY = 4, 5
+IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
+RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
 IFF_UP = 0x1
-RT_TABLE_MAIN, RTPROT_BOOT, RTN_UNICAST = 254, 3, 1
+RT_TABLE_MAIN, RTPROT_BOOT, RTPROT_DHCP, RTN_UNICAST = 254, 3, 16, 1
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
 SIOCGIFINDEX = 0x8933
 
 _NLMSGHDR = struct.Struct("=IHHII")
@@ -96,14 +98,41 @@ def new_peer_address(
 
 
 def new_default_route(gateway: ipaddress.IPv4Address, index: int) -> Message:
-    body = (
-        _RTMSG.pack(socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, 0, RTN_UNICAST, 0)
-        + _attr(RTA_GATEWAY, gateway.packed)
-        + _attr(RTA_OIF, struct.pack("=i", index))
+    return route(RTM_NEWROUTE, ipaddress.IPv4Network("0.0.0.0/0"), gateway, index, RTPROT_BOOT)
+
+
+def address(kind: int, index: int, iface: ipaddress.IPv4Interface, what: str) -> Message:
+    """Add (RTM_NEWADDR) or remove (RTM_DELADDR) an address with its prefix, as on a LAN."""
+    body = _IFADDRMSG.pack(socket.AF_INET, iface.network.prefixlen, 0, 0, index)
+    body += _attr(IFA_LOCAL, iface.ip.packed) + _attr(IFA_ADDRESS, iface.ip.packed)
+    if iface.network.prefixlen < 31:
+        body += _attr(IFA_BROADCAST, iface.network.broadcast_address.packed)
+    verb, flags = ("add", NLM_F_CREATE | NLM_F_EXCL) if kind == RTM_NEWADDR else ("remove", 0)
+    return Message(kind, flags, body, f"{verb} address {iface} on {what}")
+
+
+def route(
+    kind: int,
+    dest: ipaddress.IPv4Network,
+    gateway: ipaddress.IPv4Address | None,
+    index: int,
+    protocol: int = RTPROT_DHCP,
+) -> Message:
+    """Add (RTM_NEWROUTE) or remove (RTM_DELROUTE) a route; no gateway: on-link."""
+    scope = RT_SCOPE_UNIVERSE if gateway is not None else RT_SCOPE_LINK
+    body = _RTMSG.pack(
+        socket.AF_INET, dest.prefixlen, 0, 0, RT_TABLE_MAIN, protocol, scope, RTN_UNICAST, 0
     )
-    return Message(
-        RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body, f"add default route via {gateway}"
-    )
+    if dest.prefixlen:
+        body += _attr(RTA_DST, dest.network_address.packed)
+    if gateway is not None:
+        body += _attr(RTA_GATEWAY, gateway.packed)
+    body += _attr(RTA_OIF, struct.pack("=i", index))
+    name = "default route" if not dest.prefixlen else f"route to {dest}"
+    name += f" via {gateway}" if gateway is not None else ""
+    if kind == RTM_NEWROUTE:
+        return Message(kind, NLM_F_CREATE | NLM_F_EXCL, body, f"add {name}")
+    return Message(kind, 0, body, f"remove {name}")
 
 
 class RequestError(OSError):
@@ -141,7 +170,7 @@ class Channel:
     def request(self, *messages: Message, absent_ok: bool = False) -> None:
         """Send all messages in one buffer and wait for every ack; raise the first refusal.
 
-        With ``absent_ok``, ENODEV/ENOENT/ESRCH count as done (idempotent delete).
+        With ``absent_ok``, ENODEV/ENOENT/ESRCH/EADDRNOTAVAIL count as done (idempotent delete).
         """
         frames, pending = [], {}
         for msg in messages:
@@ -162,7 +191,7 @@ class Channel:
                 if kind == NLMSG_ERROR and seq in pending:
                     (err,) = struct.unpack_from("=i", data, offset + _NLMSGHDR.size)
                     msg = pending.pop(seq)
-                    absent = -err in (19, 2, 3)  # ENODEV, ENOENT, ESRCH
+                    absent = -err in (19, 2, 3, 99)  # ENODEV ENOENT ESRCH EADDRNOTAVAIL
                     if err and not (absent_ok and absent) and first_error is None:
                         first_error = RequestError(-err, msg.what)
                 offset += max(length + (-length % 4), _NLMSGHDR.size)

@@ -223,3 +223,42 @@ def test_new_default_route_matches_pyroute2():
     )
     msg["attrs"] = [("RTA_GATEWAY", "192.168.181.2"), ("RTA_OIF", 5)]
     assert rtnl.new_default_route(A("192.168.181.2"), 5).body == pyroute2_body(msg)
+
+
+def test_lan_address_matches_pyroute2():
+    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+
+    msg = ifaddrmsg()
+    msg["family"], msg["prefixlen"], msg["index"] = socket.AF_INET, 24, 7
+    msg["attrs"] = [
+        ("IFA_LOCAL", "10.77.0.120"),
+        ("IFA_ADDRESS", "10.77.0.120"),
+        ("IFA_BROADCAST", "10.77.0.255"),
+    ]
+    iface = ipaddress.IPv4Interface("10.77.0.120/24")
+    ours = rtnl.address(rtnl.RTM_NEWADDR, 7, iface, "i_x")
+    assert ours.body == pyroute2_body(msg)
+    assert ours.what == "add address 10.77.0.120/24 on i_x"
+    gone = rtnl.address(rtnl.RTM_DELADDR, 7, iface, "i_x")
+    assert (gone.kind, gone.flags, gone.body) == (rtnl.RTM_DELADDR, 0, ours.body)
+
+
+def test_routes_from_a_lease_match_pyroute2():
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+    msg = rtmsg()
+    msg["family"], msg["dst_len"], msg["table"], msg["proto"], msg["scope"], msg["type"] = (
+        socket.AF_INET,
+        16,
+        254,
+        16,
+        0,
+        1,
+    )
+    msg["attrs"] = [("RTA_DST", "10.9.0.0"), ("RTA_GATEWAY", "10.77.0.1"), ("RTA_OIF", 7)]
+    ours = rtnl.route(rtnl.RTM_NEWROUTE, ipaddress.IPv4Network("10.9.0.0/16"), A("10.77.0.1"), 7)
+    assert ours.body == pyroute2_body(msg)
+    assert ours.what == "add route to 10.9.0.0/16 via 10.77.0.1"
+    on_link = rtnl.route(rtnl.RTM_DELROUTE, ipaddress.IPv4Network("10.8.0.0/16"), None, 7)
+    assert on_link.what == "remove route to 10.8.0.0/16" and on_link.flags == 0
+    assert struct.unpack_from("=BBBBBBBBI", on_link.body)[6] == rtnl.RT_SCOPE_LINK
