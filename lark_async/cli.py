@@ -162,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Acquire a DHCPv4 lease with Lark's own client on IF, or on a throwaway "
         "veth attached to bridge BR (in the network namespace this runs in), print it as a "
         "ClassAd (or JSON), optionally hold it and show each renewal, then release it and "
-        "remove what it made. The address is not configured on IF.",
+        "remove what it made. The address is not configured on IF; on the throwaway veth it "
+        "is, so that unicast renewals are answered. A new lease is first probed for with ARP "
+        "(RFC 5227) and declined when another host already uses it.",
     )
     where = dht.add_mutually_exclusive_group(required=True)
     where.add_argument("--interface", metavar="IF", help="use this interface as it is")
@@ -186,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dht.add_argument("--vendor-class", default="lark", help="option 60 (default lark)")
     dht.add_argument("--hostname", default=None, help="option 12 to send")
+    dht.add_argument(
+        "--probe",
+        choices=("fast", "rfc", "off"),
+        default="fast",
+        help="address-conflict probe before using a lease: fast (2 probes, about 0.3 s; "
+        "default), rfc (RFC 5227's timings, 4-7 s) or off",
+    )
 
     nst = sub.add_parser(
         "netns-test",

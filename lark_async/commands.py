@@ -218,7 +218,15 @@ def cmd_dhcp_test(args: argparse.Namespace) -> int:
         if args.interface
         else (dhcp_test.run_on_bridge, args.bridge)
     )
-    return run(where, args.json, args.hold, args.timeout, args.vendor_class.encode(), args.hostname)
+    options = dhcp_test.Options(
+        as_json=args.json,
+        hold_s=args.hold,
+        timeout_s=args.timeout,
+        vendor=args.vendor_class.encode(),
+        hostname=args.hostname,
+        probe=dhcp_test.PROBES[args.probe],
+    )
+    return run(where, options)
 
 
 def dispatch(args: argparse.Namespace) -> int:

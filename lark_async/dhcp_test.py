@@ -8,17 +8,20 @@ import random
 import socket
 import sys
 import time
+from dataclasses import dataclass
 
 import trio
 
+from dhcp import arp
 from dhcp import options as opt
 from dhcp.client import Client, Config
-from dhcp.events import Action, LeaseRenewed
+from dhcp.events import Action, LeaseBound, LeaseLost, LeaseRenewed
 from dhcp.lease import Lease
 from dhcp.trio_driver import DhcpFailed, Driver, Sockets
 
 from . import ads
 from .backends import netns, rtnl
+from .backends.lease_link import LeaseOnLink
 from .errors import LarkError, ResourceError, map_errors
 
 
@@ -53,23 +56,33 @@ def _print(values: dict[str, object], as_json: bool) -> None:
     sys.stdout.flush()
 
 
-def run(
-    ifname: str, as_json: bool, hold_s: float, timeout_s: float, vendor: bytes, hostname: str | None
-) -> int:
+@dataclass(frozen=True)
+class Options:
+    as_json: bool = False
+    hold_s: float = 0.0
+    timeout_s: float = 30.0
+    vendor: bytes = b"lark"
+    hostname: str | None = None
+    probe: arp.ProbeConfig | None = arp.FAST
+
+
+PROBES = {"rfc": arp.ProbeConfig(), "fast": arp.FAST, "off": None}
+
+
+def run(ifname: str, options: Options) -> int:
     try:
         ifindex = socket.if_nametoindex(ifname)
     except OSError as exc:
         raise ResourceError(f"interface {ifname} does not exist in this network namespace") from exc
     with map_errors(f"open a raw socket on {ifname}"):
         sockets = Sockets.open(ifname)
-    return _acquire(sockets, ifindex, as_json, hold_s, timeout_s, vendor, hostname)
+    return _acquire(sockets, ifindex, options, None)
 
 
-def run_on_bridge(
-    bridge: str, as_json: bool, hold_s: float, timeout_s: float, vendor: bytes, hostname: str | None
-) -> int:
+def run_on_bridge(bridge: str, options: Options) -> int:
     """Like the original lark_dhcp_client_tester: a throwaway namespace whose veth peer is
-    attached to ``bridge``, so the lease is had the way a bridged job would have it."""
+    attached to ``bridge``, so the lease is had the way a bridged job would have it. The
+    lease is put on the throwaway interface, so unicast renewals are answered."""
     try:
         bridge_index = socket.if_nametoindex(bridge)
     except OSError as exc:
@@ -79,25 +92,28 @@ def run_on_bridge(
 
     made: list[str] = []  # only what we created is removed afterwards
 
-    def setup() -> Sockets:
+    def setup() -> tuple[Sockets, rtnl.Channel]:
         with rtnl.Channel() as host:
             ns_fd, channel = netns.create_netns(ns_name)  # this thread is now inside it
             made.append("netns")
             try:
-                with channel:
-                    channel.request(rtnl.set_up(1, "lo"))
-                    host.request(rtnl.new_veth(outer, inner, ns_fd))
-                    made.append("veth")
-                    host.request(rtnl.set_master(host.index(outer), bridge_index, outer))
-                    channel.request(rtnl.set_up(channel.index(inner), inner))
+                channel.request(rtnl.set_up(1, "lo"))
+                host.request(rtnl.new_veth(outer, inner, ns_fd))
+                made.append("veth")
+                host.request(rtnl.set_master(host.index(outer), bridge_index, outer))
+                channel.request(rtnl.set_up(channel.index(inner), inner))
+                return Sockets.open(inner), channel
+            except BaseException:
+                channel.close()
+                raise
             finally:
                 os.close(ns_fd)
-            return Sockets.open(inner)
 
     try:
         with map_errors(f"set up a test interface on {bridge}"):
-            sockets = netns.in_fresh_thread(setup)
-        return _acquire(sockets, bridge_index, as_json, hold_s, timeout_s, vendor, hostname)
+            sockets, channel = netns.in_fresh_thread(setup)
+        with channel:
+            return _acquire(sockets, bridge_index, options, LeaseOnLink(channel, inner))
     finally:
         if "veth" in made:
             netns.discard_link(outer)
@@ -105,45 +121,47 @@ def run_on_bridge(
             netns.discard_netns(ns_name)
 
 
-def _acquire(
-    sockets: Sockets,
-    ifindex: int,
-    as_json: bool,
-    hold_s: float,
-    timeout_s: float,
-    vendor: bytes,
-    hostname: str | None,
-) -> int:
+def _acquire(sockets: Sockets, ifindex: int, options: Options, on_link: LeaseOnLink | None) -> int:
     try:
         # one identity per (interface, process): two testers never share a client id
         iaid = (ifindex << 16 ^ os.getpid()) & 0xFFFFFFFF
         config = Config(
             chaddr=sockets.mac,
             client_id=opt.client_id(iaid, opt.duid_ll(sockets.mac)),
-            vendor_class=vendor,
-            hostname=hostname,
-            timeout_s=timeout_s,
+            vendor_class=options.vendor,
+            hostname=options.hostname,
+            timeout_s=options.timeout_s,
             retransmit_initial_s=1.0,
         )
-        return trio.run(_session, Client(config, rng=random.Random()), sockets, as_json, hold_s)
+        client = Client(config, rng=random.Random())
+        return trio.run(_session, client, sockets, options, on_link)
     finally:
         sockets.close()
 
 
-async def _session(client: Client, sockets: Sockets, as_json: bool, hold_s: float) -> int:
+async def _session(
+    client: Client, sockets: Sockets, options: Options, on_link: LeaseOnLink | None
+) -> int:
     def show(action: Action) -> None:
+        if on_link is not None and isinstance(action, LeaseBound | LeaseRenewed | LeaseLost):
+            with map_errors(f"configure the lease on {on_link.ifname}"):
+                on_link.apply(None if isinstance(action, LeaseLost) else action.lease)
         if isinstance(action, LeaseRenewed):
             print("# renewed", file=sys.stderr)
-            _print(lease_attributes(action.lease, sockets.mac, trio.current_time()), as_json)
+            _print(
+                lease_attributes(action.lease, sockets.mac, trio.current_time()), options.as_json
+            )
+        elif isinstance(action, LeaseLost) and action.reason != "released":
+            print(f"# lease on {action.lease.address} lost ({action.reason})", file=sys.stderr)
 
-    driver = Driver(client, sockets, on_action=show)
+    driver = Driver(client, sockets, on_action=show, probe=options.probe)
     async with trio.open_nursery() as nursery:
         try:
             lease = await nursery.start(driver.run)
         except DhcpFailed as exc:
             raise DhcpTestError(f"no DHCP lease on {sockets.ifname}: {exc}") from exc
-        _print(lease_attributes(lease, sockets.mac, trio.current_time()), as_json)
-        await trio.sleep(hold_s)
+        _print(lease_attributes(lease, sockets.mac, trio.current_time()), options.as_json)
+        await trio.sleep(options.hold_s)
         with trio.CancelScope(shield=True):
             await driver.release()
         nursery.cancel_scope.cancel()

@@ -12,16 +12,21 @@ import trio
 from sandbox import SITE_ADDR, SITE_NET, Host, netns_list, sh
 
 from dhcp import options as opt
+from dhcp.arp import FAST
 from dhcp.client import Client, Config
+from dhcp.events import LeaseBound, LeaseLost, LeaseRenewed, Transmit
+from dhcp.options import MessageType
 from dhcp.trio_driver import DhcpFailed, Driver, Sockets
 from lark_async.backends import netns
 
 POOL = (ipaddress.IPv4Address(f"{SITE_NET}.100"), ipaddress.IPv4Address(f"{SITE_NET}.150"))
 
 
-def start_dnsmasq(sandbox) -> str:
-    leases = sandbox.tmp / "dnsmasq.leases"
-    sandbox.start_in(
+def start_dnsmasq(sandbox, *extra: str, tag: str = "dnsmasq", authoritative: bool = True):
+    """dnsmasq on the site bridge; its lease file (and log, with --log-dhcp) under the test's
+    directory."""
+    leases = sandbox.tmp / f"{tag}.leases"
+    proc = sandbox.start_in(
         sandbox.site,
         [
             "dnsmasq",
@@ -31,14 +36,17 @@ def start_dnsmasq(sandbox) -> str:
             "--no-ping",
             "--interface=br0",
             "--bind-interfaces",
-            "--dhcp-authoritative",
+            *(["--dhcp-authoritative"] if authoritative else []),
             f"--dhcp-range={POOL[0]},{POOL[1]},2m",
             f"--dhcp-leasefile={leases}",
-            f"--pid-file={sandbox.tmp / 'dnsmasq.pid'}",
+            f"--pid-file={sandbox.tmp / f'{tag}.pid'}",
             "--user=root",
+            "--log-dhcp",
+            f"--log-facility={sandbox.tmp / f'{tag}.log'}",
+            *extra,
         ],
     )
-    return leases
+    return leases, proc
 
 
 def open_sockets(host_netns: str, ifname: str) -> Sockets:
@@ -69,11 +77,63 @@ def wait_for(predicate, timeout: float = 5.0) -> bool:
     return predicate()
 
 
+def second_server(sandbox) -> str:
+    """Another namespace on the site bridge, at .2, for a second DHCP server."""
+    ns = f"{sandbox.prefix}-srv2"
+    sh("ip", "netns", "add", ns)
+    sh(
+        "ip",
+        "link",
+        "add",
+        "up-srv2",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "lan",
+        "netns",
+        ns,
+        netns=sandbox.site,
+    )
+    sh("ip", "link", "set", "up-srv2", "master", "br0", "up", netns=sandbox.site)
+    sh("ip", "addr", "add", f"{SITE_ADDR.rsplit('.', 1)[0]}.2/24", "dev", "lan", netns=ns)
+    sh("ip", "link", "set", "lan", "up", netns=ns)
+    return ns
+
+
+def stop(proc) -> None:
+    proc.terminate()
+    proc.wait(10)
+
+
+def recorder(host, seen: list):
+    """Record the client's actions and, as Lark does, put the address on the link and take
+    it off again when the lease is lost."""
+
+    def on_action(action):
+        seen.append(action)
+        if isinstance(action, LeaseBound):
+            sh("ip", "addr", "add", f"{action.lease.address}/24", "dev", "uplink", netns=host.netns)
+        if isinstance(action, LeaseLost):
+            sh(
+                "ip",
+                "addr",
+                "del",
+                f"{action.lease.address}/24",
+                "dev",
+                "uplink",
+                netns=host.netns,
+                check=False,
+            )
+
+    return on_action
+
+
 async def test_dora_then_release_is_seen_by_dnsmasq(sandbox, host):
-    leases = start_dnsmasq(sandbox)
+    leases, _ = start_dnsmasq(sandbox)
     socks = open_sockets(host.netns, "uplink")
     try:
-        driver = Driver(make_client(socks.mac, timeout_s=15), socks)
+        driver = Driver(make_client(socks.mac, timeout_s=15), socks, probe=FAST)
         async with trio.open_nursery() as nursery:
             lease = await nursery.start(driver.run)
             assert POOL[0] <= lease.address <= POOL[1]
@@ -106,7 +166,7 @@ async def test_two_clients_on_one_link_get_distinct_addresses(sandbox, host):
         ]
         got = []
         for client in clients:
-            driver = Driver(client, socks)
+            driver = Driver(client, socks, probe=FAST)
             async with trio.open_nursery() as nursery:
                 got.append(await nursery.start(driver.run))
                 nursery.cancel_scope.cancel()
@@ -118,7 +178,7 @@ async def test_two_clients_on_one_link_get_distinct_addresses(sandbox, host):
 async def test_no_server_is_a_clear_failure_within_the_timeout(sandbox, host):
     socks = open_sockets(host.netns, "uplink")
     try:
-        driver = Driver(make_client(socks.mac, timeout_s=1.5), socks)
+        driver = Driver(make_client(socks.mac, timeout_s=1.5), socks, probe=FAST)
         t0 = trio.current_time()
         try:
             await driver.run()
@@ -132,7 +192,7 @@ async def test_no_server_is_a_clear_failure_within_the_timeout(sandbox, host):
 
 
 def test_dhcp_test_tool_prints_the_lease_and_releases_it(sandbox, host):
-    leases = start_dnsmasq(sandbox)
+    leases, _ = start_dnsmasq(sandbox)
     r = sandbox.run_agent(host, "--interface", "uplink", "--json", verb="dhcp-test")
     assert r.returncode == 0, r.stderr
     values = json.loads(r.stdout)
@@ -171,3 +231,96 @@ def test_dhcp_test_tool_on_a_bridge_uses_a_throwaway_veth_and_removes_it(sandbox
     assert r.stderr.strip() == (
         "lark-agent: error: bridge nobr0 does not exist in this network namespace"
     )
+
+
+def t1_of(seconds: int) -> tuple[str, ...]:
+    """dnsmasq's shortest lease is 2 minutes; a short T1 makes it renew within a test."""
+    return (f"--dhcp-option=58,{seconds}", f"--dhcp-option=59,{seconds * 2}")
+
+
+async def test_the_lease_is_renewed_through_dnsmasq(sandbox, host):
+    start_dnsmasq(sandbox, *t1_of(2))
+    socks = open_sockets(host.netns, "uplink")
+    seen: list = []
+    try:
+        client = make_client(socks.mac, timeout_s=15, renew_retry_min_s=0.5)
+        driver = Driver(client, socks, on_action=recorder(host, seen), probe=FAST)
+        async with trio.open_nursery() as nursery:
+            lease = await nursery.start(driver.run)
+            assert lease.t1_s <= 3  # dnsmasq rounds it
+            await trio.sleep(6.8)
+            await driver.release()
+            nursery.cancel_scope.cancel()
+    finally:
+        socks.close()
+    renewals = [a for a in seen if isinstance(a, LeaseRenewed)]
+    assert len(renewals) >= 2 and all(r.lease.address == lease.address for r in renewals)
+    log = (sandbox.tmp / "dnsmasq.log").read_text()
+    assert log.count(f"DHCPACK(br0) {lease.address}") >= 1 + len(renewals)
+    assert f"DHCPRELEASE(br0) {lease.address}" in log
+
+
+async def test_a_nak_on_renew_sends_the_client_back_to_init(sandbox, host):
+    _, first = start_dnsmasq(sandbox, *t1_of(2))
+    socks = open_sockets(host.netns, "uplink")
+    seen: list = []
+    try:
+        client = make_client(socks.mac, timeout_s=15, renew_retry_min_s=0.5)
+        driver = Driver(client, socks, on_action=recorder(host, seen), probe=FAST)
+        async with trio.open_nursery() as nursery:
+            lease = await nursery.start(driver.run)
+            stop(first)  # back without the lease, not authoritative: a renewal is NAKed
+            start_dnsmasq(sandbox, *t1_of(2), tag="dnsmasq2", authoritative=False)
+            with trio.fail_after(10):
+                while sum(isinstance(a, LeaseBound) for a in seen) < 2:
+                    await trio.sleep(0.1)
+            nursery.cancel_scope.cancel()
+    finally:
+        socks.close()
+    kinds = [(type(a).__name__, getattr(a, "reason", None)) for a in seen]
+    assert ("LeaseLost", "nak") in kinds, (kinds, (sandbox.tmp / "dnsmasq2.log").read_text())
+    lost = kinds.index(("LeaseLost", "nak"))
+    sent = [a.message.message_type for a in seen[:lost] if isinstance(a, Transmit)]
+    assert sent[-1] is MessageType.REQUEST  # the renewal that was NAKed
+    after = [a.message.message_type for a in seen[lost:] if isinstance(a, Transmit)]
+    assert after[0] is MessageType.DISCOVER  # INIT again
+    assert ("LeaseBound", None) in kinds[lost:]
+    assert "DHCPNAK(br0)" in (sandbox.tmp / "dnsmasq2.log").read_text()
+    del lease
+
+
+async def test_an_address_in_use_is_declined_and_another_one_taken(sandbox, host):
+    squatter = second_server(sandbox)  # holds .100, which dnsmasq offers this client first
+    sh("ip", "addr", "add", f"{SITE_NET}.100/24", "dev", "lan", netns=squatter)
+    socks = open_sockets(host.netns, "uplink")
+    mac = socks.mac.hex(":")
+    start_dnsmasq(sandbox, f"--dhcp-host={mac},{SITE_NET}.100")
+    seen: list = []
+    try:
+        client = make_client(socks.mac, timeout_s=15, decline_wait_s=0.2)
+        driver = Driver(client, socks, on_action=seen.append, probe=FAST)
+        async with trio.open_nursery() as nursery:
+            lease = await nursery.start(driver.run)
+            nursery.cancel_scope.cancel()
+    finally:
+        socks.close()
+    assert POOL[0] < lease.address <= POOL[1]
+    sent = [a.message.message_type for a in seen if isinstance(a, Transmit)]
+    declined = sent.index(MessageType.DECLINE)  # the REQUEST it answers came just before
+    assert sent[declined - 1] is MessageType.REQUEST and sent[declined + 1] is MessageType.DISCOVER
+    assert not any(isinstance(a, LeaseLost) for a in seen)  # .100 was never ours
+    assert f"DHCPDECLINE(br0) {SITE_NET}.100" in (sandbox.tmp / "dnsmasq.log").read_text()
+
+
+def test_dhcp_test_tool_holding_on_a_bridge_shows_renewals_then_releases(sandbox):
+    leases, _ = start_dnsmasq(sandbox, *t1_of(2))
+    site = Host(sandbox.site, SITE_ADDR)
+    r = sandbox.run_agent(site, "--bridge", "br0", "--json", "--hold", "5", verb="dhcp-test")
+    assert r.returncode == 0, r.stderr
+    printed = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(printed) >= 2 and r.stderr.count("# renewed") == len(printed) - 1
+    assert len({p["LarkInnerAddressIPv4"] for p in printed}) == 1
+    log = (sandbox.tmp / "dnsmasq.log").read_text()
+    address = printed[0]["LarkInnerAddressIPv4"]
+    assert f"DHCPRELEASE(br0) {address}" in log
+    assert wait_for(lambda: address not in leases.read_text())

@@ -8,11 +8,20 @@ import random
 
 import trio
 from sandbox import SITE_ADDR, SITE_NET, sh
-from test_dhcp_dnsmasq import POOL, make_client, open_sockets, wait_for
+from test_dhcp_dnsmasq import (
+    POOL,
+    make_client,
+    open_sockets,
+    recorder,
+    second_server,
+    stop,
+    wait_for,
+)
 
 from dhcp import options as opt
+from dhcp.arp import FAST
 from dhcp.client import Client, Config
-from dhcp.events import LeaseBound, LeaseLost, LeaseRenewed, Transmit
+from dhcp.events import LeaseLost, LeaseRenewed, Transmit
 from dhcp.options import MessageType
 from dhcp.trio_driver import Driver
 
@@ -75,65 +84,13 @@ def start_kea(
     return log, proc
 
 
-def second_server(sandbox) -> str:
-    """Another namespace on the site bridge, at .2, for a second DHCP server."""
-    ns = f"{sandbox.prefix}-srv2"
-    sh("ip", "netns", "add", ns)
-    sh(
-        "ip",
-        "link",
-        "add",
-        "up-srv2",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "lan",
-        "netns",
-        ns,
-        netns=sandbox.site,
-    )
-    sh("ip", "link", "set", "up-srv2", "master", "br0", "up", netns=sandbox.site)
-    sh("ip", "addr", "add", f"{SITE_ADDR.rsplit('.', 1)[0]}.2/24", "dev", "lan", netns=ns)
-    sh("ip", "link", "set", "lan", "up", netns=ns)
-    return ns
-
-
-def stop(proc) -> None:
-    proc.terminate()
-    proc.wait(10)
-
-
-def recorder(host, seen: list):
-    """Record the client's actions and, as Lark does, put the address on the link and take
-    it off again when the lease is lost."""
-
-    def on_action(action):
-        seen.append(action)
-        if isinstance(action, LeaseBound):
-            sh("ip", "addr", "add", f"{action.lease.address}/24", "dev", "uplink", netns=host.netns)
-        if isinstance(action, LeaseLost):
-            sh(
-                "ip",
-                "addr",
-                "del",
-                f"{action.lease.address}/24",
-                "dev",
-                "uplink",
-                netns=host.netns,
-                check=False,
-            )
-
-    return on_action
-
-
 async def test_the_lease_is_renewed_again_and_again_at_t1(sandbox, host):
     log, _ = start_kea(sandbox)
     socks = open_sockets(host.netns, "uplink")
     seen: list = []
     try:
         client = make_client(socks.mac, timeout_s=15, renew_retry_min_s=0.5)
-        driver = Driver(client, socks, on_action=recorder(host, seen))
+        driver = Driver(client, socks, on_action=recorder(host, seen), probe=FAST)
         async with trio.open_nursery() as nursery:
             lease = await nursery.start(driver.run)
             assert lease.lifetime_s == 6 and lease.t1_s == 2
@@ -154,7 +111,7 @@ async def test_server_gone_the_client_rebinds_to_a_second_server(sandbox, host):
     seen: list = []
     try:
         client = make_client(socks.mac, timeout_s=15, renew_retry_min_s=0.5)
-        driver = Driver(client, socks, on_action=recorder(host, seen))
+        driver = Driver(client, socks, on_action=recorder(host, seen), probe=FAST)
         async with trio.open_nursery() as nursery:
             lease = await nursery.start(driver.run)
             stop(first)
@@ -175,7 +132,7 @@ async def test_all_servers_gone_the_lease_expires_and_the_address_goes(sandbox, 
     seen: list = []
     try:
         client = make_client(socks.mac, timeout_s=30, renew_retry_min_s=0.5)
-        driver = Driver(client, socks, on_action=recorder(host, seen))
+        driver = Driver(client, socks, on_action=recorder(host, seen), probe=FAST)
         async with trio.open_nursery() as nursery:
             lease = await nursery.start(driver.run)
             stop(server)
@@ -195,7 +152,7 @@ async def test_a_nak_sends_the_client_back_to_init_for_a_new_address(sandbox, ho
     try:
         old = make_client(socks.mac, timeout_s=15)
         async with trio.open_nursery() as nursery:
-            lease = await nursery.start(Driver(old, socks).run)
+            lease = await nursery.start(Driver(old, socks, probe=FAST).run)
             nursery.cancel_scope.cancel()
         stop(first)  # the server comes back owning other addresses only, authoritatively
         other = (ipaddress.IPv4Address(f"{SITE_NET}.200"), ipaddress.IPv4Address(f"{SITE_NET}.210"))
@@ -203,7 +160,7 @@ async def test_a_nak_sends_the_client_back_to_init_for_a_new_address(sandbox, ho
         seen: list = []
         again = Client(old.config, rng=random.Random(), remembered=lease)
         async with trio.open_nursery() as nursery:
-            new = await nursery.start(Driver(again, socks, on_action=seen.append).run)
+            new = await nursery.start(Driver(again, socks, on_action=seen.append, probe=FAST).run)
             nursery.cancel_scope.cancel()
     finally:
         socks.close()
@@ -218,12 +175,14 @@ async def test_init_reboot_gets_the_remembered_address_back(sandbox, host):
     try:
         first = make_client(socks.mac, timeout_s=15)
         async with trio.open_nursery() as nursery:
-            lease = await nursery.start(Driver(first, socks).run)
+            lease = await nursery.start(Driver(first, socks, probe=FAST).run)
             nursery.cancel_scope.cancel()
         again = Client(first.config, rng=random.Random(), remembered=lease)
         seen: list = []
         async with trio.open_nursery() as nursery:
-            second = await nursery.start(Driver(again, socks, on_action=seen.append).run)
+            second = await nursery.start(
+                Driver(again, socks, on_action=seen.append, probe=FAST).run
+            )
             nursery.cancel_scope.cancel()
     finally:
         socks.close()
@@ -246,7 +205,7 @@ async def test_fifty_clients_at_once_all_get_distinct_addresses(sandbox, host):
                 timeout_s=20,
             )
             async with trio.open_nursery() as nursery:
-                leases.append(await nursery.start(Driver(Client(config), s).run))
+                leases.append(await nursery.start(Driver(Client(config), s, probe=FAST).run))
                 nursery.cancel_scope.cancel()
 
         async with trio.open_nursery() as nursery:
