@@ -119,8 +119,8 @@ def in_netns_thread(netns_name: str, fn):
     return netns.in_fresh_thread(inside)
 
 
-def dhcp_sockets(netns_name: str, ifname: str = "uplink"):
+def dhcp_sockets(netns_name: str, ifname: str = "uplink", chaddr: bytes | None = None):
     """Lark's DHCP client sockets on ``ifname`` in the named network namespace."""
     from dhcp.trio_driver import Sockets
 
-    return in_netns_thread(netns_name, lambda: Sockets.open(ifname))
+    return in_netns_thread(netns_name, lambda: Sockets.open(ifname, chaddr))

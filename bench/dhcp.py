@@ -82,7 +82,8 @@ async def lark_in_process(socks: Sockets, i: int) -> float:
         retransmit_initial_s=1.0,
         timeout_s=10,
     )
-    driver = Driver(Client(config, rng=random.Random()), socks, on_action=on_action)
+    # no address-conflict probe: none of the peers probes by default either
+    driver = Driver(Client(config, rng=random.Random()), socks, on_action=on_action, probe=None)
     async with trio.open_nursery() as nursery:
         await nursery.start(driver.run)
         bound = time.perf_counter()
@@ -189,6 +190,8 @@ def main() -> int:
                 "dhcp-test",
                 "--interface",
                 "uplink",
+                "--probe",
+                "off",
             ],
             "pyroute2-dhcp-client (whole process)": [
                 *(

@@ -193,7 +193,8 @@ async def acquire_all(socks: list[Sockets], iaid0: int, retransmit_s: float, kea
             retransmit_initial_s=retransmit_s,
             timeout_s=30,
         )
-        driver = Driver(Client(config, rng=random.Random()), s, on_action=on_action)
+        client = Client(config, rng=random.Random())
+        driver = Driver(client, s, on_action=on_action, probe=None)  # DHCP alone
         async with trio.open_nursery() as nursery:
             try:
                 lease = await nursery.start(driver.run)
@@ -273,10 +274,10 @@ def main() -> int:
         if args.links == "macvlan":
             links(host.netns, "add", macs)
             for i, mac in enumerate(macs):
-                socks.append(dataclasses.replace(dhcp_sockets(host.netns, f"c{i}"), mac=mac))
+                socks.append(dhcp_sockets(host.netns, f"c{i}", mac))
         else:
             for mac in macs:
-                socks.append(dataclasses.replace(dhcp_sockets(host.netns), mac=mac))
+                socks.append(dhcp_sockets(host.netns, chaddr=mac))
         outcomes = []
         for r in range(args.rounds):
             for s in socks:

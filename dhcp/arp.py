@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import trio
 
-from .bpf import attach_filter
+from .bpf import packet_socket
 
 log = logging.getLogger("dhcp.arp")
 ETH_P_ARP = 0x0806
@@ -27,8 +27,7 @@ ZERO_MAC = b"\0" * 6
 REQUEST, REPLY = 1, 2
 _FRAME = struct.Struct("!6s6sHHHBBH6s4s6s4s")  # Ethernet + ARP for IPv4 over Ethernet
 
-# tcpdump -dd 'arp': ethertype ARP only (the bind protocol says the same; belt and braces
-# for frames queued between socket() and bind())
+# tcpdump -dd 'arp': ethertype ARP only (the bind protocol says the same)
 _ARP_ONLY = [(0x28, 0, 0, 12), (0x15, 0, 1, ETH_P_ARP), (0x06, 0, 0, 0xFFFF), (0x06, 0, 0, 0)]
 
 
@@ -95,17 +94,8 @@ def conflicts(arp: Arp, address: ipaddress.IPv4Address, mac: bytes) -> bool:
 
 def open_socket(ifname: str) -> tuple[socket.socket, bytes]:
     """An ARP socket on ``ifname`` in the calling thread's network namespace, and its MAC."""
-    sock = socket.socket(
-        socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.htons(ETH_P_ARP)
-    )
-    try:
-        attach_filter(sock, _ARP_ONLY)
-        sock.bind((ifname, ETH_P_ARP))
-        mac = sock.getsockname()[4]
-    except BaseException:
-        sock.close()
-        raise
-    return sock, mac
+    sock = packet_socket(ifname, ETH_P_ARP, _ARP_ONLY)
+    return sock, sock.getsockname()[4]
 
 
 def _drain(sock: socket.socket) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import trio
 
 from . import arp, frame
-from .bpf import attach_filter
+from .bpf import Program, attach_filter, packet_socket
 from .client import Client, State
 from .events import (
     Action,
@@ -45,20 +45,32 @@ SOL_PACKET, PACKET_AUXDATA = 263, 8
 TP_STATUS_CSUMNOTREADY, TP_STATUS_CSUM_VALID = 1 << 3, 1 << 7
 _AUX_SPACE = socket.CMSG_SPACE(32)
 
-# tcpdump -dd 'ip and udp dst port 68 and not ip[6:2] & 0x1fff != 0'
-_UDP_DST_68 = [
-    (0x28, 0, 0, 12),
-    (0x15, 0, 8, ETH_P_IP),  # ethertype IPv4
-    (0x30, 0, 0, 23),
-    (0x15, 0, 6, 17),  # UDP
-    (0x28, 0, 0, 20),
-    (0x45, 4, 0, 0x1FFF),  # no fragments
-    (0xB1, 0, 0, 14),  # x = IP header length
-    (0x48, 0, 0, 16),
-    (0x15, 0, 1, frame.CLIENT_PORT),  # UDP destination port
-    (0x06, 0, 0, 0xFFFF),
-    (0x06, 0, 0, 0),
-]
+_CHADDR_AT = 8 + 28  # from the UDP header: UDP header, then BOOTP's op..giaddr
+
+
+def reply_filter(chaddr: bytes) -> Program:
+    """Classic BPF: unfragmented IPv4 UDP to port 68 whose BOOTP chaddr is ours, so that a
+    client wakes only for its own replies, not for every other client's on the link
+    (``tcpdump -dd 'udp dst port 68 and not ip[6:2] & 0x1fff != 0'`` plus the chaddr)."""
+    hi, lo = struct.unpack("!IH", chaddr[:6])
+    drop = 14
+    return [
+        (0x28, 0, 0, 12),  # 0: ethertype
+        (0x15, 0, drop - 2, ETH_P_IP),
+        (0x30, 0, 0, 23),  # 2: IP protocol
+        (0x15, 0, drop - 4, 17),
+        (0x28, 0, 0, 20),  # 4: fragment offset
+        (0x45, drop - 6, 0, 0x1FFF),
+        (0xB1, 0, 0, 14),  # 6: x = IP header length
+        (0x48, 0, 0, 14 + 2),  # UDP destination port
+        (0x15, 0, drop - 9, frame.CLIENT_PORT),
+        (0x40, 0, 0, 14 + _CHADDR_AT),  # 9: chaddr[0:4]
+        (0x15, 0, drop - 11, hi),
+        (0x48, 0, 0, 14 + _CHADDR_AT + 4),  # 11: chaddr[4:6]
+        (0x15, 0, drop - 13, lo),
+        (0x06, 0, 0, 0xFFFF),  # 13: accept
+        (0x06, 0, 0, 0),  # 14: drop
+    ]
 
 
 @dataclass
@@ -69,21 +81,20 @@ class Sockets:
     ifname: str
     mac: bytes
     raw: socket.socket
-    arp: socket.socket
+    arp: socket.socket | None
     udp: socket.socket | None = None
 
     @classmethod
-    def open(cls, ifname: str) -> Sockets:
-        """Open in the calling thread's network namespace."""
-        raw = socket.socket(
-            socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.htons(ETH_P_IP)
-        )
+    def open(cls, ifname: str, chaddr: bytes | None = None, *, arp_probe: bool = True) -> Sockets:
+        """Open in the calling thread's network namespace; replies are filtered for
+        ``chaddr`` (default: the interface's MAC, which is then ``mac``). Without
+        ``arp_probe`` there is no ARP socket and the Driver cannot probe."""
+        raw = packet_socket(ifname, ETH_P_IP, [(0x06, 0, 0, 0)])  # nothing until filtered
         try:
-            attach_filter(raw, _UDP_DST_68)
             raw.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-            raw.bind((ifname, ETH_P_IP))
-            mac = raw.getsockname()[4]
-            arp_sock = arp.open_socket(ifname)[0]
+            mac = chaddr or raw.getsockname()[4]
+            attach_filter(raw, reply_filter(mac))
+            arp_sock = arp.open_socket(ifname)[0] if arp_probe else None
         except BaseException:
             raw.close()
             raise
@@ -109,7 +120,8 @@ class Sockets:
 
     def close(self) -> None:
         self.close_udp()
-        self.arp.close()
+        if self.arp is not None:
+            self.arp.close()
         self.raw.close()
 
 
@@ -133,7 +145,7 @@ class Driver:
     ) -> None:
         self.client = client
         self.sockets = sockets
-        self.probe = probe
+        self.probe = probe if sockets.arp is not None else None
         self.raw = trio.socket.from_stdlib_socket(sockets.raw)
         self.on_action = on_action or (lambda action: None)
         self.lease: Lease | None = None
@@ -205,6 +217,7 @@ class Driver:
     async def _address_is_free(self, lease: Lease) -> bool:
         if self.probe is None:
             return True
+        assert self.sockets.arp is not None
         holder = await arp.probe(self.sockets.arp, self.sockets.mac, lease.address, self.probe)
         if holder is None:
             return True

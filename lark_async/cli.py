@@ -311,5 +311,18 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SETUP_FAILED
 
 
+def entry() -> NoReturn:
+    """The console script: main(), then a quick exit. Everything is finished and closed
+    by then; the interpreter's own teardown (10-20 ms of freeing modules) buys nothing."""
+    status = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            status = status or EXIT_SETUP_FAILED
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -75,7 +75,7 @@ def run(ifname: str, options: Options) -> int:
     except OSError as exc:
         raise ResourceError(f"interface {ifname} does not exist in this network namespace") from exc
     with map_errors(f"open a raw socket on {ifname}"):
-        sockets = Sockets.open(ifname)
+        sockets = Sockets.open(ifname, arp_probe=options.probe is not None)
     return _acquire(sockets, ifindex, options, None)
 
 
@@ -102,7 +102,7 @@ def run_on_bridge(bridge: str, options: Options) -> int:
                 made.append("veth")
                 host.request(rtnl.set_master(host.index(outer), bridge_index, outer))
                 channel.request(rtnl.set_up(channel.index(inner), inner))
-                return Sockets.open(inner), channel
+                return Sockets.open(inner, arp_probe=options.probe is not None), channel
             except BaseException:
                 channel.close()
                 raise
