@@ -13,15 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import trio
-
-from . import ads, plan, settings
-from .backends import address
-from .cleanup import undo_record
 from .errors import LarkError, UsageError
-from .jobproc import resolve_user
-from .record import Record
-from .supervisor import RunRequest, Supervisor
+
+# Each verb imports what it needs itself: ``dhcp-test`` need not pay for the agent's modules.
 
 SETTING_FIELDS = (
     "network_type",
@@ -61,6 +55,12 @@ def _report_cleanup(errors: list[LarkError], name: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import trio
+
+    from . import ads, plan, settings
+    from .jobproc import resolve_user
+    from .supervisor import RunRequest, Supervisor
+
     argv = _command(args.job, "lark-agent run [OPTIONS] -- JOB [ARGS...]")
     _need_root()
     job_ad = ads.read_ad(args.job_ad or os.environ.get("_CONDOR_JOB_AD"), "job ad")
@@ -96,6 +96,10 @@ def _agent_alive(pid: int) -> bool:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
+    from . import settings
+    from .cleanup import undo_record
+    from .record import Record
+
     _need_root()
     state_dir = Path(args.state_dir or settings.DEFAULT_STATE_DIR)
     if not args.names and not args.orphans:
@@ -123,6 +127,9 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 
 def cmd_ip_lock_test(args: argparse.Namespace) -> int:
+    from . import settings
+    from .backends import address
+
     try:
         network = settings._network(args.network)
     except ValueError as exc:
@@ -177,6 +184,12 @@ print(f"fetched {n} bytes from {sys.argv[1]}")
 
 
 def cmd_netns_test(args: argparse.Namespace) -> int:
+    import trio
+
+    from . import ads, plan, settings
+    from .jobproc import resolve_user
+    from .supervisor import RunRequest, Supervisor
+
     _need_root()
     resolved = settings.resolve_settings(
         _cli_settings(args),
