@@ -5,7 +5,11 @@ Layers (each usable alone):
   out (or MalformedMessage), and back.
 * ``dhcp.client`` -- the sans-IO state machine: ``Client.handle(fact)`` returns
   orders (``dhcp.events``); ``Client.next_deadline`` is the one timer.
-* the trio driver (sockets and timers) comes next.
+* ``dhcp.trio_driver`` -- the only part with sockets and a clock: ``Sockets``
+  (AF_PACKET with a BPF filter for our replies, UDP once bound; open them in
+  the interface's network namespace) and ``Driver`` (runs a Client on them).
+* ``dhcp.arp`` -- the RFC 5227 address-conflict probe the Driver runs before
+  a new lease is reported bound.
 """
 
 from .client import Client, Config, State
