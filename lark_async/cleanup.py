@@ -23,7 +23,10 @@ UNDO_ORDER = ("firewall", "processes", "veth", "netns", "address")
 
 
 def _undo_firewall(details: dict) -> None:
-    nft.discard_job(nft.JobRules.from_record(details))
+    if details.get("family") == nft.BRIDGE_FAMILY:
+        nft.discard_bridge_job(nft.BridgeRules.from_record(details))
+    else:
+        nft.discard_job(nft.JobRules.from_record(details))
 
 
 def _undo_processes(details: dict) -> None:

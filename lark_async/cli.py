@@ -35,7 +35,8 @@ def _settings_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--address-type",
         choices=("local", "dhcp", "static"),
-        help="LarkAddressType (NAT mode supports local only)",
+        help="LarkAddressType: local (NAT's only and default), dhcp (bridge's default) or "
+        "static (bridge mode; the address comes from LarkInnerAddressIPv4)",
     )
     g.add_argument(
         "--local-network",
@@ -70,6 +71,31 @@ def _settings_flags(p: argparse.ArgumentParser) -> None:
         "--lock-dir",
         metavar="DIR",
         help="LARK_LOCK_DIR: address lock files (default /run/lark/lock)",
+    )
+    g.add_argument(
+        "--bridge-name",
+        metavar="BR",
+        help="LARK_BRIDGE_NAME: the bridge of bridge mode (default lark); it stays after jobs",
+    )
+    g.add_argument(
+        "--bridge-device",
+        metavar="DEV",
+        help="LARK_BRIDGE_DEVICE: the LAN device to make the bridge from when it does not "
+        "exist (its addresses and routes move to the bridge)",
+    )
+    g.add_argument(
+        "--static-address",
+        metavar="ADDR/PREFIX",
+        help="LarkInnerAddressIPv4: the job's address for --address-type static",
+    )
+    g.add_argument(
+        "--gateway", metavar="ADDR", help="LarkGateway: default route for a static address"
+    )
+    g.add_argument(
+        "--dhcp-timeout",
+        dest="dhcp_timeout_s",
+        metavar="S",
+        help="LARK_DHCP_TIMEOUT: give up on the first lease after S seconds (default 30)",
     )
 
 

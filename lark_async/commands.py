@@ -25,6 +25,11 @@ SETTING_FIELDS = (
     "accounting_interval_s",
     "state_dir",
     "lock_dir",
+    "bridge_name",
+    "bridge_device",
+    "static_address",
+    "gateway",
+    "dhcp_timeout_s",
 )
 
 

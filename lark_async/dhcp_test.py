@@ -7,7 +7,6 @@ import os
 import random
 import socket
 import sys
-import time
 from dataclasses import dataclass
 
 import trio
@@ -16,37 +15,16 @@ from dhcp import arp
 from dhcp import options as opt
 from dhcp.client import Client, Config
 from dhcp.events import Action, LeaseBound, LeaseLost, LeaseRenewed
-from dhcp.lease import Lease
 from dhcp.trio_driver import DhcpFailed, Driver, Sockets
 
 from .backends import netns, rtnl
 from .backends.lease_link import LeaseOnLink
+from .bridged import lease_attributes
 from .errors import LarkError, ResourceError, map_errors
 
 
 class DhcpTestError(LarkError):
     """No lease (no server, NAK after NAK, timeout)."""
-
-
-def lease_attributes(lease: Lease, mac: bytes, now_monotonic: float) -> dict[str, object]:
-    """The lease in the names Lark publishes (DESIGN.md section 3)."""
-    start_epoch = time.time() - (now_monotonic - lease.start)
-    values: dict[str, object] = {
-        "LarkInnerAddressIPv4": str(lease.address),
-        "LarkSubnetMask": str(lease.network.netmask),
-        "LarkDHCPServer": str(lease.server_id),
-        "LarkDHCPLeaseLifetime": -1 if lease.lifetime_s == float("inf") else int(lease.lifetime_s),
-        "LarkDHCPLeaseStart": int(start_epoch),
-        "LarkDHCPMacAddress": mac.hex(":"),
-    }
-    gateway = next((gw for net, gw in lease.routes if net.prefixlen == 0), None)
-    if gateway is None and lease.routers:
-        gateway = lease.routers[0]
-    if gateway is not None:
-        values["LarkGateway"] = str(gateway)
-    if lease.hostname:
-        values["LarkHostname"] = lease.hostname
-    return values
 
 
 def _print(values: dict[str, object], as_json: bool) -> None:

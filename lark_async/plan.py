@@ -27,6 +27,19 @@ class JobNetwork:
     accounting_interval_s: float
     state_dir: Path
     lock_dir: Path
+    bridge: Bridge | None = None  # bridge mode only
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """Bridge mode: which bridge, and how the job gets its address on that LAN."""
+
+    name: str
+    device: str | None  # enslaved if Lark has to create the bridge
+    static: ipaddress.IPv4Interface | None  # address type static: address with prefix
+    gateway: ipaddress.IPv4Address | None  # static only; DHCP brings its own
+    dhcp_timeout_s: float
+    wait_s: float
 
 
 def _job_id(job_ad: classad2.ClassAd) -> str | None:
@@ -49,9 +62,46 @@ def derive_job_name(
     return names.derive_name(_slot(machine_ad), _job_id(job_ad), f"p{pid}")
 
 
+def _bridge(settings: Settings, address_type: str) -> Bridge:
+    static = gateway = None
+    if address_type == "local":
+        raise ConfigError(
+            'LarkAddressType "local" is for NAT mode; in bridge mode use "dhcp" or "static"'
+        )
+    if address_type == "static":
+        address = settings.static_address
+        if address is None:
+            raise ConfigError(
+                'LarkAddressType "static" needs LarkInnerAddressIPv4 in the machine ad'
+            )
+        prefix = settings.static_prefix
+        if prefix is None and address.network.prefixlen == 32:
+            raise ConfigError(
+                f"static address {address.ip} has no prefix: write it as {address.ip}/24 or "
+                "set LarkSubnetMask"
+            )
+        if prefix is not None:
+            address = ipaddress.IPv4Interface((address.ip, prefix))
+        if address.ip in (address.network.network_address, address.network.broadcast_address):
+            raise ConfigError(f"static address {address} is not a host address of its network")
+        gateway = settings.gateway
+        if gateway is not None and (gateway not in address.network or gateway == address.ip):
+            raise ConfigError(f"gateway {gateway} is not another host on {address.network}")
+        static = address
+    return Bridge(
+        name=settings.bridge_name,
+        device=settings.bridge_device,
+        static=static,
+        gateway=gateway,
+        dhcp_timeout_s=settings.dhcp_timeout_s,
+        wait_s=settings.bridge_wait_s,
+    )
+
+
 def derive_plan(settings: Settings, name: str) -> JobNetwork:
     mode = settings.network_type if settings.use_network_namespaces else "off"
     address_type = settings.address_type
+    bridge = None
     if mode == "nat":
         address_type = address_type or "local"
         if address_type != "local":
@@ -59,7 +109,8 @@ def derive_plan(settings: Settings, name: str) -> JobNetwork:
                 f'LarkAddressType "{address_type}" is not available in NAT mode (only "local")'
             )
     elif mode == "bridge":
-        raise ConfigError('LarkNetworkType "bridge" is not supported by this version of Lark yet')
+        address_type = address_type or "dhcp"
+        bridge = _bridge(settings, address_type)
     else:
         address_type = None
     return JobNetwork(
@@ -75,4 +126,5 @@ def derive_plan(settings: Settings, name: str) -> JobNetwork:
         accounting_interval_s=settings.accounting_interval_s,
         state_dir=settings.state_dir,
         lock_dir=settings.lock_dir,
+        bridge=bridge,
     )

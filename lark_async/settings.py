@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,13 @@ class Settings:
     accounting_interval_s: float = 5.0
     state_dir: Path = Path(DEFAULT_STATE_DIR)
     lock_dir: Path = Path(DEFAULT_LOCK_DIR)
+    bridge_name: str = "lark"
+    bridge_device: str | None = None  # enslaved when Lark creates the bridge
+    static_address: ipaddress.IPv4Interface | None = None  # address with its prefix
+    static_prefix: int | None = None  # when the address came without one
+    gateway: ipaddress.IPv4Address | None = None
+    dhcp_timeout_s: float = 30.0
+    bridge_wait_s: float = 35.0  # a port of an STP bridge needs 2 x 15 s to forward
 
 
 def _bool(value: Any) -> bool:
@@ -68,14 +76,57 @@ def _network(value: Any) -> ipaddress.IPv4Network:
     return net
 
 
-def _interval(value: Any) -> float:
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+
+
+def _ifname(value: Any) -> str:
+    text = str(value).strip()
+    if not _IFNAME_RE.fullmatch(text) or text in (".", ".."):
+        raise ValueError("is not an interface name (1-15 letters, digits, '_', '.', '-')")
+    return text
+
+
+def _interface(value: Any) -> ipaddress.IPv4Interface:
+    """An address, with or without /prefix."""
     try:
-        seconds = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError("is not a number of seconds") from exc
-    if not 0.05 <= seconds <= 86400:
-        raise ValueError("must be between 0.05 and 86400 seconds")
-    return seconds
+        iface = ipaddress.IPv4Interface(str(value).strip())
+    except ValueError as exc:
+        raise ValueError("is not an IPv4 address like 10.0.0.5 or 10.0.0.5/24") from exc
+    ip = iface.ip
+    if ip.is_unspecified or ip.is_multicast or ip.is_loopback or ip.is_link_local:
+        raise ValueError("is not a usable host address")
+    return iface
+
+
+def _address(value: Any) -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(str(value).strip())
+    except ValueError as exc:
+        raise ValueError("is not an IPv4 address") from exc
+
+
+def _prefix(value: Any) -> int:
+    text = str(value).strip()
+    try:
+        prefix = ipaddress.IPv4Network(f"0.0.0.0/{text}").prefixlen
+    except ValueError as exc:
+        raise ValueError("is not a netmask (255.255.255.0) or prefix length (24)") from exc
+    if not 8 <= prefix <= 30:
+        raise ValueError("is not a LAN's prefix (/8 to /30)")
+    return prefix
+
+
+def _seconds(low: float, high: float) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError("is not a number of seconds") from exc
+        if not low <= seconds <= high:
+            raise ValueError(f"must be between {low:g} and {high:g} seconds")
+        return seconds
+
+    return parse
 
 
 def _path(value: Any) -> Path:
@@ -99,9 +150,16 @@ KNOBS = (
     _Knob("address_type", None, "LarkAddressType", _choice(ADDRESS_TYPES)),
     _Knob("accounting", "LARK_NETWORK_ACCOUNTING", "LarkNetworkAccounting", _bool),
     _Knob("local_network", "LARK_LOCAL_NETWORK", None, _network),
-    _Knob("accounting_interval_s", "LARK_ACCOUNTING_INTERVAL", None, _interval),
+    _Knob("accounting_interval_s", "LARK_ACCOUNTING_INTERVAL", None, _seconds(0.05, 86400)),
     _Knob("state_dir", "LARK_STATE_DIR", None, _path),
     _Knob("lock_dir", "LARK_LOCK_DIR", None, _path),
+    _Knob("bridge_name", "LARK_BRIDGE_NAME", "LarkBridgeName", _ifname),
+    _Knob("bridge_device", "LARK_BRIDGE_DEVICE", "LarkBridgeDevice", _ifname),
+    _Knob("static_address", None, "LarkInnerAddressIPv4", _interface),
+    _Knob("static_prefix", "LARK_SUBNET_MASK", "LarkSubnetMask", _prefix),
+    _Knob("gateway", "LARK_GATEWAY", "LarkGateway", _address),
+    _Knob("dhcp_timeout_s", "LARK_DHCP_TIMEOUT", None, _seconds(1, 600)),
+    _Knob("bridge_wait_s", "LARK_BRIDGE_WAIT", None, _seconds(0, 120)),
 )
 
 

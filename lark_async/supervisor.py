@@ -21,7 +21,9 @@ import trio
 
 from . import ads
 from .accounting import derive_accounting
-from .backends import address, netns, nft
+from .backends import address, netns, nft, rtnl
+from .backends.bridge import ensure_bridge, wait_forwarding
+from .bridged import BridgeAddress, JobSide
 from .cleanup import undo_record
 from .errors import Interrupted, LarkError, map_errors
 from .jobproc import FORWARDED_SIGNALS, Job, JobUser
@@ -62,7 +64,9 @@ class Supervisor:
         self.plan = request.plan
         self.record: Record | None = None
         self.lease: address.AddressLease | None = None
-        self.rules: nft.JobRules | None = None
+        self.rules: nft.JobRules | nft.BridgeRules | None = None
+        self.bridged: BridgeAddress | None = None  # bridge mode: the job's LAN address
+        self.job_side: JobSide | None = None
         self.job: Job | None = None
         self.job_started = 0.0
         self.interrupted: int | None = None
@@ -85,7 +89,7 @@ class Supervisor:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._route_signals, signals)
                     with self.setup_scope:
-                        await self._setup()
+                        await self._setup(nursery)
                     if self.interrupted is not None:
                         raise Interrupted(self.interrupted)
                     status = await self._supervise()
@@ -115,14 +119,14 @@ class Supervisor:
 
     # -- setup ------------------------------------------------------------
 
-    async def _setup(self) -> None:
+    async def _setup(self, nursery: trio.Nursery) -> None:
         plan = self.plan
         if plan.mode == "off":
             log.info("USE_NETWORK_NAMESPACES is false: %s runs without Lark networking", plan.name)
             await self._spawn(None)
             return
         started = time.perf_counter()
-        await self.setup_network()
+        await self.setup_network(nursery)
         self._publish({})
         steps = ", ".join(f"{k} {v * 1000:.1f}" for k, v in self.step_times.items())
         log.info(
@@ -135,11 +139,15 @@ class Supervisor:
         )
         await self._spawn(plan.netns)
 
-    async def setup_network(self) -> None:
+    async def setup_network(self, nursery: trio.Nursery | None = None) -> None:
         """Everything but the job: record, address, netns + veth, firewall."""
         plan = self.plan
         self._step_mark = time.perf_counter()
         self.record = record = Record.create(plan.state_dir, plan.name, _plan_record(plan))
+        if plan.mode == "bridge":
+            assert nursery is not None
+            await self._setup_bridged(record, nursery)
+            return
         addresses = None
         if plan.mode == "nat":
             record.note("address", lock_dir=str(plan.lock_dir))
@@ -181,6 +189,64 @@ class Supervisor:
             record.note("firewall", **self.rules.to_record())
             nft.apply_job(self.rules)
             await self._step_done("firewall")
+
+    async def _setup_bridged(self, record: Record, nursery: trio.Nursery) -> None:
+        """Bridge, then netns + veth as its port, firewall, forwarding, then the address."""
+        plan, bridge = self.plan, self.plan.bridge
+        assert bridge is not None
+        with rtnl.Channel() as host:
+            index = await trio.to_thread.run_sync(
+                ensure_bridge, host, bridge.name, bridge.device, plan.lock_dir
+            )
+        await self._step_done("bridge")
+
+        def note(step: str) -> None:
+            if step == "netns":
+                record.note(step, netns=plan.netns)
+            else:
+                record.note(step, external=plan.external_interface)
+
+        def inside(ifindex: int) -> tuple[socket.socket, JobSide]:
+            watch = open_link_watch(ifindex)
+            try:
+                return watch, JobSide.open(plan.internal_interface)
+            except BaseException:
+                watch.close()
+                raise
+
+        opened = netns.in_fresh_thread(
+            lambda: netns.setup_job_netns(
+                plan.netns,
+                plan.external_interface,
+                plan.internal_interface,
+                None,
+                note,
+                record.forget,
+                inside,
+                bridge=index,
+            ),
+        )
+        assert opened is not None
+        self.watch_socket, self.job_side = opened
+        await self._step_done("netns")
+        rules = nft.BridgeRules(
+            plan.chain, plan.external_interface, self.job_side.sockets.mac.hex(":")
+        )
+        self.rules = rules
+        record.note("firewall", **rules.to_record())
+        await trio.to_thread.run_sync(nft.apply_bridge_job, rules)
+        await self._step_done("firewall")
+        with rtnl.Channel() as host:
+            await wait_forwarding(host, plan.external_interface, bridge.name, bridge.wait_s)
+        await self._step_done("forwarding")
+        self.bridged = BridgeAddress(
+            plan, self.job_side, rules, lambda: self._publish(self.last_counters)
+        )
+        if bridge.static is not None:
+            await self.bridged.use_static()
+        else:
+            await nursery.start(self.bridged.keep_lease)
+        await self._step_done("address")
 
     async def _step_done(self, step: str) -> None:
         now = time.perf_counter()
@@ -241,8 +307,11 @@ class Supervisor:
     async def _read_counters(self) -> None:
         if self.rules is None or not self.plan.accounting:
             return
+        family = nft.BRIDGE_FAMILY if isinstance(self.rules, nft.BridgeRules) else nft.FAMILY
         try:
-            self.last_counters = await trio.to_thread.run_sync(nft.read_counters, self.rules.chain)
+            self.last_counters = await trio.to_thread.run_sync(
+                nft.read_counters, self.rules.chain, family
+            )
         except LarkError as exc:
             log.warning(
                 "%s: counters unavailable, keeping the last values: %s", self.plan.name, exc
@@ -253,6 +322,8 @@ class Supervisor:
         if path is None:
             return
         values = _lark_attributes(self.plan, self.lease)
+        if self.bridged is not None:
+            values.update(self.bridged.attributes())
         if self.plan.accounting and self.rules is not None:
             elapsed = time.monotonic() - self.job_started if self.job_started else 0.0
             values.update(derive_accounting(counters, elapsed))
@@ -275,6 +346,11 @@ class Supervisor:
                 await self._read_counters()
                 self._publish(self.last_counters)
             self.job.close()
+        if self.bridged is not None:  # RELEASE while the link is still there
+            await self.bridged.release()
+        if self.job_side is not None:
+            self.job_side.close()
+            self.job_side = None
         if self.record is None:
             return []
         lease = self.lease
@@ -326,6 +402,8 @@ def _lark_attributes(plan: JobNetwork, lease: address.AddressLease | None) -> di
             LarkExternalInterface=plan.external_interface,
             LarkInternalInterface=plan.internal_interface,
         )
+    if plan.bridge is not None:
+        values["LarkBridgeName"] = plan.bridge.name
     if lease is not None:
         values.update(
             LarkInnerAddressIPv4=str(lease.addresses.internal),

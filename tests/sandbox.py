@@ -61,6 +61,7 @@ class Sandbox:
     site: str
     hosts: list[Host] = field(default_factory=list)
     procs: list[subprocess.Popen] = field(default_factory=list)
+    kept_links: set[str] = field(default_factory=set)  # e.g. the bridge bridge mode leaves
 
     @property
     def state_dir(self) -> Path:
@@ -214,7 +215,7 @@ class Sandbox:
             links = sh("ip", "-o", "link", "show", netns=host.netns).stdout
             for line in links.splitlines():
                 name = line.split(":")[1].strip().split("@")[0]
-                if name not in ("lo", "uplink"):
+                if name not in ("lo", "uplink", *self.kept_links):
                     found.append(f"link {name} in {host.netns}")
             found += [f"{item} in {host.netns}" for item in nft_job_objects(host.netns)]
         for d in (self.state_dir, self.lock_dir):
@@ -246,18 +247,21 @@ class Sandbox:
 
 
 def nft_job_objects(netns: str) -> list[str]:
-    """Job chains and map/set elements of Lark's table in a host namespace."""
-    out = sh("nft", "-j", "list", "table", "inet", "lark", netns=netns, check=False)
-    if out.returncode != 0:
-        return []
+    """Job chains, job sets and map/set elements of Lark's tables in a host namespace."""
     found = []
-    for item in json.loads(out.stdout).get("nftables", []):
-        if "chain" in item and item["chain"]["name"].startswith("LARK_"):
-            found.append(f"nft chain {item['chain']['name']}")
-        for kind in ("map", "set"):
-            obj = item.get(kind)
-            if obj and obj.get("elem"):
-                found.append(f"nft {kind} {obj['name']} elements {obj['elem']}")
+    for family in ("inet", "bridge"):
+        out = sh("nft", "-j", "list", "table", family, "lark", netns=netns, check=False)
+        if out.returncode != 0:
+            continue
+        for item in json.loads(out.stdout).get("nftables", []):
+            if "chain" in item and item["chain"]["name"].startswith("LARK_"):
+                found.append(f"nft {family} chain {item['chain']['name']}")
+            for kind in ("map", "set"):
+                obj = item.get(kind)
+                if obj and obj["name"].startswith("LARK_"):
+                    found.append(f"nft {family} {kind} {obj['name']}")
+                elif obj and obj.get("elem"):
+                    found.append(f"nft {family} {kind} {obj['name']} elements {obj['elem']}")
     return found
 
 

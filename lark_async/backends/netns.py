@@ -103,9 +103,12 @@ def setup_job_netns(
     before: Callable[[str], None],
     not_ours: Callable[[str], None],
     inside: Callable[[int], T] | None = None,
+    bridge: int | None = None,
 ) -> T | None:
     """Namespace, loopback, veth pair, addresses and default route, in the fewest round trips.
 
+    NAT mode gives ``addresses``; bridge mode gives the ``bridge`` index instead: the host
+    end becomes its port and the job's end stays unaddressed (DHCP or static comes later).
     ``before(step)`` is called ahead of each resource so the state record
     always knows more than the kernel has; ``not_ours(step)`` takes that back
     when the object already existed (someone else's: undo must not remove it).
@@ -126,7 +129,7 @@ def setup_job_netns(
             with inner:
                 with map_errors(f"bring up loopback in {netns}"):
                     inner.request(rtnl.set_up(1, "lo"))
-                if external is None or addresses is None:
+                if external is None:
                     return None
                 before("veth")
                 try:
@@ -137,19 +140,31 @@ def setup_job_netns(
                         not_ours("veth")
                     raise
                 with map_errors(f"configure {external}"):
-                    host.request(
-                        rtnl.new_peer_address(
-                            host.index(external), addresses.external, addresses.internal, external
+                    if addresses is not None:
+                        host.request(
+                            rtnl.new_peer_address(
+                                host.index(external),
+                                addresses.external,
+                                addresses.internal,
+                                external,
+                            )
                         )
-                    )
+                    elif bridge is not None:
+                        host.request(rtnl.set_master(host.index(external), bridge, external))
                 with map_errors(f"configure {internal} in {netns}"):
                     index = inner.index(internal)
                     inner.request(
                         rtnl.set_up(index, internal),
-                        rtnl.new_peer_address(
-                            index, addresses.internal, addresses.external, internal
+                        *(
+                            [
+                                rtnl.new_peer_address(
+                                    index, addresses.internal, addresses.external, internal
+                                ),
+                                rtnl.new_default_route(addresses.external, index),
+                            ]
+                            if addresses is not None
+                            else []
                         ),
-                        rtnl.new_default_route(addresses.external, index),
                     )
                 return inside(index) if inside is not None else None
         finally:

@@ -23,7 +23,7 @@ NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_APPEND = 0x1, 0x4, 0x200, 0x400, 0x800
 NLM_F_DUMP = 0x300
 NLA_F_NESTED = 0x8000
-NFPROTO_INET, NFPROTO_IPV4 = 1, 2
+NFPROTO_INET, NFPROTO_IPV4, NFPROTO_BRIDGE = 1, 2, 7
 
 NFT_MSG_NEWCHAIN, NFT_MSG_DELCHAIN = 3, 5
 NFT_MSG_NEWRULE, NFT_MSG_GETRULE, NFT_MSG_DELRULE = 6, 7, 8
@@ -300,9 +300,9 @@ class Channel:
         if first is not None:
             raise BatchError(*first)
 
-    def dump_rules(self, table: str, chain: str) -> list[bytes]:
+    def dump_rules(self, table: str, chain: str, family: int = NFPROTO_INET) -> list[bytes]:
         """The attribute payloads of every rule in one chain."""
-        body = _nfgen(NFPROTO_INET) + _str(NFTA_RULE_TABLE, table) + _str(NFTA_RULE_CHAIN, chain)
+        body = _nfgen(family) + _str(NFTA_RULE_TABLE, table) + _str(NFTA_RULE_CHAIN, chain)
         seq = self._next()
         kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE
         self.sock.send(_frame(kind, NLM_F_REQUEST | NLM_F_DUMP, seq, body))

@@ -237,13 +237,138 @@ def discard_job(job: JobRules) -> None:
                         raise
 
 
-def read_counters(chain: str) -> dict[str, tuple[int, int]]:
+def read_counters(chain: str, family: str = FAMILY) -> dict[str, tuple[int, int]]:
     """Bytes and packets of every commented counter in the job's chain (admin rules included)."""
     counters: dict[str, tuple[int, int]] = {}
+    nfproto = nfnl.NFPROTO_BRIDGE if family == BRIDGE_FAMILY else nfnl.NFPROTO_INET
     with map_errors(f"read counters of {chain}"), _nfnl() as channel:
-        for rule in channel.dump_rules(TABLE, chain):
+        for rule in channel.dump_rules(TABLE, chain, nfproto):
             found = nfnl.rule_counter(rule)
             if found is not None:
                 comment, nbytes, packets = found
                 counters[comment] = (nbytes, packets)
     return counters
+
+
+# -- bridge mode: the ``bridge lark`` table ---------------------------------------------------
+#
+# A bridged job's frames never reach the inet hooks (no br_netfilter needed), so bridge mode
+# has its own table in the bridge family, shaped like the inet one: a verdict map from port
+# name to the job's chain on the forward, input and output hooks. The job's chain drops what
+# the job sends with another MAC or source address than its own (the addresses are a set, so
+# a new lease changes an element, not the rules), then counts IPv4 both ways. Bridge jobs are
+# applied through libnftables: their start is dominated by the address (DHCP, ARP probe).
+
+BRIDGE_FAMILY = "bridge"
+
+
+def _addr_set(chain: str) -> str:
+    return f"{chain}_ip"
+
+
+def render_bridge_base() -> str:
+    """Idempotent (base chains flushed and refilled in the same transaction), so two agents
+    creating it at once do not dispatch twice."""
+    t = f"{BRIDGE_FAMILY} {TABLE}"
+    lines = [f"add table {t}", f"add map {t} {JOB_MAP} {{ type ifname : verdict ; }}"]
+    hooks = {"forward": ("iifname", "oifname"), "input": ("iifname",), "output": ("oifname",)}
+    for hook, matches in hooks.items():
+        lines += [
+            f"add chain {t} {hook} {{ type filter hook {hook} priority filter ; policy accept ; }}",
+            f"flush chain {t} {hook}",
+            *(f"add rule {t} {hook} {m} vmap @{JOB_MAP}" for m in matches),
+        ]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class BridgeRules:
+    """A bridged job's firewall; also what the state record keeps for undo."""
+
+    chain: str
+    external_interface: str
+    mac: str  # the job's own MAC, aa:bb:cc:dd:ee:ff
+
+    def to_record(self) -> dict[str, object]:
+        return {
+            "family": BRIDGE_FAMILY,
+            "chain": self.chain,
+            "external_interface": self.external_interface,
+            "mac": self.mac,
+        }
+
+    @classmethod
+    def from_record(cls, data: dict[str, object]) -> BridgeRules:
+        return cls(str(data["chain"]), str(data["external_interface"]), str(data["mac"]))
+
+
+def render_bridge_add(job: BridgeRules) -> str:
+    t = f"{BRIDGE_FAMILY} {TABLE}"
+    c, port, ips = job.chain, _q(job.external_interface), _addr_set(job.chain)
+    return "\n".join(
+        [
+            f"add chain {t} {c}",
+            f"add set {t} {ips} {{ type ipv4_addr ; }}",
+            f"add rule {t} {c} iifname {port} ether saddr != {job.mac} drop",
+            f"add rule {t} {c} iifname {port} ether type != {{ ip, arp }} drop",
+            f"add rule {t} {c} iifname {port} ip saddr 0.0.0.0 meta l4proto != udp drop",
+            f"add rule {t} {c} iifname {port} ip saddr 0.0.0.0 udp dport != 67 drop",
+            f"add rule {t} {c} iifname {port} ip saddr != 0.0.0.0 ip saddr != @{ips} drop",
+            f"add rule {t} {c} iifname {port} arp saddr ip != 0.0.0.0 arp saddr ip != @{ips} drop",
+            f"add rule {t} {c} iifname {port} ether type ip counter comment {_q(OUTGOING)}",
+            f"add rule {t} {c} oifname {port} ether type ip counter comment {_q(INCOMING)}",
+            f"add element {t} {JOB_MAP} {{ {port} : jump {c} }}",
+        ]
+    )
+
+
+def render_bridge_remove(job: BridgeRules) -> str:
+    t = f"{BRIDGE_FAMILY} {TABLE}"
+    return "\n".join(
+        [
+            f"delete element {t} {JOB_MAP} {{ {_q(job.external_interface)} }}",
+            f"flush chain {t} {job.chain}",
+            f"delete chain {t} {job.chain}",
+            f"delete set {t} {_addr_set(job.chain)}",
+        ]
+    )
+
+
+def _missing(exc: NftError) -> bool:
+    return "No such file or directory" in str(exc)
+
+
+def apply_bridge_job(job: BridgeRules) -> None:
+    doing = f"add bridge firewall chain {job.chain}"
+    try:
+        nft().run(render_bridge_add(job), doing)
+    except NftError as exc:
+        if not _missing(exc):
+            raise
+        nft().run(render_bridge_base() + "\n" + render_bridge_add(job), doing)
+
+
+def discard_bridge_job(job: BridgeRules) -> None:
+    """Idempotent: the whole removal, or each piece that is still there."""
+    doing = f"remove bridge firewall chain {job.chain}"
+    try:
+        nft().run(render_bridge_remove(job), doing)
+    except NftError as exc:
+        if not _missing(exc):
+            raise
+        for line in render_bridge_remove(job).splitlines():
+            try:
+                nft().run(line, doing)
+            except NftError as piece:
+                if not _missing(piece):
+                    raise
+
+
+def set_bridge_addresses(job: BridgeRules, addresses: list[ipaddress.IPv4Address]) -> None:
+    """The source addresses the job may use (its lease or static address; none while it has
+    no lease)."""
+    t, ips = f"{BRIDGE_FAMILY} {TABLE}", _addr_set(job.chain)
+    lines = [f"flush set {t} {ips}"]
+    if addresses:
+        lines.append(f"add element {t} {ips} {{ {', '.join(map(str, addresses))} }}")
+    nft().run("\n".join(lines), f"set the addresses of {job.chain}")

@@ -17,16 +17,22 @@ import struct
 from dataclasses import dataclass
 
 NETLINK_ROUTE = 0
-NLMSG_ERROR = 2
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
-RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_DELADDR = 16, 17, 20, 21
-RTM_NEWROUTE, RTM_DELROUTE = 24, 25
-IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 3, 10, 18, 28
-IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x300, 0x200, 0x400
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MASTER, IFLA_OPERSTATE = 1, 3, 10, 16
+IFLA_LINKINFO, IFLA_NET_NS_FD = 18, 28
+IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
+VETH_INFO_PEER = 1
+IFLA_BR_FORWARD_DELAY, IFLA_BR_STP_STATE = 1, 5
+IFLA_BRPORT_STATE, BR_STATE_FORWARDING = 1, 3
+IF_OPER_UNKNOWN, IF_OPER_UP = 0, 6
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
-RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
 IFF_UP = 0x1
-RT_TABLE_MAIN, RTPROT_BOOT, RTPROT_DHCP, RTN_UNICAST = 254, 3, 16, 1
+RT_TABLE_MAIN, RTPROT_KERNEL, RTPROT_BOOT, RTPROT_DHCP, RTN_UNICAST = 254, 2, 3, 16, 1
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
 SIOCGIFINDEX = 0x8933
 
@@ -135,6 +141,144 @@ def route(
     return Message(kind, 0, body, f"remove {name}")
 
 
+def new_bridge(name: str, mac: bytes | None) -> Message:
+    """A bridge that forwards at once (forward delay 0, no STP), created down."""
+    data = _attr(IFLA_BR_FORWARD_DELAY, struct.pack("=I", 0)) + _attr(
+        IFLA_BR_STP_STATE, struct.pack("=I", 0)
+    )
+    info = _attr(IFLA_INFO_KIND, b"bridge\0") + _attr(IFLA_INFO_DATA, data)
+    body = _ifinfo() + _ifname(name) + _attr(IFLA_LINKINFO, info)
+    if mac is not None:
+        body += _attr(IFLA_ADDRESS, mac)
+    return Message(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"create bridge {name}")
+
+
+def parse_attrs(data: bytes, offset: int = 0) -> dict[int, bytes]:
+    """Netlink attributes (the last of each type), nested flag masked off."""
+    found: dict[int, bytes] = {}
+    while offset + 4 <= len(data):
+        length, kind = struct.unpack_from("=HH", data, offset)
+        if length < 4:
+            break
+        found[kind & 0x3FFF] = data[offset + 4 : offset + length]
+        offset += length + (-length % 4)
+    return found
+
+
+@dataclass(frozen=True)
+class Link:
+    index: int
+    up: bool  # administratively
+    running: bool  # operationally (carrier)
+    mac: bytes
+    kind: str | None  # bridge, veth, ... (None: a plain device)
+    master: int | None
+    port_state: int | None  # bridge port STP state, when enslaved to a bridge
+
+    @property
+    def forwarding(self) -> bool:
+        return self.port_state == BR_STATE_FORWARDING
+
+
+def parse_link(body: bytes) -> Link:
+    _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(body)
+    a = parse_attrs(body, _IFINFOMSG.size)
+    info = parse_attrs(a.get(IFLA_LINKINFO, b""))
+    slave = parse_attrs(info.get(IFLA_INFO_SLAVE_DATA, b""))
+    oper = a[IFLA_OPERSTATE][0] if a.get(IFLA_OPERSTATE) else IF_OPER_UNKNOWN
+    kind = info.get(IFLA_INFO_KIND, b"").rstrip(b"\0").decode() or None
+    return Link(
+        index=index,
+        up=bool(flags & IFF_UP),
+        running=oper in (IF_OPER_UP, IF_OPER_UNKNOWN) and bool(flags & 0x40),  # IFF_RUNNING
+        mac=a.get(IFLA_ADDRESS, b""),
+        kind=kind,
+        master=struct.unpack("=I", a[IFLA_MASTER])[0] if IFLA_MASTER in a else None,
+        port_state=slave[IFLA_BRPORT_STATE][0] if IFLA_BRPORT_STATE in slave else None,
+    )
+
+
+@dataclass(frozen=True)
+class Address:
+    interface: ipaddress.IPv4Interface
+    broadcast: ipaddress.IPv4Address | None
+    index: int
+
+
+@dataclass(frozen=True)
+class Route:
+    dest: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address | None
+    index: int
+    protocol: int
+    scope: int
+    priority: int | None
+    prefsrc: ipaddress.IPv4Address | None
+
+
+def parse_address(body: bytes) -> Address | None:
+    family, prefixlen, _flags, _scope, index = _IFADDRMSG.unpack_from(body)
+    a = parse_attrs(body, _IFADDRMSG.size)
+    local = a.get(IFA_LOCAL) or a.get(IFA_ADDRESS)
+    if family != socket.AF_INET or local is None:
+        return None
+    brd = a.get(IFA_BROADCAST)
+    return Address(
+        ipaddress.IPv4Interface((ipaddress.IPv4Address(local), prefixlen)),
+        ipaddress.IPv4Address(brd) if brd else None,
+        index,
+    )
+
+
+def parse_route(body: bytes) -> Route | None:
+    family, dst_len, _src, _tos, table, protocol, scope, kind, _flags = _RTMSG.unpack_from(body)
+    a = parse_attrs(body, _RTMSG.size)
+    if RTA_TABLE in a:
+        table = struct.unpack("=I", a[RTA_TABLE])[0]
+    if family != socket.AF_INET or table != RT_TABLE_MAIN or kind != RTN_UNICAST:
+        return None
+    if RTA_OIF not in a:
+        return None  # multipath: not something Lark moves
+    dst = ipaddress.IPv4Address(a[RTA_DST]) if RTA_DST in a else ipaddress.IPv4Address(0)
+    return Route(
+        dest=ipaddress.IPv4Network((dst, dst_len)),
+        gateway=ipaddress.IPv4Address(a[RTA_GATEWAY]) if RTA_GATEWAY in a else None,
+        index=struct.unpack("=i", a[RTA_OIF])[0],
+        protocol=protocol,
+        scope=scope,
+        priority=struct.unpack("=I", a[RTA_PRIORITY])[0] if RTA_PRIORITY in a else None,
+        prefsrc=ipaddress.IPv4Address(a[RTA_PREFSRC]) if RTA_PREFSRC in a else None,
+    )
+
+
+def readd_address(address: Address, index: int, what: str) -> Message:
+    """The same address (prefix, broadcast) on another link."""
+    body = _IFADDRMSG.pack(socket.AF_INET, address.interface.network.prefixlen, 0, 0, index)
+    body += _attr(IFA_LOCAL, address.interface.ip.packed)
+    body += _attr(IFA_ADDRESS, address.interface.ip.packed)
+    if address.broadcast is not None:
+        body += _attr(IFA_BROADCAST, address.broadcast.packed)
+    return Message(RTM_NEWADDR, NLM_F_CREATE, body, f"add address {address.interface} to {what}")
+
+
+def moved_route(r: Route, kind: int, index: int) -> Message:
+    """A route as it was (delete) or on another link (add): same metric, source, protocol."""
+    body = _RTMSG.pack(
+        socket.AF_INET, r.dest.prefixlen, 0, 0, RT_TABLE_MAIN, r.protocol, r.scope, RTN_UNICAST, 0
+    )
+    if r.dest.prefixlen:
+        body += _attr(RTA_DST, r.dest.network_address.packed)
+    if r.gateway is not None:
+        body += _attr(RTA_GATEWAY, r.gateway.packed)
+    if r.priority is not None:
+        body += _attr(RTA_PRIORITY, struct.pack("=I", r.priority))
+    if r.prefsrc is not None:
+        body += _attr(RTA_PREFSRC, r.prefsrc.packed)
+    body += _attr(RTA_OIF, struct.pack("=i", index))
+    verb, flags = ("add", NLM_F_CREATE) if kind == RTM_NEWROUTE else ("remove", 0)
+    return Message(kind, flags, body, f"{verb} route to {r.dest}")
+
+
 class RequestError(OSError):
     """A request the kernel refused; ``what`` names the verb and object."""
 
@@ -166,6 +310,57 @@ class Channel:
         """Interface index in this channel's namespace (SIOCGIFINDEX; no netlink dump)."""
         req = struct.pack("16si", name.encode(), 0)
         return struct.unpack("16si", fcntl.ioctl(self._ioctl, SIOCGIFINDEX, req))[1]
+
+    def query(self, kind: int, body: bytes, dump: bool = False) -> list[bytes]:
+        """A GET request: the bodies of the answers (one, or all of a dump)."""
+        self._seq += 1
+        seq = self._seq
+        flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else 0)
+        self.sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, flags, seq, 0) + body)
+        bodies: list[bytes] = []
+        while True:
+            data = self.sock.recv(1 << 20)
+            offset = 0
+            while offset + _NLMSGHDR.size <= len(data):
+                length, mtype, _flags, mseq, _pid = _NLMSGHDR.unpack_from(data, offset)
+                payload = data[offset + _NLMSGHDR.size : offset + length]
+                offset += max(length + (-length % 4), _NLMSGHDR.size)
+                if mseq != seq:
+                    continue
+                if mtype == NLMSG_ERROR:
+                    (err,) = struct.unpack_from("=i", payload)
+                    if err:
+                        raise RequestError(-err, f"query {kind}")
+                    return bodies
+                if mtype == NLMSG_DONE:
+                    return bodies
+                bodies.append(payload)
+                if not dump:
+                    return bodies
+
+    def link(self, name: str) -> Link | None:
+        """The link called ``name`` in this namespace, or None."""
+        try:
+            found = self.query(RTM_GETLINK, _ifinfo() + _ifname(name))
+        except RequestError as exc:
+            if exc.errno == 19:  # ENODEV
+                return None
+            raise
+        return parse_link(found[0]) if found else None
+
+    def addresses(self, index: int) -> list[Address]:
+        """IPv4 addresses of one link."""
+        body = _IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)
+        found = (parse_address(b) for b in self.query(RTM_GETADDR, body, dump=True))
+        return [a for a in found if a is not None and a.index == index]
+
+    def routes(self, index: int) -> list[Route]:
+        """Main-table IPv4 routes out of one link, without those the kernel made for addresses."""
+        body = _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
+        found = (parse_route(b) for b in self.query(RTM_GETROUTE, body, dump=True))
+        return [
+            r for r in found if r is not None and r.index == index and r.protocol != RTPROT_KERNEL
+        ]
 
     def request(self, *messages: Message, absent_ok: bool = False) -> None:
         """Send all messages in one buffer and wait for every ack; raise the first refusal.

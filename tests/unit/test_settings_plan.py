@@ -333,13 +333,96 @@ def test_nat_with_a_non_local_address_type_is_a_config_error(address_type):
     )
 
 
-@pytest.mark.parametrize("address_type", [None, "local", "dhcp"])
-def test_bridge_mode_is_not_supported_yet(address_type):
-    with pytest.raises(ConfigError) as info:
-        derive_plan(Settings(network_type="bridge", address_type=address_type), "x")
-    assert str(info.value) == (
-        'LarkNetworkType "bridge" is not supported by this version of Lark yet'
+def test_bridge_mode_defaults_to_dhcp_on_the_lark_bridge():
+    plan = derive_plan(Settings(network_type="bridge"), "x")
+    assert plan.mode == "bridge" and plan.address_type == "dhcp"
+    assert plan.bridge is not None and plan.bridge.name == "lark" and plan.bridge.device is None
+    assert plan.bridge.static is None and plan.bridge.dhcp_timeout_s == 30
+
+
+def test_bridge_settings_come_from_the_machine_ad_or_the_config():
+    s = resolve(
+        machine='LarkNetworkType = "bridge"\nLarkBridgeName = "br0"\n'
+        'LarkAddressType = "static"\nLarkInnerAddressIPv4 = "10.77.0.60"\n'
+        'LarkGateway = "10.77.0.1"',
+        config={"LARK_BRIDGE_DEVICE": "eth1", "LARK_SUBNET_MASK": "255.255.255.0"},
     )
+    plan = derive_plan(s, "x")
+    assert plan.bridge is not None
+    assert (plan.bridge.name, plan.bridge.device) == ("br0", "eth1")
+    assert plan.bridge.static == ipaddress.IPv4Interface("10.77.0.60/24")
+    assert str(plan.bridge.gateway) == "10.77.0.1"
+
+
+def test_the_job_ad_cannot_choose_a_bridge_device_or_a_static_address():
+    s = resolve(
+        machine='LarkNetworkType = "bridge"',
+        job='LarkBridgeDevice = "eth0"\nLarkBridgeName = "evil"\nLarkInnerAddressIPv4 = "10.0.0.1"',
+    )
+    plan = derive_plan(s, "x")
+    assert plan.bridge is not None
+    assert (plan.bridge.name, plan.bridge.device, plan.bridge.static) == ("lark", None, None)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            Settings(network_type="bridge", address_type="local"),
+            'LarkAddressType "local" is for NAT mode; in bridge mode use "dhcp" or "static"',
+        ),
+        (
+            Settings(network_type="bridge", address_type="static"),
+            'LarkAddressType "static" needs LarkInnerAddressIPv4 in the machine ad',
+        ),
+        (
+            Settings(
+                network_type="bridge",
+                address_type="static",
+                static_address=ipaddress.IPv4Interface("10.0.0.5"),
+            ),
+            "static address 10.0.0.5 has no prefix: write it as 10.0.0.5/24 or set LarkSubnetMask",
+        ),
+        (
+            Settings(
+                network_type="bridge",
+                address_type="static",
+                static_address=ipaddress.IPv4Interface("10.0.0.0/24"),
+            ),
+            "static address 10.0.0.0/24 is not a host address of its network",
+        ),
+        (
+            Settings(
+                network_type="bridge",
+                address_type="static",
+                static_address=ipaddress.IPv4Interface("10.0.0.5/24"),
+                gateway=ipaddress.IPv4Address("10.1.0.1"),
+            ),
+            "gateway 10.1.0.1 is not another host on 10.0.0.0/24",
+        ),
+    ],
+)
+def test_bad_bridge_settings_are_one_clear_error(settings, message):
+    with pytest.raises(ConfigError) as info:
+        derive_plan(settings, "x")
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("machine", "message"),
+    [
+        ('LarkBridgeName = "br0; rm -rf /"', "is not an interface name"),
+        ('LarkBridgeDevice = "averyveryverylongname"', "is not an interface name"),
+        ('LarkInnerAddressIPv4 = "10.0.0.300"', "is not an IPv4 address like"),
+        ('LarkInnerAddressIPv4 = "127.0.0.1/8"', "is not a usable host address"),
+        ('LarkSubnetMask = "255.0.255.0"', "is not a netmask"),
+        ('LarkGateway = "gw"', "is not an IPv4 address"),
+    ],
+)
+def test_malformed_bridge_settings_name_the_attribute(machine, message):
+    with pytest.raises(ConfigError) as info:
+        resolve(machine=machine)
+    assert message in str(info.value) and machine.split(" ")[0] in str(info.value)
 
 
 def test_plan_carries_the_derived_names_and_the_settings():
