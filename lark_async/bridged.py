@@ -198,7 +198,7 @@ class BridgeAddress:
             )
             self._set_state(f"lost ({action.reason})")
         elif isinstance(action, GaveUp):
-            log.warning("%s: DHCP: %s", name, action.reason)
+            log.info("%s: DHCP: %s", name, action.reason)
 
     def _configure(self, lease: Lease | None) -> None:
         """Address and routes on the job's interface, and the firewall's allowed source."""

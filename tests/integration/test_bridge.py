@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+import time
+
 from sandbox import FILE_SIZES, HTTP_PORT, SITE_ADDR, SITE_NET, sh
+from test_dhcp_dnsmasq import POOL
+from test_dhcp_kea import start_kea
 from test_nat import FETCH_JOB, PY, read_update_ad
 
 STATIC = f"{SITE_NET}.60"
@@ -129,3 +134,199 @@ def test_bridge_accounting_counts_ip_bytes_exactly(sandbox, host):
     assert r.returncode == 0, r.stderr
     ad = read_update_ad(ad_path)
     assert ad["NetworkOutgoing"] == 3 * (20 + 8 + 1000)  # IPv4 + UDP headers, no Ethernet
+
+
+def one_line_error(r) -> str:
+    assert r.returncode == 125, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+def test_bridge_setup_failures_are_one_line_and_leave_nothing(sandbox, host):
+    run = lambda *flags: sandbox.run_agent(host, *sandbox.who(), *flags, "--", "true")  # noqa: E731
+    assert one_line_error(run("--network-type", "bridge")) == (
+        "lark-agent: error: bridge lark does not exist and no LARK_BRIDGE_DEVICE is set to "
+        "make it from"
+    )
+    assert one_line_error(run(*bridge_flags()[:2], "--bridge-device", "nope0")) == (
+        "lark-agent: error: bridge device nope0 does not exist"
+    )
+    assert one_line_error(run("--network-type", "bridge", "--bridge-name", "uplink")) == (
+        "lark-agent: error: uplink exists but is not a bridge (veth)"
+    )
+    sh("ip", "link", "add", "down0", "type", "veth", "peer", "name", "down1", netns=host.netns)
+    assert one_line_error(run(*bridge_flags()[:2], "--bridge-device", "down0")) == (
+        "lark-agent: error: bridge device down0 is down (no carrier or not up)"
+    )
+    sh("ip", "link", "del", "down0", netns=host.netns)
+    assert one_line_error(run(*bridge_flags("--bridge-name", "../x"))) == (
+        'lark-agent: error: LARK_BRIDGE_NAME "../x" (command line --bridge-name) is not an '
+        "interface name (1-15 letters, digits, '_', '.', '-')"
+    )
+    links = sh("ip", "-o", "link", "show", netns=host.netns).stdout
+    assert "lark" not in links and "master" not in links
+
+
+def test_a_static_address_already_in_use_is_refused(sandbox, host):
+    sandbox.kept_links.add("lark")
+    r = sandbox.run_agent(host, *sandbox.who(), *static_flags(host.address), "--", "true")
+    line = one_line_error(r)  # the execute host itself holds it
+    assert line.startswith(
+        f"lark-agent: error: static address {host.address} is already in use on the LAN "
+        "(answered by "
+    ), line
+
+
+def test_no_dhcp_server_is_a_clear_error_within_the_timeout(sandbox, host):
+    sandbox.kept_links.add("lark")
+    r = sandbox.run_agent(host, *sandbox.who(), *bridge_flags("--dhcp-timeout", "2"), "--", "true")
+    name = sandbox.job_name()
+    assert one_line_error(r) == (
+        f"lark-agent: error: no DHCP lease for i_{name} on bridge lark: "
+        "no lease after 2 s (SELECTING)"
+    )
+
+
+SERVE = """
+import http.server, sys, time
+size, linger = int(sys.argv[1]), float(sys.argv[2])
+served = []
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        served.append(1)
+        self.send_response(200)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        self.wfile.write(b"x" * size)
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.HTTPServer(("0.0.0.0", 8000), Handler)
+server.timeout = 60
+while not served:  # probes that only connect do not count
+    server.handle_request()
+time.sleep(linger)
+"""
+
+FETCH_AFTER = (
+    "import sys, time, urllib.request\n"
+    "n = len(urllib.request.urlopen(sys.argv[1], timeout=20).read())\n"
+    "time.sleep(float(sys.argv[2]))\n"
+    "print(n)\n"
+)
+
+
+def wait_for_value(path, key: str, timeout: float = 20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if path.exists():
+            try:
+                value = read_update_ad(path).get(key)
+            except Exception:  # written atomically, but be patient with a first write
+                value = None
+            if value is not None:
+                return value
+        time.sleep(0.05)
+    raise AssertionError(f"no {key} in {path} within {timeout} s")
+
+
+def test_two_hosts_bridged_jobs_one_serves_the_other_fetches(sandbox):
+    """The proof of bridge mode: a job addressable on the site LAN, reached by another job on
+    another node, both with DHCP leases renewed while they run and released at the end."""
+    kea_log, _ = start_kea(sandbox, lifetime=4)
+    sandbox.kept_links.add("lark")
+    a, b = sandbox.add_host(), sandbox.add_host()
+    size = 3_000_000
+    flags = (*bridge_flags(), "--accounting-interval", "0.2")
+    ad_a, ad_b = sandbox.tmp / "a.ad", sandbox.tmp / "b.ad"
+    server = sandbox.start_agent(
+        a,
+        *sandbox.who("srv"),
+        "--update-ad",
+        str(ad_a),
+        *flags,
+        "--",
+        PY,
+        "-I",
+        "-c",
+        SERVE,
+        str(size),
+        "3",
+    )
+    try:
+        address = wait_for_value(ad_a, "LarkInnerAddressIPv4")
+        sandbox.wait_for_port(b.netns, address, 8000)  # from host B itself, not counted
+    except BaseException:
+        server.kill()
+        raise
+    fetched = sandbox.run_agent(
+        b,
+        *sandbox.who("cli"),
+        "--update-ad",
+        str(ad_b),
+        *flags,
+        "--",
+        PY,
+        "-I",
+        "-c",
+        FETCH_AFTER,
+        f"http://{address}:8000/",
+        "3",
+    )
+    _, err = server.communicate(timeout=60)
+    assert server.returncode == 0, err
+    assert fetched.returncode == 0, fetched.stderr
+    assert fetched.stdout.strip() == str(size)
+    served, got = read_update_ad(ad_a), read_update_ad(ad_b)
+    assert POOL[0] <= ipaddress.IPv4Address(got["LarkInnerAddressIPv4"]) <= POOL[1]
+    assert got["LarkInnerAddressIPv4"] != address
+    for ad in (served, got):
+        assert ad["LarkNetworkType"] == "bridge" and ad["LarkAddressType"] == "dhcp"
+        assert ad["LarkDHCPServer"] == SITE_ADDR and ad["LarkDHCPLeaseLifetime"] == 4
+        assert ad["LarkDHCPRenewals"] >= 1 and ad["LarkDHCPState"] == "bound"
+    assert size <= served["NetworkOutgoing"] <= size * 1.06
+    assert size <= got["NetworkIncoming"] <= size * 1.06
+    released = [line for line in kea_log.read_text().splitlines() if "DHCP4_RELEASE" in line]
+    for ad in (served, got):
+        assert any(f"address {ad['LarkInnerAddressIPv4']} " in line for line in released), released
+
+
+def test_a_lost_lease_takes_the_address_away_and_a_new_one_is_found(sandbox, host):
+    _, kea = start_kea(sandbox, lifetime=3)
+    sandbox.kept_links.add("lark")
+    name = sandbox.job_name()
+    ad_path = sandbox.tmp / "lost.ad"
+    agent = sandbox.start_agent(
+        host,
+        *sandbox.who(),
+        "--update-ad",
+        str(ad_path),
+        *bridge_flags("--accounting-interval", "0.1", "--dhcp-timeout", "20"),
+        "--",
+        "sleep",
+        "60",
+    )
+    try:
+        first = wait_for_value(ad_path, "LarkInnerAddressIPv4")
+        kea.terminate()
+        kea.wait(10)
+        deadline = time.monotonic() + 10
+        while read_update_ad(ad_path).get("LarkDHCPState") != "lost (expired)":
+            assert time.monotonic() < deadline, read_update_ad(ad_path)
+            time.sleep(0.05)
+        addrs = sh("ip", "-o", "-4", "addr", "show", netns=f"lark-{name}").stdout
+        assert first not in addrs
+        start_kea(sandbox, lifetime=3, tag="kea-back")
+        deadline = time.monotonic() + 15
+        while read_update_ad(ad_path).get("LarkDHCPState") != "bound":
+            assert time.monotonic() < deadline, read_update_ad(ad_path)
+            time.sleep(0.05)
+        again = read_update_ad(ad_path)["LarkInnerAddressIPv4"]
+        assert again in sh("ip", "-o", "-4", "addr", "show", netns=f"lark-{name}").stdout
+    finally:
+        agent.terminate()
+        agent.communicate(timeout=30)
+    assert agent.returncode == 128 + 15
