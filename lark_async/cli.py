@@ -92,6 +92,13 @@ def _settings_flags(p: argparse.ArgumentParser) -> None:
         "--gateway", metavar="ADDR", help="LarkGateway: default route for a static address"
     )
     g.add_argument(
+        "--bridge-wait",
+        dest="bridge_wait_s",
+        metavar="S",
+        help="LARK_BRIDGE_WAIT: how long to wait for the bridge to forward on the job's port "
+        "(default 35, enough for STP's 2 x 15 s)",
+    )
+    g.add_argument(
         "--dhcp-timeout",
         dest="dhcp_timeout_s",
         metavar="S",

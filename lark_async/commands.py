@@ -30,6 +30,7 @@ SETTING_FIELDS = (
     "static_address",
     "gateway",
     "dhcp_timeout_s",
+    "bridge_wait_s",
 )
 
 

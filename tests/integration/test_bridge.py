@@ -330,3 +330,54 @@ def test_a_lost_lease_takes_the_address_away_and_a_new_one_is_found(sandbox, hos
         agent.terminate()
         agent.communicate(timeout=30)
     assert agent.returncode == 128 + 15
+
+
+def test_an_stp_bridge_is_waited_for_within_the_bound(sandbox, host):
+    """An admin's own bridge with STP: its new port listens and learns (2 x forward delay)
+    before it forwards; the job starts only then, and a bound too short is a clear error."""
+    sandbox.kept_links.add("stpbr")
+    sh(
+        "ip",
+        "link",
+        "add",
+        "stpbr",
+        "type",
+        "bridge",
+        "stp_state",
+        "1",
+        "forward_delay",
+        "200",
+        netns=host.netns,
+    )
+    sh("ip", "link", "set", "stpbr", "up", netns=host.netns)
+    flags = ("--network-type", "bridge", "--bridge-name", "stpbr", *static_flags()[4:])
+    r = sandbox.run_agent(host, *sandbox.who(), *flags, "--bridge-wait", "0.5", "--", "true")
+    assert one_line_error(r) == (
+        f"lark-agent: error: bridge stpbr did not start forwarding on e_{sandbox.job_name()} "
+        "within 0.5 s (STP with a long forward delay?)"
+    )
+    started = time.monotonic()
+    r = sandbox.run_agent(host, *sandbox.who(), *flags, "--", "true")
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - started >= 3.5  # listening 2 s, learning 2 s
+
+
+def test_agents_starting_at_once_make_one_bridge(sandbox, host):
+    sandbox.kept_links.add("lark")
+    agents = [
+        sandbox.start_agent(
+            host,
+            *sandbox.who(f"{sandbox.prefix}c{i}"),
+            *static_flags(f"{SITE_NET}.{70 + i}"),
+            "--",
+            "true",
+        )
+        for i in range(4)
+    ]
+    results = [(a.wait(60), a.stderr.read()) for a in agents]
+    for a in agents:
+        a.stdout.close()
+        a.stderr.close()
+    assert [rc for rc, _ in results] == [0] * 4, results
+    bridges = sh("ip", "-o", "link", "show", "type", "bridge", netns=host.netns).stdout
+    assert len(bridges.splitlines()) == 1 and ": lark:" in bridges
