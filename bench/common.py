@@ -124,3 +124,37 @@ def dhcp_sockets(netns_name: str, ifname: str = "uplink", chaddr: bytes | None =
     from dhcp.trio_driver import Sockets
 
     return in_netns_thread(netns_name, lambda: Sockets.open(ifname, chaddr))
+
+
+def rate_summary(samples: Sequence[float]) -> tuple[float, float, float]:
+    """Median and interquartile range of rates, in their own unit."""
+    values = sorted(samples)
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return statistics.median(values), q[0], q[2]
+
+
+def print_rates(
+    title: str,
+    rows: list[tuple[str, Sequence[float]]],
+    baselines: Sequence[str],
+    unit: str = "Gbit/s",
+    labels: Sequence[str] | None = None,
+):
+    """``print_table`` for rates (higher is better): median, IQR, n, ratio of medians to each
+    baseline row. Rows without samples print as such and get no ratio."""
+    medians = {name: rate_summary(s)[0] for name, s in rows if s}
+    print(f"\n{title}")
+    head = f"{'contender':<44} {'median ' + unit:>14} {'p25-p75':>16} {'n':>4}"
+    head += "".join(f" {'/ ' + b:>16}" for b in (labels or baselines))
+    print(head)
+    print("-" * len(head))
+    for name, samples in rows:
+        if not samples:
+            print(f"{name:<44} {'-':>14} {'-':>16} {0:>4}")
+            continue
+        med, p25, p75 = rate_summary(samples)
+        line = f"{name:<44} {med:>14.2f} {f'{p25:.2f}-{p75:.2f}':>16} {len(samples):>4}"
+        line += "".join(
+            f" {med / medians[b]:>15.2f}x" if medians.get(b) else f" {'-':>16}" for b in baselines
+        )
+        print(line)

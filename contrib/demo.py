@@ -1,9 +1,16 @@
-"""Demo: one NAT job end to end, inside throwaway namespaces (nothing on the real network).
+"""Demo: jobs end to end, inside throwaway namespaces (nothing on the real network).
 
-A *site* namespace serves a 10 MB file over HTTP; an *execute host* namespace,
-wired to the site like a worker node, runs ``lark-agent run`` for a job that
-downloads it. Then the job's update ad is printed with its byte counts and
-the demo checks that nothing was left behind.
+    python3 contrib/demo.py [nat|bridge|all]    (default all)
+
+A *site* namespace serves a 10 MB file over HTTP (and, for bridge mode, runs
+Kea as the site's DHCP server); an *execute host* namespace, wired to the site
+like a worker node, runs ``lark-agent run`` for a job that downloads it:
+* nat: the job is NATed behind the host;
+* bridge: Lark makes a bridge ``lark`` from the host's uplink and the job gets
+  its own address on the site LAN from Kea (renewed while it runs, released at
+  the end).
+Each job's update ad is printed with its byte counts, and the demo checks that
+nothing was left behind.
 """
 
 from __future__ import annotations
@@ -14,51 +21,75 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from sandbox import FILE_SIZES, Sandbox, new_prefix
+from sandbox import FILE_SIZES, Sandbox, new_prefix, start_kea
 
 FETCH = (
-    "import sys, urllib.request\n"
+    "import socket, sys, time, urllib.request\n"
     "data = urllib.request.urlopen(sys.argv[1], timeout=10).read()\n"
-    "print(f'job: fetched {len(data)} bytes from {sys.argv[1]}')\n"
+    "me = socket.create_connection(('10.77.0.1', 8080)).getsockname()[0]\n"
+    "print(f'job: fetched {len(data)} bytes from {sys.argv[1]} as {me}')\n"
+    "time.sleep(3)\n"
 )
 
 
+MODES = {
+    "nat": (),
+    "bridge": ("--network-type", "bridge", "--bridge-device", "uplink"),
+}
+
+
+def demo(box: Sandbox, mode: str) -> bool:
+    host = box.add_host()
+    name = f"{box.prefix}{mode[0]}"
+    ad = box.tmp / f"{mode}.update.ad"
+    flags = (*MODES[mode], "--update-ad", str(ad))
+    if mode == "bridge":
+        start_kea(box, lifetime=4)
+        box.kept_links.add("lark")
+        print("demo: Kea serves 10.77.0.100-150 on the site LAN (4 s leases, to see renewals)")
+    print(
+        f"\ndemo [{mode}]: execute host namespace {host.netns} runs:\n  lark-agent run --user "
+        f"nobody --name {name} {' '.join(flags)} -- python3 <fetch, then wait 3 s> "
+        f"{box.url('10m')}"
+    )
+    result = box.run_agent(
+        host,
+        "--user",
+        "nobody",
+        "--name",
+        name,
+        *flags,
+        "--",
+        "/usr/bin/python3",
+        "-I",
+        "-c",
+        FETCH,
+        box.url("10m"),
+    )
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    print(f"demo [{mode}]: lark-agent exited with {result.returncode}")
+    if ad.exists():
+        print(f"demo [{mode}]: the job's update ad ({ad}):")
+        print("  " + ad.read_text().strip().replace("\n", "\n  "))
+    return result.returncode == 0
+
+
 def main() -> int:
+    modes = sys.argv[1:] or ["all"]
+    if len(modes) != 1 or modes[0] not in (*MODES, "all"):
+        print("usage: demo.py [nat|bridge|all]", file=sys.stderr)
+        return 2
+    chosen = list(MODES) if modes[0] == "all" else modes
     prefix = new_prefix()
     box = Sandbox(prefix, Path(tempfile.mkdtemp(prefix=f"{prefix}.")), f"{prefix}-site")
     try:
         box.create_site()
-        host = box.add_host()
-        ad = box.tmp / "job.update.ad"
-        args = (
-            "--user",
-            "nobody",
-            "--name",
-            box.job_name(),
-            "--update-ad",
-            str(ad),
-            "--",
-            "/usr/bin/python3",
-            "-I",
-            "-c",
-            FETCH,
-            box.url("10m"),
-        )
         print(f"demo: site namespace {box.site} serves a {FILE_SIZES['10m']} byte file")
-        print(
-            f"demo: execute host namespace {host.netns} runs:\n  lark-agent run --user nobody "
-            f"--name {box.job_name()} --update-ad {ad} -- python3 <fetch> {box.url('10m')}"
-        )
-        result = box.run_agent(host, *args)
-        sys.stdout.write(result.stdout)
-        sys.stderr.write(result.stderr)
-        print(f"demo: lark-agent exited with {result.returncode}")
-        if ad.exists():
-            print(f"demo: the job's update ad ({ad}):")
-            print("  " + ad.read_text().strip().replace("\n", "\n  "))
+        ok = all([demo(box, mode) for mode in chosen])
         left = box.wait_clean()
-        print("demo: nothing left behind" if not left else f"demo: LEFT BEHIND: {left}")
-        return 0 if result.returncode == 0 and not left else 1
+        print("\ndemo: nothing left behind" if not left else f"\ndemo: LEFT BEHIND: {left}")
+        return 0 if ok and not left else 1
     finally:
         box.destroy()
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 SITE_NET = "10.77.0"
 SITE_ADDR = f"{SITE_NET}.1"
+KEA_POOL = (f"{SITE_NET}.100", f"{SITE_NET}.150")  # the DHCP servers' range in tests
 HTTP_PORT = 8080
 FILE_SIZES = {"1k": 1_000, "1m": 1_000_000, "10m": 10_000_000}
 AGENT = [sys.executable, "-m", "lark_async.cli"]
@@ -263,6 +264,73 @@ def nft_job_objects(netns: str) -> list[str]:
                 elif obj and obj.get("elem"):
                     found.append(f"nft {family} {kind} {obj['name']} elements {obj['elem']}")
     return found
+
+
+def wait_for(predicate, timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def start_kea(
+    sandbox,
+    lifetime: int = 6,
+    netns: str | None = None,
+    iface: str = "br0",
+    tag: str = "kea",
+    pool: tuple = KEA_POOL,
+    authoritative: bool = False,
+):
+    """Kea in the site namespace (or ``netns``), its files under the test's directory."""
+    run_dir = sandbox.tmp / tag
+    run_dir.mkdir()
+    log = run_dir / "kea.log"
+    conf = run_dir / "kea-dhcp4.conf"
+    conf.write_text(
+        json.dumps(
+            {
+                "Dhcp4": {
+                    "interfaces-config": {"interfaces": [iface], "dhcp-socket-type": "raw"},
+                    "authoritative": authoritative,
+                    "lease-database": {"type": "memfile", "persist": False},
+                    "valid-lifetime": lifetime,
+                    "renew-timer": lifetime // 3,
+                    "rebind-timer": lifetime // 2,
+                    "subnet4": [
+                        {
+                            "id": 1,
+                            "subnet": f"{SITE_ADDR.rsplit('.', 1)[0]}.0/24",
+                            "pools": [{"pool": f"{pool[0]} - {pool[1]}"}],
+                            "option-data": [{"name": "routers", "data": SITE_ADDR}],
+                        }
+                    ],
+                    "loggers": [
+                        {
+                            "name": "kea-dhcp4",
+                            "severity": "INFO",
+                            "output_options": [{"output": str(log)}],
+                        }
+                    ],
+                }
+            }
+        )
+    )
+    proc = sandbox.start_in(
+        netns or sandbox.site,
+        [
+            "env",
+            f"KEA_PIDFILE_DIR={run_dir}",
+            f"KEA_LOCKFILE_DIR={run_dir}",
+            "kea-dhcp4",
+            "-c",
+            str(conf),
+        ],
+    )
+    assert wait_for(lambda: log.exists() and "DHCP4_STARTED" in log.read_text(), 10), proc
+    return log, proc
 
 
 def new_prefix() -> str:

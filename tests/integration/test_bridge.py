@@ -5,9 +5,8 @@ from __future__ import annotations
 import ipaddress
 import time
 
-from sandbox import FILE_SIZES, HTTP_PORT, SITE_ADDR, SITE_NET, sh
+from sandbox import FILE_SIZES, HTTP_PORT, SITE_ADDR, SITE_NET, sh, start_kea
 from test_dhcp_dnsmasq import POOL
-from test_dhcp_kea import start_kea
 from test_nat import FETCH_JOB, PY, read_update_ad
 
 STATIC = f"{SITE_NET}.60"

@@ -6,10 +6,9 @@ import ipaddress
 import json
 import os
 import random
-import time
 
 import trio
-from sandbox import SITE_ADDR, SITE_NET, Host, netns_list, sh
+from sandbox import SITE_ADDR, SITE_NET, Host, netns_list, sh, wait_for
 
 from dhcp import options as opt
 from dhcp.arp import FAST
@@ -66,15 +65,6 @@ def make_client(mac: bytes, **kw) -> Client:
         chaddr=mac, client_id=opt.client_id(1, opt.duid_ll(mac)), retransmit_initial_s=0.5, **kw
     )
     return Client(config, rng=random.Random())
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def second_server(sandbox) -> str:

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import random
 
 import trio
-from sandbox import SITE_ADDR, SITE_NET, sh
+from sandbox import SITE_NET, sh, start_kea
 from test_dhcp_dnsmasq import (
-    POOL,
     make_client,
     open_sockets,
     recorder,
     second_server,
     stop,
-    wait_for,
 )
 
 from dhcp import options as opt
@@ -24,64 +21,6 @@ from dhcp.client import Client, Config
 from dhcp.events import LeaseLost, LeaseRenewed, Transmit
 from dhcp.options import MessageType
 from dhcp.trio_driver import Driver
-
-
-def start_kea(
-    sandbox,
-    lifetime: int = 6,
-    netns: str | None = None,
-    iface: str = "br0",
-    tag: str = "kea",
-    pool: tuple = POOL,
-    authoritative: bool = False,
-):
-    """Kea in the site namespace (or ``netns``), its files under the test's directory."""
-    run_dir = sandbox.tmp / tag
-    run_dir.mkdir()
-    log = run_dir / "kea.log"
-    conf = run_dir / "kea-dhcp4.conf"
-    conf.write_text(
-        json.dumps(
-            {
-                "Dhcp4": {
-                    "interfaces-config": {"interfaces": [iface], "dhcp-socket-type": "raw"},
-                    "authoritative": authoritative,
-                    "lease-database": {"type": "memfile", "persist": False},
-                    "valid-lifetime": lifetime,
-                    "renew-timer": lifetime // 3,
-                    "rebind-timer": lifetime // 2,
-                    "subnet4": [
-                        {
-                            "id": 1,
-                            "subnet": f"{SITE_ADDR.rsplit('.', 1)[0]}.0/24",
-                            "pools": [{"pool": f"{pool[0]} - {pool[1]}"}],
-                            "option-data": [{"name": "routers", "data": SITE_ADDR}],
-                        }
-                    ],
-                    "loggers": [
-                        {
-                            "name": "kea-dhcp4",
-                            "severity": "INFO",
-                            "output_options": [{"output": str(log)}],
-                        }
-                    ],
-                }
-            }
-        )
-    )
-    proc = sandbox.start_in(
-        netns or sandbox.site,
-        [
-            "env",
-            f"KEA_PIDFILE_DIR={run_dir}",
-            f"KEA_LOCKFILE_DIR={run_dir}",
-            "kea-dhcp4",
-            "-c",
-            str(conf),
-        ],
-    )
-    assert wait_for(lambda: log.exists() and "DHCP4_STARTED" in log.read_text(), 10), proc
-    return log, proc
 
 
 async def test_the_lease_is_renewed_again_and_again_at_t1(sandbox, host):
