@@ -103,6 +103,7 @@ class Client:
     _offer_server: ipaddress.IPv4Address | None = None
     _offered: ipaddress.IPv4Address | None = None
     _give_up_at: float = float("inf")
+    _naked_by: ipaddress.IPv4Address | None = None  # the last NAK while acquiring
 
     # -- the one entry point ----------------------------------------------------
 
@@ -210,7 +211,10 @@ class Client:
         if s in (State.SELECTING, State.REQUESTING, State.REBOOTING):
             if now >= self._give_up_at:
                 self.state, self.next_deadline = State.STOPPED, None
-                return [GaveUp(f"no lease after {self.config.timeout_s:g} s ({s.value})")]
+                why = f"no lease after {self.config.timeout_s:g} s ({s.value})"
+                if self._naked_by is not None:
+                    why += f"; the last request was refused (NAK) by {self._naked_by}"
+                return [GaveUp(why)]
             assert x is not None and x.last is not None
             if s is State.REQUESTING and x.attempt >= REQUESTING_ATTEMPTS:
                 return self._discover(now)
@@ -339,8 +343,10 @@ class Client:
         if from_server is not None and server != from_server:
             return self._drop()
         lost = [LeaseLost(self.lease, "nak")] if self.lease is not None else []
+        if self.lease is not None:  # a lease lost: a new acquisition, with its own timeout
+            self._give_up_at = now + self.config.timeout_s
         self.lease = self.remembered = None
-        self._give_up_at = now + self.config.timeout_s
+        self._naked_by = server  # a server that NAKs every request still ends in GaveUp
         return [*lost, *self._discover(now)]
 
     # -- leaving ------------------------------------------------------------------------

@@ -201,6 +201,26 @@ def test_discover_backs_off_exponentially_and_gives_up_at_the_timeout():
     assert c.state is State.STOPPED and c.handle(TimerFired(1e9)) == []
 
 
+def test_a_server_that_naks_every_request_ends_in_a_clear_give_up():
+    c = make_client(timeout_s=10)
+    discover = only_transmit(c.handle(Started(0))).message
+    now = 0.0
+    for _ in range(100):
+        request = only_transmit(c.handle(PacketReceived(now, reply(discover, MT.OFFER)))).message
+        discover = only_transmit(c.handle(PacketReceived(now, reply(request, MT.NAK)))).message
+        now += 1.5
+        actions = c.handle(TimerFired(c.next_deadline)) if c.next_deadline <= now else []
+        if actions and isinstance(actions[0], GaveUp):
+            break
+        if actions:
+            discover = only_transmit(actions).message
+    else:
+        raise AssertionError("NAKed forever without giving up")
+    assert actions[0].reason == (
+        f"no lease after 10 s (SELECTING); the last request was refused (NAK) by {SERVER}"
+    )
+
+
 def test_init_reboot_asks_for_the_remembered_address_without_server_id():
     old = make_client()
     bound(old)
