@@ -12,14 +12,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .backends import address, netns, nft
+from .callouts import Script, run_script
 from .errors import KernelError, LarkError
 from .jobproc import kill_netns_processes
 from .record import Record
 
 log = logging.getLogger("lark.cleanup")
 
-# One place fixes the order: firewall, processes, veth, netns, address lock.
-UNDO_ORDER = ("firewall", "processes", "veth", "netns", "address")
+# One place fixes the order: the admin's delete script (while the job's chain and veth are
+# still there for it), firewall, processes, veth, netns, address lock.
+UNDO_ORDER = ("script", "firewall", "processes", "veth", "netns", "address")
+
+
+def _undo_script(details: dict) -> None:
+    script = Script("delete", details["path"], float(details["timeout"]))
+    stdin = str(details.get("stdin", "")).encode()
+    run_script(script, details["args"], stdin, str(details.get("job")), details.get("env", {}))
 
 
 def _undo_firewall(details: dict) -> None:
@@ -53,6 +61,7 @@ def _undo_address(details: dict) -> None:
 
 
 _UNDO: dict[str, Callable[[dict], None]] = {
+    "script": _undo_script,
     "firewall": _undo_firewall,
     "processes": _undo_processes,
     "veth": _undo_veth,

@@ -92,6 +92,25 @@ def _settings_flags(p: argparse.ArgumentParser) -> None:
         "--gateway", metavar="ADDR", help="LarkGateway: default route for a static address"
     )
     g.add_argument(
+        "--create-script",
+        metavar="PATH",
+        help="NETWORK_NAMESPACE_CREATE_SCRIPT: run as PATH EXTERNAL_IP INTERNAL_IP CHAIN VETH "
+        "(stdin: job ad, ------, machine ad) once the job's network is up; failure stops the "
+        "job",
+    )
+    g.add_argument(
+        "--delete-script",
+        metavar="PATH",
+        help="NETWORK_NAMESPACE_DELETE_SCRIPT: run as PATH CHAIN VETH INTERNAL_IP at cleanup",
+    )
+    g.add_argument(
+        "--script-timeout",
+        dest="script_timeout_s",
+        metavar="S",
+        help="LARK_SCRIPT_TIMEOUT: a script still running after S seconds is killed and "
+        "counts as failed (default 30)",
+    )
+    g.add_argument(
         "--bridge-wait",
         dest="bridge_wait_s",
         metavar="S",

@@ -31,6 +31,9 @@ SETTING_FIELDS = (
     "gateway",
     "dhcp_timeout_s",
     "bridge_wait_s",
+    "create_script",
+    "delete_script",
+    "script_timeout_s",
 )
 
 

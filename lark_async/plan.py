@@ -9,6 +9,7 @@ from pathlib import Path
 import classad2
 
 from . import ads, names
+from .callouts import Script
 from .errors import ConfigError
 from .settings import Settings
 
@@ -28,6 +29,8 @@ class JobNetwork:
     state_dir: Path
     lock_dir: Path
     bridge: Bridge | None = None  # bridge mode only
+    create_script: Script | None = None
+    delete_script: Script | None = None
 
 
 @dataclass(frozen=True)
@@ -127,4 +130,13 @@ def derive_plan(settings: Settings, name: str) -> JobNetwork:
         state_dir=settings.state_dir,
         lock_dir=settings.lock_dir,
         bridge=bridge,
+        create_script=_script("create", settings.create_script, settings, mode),
+        delete_script=_script("delete", settings.delete_script, settings, mode),
     )
+
+
+def _script(kind: str, path: str | None, settings: Settings, mode: str) -> Script | None:
+    """Callouts are about the job's chain and veth: NAT and bridge mode only."""
+    if path is None or mode not in ("nat", "bridge"):
+        return None
+    return Script(kind, path, settings.script_timeout_s)

@@ -42,6 +42,9 @@ class Settings:
     gateway: ipaddress.IPv4Address | None = None
     dhcp_timeout_s: float = 30.0
     bridge_wait_s: float = 35.0  # a port of an STP bridge needs 2 x 15 s to forward
+    create_script: str | None = None
+    delete_script: str | None = None
+    script_timeout_s: float = 30.0
 
 
 def _bool(value: Any) -> bool:
@@ -129,6 +132,13 @@ def _seconds(low: float, high: float) -> Callable[[Any], float]:
     return parse
 
 
+def _program(value: Any) -> str:
+    text = str(value).strip()
+    if not text.startswith("/") or "\0" in text:
+        raise ValueError("is not an absolute path to a program")
+    return text
+
+
 def _path(value: Any) -> Path:
     path = Path(str(value))
     if not path.is_absolute():
@@ -160,6 +170,9 @@ KNOBS = (
     _Knob("gateway", "LARK_GATEWAY", "LarkGateway", _address),
     _Knob("dhcp_timeout_s", "LARK_DHCP_TIMEOUT", None, _seconds(1, 600)),
     _Knob("bridge_wait_s", "LARK_BRIDGE_WAIT", None, _seconds(0, 120)),
+    _Knob("create_script", "NETWORK_NAMESPACE_CREATE_SCRIPT", "LarkStartupScript", _program),
+    _Knob("delete_script", "NETWORK_NAMESPACE_DELETE_SCRIPT", "LarkCleanupScript", _program),
+    _Knob("script_timeout_s", "LARK_SCRIPT_TIMEOUT", None, _seconds(1, 3600)),
 )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import classad2
 import trio
 
-from . import ads
+from . import ads, callouts
 from .accounting import derive_accounting
 from .backends import address, netns, nft, rtnl
 from .backends.bridge import ensure_bridge, wait_forwarding
@@ -126,7 +126,11 @@ class Supervisor:
             await self._spawn(None)
             return
         started = time.perf_counter()
+        for script in (plan.create_script, plan.delete_script):
+            if script is not None:
+                script.check()  # before anything exists
         await self.setup_network(nursery)
+        await self._run_create_script()
         self._publish({})
         steps = ", ".join(f"{k} {v * 1000:.1f}" for k, v in self.step_times.items())
         log.info(
@@ -247,6 +251,42 @@ class Supervisor:
         else:
             await nursery.start(self.bridged.keep_lease)
         await self._step_done("address")
+
+    def _script_addresses(self) -> tuple[str, str]:
+        """(external, internal) IPv4 for the scripts; a bridged job has no external address."""
+        if self.lease is not None:
+            return str(self.lease.addresses.external), str(self.lease.addresses.internal)
+        values = self.bridged.attributes() if self.bridged is not None else {}
+        return "", str(values.get("LarkInnerAddressIPv4", ""))
+
+    async def _run_create_script(self) -> None:
+        """The delete script is noted first: it runs at cleanup even if create fails."""
+        plan, record = self.plan, self.record
+        if record is None or (plan.create_script is None and plan.delete_script is None):
+            return
+        external, internal = self._script_addresses()
+        stdin = callouts.ads_stdin(self.req.job_ad.printOld(), self.req.machine_ad.printOld())
+        env = {
+            "LARK_JOB_NAME": plan.name,
+            "LARK_NETWORK_TYPE": plan.mode,
+            "LARK_FIREWALL_BACKEND": "nftables",
+        }
+        if plan.delete_script is not None:
+            record.note(
+                "script",
+                path=plan.delete_script.path,
+                timeout=plan.delete_script.timeout_s,
+                args=[plan.chain, plan.external_interface, internal],
+                stdin=stdin.decode(),
+                env=env,
+                job=plan.name,
+            )
+        if plan.create_script is not None:
+            args = [external, internal, plan.chain, plan.external_interface]
+            await trio.to_thread.run_sync(
+                callouts.run_script, plan.create_script, args, stdin, plan.name, env
+            )
+        await self._step_done("script")
 
     async def _step_done(self, step: str) -> None:
         now = time.perf_counter()

@@ -169,10 +169,11 @@ def job_add(
 ) -> list[Message]:
     """The job's chain (counters both ways, anti-spoof drop), its map entry and NAT source."""
     outgoing, incoming = comments
+    ipv4 = _meta(NFT_META_NFPROTO) + _cmp(NFT_CMP_EQ, bytes([NFPROTO_IPV4]))
     msgs = [
         _chain(NFT_MSG_NEWCHAIN, NLM_F_CREATE | NLM_F_EXCL, table, chain),
-        _rule(table, chain, _ifname_is(NFT_META_IIFNAME, ifname) + _counter(), outgoing),
-        _rule(table, chain, _ifname_is(NFT_META_OIFNAME, ifname) + _counter(), incoming),
+        _rule(table, chain, _ifname_is(NFT_META_IIFNAME, ifname) + ipv4 + _counter(), outgoing),
+        _rule(table, chain, _ifname_is(NFT_META_OIFNAME, ifname) + ipv4 + _counter(), incoming),
     ]
     if internal is not None:
         spoof = (

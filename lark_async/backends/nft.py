@@ -94,15 +94,16 @@ class JobRules:
 
 
 def render_add(job: JobRules) -> str:
-    """The job's chain counts both directions (IP bytes, the job's point of view) and drops
-    packets the job sends from any address but its own."""
+    """The job's chain counts both directions (IPv4 bytes, the job's point of view: not the
+    IPv6 link-local chatter of the veth itself) and drops packets the job sends from any
+    address but its own."""
     t = f"{FAMILY} {TABLE}"
     c, ifname = job.chain, _q(job.external_interface)
     lines = [
         render_base(),
         f"add chain {t} {c}",
-        f"add rule {t} {c} iifname {ifname} counter comment {_q(OUTGOING)}",
-        f"add rule {t} {c} oifname {ifname} counter comment {_q(INCOMING)}",
+        f"add rule {t} {c} iifname {ifname} meta nfproto ipv4 counter comment {_q(OUTGOING)}",
+        f"add rule {t} {c} oifname {ifname} meta nfproto ipv4 counter comment {_q(INCOMING)}",
     ]
     if job.internal_address is not None:
         lines.append(f"add rule {t} {c} iifname {ifname} ip saddr != {job.internal_address} drop")

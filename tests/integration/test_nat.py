@@ -493,8 +493,8 @@ def test_fast_path_rules_read_like_nft_text_and_admin_counters_are_published(san
         for ln in listed.splitlines()[2:-2]
     ]
     assert rules == [
-        f'iifname "e_{name}" counter packets 0 bytes 0 comment "Outgoing"',
-        f'oifname "e_{name}" counter packets 0 bytes 0 comment "Incoming"',
+        f'iifname "e_{name}" meta nfproto ipv4 counter packets 0 bytes 0 comment "Outgoing"',
+        f'oifname "e_{name}" meta nfproto ipv4 counter packets 0 bytes 0 comment "Incoming"',
         f'iifname "e_{name}" ip saddr != {inner} drop',
     ]
     sh(

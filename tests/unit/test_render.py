@@ -45,8 +45,10 @@ def test_base_ruleset():
 def test_add_nat_job():
     assert render_add(NAT_JOB) == BASE + "\n" + (
         "add chain inet lark LARK_s1-123_0\n"
-        'add rule inet lark LARK_s1-123_0 iifname "e_s1-123_0" counter comment "Outgoing"\n'
-        'add rule inet lark LARK_s1-123_0 oifname "e_s1-123_0" counter comment "Incoming"\n'
+        'add rule inet lark LARK_s1-123_0 iifname "e_s1-123_0" meta nfproto ipv4 counter '
+        'comment "Outgoing"\n'
+        'add rule inet lark LARK_s1-123_0 oifname "e_s1-123_0" meta nfproto ipv4 counter '
+        'comment "Incoming"\n'
         'add rule inet lark LARK_s1-123_0 iifname "e_s1-123_0" ip saddr != 192.168.181.3 drop\n'
         'add element inet lark jobs { "e_s1-123_0" : jump LARK_s1-123_0 }\n'
         "add element inet lark nat_sources { 192.168.181.3 }"
@@ -57,8 +59,8 @@ def test_add_job_without_nat_has_no_nat_element():
     job = JobRules("LARK_b1", "e_b1", ipaddress.IPv4Address("10.0.0.9"), nat=False)
     assert render_add(job) == BASE + "\n" + (
         "add chain inet lark LARK_b1\n"
-        'add rule inet lark LARK_b1 iifname "e_b1" counter comment "Outgoing"\n'
-        'add rule inet lark LARK_b1 oifname "e_b1" counter comment "Incoming"\n'
+        'add rule inet lark LARK_b1 iifname "e_b1" meta nfproto ipv4 counter comment "Outgoing"\n'
+        'add rule inet lark LARK_b1 oifname "e_b1" meta nfproto ipv4 counter comment "Incoming"\n'
         'add rule inet lark LARK_b1 iifname "e_b1" ip saddr != 10.0.0.9 drop\n'
         'add element inet lark jobs { "e_b1" : jump LARK_b1 }'
     )
@@ -67,8 +69,8 @@ def test_add_job_without_nat_has_no_nat_element():
 def test_add_job_without_an_address_has_no_spoofing_rule_and_no_nat_element():
     assert render_add(NO_ADDRESS_JOB) == BASE + "\n" + (
         "add chain inet lark LARK_p42\n"
-        'add rule inet lark LARK_p42 iifname "e_p42" counter comment "Outgoing"\n'
-        'add rule inet lark LARK_p42 oifname "e_p42" counter comment "Incoming"\n'
+        'add rule inet lark LARK_p42 iifname "e_p42" meta nfproto ipv4 counter comment "Outgoing"\n'
+        'add rule inet lark LARK_p42 oifname "e_p42" meta nfproto ipv4 counter comment "Incoming"\n'
         'add element inet lark jobs { "e_p42" : jump LARK_p42 }'
     )
 
@@ -97,7 +99,7 @@ def test_remove_nat_element_only_when_the_job_had_nat():
 
 def test_quotes_in_an_interface_name_cannot_break_out_of_the_nft_string():
     job = JobRules("LARK_x", 'e_x" drop', None, nat=False)
-    assert 'iifname "e_x drop" counter' in render_add(job)
+    assert 'iifname "e_x drop" meta nfproto ipv4 counter' in render_add(job)
     assert render_remove(job).startswith('delete element inet lark jobs { "e_x drop" }')
 
 

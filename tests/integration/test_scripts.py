@@ -1,0 +1,303 @@
+"""Admin callout scripts: arguments, stdin, failures, timeouts, counted rules, examples."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from sandbox import FILE_SIZES, SITE_ADDR
+from test_nat import FETCH_JOB, read_update_ad
+
+CONTRIB = Path(__file__).resolve().parents[2] / "contrib" / "scripts"
+
+RECORDER = """#!/bin/sh
+# record how we were called: one argument per line, then stdin
+out="{out}.$$"
+for a in "$@"; do printf '%s\\n' "$a"; done > "$out.args"
+cat > "$out.stdin"
+{extra}
+"""
+
+
+def script(sandbox, name: str, body: str) -> Path:
+    path = sandbox.tmp / name
+    path.write_text(body)
+    path.chmod(0o755)
+    return path
+
+
+def recorder(sandbox, name: str, extra: str = "") -> Path:
+    return script(sandbox, name, RECORDER.format(out=sandbox.tmp / name, extra=extra))
+
+
+def calls(sandbox, name: str) -> list[tuple[list[str], str]]:
+    found = []
+    for args in sorted(sandbox.tmp.glob(f"{name}.*.args")):
+        stdin = Path(str(args).removesuffix(".args") + ".stdin").read_text()
+        found.append((args.read_text().splitlines(), stdin))
+    return found
+
+
+def ads(sandbox) -> tuple[Path, Path]:
+    job, machine = sandbox.tmp / "job.ad", sandbox.tmp / "machine.ad"
+    job.write_text('ClusterId = 42\nProcId = 0\nOwner = "alice"\n')
+    machine.write_text('Name = "slot1@node"\nLarkStartupScript = undefined\n')
+    return job, machine
+
+
+def test_scripts_get_the_original_arguments_and_the_ads_on_stdin(sandbox, host):
+    create, delete = recorder(sandbox, "create"), recorder(sandbox, "delete")
+    job_ad, machine_ad = ads(sandbox)
+    update = sandbox.tmp / "update.ad"
+    name = sandbox.job_name()
+    r = sandbox.run_agent(
+        host,
+        *sandbox.who(),
+        "--job-ad",
+        str(job_ad),
+        "--machine-ad",
+        str(machine_ad),
+        "--update-ad",
+        str(update),
+        "--create-script",
+        str(create),
+        "--delete-script",
+        str(delete),
+        "--",
+        "true",
+    )
+    assert r.returncode == 0, r.stderr
+    ad = read_update_ad(update)
+    ext, inner = ad["LarkExternalAddressIPv4"], ad["LarkInnerAddressIPv4"]
+    [(args, stdin)] = calls(sandbox, "create")
+    assert args == [ext, inner, f"LARK_{name}", f"e_{name}"]
+    job_part, machine_part = stdin.split("------\n")
+    assert "ClusterId = 42" in job_part and 'Owner = "alice"' in job_part
+    assert 'Name = "slot1@node"' in machine_part
+    [(args, stdin_d)] = calls(sandbox, "delete")
+    assert args == [f"LARK_{name}", f"e_{name}", inner]
+    assert stdin_d == stdin
+    log = sandbox.log_file.read_text()
+    assert "create script" in log and "succeeded" in log
+
+
+def test_a_failing_create_script_stops_the_job_and_cleans_up(sandbox, host):
+    create = script(
+        sandbox, "create", "#!/bin/sh\necho 'no route to the licence server' >&2\nexit 3\n"
+    )
+    delete = recorder(sandbox, "delete")
+    marker = sandbox.tmp / "job-ran"
+    err_file = sandbox.tmp / "wrapper.err"
+    r = sandbox.run_agent(
+        host,
+        *sandbox.who(),
+        "--create-script",
+        str(create),
+        "--delete-script",
+        str(delete),
+        "--",
+        "/bin/touch",
+        str(marker),
+        env={"_CONDOR_WRAPPER_ERROR_FILE": str(err_file)},
+    )
+    assert r.returncode == 125
+    message = f"create script {create} failed (exit 3): no route to the licence server"
+    assert r.stderr.strip() == f"lark-agent: error: {message}"
+    assert err_file.read_text().strip() == f"lark-agent: {message}"
+    assert not marker.exists()
+    assert len(calls(sandbox, "delete")) == 1  # delete runs even though create failed
+    assert "stderr: no route to the licence server" in sandbox.log_file.read_text()
+
+
+def test_a_script_that_hangs_is_killed_at_the_timeout(sandbox, host):
+    create = script(sandbox, "create", "#!/bin/sh\nsleep 30 &\nsleep 30\n")
+    r = sandbox.run_agent(
+        host, *sandbox.who(), "--create-script", str(create), "--script-timeout", "1", "--", "true"
+    )
+    assert r.returncode == 125
+    assert r.stderr.strip() == (
+        f"lark-agent: error: create script {create} did not finish within 1 s and was killed"
+    )
+    out = os.popen("pgrep -f 'sleep 30' -u 0 -l").read()  # the whole group went
+    assert str(create) not in out
+
+
+def test_a_script_that_is_not_root_only_is_refused_before_anything_exists(sandbox, host):
+    create = recorder(sandbox, "create")
+    create.chmod(0o777)
+    r = sandbox.run_agent(host, *sandbox.who(), "--create-script", str(create), "--", "true")
+    assert r.returncode == 125
+    assert r.stderr.strip() == (
+        f"lark-agent: error: create script {create} must be owned by root and writable by root only"
+    )
+    r = sandbox.run_agent(
+        host, *sandbox.who(), "--create-script", str(sandbox.tmp / "nope"), "--", "true"
+    )
+    assert r.stderr.strip() == (
+        f"lark-agent: error: create script {sandbox.tmp / 'nope'}: No such file or directory"
+    )
+    assert not calls(sandbox, "create")
+
+
+def test_a_delete_script_runs_again_from_cleanup_when_it_failed(sandbox, host):
+    flag = sandbox.tmp / "fail-once"
+    flag.touch()
+    delete = recorder(sandbox, "delete", extra=f"[ -e {flag} ] && rm {flag} && exit 1\nexit 0")
+    name = sandbox.job_name()
+    r = sandbox.run_agent(host, *sandbox.who(), "--delete-script", str(delete), "--", "true")
+    assert r.returncode == 0
+    assert f"cleanup of {name} incomplete" in r.stderr
+    again = sandbox.run_agent(host, name, "--state-dir", str(sandbox.state_dir), verb="cleanup")
+    assert again.returncode == 0, again.stderr
+    assert len(calls(sandbox, "delete")) == 2
+
+
+def test_a_rule_a_script_adds_with_a_comment_is_published(sandbox, host):
+    create = script(
+        sandbox,
+        "create",
+        "#!/bin/sh\n"
+        f'nft add rule inet lark "$3" iifname "$4" ip daddr {SITE_ADDR} counter '
+        "comment '\"OutgoingSite\"'\n"
+        f'nft add rule inet lark "$3" oifname "$4" ip saddr {SITE_ADDR} counter '
+        "comment '\"IncomingSite\"'\n",
+    )
+    update = sandbox.tmp / "update.ad"
+    r = sandbox.run_agent(
+        host,
+        *sandbox.who(),
+        "--update-ad",
+        str(update),
+        "--create-script",
+        str(create),
+        "--",
+        *FETCH_JOB,
+        sandbox.url("1m"),
+    )
+    assert r.returncode == 0, r.stderr
+    ad = read_update_ad(update)
+    assert FILE_SIZES["1m"] <= ad["NetworkIncomingSite"] == ad["NetworkIncoming"]
+    assert 0 < ad["NetworkOutgoingSite"] == ad["NetworkOutgoing"]
+
+
+def test_the_job_ad_cannot_name_a_script(sandbox, host):
+    evil = recorder(sandbox, "evil")
+    job_ad = sandbox.tmp / "job.ad"
+    job_ad.write_text(
+        f'LarkStartupScript = "{evil}"\nLarkCleanupScript = "{evil}"\n'
+        'NETWORK_NAMESPACE_CREATE_SCRIPT = "/bin/sh -c reboot"\n'
+    )
+    r = sandbox.run_agent(host, *sandbox.who(), "--job-ad", str(job_ad), "--", "true")
+    assert r.returncode == 0, r.stderr
+    assert not calls(sandbox, "evil")
+
+
+def test_the_machine_ad_may_name_the_scripts(sandbox, host):
+    create, delete = recorder(sandbox, "create"), recorder(sandbox, "delete")
+    machine = sandbox.tmp / "machine.ad"
+    machine.write_text(f'LarkStartupScript = "{create}"\nLarkCleanupScript = "{delete}"\n')
+    r = sandbox.run_agent(host, *sandbox.who(), "--machine-ad", str(machine), "--", "true")
+    assert r.returncode == 0, r.stderr
+    assert len(calls(sandbox, "create")) == len(calls(sandbox, "delete")) == 1
+    assert stat.S_IMODE(create.stat().st_mode) == 0o755
+
+
+def contrib_script(sandbox, name: str, setting: str, value: str) -> Path:
+    """A shipped example with its one setting pointed at the sandbox."""
+    text = (CONTRIB / name).read_text()
+    lines = [
+        f'{setting}="{value}"' if ln.startswith(f"{setting}=") else ln for ln in text.split("\n")
+    ]
+    return script(sandbox, name, "\n".join(lines))
+
+
+CONNECT = (
+    "import socket, sys\n"
+    "try:\n"
+    "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()\n"
+    "    print('connected')\n"
+    "except OSError:\n"
+    "    print('blocked')\n"
+)
+
+
+def test_contrib_examples_split_accounting_block_and_log(sandbox, host):
+    split = contrib_script(sandbox, "lark-split-accounting", "INTERNAL", f"{SITE_ADDR}/32")
+    log = sandbox.tmp / "counters.log"
+    logger = contrib_script(sandbox, "lark-log-counters", "LOG", str(log))
+    job_ad = sandbox.tmp / "job.ad"
+    job_ad.write_text('GlobalJobId = "schedd#42.0#1"\n')
+    update = sandbox.tmp / "update.ad"
+    r = sandbox.run_agent(
+        host,
+        *sandbox.who(),
+        "--job-ad",
+        str(job_ad),
+        "--update-ad",
+        str(update),
+        "--create-script",
+        str(split),
+        "--delete-script",
+        str(logger),
+        "--",
+        *FETCH_JOB,
+        sandbox.url("1m"),
+    )
+    assert r.returncode == 0, r.stderr
+    ad = read_update_ad(update)
+    assert ad["NetworkIncomingInternal"] == ad["NetworkIncoming"] >= FILE_SIZES["1m"]
+    assert ad["NetworkOutgoingInternal"] == ad["NetworkOutgoing"] > 0
+    [line] = log.read_text().splitlines()
+    assert "job=schedd#42.0#1" in line and f"chain=LARK_{sandbox.job_name()}" in line
+    assert f"Incoming={ad['NetworkIncoming']}" in line
+    assert f"IncomingInternal={ad['NetworkIncomingInternal']}" in line
+
+    block = contrib_script(sandbox, "lark-block-networks", "BLOCKED", f"{SITE_ADDR}/32")
+    r = sandbox.run_agent(
+        host,
+        *sandbox.who(sandbox.job_name("j2")),
+        "--update-ad",
+        str(update),
+        "--create-script",
+        str(block),
+        "--",
+        "/usr/bin/python3",
+        "-I",
+        "-c",
+        CONNECT,
+        SITE_ADDR,
+        "8080",
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "blocked"
+    assert read_update_ad(update)["NetworkOutgoingBlocked"] > 0
+
+
+def test_contrib_split_accounting_in_bridge_mode(sandbox, host):
+    sandbox.kept_links.add("lark")
+    split = contrib_script(sandbox, "lark-split-accounting", "INTERNAL", f"{SITE_ADDR}/32")
+    update = sandbox.tmp / "update.ad"
+    r = sandbox.run_agent(
+        host,
+        *sandbox.who(),
+        "--update-ad",
+        str(update),
+        "--network-type",
+        "bridge",
+        "--bridge-device",
+        "uplink",
+        "--address-type",
+        "static",
+        "--static-address",
+        "10.77.0.60/24",
+        "--create-script",
+        str(split),
+        "--",
+        *FETCH_JOB,
+        sandbox.url("1m"),
+    )
+    assert r.returncode == 0, r.stderr
+    ad = read_update_ad(update)
+    # on a LAN a few other packets may reach the job; the site's are nearly all of it
+    assert FILE_SIZES["1m"] <= ad["NetworkIncomingInternal"] <= ad["NetworkIncoming"]
