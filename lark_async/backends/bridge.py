@@ -24,23 +24,29 @@ log = logging.getLogger("lark.bridge")
 def ensure_bridge(channel: rtnl.Channel, name: str, device: str | None, lock_dir: Path) -> int:
     """The bridge's index; made from ``device`` when it does not exist yet."""
     found = channel.link(name)
-    if found is not None:
-        return _usable(name, found)
-    if device is None:
-        raise ConfigError(
-            f"bridge {name} does not exist and no LARK_BRIDGE_DEVICE is set to make it from"
-        )
+    if found is not None and found.kind == "bridge" and found.up:
+        return found.index  # the usual case, without the lock
+    if found is None and device is None:
+        raise _no_device(name)
     with map_errors(f"create lock directory {lock_dir}"):
         lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(lock_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        found = channel.link(name)  # made by another agent while we waited
+        found = channel.link(name)  # made by another agent while we waited (it is up now)
         if found is not None:
             return _usable(name, found)
+        if device is None:
+            raise _no_device(name)
         return _make(channel, name, device)
     finally:
         os.close(fd)
+
+
+def _no_device(name: str) -> ConfigError:
+    return ConfigError(
+        f"bridge {name} does not exist and no LARK_BRIDGE_DEVICE is set to make it from"
+    )
 
 
 def _usable(name: str, link: rtnl.Link) -> int:
