@@ -111,6 +111,18 @@ def _settings_flags(p: argparse.ArgumentParser) -> None:
         "counts as failed (default 30)",
     )
     g.add_argument(
+        "--policy-script",
+        metavar="PATH",
+        help="STARTER_NETWORK_POLICY_SCRIPT_PATH: gets the job ad, ------ and the machine ad "
+        "on stdin and may print LarkNetworkType, LarkAddressType, LarkNetworkAccounting to "
+        "override the decision; failure or other output refuses the job",
+    )
+    g.add_argument(
+        "--allowed-network-types",
+        metavar="LIST",
+        help="LARK_ALLOWED_NETWORK_TYPES: the types a job may ask for (default: nat, none)",
+    )
+    g.add_argument(
         "--bridge-wait",
         dest="bridge_wait_s",
         metavar="S",

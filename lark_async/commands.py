@@ -34,6 +34,8 @@ SETTING_FIELDS = (
     "create_script",
     "delete_script",
     "script_timeout_s",
+    "policy_script",
+    "allowed_network_types",
 )
 
 
@@ -66,7 +68,8 @@ def _report_cleanup(errors: list[LarkError], name: str) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     import trio
 
-    from . import ads, plan, settings
+    from . import ads, plan, policy, settings
+    from .callouts import Script
     from .jobproc import resolve_user
     from .supervisor import RunRequest, Supervisor
 
@@ -77,6 +80,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     resolved = settings.resolve_settings(
         _cli_settings(args), machine_ad, job_ad, settings.htcondor_config()
     )
+    resolved = policy.decide(resolved, job_ad)
+    if resolved.policy_script is not None:
+        script = Script("policy", resolved.policy_script, resolved.script_timeout_s)
+        resolved = policy.run_policy_script(resolved, script, job_ad, machine_ad)
     user = resolve_user(args.user, args.allow_root, os.environ.get("SUDO_USER"))
     name = plan.derive_job_name(args.name, job_ad, machine_ad, os.getpid())
     job_plan = plan.derive_plan(resolved, name)

@@ -45,6 +45,10 @@ class Settings:
     create_script: str | None = None
     delete_script: str | None = None
     script_timeout_s: float = 30.0
+    policy_script: str | None = None
+    allowed_network_types: tuple[str, ...] = ("nat", "none")  # what a job may ask for
+    allowed_address_types: tuple[str, ...] = ADDRESS_TYPES
+    force_accounting: bool = False  # a job may not turn accounting off
 
 
 def _bool(value: Any) -> bool:
@@ -132,6 +136,17 @@ def _seconds(low: float, high: float) -> Callable[[Any], float]:
     return parse
 
 
+def _choices(choices: tuple[str, ...]) -> Callable[[Any], tuple[str, ...]]:
+    def parse(value: Any) -> tuple[str, ...]:
+        words = [w.strip().lower() for w in str(value).replace(",", " ").split()]
+        bad = [w for w in words if w not in choices]
+        if bad or not words:
+            raise ValueError(f"is not a list of {', '.join(choices)}")
+        return tuple(dict.fromkeys(words))
+
+    return parse
+
+
 def _program(value: Any) -> str:
     text = str(value).strip()
     if not text.startswith("/") or "\0" in text:
@@ -173,6 +188,20 @@ KNOBS = (
     _Knob("create_script", "NETWORK_NAMESPACE_CREATE_SCRIPT", "LarkStartupScript", _program),
     _Knob("delete_script", "NETWORK_NAMESPACE_DELETE_SCRIPT", "LarkCleanupScript", _program),
     _Knob("script_timeout_s", "LARK_SCRIPT_TIMEOUT", None, _seconds(1, 3600)),
+    _Knob("policy_script", "STARTER_NETWORK_POLICY_SCRIPT_PATH", None, _program),
+    _Knob(
+        "allowed_network_types",
+        "LARK_ALLOWED_NETWORK_TYPES",
+        "LarkAllowedNetworkTypes",
+        _choices(NETWORK_TYPES),
+    ),
+    _Knob(
+        "allowed_address_types",
+        "LARK_ALLOWED_ADDRESS_TYPES",
+        "LarkAllowedAddressTypes",
+        _choices(ADDRESS_TYPES),
+    ),
+    _Knob("force_accounting", "LARK_FORCE_ACCOUNTING", None, _bool),
 )
 
 

@@ -179,9 +179,9 @@ def test_job_ad_cannot_choose_settings_or_scripts(sandbox, host):
     job = sandbox.tmp / "job.ad"
     marker = sandbox.tmp / "pwned"
     job.write_text(
-        f'ClusterId = 9\nProcId = 1\nLarkNetworkType = "none"\n'
+        f'ClusterId = 9\nProcId = 1\nLarkAllowedNetworkTypes = "bridge"\n'
         f'LarkStartupScript = "/bin/touch {marker}"\nLarkLocalNetwork = "10.0.0.0/8"\n'
-    )
+    )  # (a job may *ask* for a network type: see test_job_policy.py)
     ad = sandbox.tmp / "u.ad"
     r = sandbox.run_agent(
         host,
