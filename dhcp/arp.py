@@ -42,7 +42,7 @@ class ProbeConfig:
     announce: bool = True  # one gratuitous ARP once the address is ours
 
 
-FAST = ProbeConfig(initial_wait_s=0.0, count=2, interval_s=(0.05, 0.1), final_wait_s=0.2)
+FAST = ProbeConfig(initial_wait_s=0.0, count=2, interval_s=(0.02, 0.05), final_wait_s=0.1)
 
 
 @dataclass(frozen=True)

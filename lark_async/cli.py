@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--probe",
         choices=("fast", "rfc", "off"),
         default="fast",
-        help="address-conflict probe before using a lease: fast (2 probes, about 0.3 s; "
+        help="address-conflict probe before using a lease: fast (2 probes, about 0.15 s; "
         "default), rfc (RFC 5227's timings, 4-7 s) or off",
     )
 
