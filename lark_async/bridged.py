@@ -54,8 +54,16 @@ class JobSide:
             raise
 
     def close(self) -> None:
-        self.sockets.close()
-        self.channel.close()
+        for close in self.closers():
+            close()
+
+    def closers(self) -> list[Callable[[], None]]:
+        """One call per socket, to close them in parallel (see Supervisor.teardown)."""
+        s = self.sockets
+        found = [s.raw.close, s.close_udp, self.channel.close]
+        if s.arp is not None:
+            found.append(s.arp.close)
+        return found
 
 
 def lease_attributes(lease: Lease, mac: bytes, now_monotonic: float) -> dict[str, object]:

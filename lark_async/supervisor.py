@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -388,9 +389,21 @@ class Supervisor:
             self.job.close()
         if self.bridged is not None:  # RELEASE while the link is still there
             await self.bridged.release()
+        closing: list[threading.Thread] = []
         if self.job_side is not None:
-            self.job_side.close()
+            # closing a packet socket waits out an RCU grace period (~10 ms each): let that
+            # overlap with the undo below instead of adding to it
+            closing = [threading.Thread(target=c, daemon=True) for c in self.job_side.closers()]
+            for thread in closing:
+                thread.start()
             self.job_side = None
+        try:
+            return await self._undo()
+        finally:
+            for thread in closing:
+                await trio.to_thread.run_sync(thread.join)
+
+    async def _undo(self) -> list[LarkError]:
         if self.record is None:
             return []
         lease = self.lease
