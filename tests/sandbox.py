@@ -11,6 +11,7 @@ interfaces, routes or firewall.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -241,9 +242,14 @@ class Sandbox:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-        for ns in netns_list():
-            if ns.startswith((f"lark-{self.prefix}", f"{self.prefix}-")):
-                sh("ip", "netns", "del", ns, check=False)
+        mine = (f"lark-{self.prefix}", f"{self.prefix}-")
+        ours = [ns for ns in netns_list() if ns.startswith(mine)]
+        for ns in ours:  # whatever a failed test left running in them (a job, a server)
+            for pid in _pids_in(ns):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        for ns in ours:
+            sh("ip", "netns", "del", ns, check=False)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -337,19 +343,26 @@ def new_prefix() -> str:
     return f"{TEST_PREFIX}{secrets.token_hex(2)}"
 
 
-def _has_processes(netns: str) -> bool:
+def _pids_in(netns: str) -> list[int]:
+    """Processes in a named network namespace."""
     try:
-        target = os.stat(f"/run/netns/{netns}").st_ino
-    except FileNotFoundError:
-        return False
+        target = os.stat(f"/run/netns/{netns}")
+    except OSError:
+        return []
+    found = []
     for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
             try:
-                if os.stat(f"/proc/{entry.name}/ns/net").st_ino == target:
-                    return True
+                st = os.stat(f"/proc/{entry.name}/ns/net")
             except OSError:
                 continue
-    return False
+            if st.st_ino == target.st_ino:
+                found.append(int(entry.name))
+    return found
+
+
+def _has_processes(netns: str) -> bool:
+    return bool(_pids_in(netns))
 
 
 def sweep_stale() -> None:

@@ -243,7 +243,7 @@ def test_two_hosts_bridged_jobs_one_serves_the_other_fetches(sandbox):
     ad_a, ad_b = sandbox.tmp / "a.ad", sandbox.tmp / "b.ad"
     server = sandbox.start_agent(
         a,
-        *sandbox.who("srv"),
+        *sandbox.who(f"{sandbox.prefix}s"),
         "--update-ad",
         str(ad_a),
         *flags,
@@ -258,12 +258,13 @@ def test_two_hosts_bridged_jobs_one_serves_the_other_fetches(sandbox):
     try:
         address = wait_for_value(ad_a, "LarkInnerAddressIPv4")
         sandbox.wait_for_port(b.netns, address, 8000)  # from host B itself, not counted
-    except BaseException:
-        server.kill()
-        raise
+    except BaseException as exc:
+        server.terminate()  # the agent stops its job and cleans up
+        _, err = server.communicate(timeout=30)
+        raise AssertionError(f"{exc}\nagent: {err}\nlog: {sandbox.log_file.read_text()}") from exc
     fetched = sandbox.run_agent(
         b,
-        *sandbox.who("cli"),
+        *sandbox.who(f"{sandbox.prefix}c"),
         "--update-ad",
         str(ad_b),
         *flags,
