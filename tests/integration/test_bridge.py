@@ -259,9 +259,24 @@ def test_two_hosts_bridged_jobs_one_serves_the_other_fetches(sandbox):
         address = wait_for_value(ad_a, "LarkInnerAddressIPv4")
         sandbox.wait_for_port(b.netns, address, 8000)  # from host B itself, not counted
     except BaseException as exc:
+        job_ns = f"lark-{sandbox.prefix}s"
+        seen = "\n".join(
+            f"$ {' '.join(cmd)} [{ns}]\n" + sh(*cmd, netns=ns, check=False).stdout
+            for ns, cmd in (
+                (a.netns, ("nft", "list", "table", "bridge", "lark")),
+                (a.netns, ("bridge", "fdb", "show", "br", "lark")),
+                (a.netns, ("ip", "-d", "link", "show")),
+                (job_ns, ("ip", "addr")),
+                (job_ns, ("ip", "neigh")),
+                (job_ns, ("ss", "-ltn")),
+                (b.netns, ("ip", "neigh")),
+                (sandbox.site, ("bridge", "fdb", "show", "br", "br0")),
+            )
+        )
         server.terminate()  # the agent stops its job and cleans up
         _, err = server.communicate(timeout=30)
-        raise AssertionError(f"{exc}\nagent: {err}\nlog: {sandbox.log_file.read_text()}") from exc
+        log = sandbox.log_file.read_text()
+        raise AssertionError(f"{exc}\nagent: {err}\nlog: {log}\n{seen}") from exc
     fetched = sandbox.run_agent(
         b,
         *sandbox.who(f"{sandbox.prefix}c"),
