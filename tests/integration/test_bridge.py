@@ -188,7 +188,7 @@ def test_no_dhcp_server_is_a_clear_error_within_the_timeout(sandbox, host):
 
 
 SERVE = """
-import http.server, sys, time
+import http.server, socketserver, sys, time
 size, linger = int(sys.argv[1]), float(sys.argv[2])
 served = []
 
@@ -203,7 +203,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-server = http.server.HTTPServer(("0.0.0.0", 8000), Handler)
+class Server(http.server.HTTPServer):
+    def server_bind(self):  # HTTPServer's would look up its own name (DNS) before listening
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = "job", 8000
+
+server = Server(("0.0.0.0", 8000), Handler)
 server.timeout = 60
 while not served:  # probes that only connect do not count
     server.handle_request()
