@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from .backends import address, netns, nft
+from .backends import address, iptables, netns, nft
 from .callouts import Script, run_script
 from .errors import KernelError, LarkError
 from .jobproc import kill_netns_processes
@@ -33,6 +33,8 @@ def _undo_script(details: dict) -> None:
 def _undo_firewall(details: dict) -> None:
     if details.get("family") == nft.BRIDGE_FAMILY:
         nft.discard_bridge_job(nft.BridgeRules.from_record(details))
+    elif details.get("family") == "iptables":
+        iptables.discard_job(iptables.IptablesRules.from_record(details))
     else:
         nft.discard_job(nft.JobRules.from_record(details))
 

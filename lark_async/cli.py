@@ -92,6 +92,18 @@ def _settings_flags(p: argparse.ArgumentParser) -> None:
         "--gateway", metavar="ADDR", help="LarkGateway: default route for a static address"
     )
     g.add_argument(
+        "--firewall-backend",
+        choices=("nftables", "iptables"),
+        help="LARK_FIREWALL_BACKEND: nftables (default) or iptables (NAT mode; a chain named "
+        "LarkIptableName in the filter table, for admin scripts that use iptables)",
+    )
+    g.add_argument(
+        "--iptables",
+        dest="iptables_command",
+        choices=("iptables", "iptables-nft", "iptables-legacy"),
+        help="LARK_IPTABLES: which iptables build the iptables backend uses (default iptables)",
+    )
+    g.add_argument(
         "--create-script",
         metavar="PATH",
         help="NETWORK_NAMESPACE_CREATE_SCRIPT: run as PATH EXTERNAL_IP INTERNAL_IP CHAIN VETH "
@@ -258,6 +270,21 @@ def build_parser() -> argparse.ArgumentParser:
         default="fast",
         help="address-conflict probe before using a lease: fast (2 probes, about 0.15 s; "
         "default), rfc (RFC 5227's timings, 4-7 s) or off",
+    )
+
+    dump = sub.add_parser(
+        "dump-firewall",
+        help="every Lark chain and rule with its packet and byte counters",
+        description="Print Lark's nftables tables (inet lark, bridge lark) and Lark's iptables "
+        "chains, jumps and masquerade rules, with packet and byte counters, as a person reads "
+        "them (the original lark_dump_firewall).",
+    )
+    dump.add_argument(
+        "--iptables",
+        dest="iptables_command",
+        default="iptables",
+        choices=("iptables", "iptables-nft", "iptables-legacy"),
+        help="which iptables build to read (default iptables)",
     )
 
     nst = sub.add_parser(

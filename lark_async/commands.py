@@ -36,6 +36,8 @@ SETTING_FIELDS = (
     "script_timeout_s",
     "policy_script",
     "allowed_network_types",
+    "firewall_backend",
+    "iptables_command",
 )
 
 
@@ -258,8 +260,31 @@ def cmd_dhcp_test(args: argparse.Namespace) -> int:
     return run(where, options)
 
 
+def cmd_dump_firewall(args: argparse.Namespace) -> int:
+    import shutil
+
+    from .backends import iptables, nft
+
+    _need_root()
+    shown = False
+    for family in (nft.FAMILY, nft.BRIDGE_FAMILY):
+        text = nft.dump_table(family)
+        if text:
+            print(f"# nftables: table {family} {nft.TABLE}\n{text.rstrip()}\n")
+            shown = True
+    if shutil.which(args.iptables_command):
+        text = iptables.dump(args.iptables_command)
+        if text.strip():
+            print(f"# iptables ({args.iptables_command}): Lark's chains and rules\n{text}\n")
+            shown = True
+    if not shown:
+        print("no Lark firewall rules on this node")
+    return 0
+
+
 def dispatch(args: argparse.Namespace) -> int:
     verbs = {
+        "dump-firewall": cmd_dump_firewall,
         "dhcp-test": cmd_dhcp_test,
         "run": cmd_run,
         "cleanup": cmd_cleanup,

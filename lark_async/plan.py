@@ -31,6 +31,8 @@ class JobNetwork:
     bridge: Bridge | None = None  # bridge mode only
     create_script: Script | None = None
     delete_script: Script | None = None
+    firewall_backend: str = "nftables"
+    iptables_command: str = "iptables"
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,11 @@ def derive_plan(settings: Settings, name: str) -> JobNetwork:
     elif mode == "bridge":
         address_type = address_type or "dhcp"
         bridge = _bridge(settings, address_type)
+        if settings.firewall_backend == "iptables":
+            raise ConfigError(
+                'bridge mode needs LARK_FIREWALL_BACKEND "nftables": bridged frames do not '
+                "pass iptables"
+            )
     else:
         address_type = None
     return JobNetwork(
@@ -132,6 +139,8 @@ def derive_plan(settings: Settings, name: str) -> JobNetwork:
         bridge=bridge,
         create_script=_script("create", settings.create_script, settings, mode),
         delete_script=_script("delete", settings.delete_script, settings, mode),
+        firewall_backend=settings.firewall_backend,
+        iptables_command=settings.iptables_command,
     )
 
 

@@ -21,6 +21,8 @@ from .errors import ConfigError
 
 NETWORK_TYPES = ("nat", "bridge", "none")
 ADDRESS_TYPES = ("local", "dhcp", "static")
+FIREWALL_BACKENDS = ("nftables", "iptables")
+IPTABLES_COMMANDS = ("iptables", "iptables-nft", "iptables-legacy")
 DEFAULT_STATE_DIR = "/run/lark/state"
 DEFAULT_LOCK_DIR = "/run/lark/lock"
 
@@ -49,6 +51,8 @@ class Settings:
     allowed_network_types: tuple[str, ...] = ("nat", "none")  # what a job may ask for
     allowed_address_types: tuple[str, ...] = ADDRESS_TYPES
     force_accounting: bool = False  # a job may not turn accounting off
+    firewall_backend: str = "nftables"
+    iptables_command: str = "iptables"  # or iptables-nft / iptables-legacy: pick a build
 
 
 def _bool(value: Any) -> bool:
@@ -202,6 +206,8 @@ KNOBS = (
         _choices(ADDRESS_TYPES),
     ),
     _Knob("force_accounting", "LARK_FORCE_ACCOUNTING", None, _bool),
+    _Knob("firewall_backend", "LARK_FIREWALL_BACKEND", None, _choice(FIREWALL_BACKENDS)),
+    _Knob("iptables_command", "LARK_IPTABLES", None, _choice(IPTABLES_COMMANDS)),
 )
 
 

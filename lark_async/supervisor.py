@@ -22,7 +22,7 @@ import trio
 
 from . import ads, callouts
 from .accounting import derive_accounting
-from .backends import address, netns, nft, rtnl
+from .backends import address, iptables, netns, nft, rtnl
 from .backends.bridge import ensure_bridge, wait_forwarding
 from .bridged import BridgeAddress, JobSide
 from .cleanup import undo_record
@@ -65,7 +65,7 @@ class Supervisor:
         self.plan = request.plan
         self.record: Record | None = None
         self.lease: address.AddressLease | None = None
-        self.rules: nft.JobRules | nft.BridgeRules | None = None
+        self.rules: nft.JobRules | nft.BridgeRules | iptables.IptablesRules | None = None
         self.bridged: BridgeAddress | None = None  # bridge mode: the job's LAN address
         self.job_side: JobSide | None = None
         self.job: Job | None = None
@@ -188,11 +188,19 @@ class Supervisor:
         await self._step_done("netns")
         if addresses is not None:
             netns.enable_forwarding()
-            self.rules = nft.JobRules(
-                plan.chain, plan.external_interface, addresses.internal, nat=True
-            )
-            record.note("firewall", **self.rules.to_record())
-            nft.apply_job(self.rules)
+            if plan.firewall_backend == "iptables":
+                rules: nft.JobRules | iptables.IptablesRules = iptables.IptablesRules(
+                    plan.iptables_command, plan.chain, plan.external_interface, addresses.internal
+                )
+                record.note("firewall", **rules.to_record())
+                await trio.to_thread.run_sync(iptables.apply_job, rules)
+            else:
+                rules = nft.JobRules(
+                    plan.chain, plan.external_interface, addresses.internal, nat=True
+                )
+                record.note("firewall", **rules.to_record())
+                nft.apply_job(rules)
+            self.rules = rules
             await self._step_done("firewall")
 
     async def _setup_bridged(self, record: Record, nursery: trio.Nursery) -> None:
@@ -270,7 +278,8 @@ class Supervisor:
         env = {
             "LARK_JOB_NAME": plan.name,
             "LARK_NETWORK_TYPE": plan.mode,
-            "LARK_FIREWALL_BACKEND": "nftables",
+            "LARK_FIREWALL_BACKEND": plan.firewall_backend,
+            "LARK_IPTABLES": plan.iptables_command,
         }
         if plan.delete_script is not None:
             record.note(
@@ -348,11 +357,17 @@ class Supervisor:
     async def _read_counters(self) -> None:
         if self.rules is None or not self.plan.accounting:
             return
-        family = nft.BRIDGE_FAMILY if isinstance(self.rules, nft.BridgeRules) else nft.FAMILY
+        rules = self.rules
         try:
-            self.last_counters = await trio.to_thread.run_sync(
-                nft.read_counters, self.rules.chain, family
-            )
+            if isinstance(rules, iptables.IptablesRules):
+                self.last_counters = await trio.to_thread.run_sync(
+                    iptables.read_counters, rules.command, rules.chain
+                )
+            else:
+                family = nft.BRIDGE_FAMILY if isinstance(rules, nft.BridgeRules) else nft.FAMILY
+                self.last_counters = await trio.to_thread.run_sync(
+                    nft.read_counters, rules.chain, family
+                )
         except LarkError as exc:
             log.warning(
                 "%s: counters unavailable, keeping the last values: %s", self.plan.name, exc

@@ -220,6 +220,7 @@ class Sandbox:
                 if name not in ("lo", "uplink", *self.kept_links):
                     found.append(f"link {name} in {host.netns}")
             found += [f"{item} in {host.netns}" for item in nft_job_objects(host.netns)]
+            found += [f"{item} in {host.netns}" for item in iptables_job_objects(host.netns)]
         for d in (self.state_dir, self.lock_dir):
             if d.exists():
                 found += [f"file {p}" for p in d.iterdir()]
@@ -337,6 +338,17 @@ def start_kea(
     )
     assert wait_for(lambda: log.exists() and "DHCP4_STARTED" in log.read_text(), 10), proc
     return log, proc
+
+
+def iptables_job_objects(netns: str) -> list[str]:
+    """Lark's chains, jumps and masquerade rules in either iptables build of a namespace."""
+    found = []
+    for save in ("iptables-nft-save", "iptables-legacy-save"):
+        if shutil.which(save) is None:
+            continue
+        out = sh(save, netns=netns, check=False).stdout
+        found += [f"{save}: {line}" for line in out.splitlines() if "LARK_" in line]
+    return found
 
 
 def new_prefix() -> str:

@@ -373,3 +373,13 @@ def set_bridge_addresses(job: BridgeRules, addresses: list[ipaddress.IPv4Address
     if addresses:
         lines.append(f"add element {t} {ips} {{ {', '.join(map(str, addresses))} }}")
     nft().run("\n".join(lines), f"set the addresses of {job.chain}")
+
+
+def dump_table(family: str) -> str:
+    """``nft list table`` of Lark's table in ``family`` with counters; empty when absent."""
+    try:
+        return nft().run(f"list table {family} {TABLE}", f"list table {family} {TABLE}")
+    except NftError as exc:
+        if _missing(exc):
+            return ""
+        raise

@@ -1,0 +1,144 @@
+"""The same NAT checks against each firewall backend: nftables, and iptables in both builds."""
+
+from __future__ import annotations
+
+import pytest
+from sandbox import FILE_SIZES, SITE_ADDR, iptables_job_objects, sh
+from test_nat import FETCH_JOB, PY, read_update_ad
+from test_scripts import contrib_script, script
+
+BACKENDS = {
+    "nftables": ("--firewall-backend", "nftables"),
+    "iptables-nft": ("--firewall-backend", "iptables", "--iptables", "iptables-nft"),
+    "iptables-legacy": ("--firewall-backend", "iptables", "--iptables", "iptables-legacy"),
+}
+
+
+@pytest.fixture(params=list(BACKENDS))
+def backend(request) -> tuple[str, ...]:
+    return BACKENDS[request.param]
+
+
+def test_download_counted_and_nothing_left(sandbox, host, backend):
+    update = sandbox.tmp / "update.ad"
+    r = sandbox.run_agent(
+        host,
+        *sandbox.who(),
+        "--update-ad",
+        str(update),
+        *backend,
+        "--",
+        *FETCH_JOB,
+        sandbox.url("1m"),
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(FILE_SIZES["1m"])
+    ad = read_update_ad(update)
+    assert FILE_SIZES["1m"] <= ad["NetworkIncoming"] <= FILE_SIZES["1m"] * 1.06
+    assert 0 < ad["NetworkOutgoing"] < FILE_SIZES["1m"] * 0.05
+    assert ad["LarkIptableName"] == f"LARK_{sandbox.job_name()}"
+
+
+def test_an_admin_rule_in_the_jobs_chain_is_counted(sandbox, host, backend):
+    if backend[1] == "nftables":
+        rule = (
+            f'nft add rule inet lark "$3" iifname "$4" ip daddr {SITE_ADDR} counter '
+            "comment '\"OutgoingSite\"'"
+        )
+    else:  # the original contract: iptables -A "$3" ...
+        rule = (
+            f'"$LARK_IPTABLES" -w -A "$3" -i "$4" -d {SITE_ADDR} -m comment --comment OutgoingSite'
+        )
+    create = script(sandbox, "create", f"#!/bin/sh\nset -e\n{rule}\n")
+    update = sandbox.tmp / "update.ad"
+    r = sandbox.run_agent(
+        host,
+        *sandbox.who(),
+        "--update-ad",
+        str(update),
+        *backend,
+        "--create-script",
+        str(create),
+        "--",
+        *FETCH_JOB,
+        sandbox.url("1m"),
+    )
+    assert r.returncode == 0, r.stderr
+    ad = read_update_ad(update)
+    assert 0 < ad["NetworkOutgoingSite"] == ad["NetworkOutgoing"]
+
+
+def test_contrib_split_accounting(sandbox, host, backend):
+    split = contrib_script(sandbox, "lark-split-accounting", "INTERNAL", f"{SITE_ADDR}/32")
+    update = sandbox.tmp / "update.ad"
+    r = sandbox.run_agent(
+        host,
+        *sandbox.who(),
+        "--update-ad",
+        str(update),
+        *backend,
+        "--create-script",
+        str(split),
+        "--",
+        *FETCH_JOB,
+        sandbox.url("1m"),
+    )
+    assert r.returncode == 0, r.stderr
+    ad = read_update_ad(update)
+    assert ad["NetworkIncomingInternal"] == ad["NetworkIncoming"] >= FILE_SIZES["1m"]
+
+
+SPOOF = (
+    "import socket, subprocess, sys\n"
+    "subprocess.run(['ip', 'addr', 'add', '192.168.181.250/32', 'dev', sys.argv[2]], check=True)\n"
+    "s = socket.socket(); s.settimeout(1)\n"
+    "s.bind(('192.168.181.250', 0))\n"
+    "try:\n"
+    "    s.connect((sys.argv[1], 8080)); print('connected')\n"
+    "except OSError:\n"
+    "    print('blocked')\n"
+)
+
+
+def test_a_job_cannot_send_from_another_address(sandbox, host, backend):
+    name = sandbox.job_name()
+    r = sandbox.run_agent(
+        host,
+        "--user",
+        "root",
+        "--allow-root",
+        "--name",
+        name,
+        *backend,
+        "--",
+        PY,
+        "-I",
+        "-c",
+        SPOOF,
+        SITE_ADDR,
+        f"i_{name}",
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "blocked"
+
+
+def test_dump_firewall_shows_the_jobs_chain_with_counters(sandbox, host, backend):
+    agent = sandbox.start_agent(host, *sandbox.who(), *backend, "--", "sleep", "30")
+    try:
+        chain = f"LARK_{sandbox.job_name()}"
+        for _ in range(100):
+            out = sh(
+                *sandbox.agent_argv(host, verb="dump-firewall")[2:],
+                *backend[2:],
+                netns=host.netns,
+            ).stdout
+            if chain in out:
+                break
+        assert chain in out, out
+        assert "Outgoing" in out and "Incoming" in out
+        if backend[1] == "iptables":
+            assert f"Chain {chain}" in out and "MASQUERADE" in out
+            assert iptables_job_objects(host.netns)
+    finally:
+        agent.terminate()
+        agent.communicate(timeout=30)
