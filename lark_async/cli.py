@@ -287,6 +287,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="which iptables build to read (default iptables)",
     )
 
+    sda = sub.add_parser(
+        "startd-attrs",
+        help="print this node's Lark attributes for STARTD_CRON (HasLark, LarkNetworkTypes, ...)",
+        description="Print, as ClassAd attributes for a STARTD_CRON job, what this node offers: "
+        "HasLark, LarkVersion, LarkNetworkTypes (what jobs may ask for), "
+        "LarkDefaultNetworkType, LarkFirewallBackend, LarkBridgeAvailable and "
+        "LarkLocalAddressesFree, from the HTCondor config (and the flags below).",
+    )
+    _settings_flags(sda)
+
     nst = sub.add_parser(
         "netns-test",
         help="full NAT setup, a child that fetches a URL, accounting printed, cleanup",
