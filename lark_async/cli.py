@@ -10,6 +10,7 @@ import traceback
 from pathlib import Path
 from typing import NoReturn
 
+from . import userfiles
 from .errors import EXIT_SETUP_FAILED, EXIT_USAGE, LarkError, UsageError
 
 PROG = "lark-agent"
@@ -272,6 +273,18 @@ def build_parser() -> argparse.ArgumentParser:
         "default), rfc (RFC 5227's timings, 4-7 s) or off",
     )
 
+    wrap = sub.add_parser(
+        "wrap",
+        help="the root side of contrib/htcondor/lark-job-wrapper (through sudo; no options)",
+        description="Run JOB as the sudo caller with Lark's network, taking every setting from "
+        "root-owned places only: the HTCondor config, and the machine ad only when its file "
+        "is root-owned. The job's environment comes on file descriptor 3 (NUL-separated, as "
+        "`env -0` prints it); the job's ads, update ad and wrapper error file are read and "
+        "written with the job user's permissions. Meant for the sudo rule in "
+        "contrib/htcondor/50-lark.sudoers.",
+    )
+    wrap.add_argument("job", nargs=argparse.REMAINDER, metavar="-- JOB [ARGS...]")
+
     dump = sub.add_parser(
         "dump-firewall",
         help="every Lark chain and rule with its packet and byte counters",
@@ -346,7 +359,7 @@ def _wrapper_error(message: str) -> None:
     if not path:
         return
     try:
-        with open(path, "a") as f:
+        with userfiles.as_owner(), open(path, "a") as f:
             f.write(f"{PROG}: {message}\n")
     except OSError as exc:
         log.warning("cannot write $_CONDOR_WRAPPER_ERROR_FILE %s: %s", path, exc.strerror)
@@ -386,6 +399,10 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         if hasattr(args, "log_file"):
             log_path = _setup_logging(args.log_file, args.verbose)
+        elif command == "wrap":  # no options through sudo: the log file is the admin's
+            from .settings import htcondor_config
+
+            log_path = _setup_logging(htcondor_config().get("LARK_LOG_FILE"), False)
         from . import commands
 
         try:
@@ -394,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
             raise _first_leaf(group) from group
     except LarkError as exc:
         _report(str(exc))
-        if command in (None, "run"):
+        if command in (None, "run", "wrap"):
             _wrapper_error(str(exc))
         log.error("%s", exc, extra={"to_stderr": False})
         return exc.exit_code
@@ -405,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         where = log_path or "the log (use --log-file)"
         message = f"internal error: {type(exc).__name__}: {exc} (details in {where})"
         _report(message)
-        if command == "run":
+        if command in ("run", "wrap"):
             _wrapper_error(message)
         if log_path:
             log.error("%s", "".join(traceback.format_exception(exc)), extra={"to_stderr": False})

@@ -68,27 +68,14 @@ def _report_cleanup(errors: list[LarkError], name: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import trio
-
-    from . import ads, plan, policy, settings
-    from .callouts import Script
+    from . import ads
     from .jobproc import resolve_user
-    from .supervisor import RunRequest, Supervisor
 
     argv = _command(args.job, "lark-agent run [OPTIONS] -- JOB [ARGS...]")
     _need_root()
     job_ad = ads.read_ad(args.job_ad or os.environ.get("_CONDOR_JOB_AD"), "job ad")
     machine_ad = ads.read_ad(args.machine_ad or os.environ.get("_CONDOR_MACHINE_AD"), "machine ad")
-    resolved = settings.resolve_settings(
-        _cli_settings(args), machine_ad, job_ad, settings.htcondor_config()
-    )
-    resolved = policy.decide(resolved, job_ad)
-    if resolved.policy_script is not None:
-        script = Script("policy", resolved.policy_script, resolved.script_timeout_s)
-        resolved = policy.run_policy_script(resolved, script, job_ad, machine_ad)
     user = resolve_user(args.user, args.allow_root, os.environ.get("SUDO_USER"))
-    name = plan.derive_job_name(args.name, job_ad, machine_ad, os.getpid())
-    job_plan = plan.derive_plan(resolved, name)
     scratch = os.environ.get("_CONDOR_SCRATCH_DIR")
     update_ad = (
         Path(args.update_ad)
@@ -97,9 +84,95 @@ def cmd_run(args: argparse.Namespace) -> int:
         if scratch
         else None
     )
-    request = RunRequest(
-        job_plan, argv, user, dict(os.environ), None, update_ad, job_ad, machine_ad
+    return _run_job(
+        argv, user, dict(os.environ), None, update_ad, job_ad, machine_ad, machine_ad, args
     )
+
+
+def cmd_wrap(args: argparse.Namespace) -> int:
+    """The root side of the sudo wrapper: nothing from the caller but its command and the job's
+    environment (fd 3); every setting from root-owned places."""
+    from . import ads, userfiles
+    from .jobproc import resolve_user
+
+    argv = _command(args.job, "lark-agent wrap -- JOB [ARGS...]")
+    _need_root()
+    uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
+    if not (uid and gid and uid.isdigit() and gid.isdigit()):
+        raise UsageError("wrap is run through sudo by contrib/htcondor/lark-job-wrapper")
+    userfiles.set_owner(int(uid), int(gid))
+    env = _job_environment()
+    if "_CONDOR_WRAPPER_ERROR_FILE" in env:  # written as the job user (cli._wrapper_error)
+        os.environ["_CONDOR_WRAPPER_ERROR_FILE"] = env["_CONDOR_WRAPPER_ERROR_FILE"]
+    user = resolve_user(uid, False, None)
+    with userfiles.as_owner():
+        job_ad = ads.read_ad(env.get("_CONDOR_JOB_AD"), "job ad")
+        machine_ad = ads.read_ad(env.get("_CONDOR_MACHINE_AD"), "machine ad")
+    trusted = machine_ad if _root_owned(env.get("_CONDOR_MACHINE_AD")) else ads.read_ad(None, "")
+    scratch = env.get("_CONDOR_SCRATCH_DIR")
+    update_ad = Path(scratch) / ".lark.update.ad" if scratch else None
+    return _run_job(
+        argv, user, env, Path.cwd(), update_ad, job_ad, machine_ad, trusted, argparse.Namespace()
+    )
+
+
+def _job_environment() -> dict[str, str]:
+    """The job's environment, as the wrapper sent it on fd 3 (sudo reset ours)."""
+    try:
+        with os.fdopen(3, "rb") as f:
+            data = f.read(4 << 20)
+    except OSError:
+        return {"PATH": "/usr/bin:/bin"}
+    env = {}
+    for item in data.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep and key and b"\n" not in key:
+            env[key.decode(errors="replace")] = value.decode(errors="replace")
+    return env
+
+
+def _root_owned(path: str | None) -> bool:
+    """A machine ad the job user could have written is not a source of settings."""
+    import stat
+
+    if not path:
+        return False
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return st.st_uid == 0 and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _run_job(
+    argv: list[str],
+    user: Any,
+    env: dict[str, str],
+    cwd: Path | None,
+    update_ad: Path | None,
+    job_ad: Any,
+    machine_ad: Any,
+    settings_ad: Any,
+    args: argparse.Namespace,
+) -> int:
+    """Settings (the machine ad given as ``settings_ad`` counts as admin's), the job's
+    requests, the policy script, the plan, then the supervisor."""
+    import trio
+
+    from . import plan, policy, settings
+    from .callouts import Script
+    from .supervisor import RunRequest, Supervisor
+
+    resolved = settings.resolve_settings(
+        _cli_settings(args), settings_ad, job_ad, settings.htcondor_config()
+    )
+    resolved = policy.decide(resolved, job_ad)
+    if resolved.policy_script is not None:
+        script = Script("policy", resolved.policy_script, resolved.script_timeout_s)
+        resolved = policy.run_policy_script(resolved, script, job_ad, machine_ad)
+    name = plan.derive_job_name(getattr(args, "name", None), job_ad, machine_ad, os.getpid())
+    job_plan = plan.derive_plan(resolved, name)
+    request = RunRequest(job_plan, argv, user, env, cwd, update_ad, job_ad, machine_ad)
     outcome = trio.run(Supervisor(request).run)
     _report_cleanup(outcome.cleanup_errors, name)
     return outcome.status
@@ -331,6 +404,7 @@ def _version() -> str:
 
 def dispatch(args: argparse.Namespace) -> int:
     verbs = {
+        "wrap": cmd_wrap,
         "startd-attrs": cmd_startd_attrs,
         "dump-firewall": cmd_dump_firewall,
         "dhcp-test": cmd_dhcp_test,

@@ -20,7 +20,7 @@ from pathlib import Path
 import classad2
 import trio
 
-from . import ads, callouts
+from . import ads, callouts, userfiles
 from .accounting import derive_accounting
 from .backends import address, iptables, netns, nft, rtnl
 from .backends.bridge import ensure_bridge, wait_forwarding
@@ -384,7 +384,7 @@ class Supervisor:
             elapsed = time.monotonic() - self.job_started if self.job_started else 0.0
             values.update(derive_accounting(counters, elapsed))
         try:
-            with map_errors(f"write update ad {path}"):
+            with map_errors(f"write update ad {path}"), userfiles.as_owner():
                 ads.write_atomically(path, ads.format_old(values))
         except LarkError as exc:
             log.warning("%s", exc)

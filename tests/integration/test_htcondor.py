@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import classad2
-from sandbox import sh
+from sandbox import SITE_ADDR, sh
+from test_scripts import recorder
 
 
 def startd_attrs(sandbox, host, *flags: str) -> dict:
@@ -32,3 +39,118 @@ def test_startd_attrs_say_what_the_node_offers(sandbox, host):
     finally:
         agent.terminate()
         agent.communicate(timeout=30)
+
+
+NOBODY = 65534
+JOB = (
+    "import os, socket, sys\n"
+    "me = socket.create_connection((sys.argv[1], 8080)).getsockname()[0]\n"
+    "print(os.getuid(), os.environ.get('FOO'), os.getcwd(), me, sep='|')\n"
+)
+
+
+def starter(sandbox, ads_text: dict[str, str]) -> tuple[os.PathLike, dict[str, str]]:
+    """A scratch dir owned by the job user with the starter's files, and the job's env."""
+    scratch = sandbox.tmp / "scratch"
+    scratch.mkdir(exist_ok=True)
+    os.chown(scratch, NOBODY, NOBODY)
+    sandbox.tmp.chmod(0o711)  # the job user may reach its scratch dir, and nothing else here
+    for name, text in ads_text.items():
+        path = scratch / name
+        path.write_text(text)
+        os.chown(path, NOBODY, NOBODY)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "FOO": "bar baz",
+        "_CONDOR_SCRATCH_DIR": str(scratch),
+        "_CONDOR_JOB_AD": str(scratch / ".job.ad"),
+        "_CONDOR_MACHINE_AD": str(scratch / ".machine.ad"),
+        "_CONDOR_WRAPPER_ERROR_FILE": str(scratch / ".wrapper_error"),
+    }
+    return scratch, env
+
+
+def wrap(sandbox, host, job_env: dict[str, str], *job: str, cwd=None):
+    """What sudo does for lark-job-wrapper: a reset environment, SUDO_* set, fd 3 kept."""
+    config = sandbox.tmp / "condor_config"
+    config.write_text(
+        f"LARK_STATE_DIR = {sandbox.state_dir}\nLARK_LOCK_DIR = {sandbox.lock_dir}\n"
+        f"LARK_LOG_FILE = {sandbox.log_file}\n"
+    )
+    payload = b"".join(f"{k}={v}".encode() + b"\0" for k, v in job_env.items())
+    read, write = os.pipe()
+    os.write(write, payload)
+    os.close(write)
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "SUDO_UID": str(NOBODY),
+        "SUDO_GID": str(NOBODY),
+        "SUDO_USER": "nobody",
+        "CONDOR_CONFIG": str(config),
+    }
+    argv = ["nsenter", f"--net=/run/netns/{host.netns}", sys.executable, "-I", "-m"]
+    argv += ["lark_async.cli", "wrap", "--", *job]
+    try:
+        return subprocess.run(
+            argv,
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            pass_fds=(read, 3),
+            preexec_fn=lambda: os.dup2(read, 3),
+        )
+    finally:
+        os.close(read)
+
+
+def test_the_job_wrapper_path_runs_the_job_as_its_user_with_root_owned_settings(sandbox, host):
+    evil = recorder(sandbox, "evil")
+    scratch, env = starter(
+        sandbox,
+        {
+            ".job.ad": "ClusterId = 7\nProcId = 0\n",
+            # written by the starter as the job user: not a source of settings
+            ".machine.ad": f'LarkStartupScript = "{evil}"\nLarkNetworkType = "none"\n',
+        },
+    )
+    r = wrap(sandbox, host, env, "/usr/bin/python3", "-I", "-c", JOB, SITE_ADDR, cwd=scratch)
+    assert r.returncode == 0, r.stderr
+    assert not r.stderr, r.stderr
+    uid, foo, cwd, address = r.stdout.strip().split("|")
+    assert (int(uid), foo, cwd) == (NOBODY, "bar baz", str(scratch))
+    assert address.strip().startswith("192.168.181.")  # NAT: the machine ad did not say none
+    update = scratch / ".lark.update.ad"
+    assert update.stat().st_uid == NOBODY  # written as the job user
+    ad = dict(classad2.parseOne(update.read_text(), classad2.ParserType.Old).items())
+    assert ad["LarkNetworkType"] == "nat" and ad["NetworkIncoming"] > 0
+    assert not list(sandbox.tmp.glob("evil.*"))
+
+
+def test_the_wrapper_path_reads_and_writes_as_the_job_user_only(sandbox, host):
+    _, env = starter(sandbox, {})
+    secret = sandbox.tmp / "root-only.ad"
+    secret.write_text("Secret = 1\n")
+    secret.chmod(0o600)
+    env["_CONDOR_JOB_AD"] = str(secret)
+    r = wrap(sandbox, host, env, "true")
+    assert r.returncode == 125
+    assert r.stderr == f"lark-agent: error: job ad {secret}: Permission denied\n"
+    error_file = env["_CONDOR_WRAPPER_ERROR_FILE"]
+    assert "Permission denied" in Path(error_file).read_text()
+    assert os.stat(error_file).st_uid == NOBODY
+    env["_CONDOR_WRAPPER_ERROR_FILE"] = str(sandbox.tmp / "root-owned-dir" / "err")
+    (sandbox.tmp / "root-owned-dir").mkdir(mode=0o755)
+    r = wrap(sandbox, host, env, "true")
+    assert r.returncode == 125 and not (sandbox.tmp / "root-owned-dir" / "err").exists()
+
+
+def test_wrap_outside_sudo_and_the_shipped_files(sandbox, host):
+    r = sandbox.run_agent(host, "--", "true", verb="wrap")
+    assert r.returncode == 2
+    assert "wrap is run through sudo by contrib/htcondor/lark-job-wrapper" in r.stderr
+    sudoers = Path(__file__).resolve().parents[2] / "contrib" / "htcondor" / "50-lark.sudoers"
+    if shutil.which("visudo"):
+        check = subprocess.run(["visudo", "-cf", str(sudoers)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
