@@ -25,6 +25,7 @@ from .accounting import derive_accounting
 from .backends import address, iptables, netns, nft, rtnl
 from .backends.bridge import ensure_bridge, wait_forwarding
 from .bridged import BridgeAddress, JobSide
+from .chirp import ChirpPublisher, chirp_config
 from .cleanup import undo_record
 from .errors import Interrupted, LarkError, map_errors
 from .jobproc import FORWARDED_SIGNALS, Job, JobUser
@@ -78,6 +79,8 @@ class Supervisor:
         self.setup_scope = trio.CancelScope()
         self.watch_socket: socket.socket | None = None
         self.last_counters: dict[str, tuple[int, int]] = {}
+        config = chirp_config(request.env)
+        self.chirp = ChirpPublisher(config) if config is not None else None
 
     # -- the whole life ---------------------------------------------------
 
@@ -346,7 +349,7 @@ class Supervisor:
         while True:
             await trio.sleep(self.plan.accounting_interval_s)
             await self._read_counters()
-            self._publish(self.last_counters)
+            await self._publish_all()
             if not netns.netns_exists(self.plan.netns):
                 log.error(
                     "%s: network namespace %s was removed by someone else",
@@ -373,21 +376,29 @@ class Supervisor:
                 "%s: counters unavailable, keeping the last values: %s", self.plan.name, exc
             )
 
-    def _publish(self, counters: dict[str, tuple[int, int]]) -> None:
-        path = self.req.update_ad
-        if path is None:
-            return
+    async def _publish_all(self) -> None:
+        """The update ad, and the job ad through chirp when the job has an IO proxy."""
+        values = self._publish(self.last_counters)
+        chirp = self.chirp
+        if values and chirp is not None and chirp.config.exists():
+            await trio.to_thread.run_sync(chirp.push, values)
+
+    def _publish(self, counters: dict[str, tuple[int, int]]) -> dict[str, object]:
         values = _lark_attributes(self.plan, self.lease)
         if self.bridged is not None:
             values.update(self.bridged.attributes())
         if self.plan.accounting and self.rules is not None:
             elapsed = time.monotonic() - self.job_started if self.job_started else 0.0
             values.update(derive_accounting(counters, elapsed))
+        path = self.req.update_ad
+        if path is None:
+            return values
         try:
             with map_errors(f"write update ad {path}"), userfiles.as_owner():
                 ads.write_atomically(path, ads.format_old(values))
         except LarkError as exc:
             log.warning("%s", exc)
+        return values
 
     # -- teardown -------------------------------------------------------------
 
@@ -400,7 +411,7 @@ class Supervisor:
             await self._stop_job()
             if self.rules is not None:  # the final interval is read before the chain goes
                 await self._read_counters()
-                self._publish(self.last_counters)
+                await self._publish_all()
             self.job.close()
         if self.bridged is not None:  # RELEASE while the link is still there
             await self.bridged.release()

@@ -76,6 +76,8 @@ def wrap(sandbox, host, job_env: dict[str, str], *job: str, cwd=None):
     config.write_text(
         f"LARK_STATE_DIR = {sandbox.state_dir}\nLARK_LOCK_DIR = {sandbox.lock_dir}\n"
         f"LARK_LOG_FILE = {sandbox.log_file}\n"
+        # htcondor2 resolves the host's name when it loads; a sandbox has no DNS
+        "NO_DNS = true\nDEFAULT_DOMAIN_NAME = lark.invalid\n"
     )
     payload = b"".join(f"{k}={v}".encode() + b"\0" for k, v in job_env.items())
     read, write = os.pipe()
@@ -154,3 +156,69 @@ def test_wrap_outside_sudo_and_the_shipped_files(sandbox, host):
     if shutil.which("visudo"):
         check = subprocess.run(["visudo", "-cf", str(sudoers)], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
+
+
+CHIRP_SERVER = r"""
+import socket, sys
+cookie, record = sys.argv[1], sys.argv[2]
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(8)
+print(srv.getsockname()[1], flush=True)
+while True:
+    conn, _ = srv.accept()
+    f = conn.makefile("rwb", buffering=0)
+    authed = False
+    for line in f:
+        words = line.decode().split(" ", 2)
+        if words[0] == "cookie":
+            authed = words[1].strip() == cookie
+            f.write(b"0\n" if authed else b"-1\n")
+        elif words[0] == "set_job_attr_delayed" and authed:
+            with open(record, "a") as out:
+                out.write(words[1] + " = " + words[2])
+            f.write(b"0\n")
+        else:
+            f.write(b"-1\n")
+    conn.close()
+"""
+
+
+def test_with_an_io_proxy_the_attributes_go_to_the_job_ad_by_chirp(sandbox, host):
+    """A stand-in for the starter's chirp server (the protocol htcondor2.htchirp speaks)."""
+    record = sandbox.tmp / "chirped"
+    server = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{host.netns}", sys.executable, "-c", CHIRP_SERVER, "c00kie",
+         str(record)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    sandbox.procs.append(server)
+    port = sandbox.read_line(server.stdout).strip()
+    scratch = sandbox.tmp / "scratch"
+    scratch.mkdir()
+    (scratch / ".chirp.config").write_text(f"127.0.0.1 {port} c00kie\n")
+    r = sandbox.run_agent(
+        host,
+        *sandbox.who(),
+        "--accounting-interval",
+        "0.2",
+        "--",
+        "/usr/bin/python3",
+        "-I",
+        "-c",
+        "import sys, time, urllib.request; urllib.request.urlopen(sys.argv[1]).read(); "
+        "time.sleep(0.5)",
+        sandbox.url("1m"),
+        env={"_CONDOR_SCRATCH_DIR": str(scratch)},
+    )
+    assert r.returncode == 0, r.stderr
+    text = (scratch / ".lark.update.ad").read_text()
+    final = dict(classad2.parseOne(text, classad2.ParserType.Old).items())
+    pushed: dict = {}
+    for line in record.read_text().splitlines():
+        name, value = line.split(" = ", 1)
+        pushed[name] = value
+    assert int(pushed["NetworkIncoming"]) == final["NetworkIncoming"] > 1_000_000
+    assert "NetworkOutgoing" in pushed and "AverageBandwidthUsageIncoming" in pushed
+    assert not any(name.startswith("Lark") for name in pushed)
