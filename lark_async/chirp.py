@@ -8,7 +8,9 @@ update to the shadow). Without it, the update ad file is the only channel.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import types
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,6 +28,27 @@ def chirp_config(env: Mapping[str, str]) -> Path | None:
     return Path(scratch) / ".chirp.config" if scratch else None
 
 
+_module: types.ModuleType | None = None
+
+
+def _htchirp() -> types.ModuleType:
+    """``htcondor2.htchirp``'s pure-Python client, loaded on its own: importing the
+    ``htcondor2`` package would load HTCondor's config and resolve the host's name first."""
+    global _module
+    if _module is None:
+        found = importlib.util.find_spec("htcondor2")  # finds, does not run, the package
+        if found is None or found.origin is None:
+            raise ImportError("htcondor2 is not installed")
+        path = Path(found.origin).parent / "htchirp" / "htchirp.py"
+        spec = importlib.util.spec_from_file_location("lark_htchirp", path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _module = module
+    return _module
+
+
 class ChirpPublisher:
     def __init__(self, config: Path) -> None:
         self.config = config
@@ -33,12 +56,11 @@ class ChirpPublisher:
 
     def push(self, values: Mapping[str, object]) -> None:
         """Blocking (run it in a worker thread); failures are logged, never raised."""
-        from htcondor2.htchirp import HTChirp
-
         try:
+            htchirp = _htchirp()
             with userfiles.as_owner():
                 host, port, cookie = self.config.read_text().split()
-            with HTChirp(host=host, port=int(port), cookie=cookie, timeout=5) as chirp:
+            with htchirp.HTChirp(host=host, port=int(port), cookie=cookie, timeout=5) as chirp:
                 for name, value in values.items():
                     if name.startswith(PUSHED_PREFIXES):
                         literal = ads.format_old({name: value}).split(" = ", 1)[1].strip()

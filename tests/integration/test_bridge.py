@@ -307,8 +307,9 @@ def test_two_hosts_bridged_jobs_one_serves_the_other_fetches(sandbox):
         assert ad["LarkNetworkType"] == "bridge" and ad["LarkAddressType"] == "dhcp"
         assert ad["LarkDHCPServer"] == SITE_ADDR and ad["LarkDHCPLeaseLifetime"] == 4
         assert ad["LarkDHCPRenewals"] >= 1 and ad["LarkDHCPState"] == "bound"
-    assert size <= served["NetworkOutgoing"] <= size * 1.06
-    assert size <= got["NetworkIncoming"] <= size * 1.06
+    # TCP/IP headers, and a retransmission or two on a loaded machine
+    assert size <= served["NetworkOutgoing"] <= size * 1.12
+    assert size <= got["NetworkIncoming"] <= size * 1.12
     released = [line for line in kea_log.read_text().splitlines() if "DHCP4_RELEASE" in line]
     for ad in (served, got):
         assert any(f"address {ad['LarkInnerAddressIPv4']} " in line for line in released), released
