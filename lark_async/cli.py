@@ -300,6 +300,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="which iptables build to read (default iptables)",
     )
 
+    st = sub.add_parser(
+        "status",
+        help="live jobs on this node: name, mode, address, lease, bytes, agent, age",
+        description="A table of the jobs Lark has state records for: name, mode, address, "
+        "DHCP lease expiry, bytes in and out now, the agent's pid (and whether it is still "
+        "alive) and age.",
+    )
+    st.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    st.add_argument("--state-dir", metavar="DIR", help="where the records are (default "
+                    "/run/lark/state)")  # fmt: skip
+
     sda = sub.add_parser(
         "startd-attrs",
         help="print this node's Lark attributes for STARTD_CRON (HasLark, LarkNetworkTypes, ...)",

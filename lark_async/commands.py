@@ -217,6 +217,84 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Live jobs on this node, from their state records and their firewall counters."""
+    import json
+    import time
+
+    from . import settings
+    from .backends import iptables, nft
+    from .record import Record
+
+    _need_root()
+    state_dir = Path(args.state_dir or settings.DEFAULT_STATE_DIR)
+    rows = []
+    for path in sorted(state_dir.glob("*.json")) if state_dir.is_dir() else []:
+        try:
+            record = Record.load(path)
+        except LarkError:
+            continue
+        data, steps = record.data, record.steps
+        status = data.get("status", {})
+        pid = int(data.get("pid", 0))
+        fw = steps.get("firewall", {})
+        counters: dict[str, tuple[int, int]] = {}
+        try:
+            if fw.get("family") == "iptables":
+                counters = iptables.read_counters(str(fw["command"]), str(fw["chain"]))
+            elif fw:
+                counters = nft.read_counters(str(fw["chain"]), str(fw.get("family", nft.FAMILY)))
+        except LarkError:
+            pass
+        lease_end = None
+        if status.get("LarkDHCPLeaseStart") and status.get("LarkDHCPLeaseLifetime", -1) >= 0:
+            lease_end = int(status["LarkDHCPLeaseStart"]) + int(status["LarkDHCPLeaseLifetime"])
+        rows.append(
+            {
+                "name": data.get("name", path.stem),
+                "mode": data.get("plan", {}).get("mode"),
+                "address": status.get("LarkInnerAddressIPv4"),
+                "external": status.get("LarkExternalAddressIPv4"),
+                "lease_expires_epoch": lease_end,
+                "bytes_in": counters.get("Incoming", (None, None))[0],
+                "bytes_out": counters.get("Outgoing", (None, None))[0],
+                "agent_pid": pid,
+                "agent_alive": _agent_alive(pid),
+                "age_s": round(time.time() - float(data.get("started_epoch", time.time())), 1),
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    head = ("NAME", "MODE", "ADDRESS", "LEASE ENDS", "BYTES IN", "BYTES OUT", "AGENT", "AGE")
+    table = [head]
+    for r in rows:
+        ends = (
+            time.strftime("%H:%M:%S", time.localtime(r["lease_expires_epoch"]))
+            if r["lease_expires_epoch"]
+            else "-"
+        )
+        agent = f"{r['agent_pid']}" + ("" if r["agent_alive"] else " (gone)")
+        table.append(
+            (
+                str(r["name"]),
+                str(r["mode"]),
+                str(r["address"] or "-"),
+                ends,
+                "-" if r["bytes_in"] is None else str(r["bytes_in"]),
+                "-" if r["bytes_out"] is None else str(r["bytes_out"]),
+                agent,
+                f"{r['age_s']:.0f}s",
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    if not rows:
+        print("(no jobs)")
+    return 0
+
+
 def cmd_ip_lock_test(args: argparse.Namespace) -> int:
     from . import settings
     from .backends import address
@@ -404,6 +482,7 @@ def _version() -> str:
 
 def dispatch(args: argparse.Namespace) -> int:
     verbs = {
+        "status": cmd_status,
         "wrap": cmd_wrap,
         "startd-attrs": cmd_startd_attrs,
         "dump-firewall": cmd_dump_firewall,

@@ -67,6 +67,13 @@ class Record:
         self.steps.pop(step, None)
         self.save()
 
+    def set_status(self, status: dict[str, Any]) -> None:
+        """What ``lark-agent status`` shows of the job (addresses, lease), saved when it
+        changes."""
+        if self.data.get("status") != status:
+            self.data["status"] = status
+            self.save()
+
     def save(self) -> None:
         with map_errors(f"write state record {self.path}"):
             write_atomically(self.path, json.dumps(self.data, sort_keys=True))

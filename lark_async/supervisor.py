@@ -387,6 +387,11 @@ class Supervisor:
         values = _lark_attributes(self.plan, self.lease)
         if self.bridged is not None:
             values.update(self.bridged.attributes())
+        if self.record is not None and self.record.path.exists():
+            try:
+                self.record.set_status({k: v for k, v in values.items() if k.startswith("Lark")})
+            except LarkError as exc:
+                log.warning("%s", exc)
         if self.plan.accounting and self.rules is not None:
             elapsed = time.monotonic() - self.job_started if self.job_started else 0.0
             values.update(derive_accounting(counters, elapsed))

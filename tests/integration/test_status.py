@@ -1,0 +1,36 @@
+"""lark-agent status: the live jobs of a node, as a person or a script reads them."""
+
+from __future__ import annotations
+
+import json
+
+from sandbox import sh
+
+
+def status(sandbox, host, *flags: str):
+    argv = sandbox.agent_argv(host, "--state-dir", str(sandbox.state_dir), *flags, verb="status")
+    return sh(*argv[2:], netns=host.netns).stdout
+
+
+def test_status_lists_live_jobs_with_their_bytes(sandbox, host):
+    assert "(no jobs)" in status(sandbox, host)
+    job = (
+        "import sys, time, urllib.request\n"
+        "urllib.request.urlopen(sys.argv[1]).read()\nprint('done', flush=True)\ntime.sleep(30)\n"
+    )
+    agent = sandbox.start_agent(
+        host, *sandbox.who(), "--", "/usr/bin/python3", "-I", "-c", job, sandbox.url("1m")
+    )
+    try:
+        assert sandbox.read_line(agent.stdout).strip() == "done"
+        [row] = json.loads(status(sandbox, host, "--json"))
+        assert row["name"] == sandbox.job_name() and row["mode"] == "nat"
+        assert row["address"].startswith("192.168.181.") and row["agent_alive"]
+        assert row["bytes_in"] > 1_000_000 and row["bytes_out"] > 0 and row["agent_pid"] > 0
+        table = status(sandbox, host).splitlines()
+        header = "NAME MODE ADDRESS LEASE ENDS BYTES IN BYTES OUT AGENT AGE"
+        assert table[0].split() == header.split(" ")
+        assert table[1].startswith(sandbox.job_name())
+    finally:
+        agent.terminate()
+        agent.communicate(timeout=30)
