@@ -198,17 +198,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     clean = sub.add_parser(
         "cleanup",
-        help="remove what jobs left behind, from their state records",
-        description="Undo every resource recorded for the named jobs (or, with --orphans, for "
-        "every job whose agent is gone). Safe to run any number of times.",
+        help="remove what jobs left behind (named jobs, or every orphan); never a live job",
+        description="Undo every resource recorded for the named jobs, or with --orphans "
+        "everything of Lark's on this node whose agent is gone: records of dead agents (their "
+        "delete scripts run), and lark-* namespaces, e_* veths, LARK_* chains of nftables and "
+        "iptables, NAT sources and address lock files that belong to no record. A job whose "
+        "agent runs is never touched. Safe to run any number of times, and while jobs run.",
     )
     clean.add_argument("names", nargs="*", metavar="NAME")
     clean.add_argument(
         "--orphans",
         action="store_true",
-        help="clean every recorded job whose agent process is dead",
+        help="clean everything of Lark's whose agent is gone",
+    )
+    clean.add_argument("--dry-run", action="store_true", help="list what would go, change nothing")
+    clean.add_argument(
+        "--match",
+        metavar="PREFIX",
+        help="with --orphans: only unrecorded objects of job names starting with PREFIX",
     )
     clean.add_argument("--state-dir", metavar="DIR", default=None)
+    clean.add_argument("--lock-dir", metavar="DIR", default=None)
     _common_flags(clean)
 
     lock = sub.add_parser(

@@ -178,42 +178,49 @@ def _run_job(
     return outcome.status
 
 
-def _agent_alive(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"lark" in cmdline and pid != os.getpid()
-
-
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from . import settings
+    from . import settings, sweeper
     from .cleanup import undo_record
     from .record import Record
 
     _need_root()
     state_dir = Path(args.state_dir or settings.DEFAULT_STATE_DIR)
+    lock_dir = Path(args.lock_dir or settings.DEFAULT_LOCK_DIR)
     if not args.names and not args.orphans:
         raise UsageError("name the jobs to clean up, or pass --orphans")
-    paths = [state_dir / f"{n}.json" for n in args.names]
-    if args.orphans:
-        paths += sorted(state_dir.glob("*.json")) if state_dir.is_dir() else []
     failed = 0
-    for path in paths:
+    for name in args.names:
+        path = state_dir / f"{name}.json"
         if not path.exists():
-            print(f"{path.stem}: nothing recorded")
+            print(f"{name}: nothing recorded")
             continue
         record = Record.load(path)
         pid = int(record.data.get("pid", 0))
-        if _agent_alive(pid):
-            if args.orphans and path.stem not in args.names:
-                continue
-            raise UsageError(f"job {path.stem} is still supervised by agent pid {pid}")
+        if sweeper.agent_alive(pid):
+            raise UsageError(f"job {name} is still supervised by agent pid {pid}")
+        if args.dry_run:
+            print(f"{name}: would clean up its record")
+            continue
         errors = undo_record(record)
         for err in errors:
-            print(f"{path.stem}: {err}", file=sys.stderr)
+            print(f"{name}: {err}", file=sys.stderr)
         failed += bool(errors)
-        print(f"{path.stem}: {'cleaned up' if not errors else 'incomplete'}")
+        print(f"{name}: {'cleaned up' if not errors else 'incomplete'}")
+    if args.orphans:
+        orphans = sweeper.find_orphans(state_dir, lock_dir, args.match or "")
+        for orphan in orphans:
+            if args.dry_run:
+                print(f"orphan {orphan}")
+                continue
+            try:
+                orphan.undo()
+            except LarkError as exc:
+                failed += 1
+                print(f"{orphan}: {exc}", file=sys.stderr)
+            else:
+                print(f"removed {orphan}")
+        if not orphans:
+            print("no orphans")
     return 1 if failed else 0
 
 
@@ -222,7 +229,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from . import settings
+    from . import settings, sweeper
     from .backends import iptables, nft
     from .record import Record
 
@@ -259,7 +266,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "bytes_in": counters.get("Incoming", (None, None))[0],
                 "bytes_out": counters.get("Outgoing", (None, None))[0],
                 "agent_pid": pid,
-                "agent_alive": _agent_alive(pid),
+                "agent_alive": sweeper.agent_alive(pid),
                 "age_s": round(time.time() - float(data.get("started_epoch", time.time())), 1),
             }
         )

@@ -178,3 +178,7 @@ def dump(command: str) -> str:
             if name.startswith("LARK_") or rules:
                 sections.append("\n".join([f"{lines[0]} [{table}]", lines[1], *rules]))
     return "\n\n".join(sections)
+
+
+def save(command: str, table: str) -> str:
+    return _run([f"{command}-save", "-t", table], None, f"read the {table} table")

@@ -383,3 +383,14 @@ def dump_table(family: str) -> str:
         if _missing(exc):
             return ""
         raise
+
+
+def discard_nat_source(addr: ipaddress.IPv4Address) -> None:
+    """An address left in ``nat_sources`` by a job whose chain is gone."""
+    try:
+        nft().run(
+            f"delete element {FAMILY} {TABLE} {NAT_SET} {{ {addr} }}", f"remove NAT source {addr}"
+        )
+    except NftError as exc:
+        if not _missing(exc):
+            raise

@@ -348,6 +348,15 @@ class Channel:
             raise
         return parse_link(found[0]) if found else None
 
+    def link_names(self) -> list[str]:
+        """Names of every link in this namespace."""
+        names = []
+        for body in self.query(RTM_GETLINK, _ifinfo(), dump=True):
+            name = parse_attrs(body, _IFINFOMSG.size).get(IFLA_IFNAME)
+            if name:
+                names.append(name.rstrip(b"\0").decode(errors="replace"))
+        return names
+
     def addresses(self, index: int) -> list[Address]:
         """IPv4 addresses of one link."""
         body = _IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)
