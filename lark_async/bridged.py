@@ -10,6 +10,7 @@ job may use.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import random
 import time
@@ -229,6 +230,12 @@ class BridgeAddress:
             with trio.move_on_after(1.0):
                 await self.driver.release()
             log.info("%s: DHCP lease released", self.plan.name)
+
+    def addresses(self) -> list[ipaddress.IPv4Address]:
+        """The source addresses the job may use now."""
+        if self.static is not None:
+            return [self.static.interface.ip]
+        return [self.lease.address] if self.lease is not None else []
 
     # -- what the update ad says -------------------------------------------------
 

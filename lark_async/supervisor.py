@@ -79,6 +79,8 @@ class Supervisor:
         self.setup_scope = trio.CancelScope()
         self.watch_socket: socket.socket | None = None
         self.last_counters: dict[str, tuple[int, int]] = {}
+        self.counter_base: dict[str, tuple[int, int]] = {}  # counted before a restore
+        self._tearing_down = False
         config = chirp_config(request.env)
         self.chirp = ChirpPublisher(config) if config is not None else None
 
@@ -358,23 +360,49 @@ class Supervisor:
                 )
 
     async def _read_counters(self) -> None:
+        """Counters as published: the chain's now plus what earlier incarnations of the chain
+        counted (see _restore_rules)."""
         if self.rules is None or not self.plan.accounting:
             return
         rules = self.rules
         try:
-            if isinstance(rules, iptables.IptablesRules):
-                self.last_counters = await trio.to_thread.run_sync(
-                    iptables.read_counters, rules.command, rules.chain
-                )
-            else:
-                family = nft.BRIDGE_FAMILY if isinstance(rules, nft.BridgeRules) else nft.FAMILY
-                self.last_counters = await trio.to_thread.run_sync(
-                    nft.read_counters, rules.chain, family
-                )
+            now = await trio.to_thread.run_sync(_read_rules_counters, rules)
         except LarkError as exc:
-            log.warning(
-                "%s: counters unavailable, keeping the last values: %s", self.plan.name, exc
-            )
+            if not _missing_chain(exc):
+                log.warning(
+                    "%s: counters unavailable, keeping the last values: %s", self.plan.name, exc
+                )
+                return
+            now = {}
+        if nft.OUTGOING not in now and not self._tearing_down:
+            await self._restore_rules()
+            return
+        base = self.counter_base
+        self.last_counters = {
+            k: (v[0] + base.get(k, (0, 0))[0], v[1] + base.get(k, (0, 0))[1])
+            for k, v in now.items()
+        }
+
+    async def _restore_rules(self) -> None:
+        """Someone flushed the firewall (``nft flush ruleset``, ``iptables -F``): put the job's
+        rules back and count on from the last values read; what crossed while the rules were
+        gone is not counted."""
+        rules = self.rules
+        assert rules is not None
+        log.warning(
+            "%s: the job's firewall chain %s is gone or empty: restoring it (traffic since the "
+            "last poll is not counted)",
+            self.plan.name,
+            rules.chain,
+        )
+        self.counter_base = dict(self.last_counters)
+        try:
+            await trio.to_thread.run_sync(_reapply, rules)
+            if isinstance(rules, nft.BridgeRules) and self.bridged is not None:
+                addrs = self.bridged.addresses()
+                await trio.to_thread.run_sync(nft.set_bridge_addresses, rules, addrs)
+        except LarkError as exc:
+            log.error("%s: could not restore the firewall: %s", self.plan.name, exc)
 
     async def _publish_all(self) -> None:
         """The update ad, and the job ad through chirp when the job has an IO proxy."""
@@ -409,6 +437,7 @@ class Supervisor:
 
     async def teardown(self) -> list[LarkError]:
         """Stop the job, read and publish the final counters, then undo the record."""
+        self._tearing_down = True
         if self.watch_socket is not None:  # setup stopped before the watch task took it
             self.watch_socket.close()
             self.watch_socket = None
@@ -464,6 +493,34 @@ class Supervisor:
             return
         self.job.signal(9)
         await self.job.wait()
+
+
+def _read_rules_counters(rules: object) -> dict[str, tuple[int, int]]:
+    if isinstance(rules, iptables.IptablesRules):
+        return iptables.read_counters(rules.command, rules.chain)
+    assert isinstance(rules, nft.JobRules | nft.BridgeRules)
+    family = nft.BRIDGE_FAMILY if isinstance(rules, nft.BridgeRules) else nft.FAMILY
+    return nft.read_counters(rules.chain, family)
+
+
+def _missing_chain(exc: LarkError) -> bool:
+    cause = exc.__cause__
+    text = str(exc).lower()
+    return getattr(cause, "errno", None) == 2 or "no chain" in text or "no such file" in text
+
+
+def _reapply(rules: object) -> None:
+    """Remove what is left of the job's rules, then add them all again."""
+    if isinstance(rules, iptables.IptablesRules):
+        iptables.discard_job(rules)
+        iptables.apply_job(rules)
+    elif isinstance(rules, nft.BridgeRules):
+        nft.discard_bridge_job(rules)
+        nft.apply_bridge_job(rules)
+    else:
+        assert isinstance(rules, nft.JobRules)
+        nft.discard_job(rules)
+        nft.apply_job(rules)
 
 
 def _plan_record(plan: JobNetwork) -> dict[str, object]:

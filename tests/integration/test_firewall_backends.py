@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
+
 import pytest
 from sandbox import FILE_SIZES, SITE_ADDR, iptables_job_objects, sh
 from test_nat import FETCH_JOB, PY, read_update_ad
@@ -142,3 +145,56 @@ def test_dump_firewall_shows_the_jobs_chain_with_counters(sandbox, host, backend
     finally:
         agent.terminate()
         agent.communicate(timeout=30)
+
+
+TWICE = (
+    "import sys, urllib.request\n"
+    "n = len(urllib.request.urlopen(sys.argv[1]).read())\n"
+    "print('first', n, flush=True)\n"
+    "sys.stdin.readline()\n"
+    "n += len(urllib.request.urlopen(sys.argv[1]).read())\n"
+    "print('second', n, flush=True)\n"
+)
+
+
+def test_a_flushed_firewall_is_restored_and_counting_carries_on(sandbox, host, backend):
+    update = sandbox.tmp / "update.ad"
+    argv = sandbox.agent_argv(
+        host,
+        *sandbox.who(),
+        "--update-ad",
+        str(update),
+        "--accounting-interval",
+        "0.1",
+        *backend,
+        "--",
+        PY,
+        "-I",
+        "-c",
+        TWICE,
+        sandbox.url("1m"),
+    )
+    agent = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert sandbox.read_line(agent.stdout).startswith("first")
+        time.sleep(0.3)  # a poll or two: the first download is counted
+        before = read_update_ad(update)["NetworkIncoming"]
+        flush = (
+            ("nft", "flush", "ruleset") if backend[1] == "nftables" else (backend[3], "-w", "-F")
+        )
+        sh(*flush, netns=host.netns)
+        time.sleep(0.5)  # the agent notices within a poll and puts its rules back
+        agent.stdin.write("\n")
+        agent.stdin.flush()
+        out, err = agent.communicate(timeout=60)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.communicate()
+    assert agent.returncode == 0, err
+    assert out.split() == ["second", str(2 * FILE_SIZES["1m"])]
+    final = read_update_ad(update)["NetworkIncoming"]
+    assert before >= FILE_SIZES["1m"] and 2 * FILE_SIZES["1m"] <= final <= 2.12 * FILE_SIZES["1m"]
+    assert "restoring it" in sandbox.log_file.read_text()

@@ -45,9 +45,7 @@ def test_orphans_go_and_live_jobs_stay(sandbox, host):
     live = sandbox.start_agent(host, *sandbox.who(sandbox.job_name("live")), "--", "sleep", "60")
     try:
         killed_after_setup(sandbox, host, sandbox.job_name("rec"))
-        killed_after_setup(
-            sandbox, host, sandbox.job_name("ipt"), "--firewall-backend", "iptables"
-        )
+        killed_after_setup(sandbox, host, sandbox.job_name("ipt"), "--firewall-backend", "iptables")
         # an agent killed before it could keep its record: only names say whose things these are
         (sandbox.state_dir / f"{sandbox.job_name('ipt')}.json").unlink()
         listed = cleanup(sandbox, host, "--dry-run")
