@@ -42,7 +42,7 @@ def _undo_firewall(details: dict) -> None:
 def _undo_processes(details: dict) -> None:
     killed = kill_netns_processes(details["netns"])
     if killed:
-        log.info("killed %d process(es) left in %s", killed, details["netns"])
+        log.info("killed %d process(es) left in %s (TERM, then KILL)", killed, details["netns"])
 
 
 def _undo_veth(details: dict) -> None:

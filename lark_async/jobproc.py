@@ -13,6 +13,7 @@ import os
 import pwd
 import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,21 +121,34 @@ class Job:
         os.close(self.pidfd)
 
 
-def kill_netns_processes(netns: str) -> int:
-    """SIGKILL every process still inside the job's namespace (daemons the job left behind),
-    so the namespace and its veth can really go. Returns how many were killed."""
+def kill_netns_processes(netns: str, grace_s: float = 2.0) -> int:
+    """Stop every process still inside the job's namespace (daemons the job left behind):
+    TERM, up to ``grace_s`` to exit, then KILL, so the namespace and its veth can really go.
+    Returns how many there were."""
     try:
         target = netns_backend.path_of(netns).stat().st_ino
     except FileNotFoundError:
         return 0
-    killed = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{entry.name}/ns/net").st_ino == target:
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed += 1
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-    return killed
+
+    def inside() -> list[int]:
+        found = []
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    if os.stat(f"/proc/{entry.name}/ns/net").st_ino == target:
+                        found.append(int(entry.name))
+                except (FileNotFoundError, PermissionError):
+                    continue
+        return found
+
+    first = inside()
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        for pid in inside():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+        deadline = time.monotonic() + (grace_s if signum == signal.SIGTERM else 1.0)
+        while inside() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not inside():
+            break
+    return len(first)

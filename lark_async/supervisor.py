@@ -80,6 +80,8 @@ class Supervisor:
         self.watch_socket: socket.socket | None = None
         self.last_counters: dict[str, tuple[int, int]] = {}
         self.counter_base: dict[str, tuple[int, int]] = {}  # counted before a restore
+        self._job_nursery: trio.Nursery | None = None
+        self._lost = False
         self._tearing_down = False
         config = chirp_config(request.env)
         self.chirp = ChirpPublisher(config) if config is not None else None
@@ -135,6 +137,8 @@ class Supervisor:
         for script in (plan.create_script, plan.delete_script):
             if script is not None:
                 script.check()  # before anything exists
+        if plan.firewall_backend == "iptables" and plan.mode == "nat":
+            iptables.check_installed(plan.iptables_command)
         await self.setup_network(nursery)
         await self._run_create_script()
         self._publish({})
@@ -327,6 +331,7 @@ class Supervisor:
     async def _supervise(self) -> int:
         assert self.job is not None
         async with trio.open_nursery() as nursery:
+            self._job_nursery = nursery
             if self.rules is not None:
                 nursery.start_soon(self._poll)
             if self.watch_socket is not None:
@@ -340,12 +345,27 @@ class Supervisor:
         return status
 
     def _link_gone(self, _name: str) -> None:
-        log.error(
-            "%s: the veth pair %s/%s was deleted while the job ran; the job has no network now",
-            self.plan.name,
-            self.plan.external_interface,
-            self.plan.internal_interface,
+        self._network_lost(
+            f"the veth pair {self.plan.external_interface}/{self.plan.internal_interface} was "
+            "deleted while the job ran"
         )
+
+    def _network_lost(self, why: str) -> None:
+        """Someone removed the job's network from outside: the job cannot go on as it was
+        promised; stop it (TERM, a grace period, KILL) and clean up."""
+        if self._lost:
+            return
+        self._lost = True
+        log.error("%s: %s; stopping the job", self.plan.name, why)
+        if self._job_nursery is not None:
+            self._job_nursery.start_soon(self._terminate_job)
+
+    async def _terminate_job(self) -> None:
+        assert self.job is not None
+        self.job.signal(15)
+        await trio.sleep(JOB_TERM_GRACE_S)
+        if self.job.proc.poll() is None:
+            self.job.signal(9)
 
     async def _poll(self) -> None:
         while True:
@@ -353,11 +373,7 @@ class Supervisor:
             await self._read_counters()
             await self._publish_all()
             if not netns.netns_exists(self.plan.netns):
-                log.error(
-                    "%s: network namespace %s was removed by someone else",
-                    self.plan.name,
-                    self.plan.netns,
-                )
+                self._network_lost(f"network namespace {self.plan.netns} was removed")
 
     async def _read_counters(self) -> None:
         """Counters as published: the chain's now plus what earlier incarnations of the chain

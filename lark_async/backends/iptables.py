@@ -98,6 +98,19 @@ def render_remove(job: IptablesRules) -> str:
     )
 
 
+def check_installed(command: str) -> None:
+    """Before anything is created: the backend's programs are there."""
+    import shutil
+
+    from ..errors import ConfigError
+
+    for program in (command, f"{command}-restore"):
+        if shutil.which(program) is None:
+            raise ConfigError(
+                f"LARK_FIREWALL_BACKEND iptables needs {program}, which is not installed"
+            )
+
+
 def _run(argv: list[str], stdin: str | None, doing: str) -> str:
     try:
         done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60)

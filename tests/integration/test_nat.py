@@ -374,16 +374,36 @@ def test_update_ad_is_refreshed_while_the_job_runs(sandbox, host):
     assert proc.returncode == 0
 
 
-def test_deleted_veth_is_noticed_and_cleanup_still_completes(sandbox, host):
+def test_deleted_veth_stops_the_job_says_why_and_cleans_up(sandbox, host):
     name = sandbox.job_name()
     proc = sandbox.start_agent(
-        host, *sandbox.who(name), "-v", "--", "/bin/sh", "-c", "echo ready; sleep 1"
+        host, *sandbox.who(name), "--", "/bin/sh", "-c", "echo ready; exec sleep 60"
     )
     assert sandbox.read_line(proc.stdout).strip() == "ready"
+    started = time.monotonic()
     sh("ip", "link", "del", f"e_{name}", netns=host.netns)
     _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0
-    assert f"the veth pair e_{name}/i_{name} was deleted while the job ran" in err
+    assert proc.returncode == 128 + signal.SIGTERM and time.monotonic() - started < 5
+    assert f"the veth pair e_{name}/i_{name} was deleted while the job ran; stopping the job" in err
+
+
+def test_a_namespace_removed_from_outside_stops_the_job(sandbox, host):
+    name = sandbox.job_name()
+    proc = sandbox.start_agent(
+        host,
+        *sandbox.who(name),
+        "--accounting-interval",
+        "0.1",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo ready; exec sleep 60",
+    )
+    assert sandbox.read_line(proc.stdout).strip() == "ready"
+    sh("ip", "netns", "del", f"lark-{name}")
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert f"network namespace lark-{name} was removed; stopping the job" in err
 
 
 def test_leftover_daemons_in_the_job_namespace_are_killed(sandbox, host):
@@ -394,10 +414,14 @@ def test_leftover_daemons_in_the_job_namespace_are_killed(sandbox, host):
         "--",
         "/bin/sh",
         "-c",
-        "setsid sleep 300 >/dev/null 2>&1 < /dev/null & echo started",
+        "setsid sleep 300 >/dev/null 2>&1 < /dev/null & "
+        "setsid sh -c 'trap \"\" TERM; sleep 300' >/dev/null 2>&1 < /dev/null & "
+        "sleep 0.2; echo started",
     )
     assert r.returncode == 0, r.stderr
     assert f"lark-{name}" not in netns_list()
+    # TERM first; what ignores it is killed after the grace period
+    assert "killed 3 process(es)" in sandbox.log_file.read_text()
     assert not sh("pgrep", "-f", "^sleep 300$", check=False).stdout.strip()
 
 
