@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from . import testhooks
 from .backends import address, iptables, netns, nft
 from .callouts import Script, run_script
 from .errors import KernelError, LarkError
@@ -99,6 +100,7 @@ def undo_record(
             err = KernelError(f"undo {step} of {record.data.get('name')}: {exc.strerror or exc}")
             log.error("%s", err)
             errors.append(err)
+        testhooks.blocking_pause_after(f"undo-{step}")
     if not errors:
         record.discard()
     return errors

@@ -9,7 +9,6 @@ path: normal exit, job failure, setup failure, signals and cancellation.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import classad2
 import trio
 
-from . import ads, callouts, userfiles
+from . import ads, callouts, testhooks, userfiles
 from .accounting import derive_accounting
 from .backends import address, iptables, netns, nft, rtnl
 from .backends.bridge import ensure_bridge, wait_forwarding
@@ -35,9 +34,6 @@ from .watch import open_link_watch, watch_link
 
 CLEANUP_BUDGET_S = 30.0
 JOB_TERM_GRACE_S = 5.0
-# Test hook: pause (cancellably) after the named setup steps, so tests can signal or kill the
-# agent at an exact point. Root-only like everything else here; unset in production.
-_TEST_PAUSES = set(filter(None, os.environ.get("_LARK_TEST_PAUSE_AFTER", "").split(",")))
 
 log = logging.getLogger("lark.supervisor")
 
@@ -311,9 +307,8 @@ class Supervisor:
         now = time.perf_counter()
         self.step_times[step] = now - self._step_mark
         self._step_mark = now
-        if step in _TEST_PAUSES:
-            log.warning("test pause after %s", step)
-            await trio.sleep(60)
+        if testhooks.pause_after(step):
+            await trio.sleep(60)  # cancellable: a signal still ends it
         await trio.lowlevel.checkpoint()
 
     async def _spawn(self, job_netns: str | None) -> None:
