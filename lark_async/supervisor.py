@@ -9,6 +9,7 @@ path: normal exit, job failure, setup failure, signals and cancellation.
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import threading
 import time
@@ -78,6 +79,7 @@ class Supervisor:
         self.counter_base: dict[str, tuple[int, int]] = {}  # counted before a restore
         self._job_nursery: trio.Nursery | None = None
         self._lost = False
+        self._stopping = False
         self._tearing_down = False
         config = chirp_config(request.env)
         self.chirp = ChirpPublisher(config) if config is not None else None
@@ -88,6 +90,10 @@ class Supervisor:
         """Return the job's status; raise a LarkError if the job never started."""
         status: int | None = None
         cleanup_errors: list[LarkError] = []
+        # trio re-raises signals still queued when the receiver closes; one that arrives during
+        # cleanup must not kill the agent afterwards, so what it restores is a no-op
+        for signum in FORWARDED_SIGNALS:
+            signal.signal(signum, _after_cleanup)
         with trio.open_signal_receiver(*FORWARDED_SIGNALS) as signals:
             try:
                 async with trio.open_nursery() as nursery:
@@ -114,6 +120,10 @@ class Supervisor:
             if self.job is not None:
                 log.info("forwarding signal %d to job %s", signum, self.plan.name)
                 self.job.signal(signum)
+                if signum in (2, 15) and self._job_nursery is not None and not self._stopping:
+                    # asked to stop: the job gets the signal, then KILL after a grace period
+                    self._stopping = True
+                    self._job_nursery.start_soon(self._kill_after_grace)
             elif self.spawning:  # the job exists any moment now: it gets the signal then
                 self.held_signals.append(signum)
             elif self.interrupted is None:
@@ -358,8 +368,15 @@ class Supervisor:
     async def _terminate_job(self) -> None:
         assert self.job is not None
         self.job.signal(15)
+        await self._kill_after_grace()
+
+    async def _kill_after_grace(self) -> None:
+        assert self.job is not None
         await trio.sleep(JOB_TERM_GRACE_S)
         if self.job.proc.poll() is None:
+            log.warning(
+                "%s: the job outlived %g s after TERM: killing it", self.plan.name, JOB_TERM_GRACE_S
+            )
             self.job.signal(9)
 
     async def _poll(self) -> None:
@@ -504,6 +521,10 @@ class Supervisor:
             return
         self.job.signal(9)
         await self.job.wait()
+
+
+def _after_cleanup(signum: int, _frame: object) -> None:
+    log.info("signal %d after cleanup: nothing left to stop", signum)
 
 
 def _read_rules_counters(rules: object) -> dict[str, tuple[int, int]]:

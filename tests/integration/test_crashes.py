@@ -39,3 +39,39 @@ def test_killed_at_any_step_leaves_nothing_after_the_sweeper(sandbox, host, step
     assert again.returncode == 0, again.stderr
     if found:
         assert read_update_ad(update)["LarkInnerAddressIPv4"] == found.group(1)
+
+
+def test_sigterm_stops_the_job_then_kills_it_and_a_second_one_does_not_stop_cleanup(
+    sandbox, host
+):
+    from test_scripts import script
+
+    started, done = sandbox.tmp / "delete-started", sandbox.tmp / "delete-done"
+    delete = script(sandbox, "delete", f"#!/bin/sh\ntouch {started}\nsleep 1\ntouch {done}\n")
+    update = sandbox.tmp / "update.ad"
+    agent = sandbox.start_agent(
+        host,
+        *sandbox.who(),
+        "--update-ad",
+        str(update),
+        "--delete-script",
+        str(delete),
+        "--",
+        "/bin/sh",
+        "-c",
+        "trap '' TERM; echo ready; exec sleep 60",  # a job that ignores TERM
+    )
+    assert sandbox.read_line(agent.stdout).strip() == "ready"
+    t0 = time.monotonic()
+    agent.send_signal(signal.SIGTERM)
+    for _ in range(1000):
+        if started.exists():
+            break
+        time.sleep(0.02)
+    agent.send_signal(signal.SIGTERM)  # during cleanup: ignored
+    _, err = agent.communicate(timeout=30)
+    assert agent.returncode == 128 + signal.SIGKILL
+    assert 4.5 < time.monotonic() - t0 < 12  # the grace period, then cleanup within its bound
+    assert done.exists()  # the delete script was not interrupted
+    assert "the job outlived 5 s after TERM: killing it" in err
+    assert "NetworkIncoming" in read_update_ad(update)  # the final accounting was published
