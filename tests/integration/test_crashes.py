@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import shlex
 import signal
+import subprocess
 import time
 
 import pytest
@@ -75,3 +77,28 @@ def test_sigterm_stops_the_job_then_kills_it_and_a_second_one_does_not_stop_clea
     assert done.exists()  # the delete script was not interrupted
     assert "the job outlived 5 s after TERM: killing it" in err
     assert "NetworkIncoming" in read_update_ad(update)  # the final accounting was published
+
+
+def test_a_full_or_unwritable_state_dir_is_one_line_before_anything_exists(sandbox, host):
+    """A record can always be written before any resource exists, or nothing is made."""
+    blocked = sandbox.tmp / "not-a-dir"
+    blocked.write_text("")
+    r = sandbox.run_agent(host, *sandbox.who(), "--state-dir", str(blocked / "s"), "--", "true")
+    assert r.returncode == 125
+    assert r.stderr.strip().startswith(f"lark-agent: error: create state dir {blocked / 's'}")
+    full = sandbox.tmp / "full"
+    full.mkdir()
+    # a full disk, in a mount namespace of its own (gone with the command)
+    agent = shlex.join(
+        sandbox.agent_argv(host, *sandbox.who(), "--state-dir", str(full), "--", "true")
+    )
+    r = subprocess.run(
+        ["unshare", "-m", "sh", "-c",
+         f"mount -t tmpfs -o size=4k,nr_inodes=2 lkt-full {full} && "
+         f"head -c 4096 /dev/zero > {full}/filler; exec {agent}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 125, r.stderr
+    assert "state record" in r.stderr and len(r.stderr.strip().splitlines()) == 1
