@@ -73,7 +73,7 @@ def test_sigterm_stops_the_job_then_kills_it_and_a_second_one_does_not_stop_clea
     agent.send_signal(signal.SIGTERM)  # during cleanup: ignored
     _, err = agent.communicate(timeout=30)
     assert agent.returncode == 128 + signal.SIGKILL
-    assert 4.5 < time.monotonic() - t0 < 12  # the grace period, then cleanup within its bound
+    assert 4.5 < time.monotonic() - t0 < 5 + 30  # the grace period, then the cleanup budget
     assert done.exists()  # the delete script was not interrupted
     assert "the job outlived 5 s after TERM: killing it" in err
     assert "NetworkIncoming" in read_update_ad(update)  # the final accounting was published
