@@ -299,9 +299,26 @@ def chains_in(host_netns: str) -> int:
 # -- 2: orphans ---------------------------------------------------------------------------
 
 
+def vanished(names: list[str]) -> tuple[list[str], list[str]]:
+    """Orphans whose job namespace, or host veth, is no longer there."""
+    spaces = set(netns_list())
+    links = {
+        ln.split(":")[1].strip().split("@")[0] for ln in sh("ip", "-o", "link").stdout.splitlines()
+    }
+    return (
+        [n for n in names if f"lark-{n}" not in spaces],
+        [n for n in names if f"e_{n}" not in links],
+    )
+
+
 def make_orphans(bench: Bench, prefix: str, m: int, batch: int) -> tuple[float, list[str]]:
-    """m agents SIGKILLed in their pause after the firewall step; (seconds, failures)."""
+    """m agents SIGKILLed in their pause after the firewall step; (seconds, failures).
+
+    After each batch, every orphan so far must still have its namespace and veth: anything
+    else removed them (e.g. another ``cleanup --orphans`` on this machine without --match;
+    /run/netns is shared by every host namespace)."""
     failures: list[str] = []
+    seen_gone: set[str] = set()
     t0 = time.perf_counter()
     for start in range(0, m, batch):
         names = [f"{prefix}o{i}" for i in range(start, min(m, start + batch))]
@@ -323,6 +340,14 @@ def make_orphans(bench: Bench, prefix: str, m: int, batch: int) -> tuple[float, 
         for agent in agents.values():
             agent.wait()
             agent.stdout.close()
+        gone_ns, gone_veth = vanished([f"{prefix}o{i}" for i in range(start + len(names))])
+        if new := set(gone_ns + gone_veth) - seen_gone:
+            seen_gone |= new
+            failures.append(
+                f"after {time.perf_counter() - t0:.1f} s (batch {start // batch}): "
+                f"{len(gone_ns)} job netns and {len(gone_veth)} veths of earlier orphans "
+                "have VANISHED (removed from outside the bench)"
+            )
     return time.perf_counter() - t0, failures
 
 
@@ -388,7 +413,7 @@ def orphans(bench: Bench, prefix: str, m: int, batch: int) -> bool:
     per = (real_s - empty_s) / m
     rows = [
         (f"orphans made (batches of {batch}, SIGKILL in pause)", f"{made_s:.1f} s"),
-        ("agents failed to reach the pause", str(len(failures))),
+        ("problems making the orphans", str(len(failures))),
         ("killed agents with non-empty stderr (beyond the pause)", str(stderr_count)),
         (
             "orphans sharing an address pair",
