@@ -171,7 +171,9 @@ class Supervisor:
         addresses = None
         if plan.mode == "nat":
             record.note("address", lock_dir=str(plan.lock_dir))
-            self.lease = address.allocate(plan.local_network, plan.lock_dir, plan.name)
+            self.lease = address.allocate(
+                plan.local_network, plan.lock_dir, plan.name, plan.state_dir
+            )
             record.note("address", lock=str(self.lease.path))
             await self._step_done("address")
             addresses = self.lease.addresses

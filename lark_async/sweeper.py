@@ -60,7 +60,7 @@ def find_orphans(state_dir: Path, lock_dir: Path, match: str = "") -> list[Orpha
     """Everything to remove; ``match`` limits the by-name search to job names starting so."""
     orphans: list[Orphan] = []
     known: set[str] = set()  # job names with a record: theirs is the record's business
-    live_addresses: set[ipaddress.IPv4Address] = set()
+    live_addresses: set[ipaddress.IPv4Address] = set()  # (or the dead record's undo's)
     live_locks: set[Path] = set()
     for path in sorted(state_dir.glob("*.json")) if state_dir.is_dir() else []:
         try:
@@ -69,12 +69,12 @@ def find_orphans(state_dir: Path, lock_dir: Path, match: str = "") -> list[Orpha
             continue
         name = str(record.data.get("name", path.stem))
         known.add(name)
+        fw = record.steps.get("firewall", {})
+        if fw.get("internal_address"):
+            live_addresses.add(ipaddress.IPv4Address(fw["internal_address"]))
+        if record.steps.get("address", {}).get("lock"):
+            live_locks.add(Path(record.steps["address"]["lock"]))
         if agent_alive(int(record.data.get("pid", 0))):
-            fw = record.steps.get("firewall", {})
-            if fw.get("internal_address"):
-                live_addresses.add(ipaddress.IPv4Address(fw["internal_address"]))
-            if record.steps.get("address", {}).get("lock"):
-                live_locks.add(Path(record.steps["address"]["lock"]))
             continue
         orphans.append(Orphan("record", name, lambda r=record: _undo(r)))
 

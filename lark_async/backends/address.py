@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import ipaddress
 import os
+import socket
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,29 @@ def _try_lock(path: Path) -> int | None:
         os.close(fd)  # we locked a file its owner just unlinked: try the new one
 
 
-def allocate(network: ipaddress.IPv4Network, lock_dir: Path, name: str) -> AddressLease:
+def _left_by_a_dead_agent(fd: int, name: str, state_dir: Path | None) -> bool:
+    """The lock of a SIGKILLed agent dies with it, but its veth, routes and rules for this
+    pair stay until ``cleanup``: a pair whose last owner still has a state record or a veth
+    is not free, though its lock is."""
+    try:
+        owner = os.pread(fd, 256, 0).decode(errors="replace").split()
+    except OSError:
+        return False
+    if len(owner) < 2 or owner[1] == name:
+        return False
+    job = owner[1]
+    if state_dir is not None and (state_dir / f"{job}.json").exists():
+        return True
+    try:
+        socket.if_nametoindex(f"e_{job}")
+    except OSError:
+        return False
+    return True
+
+
+def allocate(
+    network: ipaddress.IPv4Network, lock_dir: Path, name: str, state_dir: Path | None = None
+) -> AddressLease:
     """Lock the first free pair, scanning from a point derived from the job name.
 
     Starting at a name-derived offset keeps concurrent agents from all
@@ -103,13 +126,17 @@ def allocate(network: ipaddress.IPv4Network, lock_dir: Path, name: str) -> Addre
         path = lock_path(lock_dir, addresses)
         with map_errors(f"lock {path}", ResourceError):
             fd = _try_lock(path)
+        if fd is not None and _left_by_a_dead_agent(fd, name, state_dir):
+            os.close(fd)  # unlocks: the sweeper will take it
+            fd = None
         if fd is not None:
             with map_errors(f"write {path}", ResourceError):
                 os.ftruncate(fd, 0)
                 os.write(fd, f"{os.getpid()} {name}\n".encode())
             return AddressLease(addresses, path, fd)
     raise ResourceError(
-        f"address pool LARK_LOCAL_NETWORK {network} is exhausted: all {size} pairs are in use"
+        f"address pool LARK_LOCAL_NETWORK {network} is exhausted: all {size} pairs are in use "
+        "(pairs of dead agents come back with `lark-agent cleanup --orphans`)"
     )
 
 

@@ -102,3 +102,33 @@ def test_a_full_or_unwritable_state_dir_is_one_line_before_anything_exists(sandb
     )  # fmt: skip
     assert r.returncode == 125, r.stderr
     assert "state record" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_killed_agents_pair_is_not_given_out_until_swept(sandbox, host):
+    """Its lock died with it, but its veth and rules still use the pair."""
+    from test_sweeper import killed_after_setup
+
+    pool = ("--local-network", "192.168.181.0/29")  # two pairs
+    killed_after_setup(sandbox, host, sandbox.job_name("dead"), *pool)
+    log = sandbox.log_file.read_text()
+    dead = re.search(r"dead: addresses \S+ \(host\) / (\S+) \(job\)", log).group(1)
+    update = sandbox.tmp / "u.ad"
+    live = sandbox.start_agent(
+        host, *sandbox.who(sandbox.job_name("b")), *pool, "--update-ad", str(update), "--",
+        "/bin/sh", "-c", "echo ready; exec sleep 30",
+    )  # fmt: skip
+    try:
+        assert sandbox.read_line(live.stdout).strip() == "ready"
+        assert read_update_ad(update)["LarkInnerAddressIPv4"] != dead
+        full = sandbox.run_agent(host, *sandbox.who(sandbox.job_name("c")), *pool, "--", "true")
+        assert full.returncode == 125 and "is exhausted" in full.stderr
+        assert cleanup(sandbox, host).returncode == 0  # the live job stays, the dead one goes
+        again = sandbox.run_agent(
+            host, *sandbox.who(sandbox.job_name("c")), *pool, "--update-ad", str(update), "--",
+            "true",
+        )  # fmt: skip
+        assert again.returncode == 0, again.stderr
+        assert read_update_ad(update)["LarkInnerAddressIPv4"] == dead
+    finally:
+        live.terminate()
+        live.communicate(timeout=30)

@@ -274,7 +274,8 @@ def test_exhausted_pool_is_a_clear_error(sandbox, host):
         assert r.returncode == 125
         assert r.stderr.strip() == (
             "lark-agent: error: address pool LARK_LOCAL_NETWORK 192.168.181.0/29 is exhausted: "
-            "all 2 pairs are in use"
+            "all 2 pairs are in use (pairs of dead agents come back with `lark-agent cleanup "
+            "--orphans`)"
         )
     finally:
         for proc in running:
@@ -337,7 +338,15 @@ def test_cleanup_removes_what_a_killed_agent_left(sandbox, host):
     assert f"lark-{name}" in netns_list() and nft_job_objects(host.netns)
     for _ in range(2):  # idempotent: the second run finds nothing to do
         r = sandbox.run_agent(
-            host, "--orphans", "--state-dir", str(sandbox.state_dir), verb="cleanup"
+            host,
+            "--orphans",
+            "--match",  # /run/netns is the machine's: leave other runs' namespaces alone
+            sandbox.prefix,
+            "--state-dir",
+            str(sandbox.state_dir),
+            "--lock-dir",
+            str(sandbox.lock_dir),
+            verb="cleanup",
         )
         assert r.returncode == 0, r.stderr
 

@@ -120,7 +120,8 @@ def test_an_exhausted_pool_is_a_resource_error(tmp_path):
         with pytest.raises(ResourceError) as info:
             allocate(NET29, tmp_path, "j3")
         assert str(info.value) == (
-            "address pool LARK_LOCAL_NETWORK 10.7.0.0/29 is exhausted: all 2 pairs are in use"
+            "address pool LARK_LOCAL_NETWORK 10.7.0.0/29 is exhausted: all 2 pairs are in use "
+            "(pairs of dead agents come back with `lark-agent cleanup --orphans`)"
         )
     finally:
         for lease in leases:
