@@ -45,7 +45,11 @@ class Record:
         except OSError as exc:
             raise ResourceError(f"create state record {record.path}: {exc.strerror}") from exc
         os.close(fd)
-        record.save()
+        try:
+            record.save()
+        except BaseException:  # a full disk: leave no empty record behind either
+            record.discard()
+            raise
         return record
 
     @classmethod
