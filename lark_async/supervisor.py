@@ -145,6 +145,8 @@ class Supervisor:
                 script.check()  # before anything exists
         if plan.firewall_backend == "iptables" and plan.mode == "nat":
             iptables.check_installed(plan.iptables_command)
+        elif plan.mode in ("nat", "bridge"):
+            nft.check_available()
         await self.setup_network(nursery)
         await self._run_create_script()
         self._publish({})

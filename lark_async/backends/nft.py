@@ -166,6 +166,23 @@ class NftError(KernelError):
 
 
 _nft: _Nft | None = None
+LIBNFTABLES = "libnftables.so.1"
+_LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
+             "/lib/x86_64-linux-gnu", "/usr/local/lib")  # fmt: skip
+
+
+def check_available(dirs: tuple[str, ...] = _LIB_DIRS) -> None:
+    """Before anything is created: libnftables is there for the first job's table (a stat of
+    a few paths, not a load; an unusual layout falls back to the loader's own search)."""
+    import os
+
+    if any(os.path.exists(f"{d}/{LIBNFTABLES}") for d in dirs):
+        return
+    if ctypes.util.find_library("nftables") is None:
+        raise KernelError(
+            f"the nftables firewall backend needs {LIBNFTABLES}, which is not installed "
+            "(Debian: apt install nftables)"
+        )
 
 
 def nft() -> _Nft:

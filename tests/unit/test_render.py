@@ -124,3 +124,21 @@ def test_job_rules_from_an_older_record_without_optional_fields():
     assert JobRules.from_record({"chain": "LARK_x", "external_interface": "e_x"}) == JobRules(
         "LARK_x", "e_x", None, nat=False
     )
+
+
+def test_a_missing_libnftables_is_a_clear_error(monkeypatch):
+    import ctypes.util
+
+    import pytest
+
+    from lark_async.backends import nft
+    from lark_async.errors import KernelError
+
+    nft.check_available()  # installed here
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    with pytest.raises(KernelError) as info:
+        nft.check_available(dirs=("/nonexistent",))
+    assert str(info.value) == (
+        "the nftables firewall backend needs libnftables.so.1, which is not installed "
+        "(Debian: apt install nftables)"
+    )
