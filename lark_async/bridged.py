@@ -100,6 +100,7 @@ class BridgeAddress:
         side: JobSide,
         rules: nft.BridgeRules,
         changed: Callable[[], None],
+        remember: Callable[[dict[str, object] | None], None] = lambda lease: None,
     ) -> None:
         assert plan.bridge is not None
         self.plan = plan
@@ -107,6 +108,7 @@ class BridgeAddress:
         self.side = side
         self.rules = rules
         self.changed = changed  # publish the update ad
+        self.remember = remember  # the lease in the state record, for a sweeper to release
         self.on_link = LeaseOnLink(side.channel, plan.internal_interface)
         self.lease: Lease | None = None
         self.state = "none"
@@ -211,6 +213,17 @@ class BridgeAddress:
 
     def _configure(self, lease: Lease | None) -> None:
         """Address and routes on the job's interface, and the firewall's allowed source."""
+        if lease != self.lease:
+            self.remember(
+                None
+                if lease is None
+                else {
+                    "address": str(lease.address),
+                    "server": str(lease.server_id),
+                    "mac": self.mac.hex(":"),
+                    "client_id": client_identity(self.plan.name, self.mac).hex(),
+                }
+            )
         self.lease = lease
         try:
             with map_errors(f"configure the DHCP lease on {self.plan.internal_interface}"):
@@ -230,6 +243,7 @@ class BridgeAddress:
             with trio.move_on_after(1.0):
                 await self.driver.release()
             log.info("%s: DHCP lease released", self.plan.name)
+            self.remember(None)
 
     def addresses(self) -> list[ipaddress.IPv4Address]:
         """The source addresses the job may use now."""

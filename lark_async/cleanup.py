@@ -22,7 +22,15 @@ log = logging.getLogger("lark.cleanup")
 
 # One place fixes the order: the admin's delete script (while the job's chain and veth are
 # still there for it), firewall, processes, veth, netns, address lock.
-UNDO_ORDER = ("script", "firewall", "processes", "veth", "netns", "address")
+UNDO_ORDER = ("script", "dhcp", "firewall", "processes", "veth", "netns", "address")
+
+
+def _undo_dhcp(details: dict) -> None:
+    """A dead bridged job's lease, released so the LAN gets the address back now."""
+    from .release import send_release
+
+    send_release(details)
+    log.info("released DHCP lease %s of a job whose agent died", details.get("address"))
 
 
 def _undo_script(details: dict) -> None:
@@ -65,6 +73,7 @@ def _undo_address(details: dict) -> None:
 
 _UNDO: dict[str, Callable[[dict], None]] = {
     "script": _undo_script,
+    "dhcp": _undo_dhcp,
     "firewall": _undo_firewall,
     "processes": _undo_processes,
     "veth": _undo_veth,

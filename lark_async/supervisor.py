@@ -272,7 +272,7 @@ class Supervisor:
             await wait_forwarding(host, plan.external_interface, bridge.name, bridge.wait_s)
         await self._step_done("forwarding")
         self.bridged = BridgeAddress(
-            plan, self.job_side, rules, lambda: self._publish(self.last_counters)
+            plan, self.job_side, rules, lambda: self._publish(self.last_counters), self._note_lease
         )
         if bridge.static is not None:
             await self.bridged.use_static()
@@ -316,6 +316,18 @@ class Supervisor:
                 callouts.run_script, plan.create_script, args, stdin, plan.name, env
             )
         await self._step_done("script")
+
+    def _note_lease(self, lease: dict[str, object] | None) -> None:
+        record = self.record
+        if record is None or not record.path.exists():
+            return
+        try:
+            if lease is None:
+                record.forget("dhcp")
+            else:
+                record.note("dhcp", **lease)
+        except LarkError as exc:
+            log.warning("%s", exc)
 
     async def _step_done(self, step: str) -> None:
         now = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import subprocess
 import time
 
@@ -445,3 +446,27 @@ def test_a_flushed_bridge_table_is_restored_with_the_jobs_address(sandbox, host)
     assert agent.returncode == 0, err
     assert out.split()[-2:] == ["second", str(2 * FILE_SIZES["1m"])]
     assert read_update_ad(update)["NetworkIncoming"] >= 2 * FILE_SIZES["1m"]
+
+
+def test_the_sweeper_releases_a_dead_bridged_jobs_lease(sandbox, host):
+    from test_sweeper import cleanup
+
+    kea_log, _ = start_kea(sandbox, lifetime=3600)
+    sandbox.kept_links.add("lark")
+    name = sandbox.job_name()
+    agent = sandbox.start_agent(
+        host, *sandbox.who(name), *bridge_flags(), "--", "true",
+        env={"_LARK_TEST_PAUSE_AFTER": "address"},
+    )  # fmt: skip
+    for _ in range(500):
+        if sandbox.log_file.exists() and "test pause after address" in sandbox.log_file.read_text():
+            break
+        time.sleep(0.02)
+    agent.kill()  # SIGKILL: no RELEASE from the agent
+    agent.communicate(timeout=10)
+    leased = re.search(r"DHCP lease (\S+)/24", sandbox.log_file.read_text()).group(1)
+    assert "DHCP4_RELEASE" not in kea_log.read_text()
+    swept = cleanup(sandbox, host)
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    released = [ln for ln in kea_log.read_text().splitlines() if "DHCP4_RELEASE" in ln]
+    assert any(f"address {leased} " in ln for ln in released), kea_log.read_text()[-2000:]
