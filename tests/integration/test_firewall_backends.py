@@ -157,7 +157,9 @@ TWICE = (
 )
 
 
-def test_a_flushed_firewall_is_restored_and_counting_carries_on(sandbox, host, backend):
+def fetch_around_a_flush(sandbox, host, flags, flush, check=lambda: None) -> tuple[int, int]:
+    """A job downloads, someone flushes the firewall (``check`` looks at it once the agent
+    had its poll), the job downloads again: (bytes counted before the flush, at the end)."""
     update = sandbox.tmp / "update.ad"
     argv = sandbox.agent_argv(
         host,
@@ -166,7 +168,7 @@ def test_a_flushed_firewall_is_restored_and_counting_carries_on(sandbox, host, b
         str(update),
         "--accounting-interval",
         "0.1",
-        *backend,
+        *flags,
         "--",
         PY,
         "-I",
@@ -181,20 +183,23 @@ def test_a_flushed_firewall_is_restored_and_counting_carries_on(sandbox, host, b
         assert sandbox.read_line(agent.stdout).startswith("first")
         time.sleep(0.3)  # a poll or two: the first download is counted
         before = read_update_ad(update)["NetworkIncoming"]
-        flush = (
-            ("nft", "flush", "ruleset") if backend[1] == "nftables" else (backend[3], "-w", "-F")
-        )
         sh(*flush, netns=host.netns)
         time.sleep(0.5)  # the agent notices within a poll and puts its rules back
+        check()
         agent.stdin.write("\n")
         agent.stdin.flush()
         out, err = agent.communicate(timeout=60)
     finally:
         if agent.poll() is None:
-            agent.kill()
-            agent.communicate()
+            agent.terminate()  # the agent stops its job and cleans up
+            agent.communicate(timeout=30)
     assert agent.returncode == 0, err
     assert out.split() == ["second", str(2 * FILE_SIZES["1m"])]
-    final = read_update_ad(update)["NetworkIncoming"]
-    assert before >= FILE_SIZES["1m"] and 2 * FILE_SIZES["1m"] <= final <= 2.12 * FILE_SIZES["1m"]
     assert "restoring it" in sandbox.log_file.read_text()
+    return before, read_update_ad(update)["NetworkIncoming"]
+
+
+def test_a_flushed_firewall_is_restored_and_counting_carries_on(sandbox, host, backend):
+    flush = ("nft", "flush", "ruleset") if backend[1] == "nftables" else (backend[3], "-w", "-F")
+    before, final = fetch_around_a_flush(sandbox, host, backend, flush)
+    assert before >= FILE_SIZES["1m"] and 2 * FILE_SIZES["1m"] <= final <= 2.12 * FILE_SIZES["1m"]
