@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from common import print_rates, print_table
-from sandbox import SITE_ADDR, SITE_NET, Host, Sandbox, netns_list, sh
+from sandbox import SITE_ADDR, SITE_NET, Host, Sandbox, netns_list, sh, start_kea
 
 from lark_async.backends import netns as lark_netns
 
@@ -82,59 +82,6 @@ KEA_BENIGN = ("DHCPSRV_MEMFILE_NO_STORAGE", "DHCP4_MULTI_THREADING_INFO")
 TAG = {"nat": "n", "bridge+dhcp": "d", "bridge+static": "s"}
 LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \S+\[\d+\] (\w+) (\S+): (.*)$")
 READY = re.compile(r"network ready \((\w+)\) in ([0-9.]+) ms \(([^)]*)\)")
-
-
-def start_kea(box: Sandbox) -> tuple[subprocess.Popen, Path]:
-    """kea-dhcp4 on the site bridge with a normal lifetime; its files under the sandbox."""
-    run_dir = box.tmp / "kea"
-    run_dir.mkdir()
-    log = run_dir / "kea.log"
-    conf = run_dir / "kea-dhcp4.conf"
-    conf.write_text(
-        json.dumps(
-            {
-                "Dhcp4": {
-                    "interfaces-config": {"interfaces": ["br0"], "dhcp-socket-type": "raw"},
-                    "lease-database": {"type": "memfile", "persist": False},
-                    "valid-lifetime": LIFETIME,
-                    "renew-timer": LIFETIME // 2,
-                    "rebind-timer": LIFETIME * 7 // 8,
-                    "subnet4": [
-                        {
-                            "id": 1,
-                            "subnet": f"{SITE_NET}.0/24",
-                            "pools": [{"pool": f"{POOL[0]} - {POOL[1]}"}],
-                            "option-data": [{"name": "routers", "data": SITE_ADDR}],
-                        }
-                    ],
-                    "loggers": [
-                        {
-                            "name": "kea-dhcp4",
-                            "severity": "INFO",
-                            "output_options": [{"output": str(log)}],
-                        }
-                    ],
-                }
-            }
-        )
-    )
-    proc = box.start_in(
-        box.site,
-        [
-            "env",
-            f"KEA_PIDFILE_DIR={run_dir}",
-            f"KEA_LOCKFILE_DIR={run_dir}",
-            "kea-dhcp4",
-            "-c",
-            str(conf),
-        ],
-    )
-    end = time.monotonic() + 10
-    while not (log.exists() and "DHCP4_STARTED" in log.read_text()):
-        if proc.poll() is not None or time.monotonic() > end:
-            sys.exit(f"kea-dhcp4 did not start; see {log}")
-        time.sleep(0.05)
-    return proc, log
 
 
 def start_iperf_server(box: Sandbox) -> subprocess.Popen:
@@ -468,7 +415,7 @@ def main() -> int:
     try:
         box.create_site()
         host = box.add_host()
-        _kea, kea_log = start_kea(box)
+        kea_log, _kea = start_kea(box, lifetime=LIFETIME, pool=POOL)
         start_iperf_server(box)
         ctx = Ctx(box, host, tmp / "logs")
         ctx.logs.mkdir()

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import random
@@ -46,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import trio
 from common import dhcp_sockets
-from sandbox import SITE_ADDR, Sandbox, new_prefix
+from sandbox import Sandbox, new_prefix, start_kea
 
 from dhcp import options as opt
 from dhcp.client import Client, Config
@@ -57,64 +56,6 @@ SUBNET = "10.77.0.0/16"  # the site bridge is 10.77.0.1/24: Kea picks the subnet
 POOL = ("10.77.1.0", "10.77.31.255")
 SOL_PACKET, PACKET_STATISTICS = 263, 6
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def start_kea(box: Sandbox) -> int:
-    """kea-dhcp4 on the site bridge; returns its pid (nsenter and env exec into it)."""
-    run_dir = box.tmp / "kea"
-    run_dir.mkdir()
-    log = run_dir / "kea.log"
-    conf = run_dir / "kea-dhcp4.conf"
-    conf.write_text(
-        json.dumps(
-            {
-                "Dhcp4": {
-                    "interfaces-config": {"interfaces": ["br0"], "dhcp-socket-type": "raw"},
-                    "lease-database": {"type": "memfile", "persist": False},
-                    "valid-lifetime": 600,
-                    "renew-timer": 200,
-                    "rebind-timer": 300,
-                    "subnet4": [
-                        {
-                            "id": 1,
-                            "subnet": SUBNET,
-                            "pools": [{"pool": f"{POOL[0]} - {POOL[1]}"}],
-                            "option-data": [{"name": "routers", "data": SITE_ADDR}],
-                        }
-                    ],
-                    "loggers": [
-                        {
-                            "name": "kea-dhcp4",
-                            "severity": "WARN",
-                            "output_options": [{"output": str(log)}],
-                        },
-                        {
-                            "name": "kea-dhcp4.dhcp4",
-                            "severity": "INFO",
-                            "output_options": [{"output": str(log)}],
-                        },
-                    ],
-                }
-            }
-        )
-    )
-    proc = box.start_in(
-        box.site,
-        [
-            "env",
-            f"KEA_PIDFILE_DIR={run_dir}",
-            f"KEA_LOCKFILE_DIR={run_dir}",
-            "kea-dhcp4",
-            "-c",
-            str(conf),
-        ],
-    )
-    end = time.monotonic() + 10
-    while not (log.exists() and "DHCP4_STARTED" in log.read_text()):
-        if proc.poll() is not None or time.monotonic() > end:
-            sys.exit(f"kea-dhcp4 did not start; see {log}")
-        time.sleep(0.05)
-    return proc.pid
 
 
 def links(netns_name: str, verb: str, macs: list[bytes]) -> None:
@@ -269,7 +210,7 @@ def main() -> int:
     try:
         box.create_site()
         host = box.add_host()
-        kea = start_kea(box)
+        kea = start_kea(box, lifetime=600, pool=POOL, subnet=SUBNET)[1].pid
         macs = [fake_mac(prefix, i) for i in range(args.clients)]
         if args.links == "macvlan":
             links(host.netns, "add", macs)

@@ -290,8 +290,10 @@ def start_kea(
     tag: str = "kea",
     pool: tuple = KEA_POOL,
     authoritative: bool = False,
+    subnet: str = f"{SITE_NET}.0/24",
 ):
-    """Kea in the site namespace (or ``netns``), its files under the test's directory."""
+    """Kea in the site namespace (or ``netns``), its files under the test's (or bench's)
+    directory; returns its log and process."""
     run_dir = sandbox.tmp / tag
     run_dir.mkdir()
     log = run_dir / "kea.log"
@@ -309,7 +311,7 @@ def start_kea(
                     "subnet4": [
                         {
                             "id": 1,
-                            "subnet": f"{SITE_ADDR.rsplit('.', 1)[0]}.0/24",
+                            "subnet": subnet,
                             "pools": [{"pool": f"{pool[0]} - {pool[1]}"}],
                             "option-data": [{"name": "routers", "data": SITE_ADDR}],
                         }

@@ -43,9 +43,7 @@ def test_killed_at_any_step_leaves_nothing_after_the_sweeper(sandbox, host, step
         assert read_update_ad(update)["LarkInnerAddressIPv4"] == found.group(1)
 
 
-def test_sigterm_stops_the_job_then_kills_it_and_a_second_one_does_not_stop_cleanup(
-    sandbox, host
-):
+def test_sigterm_stops_the_job_then_kills_it_and_a_second_one_does_not_stop_cleanup(sandbox, host):
     from test_scripts import script
 
     started, done = sandbox.tmp / "delete-started", sandbox.tmp / "delete-done"
