@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from sandbox import netns_list
 from test_nat import read_update_ad
 from test_scripts import script
 
@@ -68,7 +67,7 @@ def test_the_policy_script_has_the_last_word(sandbox, host):
 
 
 def test_a_failing_or_confused_policy_script_refuses_the_job(sandbox, host):
-    before = set(netns_list())
+    before = sandbox.leftovers()
     failing = script(
         sandbox, "fails", "#!/bin/sh\necho 'policy database unreachable' >&2\nexit 2\n"
     )
@@ -88,7 +87,7 @@ def test_a_failing_or_confused_policy_script_refuses_the_job(sandbox, host):
     r, _ = run(sandbox, host, "--policy-script", str(slow), "--script-timeout", "1")
     assert r.returncode == 125
     assert "did not finish within 1 s and was killed" in r.stderr
-    assert set(netns_list()) == before
+    assert sandbox.leftovers() == before
 
 
 def test_hostile_job_ad_values_change_nothing(sandbox, host):
