@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import json
 import os
 import secrets
 import shutil
@@ -9,8 +12,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 INNER = "LARK_BENCH_INNER"
 
@@ -32,17 +36,23 @@ def agent_run(tmp: Path, *flags: str) -> list[str]:
     ]
 
 
-def in_bench_host(script: str, argv: Sequence[str]) -> int:
-    """Re-run ``script`` inside a fresh host namespace (network only) and remove it after.
+def new_bench_prefix() -> str:
+    """A fresh name prefix for what one benchmark creates (``lkb`` and four hex digits)."""
+    return f"lkb{secrets.token_hex(2)}"
 
-    Everything the benchmark creates lives in that namespace or in /run/netns under
-    the bench prefix; the machine's own network is never touched.
+
+@contextlib.contextmanager
+def bench_host() -> Iterator[tuple[str, Path, dict[str, str]]]:
+    """A fresh host namespace (network only) and a tmpfs, both removed afterwards.
+
+    Yields the namespace's name, the tmpfs and the environment that tells a process run in
+    there (with ``nsenter``) its prefix and tmpfs (see ``bench_prefix``, ``bench_tmp``).
+    Everything a benchmark creates lives in that namespace or in /run/netns under the
+    prefix; the machine's own network is never touched.
     """
-    if os.environ.get(INNER):
-        return -1
     if os.geteuid() != 0:
         sys.exit("run the benchmarks as root (they create network namespaces)")
-    prefix = f"lkb{secrets.token_hex(2)}"
+    prefix = new_bench_prefix()
     host = f"{prefix}-host"
     # State, locks and logs live on a tmpfs of their own, as /run/lark does on a real node
     # (here /run is on disk, where ext4's flush-on-rename would dominate the figures).
@@ -50,19 +60,39 @@ def in_bench_host(script: str, argv: Sequence[str]) -> int:
     subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=512m,mode=0755", "lark-bench", str(tmp)], check=True
     )
-    subprocess.run(["ip", "netns", "add", host], check=True)
     try:
+        subprocess.run(["ip", "netns", "add", host], check=True)
         subprocess.run(["ip", "-n", host, "link", "set", "lo", "up"], check=True)
-        env = {**os.environ, INNER: prefix, "LARK_BENCH_TMP": str(tmp)}
-        return subprocess.run(
-            ["nsenter", f"--net=/run/netns/{host}", sys.executable, script, *argv], env=env
-        ).returncode
+        yield host, tmp, {**os.environ, INNER: prefix, "LARK_BENCH_TMP": str(tmp)}
     finally:
         for ns in os.listdir("/run/netns"):
             if ns.startswith((prefix, f"lark-{prefix}")):
                 subprocess.run(["ip", "netns", "del", ns], check=False)
         subprocess.run(["umount", str(tmp)], check=False)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def in_bench_host(script: str, argv: Sequence[str]) -> int:
+    """Re-run ``script`` inside a fresh bench host (``bench_host``); -1 when already inside."""
+    if os.environ.get(INNER):
+        return -1
+    with bench_host() as (host, _tmp, env):
+        return subprocess.run(
+            ["nsenter", f"--net=/run/netns/{host}", sys.executable, script, *argv], env=env
+        ).returncode
+
+
+def call_in_bench_host(module: str, function: str, **kwargs: Any) -> Any:
+    """``function(**kwargs)`` of the bench module ``module``, in a fresh process inside a fresh
+    bench host; returns what it returned (which must be JSON). Its output goes to ours."""
+    with bench_host() as (host, tmp, env):
+        result = tmp / "result.json"
+        call = [module, function, json.dumps(kwargs), str(result)]
+        argv = ["nsenter", f"--net=/run/netns/{host}", sys.executable, __file__, *call]
+        rc = subprocess.run(argv, env=env).returncode
+        if rc != 0:
+            raise RuntimeError(f"{module}.{function} failed (exit {rc})")
+        return json.loads(result.read_text())
 
 
 def bench_prefix() -> str:
@@ -158,3 +188,9 @@ def print_rates(
             f" {med / medians[b]:>15.2f}x" if medians.get(b) else f" {'-':>16}" for b in baselines
         )
         print(line)
+
+
+if __name__ == "__main__":  # call_in_bench_host's other end: MODULE FUNCTION KWARGS-JSON OUT
+    _module, _function, _kwargs, _out = sys.argv[1:]
+    _result = getattr(importlib.import_module(_module), _function)(**json.loads(_kwargs))
+    Path(_out).write_text(json.dumps(_result))

@@ -1,15 +1,25 @@
-"""Setup and teardown of one NAT job's network: Lark in-process vs. shell scripts doing the same.
+"""Setup and teardown of one NAT job's network: Lark in-process vs. its peers doing the same.
 
-    sudo .venv/bin/python bench/setup_teardown.py [--rounds N]
+    sudo .venv/bin/python bench/setup_teardown.py [--rounds N] [--live N]
 
-Contenders, interleaved round by round so drift hits all alike:
+Contenders, interleaved round by round (in rotating order) so drift hits all alike:
 * Lark in-process: Supervisor.setup_network() and teardown() after imports
   (address lock, state record, netns, veth, addresses, route, nft chain + NAT).
 * shell, one command per step: ``ip netns add``, ``ip link add ... netns``,
   ``ip addr``/``ip link``/``ip route`` one by one, ``nft -f`` with Lark's own
   rendered ruleset; teardown ``nft -f``, ``ip link del``, ``ip netns del``.
 * shell, batched: the same through ``ip -batch`` and one ``nft -f``.
+* the CNI bridge plugin (host-local IPAM, ``ipMasq``), invoked the CNI way
+  (CNI_COMMAND=ADD/DEL, config on stdin), and netavark ``setup``/``teardown``
+  (bridge driver, iptables firewall driver), when installed. Their figures are
+  the plugin's ADD and DEL alone: the job's namespace is made before and removed
+  after, untimed (Lark's and the shell's include it). Both keep their bridge and
+  state in the bench host and its tmpfs. netavark removes its bridge and network
+  rules with its last container, so a lone job pays for them every round.
 * whole ``lark-agent run -- true`` wall time, next to ``true`` alone.
+``--live N``: the same contenders with N jobs of their own already running (set up
+one after another and kept), timing job N+1's setup and teardown at a few points on
+the way (see ``live``).
 Everything runs inside a throwaway host namespace; nothing touches the machine's network.
 """
 
@@ -17,7 +27,10 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -36,21 +49,24 @@ from lark_async.settings import Settings
 from lark_async.supervisor import RunRequest, Supervisor
 
 EXT, INT = "192.168.200.2", "192.168.200.3"
+NOBODY = JobUser("nobody", 65534, 65534, ())
+CNI_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
+NETAVARK = ("netavark", "/usr/lib/podman/netavark", "/usr/libexec/podman/netavark")
 
 
-def shell_scripts(name: str) -> tuple[str, str, str, str]:
+def shell_scripts(name: str, ext: str = EXT, inner: str = INT) -> tuple[str, str, str, str]:
     ns, e, i, chain = f"lark-{name}", f"e_{name}", f"i_{name}", f"LARK_{name}"
-    rules = nft.render_add(nft.JobRules(chain, e, ipaddress.IPv4Address(INT), nat=True))
-    remove = nft.render_remove(nft.JobRules(chain, e, ipaddress.IPv4Address(INT), nat=True))
+    rules = nft.render_add(nft.JobRules(chain, e, ipaddress.IPv4Address(inner), nat=True))
+    remove = nft.render_remove(nft.JobRules(chain, e, ipaddress.IPv4Address(inner), nat=True))
     per_command = f"""set -e
 ip netns add {ns}
 ip -n {ns} link set lo up
 ip link add {e} type veth peer name {i} netns {ns}
-ip addr add {EXT} peer {INT} dev {e}
+ip addr add {ext} peer {inner} dev {e}
 ip link set {e} up
-ip -n {ns} addr add {INT} peer {EXT} dev {i}
+ip -n {ns} addr add {inner} peer {ext} dev {i}
 ip -n {ns} link set {i} up
-ip -n {ns} route add default via {EXT}
+ip -n {ns} route add default via {ext}
 nft -f - <<'EOF'
 {rules}
 EOF
@@ -59,14 +75,14 @@ EOF
 ip netns add {ns}
 ip -batch - <<EOF
 link add {e} type veth peer name {i} netns {ns}
-addr add {EXT} peer {INT} dev {e}
+addr add {ext} peer {inner} dev {e}
 link set {e} up
 EOF
 ip -n {ns} -batch - <<EOF
 link set lo up
-addr add {INT} peer {EXT} dev {i}
+addr add {inner} peer {ext} dev {i}
 link set {i} up
-route add default via {EXT}
+route add default via {ext}
 EOF
 nft -f - <<'EOF'
 {rules}
@@ -82,84 +98,303 @@ ip netns del {ns}
     return per_command, teardown, batched, batched_teardown
 
 
+def timed(argv: list[str], **kwargs) -> float:
+    """Wall time of one command, which must succeed (its output is shown if it does not)."""
+    t0 = time.perf_counter()
+    r = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    elapsed = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed ({r.returncode}): {r.stdout}{r.stderr}")
+    return elapsed
+
+
 def timed_shell(script: str) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(["bash", "-c", script], check=True)
-    return time.perf_counter() - t0
+    return timed(["bash", "-c", script])
 
 
-async def lark_round(name: str, tmp: Path) -> tuple[float, float]:
-    settings = Settings(
-        state_dir=tmp / "state",
-        lock_dir=tmp / "lock",
-        local_network=ipaddress.IPv4Network("192.168.181.0/24"),
-    )
-    job_plan = lark_plan.derive_plan(settings, name)
-    user = JobUser("nobody", 65534, 65534, ())
-    sup = Supervisor(RunRequest(job_plan, ["true"], user, {}, None, None))
-    t0 = time.perf_counter()
-    await sup.setup_network()
-    t1 = time.perf_counter()
-    errors = await sup.teardown()
-    t2 = time.perf_counter()
-    assert not errors, errors
-    return t1 - t0, t2 - t1
+# -- contenders: each sets up and tears down one job's network by a short key ------------
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=30)
-    args = parser.parse_args()
-    rc = in_bench_host(__file__, sys.argv[1:])
-    if rc >= 0:
-        return rc
-    prefix, tmp = bench_prefix(), bench_tmp()
+class Lark:
+    label = "lark (in-process)"
+
+    def __init__(self, tmp: Path, network: str = "192.168.181.0/24"):
+        self.settings = Settings(
+            state_dir=tmp / "state",
+            lock_dir=tmp / "lock",
+            local_network=ipaddress.IPv4Network(network),
+        )
+        self.jobs: dict[str, Supervisor] = {}
+
+    async def setup(self, key: str) -> float:
+        job_plan = lark_plan.derive_plan(self.settings, f"{bench_prefix()}l{key}")
+        sup = self.jobs[key] = Supervisor(RunRequest(job_plan, ["true"], NOBODY, {}, None, None))
+        t0 = time.perf_counter()
+        await sup.setup_network()
+        return time.perf_counter() - t0
+
+    async def teardown(self, key: str) -> float:
+        sup = self.jobs.pop(key)
+        t0 = time.perf_counter()
+        errors = await sup.teardown()
+        elapsed = time.perf_counter() - t0
+        assert not errors, errors
+        return elapsed
+
+
+class Shell:
+    """Lark's work as a shell script, one command per step or batched; each job gets its own
+    address pair (10.90.x.y outside, 10.91.x.y inside), so many can run at once."""
+
+    def __init__(self, batched: bool):
+        self.batched = batched
+        self.label = "shell batched" if batched else "shell per-command"
+        self.teardowns: dict[str, str] = {}
+        self.count = 0
+
+    async def setup(self, key: str) -> float:
+        n, self.count = self.count, self.count + 1
+        host = f"{n // 250}.{n % 250 + 1}"
+        per_cmd, td, batched, btd = shell_scripts(
+            f"{bench_prefix()}{'b' if self.batched else 's'}{key}", f"10.90.{host}", f"10.91.{host}"
+        )
+        self.teardowns[key] = btd if self.batched else td
+        return timed_shell(batched if self.batched else per_cmd)
+
+    async def teardown(self, key: str) -> float:
+        return timed_shell(self.teardowns.pop(key))
+
+
+class Peer:
+    """A container network tool: the job's namespace is made and removed around it, untimed."""
+
+    label = ""
+
+    def netns(self, key: str) -> str:
+        return f"{bench_prefix()}-{self.tag}{key}"
+
+    async def setup(self, key: str) -> float:
+        subprocess.run(["ip", "netns", "add", self.netns(key)], check=True)
+        return self.call("ADD", key)
+
+    async def teardown(self, key: str) -> float:
+        elapsed = self.call("DEL", key)
+        subprocess.run(["ip", "netns", "del", self.netns(key)], check=True)
+        return elapsed
+
+
+class Cni(Peer):
+    label = "CNI bridge"
+    tag = "c"
+
+    def __init__(self, tmp: Path):
+        self.plugins = next(d for d in CNI_DIRS if Path(d, "bridge").exists())
+        self.config = json.dumps(
+            {
+                "cniVersion": "1.0.0",
+                "name": "lkbench",
+                "type": "bridge",
+                "bridge": f"{bench_prefix()}-cni",
+                "isGateway": True,
+                "ipMasq": True,
+                "ipam": {
+                    "type": "host-local",
+                    "subnet": "10.88.0.0/16",
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": str(tmp / "cni"),
+                },
+            }
+        )
+
+    @staticmethod
+    def available() -> bool:
+        return any(Path(d, "bridge").exists() for d in CNI_DIRS)
+
+    def call(self, command: str, key: str) -> float:
+        env = {
+            "PATH": os.environ["PATH"],
+            "CNI_COMMAND": command,
+            "CNI_CONTAINERID": f"{bench_prefix()}{key}",
+            "CNI_NETNS": f"/run/netns/{self.netns(key)}",
+            "CNI_IFNAME": "eth0",
+            "CNI_PATH": self.plugins,
+        }
+        return timed([f"{self.plugins}/bridge"], input=self.config, env=env)
+
+
+class Netavark(Peer):
+    label = "netavark"
+    tag = "v"
+
+    def __init__(self, tmp: Path):
+        self.binary = next(b for b in map(shutil.which, NETAVARK) if b)
+        self.config_dir = tmp / "netavark"
+        self.config_dir.mkdir(exist_ok=True)
+        self.network = {
+            "name": "lkbench",
+            "id": "1a" * 32,
+            "driver": "bridge",
+            "network_interface": f"{bench_prefix()}-nv",
+            "subnets": [{"subnet": "10.89.0.0/16", "gateway": "10.89.0.1"}],
+            "ipv6_enabled": False,
+            "internal": False,
+            "dns_enabled": False,
+        }
+        self.addresses: dict[str, str] = {}
+
+    @staticmethod
+    def available() -> bool:
+        return any(map(shutil.which, NETAVARK))
+
+    def call(self, command: str, key: str) -> float:
+        if key not in self.addresses:  # podman's part: pick the address
+            n = len(self.addresses)
+            self.addresses[key] = f"10.89.{n // 250}.{n % 250 + 2}"
+        options = {
+            "container_id": f"{bench_prefix()}{key}",
+            "container_name": key,
+            "networks": {
+                "lkbench": {"interface_name": "eth0", "static_ips": [self.addresses[key]]}
+            },
+            "network_info": {"lkbench": self.network},
+        }
+        verb = "setup" if command == "ADD" else "teardown"
+        netns = f"/run/netns/{self.netns(key)}"
+        argv = [self.binary, "--config", str(self.config_dir), verb, netns]
+        env = {"PATH": os.environ["PATH"], "NETAVARK_FW": "iptables"}
+        return timed(argv, input=json.dumps(options), env=env)
+
+
+def contenders(tmp: Path, network: str, per_command: bool = True) -> list:
+    found = [Lark(tmp, network), *([Shell(False)] if per_command else []), Shell(True)]
+    return found + [peer(tmp) for peer in (Cni, Netavark) if peer.available()]
+
+
+# -- the measurements ------------------------------------------------------------------
+
+
+async def lark_round(key: str, tmp: Path) -> tuple[float, float]:
+    """One Lark job's network set up and torn down in-process: (setup s, teardown s)."""
+    lark = Lark(tmp)
+    return await lark.setup(key), await lark.teardown(key)
+
+
+def measure(rounds: int = 30) -> dict[str, list[float]]:
+    """Seconds per round: '<contender> setup', '... teardown', '... setup+teardown' for each
+    contender, 'lark-agent run -- true (wall)' and 'true alone (wall)'. Inside a bench host."""
+    return trio.run(_measure, rounds)
+
+
+async def _measure(rounds: int) -> dict[str, list[float]]:
+    tmp = bench_tmp()
     agent = agent_run(tmp, "--log-file", str(tmp / "agent.log"))
     samples: dict[str, list[float]] = {}
 
     def add(key: str, value: float) -> None:
         samples.setdefault(key, []).append(value)
 
-    # warm-up: first-use costs (table creation, module caches) are not what we compare
-    trio.run(lark_round, f"{prefix}w", tmp)
-    for r in range(args.rounds):
-        setup, teardown = trio.run(lark_round, f"{prefix}l{r}", tmp)
-        add("lark setup", setup)
-        add("lark teardown", teardown)
-        add("lark setup+teardown (in-process)", setup + teardown)
-        per_cmd, td, _, _ = shell_scripts(f"{prefix}s{r}")
-        _, _, batched, btd = shell_scripts(f"{prefix}b{r}")
-        s, t = timed_shell(per_cmd), timed_shell(td)
-        add("shell per-command setup", s)
-        add("shell per-command teardown", t)
-        add("shell per-command setup+teardown", s + t)
-        s, t = timed_shell(batched), timed_shell(btd)
-        add("shell batched setup+teardown", s + t)
+    systems = contenders(tmp, "192.168.181.0/24")
+    for r in range(-1, rounds):  # round -1: warm-up (table and bridge creation, caches)
+        for c in systems[r % len(systems) :] + systems[: r % len(systems)]:
+            setup = await c.setup(f"r{r + 1}")
+            teardown = await c.teardown(f"r{r + 1}")
+            if r >= 0:
+                add(f"{c.label} setup", setup)
+                add(f"{c.label} teardown", teardown)
+                add(f"{c.label} setup+teardown", setup + teardown)
         t0 = time.perf_counter()
-        subprocess.run([*agent, "--name", f"{prefix}r{r}", "--", "true"], check=True)
-        add("lark-agent run -- true (wall)", time.perf_counter() - t0)
+        subprocess.run([*agent, "--name", f"{bench_prefix()}a{r + 1}", "--", "true"], check=True)
+        wall = time.perf_counter() - t0
         t0 = time.perf_counter()
         subprocess.run(["true"], check=True)
-        add("true alone (wall)", time.perf_counter() - t0)
-    order = [
-        "lark setup",
-        "lark teardown",
-        "lark setup+teardown (in-process)",
-        "shell per-command setup",
-        "shell per-command teardown",
-        "shell per-command setup+teardown",
-        "shell batched setup+teardown",
-    ]
+        if r >= 0:
+            add("lark-agent run -- true (wall)", wall)
+            add("true alone (wall)", time.perf_counter() - t0)
+    return samples
+
+
+def live(jobs: int = 200, checkpoints: list[int] | None = None, rounds: int = 5) -> dict[str, dict]:
+    """Each contender (but the per-command shell) in turn with jobs of its own running: at
+    each checkpoint k (k jobs set up and kept), ``rounds`` times job k+1 set up and torn
+    down. Per contender (by label): 'fill' (seconds to set up job 1, 2, ... jobs while
+    filling), 'setup'/'teardown' {k: seconds}, 'teardown_all' (the kept jobs at the end).
+    Inside a bench host."""
+    points = sorted(set(checkpoints or [0, jobs // 4, jobs // 2, 3 * jobs // 4, jobs]))
+    return trio.run(_live, points, rounds)
+
+
+async def _live(points: list[int], rounds: int) -> dict[str, dict]:
+    results: dict[str, dict] = {}
+    # room for the kept jobs: a /22 has 512 point-to-point pairs
+    for c in contenders(bench_tmp(), "192.168.180.0/22", per_command=False):
+        await c.setup("w")  # warm-up
+        await c.teardown("w")
+        res: dict = {"fill": [], "setup": {}, "teardown": {}, "teardown_all": []}
+        kept: list[str] = []
+        extra = 0
+        for k in points:
+            while len(kept) < k:
+                kept.append(f"k{len(kept)}")
+                res["fill"].append(await c.setup(kept[-1]))
+            for _ in range(rounds):
+                key, extra = f"x{extra}", extra + 1
+                res["setup"].setdefault(str(k), []).append(await c.setup(key))
+                res["teardown"].setdefault(str(k), []).append(await c.teardown(key))
+        for key in kept:
+            res["teardown_all"].append(await c.teardown(key))
+        results[c.label] = res
+        print(f"live jobs: {c.label} done", file=sys.stderr)
+        await trio.sleep(1)  # the kernel destroys the namespaces after their last user
+    return results
+
+
+def print_measure(samples: dict[str, list[float]], rounds: int) -> None:
+    labels = [k.removesuffix(" setup") for k in samples if k.endswith(" setup")]
+    order = [f"{label} {what}" for what in ("setup", "teardown") for label in labels]
+    order += [f"{label} setup+teardown" for label in labels]
+    base = [b for b in ("CNI bridge setup+teardown", "shell batched setup+teardown") if b in order]
     print_table(
-        f"One NAT job's network, {args.rounds} rounds (kernel {os.uname().release})",
+        f"One NAT job's network, {rounds} rounds (kernel {os.uname().release})",
         [(k, samples[k]) for k in order],
-        ["shell per-command setup+teardown", "shell batched setup+teardown"],
+        ["lark (in-process) setup+teardown", *base],
+        ["lark", *(b.removesuffix(" setup+teardown") for b in base)],
     )
     print_table(
         "Whole agent run",
         [(k, samples[k]) for k in ("lark-agent run -- true (wall)", "true alone (wall)")],
         ["true alone (wall)"],
     )
+
+
+def print_live(results: dict[str, dict]) -> None:
+    for label, res in results.items():
+        points = list(res["setup"])
+        rows = [(f"{label} setup, {k} live", res["setup"][k]) for k in points]
+        rows += [(f"{label} teardown, {k} live", res["teardown"][k]) for k in points]
+        rows += [(f"{label} teardown of the {points[-1]} kept", res["teardown_all"])]
+        print_table(
+            f"{label}: job k+1 with k jobs of its own running", rows, [rows[0][0]], ["0 live"]
+        )
+        fill = res["fill"]
+        blocks = [fill[i : i + 20] for i in range(0, len(fill), 20)]
+        print(
+            "setup ms while filling, medians by 20 jobs: "
+            + " ".join(f"{statistics.median(b) * 1e3:.1f}" for b in blocks)
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--live", type=int, default=0, help="also with N jobs running")
+    parser.add_argument("--live-rounds", type=int, default=5)
+    args = parser.parse_args()
+    rc = in_bench_host(__file__, sys.argv[1:])
+    if rc >= 0:
+        return rc
+    print_measure(measure(args.rounds), args.rounds)
+    if args.live:
+        print_live(live(args.live, rounds=args.live_rounds))
     return 0
 
 
