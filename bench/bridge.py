@@ -35,7 +35,6 @@ import dataclasses
 import json
 import os
 import re
-import secrets
 import select
 import signal
 import statistics
@@ -50,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from common import print_rates, print_table
+from common import new_bench_prefix, print_rates, print_table
 from sandbox import SITE_ADDR, SITE_NET, Host, Sandbox, netns_list, sh, start_kea
 
 from lark_async.backends import netns as lark_netns
@@ -377,6 +376,138 @@ def job_rules(netns_name: str) -> str:
 # -- main -----------------------------------------------------------------------------
 
 
+def measure(
+    rounds: int = 20,
+    iperf_rounds: int = 3,
+    iperf_seconds: int = 3,
+    others: int = 200,
+    others_kind: str = "mixed",
+    skip_start: bool = False,
+    skip_iperf: bool = False,
+) -> dict:
+    """The whole bench in a throwaway sandbox. Returns (JSON) 'start' (seconds per row, see
+    start_stop) and 'first_bridge'; 'rates' (Gbit/s: 'plain', and 'alone'/'busy' by kind,
+    with 0 and with ``others`` other jobs); 'others' (how those went); 'left', 'gone'
+    (leftovers), 'kea' (its lease counts and warnings) and 'problems' (agents' warnings)."""
+    prefix = new_bench_prefix()
+    print(f"sandbox prefix {prefix}", file=sys.stderr)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}."))
+    # state, locks and logs on a tmpfs, as /run/lark is on a node
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512m,mode=0755", "lark-bench", str(tmp)], check=True
+    )
+    box = Sandbox(prefix, tmp, f"{prefix}-site")
+    box.kept_links.add("lark")
+    own_netns = os.open("/proc/self/ns/net", os.O_RDONLY)
+    running = Others()
+    entered = False
+    res: dict = {"prefix": prefix, "start": {}, "first_bridge": "", "rates": {}, "others": {}}
+    try:
+        box.create_site()
+        host = box.add_host()
+        kea_log, _kea = start_kea(box, lifetime=LIFETIME, pool=POOL)
+        start_iperf_server(box)
+        ctx = Ctx(box, host, tmp / "logs")
+        ctx.logs.mkdir()
+        fd = os.open(f"/run/netns/{host.netns}", os.O_RDONLY)
+        try:
+            lark_netns.setns(fd)  # this (main) thread and every child: the host namespace
+        finally:
+            os.close(fd)
+        entered = True
+
+        if not skip_iperf:
+            res["rates"]["plain"] = [iperf_direct(iperf_seconds) for _ in range(iperf_rounds)]
+        if not skip_start:
+            res["start"], res["first_bridge"] = start_stop(ctx, prefix, rounds)
+        if not skip_iperf:
+            if skip_start:  # make the bridge first, as the start rounds would have
+                run_job(ctx, f"{prefix}mk", MODES["bridge+static"], ["true"])
+            res["rates"]["alone"] = throughput(ctx, prefix, "a", iperf_rounds, iperf_seconds)
+            start_others(ctx, prefix, others, others_kind, running)
+            rules = job_rules(host.netns)
+            rss = sorted(rss_mib(p.pid) for p in running.procs)
+            res["rates"]["busy"] = throughput(ctx, prefix, "b", iperf_rounds, iperf_seconds)
+            stop_s, codes = running.stop()
+            res["others"] = {
+                "n": others,
+                "kinds": {k: running.kinds.count(k) for k in sorted(set(running.kinds))},
+                "started_s": running.started_s,
+                "ready_s": running.ready_ms,
+                "rules": rules,
+                "rss_mib": rss,
+                "stop_s": stop_s,
+                "codes": sorted(set(codes)),
+            }
+        lark_netns.setns(own_netns)
+        entered = False
+        res["left"] = box.wait_clean()
+        kea_text = kea_log.read_text()
+        res["kea"] = {
+            "allocated": kea_text.count("DHCP4_LEASE_ALLOC"),
+            "released": kea_text.count("DHCP4_RELEASE "),
+            "problems": [
+                ln
+                for ln in kea_text.splitlines()
+                if (" WARN " in ln or " ERROR " in ln) and not any(b in ln for b in KEA_BENIGN)
+            ],
+        }
+        res["problems"] = sorted(set(ctx.problems))
+    finally:
+        if running.procs:
+            running.stop()
+        if entered:
+            lark_netns.setns(own_netns)
+        os.close(own_netns)
+        box.destroy()
+        if subprocess.run(["umount", str(tmp)], check=False).returncode == 0:
+            os.rmdir(tmp)
+    res["gone"] = [ns for ns in netns_list() if ns.startswith((prefix, f"lark-{prefix}"))]
+    return res
+
+
+def print_rates_of(res: dict, iperf_rounds: int, iperf_seconds: int) -> None:
+    alone, busy, n_others = res["rates"]["alone"], res["rates"]["busy"], res["others"]["n"]
+    rows = [
+        ("no Lark, host -> site, plain uplink", res["rates"]["plain"]),
+        ("no Lark, host -> site (via bridge lark)", alone["no Lark"]),
+        ("NAT job, 0 others", alone["nat"]),
+        ("bridge+DHCP job, 0 others", alone["bridge+dhcp"]),
+        (f"no Lark, host -> site, {n_others} others", busy["no Lark"]),
+        (f"NAT job, {n_others} others", busy["nat"]),
+        (f"bridge+DHCP job, {n_others} others", busy["bridge+dhcp"]),
+    ]
+    print_rates(
+        f"Bulk TCP to the site, iperf3 -t {iperf_seconds}, {iperf_rounds} rounds "
+        f"(target: jobs >= 0.9x no Lark)",
+        rows,
+        [rows[1][0], rows[4][0]],
+        labels=["no Lark, 0", f"no Lark, {n_others}"],
+    )
+    for label, base, values in (
+        ("NAT, 0 others", alone["no Lark"], alone["nat"]),
+        ("bridge+DHCP, 0 others", alone["no Lark"], alone["bridge+dhcp"]),
+        (f"NAT, {n_others} others", busy["no Lark"], busy["nat"]),
+        (f"bridge+DHCP, {n_others} others", busy["no Lark"], busy["bridge+dhcp"]),
+    ):
+        ratio = statistics.median(values) / statistics.median(base)
+        verdict = "met" if ratio >= 0.9 else "NOT met"
+        print(f"  {label:<28} {ratio:.3f}x of no Lark (same load): target {verdict}")
+    o = res["others"]
+    ready = "; ".join(
+        f"{k} median {statistics.median(v) * 1e3:.1f} ms, last 10 "
+        f"{statistics.median(v[-10:]) * 1e3:.1f} ms"
+        for k, v in o["ready_s"].items()
+    )
+    rss = o["rss_mib"]
+    print(
+        f"\n{n_others} other jobs {o['kinds']}: all running after {o['started_s']:.1f} s "
+        f"(network ready: {ready}); {o['rules']}; agent RSS median "
+        f"{rss[len(rss) // 2] if rss else 0:.1f} MiB, total {sum(rss):.0f} MiB; "
+        f"stopped in {o['stop_s']:.1f} s, exit codes {o['codes']}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=None, help="start/stop rounds (20)")
@@ -398,127 +529,42 @@ def main() -> int:
     n_others = args.others if args.others is not None else (20 if args.quick else 200)
     if os.geteuid() != 0:
         sys.exit("run as root (it creates network namespaces)")
-
-    prefix = f"lkb{secrets.token_hex(2)}"
-    print(f"sandbox prefix {prefix}", file=sys.stderr)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}."))
-    # state, locks and logs on a tmpfs, as /run/lark is on a node
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=512m,mode=0755", "lark-bench", str(tmp)], check=True
+    res = measure(
+        rounds,
+        iperf_rounds,
+        args.iperf_seconds,
+        n_others,
+        args.others_kind,
+        args.skip_start,
+        args.skip_iperf,
     )
-    box = Sandbox(prefix, tmp, f"{prefix}-site")
-    box.kept_links.add("lark")
-    own_netns = os.open("/proc/self/ns/net", os.O_RDONLY)
-    others = Others()
-    entered = False
+    if not args.skip_start:
+        print_start_stop(res["start"], rounds)
+        print(f"\n{res['first_bridge']}")
+    if not args.skip_iperf:
+        print_rates_of(res, iperf_rounds, args.iperf_seconds)
     rc = 0
-    try:
-        box.create_site()
-        host = box.add_host()
-        kea_log, _kea = start_kea(box, lifetime=LIFETIME, pool=POOL)
-        start_iperf_server(box)
-        ctx = Ctx(box, host, tmp / "logs")
-        ctx.logs.mkdir()
-        fd = os.open(f"/run/netns/{host.netns}", os.O_RDONLY)
-        try:
-            lark_netns.setns(fd)  # this (main) thread and every child: the host namespace
-        finally:
-            os.close(fd)
-        entered = True
-
-        plain: list[float] = []
-        if not args.skip_iperf:
-            plain = [iperf_direct(args.iperf_seconds) for _ in range(iperf_rounds)]
-        if not args.skip_start:
-            samples, first_bridge = start_stop(ctx, prefix, rounds)
-            print_start_stop(samples, rounds)
-            print(f"\n{first_bridge}")
-        if not args.skip_iperf:
-            if args.skip_start:  # make the bridge first, as the start rounds would have
-                run_job(ctx, f"{prefix}mk", MODES["bridge+static"], ["true"])
-            alone = throughput(ctx, prefix, "a", iperf_rounds, args.iperf_seconds)
-            start_others(ctx, prefix, n_others, args.others_kind, others)
-            rules = job_rules(host.netns)
-            rss = sorted(rss_mib(p.pid) for p in others.procs)
-            busy = throughput(ctx, prefix, "b", iperf_rounds, args.iperf_seconds)
-            stop_s, codes = others.stop()
-            rows = [
-                ("no Lark, host -> site, plain uplink", plain),
-                ("no Lark, host -> site (via bridge lark)", alone["no Lark"]),
-                ("NAT job, 0 others", alone["nat"]),
-                ("bridge+DHCP job, 0 others", alone["bridge+dhcp"]),
-                (f"no Lark, host -> site, {n_others} others", busy["no Lark"]),
-                (f"NAT job, {n_others} others", busy["nat"]),
-                (f"bridge+DHCP job, {n_others} others", busy["bridge+dhcp"]),
-            ]
-            print_rates(
-                f"Bulk TCP to the site, iperf3 -t {args.iperf_seconds}, {iperf_rounds} rounds "
-                f"(target: jobs >= 0.9x no Lark)",
-                rows,
-                [rows[1][0], rows[4][0]],
-                labels=["no Lark, 0", f"no Lark, {n_others}"],
-            )
-            for label, base, values in (
-                ("NAT, 0 others", alone["no Lark"], alone["nat"]),
-                ("bridge+DHCP, 0 others", alone["no Lark"], alone["bridge+dhcp"]),
-                (f"NAT, {n_others} others", busy["no Lark"], busy["nat"]),
-                (f"bridge+DHCP, {n_others} others", busy["no Lark"], busy["bridge+dhcp"]),
-            ):
-                ratio = statistics.median(values) / statistics.median(base)
-                verdict = "met" if ratio >= 0.9 else "NOT met"
-                print(f"  {label:<28} {ratio:.3f}x of no Lark (same load): target {verdict}")
-            kinds = {k: others.kinds.count(k) for k in sorted(set(others.kinds))}
-            ready = "; ".join(
-                f"{k} median {statistics.median(v) * 1e3:.1f} ms, last 10 "
-                f"{statistics.median(v[-10:]) * 1e3:.1f} ms"
-                for k, v in others.ready_ms.items()
-            )
-            print(
-                f"\n{n_others} other jobs {kinds}: all running after {others.started_s:.1f} s "
-                f"(network ready: {ready}); {rules}; agent RSS median "
-                f"{rss[len(rss) // 2] if rss else 0:.1f} MiB, total {sum(rss):.0f} MiB; "
-                f"stopped in {stop_s:.1f} s, exit codes {sorted(set(codes))}"
-            )
-        lark_netns.setns(own_netns)
-        entered = False
-        left = box.wait_clean()
-        if left:
-            print(f"\nLEFT BEHIND: {left}")
-            rc = 1
-        else:
-            print("\nnothing left behind in the host namespace but the bridge lark")
-        kea_text = kea_log.read_text()
-        kea_problems = [
-            ln
-            for ln in kea_text.splitlines()
-            if (" WARN " in ln or " ERROR " in ln) and not any(b in ln for b in KEA_BENIGN)
-        ]
-        released = kea_text.count("DHCP4_RELEASE ")
-        allocated = kea_text.count("DHCP4_LEASE_ALLOC")
-        print(f"kea: {allocated} leases allocated, {released} released")
-        if kea_problems:
-            print(f"kea warnings/errors ({len(kea_problems)}), first: {kea_problems[:3]}")
-        if ctx.problems:
-            print(f"agent warnings/errors ({len(ctx.problems)}):")
-            for line in sorted(set(ctx.problems))[:20]:
-                print(f"  {line}")
-        else:
-            print("no warnings or errors in any agent's log or stderr")
-    finally:
-        if others.procs:
-            others.stop()
-        if entered:
-            lark_netns.setns(own_netns)
-        os.close(own_netns)
-        box.destroy()
-        if subprocess.run(["umount", str(tmp)], check=False).returncode == 0:
-            os.rmdir(tmp)
-    gone = [ns for ns in netns_list() if ns.startswith((prefix, f"lark-{prefix}"))]
-    if gone:
-        print(f"namespaces left after destroy: {gone}")
+    if res.get("left"):
+        print(f"\nLEFT BEHIND: {res['left']}")
+        rc = 1
+    elif "left" in res:
+        print("\nnothing left behind in the host namespace but the bridge lark")
+    kea = res.get("kea", {})
+    if kea:
+        print(f"kea: {kea['allocated']} leases allocated, {kea['released']} released")
+        if kea["problems"]:
+            print(f"kea warnings/errors ({len(kea['problems'])}), first: {kea['problems'][:3]}")
+    if res.get("problems"):
+        print(f"agent warnings/errors ({len(res['problems'])}):")
+        for line in res["problems"][:20]:
+            print(f"  {line}")
+    else:
+        print("no warnings or errors in any agent's log or stderr")
+    if res["gone"]:
+        print(f"namespaces left after destroy: {res['gone']}")
         rc = 1
     else:
-        print(f"sandbox destroyed: no {prefix} namespaces, tmpfs unmounted")
+        print(f"sandbox destroyed: no {res['prefix']} namespaces, tmpfs unmounted")
     return rc
 
 

@@ -95,6 +95,22 @@ def call_in_bench_host(module: str, function: str, **kwargs: Any) -> Any:
         return json.loads(result.read_text())
 
 
+def cpu_of(pid: int) -> float:
+    """User+system CPU seconds of a process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_status_kib(pid: int) -> dict[str, int]:
+    """The kB fields of /proc/PID/status (VmRSS, RssAnon, ...), in KiB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if value.strip().endswith(" kB"):
+            fields[name] = int(value.split()[0])
+    return fields
+
+
 def bench_prefix() -> str:
     return os.environ[INNER]
 

@@ -41,13 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import trio
-from common import dhcp_sockets, in_netns_thread, print_table
+from common import dhcp_sockets, in_netns_thread, new_bench_prefix, print_table
 from pyroute2.dhcp.client import AsyncDHCPClient, ClientConfig
 from pyroute2.dhcp.enums.dhcp import MessageType
 from pyroute2.dhcp.fsm import State
 from pyroute2.dhcp.hooks import Trigger, hook
 from pyroute2.dhcp.leases import Lease as Pyroute2Lease
-from sandbox import Sandbox, new_prefix, sh
+from sandbox import Sandbox, sh
 
 from dhcp import options as opt
 from dhcp.client import Client, Config
@@ -151,13 +151,13 @@ def whole(ns: str, argv: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=20)
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("run as root (it creates network namespaces)")
-    prefix = new_prefix()
+PYROUTE2_IN = "pyroute2 in-process (DISCOVER to bound)"
+
+
+def measure(rounds: int = 20) -> dict[str, list[float]]:
+    """Seconds to a lease, per contender (row name), ``rounds`` rounds in a throwaway sandbox;
+    a peer that is not installed or fails is left out."""
+    prefix = new_bench_prefix()
     print(f"sandbox prefix {prefix}", file=sys.stderr)
     box = Sandbox(prefix, Path(tempfile.mkdtemp(prefix=f"{prefix}.")), f"{prefix}-site")
     try:
@@ -235,11 +235,10 @@ def main() -> int:
                 "uplink",
             ]
         socks = dhcp_sockets(host.netns)
-        pyroute2_in = "pyroute2 in-process (DISCOVER to bound)"
-        samples: dict[str, list[float]] = {LARK_IN: [], pyroute2_in: []}
-        for r in range(args.rounds):
+        samples: dict[str, list[float]] = {LARK_IN: [], PYROUTE2_IN: []}
+        for r in range(rounds):
             samples[LARK_IN].append(trio.run(lark_in_process, socks, r))
-            samples[pyroute2_in].append(pyroute2_in_process(host.netns))
+            samples[PYROUTE2_IN].append(pyroute2_in_process(host.netns))
             for name, argv in list(peers.items()):
                 try:
                     samples.setdefault(name, []).append(whole(host.netns, argv))
@@ -248,17 +247,6 @@ def main() -> int:
                     peers.pop(name)
                     samples.pop(name, None)
         socks.close()
-        rows = [(k, v) for k, v in samples.items() if v]
-        print_table(
-            f"Time to a lease against dnsmasq --no-ping, {args.rounds} rounds",
-            rows,
-            [b for b in (LARK_IN, LARK_WHOLE) if samples.get(b)],
-            [
-                lab
-                for b, lab in ((LARK_IN, "Lark in-proc"), (LARK_WHOLE, "Lark whole"))
-                if samples.get(b)
-            ],
-        )
         left = box.leftovers()
         addrs = sh("ip", "-o", "-4", "addr", "show", "dev", "uplink", netns=host.netns).stdout
         left += [f"address {a}" for a in re.findall(r"inet (\S+)/", addrs) if a != host.address]
@@ -266,6 +254,22 @@ def main() -> int:
             print(f"left behind: {left}", file=sys.stderr)
     finally:
         box.destroy()
+    return {k: v for k, v in samples.items() if v}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root (it creates network namespaces)")
+    samples = measure(args.rounds)
+    print_table(
+        f"Time to a lease against dnsmasq --no-ping, {args.rounds} rounds",
+        list(samples.items()),
+        [b for b in (LARK_IN, LARK_WHOLE) if b in samples],
+        [lab for b, lab in ((LARK_IN, "Lark in-proc"), (LARK_WHOLE, "Lark whole")) if b in samples],
+    )
     return 0
 
 

@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import trio
-from common import dhcp_sockets
-from sandbox import Sandbox, new_prefix, start_kea
+from common import cpu_of, dhcp_sockets, new_bench_prefix
+from sandbox import Sandbox, start_kea
 
 from dhcp import options as opt
 from dhcp.client import Client, Config
@@ -55,7 +55,6 @@ from dhcp.trio_driver import DhcpFailed, Driver, Sockets
 SUBNET = "10.77.0.0/16"  # the site bridge is 10.77.0.1/24: Kea picks the subnet by it
 POOL = ("10.77.1.0", "10.77.31.255")
 SOL_PACKET, PACKET_STATISTICS = 263, 6
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def links(netns_name: str, verb: str, macs: list[bytes]) -> None:
@@ -74,12 +73,6 @@ def links(netns_name: str, verb: str, macs: list[bytes]) -> None:
         text=True,
         check=True,
     )
-
-
-def cpu_of(pid: int) -> float:
-    """User+system CPU seconds of a process (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def own_cpu() -> float:
@@ -187,6 +180,52 @@ def drain(sock: socket.socket) -> None:
             return
 
 
+def measure(
+    clients: int = 200, rounds: int = 1, retransmit: float = 1.0, links_kind: str = "shared"
+) -> list[dict]:
+    """``rounds`` times ``clients`` Lark clients acquiring at once against Kea, in a throwaway
+    sandbox: one Outcome (as a dict, times in seconds, plus 'drops') a round."""
+    prefix = new_bench_prefix()
+    print(f"sandbox prefix {prefix}", file=sys.stderr)
+    box = Sandbox(prefix, Path(tempfile.mkdtemp(prefix=f"{prefix}.")), f"{prefix}-site")
+    socks: list[Sockets] = []
+    try:
+        box.create_site()
+        host = box.add_host()
+        kea = start_kea(box, lifetime=600, pool=POOL, subnet=SUBNET)[1].pid
+        macs = [fake_mac(prefix, i) for i in range(clients)]
+        if links_kind == "macvlan":
+            links(host.netns, "add", macs)
+            for i, mac in enumerate(macs):
+                socks.append(dhcp_sockets(host.netns, f"c{i}", mac))
+        else:
+            for mac in macs:
+                socks.append(dhcp_sockets(host.netns, chaddr=mac))
+        outcomes = []
+        for r in range(rounds):
+            for s in socks:
+                drain(s.raw)
+                dropped(s.raw)
+            outcome = trio.run(acquire_all, socks, r * clients, retransmit, kea)
+            drops = sum(dropped(s.raw) for s in socks)
+            outcomes.append({**dataclasses.asdict(outcome), "drops": drops})
+            for why in sorted(set(outcome.failures)):
+                print(f"round {r + 1}: gave up: {why}", file=sys.stderr)
+        for s in socks:
+            s.close()
+        socks.clear()
+        if links_kind == "macvlan":
+            links(host.netns, "del", macs)
+        left = box.leftovers()
+        if left:
+            print(f"left behind: {left}", file=sys.stderr)
+    finally:
+        for s in socks:
+            s.close()
+        box.destroy()
+    return outcomes
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=200)
@@ -203,67 +242,31 @@ def main() -> int:
         sys.exit("run as root (it creates network namespaces)")
     if not 1 <= args.clients <= 7000:
         sys.exit("--clients: 1 to 7000 (the pool's size)")
-    prefix = new_prefix()
-    print(f"sandbox prefix {prefix}", file=sys.stderr)
-    box = Sandbox(prefix, Path(tempfile.mkdtemp(prefix=f"{prefix}.")), f"{prefix}-site")
-    socks: list[Sockets] = []
-    try:
-        box.create_site()
-        host = box.add_host()
-        kea = start_kea(box, lifetime=600, pool=POOL, subnet=SUBNET)[1].pid
-        macs = [fake_mac(prefix, i) for i in range(args.clients)]
-        if args.links == "macvlan":
-            links(host.netns, "add", macs)
-            for i, mac in enumerate(macs):
-                socks.append(dhcp_sockets(host.netns, f"c{i}", mac))
-        else:
-            for mac in macs:
-                socks.append(dhcp_sockets(host.netns, chaddr=mac))
-        outcomes = []
-        for r in range(args.rounds):
-            for s in socks:
-                drain(s.raw)
-                dropped(s.raw)
-            outcome = trio.run(acquire_all, socks, r * args.clients, args.retransmit, kea)
-            drops = sum(dropped(s.raw) for s in socks)
-            outcomes.append((outcome, drops))
-            for why in sorted(set(outcome.failures)):
-                print(f"round {r + 1}: gave up: {why}", file=sys.stderr)
+    outcomes = measure(args.clients, args.rounds, args.retransmit, args.links)
+    print(
+        f"\n{args.clients} Lark clients at once against kea-dhcp4 (raw socket, memfile), "
+        f"{'one macvlan each' if args.links == 'macvlan' else 'all on one uplink'}, "
+        f"first retransmit {args.retransmit:g} s"
+    )
+    head = (
+        f"{'round':>5} {'bound':>9} {'distinct':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'max ms':>8} {'own p50':>8} {'own p99':>8} {'wall ms':>8} {'our CPU s':>9} "
+        f"{'Kea CPU s':>9} {'resent':>6} {'drops':>6}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r, o in enumerate(outcomes, 1):
+        ok = [b for b in o["bound"] if b is not None]
+        own = [b for b in o["own"] if b is not None]
+        cells = [f"{x * 1000:>8.1f}" for x in (pct(ok, 50), pct(ok, 99), max(ok))] if ok else []
+        cells += [f"{x * 1000:>8.1f}" for x in (pct(own, 50), pct(own, 99))] if own else []
+        bound = f"{len(ok)}/{o['n']}"
         print(
-            f"\n{args.clients} Lark clients at once against kea-dhcp4 (raw socket, memfile), "
-            f"{'one macvlan each' if args.links == 'macvlan' else 'all on one uplink'}, "
-            f"first retransmit {args.retransmit:g} s"
+            f"{r:>5} {bound:>9} {len(set(o['addresses'])):>8} {' '.join(cells)} "
+            f"{o['wall_s'] * 1000:>8.1f} {o['cpu_s']:>9.2f} {o['kea_cpu_s']:>9.2f} "
+            f"{o['resent']:>6} {o['drops']:>6}"
         )
-        head = (
-            f"{'round':>5} {'bound':>9} {'distinct':>8} {'p50 ms':>8} {'p99 ms':>8} "
-            f"{'max ms':>8} {'own p50':>8} {'own p99':>8} {'wall ms':>8} {'our CPU s':>9} "
-            f"{'Kea CPU s':>9} {'resent':>6} {'drops':>6}"
-        )
-        print(head)
-        print("-" * len(head))
-        for r, (o, drops) in enumerate(outcomes, 1):
-            ok = [b for b in o.bound if b is not None]
-            own = [b for b in o.own if b is not None]
-            cells = [f"{x * 1000:>8.1f}" for x in (pct(ok, 50), pct(ok, 99), max(ok))] if ok else []
-            cells += [f"{x * 1000:>8.1f}" for x in (pct(own, 50), pct(own, 99))] if own else []
-            print(
-                f"{r:>5} {f'{len(ok)}/{o.n}':>9} {len(set(o.addresses)):>8} {' '.join(cells)} "
-                f"{o.wall_s * 1000:>8.1f} {o.cpu_s:>9.2f} {o.kea_cpu_s:>9.2f} "
-                f"{o.resent:>6} {drops:>6}"
-            )
-        print("p50/p99/max: from the common start; own: from each client's first DISCOVER")
-        for s in socks:
-            s.close()
-        socks.clear()
-        if args.links == "macvlan":
-            links(host.netns, "del", macs)
-        left = box.leftovers()
-        if left:
-            print(f"left behind: {left}", file=sys.stderr)
-    finally:
-        for s in socks:
-            s.close()
-        box.destroy()
+    print("p50/p99/max: from the common start; own: from each client's first DISCOVER")
     return 0
 
 
