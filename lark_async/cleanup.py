@@ -54,10 +54,6 @@ def _undo_processes(details: dict) -> None:
         log.info("killed %d process(es) left in %s (TERM, then KILL)", killed, details["netns"])
 
 
-def _undo_veth(details: dict) -> None:
-    netns.discard_link(details["external"])
-
-
 def _undo_netns(details: dict) -> None:
     netns.discard_netns(details["netns"])
 
@@ -76,29 +72,41 @@ _UNDO: dict[str, Callable[[dict], None]] = {
     "dhcp": _undo_dhcp,
     "firewall": _undo_firewall,
     "processes": _undo_processes,
-    "veth": _undo_veth,
+    "veth": lambda details: netns.discard_link(details["external"]),
     "netns": _undo_netns,
     "address": _undo_address,
 }
 
 
 def undo_record(
-    record: Record, release_address: Callable[[], None] | None = None
+    record: Record,
+    release_address: Callable[[], None] | None = None,
+    lingering: list[str] | None = None,
 ) -> list[LarkError]:
     """Undo every recorded step in the fixed order; remove the record only if all succeeded.
 
     ``release_address`` lets the live agent drop the lock it holds itself
     (its own open lock would otherwise look like someone else's).
+
+    A veth whose peer is in the job's namespace is not deleted link by link:
+    deleting the namespace makes the kernel delete it, in the background and
+    in batches, instead of making us wait ~20 ms per veth for the device to
+    unregister. Callers that pass ``lingering`` get those veth names and
+    may move on (the address pool skips a pair while its veth lingers);
+    otherwise this waits for them to go, deleting any that stay.
     """
     steps = dict(record.steps)
     if "netns" in steps:
         steps["processes"] = steps["netns"]
     errors: list[LarkError] = []
+    deferred: list[str] = []
     for step in UNDO_ORDER:
         if step not in steps:
             continue
         try:
-            if step == "address" and release_address is not None:
+            if step == "veth" and "netns" in steps and netns.netns_exists(steps["netns"]["netns"]):
+                deferred.append(steps["veth"]["external"])
+            elif step == "address" and release_address is not None:
                 release_address()
             else:
                 _UNDO[step](steps[step])
@@ -110,6 +118,26 @@ def undo_record(
             log.error("%s", err)
             errors.append(err)
         testhooks.blocking_pause_after(f"undo-{step}")
+    if lingering is not None:
+        lingering.extend(deferred)
+    elif deferred:
+        errors += settle_links(deferred)
     if not errors:
         record.discard()
+    return errors
+
+
+def settle_links(names: list[str], timeout_s: float = 2.0) -> list[LarkError]:
+    """Wait for veths left to the kernel to go; delete whichever is still there after
+    ``timeout_s`` (its namespace was held by something else)."""
+    try:
+        netns.await_links_gone(names, timeout_s)
+    except OSError as exc:
+        return [KernelError(f"list links: {exc.strerror or exc}")]
+    errors: list[LarkError] = []
+    for name in names:
+        try:
+            netns.discard_link(name)
+        except LarkError as exc:
+            errors.append(exc)
     return errors

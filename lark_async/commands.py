@@ -180,7 +180,7 @@ def _run_job(
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
     from . import settings, sweeper
-    from .cleanup import undo_record
+    from .cleanup import settle_links, undo_record
     from .record import Record
 
     _need_root()
@@ -207,7 +207,8 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         failed += bool(errors)
         print(f"{name}: {'cleaned up' if not errors else 'incomplete'}")
     if args.orphans:
-        orphans = sweeper.find_orphans(state_dir, lock_dir, args.match or "")
+        lingering: list[str] = []
+        orphans = sweeper.find_orphans(state_dir, lock_dir, args.match or "", lingering)
         for orphan in orphans:
             if args.dry_run:
                 print(f"orphan {orphan}")
@@ -219,6 +220,9 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
                 print(f"{orphan}: {exc}", file=sys.stderr)
             else:
                 print(f"removed {orphan}")
+        for err in settle_links(lingering):  # the kernel deletes them in batches
+            failed += 1
+            print(f"veth: {err}", file=sys.stderr)
         if not orphans:
             print("no orphans")
     return 1 if failed else 0

@@ -511,8 +511,9 @@ class Supervisor:
         if self.record is None:
             return []
         lease = self.lease
+        lingering: list[str] = []  # veths the kernel deletes with the namespace, after we exit
         errors = await trio.to_thread.run_sync(
-            lambda: undo_record(self.record, lease.release if lease else None)  # type: ignore[arg-type]
+            lambda: undo_record(self.record, lease.release if lease else None, lingering)  # type: ignore[arg-type]
         )
         if errors:
             log.error(

@@ -50,14 +50,20 @@ def agent_alive(pid: int) -> bool:
     return b"lark" in cmdline and pid != os.getpid()
 
 
-def _undo(record: Record) -> None:
-    errors = undo_record(record)
+def _undo(record: Record, lingering: list[str] | None) -> None:
+    errors = undo_record(record, lingering=lingering)
     if errors:
         raise errors[0]
 
 
-def find_orphans(state_dir: Path, lock_dir: Path, match: str = "") -> list[Orphan]:
-    """Everything to remove; ``match`` limits the by-name search to job names starting so."""
+def find_orphans(
+    state_dir: Path, lock_dir: Path, match: str = "", lingering: list[str] | None = None
+) -> list[Orphan]:
+    """Everything to remove; ``match`` limits the by-name search to job names starting so.
+
+    Veths that go with their namespaces are added to ``lingering`` when it is
+    given, for the caller to settle all at once (``cleanup.settle_links``).
+    """
     orphans: list[Orphan] = []
     known: set[str] = set()  # job names with a record: theirs is the record's business
     live_addresses: set[ipaddress.IPv4Address] = set()  # (or the dead record's undo's)
@@ -76,19 +82,25 @@ def find_orphans(state_dir: Path, lock_dir: Path, match: str = "") -> list[Orpha
             live_locks.add(Path(record.steps["address"]["lock"]))
         if agent_alive(int(record.data.get("pid", 0))):
             continue
-        orphans.append(Orphan("record", name, lambda r=record: _undo(r)))
+        orphans.append(Orphan("record", name, lambda r=record: _undo(r, lingering)))
 
     def unrecorded(job: str) -> bool:
         return job not in known and job.startswith(match)
 
+    dropped: set[str] = set()  # jobs whose namespace goes, taking their veth along
     for ns in sorted(os.listdir(netns.NETNS_RUN_DIR)) if netns.NETNS_RUN_DIR.is_dir() else []:
         if ns.startswith(NETNS_PREFIX) and unrecorded(ns.removeprefix(NETNS_PREFIX)):
+            dropped.add(ns.removeprefix(NETNS_PREFIX))
             orphans.append(Orphan("netns", ns, lambda n=ns: _drop_netns(n)))
     with rtnl.Channel() as host:
         links = host.link_names()
     for link in links:
         if link.startswith("e_") and unrecorded(link[2:]):
-            orphans.append(Orphan("veth", link, lambda n=link: netns.discard_link(n)))
+            if lingering is not None and link[2:] in dropped:
+                undo = lambda n=link: lingering.append(n)  # noqa: E731
+            else:
+                undo = lambda n=link: netns.discard_link(n)  # noqa: E731
+            orphans.append(Orphan("veth", link, undo))
     orphans += _nft_orphans(unrecorded, live_addresses)
     orphans += _iptables_orphans(unrecorded)
     for lock in sorted(lock_dir.glob("addr-*.lock")) if lock_dir.is_dir() else []:

@@ -4,6 +4,12 @@ The kernel drops fcntl locks when their holder dies, so a crashed agent's
 pair frees itself. The file is unlinked while still locked; a locker that
 opened the old inode notices (inode differs from the path's) and retries, so
 two agents can never both believe they hold one pair.
+
+A free lock is not enough: a finished job's veth goes with its namespace,
+which the kernel deletes a few milliseconds after the agent has moved on
+(and released the lock). Until then that veth still holds the pair's
+external address, so a pair whose external address is still local to the
+host is skipped.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ResourceError, map_errors
+from . import rtnl
 from .netns import Addresses
 
 
@@ -121,15 +128,20 @@ def allocate(
     with map_errors(f"create lock dir {lock_dir}", ResourceError):
         lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     start = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % size
-    for i in range(size):
-        addresses = pool_pair(network, (start + i) % size)
-        path = lock_path(lock_dir, addresses)
-        with map_errors(f"lock {path}", ResourceError):
-            fd = _try_lock(path)
-        if fd is not None and _left_by_a_dead_agent(fd, name, state_dir):
-            os.close(fd)  # unlocks: the sweeper will take it
-            fd = None
-        if fd is not None:
+    with rtnl.Channel() as host:
+        for i in range(size):
+            addresses = pool_pair(network, (start + i) % size)
+            path = lock_path(lock_dir, addresses)
+            with map_errors(f"lock {path}", ResourceError):
+                fd = _try_lock(path)
+            if fd is None:
+                continue
+            if _left_by_a_dead_agent(fd, name, state_dir):
+                os.close(fd)  # unlocks: the sweeper will take it
+                continue
+            if host.is_local(addresses.external):  # a veth the kernel has yet to delete
+                release_lock(path, fd)
+                continue
             with map_errors(f"write {path}", ResourceError):
                 os.ftruncate(fd, 0)
                 os.write(fd, f"{os.getpid()} {name}\n".encode())

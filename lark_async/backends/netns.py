@@ -8,11 +8,13 @@ socket or child process keeps the namespace of the thread that made it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import ipaddress
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,7 +136,7 @@ def setup_job_netns(
                 before("veth")
                 try:
                     with map_errors(f"create veth {external}/{internal}"):
-                        host.request(rtnl.new_veth(external, internal, ns_fd))
+                        _create_veth(host, external, internal, ns_fd)
                 except KernelError as exc:
                     if getattr(exc.__cause__, "errno", None) == errno.EEXIST:
                         not_ours("veth")
@@ -171,10 +173,39 @@ def setup_job_netns(
             os.close(ns_fd)
 
 
+LINGER_S = 1.0  # how long a finished job's veth may take to go with its namespace
+
+
+def _create_veth(host: rtnl.Channel, external: str, internal: str, ns_fd: int) -> None:
+    """A job of the same name that just ended may have left its veth to the kernel,
+    which deletes it with the old namespace within milliseconds: give it that time."""
+    try:
+        host.request(rtnl.new_veth(external, internal, ns_fd))
+    except rtnl.RequestError as exc:
+        if exc.errno != errno.EEXIST:
+            raise
+        await_links_gone([external], LINGER_S, host)  # (this thread is in the job's netns)
+        host.request(rtnl.new_veth(external, internal, ns_fd))
+
+
 def discard_link(name: str) -> None:
     """Delete a link; absence is success (CNI DEL semantics)."""
     with rtnl.Channel() as host, map_errors(f"delete link {name}"):
         host.request(rtnl.del_link(name), absent_ok=True)
+
+
+def await_links_gone(names: list[str], timeout_s: float, host: rtnl.Channel | None = None) -> None:
+    """Return once none of ``names`` is a link any more, or after ``timeout_s``.
+
+    ``host`` is a channel in the namespace to look in (else: the calling thread's)."""
+    pending = set(names)
+    deadline = time.monotonic() + timeout_s
+    with contextlib.ExitStack() as stack:
+        channel = host or stack.enter_context(rtnl.Channel())
+        while pending and time.monotonic() < deadline:
+            pending &= set(channel.link_names())
+            if pending:
+                time.sleep(0.005)
 
 
 def discard_netns(netns: str) -> None:

@@ -33,6 +33,7 @@ IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
 IFF_UP = 0x1
 RT_TABLE_MAIN, RTPROT_KERNEL, RTPROT_BOOT, RTPROT_DHCP, RTN_UNICAST = 254, 2, 3, 16, 1
+RTN_LOCAL = 2
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
 SIOCGIFINDEX = 0x8933
 
@@ -362,6 +363,16 @@ class Channel:
         body = _IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)
         found = (parse_address(b) for b in self.query(RTM_GETADDR, body, dump=True))
         return [a for a in found if a is not None and a.index == index]
+
+    def is_local(self, ip: ipaddress.IPv4Address) -> bool:
+        """Whether ``ip`` is one of this namespace's own addresses (a route lookup: one
+        round trip, whatever the number of links)."""
+        body = _RTMSG.pack(socket.AF_INET, 32, 0, 0, 0, 0, 0, 0, 0) + _attr(RTA_DST, ip.packed)
+        try:
+            found = self.query(RTM_GETROUTE, body)
+        except RequestError:  # unreachable: certainly not local
+            return False
+        return bool(found) and _RTMSG.unpack_from(found[0])[7] == RTN_LOCAL
 
     def routes(self, index: int) -> list[Route]:
         """Main-table IPv4 routes out of one link, without those the kernel made for addresses."""

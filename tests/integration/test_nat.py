@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -249,6 +250,57 @@ def test_default_name_comes_from_slot_and_job_id(sandbox, host):
     assert r.returncode == 0, r.stderr
     assert read_update_ad(ad)["LarkExternalInterface"] == f"e_s{slot}_2-12_3"
     assert f"lark-s{slot}_2-12_3" not in netns_list()
+
+
+def test_back_to_back_jobs_of_one_name_and_pairs_the_host_still_holds(sandbox, host):
+    # A finished job's veth goes with its namespace, deleted by the kernel just after the
+    # agent exits: the same name right away must still work, and a pair whose external
+    # address is still on a link of the host (that veth, or an admin's) is not handed out.
+    pool = ("--user", "nobody", "--local-network", "192.168.181.0/29")  # pairs .2/.3, .4/.5
+    name = sandbox.job_name()
+    for _ in range(4):
+        r = sandbox.run_agent(host, *pool, "--name", name, "--", "true")
+        assert r.returncode == 0, r.stderr
+    sh("ip", "addr", "add", "192.168.181.2/32", "dev", "lo", netns=host.netns)
+    ad = sandbox.tmp / "skip.ad"
+    r = sandbox.run_agent(host, *pool, "--name", name, "--update-ad", str(ad), "--", "true")
+    assert r.returncode == 0, r.stderr
+    assert read_update_ad(ad)["LarkExternalAddressIPv4"] == "192.168.181.4"
+    sh("ip", "addr", "add", "192.168.181.4/32", "dev", "lo", netns=host.netns)
+    r = sandbox.run_agent(host, *pool, "--name", name, "--", "true")
+    assert r.returncode == 125 and "is exhausted" in r.stderr
+    sh("ip", "addr", "flush", "dev", "lo", "to", "192.168.181.0/29", netns=host.netns)
+    assert not sandbox.wait_clean()
+
+
+IN_PROCESS_TWICE = """
+import ipaddress, sys, trio
+from pathlib import Path
+from lark_async import plan
+from lark_async.jobproc import JobUser
+from lark_async.settings import Settings
+from lark_async.supervisor import RunRequest, Supervisor
+
+async def once(tmp):
+    settings = Settings(state_dir=tmp / "state", lock_dir=tmp / "lock",
+                        local_network=ipaddress.IPv4Network("192.168.181.0/29"))
+    job = plan.derive_plan(settings, sys.argv[2])
+    sup = Supervisor(RunRequest(job, ["true"], JobUser("nobody", 65534, 65534, ()), {}, None, None))
+    await sup.setup_network()
+    assert not await sup.teardown()
+
+for _ in range(3):
+    trio.run(once, Path(sys.argv[1]))
+"""
+
+
+def test_the_same_name_right_after_teardown_waits_for_the_old_veth(sandbox, host):
+    # in-process, the next setup comes while the kernel is still deleting the old veth
+    argv = ["nsenter", f"--net=/run/netns/{host.netns}", sys.executable, "-c", IN_PROCESS_TWICE]
+    argv += [str(sandbox.tmp), sandbox.job_name()]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert not sandbox.wait_clean()
 
 
 def test_exhausted_pool_is_a_clear_error(sandbox, host):
