@@ -1,0 +1,433 @@
+"""Lark beside its peers, measured in one run: every benchmark, one table, one chart.
+
+    sudo .venv/bin/python bench/report.py [--quick] [--out DIR] [--only NAME,...]
+
+(``make bench`` / ``make bench-quick`` install the peers first.) Each benchmark below runs
+its ``measure``-like function in a fresh process inside a throwaway host namespace of its
+own (common.call_in_bench_host), one after another, never two at once. Printed: one table
+of medians, spreads (p25-p75), n, ratios (to the Lark row of the group, or as the group
+says), and the targets with PASS/MISS. Written to --out (default bench/out/):
+``report.png`` (setup/teardown per system; setup vs number of live jobs) and
+``samples.json`` (every raw sample, and each bench's whole result).
+
+A benchmark added later (e.g. bench/policy.py) takes one line in OPTIONAL: its module,
+function, full and quick arguments; the function returns {row name: [seconds, ...]}. Until
+the module exists, the report says it was skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import call_in_bench_host, rate_summary
+
+HERE = Path(__file__).resolve().parent
+LARK_ST = "lark (in-process)"
+
+
+@dataclasses.dataclass
+class Row:
+    group: str
+    name: str
+    values: list[float]  # in ``unit``
+    unit: str
+    ref: str | None = None  # the row (of this group) the ratio is to
+    target: str = ""
+    got: str = ""
+    ok: bool | None = None  # PASS / MISS / no target
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+
+def ms(values: list[float]) -> list[float]:
+    return [v * 1e3 for v in values]
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+# -- from each bench's result to rows --------------------------------------------------
+
+
+def nat_rows(res: dict, group: str) -> list[Row]:
+    labels = [k.removesuffix(" setup+teardown") for k in res if k.endswith(" setup+teardown")]
+    rows = []
+    for what in ("setup+teardown", "setup", "teardown"):
+        for label in labels:
+            rows.append(Row(group, f"{label} {what}", ms(res[f"{label} {what}"]), "ms"))
+            rows[-1].ref = f"{LARK_ST} {what}"
+    lark = next(r for r in rows if r.name == f"{LARK_ST} setup+teardown")
+    cni = res.get("CNI bridge setup+teardown")
+    lark.target = "<= 0.35x CNI ADD+DEL"
+    if cni:
+        ratio = lark.median / (med(cni) * 1e3)
+        lark.got, lark.ok = f"{ratio:.2f}x CNI", ratio <= 0.35
+    else:
+        lark.got = "no CNI"
+    run = Row(
+        group, "lark-agent run -- true (wall)", ms(res["lark-agent run -- true (wall)"]), "ms"
+    )
+    true = Row(group, "true alone (wall)", ms(res["true alone (wall)"]), "ms")
+    over = run.median - true.median
+    run.target, run.got, run.ok = "<= true + 300 ms", f"+{over:.0f} ms", over <= 300
+    return [*rows, run, true]
+
+
+def live_rows(res: dict, group: str) -> list[Row]:
+    rows = []
+    for label, r in res.items():
+        first, last = next(iter(r["setup"])), list(r["setup"])[-1]
+        for k, what in ((first, "setup"), (last, "setup"), (last, "teardown")):
+            name = f"{label} {what}, job {int(k) + 1} ({k} live)"
+            rows.append(Row(group, name, ms(r[what][k]), "ms"))
+            rows[-1].ref = f"{LARK_ST} {what}, job {int(k) + 1} ({k} live)"
+        ratio = med(r["setup"][last]) / med(r["setup"][first])
+        rows[-2].got = f"{ratio:.2f}x job {int(first) + 1}"
+        if label == LARK_ST:
+            rows[-2].target, rows[-2].ok = f"<= 1.3x job {int(first) + 1}", ratio <= 1.3
+    return rows
+
+
+def bridge_start_rows(res: dict, group: str) -> list[Row]:
+    start = res["start"]
+    rows = []
+    for key, ref in (
+        ("network ready (agent)", "nat: network ready (agent)"),
+        ("wall, run -- true", "nat: wall, run -- true"),
+        ("job exit -> agent exit", "nat: job exit -> agent exit"),
+    ):
+        for mode in ("nat", "bridge+dhcp", "bridge+static"):
+            if f"{mode}: {key}" in start:
+                rows.append(Row(group, f"{mode}: {key}", ms(start[f"{mode}: {key}"]), "ms", ref))
+    if "bridge+dhcp:   address" in start:
+        name = "bridge+dhcp: address step (ARP probe + DHCP)"
+        rows.append(Row(group, name, ms(start["bridge+dhcp:   address"]), "ms"))
+    return rows
+
+
+def throughput_rows(res: dict, group: str) -> list[Row]:
+    rates, n = res["rates"], res["others"]["n"]
+    ref = "no Lark, host -> site via bridge, 0 others"
+    rows = [
+        Row(group, "no Lark, host -> site, plain uplink", rates["plain"], "Gbit/s", ref),
+        Row(group, ref, rates["alone"]["no Lark"], "Gbit/s", ref),
+        Row(group, "NAT job, 0 others", rates["alone"]["nat"], "Gbit/s", ref),
+        Row(group, "bridge+DHCP job, 0 others", rates["alone"]["bridge+dhcp"], "Gbit/s", ref),
+        Row(group, f"no Lark, host -> site, {n} others", rates["busy"]["no Lark"], "Gbit/s", ref),
+    ]
+    base, same_load = med(rates["alone"]["no Lark"]), med(rates["busy"]["no Lark"])
+    for kind, label in (("nat", "NAT job"), ("bridge+dhcp", "bridge+DHCP job")):
+        row = Row(group, f"{label}, {n} others", rates["busy"][kind], "Gbit/s", ref)
+        ratio = row.median / base
+        row.target, row.ok = ">= 0.9x no Lark", ratio >= 0.9
+        row.got = f"{ratio:.2f}x ({row.median / same_load:.2f}x same load)"
+        rows.append(row)
+    return rows
+
+
+def dhcp_rows(res: dict, group: str) -> list[Row]:
+    rows = []
+    for name, values in res.items():
+        ref = "lark-agent dhcp-test (whole process)" if "whole" in name else None
+        rows.append(
+            Row(group, name, ms(values), "ms", ref or "Lark in-process (DISCOVER to bound)")
+        )
+    lark = rows[0]
+    lark.target, lark.got, lark.ok = "median <= 2 ms", f"{lark.median:.2f} ms", lark.median <= 2
+    return rows
+
+
+def dhcp_many_rows(res: list[dict], group: str) -> list[Row]:
+    n = res[0]["n"]
+    bound = [b for o in res for b in o["bound"] if b is not None]
+    own = [b for o in res for b in o["own"] if b is not None]
+    p99 = sorted(bound)[max(0, round(0.99 * len(bound)) - 1)] * 1e3 if bound else float("nan")
+    cpu = sum(o["cpu_s"] for o in res) / len(res)
+    distinct = min(len(set(o["addresses"])) for o in res)
+    first = Row(group, f"{n} clients at once: bound, from the common start", ms(bound), "ms")
+    first.got = f"{distinct}/{n} bound, p99 {p99:.0f} ms, CPU {cpu:.2f} s"
+    return [first, Row(group, f"{n} clients at once: bound, from own DISCOVER", ms(own), "ms")]
+
+
+def agent_rows(res: dict, group: str) -> list[Row]:
+    units = {"VmRSS MB": "MB", "RssAnon MB": "MB", "idle agent CPU ms/s": "ms/s"}
+    rows = [Row(group, k, v, units.get(k, "ms CPU")) for k, v in res.items()]
+    for row in rows:
+        if row.name == "RssAnon MB":
+            row.target, row.got = "<= 30 MB", f"{row.median:.1f} MB"
+            row.ok = row.median <= 30
+        elif row.name == "poll CPU ms":
+            row.target, row.got = "<= 1 ms CPU a job", f"{row.median:.2f} ms"
+            row.ok = row.median <= 1
+    return rows
+
+
+def seconds_rows(res: dict, group: str) -> list[Row]:
+    """Any bench returning {row: [seconds]}: milliseconds, ratios to the first row."""
+    first = next(iter(res))
+    return [Row(group, name, ms(values), "ms", first) for name, values in res.items()]
+
+
+# -- the benchmarks ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Bench:
+    name: str
+    module: str
+    function: str
+    full: dict
+    quick: dict
+    rows: Callable[[object, str], list[Row]] = seconds_rows
+    title: str = ""  # the table's group heading; {kw} are the arguments
+    targets: tuple[str, ...] = ()  # what its rows are checked against (said when it fails)
+
+    def kwargs(self, quick: bool) -> dict:
+        return self.quick if quick else self.full
+
+
+BENCHES = [
+    Bench(
+        "nat",
+        "setup_teardown",
+        "measure",
+        {"rounds": 30},
+        {"rounds": 5},
+        nat_rows,
+        "NAT job network, one job at a time, {rounds} rounds (ratio: to Lark's row)",
+        ("NAT setup+teardown in-process <= 0.35x CNI", "run -- true <= true + 300 ms"),
+    ),
+    Bench(
+        "live",
+        "setup_teardown",
+        "live",
+        {"jobs": 200, "checkpoints": [0, 50, 100, 150, 200], "rounds": 7},
+        {"jobs": 20, "checkpoints": [0, 10, 20], "rounds": 3},
+        live_rows,
+        "NAT, job k+1 with k jobs of the same system running, {rounds} rounds (ratio: to Lark's)",
+        ("the last job's setup <= 1.3x job 1's",),
+    ),
+    Bench(
+        "bridge",
+        "bridge",
+        "measure",
+        {"rounds": 20, "iperf_rounds": 3, "iperf_seconds": 3, "others": 200},
+        {"rounds": 3, "iperf_rounds": 1, "iperf_seconds": 1, "others": 20},
+        bridge_start_rows,
+        "lark-agent run, NAT and bridge modes, {rounds} rounds (ratio: to NAT's row)",
+        ("throughput with the other jobs >= 0.9x no Lark (NAT, bridge+DHCP)",),
+    ),
+    Bench(
+        "dhcp",
+        "dhcp",
+        "measure",
+        {"rounds": 20},
+        {"rounds": 5},
+        dhcp_rows,
+        "DHCP, time to a lease from dnsmasq, {rounds} rounds (ratio: to Lark's in-process "
+        "or whole-process row)",
+        ("DHCP in-process median <= 2 ms",),
+    ),
+    Bench(
+        "dhcp_many",
+        "dhcp_many",
+        "measure",
+        {"clients": 200, "rounds": 2},
+        {"clients": 50, "rounds": 1},
+        dhcp_many_rows,
+        "DHCP, {clients} Lark clients at once against Kea, {rounds} rounds",
+    ),
+    Bench(
+        "agent",
+        "agent_cost",
+        "measure",
+        {"rounds": 3, "window_s": 6.0},
+        {"rounds": 1, "window_s": 2.0},
+        agent_rows,
+        "One lark-agent run with a running NAT job, {rounds} rounds",
+        ("agent RssAnon <= 30 MB", "poll <= 1 ms CPU a job"),
+    ),
+]
+# Benchmarks that may not be there yet: one line each; skipped while their module is missing.
+OPTIONAL = [
+    Bench("policy", "policy", "measure", {}, {"rounds": 3}, title="NFQUEUE policy on vs off"),
+]
+
+
+def available(bench: Bench) -> bool:
+    return (HERE / f"{bench.module}.py").exists()
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+def fmt(x: float) -> str:
+    return f"{x:.3g}" if abs(x) < 10 else f"{x:.1f}" if abs(x) < 1000 else f"{x:.0f}"
+
+
+def print_report(groups: list[tuple[str, list[Row] | str]], unmeasured: list[str]) -> None:
+    head = (
+        f"{'':<52} {'median':>8} {'p25-p75':>15} {'unit':<6} {'n':>4} {'ratio':>7}  "
+        f"{'target':<22} {'got':<30} result"
+    )
+    print("\n" + head)
+    print("=" * len(head))
+    for title, rows in groups:
+        print(f"\n{title}")
+        if isinstance(rows, str):  # skipped or failed
+            print(f"  {rows}")
+            continue
+        medians = {r.name: r.median for r in rows if r.values}
+        for r in rows:
+            if not r.values:
+                print(f"  {r.name:<50} {'-':>8}")
+                continue
+            m, p25, p75 = rate_summary(r.values)
+            ratio = f"{m / medians[r.ref]:.2f}x" if medians.get(r.ref) else ""
+            result = {True: "PASS", False: "MISS", None: ""}[r.ok]
+            print(
+                f"  {r.name:<50} {fmt(m):>8} {fmt(p25) + '-' + fmt(p75):>15} {r.unit:<6} "
+                f"{len(r.values):>4} {ratio:>7}  {r.target:<22} {r.got:<30} {result}".rstrip()
+            )
+    targets = [r for _, rows in groups if not isinstance(rows, str) for r in rows if r.target]
+    passed = sum(1 for r in targets if r.ok)
+    print(f"\ntargets: {passed} of {len(targets) + len(unmeasured)} met")
+    for r in targets:
+        if not r.ok:
+            print(f"  MISS {r.group}: {r.name}: {r.got} (target {r.target})")
+    for what in unmeasured:
+        print(f"  NOT MEASURED: {what}")
+
+
+def chart(results: dict, path: Path) -> bool:
+    """setup/teardown per system, and setup vs live jobs; False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import ScalarFormatter
+    except ImportError:
+        return False
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5.5))
+    nat = results.get("nat")
+    if nat:
+        labels = [k.removesuffix(" setup") for k in nat if k.endswith(" setup")]
+        for i, (what, color) in enumerate((("setup", "tab:blue"), ("teardown", "tab:orange"))):
+            stats = [rate_summary(ms(nat[f"{label} {what}"])) for label in labels]
+            y = [j + (i - 0.5) * 0.38 for j in range(len(labels))]
+            err = [[s[0] - s[1] for s in stats], [s[2] - s[0] for s in stats]]
+            ax1.barh(y, [s[0] for s in stats], 0.38, xerr=err, color=color, label=what)
+        ax1.set_yticks(range(len(labels)), labels)
+        ax1.invert_yaxis()
+        ax1.set_xscale("log")
+        ax1.xaxis.set_major_formatter(ScalarFormatter())
+        ax1.set_xlabel("ms (median, bars p25-p75), log scale")
+        ax1.set_title("One NAT job's network: setup and teardown")
+        ax1.legend()
+    live = results.get("live")
+    if live:
+        for label, r in live.items():
+            points = [int(k) for k in r["setup"]]
+            stats = [rate_summary(ms(v)) for v in r["setup"].values()]
+            (line,) = ax2.plot(points, [s[0] for s in stats], "o-", label=label)
+            ax2.fill_between(
+                points,
+                [s[1] for s in stats],
+                [s[2] for s in stats],
+                alpha=0.2,
+                color=line.get_color(),
+            )
+            fill = ms(r["fill"])
+            ax2.plot(range(len(fill)), fill, ".", ms=2, alpha=0.35, color=line.get_color())
+        ax2.set_yscale("log")
+        ax2.yaxis.set_major_formatter(ScalarFormatter())
+        ax2.yaxis.set_minor_formatter(ScalarFormatter())
+        ax2.set_xlabel("jobs of the same system already running")
+        ax2.set_ylabel("setup ms, log scale")
+        ax2.set_title("Setup vs live jobs (line: next job, median, band p25-p75; dots: filling)")
+        ax2.legend()
+    fig.suptitle(f"Lark beside its peers ({os.uname().release}, {os.cpu_count()} CPUs)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few rounds, few jobs, short iperf3")
+    parser.add_argument("--out", type=Path, default=HERE / "out", help="for the PNG and JSON")
+    parser.add_argument("--only", help="comma-separated bench names (default: all)")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root (the benchmarks create network namespaces)")
+    only = set(args.only.split(",")) if args.only else None
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, object] = {}
+    errors: dict[str, str] = {}
+    unmeasured: list[str] = []
+    groups: list[tuple[str, list[Row] | str]] = []
+    t_start = time.monotonic()
+    todo = [b for b in BENCHES + OPTIONAL if only is None or b.name in only]
+    for i, bench in enumerate(todo, 1):
+        kwargs = bench.kwargs(args.quick)
+        title = bench.title.format(**kwargs) if kwargs else bench.title
+        if not available(bench):
+            groups.append((title, f"skipped: bench/{bench.module}.py is not there yet"))
+            unmeasured += bench.targets
+            continue
+        print(f"[{i}/{len(todo)}] {bench.name}: {bench.module}.{bench.function}({kwargs})")
+        t0 = time.monotonic()
+        try:
+            res = call_in_bench_host(bench.module, bench.function, **kwargs)
+            results[bench.name] = res
+            groups.append((title, bench.rows(res, bench.name)))
+            # bridge.py measures both the modes' start and the throughput: two groups
+            if bench.name == "bridge" and res.get("rates"):
+                n = kwargs.get("others")
+                tput = f"iperf3 -t {kwargs.get('iperf_seconds')}, job -> site, 0 and {n} other jobs"
+                groups.append(
+                    (f"{tput} (ratio: to no Lark, 0 others)", throughput_rows(res, "iperf3"))
+                )
+        except Exception as exc:  # one bench failing must not lose the others
+            errors[bench.name] = repr(exc)
+            groups.append((title, f"FAILED: {exc!r}"))
+            unmeasured += bench.targets
+        print(f"[{i}/{len(todo)}] {bench.name}: {time.monotonic() - t0:.0f} s", flush=True)
+    print(
+        f"\nLark beside its peers: {'quick' if args.quick else 'full'} run, kernel "
+        f"{os.uname().release}, {os.cpu_count()} CPUs, {time.monotonic() - t_start:.0f} s"
+    )
+    print_report(groups, unmeasured)
+    png = args.out / "report.png"
+    drawn = chart(results, png)
+    rows = [dataclasses.asdict(r) for _, rs in groups if not isinstance(rs, str) for r in rs]
+    meta = {
+        "when": datetime.datetime.now().isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "kernel": os.uname().release,
+        "cpus": os.cpu_count(),
+    }
+    (args.out / "samples.json").write_text(
+        json.dumps({"meta": meta, "rows": rows, "results": results, "errors": errors}, indent=1)
+    )
+    drawn_at = png if drawn else "not drawn (no matplotlib)"
+    print(f"\nchart: {drawn_at}; raw samples: {args.out / 'samples.json'}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
