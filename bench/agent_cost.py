@@ -3,7 +3,7 @@
     sudo .venv/bin/python bench/agent_cost.py [--rounds 3] [--window 4]
 
 Each round starts two agents in turn, each with a NAT job that says "ready" and sleeps:
-* one at the default accounting interval (5 s, so no poll in the window): its resident
+* one with an accounting interval of a minute (no poll in the window): its resident
   (VmRSS) and anonymous (RssAnon) memory from /proc/PID/status once the job runs (the
   network is up then), and its CPU over the window (what an agent costs between polls);
 * one with ``--accounting-interval 0.05``: its CPU (utime + stime, /proc/PID/stat) over
@@ -38,6 +38,7 @@ from common import (
 )
 
 FAST = 0.05  # seconds between polls of the polling agent
+IDLE = 60  # ... and of the idle one: longer than the window
 SETTLE = 0.5  # seconds after the job starts before the window opens
 
 
@@ -75,7 +76,7 @@ def measure(rounds: int = 3, window_s: float = 4.0) -> dict[str, list[float]]:
         samples.setdefault(key, []).append(value)
 
     for r in range(rounds):
-        idle = start(f"{bench_prefix()}i{r}", 5, window_s + SETTLE + 5)
+        idle = start(f"{bench_prefix()}i{r}", IDLE, window_s + SETTLE + 5)
         try:
             status = proc_status_kib(idle.pid)
             add("VmRSS MB", status["VmRSS"] * 1024 / 1e6)

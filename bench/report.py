@@ -24,6 +24,7 @@ import json
 import os
 import statistics
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -194,6 +195,7 @@ class Bench:
     rows: Callable[[object, str], list[Row]] = seconds_rows
     title: str = ""  # the table's group heading; {kw} are the arguments
     targets: tuple[str, ...] = ()  # what its rows are checked against (said when it fails)
+    note: str = ""  # printed under the heading
 
     def kwargs(self, quick: bool) -> dict:
         return self.quick if quick else self.full
@@ -209,6 +211,9 @@ BENCHES = [
         nat_rows,
         "NAT job network, one job at a time, {rounds} rounds (ratio: to Lark's row)",
         ("NAT setup+teardown in-process <= 0.35x CNI", "run -- true <= true + 300 ms"),
+        "CNI, netavark: the plugin's ADD and DEL alone (the job's netns is made and removed "
+        "around them, untimed). Lark's teardown returns before the kernel has destroyed the "
+        "namespace and its veth; the shell and CNI delete the veth themselves.",
     ),
     Bench(
         "live",
@@ -219,6 +224,8 @@ BENCHES = [
         live_rows,
         "NAT, job k+1 with k jobs of the same system running, {rounds} rounds (ratio: to Lark's)",
         ("the last job's setup <= 1.3x job 1's",),
+        "Lark's kept jobs are in-process (network only, no agent or job processes); each "
+        "peer's are its own containers' networks. One system at a time.",
     ),
     Bench(
         "bridge",
@@ -259,6 +266,8 @@ BENCHES = [
         agent_rows,
         "One lark-agent run with a running NAT job, {rounds} rounds",
         ("agent RssAnon <= 30 MB", "poll <= 1 ms CPU a job"),
+        "CPU from /proc/PID/stat in 10 ms ticks: {window_s:g} s at a poll every 0.05 s, less "
+        "an agent that does not poll (see agent_cost.py).",
     ),
 ]
 # Benchmarks that may not be there yet: one line each; skipped while their module is missing.
@@ -385,6 +394,9 @@ def main() -> int:
     for i, bench in enumerate(todo, 1):
         kwargs = bench.kwargs(args.quick)
         title = bench.title.format(**kwargs) if kwargs else bench.title
+        if bench.note:
+            note = textwrap.wrap(bench.note.format(**kwargs), 96)
+            title += "".join(f"\n  {line}" for line in note)
         if not available(bench):
             groups.append((title, f"skipped: bench/{bench.module}.py is not there yet"))
             unmeasured += bench.targets
