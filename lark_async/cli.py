@@ -136,6 +136,26 @@ def _settings_flags(p: argparse.ArgumentParser) -> None:
         help="LARK_ALLOWED_NETWORK_TYPES: the types a job may ask for (default: nat, none)",
     )
     g.add_argument(
+        "--connection-policy",
+        dest="connection_rules",
+        metavar="ENTRIES",
+        help="LARK_CONNECTION_POLICY: where jobs may connect, first match wins: entries "
+        "'allow|deny [tcp|udp|icmp|any] ADDRESS[/PREFIX][:PORT[-PORT]]' separated by commas; "
+        "each new connection is decided by the agent through NFQUEUE and written to the "
+        "audit log (default: no policy, no queue)",
+    )
+    g.add_argument(
+        "--connection-default",
+        choices=("allow", "deny"),
+        help="LARK_CONNECTION_DEFAULT: the verdict when no entry matches (default deny)",
+    )
+    g.add_argument(
+        "--audit-dir",
+        metavar="DIR",
+        help="LARK_AUDIT_DIR: per-job connection audit logs, JOB.jsonl (default "
+        "/var/log/lark/connections)",
+    )
+    g.add_argument(
         "--bridge-wait",
         dest="bridge_wait_s",
         metavar="S",

@@ -38,6 +38,9 @@ SETTING_FIELDS = (
     "allowed_network_types",
     "firewall_backend",
     "iptables_command",
+    "connection_rules",
+    "connection_default",
+    "audit_dir",
 )
 
 

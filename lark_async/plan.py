@@ -10,6 +10,7 @@ import classad2
 
 from . import ads, names
 from .callouts import Script
+from .connpolicy import ConnectionPolicy, job_policy
 from .errors import ConfigError
 from .settings import Settings
 
@@ -33,6 +34,8 @@ class JobNetwork:
     delete_script: Script | None = None
     firewall_backend: str = "nftables"
     iptables_command: str = "iptables"
+    connections: ConnectionPolicy | None = None  # None: no queue
+    audit_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,11 @@ def derive_plan(settings: Settings, name: str) -> JobNetwork:
             )
     else:
         address_type = None
+    connections = None
+    if mode in ("nat", "bridge"):  # (mode none has only loopback; off has no namespace)
+        connections = job_policy(
+            settings.connection_rules, settings.connection_default, settings.job_connection_rules
+        )
     return JobNetwork(
         name=name,
         mode=mode,
@@ -141,6 +149,8 @@ def derive_plan(settings: Settings, name: str) -> JobNetwork:
         delete_script=_script("delete", settings.delete_script, settings, mode),
         firewall_backend=settings.firewall_backend,
         iptables_command=settings.iptables_command,
+        connections=connections,
+        audit_dir=settings.audit_dir if connections is not None else None,
     )
 
 

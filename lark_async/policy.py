@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import classad2
 
 from . import ads, callouts
+from .connpolicy import Rule, admin_policy, parse_rules
 from .errors import ConfigError, JobRequestError
 from .settings import ADDRESS_TYPES, NETWORK_TYPES, Settings
 
@@ -94,8 +95,29 @@ def decide(settings: Settings, job_ad: classad2.ClassAd) -> Settings:
     if asked_accounting is not None and not settings.force_accounting:
         accounting = asked_accounting
     return dataclasses.replace(
-        settings, network_type=mode, address_type=address_type, accounting=accounting
+        settings,
+        network_type=mode,
+        address_type=address_type,
+        accounting=accounting,
+        job_connection_rules=_job_connections(settings, job_ad),
     )
+
+
+def _job_connections(settings: Settings, job_ad: classad2.ClassAd) -> tuple[Rule, ...] | None:
+    """The job's ``LarkAllowedConnections``: only ever a narrowing of the admin's policy."""
+    wanted = ads.evaluate(job_ad, "LarkAllowedConnections")
+    if wanted is None:
+        return None
+    if not isinstance(wanted, str):
+        raise JobRequestError(
+            f"job ad LarkAllowedConnections must be a string of entries, not {_shown(wanted)}"
+        )
+    try:
+        rules = parse_rules(wanted, job=True)
+        admin_policy(settings.connection_rules, settings.connection_default).narrowed(rules)
+    except ValueError as exc:
+        raise JobRequestError(f"job ad LarkAllowedConnections {exc}") from None
+    return rules
 
 
 def parse_policy_output(text: str, script: str) -> dict[str, object]:

@@ -17,6 +17,7 @@ from typing import Any
 import classad2
 
 from . import ads
+from .connpolicy import Rule, parse_rules
 from .errors import ConfigError
 
 NETWORK_TYPES = ("nat", "bridge", "none")
@@ -25,6 +26,7 @@ FIREWALL_BACKENDS = ("nftables", "iptables")
 IPTABLES_COMMANDS = ("iptables", "iptables-nft", "iptables-legacy")
 DEFAULT_STATE_DIR = "/run/lark/state"
 DEFAULT_LOCK_DIR = "/run/lark/lock"
+DEFAULT_AUDIT_DIR = "/var/log/lark/connections"
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ class Settings:
     force_accounting: bool = False  # a job may not turn accounting off
     firewall_backend: str = "nftables"
     iptables_command: str = "iptables"  # or iptables-nft / iptables-legacy: pick a build
+    connection_rules: tuple[Rule, ...] | None = None  # None: no policy, no queue
+    connection_default: str = "deny"  # for connections no rule matches
+    job_connection_rules: tuple[Rule, ...] | None = None  # the job's narrower list (policy.py)
+    audit_dir: Path = Path(DEFAULT_AUDIT_DIR)
 
 
 def _bool(value: Any) -> bool:
@@ -158,6 +164,12 @@ def _program(value: Any) -> str:
     return text
 
 
+def _connection_rules(value: Any) -> tuple[Rule, ...]:
+    if not isinstance(value, str):
+        raise ValueError("is not a string of entries")
+    return parse_rules(value)
+
+
 def _path(value: Any) -> Path:
     path = Path(str(value))
     if not path.is_absolute():
@@ -208,11 +220,27 @@ KNOBS = (
     _Knob("force_accounting", "LARK_FORCE_ACCOUNTING", None, _bool),
     _Knob("firewall_backend", "LARK_FIREWALL_BACKEND", None, _choice(FIREWALL_BACKENDS)),
     _Knob("iptables_command", "LARK_IPTABLES", None, _choice(IPTABLES_COMMANDS)),
+    _Knob("connection_rules", "LARK_CONNECTION_POLICY", "LarkConnectionPolicy", _connection_rules),
+    _Knob(
+        "connection_default",
+        "LARK_CONNECTION_DEFAULT",
+        "LarkConnectionDefault",
+        _choice(("allow", "deny")),
+    ),
+    _Knob("audit_dir", "LARK_AUDIT_DIR", None, _path),
 )
 
 
 def _shown(value: Any) -> str:
     return f'"{value}"' if isinstance(value, str) else str(value)
+
+
+_FLAGS = {"iptables_command": "iptables", "connection_rules": "connection-policy"}
+
+
+def _flag(field: str) -> str:
+    """The ``run`` flag of a setting, for messages."""
+    return _FLAGS.get(field, field.removesuffix("_s").replace("_", "-"))
 
 
 def resolve_settings(
@@ -224,7 +252,7 @@ def resolve_settings(
     """Pure: pick each setting from the first source that has it, and validate it there."""
     values: dict[str, Any] = {}
     for knob in KNOBS:
-        candidates = [(cli.get(knob.field), f"command line --{knob.field.replace('_', '-')}")]
+        candidates = [(cli.get(knob.field), f"command line --{_flag(knob.field)}")]
         if knob.machine:
             candidates.append((ads.evaluate(machine_ad, knob.machine, job_ad), "machine ad"))
         if knob.config:

@@ -22,11 +22,12 @@ import trio
 
 from . import ads, callouts, testhooks, userfiles
 from .accounting import derive_accounting
-from .backends import address, iptables, netns, nft, rtnl
+from .backends import address, iptables, kernel, netns, nft, rtnl
 from .backends.bridge import ensure_bridge, wait_forwarding
 from .bridged import BridgeAddress, JobSide
 from .chirp import ChirpPublisher, chirp_config
 from .cleanup import undo_record
+from .connguard import ConnectionGuard
 from .errors import Interrupted, LarkError, map_errors
 from .jobproc import FORWARDED_SIGNALS, Job, JobUser
 from .plan import JobNetwork
@@ -57,6 +58,19 @@ class Outcome:
     cleanup_errors: list[LarkError]
 
 
+def _kernel_features(plan: JobNetwork) -> list[str]:
+    features = ["netns"]
+    if plan.mode in ("nat", "bridge"):
+        features.append("veth")
+        if plan.mode == "bridge":
+            features.append("bridge")
+        if plan.firewall_backend != "iptables":
+            features.append("nftables")
+        if plan.connections is not None:
+            features.append("nfqueue")
+    return features
+
+
 class Supervisor:
     def __init__(self, request: RunRequest) -> None:
         self.req = request
@@ -66,6 +80,7 @@ class Supervisor:
         self.rules: nft.JobRules | nft.BridgeRules | iptables.IptablesRules | None = None
         self.bridged: BridgeAddress | None = None  # bridge mode: the job's LAN address
         self.job_side: JobSide | None = None
+        self.guard: ConnectionGuard | None = None  # the connection policy's queue
         self.job: Job | None = None
         self.job_started = 0.0
         self.interrupted: int | None = None
@@ -143,11 +158,13 @@ class Supervisor:
         for script in (plan.create_script, plan.delete_script):
             if script is not None:
                 script.check()  # before anything exists
+        kernel.require(*_kernel_features(plan))
         if plan.firewall_backend == "iptables" and plan.mode == "nat":
             iptables.check_installed(plan.iptables_command)
         elif plan.mode in ("nat", "bridge"):
             nft.check_available()
         await self.setup_network(nursery)
+        await self._open_guard()
         await self._run_create_script()
         self._publish({})
         steps = ", ".join(f"{k} {v * 1000:.1f}" for k, v in self.step_times.items())
@@ -287,6 +304,25 @@ class Supervisor:
         values = self.bridged.attributes() if self.bridged is not None else {}
         return "", str(values.get("LarkInnerAddressIPv4", ""))
 
+    async def _open_guard(self) -> None:
+        plan = self.plan
+        if plan.connections is None:
+            return
+        audit = plan.audit_dir / f"{plan.name}.jsonl" if plan.audit_dir is not None else None
+        self.guard = await trio.to_thread.run_sync(
+            lambda: netns.inside(
+                plan.netns,
+                lambda: ConnectionGuard.open(
+                    plan.connections,
+                    plan.name,
+                    audit,
+                    plan.iptables_command,  # type: ignore[arg-type]
+                ),
+            )
+        )
+        log.info("%s: connection policy on (%s); audit log %s", plan.name, self.guard.how, audit)
+        await self._step_done("policy")
+
     async def _run_create_script(self) -> None:
         """The delete script is noted first: it runs at cleanup even if create fails."""
         plan, record = self.plan, self.record
@@ -355,6 +391,8 @@ class Supervisor:
             self._job_nursery = nursery
             if self.rules is not None:
                 nursery.start_soon(self._poll)
+            if self.guard is not None:
+                await nursery.start(self.guard.serve)
             if self.watch_socket is not None:
                 watched, self.watch_socket = self.watch_socket, None
                 await nursery.start(
@@ -459,6 +497,8 @@ class Supervisor:
         values = _lark_attributes(self.plan, self.lease)
         if self.bridged is not None:
             values.update(self.bridged.attributes())
+        if self.guard is not None:
+            values.update(self.guard.attributes())
         if self.record is not None and self.record.path.exists():
             try:
                 self.record.set_status({k: v for k, v in values.items() if k.startswith("Lark")})
@@ -489,8 +529,11 @@ class Supervisor:
             await self._stop_job()
             if self.rules is not None:  # the final interval is read before the chain goes
                 await self._read_counters()
+            if self.rules is not None or self.guard is not None:
                 await self._publish_all()
             self.job.close()
+        if self.guard is not None:  # (its counts are published above)
+            self.guard.close()
         if self.bridged is not None:  # RELEASE while the link is still there
             await self.bridged.release()
         closing: list[threading.Thread] = []

@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import pytest
+from sandbox import sh
 from test_nat import read_update_ad
 from test_sweeper import cleanup
 
@@ -95,6 +96,37 @@ def test_a_full_or_unwritable_state_dir_is_one_line_before_anything_exists(sandb
     )
     assert r.returncode == 125, r.stderr
     assert "state record" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("lacks", "mode", "says"),
+    [
+        ("veth", "nat", "veth links (CONFIG_VETH)"),
+        ("nftables", "nat", "nf_tables (CONFIG_NF_TABLES)"),
+        ("bridge", "bridge", "bridge links (CONFIG_BRIDGE)"),
+        ("netns", "none", "network namespaces (CONFIG_NET_NS)"),
+    ],
+)
+def test_a_kernel_without_a_feature_is_one_line_before_anything_exists(
+    sandbox, host, lacks, mode, says
+):
+    # the agent asks the real kernel about a link kind or nfnetlink subsystem it cannot
+    # know (test hook), so the refusal path is the one a kernel without it takes
+    r = sandbox.run_agent(
+        host,
+        *sandbox.who(),
+        "--network-type",
+        mode,
+        "--bridge-device",
+        "uplink",
+        "--",
+        "true",
+        env={"_LARK_TEST_KERNEL_LACKS": lacks},
+    )
+    assert r.returncode == 125
+    assert r.stderr.strip() == f"lark-agent: error: this kernel lacks {says}; nothing was created"
+    assert sandbox.leftovers() == []
+    assert "lark" not in sh("ip", "-o", "link", "show", netns=host.netns).stdout
 
 
 def test_a_killed_agents_pair_is_not_given_out_until_swept(sandbox, host):

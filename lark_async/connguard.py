@@ -1,0 +1,220 @@
+"""The job's connection guard: its new connections go through the agent, one at a time.
+
+Inside the job's own namespace (queues are per namespace, so every job uses
+queue 0 and nothing on the host changes), the first packet of each new
+outbound connection or UDP flow goes to an NFQUEUE that this agent reads on
+trio. Established traffic never leaves the kernel. A refused first packet
+comes back marked and is rejected there (TCP reset, ICMP "administratively
+prohibited"), so a denied connect fails at once instead of timing out.
+
+Fail closed: without ``--queue-bypass`` the kernel drops what a queue with no
+reader would get, so if the agent dies the job's new connections fail. The
+rules go with the namespace. DHCP client traffic (the agent's own renewals;
+port 68 is privileged) and loopback are not queued; IPv6 is switched off in
+the namespace, as the rules speak IPv4.
+
+nft's ``queue`` statement is used when the kernel has it; otherwise (as on
+kernels without nft_queue) the iptables ``NFQUEUE`` target, through the
+configured iptables build, which works whichever firewall backend the host
+side uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import os
+import subprocess
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import trio
+
+from .connpolicy import PROTOCOL_NAMES, ConnectionPolicy, Decision, parse_flow
+from .errors import KernelError, ResourceError, map_errors
+
+log = logging.getLogger("lark.guard")
+
+QUEUE = 0
+MARK_REFUSED = 0x4C41524B  # "LARK": set on a refused first packet, which comes back to be rejected
+COPY_BYTES = 128  # IPv4 header with options and the ports: all the decision needs
+
+NFT_RULES = f"""table inet lark_guard {{
+    chain output {{
+        type filter hook output priority 0;
+        oif "lo" accept
+        udp sport 68 udp dport 67 accept
+        meta mark {MARK_REFUSED:#x} meta l4proto tcp reject with tcp reset
+        meta mark {MARK_REFUSED:#x} reject with icmp type admin-prohibited
+        ct state new queue num {QUEUE}
+    }}
+}}
+"""
+IPTABLES_RULES = f"""*filter
+:OUTPUT ACCEPT [0:0]
+-A OUTPUT -o lo -j ACCEPT
+-A OUTPUT -p udp --sport 68 --dport 67 -j ACCEPT
+-A OUTPUT -p tcp -m mark --mark {MARK_REFUSED:#x} -j REJECT --reject-with tcp-reset
+-A OUTPUT -m mark --mark {MARK_REFUSED:#x} -j REJECT --reject-with icmp-admin-prohibited
+-A OUTPUT -m conntrack --ctstate NEW -j NFQUEUE --queue-num {QUEUE}
+COMMIT
+"""
+
+
+def _disable_ipv6() -> None:
+    for where in ("all", "default"):
+        with contextlib.suppress(FileNotFoundError):  # a kernel without IPv6
+            Path(f"/proc/sys/net/ipv6/conf/{where}/disable_ipv6").write_text("1")
+
+
+def install_rules(iptables_command: str) -> str:
+    """In the calling thread's namespace (the job's): the queue rules; returns which way."""
+    from .backends import nft
+
+    try:  # a context of its own: it talks to the namespace of the thread that makes it
+        nft._Nft().run(NFT_RULES, "connection policy: nft queue rules")
+        return "nft queue"
+    except KernelError as exc:
+        log.debug("nft queue not available (%s): trying %s NFQUEUE", exc, iptables_command)
+    argv = [f"{iptables_command}-restore", "--wait"]
+    try:
+        # forked from this thread, so it runs in the job's namespace
+        done = subprocess.run(argv, input=IPTABLES_RULES, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise KernelError(
+            f"the connection policy needs nft's queue statement, which this kernel lacks, or "
+            f"{iptables_command}'s NFQUEUE target: {argv[0]} is not installed"
+        ) from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise KernelError(f"connection policy: {argv[0]} NFQUEUE rules failed: {last}")
+    return f"{iptables_command} NFQUEUE"
+
+
+@dataclass
+class Counts:
+    allowed: int = 0
+    denied: int = 0
+    last_denied: str | None = None
+
+
+@dataclass
+class ConnectionGuard:
+    """One job's queue: decisions, their audit trail, their counts."""
+
+    policy: ConnectionPolicy
+    job: str
+    audit: TextIO | None
+    counts: Counts = field(default_factory=Counts)
+    how: str = ""
+    _queue: Any = None
+    _fd: int = -1
+
+    @classmethod
+    def open(
+        cls, policy: ConnectionPolicy, job: str, audit_path: Path | None, iptables_command: str
+    ) -> ConnectionGuard:
+        """Called on a thread inside the job's namespace, before the job starts."""
+        from netfilterqueue import COPY_PACKET, NetfilterQueue
+
+        audit = None
+        if audit_path is not None:
+            with map_errors(f"open audit log {audit_path}", ResourceError):
+                audit_path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+                fd = os.open(
+                    audit_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
+                )
+                audit = os.fdopen(fd, "a", buffering=1)  # a line is on disk when decided
+        guard = cls(policy, job, audit)
+        try:
+            _disable_ipv6()
+            queue = NetfilterQueue()
+            with (
+                warnings.catch_warnings()
+            ):  # (about the receive buffer size: not for the job's log)
+                warnings.simplefilter("ignore")
+                try:
+                    queue.bind(
+                        QUEUE, guard._decide, max_len=4096, mode=COPY_PACKET, range=COPY_BYTES
+                    )
+                except OSError as exc:
+                    raise KernelError(
+                        f"connection policy: cannot bind NFQUEUE {QUEUE}: {exc}"
+                    ) from exc
+            guard._queue, guard._fd = queue, queue.get_fd()
+            guard.how = install_rules(iptables_command)
+        except BaseException:
+            guard.close()
+            raise
+        return guard
+
+    def _decide(self, packet: Any) -> None:
+        """libnetfilter_queue's callback, on the trio thread: one verdict per first packet."""
+        flow = parse_flow(packet.get_payload())
+        if flow is None:
+            decision = Decision(False, "not an IPv4 packet")
+        else:
+            decision = self.policy.decide(flow.proto, flow.destination, flow.port)
+        if decision.allow:
+            packet.accept()
+            self.counts.allowed += 1
+        else:
+            packet.set_mark(MARK_REFUSED)
+            packet.repeat()  # back through the hook, to the reject rules
+            self.counts.denied += 1
+            self.counts.last_denied = flow.describe() if flow else "non-IPv4"
+        if self.audit is not None:
+            self.audit.write(
+                json.dumps(
+                    {
+                        "time": datetime.datetime.now(datetime.UTC).isoformat(),
+                        "job": self.job,
+                        "protocol": PROTOCOL_NAMES.get(flow.proto, flow.proto) if flow else None,
+                        "source": str(flow.source) if flow else None,
+                        "destination": str(flow.destination) if flow else None,
+                        "port": flow.port if flow else None,
+                        "verdict": "allow" if decision.allow else "deny",
+                        "rule": decision.rule,
+                    }
+                )
+                + "\n"
+            )
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Answer the queue until cancelled: the fd is watched by trio, packets are
+        handled in batches as they come (non-blocking reads until the queue is empty)."""
+        task_status.started()
+        while True:
+            await trio.lowlevel.wait_readable(self._fd)
+            try:
+                self._queue.run(block=False)
+            except OSError as exc:
+                log.warning("%s: connection queue: %s", self.job, exc)
+
+    def attributes(self) -> dict[str, object]:
+        values: dict[str, object] = {
+            "NetworkConnectionsAllowed": self.counts.allowed,
+            "NetworkConnectionsDenied": self.counts.denied,
+        }
+        if self.counts.last_denied is not None:
+            values["NetworkLastDeniedDestination"] = self.counts.last_denied
+        return values
+
+    def close(self) -> None:
+        if self._queue is not None:
+            if self._fd >= 0:
+                trio_token = None
+                with contextlib.suppress(RuntimeError):
+                    trio_token = trio.lowlevel.current_trio_token()
+                if trio_token is not None:
+                    trio.lowlevel.notify_closing(self._fd)
+            self._queue.unbind()
+            self._queue = None
+            self._fd = -1
+        if self.audit is not None:
+            self.audit.close()
+            self.audit = None
