@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 
-from sandbox import SITE_ADDR, sh
+import pytest
+from sandbox import SITE_ADDR, sh, start_kea
 from test_nat import PY, read_update_ad
 from test_sweeper import cleanup
 
@@ -72,7 +74,23 @@ def audit_lines(sandbox) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_allowed_and_denied_tcp_and_udp_are_decided_audited_and_counted(sandbox, host):
+BACKENDS = {
+    # host side nftables (the default); the kernel here has no nft queue: iptables' NFQUEUE
+    "nftables": ((), ("nft queue", "iptables NFQUEUE")),
+    "iptables-legacy": (
+        ("--firewall-backend", "iptables", "--iptables", "iptables-legacy"),
+        ("iptables-legacy NFQUEUE",),
+    ),
+    "iptables-nft": (
+        ("--firewall-backend", "iptables", "--iptables", "iptables-nft"),
+        ("nft queue", "iptables-nft NFQUEUE"),
+    ),
+}
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_allowed_and_denied_tcp_and_udp_are_decided_audited_and_counted(sandbox, host, backend):
+    flags, ways = BACKENDS[backend]
     sandbox.start_in(sandbox.site, [sys.executable, "-c", UDP_ECHO])
     targets = [
         f"tcp:{SITE_ADDR}:8080",
@@ -80,8 +98,10 @@ def test_allowed_and_denied_tcp_and_udp_are_decided_audited_and_counted(sandbox,
         f"udp:{SITE_ADDR}:{UDP_PORT}",
         f"udp:{SITE_ADDR}:{UDP_PORT + 1}",
     ]
-    r, ad = probe(sandbox, host, "--connection-policy", POLICY, targets=targets)
+    r, ad = probe(sandbox, host, "--connection-policy", POLICY, *flags, targets=targets)
     assert r.returncode == 0, r.stderr
+    log = sandbox.log_file.read_text()
+    assert any(f"connection policy on ({way})" in log for way in ways), log
     results = {spec: (result, took) for spec, result, took in json.loads(r.stdout)}
     assert results[targets[0]][0] == "ok"
     assert results[targets[2]][0] == "ok"
@@ -171,8 +191,6 @@ def test_new_connections_fail_when_the_agent_is_gone(sandbox, host):
         host, *sandbox.who(name), "--connection-policy", POLICY, "--", PY, "-I", "-c",
         FAIL_CLOSED_JOB, SITE_ADDR,
     )  # fmt: skip
-    import subprocess
-
     agent = subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -188,3 +206,27 @@ def test_new_connections_fail_when_the_agent_is_gone(sandbox, host):
         agent.communicate(timeout=10)
         swept = cleanup(sandbox, host)
     assert swept.returncode == 0, swept.stdout + swept.stderr
+
+
+def test_a_bridged_dhcp_job_is_guarded_and_its_lease_still_renews(sandbox, host):
+    # the agent's own DHCP renewals leave from the job's namespace: they must not be queued
+    start_kea(sandbox, lifetime=2)
+    sandbox.kept_links.add("lark")
+    targets = [f"tcp:{SITE_ADDR}:8080", f"tcp:{SITE_ADDR}:8081"]
+    job = PROBE + "\ntime.sleep(3)\n"
+    ad = sandbox.tmp / "bridged.ad"
+    r = sandbox.run_agent(
+        host,
+        *sandbox.who(),
+        "--network-type", "bridge", "--bridge-device", "uplink",
+        "--connection-policy", POLICY,
+        "--audit-dir", str(sandbox.tmp / "audit"),
+        "--update-ad", str(ad),
+        "--", PY, "-I", "-c", job, *targets,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert [result for _, result, _ in json.loads(r.stdout)] == ["ok", "ECONNREFUSED"]
+    values = read_update_ad(ad)
+    assert values["LarkDHCPRenewals"] >= 1, values
+    assert (values["NetworkConnectionsAllowed"], values["NetworkConnectionsDenied"]) == (1, 1)
+    assert audit_lines(sandbox)[0]["source"] == values["LarkInnerAddressIPv4"]
