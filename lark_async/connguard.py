@@ -153,7 +153,18 @@ class ConnectionGuard:
         return guard
 
     def _decide(self, packet: Any) -> None:
-        """libnetfilter_queue's callback, on the trio thread: one verdict per first packet."""
+        """libnetfilter_queue's callback, on the trio thread: one verdict per first packet.
+        Whatever goes wrong, the packet gets a verdict (refuse), or it would sit in the
+        queue and the connection would hang."""
+        try:
+            self._verdict(packet)
+        except Exception:
+            log.exception("%s: connection queue: refusing a packet after an error", self.job)
+            with contextlib.suppress(Exception):
+                packet.set_mark(MARK_REFUSED)
+                packet.repeat()
+
+    def _verdict(self, packet: Any) -> None:
         flow = parse_flow(packet.get_payload())
         if flow is None:
             decision = Decision(False, "not an IPv4 packet")
