@@ -11,8 +11,9 @@ says), and the targets with PASS/MISS. Written to --out (default bench/out/):
 ``samples.json`` (every raw sample, and each bench's whole result).
 
 A benchmark added later (e.g. bench/policy.py) takes one line in OPTIONAL: its module,
-function, full and quick arguments; the function returns {row name: [seconds, ...]}. Until
-the module exists, the report says it was skipped.
+function, full and quick arguments, and how its result becomes rows (seconds_rows for
+{row: [seconds]}, rates_rows for {row: [values in the unit its name says]}). Until the
+module exists, the report says it was skipped.
 """
 
 from __future__ import annotations
@@ -182,6 +183,17 @@ def seconds_rows(res: dict, group: str) -> list[Row]:
     return [Row(group, name, ms(values), "ms", first) for name, values in res.items()]
 
 
+def rates_rows(res: dict, group: str) -> list[Row]:
+    """Any bench returning {"<what, with its unit>, <variant>": [values]}: the values as they
+    are, each row's ratio to the first row of the same <what>."""
+    firsts: dict[str, str] = {}
+    rows = []
+    for name, values in res.items():
+        what = name.rpartition(", ")[0] or name
+        rows.append(Row(group, name, values, "", firsts.setdefault(what, name)))
+    return rows
+
+
 # -- the benchmarks ---------------------------------------------------------------------------
 
 
@@ -272,7 +284,9 @@ BENCHES = [
 ]
 # Benchmarks that may not be there yet: one line each; skipped while their module is missing.
 OPTIONAL = [
-    Bench("policy", "policy", "measure", {}, {"rounds": 3}, title="NFQUEUE policy on vs off"),
+    Bench(
+        "policy", "policy", "measure", {}, {"rounds": 3, "seconds": 1}, rates_rows, "NFQUEUE policy"
+    ),
 ]
 
 
