@@ -3,7 +3,15 @@
 Inside the job's own namespace (queues are per namespace, so every job uses
 queue 0 and nothing on the host changes), the first packet of each new
 outbound connection or UDP flow goes to an NFQUEUE that this agent reads on
-trio. Established traffic never leaves the kernel. A refused first packet
+trio. Established traffic never leaves the kernel, and nothing is
+connection-tracked in the job's namespace (tracking every packet of a bulk
+transfer there cost 3-5% of its throughput): a TCP connection's first packet
+is its SYN, and a UDP flow (source port, destination, port) the agent allowed
+is remembered in an nft set, refreshed by its packets, for two minutes after
+its last one, as is a flow someone else started (so the job's answers are
+not new flows). ICMP echo requests and other protocols (SCTP, ...) are queued
+packet by packet; ICMP errors and replies, and IGMP, which only the kernel
+sends for an unprivileged job, are not. A refused first packet
 comes back marked and is rejected there (TCP reset, ICMP "administratively
 prohibited"), so a denied connect fails at once instead of timing out.
 
@@ -43,24 +51,63 @@ QUEUE = 0
 MARK_REFUSED = 0x4C41524B  # "LARK": set on a refused first packet, which comes back to be rejected
 COPY_BYTES = 128  # IPv4 header with options and the ports: all the decision needs
 
-NFT_RULES = f"""table inet lark_guard {{
-    chain output {{
+MARK_KNOWN = 0x4C41524C  # set on a packet of a UDP flow the agent allowed before
+UDP_FLOW_S = 120  # a UDP flow is forgotten this long after its last packet
+
+# Always through nft, which has all of this without conntrack: a UDP flow the agent
+# allowed is remembered (by the packets that got through: a refused one never reaches
+# the later hook) and its packets marked, so that only a flow's first packet is queued;
+# so is a flow someone else started, so the job's answers are not decided as new flows.
+FLOWS = f"""table inet lark_guard {{
+    set udp_flows {{
+        type inet_service . ipv4_addr . inet_service
+        flags dynamic,timeout
+        timeout {UDP_FLOW_S}s
+        size 65536
+    }}
+    chain known {{
+        type filter hook output priority -10;
+        udp sport . ip daddr . udp dport @udp_flows meta mark set {MARK_KNOWN:#x}
+    }}
+    chain allowed {{
+        type filter hook output priority 10;
+        meta l4proto udp update @udp_flows {{ udp sport . ip daddr . udp dport }}
+    }}
+    chain answered {{
+        type filter hook input priority 10;
+        meta l4proto udp update @udp_flows {{ udp dport . ip saddr . udp sport }}
+    }}
+}}
+"""
+# The decision: the same rules through nft's queue statement or iptables' NFQUEUE target.
+NFT_QUEUE = f"""table inet lark_guard {{
+    chain decide {{
         type filter hook output priority 0;
         oif "lo" accept
         udp sport 68 udp dport 67 accept
         meta mark {MARK_REFUSED:#x} meta l4proto tcp reject with tcp reset
         meta mark {MARK_REFUSED:#x} reject with icmp type admin-prohibited
-        ct state new queue num {QUEUE}
+        tcp flags & (syn | ack) == syn queue num {QUEUE}
+        meta l4proto tcp accept
+        meta mark {MARK_KNOWN:#x} accept
+        icmp type != echo-request accept
+        meta l4proto igmp accept
+        queue num {QUEUE}
     }}
 }}
 """
-IPTABLES_RULES = f"""*filter
+IPTABLES_QUEUE = f"""*filter
 :OUTPUT ACCEPT [0:0]
 -A OUTPUT -o lo -j ACCEPT
 -A OUTPUT -p udp --sport 68 --dport 67 -j ACCEPT
 -A OUTPUT -p tcp -m mark --mark {MARK_REFUSED:#x} -j REJECT --reject-with tcp-reset
 -A OUTPUT -m mark --mark {MARK_REFUSED:#x} -j REJECT --reject-with icmp-admin-prohibited
--A OUTPUT -m conntrack --ctstate NEW -j NFQUEUE --queue-num {QUEUE}
+-A OUTPUT -p tcp --syn -j NFQUEUE --queue-num {QUEUE}
+-A OUTPUT -p tcp -j ACCEPT
+-A OUTPUT -m mark --mark {MARK_KNOWN:#x} -j ACCEPT
+-A OUTPUT -p icmp ! --icmp-type echo-request -j ACCEPT
+-A OUTPUT -p igmp -j ACCEPT
+-A OUTPUT -j NFQUEUE --queue-num {QUEUE}
 COMMIT
 """
 
@@ -75,15 +122,18 @@ def install_rules(iptables_command: str) -> str:
     """In the calling thread's namespace (the job's): the queue rules; returns which way."""
     from .backends import nft
 
-    try:  # a context of its own: it talks to the namespace of the thread that makes it
-        nft._Nft().run(NFT_RULES, "connection policy: nft queue rules")
+    # a context of its own: it talks to the namespace of the thread that makes it
+    ruleset = nft._Nft()
+    ruleset.run(FLOWS, "connection policy: nft flow rules")
+    try:
+        ruleset.run(NFT_QUEUE, "connection policy: nft queue rules")
         return "nft queue"
     except KernelError as exc:
         log.debug("nft queue not available (%s): trying %s NFQUEUE", exc, iptables_command)
     argv = [f"{iptables_command}-restore", "--wait"]
     try:
         # forked from this thread, so it runs in the job's namespace
-        done = subprocess.run(argv, input=IPTABLES_RULES, capture_output=True, text=True)
+        done = subprocess.run(argv, input=IPTABLES_QUEUE, capture_output=True, text=True)
     except FileNotFoundError:
         raise KernelError(
             f"the connection policy needs nft's queue statement, which this kernel lacks, or "

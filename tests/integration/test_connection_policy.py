@@ -228,5 +228,7 @@ def test_a_bridged_dhcp_job_is_guarded_and_its_lease_still_renews(sandbox, host)
     assert [result for _, result, _ in json.loads(r.stdout)] == ["ok", "ECONNREFUSED"]
     values = read_update_ad(ad)
     assert values["LarkDHCPRenewals"] >= 1, values
-    assert (values["NetworkConnectionsAllowed"], values["NetworkConnectionsDenied"]) == (1, 1)
+    assert (values["NetworkConnectionsAllowed"], values["NetworkConnectionsDenied"]) == (1, 1), (
+        audit_lines(sandbox)
+    )
     assert audit_lines(sandbox)[0]["source"] == values["LarkInnerAddressIPv4"]
