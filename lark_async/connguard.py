@@ -11,9 +11,9 @@ is remembered in an nft set, refreshed by its packets, for two minutes after
 its last one, as is a flow someone else started (so the job's answers are
 not new flows). ICMP echo requests and other protocols (SCTP, ...) are queued
 packet by packet; ICMP errors and replies, and IGMP, which only the kernel
-sends for an unprivileged job, are not. A refused first packet
-comes back marked and is rejected there (TCP reset, ICMP "administratively
-prohibited"), so a denied connect fails at once instead of timing out.
+sends for an unprivileged job, are not. A refused first packet comes back
+marked and is rejected there (TCP reset, ICMP "administratively prohibited"),
+so a denied connect fails at once instead of timing out.
 
 Fail closed: without ``--queue-bypass`` the kernel drops what a queue with no
 reader would get, so if the agent dies the job's new connections fail. The
@@ -122,11 +122,9 @@ def install_rules(iptables_command: str) -> str:
     """In the calling thread's namespace (the job's): the queue rules; returns which way."""
     from .backends import nft
 
-    # a context of its own: it talks to the namespace of the thread that makes it
-    ruleset = nft._Nft()
-    ruleset.run(FLOWS, "connection policy: nft flow rules")
+    nft.run_here(FLOWS, "connection policy: nft flow rules")
     try:
-        ruleset.run(NFT_QUEUE, "connection policy: nft queue rules")
+        nft.run_here(NFT_QUEUE, "connection policy: nft queue rules")
         return "nft queue"
     except KernelError as exc:
         log.debug("nft queue not available (%s): trying %s NFQUEUE", exc, iptables_command)

@@ -64,8 +64,8 @@ def _kernel_features(plan: JobNetwork) -> list[str]:
         features.append("veth")
         if plan.mode == "bridge":
             features.append("bridge")
-        if plan.firewall_backend != "iptables":
-            features.append("nftables")
+        if plan.firewall_backend != "iptables" or plan.connections is not None:
+            features.append("nftables")  # (the connection policy's flow set is nft's)
         if plan.connections is not None:
             features.append("nfqueue")
     return features

@@ -147,6 +147,10 @@ class _Nft:
         lib.nft_ctx_buffer_error(self.ctx)
         self.lock = threading.Lock()
 
+    def close(self) -> None:
+        self.lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
+        self.lib.nft_ctx_free(self.ctx)
+
     def run(self, commands: str, doing: str) -> str:
         lib, ctx = self.lib, self.ctx
         with self.lock:
@@ -156,6 +160,16 @@ class _Nft:
         if rc != 0:
             raise NftError(doing, err)
         return out
+
+
+def run_here(commands: str, doing: str) -> str:
+    """``commands`` in the calling thread's network namespace, through a context of its
+    own (a context talks to the namespace of the thread that made it), freed after."""
+    ctx = _Nft()
+    try:
+        return ctx.run(commands, doing)
+    finally:
+        ctx.close()
 
 
 class NftError(KernelError):
