@@ -20,10 +20,18 @@ turns into the bridge ``lark``. The bench itself enters the host namespace, so e
    One warm-up round per mode is not counted; the first bridge job's bridge step
    (making ``lark`` from ``uplink``) is shown on its own.
 2. Bulk TCP job -> site: ``iperf3 -c 10.77.0.1 -t S -J`` as the job (NAT job, bridge +
-   DHCP job) and run directly in the host namespace (no Lark), interleaved, with 0 and
+   DHCP job), in the same job networks built without Lark (below), and run directly in
+   the host namespace (no namespace, no veth: for information), interleaved, with 0 and
    with N other jobs running (``lark-agent run -- sleep``; half NAT, half bridge +
    static on 10.77.1.x/16 by default, so both of Lark's tables hold N/2 other jobs).
    host -> site is also measured once before the bridge exists (plain veth uplink).
+   The job networks without Lark ("plain"), made with ip and nft in the host namespace
+   once the bridge exists, and removed at the end: ``<prefix>-plain``, a veth pair
+   (192.168.250.1/30 on the host end ``plain-nat``, .2 inside, default route to .1),
+   IPv4 forwarding on, and ``table ip plainnat`` masquerading 192.168.250.2; and
+   ``<prefix>-plainbr``, a veth whose host end ``plain-br`` is a port of the bridge
+   ``lark``, 10.77.0.253/24 inside (outside Kea's pool), default route via 10.77.0.1.
+   Their iperf3 runs with nsenter into them, as the job's does.
 Afterwards: nothing of the bench's may be left but the bridge ``lark`` (until the host
 namespace goes), and the sandbox is destroyed.
 """
@@ -76,6 +84,9 @@ MODES = {
         SITE_ADDR,
     ),
 }
+# The job networks without Lark (see the docstring): addresses in no pool of this bench's
+PLAIN_NAT = ("192.168.250.1", "192.168.250.2")  # host end, inside; a /30 not in NAT_NET
+PLAIN_BRIDGED = f"{SITE_NET}.253"  # not Kea's POOL, the host's .11, STATIC, nor 10.77.1.x
 # Kea's warnings about this bench's own configuration (in-memory leases, one thread)
 KEA_BENIGN = ("DHCPSRV_MEMFILE_NO_STORAGE", "DHCP4_MULTI_THREADING_INFO")
 TAG = {"nat": "n", "bridge+dhcp": "d", "bridge+static": "s"}
@@ -273,20 +284,97 @@ def iperf_argv(seconds: int) -> list[str]:
     return ["iperf3", "-c", SITE_ADDR, "-p", str(IPERF_PORT), "-t", str(seconds), "-J"]
 
 
-def iperf_direct(seconds: int) -> float:
-    r = subprocess.run(iperf_argv(seconds), capture_output=True, text=True, timeout=60)
+def iperf_direct(seconds: int, netns: str | None = None) -> float:
+    """iperf3 in the host namespace, or entered into ``netns`` as a job's is."""
+    argv = iperf_argv(seconds)
+    if netns is not None:
+        argv = ["nsenter", f"--net=/run/netns/{netns}", *argv]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     return gbits(r.stdout)
 
 
+@dataclasses.dataclass
+class Plain:
+    """Job networks built without Lark, by plain ip and nft commands in the host namespace
+    (every command names that namespace): one NAT, one bridged on ``lark``."""
+
+    host: str  # the execute host's namespace
+    prefix: str
+    made: list[str] = dataclasses.field(default_factory=list)  # what remove() undoes
+
+    @property
+    def nat_ns(self) -> str:
+        return f"{self.prefix}-plain"
+
+    @property
+    def bridged_ns(self) -> str:
+        return f"{self.prefix}-plainbr"
+
+    def ns_of(self, kind: str) -> str:
+        return {"plain nat": self.nat_ns, "plain bridge": self.bridged_ns}[kind]
+
+    def _veth(self, ns: str, host_end: str) -> None:
+        sh("ip", "netns", "add", ns)
+        self.made.append(f"netns {ns}")
+        veth = ("type", "veth", "peer", "name", "eth0", "netns", ns)
+        sh("ip", "link", "add", host_end, *veth, netns=self.host)
+        self.made.append(f"link {host_end}")
+        sh("ip", "link", "set", "lo", "up", netns=ns)
+
+    def create(self) -> None:
+        outside, inside = PLAIN_NAT
+        self._veth(self.nat_ns, "plain-nat")
+        sh("ip", "addr", "add", f"{outside}/30", "dev", "plain-nat", netns=self.host)
+        sh("ip", "link", "set", "plain-nat", "up", netns=self.host)
+        for step in (
+            ("addr", "add", f"{inside}/30", "dev", "eth0"),
+            ("link", "set", "eth0", "up"),
+            ("route", "add", "default", "via", outside),
+        ):
+            sh("ip", *step, netns=self.nat_ns)
+        # the bench host's own namespace (Lark's NAT jobs have turned it on already)
+        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", netns=self.host)
+        rules = (
+            "add table ip plainnat\n"
+            "add chain ip plainnat post { type nat hook postrouting priority 100 ; }\n"
+            f"add rule ip plainnat post ip saddr {inside} masquerade\n"
+        )
+        self.made.append("table ip plainnat")
+        sh("nft", rules, netns=self.host)
+
+        self._veth(self.bridged_ns, "plain-br")
+        sh("ip", "link", "set", "plain-br", "master", "lark", "up", netns=self.host)
+        for step in (
+            ("addr", "add", f"{PLAIN_BRIDGED}/24", "dev", "eth0"),
+            ("link", "set", "eth0", "up"),
+            ("route", "add", "default", "via", SITE_ADDR),
+        ):
+            sh("ip", *step, netns=self.bridged_ns)
+
+    def remove(self) -> None:
+        """Undo what create() made, in reverse, each step even when another fails."""
+        for item in reversed(self.made):
+            kind, _, name = item.partition(" ")
+            if kind == "netns":
+                sh("ip", "netns", "del", name, check=False)
+            elif kind == "link":
+                sh("ip", "link", "del", name, check=False, netns=self.host)
+            else:
+                sh("nft", "delete", *item.split(), check=False, netns=self.host)
+        self.made.clear()
+
+
 def throughput(
-    ctx: Ctx, prefix: str, label: str, rounds: int, seconds: int
+    ctx: Ctx, prefix: str, label: str, rounds: int, seconds: int, plain: Plain
 ) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = {}
-    kinds = ["no Lark", "nat", "bridge+dhcp"]
+    kinds = ["no Lark", "nat", "plain nat", "bridge+dhcp", "plain bridge"]
     for r in range(rounds):
-        for kind in kinds[r % 3 :] + kinds[: r % 3]:
+        for kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
             if kind == "no Lark":
                 value = iperf_direct(seconds)
+            elif kind.startswith("plain "):
+                value = iperf_direct(seconds, plain.ns_of(kind))
             else:
                 name = f"{prefix}i{TAG[kind]}{label}{r}"
                 value = gbits(run_job(ctx, name, MODES[kind], iperf_argv(seconds)).stdout)
@@ -386,8 +474,10 @@ def measure(
     skip_iperf: bool = False,
 ) -> dict:
     """The whole bench in a throwaway sandbox. Returns (JSON) 'start' (seconds per row, see
-    start_stop) and 'first_bridge'; 'rates' (Gbit/s: 'plain', and 'alone'/'busy' by kind,
-    with 0 and with ``others`` other jobs); 'others' (how those went); 'left', 'gone'
+    start_stop) and 'first_bridge'; 'rates' (Gbit/s: 'plain' (host, before the bridge), and
+    'alone'/'busy' by kind, with 0 and with ``others`` other jobs: 'no Lark' (the host
+    itself), 'nat', 'bridge+dhcp', and the job networks without Lark 'plain nat', 'plain
+    bridge'); 'others' (how those went); 'left', 'gone'
     (leftovers), 'kea' (its lease counts and warnings) and 'problems' (agents' warnings)."""
     prefix = new_bench_prefix()
     print(f"sandbox prefix {prefix}", file=sys.stderr)
@@ -400,6 +490,7 @@ def measure(
     box.kept_links.add("lark")
     own_netns = os.open("/proc/self/ns/net", os.O_RDONLY)
     running = Others()
+    plain: Plain | None = None
     entered = False
     res: dict = {"prefix": prefix, "start": {}, "first_bridge": "", "rates": {}, "others": {}}
     try:
@@ -423,12 +514,15 @@ def measure(
         if not skip_iperf:
             if skip_start:  # make the bridge first, as the start rounds would have
                 run_job(ctx, f"{prefix}mk", MODES["bridge+static"], ["true"])
-            res["rates"]["alone"] = throughput(ctx, prefix, "a", iperf_rounds, iperf_seconds)
+            plain = Plain(host.netns, prefix)
+            plain.create()
+            res["rates"]["alone"] = throughput(ctx, prefix, "a", iperf_rounds, iperf_seconds, plain)
             start_others(ctx, prefix, others, others_kind, running)
             rules = job_rules(host.netns)
             rss = sorted(rss_mib(p.pid) for p in running.procs)
-            res["rates"]["busy"] = throughput(ctx, prefix, "b", iperf_rounds, iperf_seconds)
+            res["rates"]["busy"] = throughput(ctx, prefix, "b", iperf_rounds, iperf_seconds, plain)
             stop_s, codes = running.stop()
+            plain.remove()  # before the check that nothing but lark is left in the host
             res["others"] = {
                 "n": others,
                 "kinds": {k: running.kinds.count(k) for k in sorted(set(running.kinds))},
@@ -456,6 +550,8 @@ def measure(
     finally:
         if running.procs:
             running.stop()
+        if plain is not None:
+            plain.remove()
         if entered:
             lark_netns.setns(own_netns)
         os.close(own_netns)
@@ -469,30 +565,36 @@ def measure(
 def print_rates_of(res: dict, iperf_rounds: int, iperf_seconds: int) -> None:
     alone, busy, n_others = res["rates"]["alone"], res["rates"]["busy"], res["others"]["n"]
     rows = [
-        ("no Lark, host -> site, plain uplink", res["rates"]["plain"]),
-        ("no Lark, host -> site (via bridge lark)", alone["no Lark"]),
+        ("host -> site, plain uplink (no netns)", res["rates"]["plain"]),
+        ("host -> site via bridge lark (no netns)", alone["no Lark"]),
+        ("no-Lark NAT netns, 0 others", alone["plain nat"]),
         ("NAT job, 0 others", alone["nat"]),
+        ("no-Lark bridged netns, 0 others", alone["plain bridge"]),
         ("bridge+DHCP job, 0 others", alone["bridge+dhcp"]),
-        (f"no Lark, host -> site, {n_others} others", busy["no Lark"]),
+        (f"host -> site (no netns), {n_others} others", busy["no Lark"]),
+        (f"no-Lark NAT netns, {n_others} others", busy["plain nat"]),
         (f"NAT job, {n_others} others", busy["nat"]),
+        (f"no-Lark bridged netns, {n_others} others", busy["plain bridge"]),
         (f"bridge+DHCP job, {n_others} others", busy["bridge+dhcp"]),
     ]
     print_rates(
         f"Bulk TCP to the site, iperf3 -t {iperf_seconds}, {iperf_rounds} rounds "
-        f"(target: jobs >= 0.9x no Lark)",
+        f"(target: Lark job >= 0.9x the same job network without Lark, same load)",
         rows,
-        [rows[1][0], rows[4][0]],
-        labels=["no Lark, 0", f"no Lark, {n_others}"],
+        [rows[1][0], rows[6][0]],
+        labels=["host, 0", f"host, {n_others}"],
     )
     for label, base, values in (
-        ("NAT, 0 others", alone["no Lark"], alone["nat"]),
-        ("bridge+DHCP, 0 others", alone["no Lark"], alone["bridge+dhcp"]),
-        (f"NAT, {n_others} others", busy["no Lark"], busy["nat"]),
-        (f"bridge+DHCP, {n_others} others", busy["no Lark"], busy["bridge+dhcp"]),
+        ("NAT, 0 others", alone["plain nat"], alone["nat"]),
+        ("bridge+DHCP, 0 others", alone["plain bridge"], alone["bridge+dhcp"]),
+        (f"NAT, {n_others} others", busy["plain nat"], busy["nat"]),
+        (f"bridge+DHCP, {n_others} others", busy["plain bridge"], busy["bridge+dhcp"]),
     ):
         ratio = statistics.median(values) / statistics.median(base)
         verdict = "met" if ratio >= 0.9 else "NOT met"
-        print(f"  {label:<28} {ratio:.3f}x of no Lark (same load): target {verdict}")
+        print(
+            f"  {label:<28} {ratio:.3f}x of the no-Lark job network (same load): target {verdict}"
+        )
     o = res["others"]
     ready = "; ".join(
         f"{k} median {statistics.median(v) * 1e3:.1f} ms, last 10 "
