@@ -80,15 +80,16 @@ FLOWS = f"""table inet lark_guard {{
 }}
 """
 # The decision: the same rules through nft's queue statement or iptables' NFQUEUE target.
+# An established TCP flow's packets (not a bare SYN) leave at the first rule.
 NFT_QUEUE = f"""table inet lark_guard {{
     chain decide {{
         type filter hook output priority 0;
+        tcp flags & (syn | ack) != syn accept
         oif "lo" accept
         udp sport 68 udp dport 67 accept
         meta mark {MARK_REFUSED:#x} meta l4proto tcp reject with tcp reset
         meta mark {MARK_REFUSED:#x} reject with icmp type admin-prohibited
-        tcp flags & (syn | ack) == syn queue num {QUEUE}
-        meta l4proto tcp accept
+        meta l4proto tcp queue num {QUEUE}
         meta mark {MARK_KNOWN:#x} accept
         icmp type != echo-request accept
         meta l4proto igmp accept
@@ -98,12 +99,12 @@ NFT_QUEUE = f"""table inet lark_guard {{
 """
 IPTABLES_QUEUE = f"""*filter
 :OUTPUT ACCEPT [0:0]
+-A OUTPUT -p tcp ! --syn -j ACCEPT
 -A OUTPUT -o lo -j ACCEPT
 -A OUTPUT -p udp --sport 68 --dport 67 -j ACCEPT
 -A OUTPUT -p tcp -m mark --mark {MARK_REFUSED:#x} -j REJECT --reject-with tcp-reset
 -A OUTPUT -m mark --mark {MARK_REFUSED:#x} -j REJECT --reject-with icmp-admin-prohibited
--A OUTPUT -p tcp --syn -j NFQUEUE --queue-num {QUEUE}
--A OUTPUT -p tcp -j ACCEPT
+-A OUTPUT -p tcp -j NFQUEUE --queue-num {QUEUE}
 -A OUTPUT -m mark --mark {MARK_KNOWN:#x} -j ACCEPT
 -A OUTPUT -p icmp ! --icmp-type echo-request -j ACCEPT
 -A OUTPUT -p igmp -j ACCEPT
