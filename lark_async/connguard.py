@@ -168,7 +168,13 @@ class ConnectionGuard:
         cls, policy: ConnectionPolicy, job: str, audit_path: Path | None, iptables_command: str
     ) -> ConnectionGuard:
         """Called on a thread inside the job's namespace, before the job starts."""
-        from netfilterqueue import COPY_PACKET, NetfilterQueue
+        try:
+            from netfilterqueue import COPY_PACKET, NetfilterQueue
+        except ImportError as exc:
+            raise KernelError(
+                f"the connection policy needs the NetfilterQueue package ({exc}): "
+                "reinstall Lark with contrib/lark-setup"
+            ) from None
 
         audit = None
         if audit_path is not None:
