@@ -501,3 +501,27 @@ def test_long_slot_and_job_id_give_a_hashed_13_character_name():
     )
     assert len(name) == 13
     assert name.startswith("h")
+
+
+def test_the_connection_policy_comes_from_config_or_machine_ad_and_makes_the_plans_queue():
+    config = {
+        "LARK_CONNECTION_POLICY": "allow tcp 10.1.0.0/16:443,\n deny any 0.0.0.0/0",
+        "LARK_AUDIT_DIR": "/srv/audit",
+    }
+    s = resolve(config=config)
+    assert [r.text for r in s.connection_rules] == [
+        "allow tcp 10.1.0.0/16:443",
+        "deny any 0.0.0.0/0",
+    ]
+    plan = derive_plan(s, "j1")
+    assert plan.connections is not None and plan.audit_dir == Path("/srv/audit")
+    assert not plan.connections.default_allow
+    machine = 'LarkConnectionPolicy = "deny udp 0.0.0.0/0:53"\nLarkConnectionDefault = "allow"\n'
+    s = resolve(machine=machine, config=config)
+    assert [r.text for r in s.connection_rules] == ["deny udp 0.0.0.0/0:53"]
+    assert derive_plan(s, "j1").connections.default_allow
+    assert derive_plan(resolve(), "j1").connections is None  # no policy: no queue
+    none_mode = resolve(cli={"network_type": "none"}, config=config)
+    assert derive_plan(none_mode, "j1").connections is None  # loopback only: nothing to guard
+    with pytest.raises(ConfigError, match=r"LARK_CONNECTION_POLICY .* \(HTCondor config\) entry 1"):
+        resolve(config={"LARK_CONNECTION_POLICY": "permit tcp 10.0.0.1"})
