@@ -8,7 +8,7 @@ import time
 
 from sandbox import FILE_SIZES, HTTP_PORT, SITE_ADDR, SITE_NET, sh, start_kea
 from test_dhcp_dnsmasq import POOL
-from test_nat import FETCH_JOB, PY, read_update_ad
+from test_nat import PY, read_update_ad, run_fetch
 
 STATIC = f"{SITE_NET}.60"
 
@@ -25,17 +25,7 @@ def static_flags(address: str = STATIC) -> tuple[str, ...]:
 
 def test_a_static_job_downloads_through_a_bridge_made_from_the_uplink(sandbox, host):
     sandbox.kept_links.add("lark")
-    ad_path = sandbox.tmp / "static.ad"
-    r = sandbox.run_agent(
-        host,
-        *sandbox.who(),
-        "--update-ad",
-        str(ad_path),
-        *static_flags(),
-        "--",
-        *FETCH_JOB,
-        sandbox.url("1m"),
-    )
+    r, ad_path = run_fetch(sandbox, host, "1m", *static_flags())
     assert r.returncode == 0, r.stderr + sandbox.log_file.read_text()
     assert r.stdout.strip() == str(FILE_SIZES["1m"])
     ad = read_update_ad(ad_path)

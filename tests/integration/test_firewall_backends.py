@@ -7,7 +7,7 @@ import time
 
 import pytest
 from sandbox import FILE_SIZES, SITE_ADDR, iptables_job_objects, sh
-from test_nat import FETCH_JOB, PY, read_update_ad
+from test_nat import PY, read_update_ad, run_fetch
 from test_scripts import contrib_script, script
 
 BACKENDS = {
@@ -23,17 +23,7 @@ def backend(request) -> tuple[str, ...]:
 
 
 def test_download_counted_and_nothing_left(sandbox, host, backend):
-    update = sandbox.tmp / "update.ad"
-    r = sandbox.run_agent(
-        host,
-        *sandbox.who(),
-        "--update-ad",
-        str(update),
-        *backend,
-        "--",
-        *FETCH_JOB,
-        sandbox.url("1m"),
-    )
+    r, update = run_fetch(sandbox, host, "1m", *backend)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(FILE_SIZES["1m"])
     ad = read_update_ad(update)
@@ -53,19 +43,7 @@ def test_an_admin_rule_in_the_jobs_chain_is_counted(sandbox, host, backend):
             f'"$LARK_IPTABLES" -w -A "$3" -i "$4" -d {SITE_ADDR} -m comment --comment OutgoingSite'
         )
     create = script(sandbox, "create", f"#!/bin/sh\nset -e\n{rule}\n")
-    update = sandbox.tmp / "update.ad"
-    r = sandbox.run_agent(
-        host,
-        *sandbox.who(),
-        "--update-ad",
-        str(update),
-        *backend,
-        "--create-script",
-        str(create),
-        "--",
-        *FETCH_JOB,
-        sandbox.url("1m"),
-    )
+    r, update = run_fetch(sandbox, host, "1m", *backend, "--create-script", str(create))
     assert r.returncode == 0, r.stderr
     ad = read_update_ad(update)
     assert 0 < ad["NetworkOutgoingSite"] == ad["NetworkOutgoing"]
@@ -73,19 +51,7 @@ def test_an_admin_rule_in_the_jobs_chain_is_counted(sandbox, host, backend):
 
 def test_contrib_split_accounting(sandbox, host, backend):
     split = contrib_script(sandbox, "lark-split-accounting", "INTERNAL", f"{SITE_ADDR}/32")
-    update = sandbox.tmp / "update.ad"
-    r = sandbox.run_agent(
-        host,
-        *sandbox.who(),
-        "--update-ad",
-        str(update),
-        *backend,
-        "--create-script",
-        str(split),
-        "--",
-        *FETCH_JOB,
-        sandbox.url("1m"),
-    )
+    r, update = run_fetch(sandbox, host, "1m", *backend, "--create-script", str(split))
     assert r.returncode == 0, r.stderr
     ad = read_update_ad(update)
     assert ad["NetworkIncomingInternal"] == ad["NetworkIncoming"] >= FILE_SIZES["1m"]

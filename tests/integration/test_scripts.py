@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 from sandbox import FILE_SIZES, SITE_ADDR
-from test_nat import FETCH_JOB, read_update_ad
+from test_nat import read_update_ad, run_fetch
 
 CONTRIB = Path(__file__).resolve().parents[2] / "contrib" / "scripts"
 
@@ -163,18 +163,7 @@ def test_a_rule_a_script_adds_with_a_comment_is_published(sandbox, host):
         f'nft add rule inet lark "$3" oifname "$4" ip saddr {SITE_ADDR} counter '
         "comment '\"IncomingSite\"'\n",
     )
-    update = sandbox.tmp / "update.ad"
-    r = sandbox.run_agent(
-        host,
-        *sandbox.who(),
-        "--update-ad",
-        str(update),
-        "--create-script",
-        str(create),
-        "--",
-        *FETCH_JOB,
-        sandbox.url("1m"),
-    )
+    r, update = run_fetch(sandbox, host, "1m", "--create-script", str(create))
     assert r.returncode == 0, r.stderr
     ad = read_update_ad(update)
     assert FILE_SIZES["1m"] <= ad["NetworkIncomingSite"] == ad["NetworkIncoming"]
@@ -228,21 +217,16 @@ def test_contrib_examples_split_accounting_block_and_log(sandbox, host):
     logger = contrib_script(sandbox, "lark-log-counters", "LOG", str(log))
     job_ad = sandbox.tmp / "job.ad"
     job_ad.write_text('GlobalJobId = "schedd#42.0#1"\n')
-    update = sandbox.tmp / "update.ad"
-    r = sandbox.run_agent(
+    r, update = run_fetch(
+        sandbox,
         host,
-        *sandbox.who(),
+        "1m",
         "--job-ad",
         str(job_ad),
-        "--update-ad",
-        str(update),
         "--create-script",
         str(split),
         "--delete-script",
         str(logger),
-        "--",
-        *FETCH_JOB,
-        sandbox.url("1m"),
     )
     assert r.returncode == 0, r.stderr
     ad = read_update_ad(update)
@@ -277,12 +261,10 @@ def test_contrib_examples_split_accounting_block_and_log(sandbox, host):
 def test_contrib_split_accounting_in_bridge_mode(sandbox, host):
     sandbox.kept_links.add("lark")
     split = contrib_script(sandbox, "lark-split-accounting", "INTERNAL", f"{SITE_ADDR}/32")
-    update = sandbox.tmp / "update.ad"
-    r = sandbox.run_agent(
+    r, update = run_fetch(
+        sandbox,
         host,
-        *sandbox.who(),
-        "--update-ad",
-        str(update),
+        "1m",
         "--network-type",
         "bridge",
         "--bridge-device",
@@ -293,9 +275,6 @@ def test_contrib_split_accounting_in_bridge_mode(sandbox, host):
         "10.77.0.60/24",
         "--create-script",
         str(split),
-        "--",
-        *FETCH_JOB,
-        sandbox.url("1m"),
     )
     assert r.returncode == 0, r.stderr
     ad = read_update_ad(update)
