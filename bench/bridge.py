@@ -57,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from common import new_bench_prefix, print_rates, print_table
+from common import agent_run, new_bench_prefix, print_rates, print_table
 from sandbox import SITE_ADDR, SITE_NET, Host, Sandbox, netns_list, sh, start_kea
 
 from lark_async.backends import netns as lark_netns
@@ -113,24 +113,8 @@ class Ctx:
 
     def agent(self, name: str, *flags: str) -> tuple[list[str], Path]:
         log = self.logs / f"{name}.log"
-        argv = [
-            sys.executable,
-            "-m",
-            "lark_async.cli",
-            "run",
-            "--user",
-            "nobody",
-            "--name",
-            name,
-            "--state-dir",
-            str(self.box.state_dir),
-            "--lock-dir",
-            str(self.box.lock_dir),
-            "--log-file",
-            str(log),
-            *flags,
-        ]
-        return argv, log
+        # (the sandbox keeps its state and locks where agent_run puts them: tmp/state, tmp/lock)
+        return agent_run(self.box.tmp, "--name", name, "--log-file", str(log), *flags), log
 
 
 @dataclasses.dataclass

@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from common import agent_run
 from sandbox import HTTP_PORT, SITE_ADDR, Sandbox, netns_list, sh
 
 from lark_async.backends import netns as lark_netns
@@ -77,26 +78,11 @@ class Bench:
 
     def agent(self, name: str, job: list[str], env: dict | None = None) -> subprocess.Popen:
         """``lark-agent run`` (NAT, as nobody) with its own log and stderr files."""
-        argv = [
-            sys.executable,
-            "-m",
-            "lark_async.cli",
-            "run",
-            "--user",
-            "nobody",
-            "--name",
-            name,
-            "--state-dir",
-            str(self.box.state_dir),
-            "--lock-dir",
-            str(self.box.lock_dir),
-            "--log-file",
-            str(self.logs / f"{name}.log"),
-            "--local-network",
-            NAT_NET,
-            "--",
-            *job,
-        ]
+        log = str(self.logs / f"{name}.log")
+        # (the sandbox keeps its state and locks where agent_run puts them: tmp/state, tmp/lock)
+        argv = agent_run(
+            self.box.tmp, "--name", name, "--log-file", log, "--local-network", NAT_NET, "--", *job
+        )
         with open(self.logs / f"{name}.stderr", "w") as err:
             proc = subprocess.Popen(
                 argv,

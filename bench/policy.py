@@ -35,8 +35,7 @@ from sandbox import SITE_ADDR, Sandbox
 
 CONNECT_PORT = 9000
 POLICY = (
-    f"allow tcp {SITE_ADDR}:{CONNECT_PORT}, allow tcp {SITE_ADDR}:{IPERF_PORT}, "
-    "deny any 0.0.0.0/0"
+    f"allow tcp {SITE_ADDR}:{CONNECT_PORT}, allow tcp {SITE_ADDR}:{IPERF_PORT}, deny any 0.0.0.0/0"
 )
 SERVER = f"""
 import socket
