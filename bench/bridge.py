@@ -484,11 +484,7 @@ def measure(
         start_iperf_server(box)
         ctx = Ctx(box, host, tmp / "logs")
         ctx.logs.mkdir()
-        fd = os.open(f"/run/netns/{host.netns}", os.O_RDONLY)
-        try:
-            lark_netns.setns(fd)  # this (main) thread and every child: the host namespace
-        finally:
-            os.close(fd)
+        lark_netns.enter(host.netns)  # this (main) thread and every child: the host namespace
         entered = True
 
         if not skip_iperf:

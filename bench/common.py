@@ -154,15 +154,7 @@ def in_netns_thread(netns_name: str, fn):
     so the namespace never leaks into another thread); sockets it opens stay in there."""
     from lark_async.backends import netns
 
-    def inside():
-        fd = os.open(f"/run/netns/{netns_name}", os.O_RDONLY)
-        try:
-            netns.setns(fd)
-        finally:
-            os.close(fd)
-        return fn()
-
-    return netns.in_fresh_thread(inside)
+    return netns.inside(netns_name, fn)
 
 
 def dhcp_sockets(netns_name: str, ifname: str = "uplink", chaddr: bytes | None = None):

@@ -472,11 +472,7 @@ def main() -> int:
         box.create_site()
         host = box.add_host()
         bench.logs.mkdir()
-        fd = os.open(f"/run/netns/{host.netns}", os.O_RDONLY)
-        try:
-            lark_netns.setns(fd)  # this (main) thread and every child: the host namespace
-        finally:
-            os.close(fd)
+        lark_netns.enter(host.netns)  # this (main) thread and every child: the host namespace
         entered = True
         if not args.skip_jobs:
             ok &= concurrent(bench, prefix, n)

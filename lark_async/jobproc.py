@@ -78,12 +78,8 @@ class Job:
         """Start the job; raise JobStartError (126/127) when it cannot be executed."""
 
         def fork() -> subprocess.Popen[bytes]:
-            if netns is not None:
-                fd = os.open(netns_backend.path_of(netns), os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    netns_backend.setns(fd)
-                finally:
-                    os.close(fd)
+            if netns is not None:  # (a namespace gone by now is Lark's error, not the job's)
+                netns_backend.enter(netns)
             return subprocess.Popen(
                 list(argv),
                 env=dict(env),

@@ -61,16 +61,21 @@ def in_fresh_thread(fn: Callable[[], T]) -> T:
     return box["value"]  # type: ignore[return-value]
 
 
+def enter(netns: str) -> None:
+    """Move the calling thread (and what it starts from now on) into a named namespace."""
+    with map_errors(f"enter network namespace {netns}"):
+        fd = os.open(path_of(netns), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        setns(fd)
+    finally:
+        os.close(fd)
+
+
 def inside(netns: str, fn: Callable[[], T]) -> T:
     """Run ``fn`` inside a named namespace, on a fresh thread that dies afterwards."""
 
     def entered() -> T:
-        with map_errors(f"enter network namespace {netns}"):
-            fd = os.open(path_of(netns), os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            setns(fd)
-        finally:
-            os.close(fd)
+        enter(netns)
         return fn()
 
     return in_fresh_thread(entered)

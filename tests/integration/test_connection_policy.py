@@ -142,7 +142,7 @@ def test_a_job_may_narrow_the_policy_but_never_widen_it(sandbox, host):
         "lark-agent: error: job ad LarkAllowedConnections entry 1 'tcp 0.0.0.0/0:443' asks "
         "for more than this node's connection policy allows"
     )
-    r, _ = probe(sandbox, host, *admin, targets=targets, job_ad='LarkAllowedConnections = 5\n')
+    r, _ = probe(sandbox, host, *admin, targets=targets, job_ad="LarkAllowedConnections = 5\n")
     assert r.returncode == 125 and "must be a string of entries" in r.stderr
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import random
 
 import trio
@@ -49,15 +48,7 @@ def start_dnsmasq(sandbox, *extra: str, tag: str = "dnsmasq", authoritative: boo
 
 
 def open_sockets(host_netns: str, ifname: str) -> Sockets:
-    def inside() -> Sockets:
-        fd = os.open(f"/run/netns/{host_netns}", os.O_RDONLY)
-        try:
-            netns.setns(fd)
-        finally:
-            os.close(fd)
-        return Sockets.open(ifname)
-
-    return netns.in_fresh_thread(inside)
+    return netns.inside(host_netns, lambda: Sockets.open(ifname))
 
 
 def make_client(mac: bytes, **kw) -> Client:
@@ -209,6 +200,7 @@ def test_dhcp_test_tool_without_a_server_is_one_line(sandbox, host):
 def test_dhcp_test_tool_on_a_bridge_uses_a_throwaway_veth_and_removes_it(sandbox):
     start_dnsmasq(sandbox)
     site = Host(sandbox.site, SITE_ADDR)
+
     def throwaway() -> set[str]:  # the tester's namespaces only: other runs may be busy
         return {ns for ns in netns_list() if ns.startswith("lark-dt")}
 
