@@ -7,10 +7,18 @@ the whole text was taken and names the first bad line otherwise.
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import re
+import resource
+import select
+import signal
+import stat
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import classad2
@@ -18,6 +26,13 @@ import classad2
 from .errors import AdError
 
 _ATTR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+
+# Bounds on ads from the job side, checked before anything is created. A real job ad is tens
+# of KiB. classad's own evaluator gives up on a chain of about 450 operators, and its
+# old-syntax printer overflows the stack (SIGSEGV) on a chain of some 40,000: an expression
+# may be at most MAX_EXPR_DEPTH deep, counting chained operators and brackets.
+AD_MAX_BYTES = 1 << 20
+MAX_EXPR_DEPTH = 1000
 
 
 def parse_ad(text: str, what: str) -> classad2.ClassAd:
@@ -31,6 +46,7 @@ def parse_ad(text: str, what: str) -> classad2.ClassAd:
     """
     stripped = text.strip()
     if stripped.startswith("["):
+        _check_depth(stripped, what)
         try:
             whole = classad2.ExprTree(stripped).eval()
             if isinstance(whole, classad2.ClassAd):
@@ -48,12 +64,52 @@ def parse_ad(text: str, what: str) -> classad2.ClassAd:
         if not eq or not _ATTR_RE.fullmatch(attr):
             raise AdError(f"{what} line {lineno}: expected 'Attribute = value', got {line[:60]!r}")
         expr = _old_strings_to_new(value.strip())
+        _check_depth(expr, f"{what} line {lineno}: the value of {attr}")
         try:  # parenthesised, junk after the expression cannot hide
             classad2.ExprTree(f"({expr})")
             ad[attr] = classad2.ExprTree(expr)
         except (ValueError, classad2.ClassAdException) as exc:
             raise AdError(f"{what} line {lineno}: cannot parse the value of {attr}") from exc
     return ad
+
+
+_TOKEN_RE = re.compile(
+    r""""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[-+*/%<>=!&|^~?:]+|[(\[{]|[)\]}]|[,;]"""
+)
+
+
+def expression_depth(text: str) -> int:
+    """An upper bound on the parse-tree depth of new-syntax ``text``, without parsing it:
+    along any path, the operators chained at each bracket level plus the open brackets (a
+    ',' or ';' ends a chain). Strings are skipped whole."""
+    chain = [0]  # operators chained so far, per open bracket level
+    depth = deepest = 0  # depth == sum(chain) + len(chain) - 1
+    for m in _TOKEN_RE.finditer(text):
+        c = m.group()[0]
+        if c in "\"'":
+            continue
+        if c in "([{":
+            chain.append(0)
+            depth += 1
+        elif c in ")]}":
+            if len(chain) > 1:
+                depth -= chain.pop() + 1
+        elif c in ",;":
+            depth -= chain[-1]
+            chain[-1] = 0
+        else:
+            chain[-1] += 1
+            depth += 1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _check_depth(text: str, where: str) -> None:
+    if expression_depth(text) > MAX_EXPR_DEPTH:
+        raise AdError(
+            f"{where} is nested too deeply (more than {MAX_EXPR_DEPTH} chained operators "
+            "and brackets)"
+        )
 
 
 def _old_strings_to_new(value: str) -> str:
@@ -80,14 +136,43 @@ def _old_strings_to_new(value: str) -> str:
 
 
 def read_ad(path: str | os.PathLike[str] | None, what: str) -> classad2.ClassAd:
-    """An absent path (no ad given at all) is an empty ad; an unreadable file is an error."""
+    """An absent path (no ad given at all) is an empty ad; an unreadable file is an error.
+
+    The file must be a regular file, reached without a final symlink, and at most
+    ``AD_MAX_BYTES``: a FIFO the caller holds open, ``/dev/zero`` or a gigabyte of ad
+    must not stall or swell a root process (the job side is hostile, DESIGN.md section 4).
+    """
     if path is None:
         return classad2.ClassAd()
     try:
-        text = Path(path).read_text(errors="replace")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise AdError(f"{what} {path}: is a symbolic link") from exc
+        raise AdError(f"{what} {path}: {exc.strerror}") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise AdError(f"{what} {path}: not a regular file")
+        data = _read_at_most(fd, AD_MAX_BYTES + 1)
     except OSError as exc:
         raise AdError(f"{what} {path}: {exc.strerror}") from exc
-    return parse_ad(text, f"{what} {path}")
+    finally:
+        os.close(fd)
+    if len(data) > AD_MAX_BYTES:
+        raise AdError(f"{what} {path}: larger than {AD_MAX_BYTES // 1024} KiB")
+    return parse_ad(data.decode(errors="replace"), f"{what} {path}")
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = os.read(fd, min(1 << 16, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def evaluate(ad: classad2.ClassAd, attr: str, target: classad2.ClassAd | None = None) -> object:
@@ -105,6 +190,140 @@ def evaluate(ad: classad2.ClassAd, attr: str, target: classad2.ClassAd | None = 
     if value is classad2.Value.Undefined:
         return None
     return value
+
+
+# -- evaluation of the job side's ads, bounded ------------------------------------------------
+
+EVAL_CPU_S = 2  # CPU seconds the evaluating child may use (RLIMIT_CPU)
+EVAL_WALL_S = 5.0  # and wall-clock seconds before it is killed
+EVAL_MEMORY_BYTES = 1 << 30  # its address space (RLIMIT_AS)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Evaluate ``attributes`` of ``ad`` (with TARGET bound to ``target`` when given)."""
+
+    ad: classad2.ClassAd
+    attributes: Sequence[str]
+    target: classad2.ClassAd | None = None
+
+
+def evaluate_bounded(
+    requests: Sequence[Evaluation], as_user: tuple[int, int] | None = None
+) -> list[classad2.ClassAd]:
+    """Each request's attributes, evaluated in a forked child, as ads of literal values.
+
+    Evaluating an ad is running the job side's code: forty self-doubling references
+    (``A1 = A0 + A0``, ...) evaluate for days, and classad's C++ cannot be interrupted from
+    Python. So a child does it, under CPU, memory and wall-clock limits (and with the job
+    user's identity when root), and hands back plain values; the results evaluate instantly
+    wherever Lark looks at them later (``evaluate`` with any target). Undefined attributes
+    are left out, errors and values that are not plain (lists, ads) come back as ``error``.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(read_fd)
+        _evaluate_in_child(requests, as_user, write_fd)
+    os.close(write_fd)
+    try:
+        data, status = _collect(pid, read_fd)
+    finally:
+        os.close(read_fd)
+    if status is not None:
+        raise AdError(status)
+    try:
+        results = json.loads(data)
+    except ValueError:
+        raise AdError("evaluating the ads failed (no result from the evaluator)") from None
+    out = []
+    for values in results:
+        ad = classad2.ClassAd()
+        for attr, value in values.items():
+            ad[attr] = classad2.ExprTree("error") if value is None else value
+        out.append(ad)
+    return out
+
+
+def _evaluate_in_child(
+    requests: Sequence[Evaluation], as_user: tuple[int, int] | None, fd: int
+) -> None:
+    code = 0
+    try:
+        resource.setrlimit(resource.RLIMIT_CPU, (EVAL_CPU_S, EVAL_CPU_S))
+        resource.setrlimit(resource.RLIMIT_AS, (EVAL_MEMORY_BYTES, EVAL_MEMORY_BYTES))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if as_user is not None and os.geteuid() == 0:
+            os.setgroups([])
+            os.setgid(as_user[1])
+            os.setuid(as_user[0])
+        results = []
+        for request in requests:
+            values: dict[str, object] = {}
+            for attr in request.attributes:
+                value = evaluate(request.ad, attr, request.target)
+                if value is None:
+                    continue
+                plain = type(value) in (bool, int, float, str)
+                values[attr] = value if plain else None
+            results.append(values)
+        payload = json.dumps(results).encode()
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _collect(pid: int, fd: int) -> tuple[bytes, str | None]:
+    """The child's output and, when it failed, why (one line); the child is always reaped."""
+    deadline = time.monotonic() + EVAL_WALL_S
+    chunks: list[bytes] = []
+    timed_out = False
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            timed_out = True
+            break
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    if timed_out:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    too_long = "evaluating the ads took too long (a self-referencing or runaway expression?)"
+    if timed_out:
+        return b"", too_long
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig in (signal.SIGXCPU, signal.SIGKILL):
+            return b"", too_long
+        return b"", f"evaluating the ads failed ({signal.Signals(sig).name})"
+    if os.WEXITSTATUS(status) != 0:
+        return b"", "evaluating the ads failed (out of memory, or an evaluator error)"
+    return b"".join(chunks), None
+
+
+def format_for_script(ad: classad2.ClassAd) -> str:
+    """Old-syntax text of ``ad`` for a callout script's stdin, one line per attribute.
+
+    classad's old-syntax printer writes a string's newlines raw, so a job-ad string holding
+    ``"\n------\n"`` would forge the separator between the job and the machine ad (and
+    whole attributes after it). A line that would hold any control character is written
+    with new-syntax escapes instead (``"a\nb"``), as ``str(ExprTree)`` prints it.
+    """
+    lines = []
+    for attr in ad:
+        one = classad2.ClassAd()
+        one[attr] = ad.lookup(attr)
+        line = one.printOld().rstrip("\n")
+        if not line.isprintable():
+            line = f"{attr} = {ad.lookup(attr)}"
+        lines.append(line + "\n")
+    return "".join(lines)
 
 
 def format_old(values: Mapping[str, object]) -> str:

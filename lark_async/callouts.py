@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import ConfigError, LarkError
+from .trust import check_root_file
 
 log = logging.getLogger("lark.callouts")
 SCRIPT_ENV_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -38,17 +39,9 @@ class Script:
     timeout_s: float
 
     def check(self) -> None:
-        """A root-owned executable file that only root may change."""
-        try:
-            st = os.stat(self.path)
-        except OSError as exc:
-            raise ConfigError(f"{self.kind} script {self.path}: {exc.strerror}") from exc
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{self.kind} script {self.path} is not a regular file")
-        if st.st_uid != 0 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise ConfigError(
-                f"{self.kind} script {self.path} must be owned by root and writable by root only"
-            )
+        """A root-owned executable that only root may change, reached through root's
+        directories only (trust.py): nobody else can swap it between this check and its run."""
+        st = check_root_file(self.path, f"{self.kind} script")
         if not st.st_mode & stat.S_IXUSR:
             raise ConfigError(f"{self.kind} script {self.path} is not executable")
 

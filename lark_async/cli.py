@@ -441,9 +441,9 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(args, "log_file"):
             log_path = _setup_logging(args.log_file, args.verbose)
         elif command == "wrap":  # no options through sudo: the log file is the admin's
-            from .settings import htcondor_config
+            from .settings import root_htcondor_config
 
-            log_path = _setup_logging(htcondor_config().get("LARK_LOG_FILE"), False)
+            log_path = _setup_logging(root_htcondor_config().get("LARK_LOG_FILE"), False)
         from . import commands
 
         try:

@@ -71,6 +71,8 @@ def _report_cleanup(errors: list[LarkError], name: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Root's own verb: root names the ads and the settings, so the machine ad is an admin
+    source like the config."""
     from . import ads
     from .jobproc import resolve_user
 
@@ -87,15 +89,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         if scratch
         else None
     )
-    return _run_job(
-        argv, user, dict(os.environ), None, update_ad, job_ad, machine_ad, machine_ad, args
-    )
+    job = _Job(argv, user, dict(os.environ), None, update_ad, job_ad, machine_ad)
+    return _run_job(job, machine_ad, "machine ad", _settings_config(), args)
 
 
 def cmd_wrap(args: argparse.Namespace) -> int:
-    """The root side of the sudo wrapper: nothing from the caller but its command and the job's
-    environment (fd 3); every setting from root-owned places."""
-    from . import ads, userfiles
+    """The root side of the sudo wrapper, which any local user may start: from the caller
+    only its command and the job's environment (fd 3), both data. Settings come from the
+    HTCondor config alone (its machine attributes included); the caller's ads are read as
+    the caller and only ever requests; the job's name carries the agent's pid; the caller
+    may hold at most LARK_MAX_JOBS_PER_USER agents."""
+    from . import ads, settings, userfiles
     from .jobproc import resolve_user
 
     argv = _command(args.job, "lark-agent wrap -- JOB [ARGS...]")
@@ -103,6 +107,7 @@ def cmd_wrap(args: argparse.Namespace) -> int:
     uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
     if not (uid and gid and uid.isdigit() and gid.isdigit()):
         raise UsageError("wrap is run through sudo by contrib/htcondor/lark-job-wrapper")
+    config = settings.root_htcondor_config()
     userfiles.set_owner(int(uid), int(gid))
     env = _job_environment()
     if "_CONDOR_WRAPPER_ERROR_FILE" in env:  # written as the job user (cli._wrapper_error)
@@ -111,21 +116,40 @@ def cmd_wrap(args: argparse.Namespace) -> int:
     with userfiles.as_owner():
         job_ad = ads.read_ad(env.get("_CONDOR_JOB_AD"), "job ad")
         machine_ad = ads.read_ad(env.get("_CONDOR_MACHINE_AD"), "machine ad")
-    trusted = machine_ad if _root_owned(env.get("_CONDOR_MACHINE_AD")) else ads.read_ad(None, "")
     scratch = env.get("_CONDOR_SCRATCH_DIR")
     update_ad = Path(scratch) / ".lark.update.ad" if scratch else None
-    return _run_job(
-        argv, user, env, Path.cwd(), update_ad, job_ad, machine_ad, trusted, argparse.Namespace()
-    )
+    job = _Job(argv, user, env, Path.cwd(), update_ad, job_ad, machine_ad)
+    admin_ad = settings.config_machine_ad(config)
+    return _run_job(job, admin_ad, "HTCondor config", config, argparse.Namespace(), wrapped=True)
+
+
+def _settings_config() -> Any:
+    from . import settings
+
+    return settings.htcondor_config()
 
 
 def _job_environment() -> dict[str, str]:
-    """The job's environment, as the wrapper sent it on fd 3 (sudo reset ours)."""
+    """The job's environment, as the wrapper sent it on fd 3 (sudo reset ours): at most
+    4 MiB, and only what arrives within a few seconds (the caller holds the other end)."""
+    import select
+
+    chunks: list[bytes] = []
+    size, deadline = 0, time.monotonic() + 5.0
     try:
-        with os.fdopen(3, "rb") as f:
-            data = f.read(4 << 20)
+        with os.fdopen(3, "rb", buffering=0) as f:
+            while size <= 4 << 20:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([f], [], [], left)[0]:
+                    raise UsageError("the job's environment (fd 3) did not arrive in time")
+                chunk = f.read(1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
     except OSError:
         return {"PATH": "/usr/bin:/bin"}
+    data = b"".join(chunks)[: 4 << 20]
     env = {}
     for item in data.split(b"\0"):
         key, sep, value = item.partition(b"=")
@@ -134,49 +158,80 @@ def _job_environment() -> dict[str, str]:
     return env
 
 
-def _root_owned(path: str | None) -> bool:
-    """A machine ad the job user could have written is not a source of settings."""
-    import stat
+class _Job:
+    """What the job is: its command, user, environment and the ads as they were read."""
 
-    if not path:
-        return False
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return st.st_uid == 0 and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    def __init__(
+        self,
+        argv: list[str],
+        user: Any,
+        env: dict[str, str],
+        cwd: Path | None,
+        update_ad: Path | None,
+        job_ad: Any,
+        machine_ad: Any,
+    ) -> None:
+        self.argv, self.user, self.env, self.cwd = argv, user, env, cwd
+        self.update_ad, self.job_ad, self.machine_ad = update_ad, job_ad, machine_ad
 
 
 def _run_job(
-    argv: list[str],
-    user: Any,
-    env: dict[str, str],
-    cwd: Path | None,
-    update_ad: Path | None,
-    job_ad: Any,
-    machine_ad: Any,
-    settings_ad: Any,
+    job: _Job,
+    admin_ad: Any,
+    admin_source: str,
+    config: Any,
     args: argparse.Namespace,
+    wrapped: bool = False,
 ) -> int:
-    """Settings (the machine ad given as ``settings_ad`` counts as admin's), the job's
-    requests, the policy script, the plan, then the supervisor."""
+    """Evaluate what Lark reads of the ads (bounded), settings (``admin_ad`` holds the
+    admin's machine attributes), the job's requests, the policy script, the plan, then the
+    supervisor."""
     import trio
 
-    from . import plan, policy, settings
+    from . import ads, plan, policy, settings
+    from .backends import quota
     from .callouts import Script
     from .supervisor import RunRequest, Supervisor
 
-    resolved = settings.resolve_settings(
-        _cli_settings(args), settings_ad, job_ad, settings.htcondor_config()
+    admin_view, job_view, slot_view = ads.evaluate_bounded(
+        [
+            ads.Evaluation(admin_ad, settings.MACHINE_ATTRIBUTES, job.job_ad),
+            ads.Evaluation(job.job_ad, policy.JOB_ATTRIBUTES + plan.JOB_ID_ATTRIBUTES),
+            ads.Evaluation(job.machine_ad, plan.SLOT_ATTRIBUTES),
+        ],
+        as_user=(job.user.uid, job.user.gid),
     )
-    resolved = policy.decide(resolved, job_ad)
-    if resolved.policy_script is not None:
-        script = Script("policy", resolved.policy_script, resolved.script_timeout_s)
-        resolved = policy.run_policy_script(resolved, script, job_ad, machine_ad)
-    name = plan.derive_job_name(getattr(args, "name", None), job_ad, machine_ad, os.getpid())
-    job_plan = plan.derive_plan(resolved, name)
-    request = RunRequest(job_plan, argv, user, env, cwd, update_ad, job_ad, machine_ad)
-    outcome = trio.run(Supervisor(request).run)
+    resolved = settings.resolve_settings(
+        _cli_settings(args), admin_view, job_view, config, admin_source
+    )
+    resolved = policy.decide(resolved, job_view)
+    slot = None
+    if wrapped:
+        slot = quota.hold_user_slot(
+            resolved.lock_dir, job.user.uid, job.user.name, resolved.jobs_per_user
+        )
+    try:
+        if resolved.policy_script is not None:
+            script = Script("policy", resolved.policy_script, resolved.script_timeout_s)
+            resolved = policy.run_policy_script(resolved, script, job.job_ad, job.machine_ad)
+        name = plan.derive_job_name(
+            getattr(args, "name", None), job_view, slot_view, os.getpid(), unique=wrapped
+        )
+        job_plan = plan.derive_plan(resolved, name)
+        request = RunRequest(
+            job_plan,
+            job.argv,
+            job.user,
+            job.env,
+            job.cwd,
+            job.update_ad,
+            job.job_ad,
+            job.machine_ad,
+        )
+        outcome = trio.run(Supervisor(request).run)
+    finally:
+        if slot is not None:
+            slot.release()
     _report_cleanup(outcome.cleanup_errors, name)
     return outcome.status
 

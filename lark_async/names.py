@@ -59,6 +59,31 @@ def derive_name(slot: str | None, job_id: str | None, fallback: str) -> str:
     return _hashed("|".join(parts))
 
 
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, d = divmod(n, 36)
+        out = digits[d] + out
+        if not n:
+            return out
+
+
+def derive_agent_name(job_id: str | None, pid: int) -> str:
+    """A name no live agent has, for ``wrap``: the caller writes the ads, so a job id (or a
+    slot name) from them could squat another job's name; the agent's pid cannot be chosen.
+
+    Job ``123.0`` run by agent 4242 gives ``123_0-w39u``; a job id too long to fit keeps its
+    end (the most distinctive digits).
+    """
+    tag = f"w{_base36(pid)}"
+    if not job_id:
+        return tag
+    room = NAME_MAX - len(tag) - 1
+    job = job_id.replace(".", "_")[-room:].lstrip("_-")
+    return f"{job}-{tag}" if job else tag
+
+
 def external_interface(name: str) -> str:
     return f"e_{name}"
 

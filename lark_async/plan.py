@@ -62,11 +62,23 @@ def _slot(machine_ad: classad2.ClassAd) -> str | None:
     return slot if isinstance(slot, str) else None
 
 
+JOB_ID_ATTRIBUTES = ("ClusterId", "ProcId")  # of the job ad, for its name
+SLOT_ATTRIBUTES = ("Name",)  # of the machine ad, for its name
+
+
 def derive_job_name(
-    explicit: str | None, job_ad: classad2.ClassAd, machine_ad: classad2.ClassAd, pid: int
+    explicit: str | None,
+    job_ad: classad2.ClassAd,
+    machine_ad: classad2.ClassAd,
+    pid: int,
+    unique: bool = False,
 ) -> str:
+    """``--name``, else from the slot and job id; with ``unique`` (``wrap``, whose caller
+    writes the ads) from the job id and the agent's pid, which no other live agent has."""
     if explicit is not None:
         return names.check_name(explicit)
+    if unique:
+        return names.derive_agent_name(_job_id(job_ad), pid)
     return names.derive_name(_slot(machine_ad), _job_id(job_ad), f"p{pid}")
 
 

@@ -31,6 +31,18 @@ POLICY_ATTRIBUTES = {
 }
 
 
+# what Lark reads of the job ad: its requests (evaluated, bounded, by ads.evaluate_bounded)
+JOB_ATTRIBUTES = (
+    "WantJobNetworking",
+    "LarkNetworkType",
+    "InboundConnectivity",
+    "OutboundConnectivity",
+    "LarkAddressType",
+    "NetworkAccounting",
+    "LarkAllowedConnections",
+)
+
+
 def _job_bool(job_ad: classad2.ClassAd, attr: str) -> bool | None:
     value = ads.evaluate(job_ad, attr)
     if value is None:
@@ -159,7 +171,7 @@ def run_policy_script(
     """The admin's last word (STARTER_NETWORK_POLICY_SCRIPT_PATH): stdin the ads, stdout
     attributes that override the decision; failure or garbage refuses the job."""
     script.check()
-    stdin = callouts.ads_stdin(job_ad.printOld(), machine_ad.printOld())
+    stdin = callouts.ads_stdin(ads.format_for_script(job_ad), ads.format_for_script(machine_ad))
     out = callouts.run_script(script, [], stdin, "policy", {})
     decided = parse_policy_output(out, script.path)
     if decided:

@@ -19,6 +19,7 @@ import classad2
 from . import ads
 from .connpolicy import Rule, parse_rules
 from .errors import ConfigError
+from .trust import check_root_file
 
 NETWORK_TYPES = ("nat", "bridge", "none")
 ADDRESS_TYPES = ("local", "dhcp", "static")
@@ -59,6 +60,13 @@ class Settings:
     connection_default: str = "deny"  # for connections no rule matches
     job_connection_rules: tuple[Rule, ...] | None = None  # the job's narrower list (policy.py)
     audit_dir: Path = Path(DEFAULT_AUDIT_DIR)
+    max_jobs_per_user: int | None = None  # under wrap; None: the node's CPU count
+
+    @property
+    def jobs_per_user(self) -> int:
+        """One job per CPU is the most one user's slots can hold unless the admin
+        oversubscribes (then raise LARK_MAX_JOBS_PER_USER)."""
+        return self.max_jobs_per_user or max(1, os.cpu_count() or 1)
 
 
 def _bool(value: Any) -> bool:
@@ -157,6 +165,19 @@ def _choices(choices: tuple[str, ...]) -> Callable[[Any], tuple[str, ...]]:
     return parse
 
 
+def _count(low: int, high: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        try:
+            number = int(str(value).strip())
+        except ValueError as exc:
+            raise ValueError("is not a whole number") from exc
+        if not low <= number <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return number
+
+    return parse
+
+
 def _program(value: Any) -> str:
     text = str(value).strip()
     if not text.startswith("/") or "\0" in text:
@@ -228,6 +249,7 @@ KNOBS = (
         _choice(("allow", "deny")),
     ),
     _Knob("audit_dir", "LARK_AUDIT_DIR", None, _path),
+    _Knob("max_jobs_per_user", "LARK_MAX_JOBS_PER_USER", None, _count(1, 65536)),
 )
 
 
@@ -243,24 +265,33 @@ def _flag(field: str) -> str:
     return _FLAGS.get(field, field.removesuffix("_s").replace("_", "-"))
 
 
+MACHINE_ATTRIBUTES = tuple(k.machine for k in KNOBS if k.machine)
+
+
 def resolve_settings(
     cli: Mapping[str, Any],
     machine_ad: classad2.ClassAd,
     job_ad: classad2.ClassAd,
     config: Mapping[str, str],
+    machine_source: str = "machine ad",
 ) -> Settings:
-    """Pure: pick each setting from the first source that has it, and validate it there."""
+    """Pure: pick each setting from the first source that has it, and validate it there.
+
+    ``machine_ad`` holds the admin's machine attributes (``MACHINE_ATTRIBUTES``), named
+    ``machine_source`` in messages; under ``wrap`` they come from the HTCondor config
+    (``config_machine_ad``), never from the caller's machine-ad file.
+    """
     values: dict[str, Any] = {}
     for knob in KNOBS:
         candidates = [(cli.get(knob.field), f"command line --{_flag(knob.field)}")]
         if knob.machine:
-            candidates.append((ads.evaluate(machine_ad, knob.machine, job_ad), "machine ad"))
+            candidates.append((ads.evaluate(machine_ad, knob.machine, job_ad), machine_source))
         if knob.config:
             candidates.append((config.get(knob.config), "HTCondor config"))
-        for raw, source in candidates:
+        for i, (raw, source) in enumerate(candidates):
             if raw is None:
                 continue
-            name = knob.machine if source == "machine ad" else (knob.config or knob.field)
+            name = knob.machine if knob.machine and i == 1 else (knob.config or knob.field)
             if raw is classad2.Value.Error:
                 raise ConfigError(f"{name} ({source}) evaluates to an error")
             try:
@@ -269,6 +300,46 @@ def resolve_settings(
                 raise ConfigError(f"{name} {_shown(raw)} ({source}) {exc}") from exc
             break
     return Settings(**values)
+
+
+def config_machine_ad(config: Mapping[str, str]) -> classad2.ClassAd:
+    """The admin's machine attributes as the HTCondor config defines them.
+
+    Under ``wrap`` the machine-ad file is the caller's to write, so Lark's machine-ad
+    settings come from where the startd itself takes them: the config macros an admin
+    publishes through STARTD_ATTRS (``LarkNetworkType = ifThenElse(TARGET.X, ...)``), which
+    Lark evaluates against the job ad as the startd would.
+    """
+    ad = classad2.ClassAd()
+    for attr in MACHINE_ATTRIBUTES:
+        text = config.get(attr)
+        if text is None:
+            continue
+        try:
+            if ads.expression_depth(text) > ads.MAX_EXPR_DEPTH:
+                raise ValueError("nested too deeply")
+            ad[attr] = classad2.ExprTree(text)
+        except (ValueError, classad2.ClassAdException) as exc:
+            raise ConfigError(
+                f"{attr} {_shown(text)} (HTCondor config) is not a ClassAd expression"
+            ) from exc
+    return ad
+
+
+def root_htcondor_config() -> Mapping[str, str]:
+    """The HTCondor config, from root's files only (for ``wrap``, whose caller is anyone).
+
+    sudo resets the environment, but a site's sudoers may keep some of it. HTCondor takes
+    ``_CONDOR_<KNOB>`` variables as settings and ``CONDOR_CONFIG`` as its file: the former
+    are dropped, the latter must be a root-owned file reached through root's directories.
+    """
+    for key in [k for k in os.environ if k.upper().startswith("_CONDOR_")]:
+        del os.environ[key]
+    path = os.environ.get("CONDOR_CONFIG") or "/etc/condor/condor_config"
+    if path == "ONLY_ENV" or not os.path.lexists(path) or path == os.devnull:
+        return {}
+    check_root_file(path, "HTCondor config")
+    return htcondor_config()
 
 
 def htcondor_config() -> Mapping[str, str]:

@@ -329,7 +329,9 @@ class Supervisor:
         if record is None or (plan.create_script is None and plan.delete_script is None):
             return
         external, internal = self._script_addresses()
-        stdin = callouts.ads_stdin(self.req.job_ad.printOld(), self.req.machine_ad.printOld())
+        stdin = callouts.ads_stdin(
+            ads.format_for_script(self.req.job_ad), ads.format_for_script(self.req.machine_ad)
+        )
         env = {
             "LARK_JOB_NAME": plan.name,
             "LARK_NETWORK_TYPE": plan.mode,

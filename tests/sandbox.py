@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import select
 import shutil
@@ -31,6 +32,7 @@ HTTP_PORT = 8080
 FILE_SIZES = {"1k": 1_000, "1m": 1_000_000, "10m": 10_000_000}
 AGENT = [sys.executable, "-m", "lark_async.cli"]
 TEST_PREFIX = "lkt"
+_LOGGED_NAME = re.compile(r"([A-Za-z0-9][A-Za-z0-9_-]{0,12}): (?:addresses|network ready)")
 
 
 def sh(*cmd: str, check: bool = True, netns: str | None = None) -> subprocess.CompletedProcess:
@@ -224,7 +226,18 @@ class Sandbox:
         for d in (self.state_dir, self.lock_dir):
             if d.exists():
                 found += [f"file {p}" for p in d.iterdir()]
+        for name in self.logged_job_names():  # e.g. wrap's names, which carry no test prefix
+            if os.path.exists(f"/run/netns/lark-{name}") and not name.startswith(self.prefix):
+                found.append(f"job netns lark-{name}")
         return found
+
+    def logged_job_names(self) -> set[str]:
+        """The job names the agents of this test logged."""
+        try:
+            text = self.log_file.read_text(errors="replace")
+        except FileNotFoundError:
+            return set()
+        return set(_LOGGED_NAME.findall(text))
 
     def wait_clean(self, timeout: float = 5.0) -> list[str]:
         end = time.monotonic() + timeout

@@ -75,7 +75,8 @@ def _lock(fd: int) -> None:
     fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
 
 
-def _try_lock(path: Path) -> int | None:
+def try_lock(path: Path) -> int | None:
+    """An fd holding the lock on ``path``, or None when someone else holds it."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -133,7 +134,7 @@ def allocate(
             addresses = pool_pair(network, (start + i) % size)
             path = lock_path(lock_dir, addresses)
             with map_errors(f"lock {path}", ResourceError):
-                fd = _try_lock(path)
+                fd = try_lock(path)
             if fd is None:
                 continue
             if _left_by_a_dead_agent(fd, name, state_dir):

@@ -70,14 +70,17 @@ def starter(sandbox, ads_text: dict[str, str]) -> tuple[os.PathLike, dict[str, s
     return scratch, env
 
 
-def wrap(sandbox, host, job_env: dict[str, str], *job: str, cwd=None):
-    """What sudo does for lark-job-wrapper: a reset environment, SUDO_* set, fd 3 kept."""
-    config = sandbox.tmp / "condor_config"
-    config.write_text(
+def wrap_command(
+    sandbox, host, job_env: dict[str, str], *job: str, config: str = "", sudo_env=None
+):
+    """What sudo does for lark-job-wrapper: a reset environment, SUDO_* set, fd 3 kept.
+    Returns (argv, env, fd) for subprocess; ``fd`` is the read end of the job's environment."""
+    path = sandbox.tmp / "condor_config"
+    path.write_text(
         f"LARK_STATE_DIR = {sandbox.state_dir}\nLARK_LOCK_DIR = {sandbox.lock_dir}\n"
         f"LARK_LOG_FILE = {sandbox.log_file}\n"
         # htcondor2 resolves the host's name when it loads; a sandbox has no DNS
-        "NO_DNS = true\nDEFAULT_DOMAIN_NAME = lark.invalid\n"
+        "NO_DNS = true\nDEFAULT_DOMAIN_NAME = lark.invalid\n" + config
     )
     payload = b"".join(f"{k}={v}".encode() + b"\0" for k, v in job_env.items())
     read, write = os.pipe()
@@ -88,23 +91,39 @@ def wrap(sandbox, host, job_env: dict[str, str], *job: str, cwd=None):
         "SUDO_UID": str(NOBODY),
         "SUDO_GID": str(NOBODY),
         "SUDO_USER": "nobody",
-        "CONDOR_CONFIG": str(config),
+        "CONDOR_CONFIG": str(path),
+        **(sudo_env or {}),
     }
     argv = ["nsenter", f"--net=/run/netns/{host.netns}", sys.executable, "-I", "-m"]
     argv += ["lark_async.cli", "wrap", "--", *job]
+    return argv, env, read
+
+
+def start_wrap(sandbox, host, job_env, *job: str, cwd=None, config: str = "", sudo_env=None):
+    argv, env, read = wrap_command(sandbox, host, job_env, *job, config=config, sudo_env=sudo_env)
     try:
-        return subprocess.run(
+        return subprocess.Popen(
             argv,
             env=env,
             cwd=cwd,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=60,
             pass_fds=(read, 3),
             preexec_fn=lambda: os.dup2(read, 3),
         )
     finally:
         os.close(read)
+
+
+def wrap(sandbox, host, job_env, *job: str, cwd=None, config: str = "", sudo_env=None):
+    proc = start_wrap(sandbox, host, job_env, *job, cwd=cwd, config=config, sudo_env=sudo_env)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def test_the_job_wrapper_path_runs_the_job_as_its_user_with_root_owned_settings(sandbox, host):

@@ -213,7 +213,7 @@ def test_read_ad_of_a_missing_file_is_an_ad_error(tmp_path):
 def test_read_ad_of_a_directory_is_an_ad_error(tmp_path):
     with pytest.raises(AdError) as info:
         ads.read_ad(tmp_path, "job ad")
-    assert str(info.value) == f"job ad {tmp_path}: Is a directory"
+    assert str(info.value) == f"job ad {tmp_path}: not a regular file"
 
 
 def test_read_ad_names_the_file_and_line(tmp_path):

@@ -1,0 +1,94 @@
+"""What root may take as root's own: a file that only root can have written or swapped.
+
+An ownership check of a *path* proves nothing: between the check and the use,
+whoever may write a directory on the way can swap what the path names (a
+symlink, a FIFO, another file). So a file is trusted only when it is opened
+component by component from ``/`` with ``O_NOFOLLOW`` and every descriptor on
+the way is checked with ``fstat``: each directory root's and writable by no
+one else (or sticky, like ``/tmp``, where others cannot rename root's entries),
+the file itself a regular file of root's that no one else may write. Symlinks
+an admin made (``/usr/local/sbin/lark-agent``) are resolved first and the
+target's chain is what is checked; a swap in between fails the walk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+
+from .errors import ConfigError
+
+_OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
+
+
+def _why_untrusted_dir(st: os.stat_result) -> str | None:
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a directory"
+    if st.st_uid != 0:
+        return "is not owned by root"
+    if st.st_mode & _OTHERS_WRITE and not st.st_mode & stat.S_ISVTX:
+        return "is writable by others than root"
+    return None
+
+
+def _why_untrusted_file(st: os.stat_result) -> str | None:
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    if st.st_uid != 0:
+        return "is not owned by root"
+    if st.st_mode & _OTHERS_WRITE:
+        return "is writable by others than root"
+    return None
+
+
+def open_root_file(path: str, what: str, flags: int = os.O_RDONLY) -> int:
+    """An fd of ``path`` opened through a chain of root's directories; ConfigError otherwise.
+
+    ``flags`` may add e.g. ``O_PATH`` (for a program that is only executed, never read).
+    """
+    if not path.startswith("/") or "\0" in path:
+        raise ConfigError(f"{what} {path!r} is not an absolute path")
+    real = os.path.realpath(path)
+    parts = [p for p in real.split("/") if p]
+    if not parts:
+        raise ConfigError(f"{what} {path} is not a file")
+    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    walked = ""
+    try:
+        for i, part in enumerate(parts):
+            why = _why_untrusted_dir(os.fstat(fd))
+            if why is not None:
+                raise ConfigError(f"{what} {path}: directory {walked or '/'} {why}")
+            last = i == len(parts) - 1
+            try:
+                nxt = os.open(
+                    part,
+                    (flags if last else os.O_PATH | os.O_DIRECTORY) | os.O_NOFOLLOW | os.O_CLOEXEC,
+                    dir_fd=fd,
+                )
+            except OSError as exc:
+                shown = exc.strerror or str(exc)
+                if exc.errno == 40:  # ELOOP: a symlink appeared after realpath
+                    shown = "changed while it was checked"
+                raise ConfigError(f"{what} {path}: {shown}") from exc
+            os.close(fd)
+            fd = nxt
+            walked += f"/{part}"
+        why = _why_untrusted_file(os.fstat(fd))
+        if why is not None:
+            raise ConfigError(f"{what} {path}" + (f" ({real})" if real != path else "") + f" {why}")
+        return fd
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise
+
+
+def check_root_file(path: str, what: str) -> os.stat_result:
+    """Check ``path`` as :func:`open_root_file` does and return its final ``fstat``."""
+    fd = open_root_file(path, what, os.O_PATH)
+    try:
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
