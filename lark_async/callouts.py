@@ -13,13 +13,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import stat
 import subprocess
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from .errors import ConfigError, LarkError
+from .errors import ConfigError, LarkError, ResourceError, map_errors
 from .trust import check_root_file
 
 log = logging.getLogger("lark.callouts")
@@ -52,12 +55,40 @@ def ads_stdin(job_ad_text: str, machine_ad_text: str) -> bytes:
     return (job + AD_SEPARATOR + machine_ad_text).encode()
 
 
+@contextlib.contextmanager
+def _fresh_workdir(state_dir: Path | None) -> Iterator[str]:
+    """An empty directory of root's for one script run, removed after it: a script that
+    writes relative paths (its arguments are names, not paths) writes there, not into ``/``."""
+    if state_dir is None:
+        yield "/"
+        return
+    with map_errors(f"create state dir {state_dir}", ResourceError):
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        workdir = tempfile.mkdtemp(prefix=".script-", dir=state_dir)
+    try:
+        yield workdir
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def run_script(
-    script: Script, args: Sequence[str], stdin: bytes, job: str, env: dict[str, str]
+    script: Script,
+    args: Sequence[str],
+    stdin: bytes,
+    job: str,
+    env: dict[str, str],
+    state_dir: Path | None,
 ) -> str:
     """Run it and return its stdout; raise ScriptError on failure. Blocking (call it from a
-    thread); the whole process group is killed when it runs out of time."""
-    argv = [script.path, *args]
+    thread); the whole process group is killed when it runs out of time. It runs in a fresh
+    empty directory under ``state_dir``."""
+    with _fresh_workdir(state_dir) as workdir:
+        return _run(script, [script.path, *args], stdin, job, env, workdir)
+
+
+def _run(
+    script: Script, argv: list[str], stdin: bytes, job: str, env: dict[str, str], workdir: str
+) -> str:
     try:
         proc = subprocess.Popen(
             argv,
@@ -65,7 +96,7 @@ def run_script(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env={"PATH": SCRIPT_ENV_PATH, **env},
-            cwd="/",
+            cwd=workdir,
             start_new_session=True,
             close_fds=True,
         )

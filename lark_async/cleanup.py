@@ -36,7 +36,9 @@ def _undo_dhcp(details: dict) -> None:
 def _undo_script(details: dict) -> None:
     script = Script("delete", details["path"], float(details["timeout"]))
     stdin = str(details.get("stdin", "")).encode()
-    run_script(script, details["args"], stdin, str(details.get("job")), details.get("env", {}))
+    workdir = Path(details["state_dir"]) if details.get("state_dir") else None
+    job = str(details.get("job"))
+    run_script(script, details["args"], stdin, job, details.get("env", {}), workdir)
 
 
 def _undo_firewall(details: dict) -> None:

@@ -172,7 +172,7 @@ def run_policy_script(
     attributes that override the decision; failure or garbage refuses the job."""
     script.check()
     stdin = callouts.ads_stdin(ads.format_for_script(job_ad), ads.format_for_script(machine_ad))
-    out = callouts.run_script(script, [], stdin, "policy", {})
+    out = callouts.run_script(script, [], stdin, "policy", {}, settings.state_dir)
     decided = parse_policy_output(out, script.path)
     if decided:
         log.info("policy script %s decided %s", script.path, decided)

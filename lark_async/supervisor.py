@@ -347,11 +347,12 @@ class Supervisor:
                 stdin=stdin.decode(),
                 env=env,
                 job=plan.name,
+                state_dir=str(plan.state_dir),
             )
         if plan.create_script is not None:
             args = [external, internal, plan.chain, plan.external_interface]
             await trio.to_thread.run_sync(
-                callouts.run_script, plan.create_script, args, stdin, plan.name, env
+                callouts.run_script, plan.create_script, args, stdin, plan.name, env, plan.state_dir
             )
         await self._step_done("script")
 

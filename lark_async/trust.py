@@ -7,19 +7,22 @@ component by component from ``/`` with ``O_NOFOLLOW`` and every descriptor on
 the way is checked with ``fstat``: each directory root's and writable by no
 one else (or sticky, like ``/tmp``, where others cannot rename root's entries),
 the file itself a regular file of root's that no one else may write. Symlinks
-an admin made (``/usr/local/sbin/lark-agent``) are resolved first and the
-target's chain is what is checked; a swap in between fails the walk.
+(``/bin`` on merged-/usr systems, ``/usr/local/sbin/lark-agent``) are followed
+by the walk itself, each only once the directory holding it has been checked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
+from collections import deque
 
 from .errors import ConfigError
 
 _OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
+_MAX_LINKS = 40  # as the kernel allows in one path (MAXSYMLINKS)
 
 
 def _why_untrusted_dir(st: os.stat_result) -> str | None:
@@ -45,39 +48,56 @@ def _why_untrusted_file(st: os.stat_result) -> str | None:
 def open_root_file(path: str, what: str, flags: int = os.O_RDONLY) -> int:
     """An fd of ``path`` opened through a chain of root's directories; ConfigError otherwise.
 
-    ``flags`` may add e.g. ``O_PATH`` (for a program that is only executed, never read).
+    The path is walked a component at a time from ``/``; a symlink is followed only after
+    the directory holding it was checked (nobody else could have swapped it), so every
+    directory on the way *and* on the way of each link is checked. ``flags`` may add e.g.
+    ``O_PATH`` (for a program that is only executed, never read).
     """
     if not path.startswith("/") or "\0" in path:
         raise ConfigError(f"{what} {path!r} is not an absolute path")
-    real = os.path.realpath(path)
-    parts = [p for p in real.split("/") if p]
-    if not parts:
-        raise ConfigError(f"{what} {path} is not a file")
+    todo = deque(path.split("/"))
     fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    walked = ""
+    walked, links = "/", 0
     try:
-        for i, part in enumerate(parts):
+        while True:
             why = _why_untrusted_dir(os.fstat(fd))
             if why is not None:
-                raise ConfigError(f"{what} {path}: directory {walked or '/'} {why}")
-            last = i == len(parts) - 1
+                raise ConfigError(f"{what} {path}: directory {walked} {why}")
+            while todo and todo[0] in ("", "."):
+                todo.popleft()
+            if not todo:
+                raise ConfigError(f"{what} {path} is not a file")
+            part = todo.popleft()
             try:
-                nxt = os.open(
-                    part,
-                    (flags if last else os.O_PATH | os.O_DIRECTORY) | os.O_NOFOLLOW | os.O_CLOEXEC,
-                    dir_fd=fd,
-                )
+                st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    links += 1
+                    if links > _MAX_LINKS:
+                        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+                    target = os.readlink(part, dir_fd=fd)
+                    todo.extendleft(reversed(target.split("/")))
+                    if target.startswith("/"):
+                        os.close(fd)
+                        fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                        walked = "/"
+                    continue
+                last = not any(p not in ("", ".") for p in todo)
+                opened = flags if last else os.O_PATH | os.O_DIRECTORY
+                nxt = os.open(part, opened | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
             except OSError as exc:
                 shown = exc.strerror or str(exc)
-                if exc.errno == 40:  # ELOOP: a symlink appeared after realpath
-                    shown = "changed while it was checked"
+                if exc.errno == errno.ELOOP:
+                    shown = "too many symbolic links, or one appeared while it was checked"
                 raise ConfigError(f"{what} {path}: {shown}") from exc
             os.close(fd)
             fd = nxt
-            walked += f"/{part}"
+            walked = os.path.normpath(os.path.join(walked, part))
+            if last:
+                break
         why = _why_untrusted_file(os.fstat(fd))
         if why is not None:
-            raise ConfigError(f"{what} {path}" + (f" ({real})" if real != path else "") + f" {why}")
+            shown = f"{path} ({walked})" if walked != os.path.normpath(path) else path
+            raise ConfigError(f"{what} {shown} {why}")
         return fd
     except BaseException:
         with contextlib.suppress(OSError):

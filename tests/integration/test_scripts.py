@@ -129,7 +129,18 @@ def test_a_script_that_is_not_root_only_is_refused_before_anything_exists(sandbo
     r = sandbox.run_agent(host, *sandbox.who(), "--create-script", str(create), "--", "true")
     assert r.returncode == 125
     assert r.stderr.strip() == (
-        f"lark-agent: error: create script {create} must be owned by root and writable by root only"
+        f"lark-agent: error: create script {create} is writable by others than root"
+    )
+    create.chmod(0o755)  # root's own file, but in a directory others may write: swappable
+    shared = sandbox.tmp / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    link = shared / "create"
+    link.symlink_to(create)
+    r = sandbox.run_agent(host, *sandbox.who(), "--create-script", str(link), "--", "true")
+    assert r.stderr.strip() == (  # the link is resolved; its directory is what is checked
+        f"lark-agent: error: create script {link}: directory {shared} is writable by others "
+        "than root"
     )
     r = sandbox.run_agent(
         host, *sandbox.who(), "--create-script", str(sandbox.tmp / "nope"), "--", "true"
@@ -138,6 +149,18 @@ def test_a_script_that_is_not_root_only_is_refused_before_anything_exists(sandbo
         f"lark-agent: error: create script {sandbox.tmp / 'nope'}: No such file or directory"
     )
     assert not calls(sandbox, "create")
+
+
+def test_a_script_runs_in_an_empty_private_directory_removed_after_it(sandbox, host):
+    """Its arguments are names, never paths: a script writing relative paths (``tee CHAIN``)
+    writes into a fresh directory of root's, not into ``/``."""
+    out = sandbox.tmp / "where"
+    create = script(sandbox, "create", f'#!/bin/sh\npwd > {out}\nls -A >> {out}\ntee "$3"\n')
+    r = sandbox.run_agent(host, *sandbox.who(), "--create-script", str(create), "--", "true")
+    assert r.returncode == 0, r.stderr
+    workdir, *listing = out.read_text().splitlines()
+    assert Path(workdir).parent == sandbox.state_dir and listing == []
+    assert not Path(workdir).exists() and not Path("/", f"LARK_{sandbox.job_name()}").exists()
 
 
 def test_a_delete_script_runs_again_from_cleanup_when_it_failed(sandbox, host):
