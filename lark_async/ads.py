@@ -310,20 +310,30 @@ def _collect(pid: int, fd: int) -> tuple[bytes, str | None]:
 def format_for_script(ad: classad2.ClassAd) -> str:
     """Old-syntax text of ``ad`` for a callout script's stdin, one line per attribute.
 
-    classad's old-syntax printer writes a string's newlines raw, so a job-ad string holding
-    ``"\n------\n"`` would forge the separator between the job and the machine ad (and
-    whole attributes after it). A line that would hold any control character is written
-    with new-syntax escapes instead (``"a\nb"``), as ``str(ExprTree)`` prints it.
+    classad's old-syntax printer writes a string's newlines raw (so a job-ad string holding
+    ``"\\n------\\n"`` would forge the separator between the job and the machine ad, and
+    whole attributes after it) and stops a string at a NUL. A line that holds a control
+    character, or does not read back as the same expression, is written with new-syntax
+    escapes instead (``"a\\nb"``), as ``str(ExprTree)`` prints it.
     """
     lines = []
     for attr in ad:
+        expr = ad.lookup(attr)
         one = classad2.ClassAd()
-        one[attr] = ad.lookup(attr)
+        one[attr] = expr
         line = one.printOld().rstrip("\n")
-        if not line.isprintable():
-            line = f"{attr} = {ad.lookup(attr)}"
+        if not (line.isprintable() and _reads_back(line, attr, expr)):
+            line = f"{attr} = {expr}"
         lines.append(line + "\n")
     return "".join(lines)
+
+
+def _reads_back(line: str, attr: str, expr: classad2.ExprTree) -> bool:
+    value = line[len(attr) :].lstrip().removeprefix("=").strip()
+    try:
+        return str(classad2.ExprTree(_old_strings_to_new(value))) == str(expr)
+    except (ValueError, classad2.ClassAdException):
+        return False
 
 
 def format_old(values: Mapping[str, object]) -> str:

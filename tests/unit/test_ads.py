@@ -348,3 +348,145 @@ def test_write_atomically_failure_keeps_the_old_file_and_leaves_no_temp_file(tmp
         ads.write_atomically(path, "A = \udcff\n")  # a lone surrogate cannot be encoded
     assert path.read_text() == "A = 1\n"
     assert os.listdir(tmp_path) == [".update.ad"]
+
+
+# -- bounds: size, depth, evaluation --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        ("1", 0),
+        ("1 + 2", 1),
+        ("1 + 2 * 3 - 4", 3),
+        ("(1)", 1),
+        ("((((1))))", 4),
+        ("f(1, 2) + f(a + b, c)", 3),  # a ',' ends a chain; brackets count
+        ('"a + b + c" + 1', 1),  # strings are skipped whole
+        ('"a \\" + b" + 1', 1),  # with escaped quotes
+        ("'weird+name' + 1", 1),
+        ("{ 1 + 1, 1 + 1, 1 + 1 }", 2),
+        ("[ a = 1 + 1; b = 1 + 1 ]", 3),  # '=' is an operator character too
+        ("a =?= b && c != d || !e", 5),  # a run of operator characters is one operator
+        ("1" + "+1" * 999, 999),
+        ("f(" * 50 + "1" + ")" * 50, 50),
+    ],
+)
+def test_expression_depth_bounds_the_tree_without_parsing(text, depth):
+    assert ads.expression_depth(text) == depth
+
+
+def test_expression_depth_is_at_least_the_parse_tree_depth_of_a_chain():
+    """classad's evaluator gives up on chains of ~450 operators: the bound is not too strict
+    for any expression classad can evaluate, and always catches the printer-crashing ones."""
+    for n in (400, 60_000):
+        assert ads.expression_depth("+".join(["1"] * n)) == n - 1
+
+
+def test_a_too_deep_value_is_an_error_naming_the_line():
+    deep = "+".join(["1"] * 1002)
+    with pytest.raises(AdError) as info:
+        ads.parse_ad(f"A = 1\nFoo = {deep}\n", "job ad x")
+    assert str(info.value) == (
+        "job ad x line 2: the value of Foo is nested too deeply (more than 1000 chained "
+        "operators and brackets)"
+    )
+    with pytest.raises(AdError, match=r"^job ad x is nested too deeply"):
+        ads.parse_ad(f"[ Foo = {deep} ]", "job ad x")
+    assert "Foo" in ads.parse_ad("Foo = " + "+".join(["1"] * 1001), "x")
+
+
+def test_read_ad_refuses_what_is_not_a_regular_file(tmp_path):
+    for path in ("/dev/zero", "/dev/null"):
+        with pytest.raises(AdError, match=f"^job ad {path}: not a regular file$"):
+            ads.read_ad(path, "job ad")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # nobody writes: reading would wait for ever
+    with pytest.raises(AdError, match=r"not a regular file$"):
+        ads.read_ad(fifo, "job ad")
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "target")
+    (tmp_path / "target").write_text("A = 1\n")
+    with pytest.raises(AdError, match=r"is a symbolic link$"):
+        ads.read_ad(link, "job ad")
+
+
+def test_read_ad_reads_at_most_the_size_cap(tmp_path):
+    path = tmp_path / "big.ad"
+    path.write_text("A = 1\n" + "#" * ads.AD_MAX_BYTES)
+    with pytest.raises(AdError, match=r"larger than 1024 KiB$"):
+        ads.read_ad(path, "job ad")
+    path.write_text("A = 1\n" + "#" * (ads.AD_MAX_BYTES - 7) + "\n")
+    assert ads.read_ad(path, "job ad").eval("A") == 1
+
+
+def test_evaluate_bounded_returns_literal_values():
+    job = ads.parse_ad(
+        'ClusterId = 7\nS = "r\u00e9my"\nF = 1.5\nB = true\nL = { 1 }\nE = "a" + 1\n'
+        "U = undefined\nR = ClusterId * 2\n",
+        "job",
+    )
+    machine = ads.parse_ad('T = ifThenElse(TARGET.ClusterId == 7, "none", "nat")\n', "m")
+    got_job, got_machine = ads.evaluate_bounded(
+        [
+            ads.Evaluation(job, ("ClusterId", "S", "F", "B", "L", "E", "U", "R", "Missing")),
+            ads.Evaluation(machine, ("T",), job),
+        ]
+    )
+    assert items(got_job) == {
+        "ClusterId": 7,
+        "S": "r\u00e9my",
+        "F": 1.5,
+        "B": True,
+        "L": classad2.Value.Error,  # not a plain value: nothing Lark reads is a list
+        "E": classad2.Value.Error,
+        "R": 14,
+    }
+    assert items(got_machine) == {"T": "none"}
+    assert ads.evaluate(got_machine, "T", classad2.ClassAd()) == "none"
+
+
+def test_evaluate_bounded_runs_as_the_given_user():
+    ad = ads.parse_ad("A = 1\n", "x")
+    if os.geteuid() != 0:
+        pytest.skip("needs root to change identity")
+    read, write = os.pipe()
+    # an identity the child cannot keep (uid 0 after setuid to nobody is impossible): the
+    # evaluation must still work, and the parent keeps its own identity
+    assert items(ads.evaluate_bounded([ads.Evaluation(ad, ("A",))], (65534, 65534))[0]) == {"A": 1}
+    assert os.geteuid() == 0
+    os.close(read)
+    os.close(write)
+
+
+def test_evaluate_bounded_stops_a_runaway_evaluation(monkeypatch):
+    monkeypatch.setattr(ads, "EVAL_CPU_S", 1)
+    text = "A0 = 1\n" + "".join(f"A{i} = A{i - 1} + A{i - 1}\n" for i in range(1, 41))
+    ad = ads.parse_ad(text + "".join(f"W{i} = A40\n" for i in range(8)), "x")
+    with pytest.raises(AdError) as info:
+        ads.evaluate_bounded([ads.Evaluation(ad, tuple(f"W{i}" for i in range(8)))])
+    assert str(info.value) == (
+        "evaluating the ads took too long (a self-referencing or runaway expression?)"
+    )
+
+
+@pytest.mark.parametrize("value", HOSTILE_STRINGS + PRINTABLE_HOSTILE_STRINGS)
+def test_format_for_script_gives_one_line_per_attribute(value):
+    ad = classad2.ClassAd()
+    ad["A"] = value
+    ad["Z"] = 1
+    text = ads.format_for_script(ad)
+    lines = text.split("\n")
+    assert lines[-1] == "" and len(lines) == 3
+    assert all(line.isprintable() for line in lines)
+    assert sorted(line.split(" = ")[0] for line in lines[:2]) == ["A", "Z"]
+    back = classad2.parseOne(text, classad2.ParserType.Old)
+    assert back.eval("Z") == 1 and isinstance(back.eval("A"), str)
+
+
+def test_format_for_script_keeps_printable_strings_as_htcondor_prints_them():
+    ad = ads.parse_ad('A = "C:\\dir\\ r\u00e9my"\nB = 1 + 2\n', "x")
+    assert ads.format_for_script(ad) == 'A = "C:\\dir\\ r\u00e9my"\nB = 1 + 2\n'
+    assert classad2.parseOne(ads.format_for_script(ad), classad2.ParserType.Old).eval("A") == (
+        "C:\\dir\\ r\u00e9my"
+    )

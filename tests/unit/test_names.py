@@ -163,3 +163,25 @@ def test_longest_name_fits_interface_and_chain_limits():
     assert len(names.external_interface(longest)) == KERNEL_IFNAME_MAX
     assert len(names.internal_interface(longest)) == KERNEL_IFNAME_MAX
     assert len(names.chain_name(longest)) == 18 <= IPTABLES_CHAIN_MAX
+
+
+@pytest.mark.parametrize(
+    ("job_id", "pid", "expected"),
+    [
+        ("123.0", 4242, "123_0-w39u"),
+        (None, 4242, "w39u"),
+        ("1234567890.12", 99999, "7890_12-w255r"),  # the end of the id, the most distinctive
+        ("12345678901234.1", 4194304, "1234_1-w2hwcg"),
+        ("1.0", 0, "1_0-w0"),
+        ("1.23456", 4194304, "23456-w2hwcg"),  # a cut that would start with '_' drops it
+    ],
+)
+def test_wrap_names_carry_the_agents_pid(job_id, pid, expected):
+    name = names.derive_agent_name(job_id, pid)
+    assert name == expected
+    assert names.check_name(name) == name
+
+
+def test_wrap_names_of_two_live_agents_never_collide():
+    seen = {names.derive_agent_name("42.0", pid) for pid in range(1, 5000)}
+    assert len(seen) == 4999

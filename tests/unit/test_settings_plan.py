@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 from pathlib import Path
 
 import classad2
@@ -525,3 +526,46 @@ def test_the_connection_policy_comes_from_config_or_machine_ad_and_makes_the_pla
     assert derive_plan(none_mode, "j1").connections is None  # loopback only: nothing to guard
     with pytest.raises(ConfigError, match=r"LARK_CONNECTION_POLICY .* \(HTCondor config\) entry 1"):
         resolve(config={"LARK_CONNECTION_POLICY": "permit tcp 10.0.0.1"})
+
+
+def test_wrap_takes_machine_attributes_from_the_config():
+    from lark_async.settings import config_machine_ad
+
+    config = {
+        "LarkNetworkType": 'ifThenElse(TARGET.Inbound =?= true, "bridge", "nat")',
+        "LarkStartupScript": '"/usr/local/libexec/lark/create"',
+        "NOT_A_MACHINE_ATTRIBUTE": '"x"',
+        "LARK_ALLOWED_NETWORK_TYPES": "nat, bridge",
+    }
+    admin = config_machine_ad(config)
+    assert sorted(admin.keys()) == ["LarkNetworkType", "LarkStartupScript"]
+    resolved = resolve_settings({}, admin, ad("[Inbound = true]"), config, "HTCondor config")
+    assert resolved.network_type == "bridge"
+    assert resolved.create_script == "/usr/local/libexec/lark/create"
+    with pytest.raises(ConfigError) as info:
+        resolve_settings({}, config_machine_ad({"LarkNetworkType": '"brdige"'}), ad("[]"), {},
+                         "HTCondor config")  # fmt: skip
+    assert str(info.value) == (
+        'LarkNetworkType "brdige" (HTCondor config) is not one of nat, bridge, none'
+    )
+    with pytest.raises(ConfigError, match=r"^LarkNetworkType \"\(\(\(\" \(HTCondor config\) "):
+        config_machine_ad({"LarkNetworkType": "((("})
+    with pytest.raises(ConfigError, match="is not a ClassAd expression"):
+        config_machine_ad({"LarkNetworkType": "+".join(["1"] * 2000)})
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, None), ("3", 3), ("65536", 65536)],
+)
+def test_max_jobs_per_user(value, expected):
+    config = {} if value is None else {"LARK_MAX_JOBS_PER_USER": value}
+    resolved = resolve_settings({}, ad("[]"), ad("[]"), config)
+    assert resolved.max_jobs_per_user == expected
+    assert resolved.jobs_per_user == (expected or os.cpu_count())
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "65537"])
+def test_max_jobs_per_user_must_be_a_sane_count(value):
+    with pytest.raises(ConfigError, match=f'^LARK_MAX_JOBS_PER_USER "{value}" '):
+        resolve_settings({}, ad("[]"), ad("[]"), {"LARK_MAX_JOBS_PER_USER": value})
