@@ -307,10 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
         "wrap",
         help="the root side of contrib/htcondor/lark-job-wrapper (through sudo; no options)",
         description="Run JOB as the sudo caller with Lark's network, taking every setting from "
-        "root-owned places only: the HTCondor config, and the machine ad only when its file "
-        "is root-owned. The job's environment comes on file descriptor 3 (NUL-separated, as "
-        "`env -0` prints it); the job's ads, update ad and wrapper error file are read and "
-        "written with the job user's permissions. Meant for the sudo rule in "
+        "the HTCondor config alone (machine attributes such as LarkNetworkType from config "
+        "macros of that name, evaluated against the job ad); the caller's machine ad is never "
+        "a source of settings. The job's environment comes on file descriptor 3 "
+        "(NUL-separated, as `env -0` prints it); the job's ads, update ad and wrapper error "
+        "file are read and written with the job user's permissions. One user runs at most "
+        "LARK_MAX_JOBS_PER_USER jobs at once. Meant for the sudo rule in "
         "contrib/htcondor/50-lark.sudoers.",
     )
     wrap.add_argument("job", nargs=argparse.REMAINDER, metavar="-- JOB [ARGS...]")
