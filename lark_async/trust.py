@@ -21,7 +21,12 @@ from collections import deque
 
 from .errors import ConfigError
 
-_OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
+
+def _others_may_write(st: os.stat_result) -> bool:
+    """Anyone but root (and root's own group, gid 0) may write it."""
+    return bool(st.st_mode & stat.S_IWOTH or (st.st_mode & stat.S_IWGRP and st.st_gid != 0))
+
+
 _MAX_LINKS = 40  # as the kernel allows in one path (MAXSYMLINKS)
 
 
@@ -30,7 +35,7 @@ def _why_untrusted_dir(st: os.stat_result) -> str | None:
         return "is not a directory"
     if st.st_uid != 0:
         return "is not owned by root"
-    if st.st_mode & _OTHERS_WRITE and not st.st_mode & stat.S_ISVTX:
+    if _others_may_write(st) and not st.st_mode & stat.S_ISVTX:
         return "is writable by others than root"
     return None
 
@@ -40,7 +45,7 @@ def _why_untrusted_file(st: os.stat_result) -> str | None:
         return "is not a regular file"
     if st.st_uid != 0:
         return "is not owned by root"
-    if st.st_mode & _OTHERS_WRITE:
+    if _others_may_write(st):
         return "is writable by others than root"
     return None
 

@@ -53,15 +53,16 @@ def test_system_programs_behind_merged_usr_links_are_trusted():
 
 
 @pytest.mark.parametrize(
-    ("mode", "owner", "why"),
+    ("mode", "uid", "gid", "why"),
     [
-        (0o775, 0, "is writable by others than root"),
-        (0o757, 0, "is writable by others than root"),
-        (0o755, NOBODY, "is not owned by root"),
+        (0o775, 0, NOBODY, "is writable by others than root"),  # its group is nogroup
+        (0o757, 0, 0, "is writable by others than root"),
+        (0o755, NOBODY, 0, "is not owned by root"),
     ],
 )
-def test_the_file_itself_must_be_roots_alone(root_dir, mode, owner, why):
-    path = program(root_dir / "s", mode, owner)
+def test_the_file_itself_must_be_roots_alone(root_dir, mode, uid, gid, why):
+    path = program(root_dir / "s", mode)
+    os.chown(path, uid, gid)
     assert error(str(path)) == f"create script {path} {why}"
 
 
@@ -69,7 +70,7 @@ def test_the_file_itself_must_be_roots_alone(root_dir, mode, owner, why):
     ("mode", "owner", "why"),
     [
         (0o777, 0, "is writable by others than root"),
-        (0o775, 0, "is writable by others than root"),
+        (0o775, NOBODY, "is writable by others than root"),
         (0o755, NOBODY, "is not owned by root"),
     ],
 )
@@ -78,8 +79,17 @@ def test_every_directory_on_the_way_must_be_roots_alone(root_dir, mode, owner, w
     inner.mkdir()
     path = program(inner / "s")
     inner.chmod(mode)
-    os.chown(inner, owner, owner)
+    os.chown(inner, 0, owner)
+    if mode == 0o755:
+        os.chown(inner, owner, owner)
     assert error(str(path)) == f"create script {path}: directory {inner} {why}"
+
+
+def test_roots_group_may_write_as_root_may(root_dir):
+    inner = root_dir / "inner"
+    inner.mkdir()
+    inner.chmod(0o775)  # root:root, group-writable: only root's group
+    assert check_root_file(str(program(inner / "s", 0o775)), "x")
 
 
 def test_a_sticky_directory_is_fine_as_tmp_is(root_dir):
