@@ -320,6 +320,7 @@ class Supervisor:
                     plan.name,
                     audit,
                     plan.iptables_command,  # type: ignore[arg-type]
+                    plan.audit_max_bytes,
                 ),
             )
         )
@@ -537,6 +538,8 @@ class Supervisor:
             await self._stop_job()
             if self.rules is not None:  # the final interval is read before the chain goes
                 await self._read_counters()
+            if self.guard is not None:  # the audit's pending counts, before they are published
+                self.guard.flush_audit()
             if self.rules is not None or self.guard is not None:
                 await self._publish_all(final=True)
             self.job.close()
