@@ -23,6 +23,7 @@ or never answers costs a log line, never a stuck or spinning agent.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import os
@@ -102,7 +103,7 @@ def read_config(path: Path, uid: int, gid: int) -> ChirpContact:
     except FileNotFoundError:
         raise
     except OSError as exc:
-        why = "a symbolic link" if exc.errno == 40 else exc.strerror  # ELOOP: O_NOFOLLOW
+        why = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror  # O_NOFOLLOW
         raise ChirpUnusable(f"cannot open it: {why}") from None
     try:
         info = os.fstat(fd)
