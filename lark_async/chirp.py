@@ -288,7 +288,8 @@ async def _send(contact: ChirpContact, commands: list[bytes]) -> None:
                     verb_name = command.split(b" ", 2)[1].decode()
                     raise _PushFailed(f"the chirp server answered {reply[:20]!r} to {verb_name}")
         except trio.BrokenResourceError as exc:
-            raise _PushFailed(f"connection broken: {exc.__cause__ or exc}") from None
+            why = exc.__cause__ or exc
+            raise _PushFailed(f"the chirp server closed the connection ({why})") from None
 
 
 class ChirpPublisher:
