@@ -156,6 +156,12 @@ def _settings_flags(p: argparse.ArgumentParser) -> None:
         "/var/log/lark/connections)",
     )
     g.add_argument(
+        "--audit-max-bytes",
+        metavar="SIZE",
+        help="LARK_AUDIT_MAX_BYTES: the cap of each job's audit log; past it decisions are "
+        "only counted (default 16M)",
+    )
+    g.add_argument(
         "--bridge-wait",
         dest="bridge_wait_s",
         metavar="S",

@@ -41,6 +41,7 @@ SETTING_FIELDS = (
     "connection_rules",
     "connection_default",
     "audit_dir",
+    "audit_max_bytes",
 )
 
 

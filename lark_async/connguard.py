@@ -30,11 +30,12 @@ side uses.
 from __future__ import annotations
 
 import contextlib
-import datetime
-import json
+import errno
 import logging
 import os
+import socket
 import subprocess
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ from typing import Any, TextIO
 
 import trio
 
+from .audit import AuditKey, AuditTrail
 from .connpolicy import PROTOCOL_NAMES, ConnectionPolicy, Decision, parse_flow
 from .errors import KernelError, ResourceError, map_errors
 
@@ -50,6 +52,7 @@ log = logging.getLogger("lark.guard")
 QUEUE = 0
 MARK_REFUSED = 0x4C41524B  # "LARK": set on a refused first packet, which comes back to be rejected
 COPY_BYTES = 128  # IPv4 header with options and the ports: all the decision needs
+BATCH = 64  # first packets decided per wake-up before the other tasks get their turn
 
 MARK_KNOWN = 0x4C41524C  # set on a packet of a UDP flow the agent allowed before
 UDP_FLOW_S = 120  # a UDP flow is forgotten this long after its last packet
@@ -158,14 +161,22 @@ class ConnectionGuard:
     policy: ConnectionPolicy
     job: str
     audit: TextIO | None
+    trail: AuditTrail
     counts: Counts = field(default_factory=Counts)
     how: str = ""
     _queue: Any = None
     _fd: int = -1
+    _socket: socket.socket | None = None  # the queue's netlink socket, read non-blocking
+    _overflowed = False
 
     @classmethod
     def open(
-        cls, policy: ConnectionPolicy, job: str, audit_path: Path | None, iptables_command: str
+        cls,
+        policy: ConnectionPolicy,
+        job: str,
+        audit_path: Path | None,
+        iptables_command: str,
+        audit_max_bytes: int,
     ) -> ConnectionGuard:
         """Called on a thread inside the job's namespace, before the job starts."""
         try:
@@ -184,7 +195,7 @@ class ConnectionGuard:
                     audit_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
                 )
                 audit = os.fdopen(fd, "a", buffering=1)  # a line is on disk when decided
-        guard = cls(policy, job, audit)
+        guard = cls(policy, job, audit, AuditTrail(job, audit_max_bytes))
         try:
             _disable_ipv6()
             queue = NetfilterQueue()
@@ -201,6 +212,7 @@ class ConnectionGuard:
                         f"connection policy: cannot bind NFQUEUE {QUEUE}: {exc}"
                     ) from exc
             guard._queue, guard._fd = queue, queue.get_fd()
+            guard._socket = socket.socket(fileno=os.dup(guard._fd))
             guard.how = install_rules(iptables_command)
         except BaseException:
             guard.close()
@@ -234,32 +246,52 @@ class ConnectionGuard:
             self.counts.denied += 1
             self.counts.last_denied = flow.describe() if flow else "non-IPv4"
         if self.audit is not None:
-            self.audit.write(
-                json.dumps(
-                    {
-                        "time": datetime.datetime.now(datetime.UTC).isoformat(),
-                        "job": self.job,
-                        "protocol": PROTOCOL_NAMES.get(flow.proto, flow.proto) if flow else None,
-                        "source": str(flow.source) if flow else None,
-                        "destination": str(flow.destination) if flow else None,
-                        "port": flow.port if flow else None,
-                        "verdict": "allow" if decision.allow else "deny",
-                        "rule": decision.rule,
-                    }
-                )
-                + "\n"
+            key = AuditKey(
+                PROTOCOL_NAMES.get(flow.proto, flow.proto) if flow else None,
+                str(flow.source) if flow else None,
+                str(flow.destination) if flow else None,
+                flow.port if flow else None,
+                "allow" if decision.allow else "deny",
+                decision.rule,
             )
+            self._write(self.trail.decided(key, trio.current_time(), time.time()))
+
+    def _write(self, lines: list[str]) -> None:
+        if lines and self.audit is not None:
+            self.audit.write("".join(lines))
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Answer the queue until cancelled: the fd is watched by trio, packets are
-        handled in batches as they come (non-blocking reads until the queue is empty)."""
+        """Answer the queue until cancelled: the fd is watched by trio, and at most ``BATCH``
+        first packets are decided per wake-up. A job that makes connections in a loop keeps
+        the queue from ever being empty; reading until it is would starve the signals, the
+        polls and the teardown."""
         task_status.started()
         while True:
-            await trio.lowlevel.wait_readable(self._fd)
-            try:
-                self._queue.run(block=False)
-            except OSError as exc:
-                log.warning("%s: connection queue: %s", self.job, exc)
+            with trio.move_on_at(self.trail.next_deadline()):
+                await trio.lowlevel.wait_readable(self._fd)
+                self.decide_some(BATCH)
+            self._write(self.trail.expire(trio.current_time()))
+
+    def decide_some(self, budget: int) -> None:
+        """Decide the queued first packets, at most ``budget`` of them (libnetfilter_queue's
+        ``run_socket`` reads until its socket says EAGAIN: here the budget says it first)."""
+        assert self._socket is not None
+        reader = _Budgeted(self._socket, budget)
+        try:
+            self._queue.run_socket(reader)
+        except OSError as exc:
+            log.warning("%s: connection queue: %s", self.job, exc)
+        if reader.overflowed and not self._overflowed:
+            self._overflowed = True
+            log.warning(
+                "%s: connection queue overflowed: the kernel dropped first packets the agent "
+                "could not decide in time (their connections retry or fail)",
+                self.job,
+            )
+
+    def flush_audit(self) -> None:
+        """Write the pending count lines (the job is over: their counts get published)."""
+        self._write(self.trail.close())
 
     def attributes(self) -> dict[str, object]:
         values: dict[str, object] = {
@@ -268,6 +300,9 @@ class ConnectionGuard:
         }
         if self.counts.last_denied is not None:
             values["NetworkLastDeniedDestination"] = self.counts.last_denied
+        if self.audit is not None:
+            values["NetworkAuditRecordsCoalesced"] = self.trail.coalesced
+            values["NetworkAuditRecordsDropped"] = self.trail.dropped
         return values
 
     def close(self) -> None:
@@ -281,6 +316,31 @@ class ConnectionGuard:
             self._queue.unbind()
             self._queue = None
             self._fd = -1
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
         if self.audit is not None:
+            self.flush_audit()
             self.audit.close()
             self.audit = None
+
+
+class _Budgeted:
+    """The queue's socket as ``run_socket`` reads it: non-blocking, and "empty" (EAGAIN)
+    once ``budget`` messages were read."""
+
+    def __init__(self, sock: socket.socket, budget: int) -> None:
+        self.sock = sock
+        self.left = budget
+        self.overflowed = False
+
+    def recv(self, size: int) -> bytes:
+        if self.left <= 0:
+            raise BlockingIOError(errno.EAGAIN, "this wake-up's budget is spent")
+        self.left -= 1
+        try:
+            return self.sock.recv(size, socket.MSG_DONTWAIT)
+        except OSError as exc:
+            if exc.errno == errno.ENOBUFS:  # (run_socket reads on)
+                self.overflowed = True
+            raise

@@ -12,7 +12,7 @@ from . import ads, names
 from .callouts import Script
 from .connpolicy import ConnectionPolicy, job_policy
 from .errors import ConfigError
-from .settings import Settings
+from .settings import DEFAULT_AUDIT_MAX_BYTES, Settings
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class JobNetwork:
     iptables_command: str = "iptables"
     connections: ConnectionPolicy | None = None  # None: no queue
     audit_dir: Path | None = None
+    audit_max_bytes: int = DEFAULT_AUDIT_MAX_BYTES
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ def derive_plan(settings: Settings, name: str) -> JobNetwork:
         iptables_command=settings.iptables_command,
         connections=connections,
         audit_dir=settings.audit_dir if connections is not None else None,
+        audit_max_bytes=settings.audit_max_bytes,
     )
 
 

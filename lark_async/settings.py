@@ -28,6 +28,7 @@ IPTABLES_COMMANDS = ("iptables", "iptables-nft", "iptables-legacy")
 DEFAULT_STATE_DIR = "/run/lark/state"
 DEFAULT_LOCK_DIR = "/run/lark/lock"
 DEFAULT_AUDIT_DIR = "/var/log/lark/connections"
+DEFAULT_AUDIT_MAX_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class Settings:
     job_connection_rules: tuple[Rule, ...] | None = None  # the job's narrower list (policy.py)
     audit_dir: Path = Path(DEFAULT_AUDIT_DIR)
     max_jobs_per_user: int | None = None  # under wrap; None: the node's CPU count
+    audit_max_bytes: int = DEFAULT_AUDIT_MAX_BYTES  # per job's audit log
 
     @property
     def jobs_per_user(self) -> int:
@@ -191,6 +193,22 @@ def _connection_rules(value: Any) -> tuple[Rule, ...]:
     return parse_rules(value)
 
 
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def _bytes(low: int, high: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        match = re.fullmatch(r"\s*([0-9]+)\s*([KMG]?)B?\s*", str(value), re.IGNORECASE)
+        if match is None:
+            raise ValueError("is not a size in bytes (e.g. 16777216 or 16M)")
+        size = int(match[1]) * _UNITS[match[2].upper()]
+        if not low <= size <= high:
+            raise ValueError(f"must be between {low} and {high} bytes")
+        return size
+
+    return parse
+
+
 def _path(value: Any) -> Path:
     path = Path(str(value))
     if not path.is_absolute():
@@ -250,6 +268,7 @@ KNOBS = (
     ),
     _Knob("audit_dir", "LARK_AUDIT_DIR", None, _path),
     _Knob("max_jobs_per_user", "LARK_MAX_JOBS_PER_USER", None, _count(1, 65536)),
+    _Knob("audit_max_bytes", "LARK_AUDIT_MAX_BYTES", None, _bytes(4096, 1024**4)),
 )
 
 

@@ -25,7 +25,7 @@ from .accounting import derive_accounting
 from .backends import address, iptables, kernel, netns, nft, rtnl
 from .backends.bridge import ensure_bridge, wait_forwarding
 from .bridged import BridgeAddress, JobSide
-from .chirp import ChirpPublisher, chirp_config
+from .chirp import FINAL_PUSH_TIMEOUT_S, ChirpPublisher
 from .cleanup import undo_record
 from .connguard import ConnectionGuard
 from .errors import Interrupted, LarkError, map_errors
@@ -96,8 +96,7 @@ class Supervisor:
         self._lost = False
         self._stopping = False
         self._tearing_down = False
-        config = chirp_config(request.env)
-        self.chirp = ChirpPublisher(config) if config is not None else None
+        self.chirp: ChirpPublisher | None = None  # decided once, before the job starts
 
     # -- the whole life ---------------------------------------------------
 
@@ -155,6 +154,10 @@ class Supervisor:
             await self._spawn(None)
             return
         started = time.perf_counter()
+        user = self.req.user
+        self.chirp = await trio.to_thread.run_sync(
+            ChirpPublisher.for_job, self.req.env, user.uid, user.gid, abandon_on_cancel=True
+        )
         for script in (plan.create_script, plan.delete_script):
             if script is not None:
                 script.check()  # before anything exists
@@ -317,6 +320,7 @@ class Supervisor:
                     plan.name,
                     audit,
                     plan.iptables_command,  # type: ignore[arg-type]
+                    plan.audit_max_bytes,
                 ),
             )
         )
@@ -489,12 +493,17 @@ class Supervisor:
         except LarkError as exc:
             log.error("%s: could not restore the firewall: %s", self.plan.name, exc)
 
-    async def _publish_all(self) -> None:
-        """The update ad, and the job ad through chirp when the job has an IO proxy."""
+    async def _publish_all(self, final: bool = False) -> None:
+        """The update ad, and the job ad through chirp when the job has an IO proxy (the
+        final push only if the last one went through, within a short budget: a failing
+        chirp server never holds up the teardown)."""
         values = self._publish(self.last_counters)
         chirp = self.chirp
-        if values and chirp is not None and chirp.config.exists():
-            await trio.to_thread.run_sync(chirp.push, values)
+        if values and chirp is not None:
+            if not final:
+                await chirp.push(values)
+            elif chirp.healthy:
+                await chirp.push(values, FINAL_PUSH_TIMEOUT_S)
 
     def _publish(self, counters: dict[str, tuple[int, int]]) -> dict[str, object]:
         values = _lark_attributes(self.plan, self.lease)
@@ -532,8 +541,10 @@ class Supervisor:
             await self._stop_job()
             if self.rules is not None:  # the final interval is read before the chain goes
                 await self._read_counters()
+            if self.guard is not None:  # the audit's pending counts, before they are published
+                self.guard.flush_audit()
             if self.rules is not None or self.guard is not None:
-                await self._publish_all()
+                await self._publish_all(final=True)
             self.job.close()
         if self.guard is not None:  # (its counts are published above)
             self.guard.close()

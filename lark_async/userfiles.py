@@ -37,3 +37,16 @@ def as_owner() -> Iterator[None]:
     finally:
         _libc.setfsuid(old_uid)
         _libc.setfsgid(old_gid)
+
+
+@contextlib.contextmanager
+def as_user(uid: int, gid: int) -> Iterator[None]:
+    """Within this, file access on the calling thread is checked as ``uid``/``gid`` (the job
+    user's files under ``run`` too, where the starter runs the agent as root)."""
+    old_gid = _libc.setfsgid(gid)
+    old_uid = _libc.setfsuid(uid)
+    try:
+        yield
+    finally:
+        _libc.setfsuid(old_uid)
+        _libc.setfsgid(old_gid)

@@ -6,9 +6,10 @@ import json
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
-from sandbox import SITE_ADDR, sh, start_kea
+from sandbox import SITE_ADDR, sh, start_kea, wait_for
 from test_nat import PY, read_update_ad
 from test_sweeper import cleanup
 
@@ -232,3 +233,71 @@ def test_a_bridged_dhcp_job_is_guarded_and_its_lease_still_renews(sandbox, host)
         audit_lines(sandbox)
     )
     assert audit_lines(sandbox)[0]["source"] == values["LarkInnerAddressIPv4"]
+
+
+FLOOD_JOB = r"""
+import errno, signal, socket, sys, time
+def term(*_):
+    print("term", time.monotonic(), flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, term)
+addr = sys.argv[1]
+print("flooding", flush=True)
+i = 0
+while True:  # non-blocking connects, never waiting for one: the queue never empties
+    s = socket.socket()
+    s.setblocking(False)
+    # half to one refused port (identical decisions), half to ever new ones (all different)
+    s.connect_ex((addr, 8081 if i % 2 else 20000 + i % 40000))
+    s.close()
+    i += 1
+"""
+AUDIT_CAP = 100_000
+
+
+def test_a_connection_flood_leaves_the_agent_responsive_and_the_audit_log_bounded(sandbox, host):
+    """One unprivileged process connecting in a loop: the update ad keeps being refreshed,
+    TERM reaches the job within 1 s and the agent then cleans up and exits; the audit log
+    stays under its cap, with counted lines, and the update ad says what it left out."""
+    ad = sandbox.tmp / "flood.ad"
+    audit = sandbox.tmp / "audit" / f"{sandbox.job_name()}.jsonl"
+    agent = sandbox.start_agent(
+        host, *sandbox.who(), "--connection-policy", POLICY,
+        "--audit-dir", str(sandbox.tmp / "audit"), "--audit-max-bytes", str(AUDIT_CAP),
+        "--update-ad", str(ad), "--accounting-interval", "0.2",
+        "--", PY, "-I", "-c", FLOOD_JOB, SITE_ADDR,
+    )  # fmt: skip
+    try:
+        assert sandbox.read_line(agent.stdout).strip() == "flooding"
+        seen = []
+        for _ in range(3):  # the polls go on: each new update ad counts more decisions
+            before = read_update_ad(ad)["NetworkConnectionsDenied"] if ad.exists() else -1
+            assert wait_for(
+                lambda b=before: ad.exists() and read_update_ad(ad)["NetworkConnectionsDenied"] > b,
+                10,
+            ), f"the update ad was not refreshed during the flood (last {before})"
+            seen.append(read_update_ad(ad)["NetworkConnectionsDenied"])
+        sent = time.monotonic()
+        agent.send_signal(signal.SIGTERM)
+        line = sandbox.read_line(agent.stdout, timeout=10)
+        assert line.startswith("term"), line
+        assert float(line.split()[1]) - sent < 1.0, "TERM reached the job after more than 1 s"
+        _, err = agent.communicate(timeout=30)
+    finally:
+        if agent.poll() is None:  # (its job may hold the pipes: the sandbox stops it)
+            agent.kill()
+            agent.wait()
+    assert agent.returncode == 0, err
+    assert f"{sandbox.job_name()}: cleaned up" in sandbox.log_file.read_text()
+    size = audit.stat().st_size
+    assert size <= AUDIT_CAP
+    lines = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert any(x.get("count", 0) > 1 and x["port"] == 8081 for x in lines), lines[:5]
+    assert [x for x in lines if "LARK_AUDIT_MAX_BYTES" in x.get("note", "")]
+    values = read_update_ad(ad)
+    assert values["NetworkAuditRecordsDropped"] > 0
+    assert values["NetworkAuditRecordsCoalesced"] > 0
+    # every decision is in a line of its own, a count line or the dropped count
+    in_log = sum(x.get("count", 1) for x in lines if "verdict" in x)
+    total = values["NetworkConnectionsAllowed"] + values["NetworkConnectionsDenied"]
+    assert in_log + values["NetworkAuditRecordsDropped"] == total

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import classad2
 from sandbox import SITE_ADDR, sh
+from test_chirp import COOKIE as CHIRP_COOKIE
+from test_chirp import job_scratch, start_fake_starter
 from test_scripts import recorder
 
 
@@ -177,46 +179,10 @@ def test_wrap_outside_sudo_and_the_shipped_files(sandbox, host):
         assert check.returncode == 0, check.stdout + check.stderr
 
 
-CHIRP_SERVER = r"""
-import socket, sys
-cookie, record = sys.argv[1], sys.argv[2]
-srv = socket.socket()
-srv.bind(("127.0.0.1", 0))
-srv.listen(8)
-print(srv.getsockname()[1], flush=True)
-while True:
-    conn, _ = srv.accept()
-    f = conn.makefile("rwb", buffering=0)
-    authed = False
-    for line in f:
-        words = line.decode().split(" ", 2)
-        if words[0] == "cookie":
-            authed = words[1].strip() == cookie
-            f.write(b"0\n" if authed else b"-1\n")
-        elif words[0] == "set_job_attr_delayed" and authed:
-            with open(record, "a") as out:
-                out.write(words[1] + " = " + words[2])
-            f.write(b"0\n")
-        else:
-            f.write(b"-1\n")
-    conn.close()
-"""
-
-
 def test_with_an_io_proxy_the_attributes_go_to_the_job_ad_by_chirp(sandbox, host):
     """A stand-in for the starter's chirp server (the protocol htcondor2.htchirp speaks)."""
-    record = sandbox.tmp / "chirped"
-    server = subprocess.Popen(
-        ["nsenter", f"--net=/run/netns/{host.netns}", sys.executable, "-c", CHIRP_SERVER, "c00kie",
-         str(record)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    sandbox.procs.append(server)
-    port = sandbox.read_line(server.stdout).strip()
-    scratch = sandbox.tmp / "scratch"
-    scratch.mkdir()
-    (scratch / ".chirp.config").write_text(f"127.0.0.1 {port} c00kie\n")
+    port, record = start_fake_starter(sandbox, host)
+    scratch = job_scratch(sandbox, f"127.0.0.1 {port} {CHIRP_COOKIE}\n")
     r = sandbox.run_agent(
         host,
         *sandbox.who(),
@@ -236,8 +202,9 @@ def test_with_an_io_proxy_the_attributes_go_to_the_job_ad_by_chirp(sandbox, host
     final = dict(classad2.parseOne(text, classad2.ParserType.Old).items())
     pushed: dict = {}
     for line in record.read_text().splitlines():
-        name, value = line.split(" = ", 1)
-        pushed[name] = value
+        if line.startswith("attr "):
+            name, value = line.removeprefix("attr ").split(" = ", 1)
+            pushed[name] = value
     assert int(pushed["NetworkIncoming"]) == final["NetworkIncoming"] > 1_000_000
     assert "NetworkOutgoing" in pushed and "AverageBandwidthUsageIncoming" in pushed
     assert not any(name.startswith("Lark") for name in pushed)

@@ -569,3 +569,22 @@ def test_max_jobs_per_user(value, expected):
 def test_max_jobs_per_user_must_be_a_sane_count(value):
     with pytest.raises(ConfigError, match=f'^LARK_MAX_JOBS_PER_USER "{value}" '):
         resolve_settings({}, ad("[]"), ad("[]"), {"LARK_MAX_JOBS_PER_USER": value})
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("4096", 4096), ("16M", 16 << 20), (" 8k ", 8192), ("1GB", 1 << 30)]
+)
+def test_the_audit_log_cap_is_a_size_in_bytes(text, size):
+    s = resolve(config={"LARK_AUDIT_MAX_BYTES": text})
+    assert s.audit_max_bytes == size and derive_plan(s, "j1").audit_max_bytes == size
+    assert resolve().audit_max_bytes == 16 << 20
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("4095", "must be between 4096"), ("1.5M", "is not a size"), ("-1", "is not a size")],
+)
+def test_a_bad_audit_log_cap_is_one_line(text, why):
+    assert error_of(config={"LARK_AUDIT_MAX_BYTES": text}).startswith(
+        f'LARK_AUDIT_MAX_BYTES "{text}" (HTCondor config) {why}'
+    )

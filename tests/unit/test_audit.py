@@ -1,0 +1,133 @@
+"""The audit trail: identical decisions coalesced into counted lines, each job's log capped."""
+
+from __future__ import annotations
+
+import json
+
+from lark_async.audit import NOTICE_BYTES, AuditKey, AuditTrail
+
+DENY = AuditKey("tcp", "192.168.181.2", "10.77.0.1", 8081, "deny", "deny any 0.0.0.0/0")
+ALLOW = AuditKey("tcp", "192.168.181.2", "10.77.0.1", 8080, "allow", "allow tcp 10.77.0.1:8080")
+WALL = 1_800_000_000.0
+
+
+def records(lines: list[str]) -> list[dict]:
+    return [json.loads(line) for line in lines]
+
+
+def test_a_first_decision_is_one_line_at_once_as_before():
+    trail = AuditTrail("j1", 1 << 20)
+    [line] = trail.decided(DENY, 0.0, WALL)
+    assert line.endswith("\n")
+    assert json.loads(line) == {
+        "time": "2027-01-15T08:00:00+00:00",
+        "job": "j1",
+        "protocol": "tcp",
+        "source": "192.168.181.2",
+        "destination": "10.77.0.1",
+        "port": 8081,
+        "verdict": "deny",
+        "rule": "deny any 0.0.0.0/0",
+    }
+    assert (trail.coalesced, trail.dropped) == (0, 0)
+
+
+def test_the_same_decision_again_within_the_window_is_one_counted_line():
+    trail = AuditTrail("j1", 1 << 20, window_s=10)
+    out = trail.decided(DENY, 0.0, WALL)
+    for i in range(1, 1001):
+        out += trail.decided(DENY, i * 0.001, WALL + i * 0.001)
+    assert len(out) == 1 and trail.coalesced == 1000
+    assert trail.next_deadline() == 10.0
+    assert trail.expire(9.99) == []
+    [summary] = records(trail.expire(10.0))
+    assert summary["count"] == 1000 and summary["verdict"] == "deny"
+    assert summary["time"] == "2027-01-15T08:00:00.001000+00:00"
+    assert summary["until"] == "2027-01-15T08:00:01+00:00"
+    # the window is over: the next one is a line of its own again
+    assert records(trail.decided(DENY, 10.5, WALL + 10.5))[0].get("count") is None
+
+
+def test_different_decisions_are_not_merged_and_a_window_without_repeats_says_nothing():
+    trail = AuditTrail("j1", 1 << 20, window_s=10)
+    out = trail.decided(DENY, 0.0, WALL)
+    out += trail.decided(ALLOW, 1.0, WALL + 1)
+    out += trail.decided(ALLOW, 2.0, WALL + 2)
+    assert [r["port"] for r in records(out)] == [8081, 8080]
+    assert trail.expire(10.0) == []  # DENY's window: no repeats
+    assert [(r["port"], r["count"]) for r in records(trail.expire(11.0))] == [(8080, 1)]
+    assert trail.next_deadline() == float("inf")
+
+
+def test_close_writes_every_pending_count():
+    trail = AuditTrail("j1", 1 << 20)
+    for key in (DENY, ALLOW):
+        trail.decided(key, 0.0, WALL)
+        trail.decided(key, 0.1, WALL)
+        trail.decided(key, 0.2, WALL)
+    assert [(r["port"], r["count"]) for r in records(trail.close())] == [(8081, 2), (8080, 2)]
+    assert trail.coalesced == 4 and trail.close() == []
+
+
+def test_too_many_open_windows_close_the_oldest_first():
+    trail = AuditTrail("j1", 1 << 20, max_windows=2)
+    third = AuditKey("udp", "192.168.181.2", "10.77.0.1", 53, "deny", "x")
+    trail.decided(DENY, 0.0, WALL)
+    trail.decided(DENY, 0.1, WALL)
+    trail.decided(ALLOW, 0.2, WALL)
+    out = records(trail.decided(third, 0.3, WALL))
+    assert [(r["port"], r.get("count")) for r in out] == [(8081, 1), (53, None)]
+
+
+def test_past_the_cap_one_notice_then_decisions_are_only_counted():
+    cap = 4096
+    trail = AuditTrail("j1", cap)
+    written: list[str] = []
+    for port in range(1000):  # all different: nothing to coalesce
+        key = AuditKey("tcp", "192.168.181.2", "10.77.0.1", port, "deny", "r")
+        written += trail.decided(key, port * 0.001, WALL)
+    size = sum(len(line) for line in written)
+    assert size <= cap - cap // 4 and size == trail.written
+    assert size > cap - cap // 4 - NOTICE_BYTES - 300  # it filled its part, not less
+    notice = json.loads(written[-1])
+    assert "LARK_AUDIT_MAX_BYTES" in notice["note"] and notice["job"] == "j1"
+    assert len(written) - 1 + trail.dropped == 1000
+    assert trail.decided(DENY, 2.0, WALL) == []  # a new decision: only counted
+    assert trail.decided(DENY, 2.1, WALL) == []
+    assert trail.expire(2.05) == []
+
+
+def accounted(lines: list[str]) -> int:
+    """Decisions the written lines stand for (a count line for its count, the notice for none)."""
+    return sum(r.get("count", 1) for r in records(lines) if "verdict" in r)
+
+
+def test_count_lines_still_fit_after_the_cap_until_their_reserve_is_full():
+    cap = 4096
+    trail = AuditTrail("j1", cap)
+    out = trail.decided(DENY, 0.0, WALL)
+    for i in range(1000):  # the flood: one decision over and over
+        out += trail.decided(DENY, 0.001 * i, WALL)
+    for port in range(1000):  # and ever new ones, past the cap
+        out += trail.decided(AuditKey("tcp", "s", "d", port, "deny", "r"), 1.0, WALL)
+        out += trail.decided(AuditKey("tcp", "s", "d", port, "deny", "r"), 1.1, WALL)
+    assert trail.capped
+    tail = trail.close()
+    assert (records(tail)[0]["port"], records(tail)[0]["count"]) == (8081, 1000)
+    assert trail.written == sum(len(line) for line in out + tail) <= cap
+    assert accounted(out + tail) + trail.dropped == 1 + 1000 + 2000
+    assert trail.coalesced == sum(r["count"] for r in records(out + tail) if "count" in r)
+
+
+def test_a_pending_count_that_no_longer_fits_is_counted_as_dropped():
+    trail = AuditTrail("j1", 2000)
+    out: list[str] = []
+    for port in range(40):  # each seen twice: forty windows with a repeat
+        out += trail.decided(AuditKey("tcp", "s", "d", port, "deny", "r"), 0.0, WALL)
+        out += trail.decided(AuditKey("tcp", "s", "d", port, "deny", "r"), 0.1, WALL)
+    assert trail.capped and trail.coalesced == 40
+    tail = trail.close()
+    assert 0 < len(tail) < 40  # some counts fit in the reserve, not all
+    assert trail.written <= 2000
+    assert trail.coalesced == len(tail)
+    assert accounted(out + tail) + trail.dropped == 80
