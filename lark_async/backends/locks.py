@@ -114,7 +114,7 @@ def take_job_lock(lock_dir: Path, name: str) -> int | None:
             os.close(probe)
     if span is None or span >= SWEEPER_SPAN:
         return None
-    raise ResourceError(f"job name {name} is in use: a running agent holds {path}")
+    raise ResourceError(f"job name {name} is in use by a running agent (it holds {path})")
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ def test_a_sweeper_cannot_claim_a_live_agents_name_and_the_agent_cannot_take_a_s
     assert locks.job_alive(tmp_path, NAME)
     with locks.job_claimed(tmp_path, NAME) as mine:
         assert not mine
-    with pytest.raises(ResourceError, match=f"job name {NAME} is in use: a running agent"):
+    with pytest.raises(ResourceError, match=f"job name {NAME} is in use by a running agent"):
         locks.take_job_lock(tmp_path, NAME)
     locks.release(locks.job_lock_path(tmp_path, NAME), fd)
     assert not locks.job_alive(tmp_path, NAME)
