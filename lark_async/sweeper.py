@@ -158,6 +158,13 @@ class _Sweep:
                 os.close(fd)
         return True
 
+    def job_lock(self, path: Path, job: str) -> bool:
+        """A job lock file no one holds (an agent's that was killed): the claim unlinks it."""
+        if not path.exists():  # (a removal of the job's things took it already)
+            return False
+        with locks.job_claimed(self.lock_dir, job) as mine:
+            return mine
+
     def lock_file(self, path: Path) -> bool:
         """An address lock no one holds, unless its owner's record still needs it."""
         with map_errors(f"lock {path}"):
@@ -300,13 +307,8 @@ def find_orphans(
         job = _job(lock.name.removeprefix("job-").removesuffix(".lock"))
         if job is None or (only is not None and job != only) or locks.job_alive(lock_dir, job):
             continue
-        undo = functools.partial(sweep.by_name, job, _nothing, False)  # the claim unlinks it
-        orphans.append(Orphan("lock", lock.name, undo))
+        orphans.append(Orphan("lock", lock.name, functools.partial(sweep.job_lock, lock, job)))
     return orphans
-
-
-def _nothing() -> None:
-    return None
 
 
 def _unlink(path: Path) -> None:
