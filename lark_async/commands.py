@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import LarkError, UsageError
+from .errors import ConfigError, LarkError, UsageError
 
 # Each verb imports what it needs itself: ``dhcp-test`` need not pay for the agent's modules.
 
@@ -237,53 +237,83 @@ def _run_job(
     return outcome.status
 
 
+def _dirs(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The state and lock dirs the agents use: the flags, else LARK_STATE_DIR / LARK_LOCK_DIR
+    of the HTCondor config (as ``run`` reads them), else the defaults. A sweeper that looked
+    elsewhere than the agents would take live jobs for orphans."""
+    from . import settings
+
+    config = settings.htcondor_config() if not (args.state_dir and args.lock_dir) else {}
+    found = []
+    for flag, knob, default in (
+        (args.state_dir, "LARK_STATE_DIR", settings.DEFAULT_STATE_DIR),
+        (args.lock_dir, "LARK_LOCK_DIR", settings.DEFAULT_LOCK_DIR),
+    ):
+        path = Path(flag or config.get(knob) or default)
+        if not path.is_absolute() and not flag:
+            raise ConfigError(f'{knob} "{path}" (HTCondor config) is not an absolute path')
+        found.append(path)
+    return found[0], found[1]
+
+
+def _sweep(orphans: list[Any], dry_run: bool, verb: str) -> int:
+    """Undo each orphan (each decides again whether its agent is alive); the failures."""
+    failed = 0
+    for orphan in orphans:
+        if dry_run:
+            print(f"{verb} {orphan}")
+            continue
+        try:
+            removed = orphan.undo()
+        except LarkError as exc:
+            failed += 1
+            print(f"{orphan}: {exc}", file=sys.stderr)
+        else:
+            if removed:
+                print(f"removed {orphan}")
+    return failed
+
+
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from . import settings, sweeper
-    from .cleanup import settle_links, undo_record
+    from . import sweeper
+    from .backends import locks
+    from .names import check_name
     from .record import Record
 
     _need_root()
-    state_dir = Path(args.state_dir or settings.DEFAULT_STATE_DIR)
-    lock_dir = Path(args.lock_dir or settings.DEFAULT_LOCK_DIR)
+    state_dir, lock_dir = _dirs(args)
     if not args.names and not args.orphans:
         raise UsageError("name the jobs to clean up, or pass --orphans")
     failed = 0
+    lingering: list[str] = []
     for name in args.names:
+        check_name(name)
         path = state_dir / f"{name}.json"
         if not path.exists():
             print(f"{name}: nothing recorded")
             continue
-        record = Record.load(path)
-        pid = int(record.data.get("pid", 0))
-        if sweeper.agent_alive(pid):
-            raise UsageError(f"job {name} is still supervised by agent pid {pid}")
+        try:
+            pid = int(Record.load(path).data["pid"])
+        except LarkError:
+            pid = 0  # unreadable: swept by name
+        if locks.job_alive(lock_dir, name) or sweeper.agent_alive(pid):
+            running = f"agent pid {pid}" if pid else "a running agent"
+            raise UsageError(f"job {name} is still supervised by {running}")
         if args.dry_run:
             print(f"{name}: would clean up its record")
             continue
-        errors = undo_record(record)
-        for err in errors:
-            print(f"{name}: {err}", file=sys.stderr)
-        failed += bool(errors)
+        orphans = sweeper.find_orphans(state_dir, lock_dir, lingering=lingering, only=name)
+        errors = _sweep(orphans, False, "")
+        failed += errors
         print(f"{name}: {'cleaned up' if not errors else 'incomplete'}")
     if args.orphans:
-        lingering: list[str] = []
         orphans = sweeper.find_orphans(state_dir, lock_dir, args.match or "", lingering)
-        for orphan in orphans:
-            if args.dry_run:
-                print(f"orphan {orphan}")
-                continue
-            try:
-                orphan.undo()
-            except LarkError as exc:
-                failed += 1
-                print(f"{orphan}: {exc}", file=sys.stderr)
-            else:
-                print(f"removed {orphan}")
-        for err in settle_links(lingering):  # the kernel deletes them in batches
-            failed += 1
-            print(f"veth: {err}", file=sys.stderr)
+        failed += _sweep(orphans, args.dry_run, "orphan")
         if not orphans:
             print("no orphans")
+    for err in sweeper.settle(lingering, lock_dir):  # the kernel deletes them in batches
+        failed += 1
+        print(f"veth: {err}", file=sys.stderr)
     return 1 if failed else 0
 
 

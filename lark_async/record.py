@@ -2,18 +2,39 @@
 
 Each resource is noted *before* it is created; undo reads only the record,
 so the supervisor and a later `lark-agent cleanup` share one path.
+
+A record appears whole or not at all: its first content is written to a
+temporary file in the state dir and linked into place (a link never replaces
+an existing record, so a name in use is still refused), and every later save
+is a rename. What undo reads of a record is checked before anything acts on
+it: the names must be the job's own (``lark-<name>``, ``e_<name>``,
+``LARK_<name>``), addresses addresses, and so on, so a damaged record can
+never make cleanup touch something that is not this job's. A record that fails
+the check is unreadable, and its job is swept by name like one with no record.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from . import names
 from .ads import write_atomically
-from .errors import ResourceError, map_errors
+from .errors import LarkError, ResourceError, map_errors
+
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_ADDR_LOCK = re.compile(r"^addr-(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})\.lock$")
+IPTABLES_COMMANDS = ("iptables", "iptables-nft", "iptables-legacy")
+
+
+class UnreadableRecord(ResourceError):
+    """A state record that is empty, not JSON, or names what is not its job's."""
 
 
 class Record:
@@ -35,27 +56,44 @@ class Record:
                 "steps": {},
             },
         )
+        tmp = None
         try:
-            fd = os.open(record.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd, tmp = tempfile.mkstemp(prefix=f".{record.path.name}.", dir=state_dir)
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(record.data, sort_keys=True))
+            os.link(tmp, record.path)
         except FileExistsError as exc:
             raise ResourceError(
                 f"job name {name} is in use: state record {record.path} exists (if its agent is "
                 f"gone, run: lark-agent cleanup {name})"
             ) from exc
-        except OSError as exc:
+        except OSError as exc:  # a full disk: nothing is left behind either
             raise ResourceError(f"create state record {record.path}: {exc.strerror}") from exc
-        os.close(fd)
-        try:
-            record.save()
-        except BaseException:  # a full disk: leave no empty record behind either
-            record.discard()
-            raise
+        finally:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
         return record
 
     @classmethod
     def load(cls, path: Path) -> Record:
+        """Raises UnreadableRecord for a record that fails the check, KernelError when the
+        file cannot be read at all (absent included)."""
         with map_errors(f"read state record {path}"):
-            return cls(path, json.loads(path.read_text()))
+            raw = path.read_bytes()
+        try:
+            data = json.loads(raw.decode())
+        except UnicodeDecodeError as exc:
+            raise UnreadableRecord(f"state record {path} is unreadable: not text") from exc
+        except json.JSONDecodeError as exc:
+            why = "empty" if not raw.strip() else f"not JSON ({exc.msg} at byte {exc.pos})"
+            raise UnreadableRecord(f"state record {path} is unreadable: {why}") from exc
+        except RecursionError as exc:
+            raise UnreadableRecord(f"state record {path} is unreadable: nested too deep") from exc
+        try:
+            check(data, path.stem)
+        except (LarkError, ValueError, TypeError, KeyError) as exc:
+            raise UnreadableRecord(f"state record {path} is unreadable: {exc}") from exc
+        return cls(path, data)
 
     @property
     def steps(self) -> dict[str, dict[str, Any]]:
@@ -84,3 +122,98 @@ class Record:
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def temp_owner(filename: str) -> str | None:
+    """The job whose record a temporary file of the state dir was to become (``.<name>.json.*``,
+    left by an agent killed while writing it), or None for any other file."""
+    if not filename.startswith(".") or ".json." not in filename:
+        return None
+    name = filename[1:].split(".json.", 1)[0]
+    try:
+        return names.check_name(name)
+    except LarkError:
+        return None
+
+
+def _want(ok: bool, what: str) -> None:
+    if not ok:
+        raise ValueError(what)
+
+
+def _str(details: dict[str, Any], key: str, expected: str | None = None) -> str:
+    value = details.get(key)
+    _want(isinstance(value, str), f"{key} is not a string")
+    _want(expected is None or value == expected, f"{key} {value!r} is not {expected!r}")
+    return value  # type: ignore[return-value]
+
+
+def _ipv4(value: object, what: str) -> None:
+    _want(isinstance(value, str), f"{what} is not a string")
+    ipaddress.IPv4Address(value)  # ValueError names the value
+
+
+def check(data: object, name: str) -> None:
+    """What undo reads of a record, checked: raise ValueError naming the first thing wrong.
+
+    Steps undo does not know are left alone (it never reads them)."""
+    _want(isinstance(data, dict), "not a JSON object")
+    assert isinstance(data, dict)
+    names.check_name(name)
+    _want(data.get("name") == name, f"its name {data.get('name')!r} is not {name!r}")
+    pid = data.get("pid")
+    _want(type(pid) is int and pid >= 0, "pid is not a number")
+    steps = data.get("steps")
+    _want(isinstance(steps, dict), "steps is not an object")
+    _want(all(isinstance(v, dict) for v in steps.values()), "a step is not an object")
+    if "netns" in steps:
+        _str(steps["netns"], "netns", names.netns_name(name))
+    if "veth" in steps:
+        _str(steps["veth"], "external", names.external_interface(name))
+    if "address" in steps:
+        lock = steps["address"].get("lock")
+        if lock is not None:
+            _want(isinstance(lock, str), "the address lock is not a string")
+            path = Path(lock)
+            found = _ADDR_LOCK.fullmatch(path.name)
+            _want(path.is_absolute() and ".." not in path.parts, f"address lock {lock!r}")
+            _want(found is not None, f"address lock {lock!r} is not an addr-<IPv4>.lock")
+            _ipv4(found.group(1) if found else None, "address lock")
+    if "firewall" in steps:
+        _check_firewall(steps["firewall"], name)
+    if "script" in steps:
+        script = steps["script"]
+        _want(os.path.isabs(_str(script, "path")), "the delete script is not an absolute path")
+        timeout = script.get("timeout")
+        _want(type(timeout) in (int, float) and timeout > 0, "the script timeout")
+        args = script.get("args")
+        _want(isinstance(args, list) and all(isinstance(a, str) for a in args), "script args")
+        _want(isinstance(script.get("stdin", ""), str), "script stdin")
+        env = script.get("env", {})
+        _want(isinstance(env, dict), "script env")
+        _want(all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()), "env")
+        _str(script, "job", name)
+    if "dhcp" in steps:
+        dhcp = steps["dhcp"]
+        _ipv4(dhcp.get("address"), "the DHCP address")
+        _ipv4(dhcp.get("server"), "the DHCP server")
+        _want(bool(_MAC.fullmatch(_str(dhcp, "mac"))), "the DHCP MAC")
+        bytes.fromhex(_str(dhcp, "client_id"))
+
+
+def _check_firewall(fw: dict[str, Any], name: str) -> None:
+    family = fw.get("family", "inet")
+    _want(family in ("inet", "bridge", "iptables"), f"firewall family {family!r}")
+    _str(fw, "chain", names.chain_name(name))
+    _str(fw, "external_interface", names.external_interface(name))
+    address = fw.get("internal_address")
+    if family == "iptables":
+        _want(fw.get("command") in IPTABLES_COMMANDS, f"iptables command {fw.get('command')!r}")
+        _ipv4(address, "the internal address")
+    elif family == "bridge":
+        _want(bool(_MAC.fullmatch(_str(fw, "mac"))), "the job's MAC")
+    else:
+        _want(address is None or isinstance(address, str), "the internal address")
+        if address is not None:
+            _ipv4(address, "the internal address")
+        _want(isinstance(fw.get("nat", False), bool), "nat is not true or false")

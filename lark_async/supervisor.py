@@ -22,13 +22,13 @@ import trio
 
 from . import ads, callouts, testhooks, userfiles
 from .accounting import derive_accounting
-from .backends import address, iptables, kernel, netns, nft, rtnl
+from .backends import address, iptables, kernel, locks, netns, nft, rtnl
 from .backends.bridge import ensure_bridge, wait_forwarding
 from .bridged import BridgeAddress, JobSide
 from .chirp import FINAL_PUSH_TIMEOUT_S, ChirpPublisher
 from .cleanup import undo_record
 from .connguard import ConnectionGuard
-from .errors import Interrupted, LarkError, map_errors
+from .errors import Interrupted, LarkError, ResourceError, map_errors
 from .jobproc import FORWARDED_SIGNALS, Job, JobUser
 from .plan import JobNetwork
 from .record import Record
@@ -36,6 +36,7 @@ from .watch import open_link_watch, watch_link
 
 CLEANUP_BUDGET_S = 30.0
 JOB_TERM_GRACE_S = 5.0
+JOB_LOCK_WAIT_S = 60.0  # a sweeper holds a dead job's name through its delete script
 
 log = logging.getLogger("lark.supervisor")
 
@@ -76,6 +77,7 @@ class Supervisor:
         self.req = request
         self.plan = request.plan
         self.record: Record | None = None
+        self.job_lock: int | None = None  # the job-name lock, held from before the record on
         self.lease: address.AddressLease | None = None
         self.rules: nft.JobRules | nft.BridgeRules | iptables.IptablesRules | None = None
         self.bridged: BridgeAddress | None = None  # bridge mode: the job's LAN address
@@ -185,6 +187,7 @@ class Supervisor:
         """Everything but the job: record, address, netns + veth, firewall."""
         plan = self.plan
         self._step_mark = time.perf_counter()
+        await self._take_job_lock()
         self.record = record = Record.create(plan.state_dir, plan.name, _plan_record(plan))
         if plan.mode == "bridge":
             assert nursery is not None
@@ -241,6 +244,27 @@ class Supervisor:
                 nft.apply_job(rules)
             self.rules = rules
             await self._step_done("firewall")
+
+    async def _take_job_lock(self) -> None:
+        """Before the record and every resource: whoever holds the job's name may remove what
+        is named for it, and the sweeper never takes it from a live agent. A sweeper holding
+        it lets go within its removal; another agent holding it has the name in use."""
+        plan = self.plan
+        with trio.move_on_after(JOB_LOCK_WAIT_S):
+            while (fd := locks.take_job_lock(plan.lock_dir, plan.name)) is None:
+                await trio.sleep(0.02)
+            self.job_lock = fd
+            return
+        raise ResourceError(
+            f"job name {plan.name}: `lark-agent cleanup` held its lock for over "
+            f"{JOB_LOCK_WAIT_S:g} s"
+        )
+
+    def _release_job_lock(self) -> None:
+        """Last of all: nothing named for the job is left (but veths the kernel is deleting)."""
+        if self.job_lock is not None:
+            locks.release(locks.job_lock_path(self.plan.lock_dir, self.plan.name), self.job_lock)
+            self.job_lock = None
 
     async def _setup_bridged(self, record: Record, nursery: trio.Nursery) -> None:
         """Bridge, then netns + veth as its port, firewall, forwarding, then the address."""
@@ -444,6 +468,7 @@ class Supervisor:
         while True:
             await trio.sleep(self.plan.accounting_interval_s)
             await self._read_counters()
+            await self._check_nat_source()
             await self._publish_all()
             if not netns.netns_exists(self.plan.netns):
                 self._network_lost(f"network namespace {self.plan.netns} was removed")
@@ -464,7 +489,7 @@ class Supervisor:
                 return
             now = {}
         if nft.OUTGOING not in now and not self._tearing_down:
-            await self._restore_rules()
+            await self._restore_rules(f"the job's firewall chain {rules.chain} is gone or empty")
             return
         base = self.counter_base
         self.last_counters = {
@@ -472,17 +497,32 @@ class Supervisor:
             for k, v in now.items()
         }
 
-    async def _restore_rules(self) -> None:
-        """Someone flushed the firewall (``nft flush ruleset``, ``iptables -F``): put the job's
-        rules back and count on from the last values read; what crossed while the rules were
-        gone is not counted."""
+    async def _check_nat_source(self) -> None:
+        """A NAT job's masquerade of its address (nftables' ``nat_sources`` element, the
+        iptables MASQUERADE rule) can go on its own (a sweeper, an admin): without it the
+        job's traffic leaves with an address nobody answers."""
+        rules = self.rules
+        if self._tearing_down or not _masqueraded(rules):
+            return
+        try:
+            present = await trio.to_thread.run_sync(_has_nat_source, rules)
+        except LarkError as exc:
+            log.warning("%s: cannot check the NAT source: %s", self.plan.name, exc)
+            return
+        if not present:
+            addr = rules.internal_address  # type: ignore[union-attr]
+            await self._restore_rules(f"the job's NAT source {addr} is gone")
+
+    async def _restore_rules(self, why: str) -> None:
+        """Someone flushed the firewall (``nft flush ruleset``, ``iptables -F``) or took part
+        of the job's rules: put them all back and count on from the last values read; what
+        crossed while the rules were gone is not counted."""
         rules = self.rules
         assert rules is not None
         log.warning(
-            "%s: the job's firewall chain %s is gone or empty: restoring it (traffic since the "
-            "last poll is not counted)",
+            "%s: %s: restoring it (traffic since the last poll is not counted)",
             self.plan.name,
-            rules.chain,
+            why,
         )
         self.counter_base = dict(self.last_counters)
         try:
@@ -563,6 +603,7 @@ class Supervisor:
         finally:
             for thread in closing:
                 await trio.to_thread.run_sync(thread.join)
+            self._release_job_lock()
 
     async def _undo(self) -> list[LarkError]:
         if self.record is None:
@@ -613,6 +654,19 @@ def _missing_chain(exc: LarkError) -> bool:
     cause = exc.__cause__
     text = str(exc).lower()
     return getattr(cause, "errno", None) == 2 or "no chain" in text or "no such file" in text
+
+
+def _masqueraded(rules: object) -> bool:
+    if isinstance(rules, iptables.IptablesRules):
+        return True
+    return isinstance(rules, nft.JobRules) and rules.nat and rules.internal_address is not None
+
+
+def _has_nat_source(rules: object) -> bool:
+    if isinstance(rules, iptables.IptablesRules):
+        return iptables.has_masquerade(rules)
+    assert isinstance(rules, nft.JobRules) and rules.internal_address is not None
+    return nft.has_nat_source(rules.internal_address)
 
 
 def _reapply(rules: object) -> None:

@@ -1,17 +1,27 @@
 """``cleanup --orphans``: every Lark resource on this node whose agent is gone.
 
-A job is live while the agent named in its state record runs; nothing of a
-live job is touched. Records of dead agents are undone first (their delete
-scripts run). Then whatever is named like Lark's but belongs to no record at
-all (an agent killed before it could write one down, or a record lost) goes
-too: ``lark-*`` namespaces (with any process left in them), ``e_*`` veths,
-``LARK_*`` chains of both nft tables and of both iptables builds with their
-jumps and masquerade rules, NAT sources no live job uses, and address lock
-files no one holds.
+Whether a job's agent is alive is decided for each resource at the moment it
+is removed, never from an earlier scan: every agent holds the lock on its job
+name (backends/locks.py) from before its state record exists until its last
+resource is gone, and the sweeper removes a thing of job X only while it holds
+X's lock itself. When it cannot take the lock, X's agent is alive and its
+things stay, whatever the scan said. What goes:
+
+* records of dead agents, undone step by step (their delete scripts run);
+* whatever is named for a job with no readable record (an agent killed before
+  it wrote one, a record lost or damaged): ``lark-X`` namespaces with any
+  process left in them, ``e_X`` veths, ``LARK_X`` chains of both nft tables
+  and both iptables builds with their jumps and masquerade rules, the damaged
+  record and records' temporary files;
+* NAT sources (addresses in nftables' ``nat_sources``) that no record claims:
+  an address belongs to whoever holds its pair's lock (backends/address.py)
+  and goes only while the sweeper holds that lock;
+* lock files no one holds.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import os
@@ -21,12 +31,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backends import address, iptables, netns, nft, rtnl
+from .backends import address, iptables, locks, netns, nft, rtnl
 from .cleanup import undo_record
-from .errors import KernelError, LarkError
+from .errors import KernelError, LarkError, map_errors
 from .jobproc import kill_netns_processes
-from .names import CHAIN_PREFIX, NETNS_PREFIX
-from .record import Record
+from .names import CHAIN_PREFIX, NETNS_PREFIX, check_name
+from .record import Record, UnreadableRecord, temp_owner
 
 log = logging.getLogger("lark.sweeper")
 _MASQ = re.compile(r"^-A POSTROUTING -s (\S+?)(?:/32)? .*--comment (LARK_\S+) -j MASQUERADE")
@@ -36,13 +46,14 @@ _MASQ = re.compile(r"^-A POSTROUTING -s (\S+?)(?:/32)? .*--comment (LARK_\S+) -j
 class Orphan:
     kind: str
     name: str
-    undo: Callable[[], None]
+    undo: Callable[[], bool]  # False: left alone (its agent turned out to be alive)
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name}"
 
 
 def agent_alive(pid: int) -> bool:
+    """A record's agent by its pid (agents of versions before the job lock have only this)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -50,63 +61,283 @@ def agent_alive(pid: int) -> bool:
     return b"lark" in cmdline and pid != os.getpid()
 
 
-def _undo(record: Record, lingering: list[str] | None) -> None:
-    errors = undo_record(record, lingering=lingering)
-    if errors:
-        raise errors[0]
+def _job(name: str) -> str | None:
+    """``name`` if it is a job name Lark could have made, else None (not Lark's)."""
+    try:
+        return check_name(name)
+    except LarkError:
+        return None
+
+
+@dataclass
+class _Sweep:
+    """The undo of each orphan: take the owner's lock, look again, remove."""
+
+    state_dir: Path
+    lock_dir: Path
+    lingering: list[str] | None
+
+    def _readable_record(self, job: str) -> bool:
+        try:
+            Record.load(self.state_dir / f"{job}.json")
+        except LarkError:
+            return False
+        return True
+
+    def record(self, path: Path, job: str) -> bool:
+        """A dead agent's record, read again under the job's lock and undone."""
+        with locks.job_claimed(self.lock_dir, job) as mine:
+            if not mine:
+                return False
+            try:
+                record = Record.load(path)
+            except LarkError:  # gone (someone else cleaned it) or rewritten since the scan
+                return False
+            if agent_alive(int(record.data["pid"])):
+                return False
+            self._undo(record)
+            return True
+
+    def _undo(self, record: Record) -> None:
+        """The record's steps; its address pair's NAT source and lock only while the sweeper
+        holds that lock (a live agent that holds it now uses that address)."""
+        lock = record.steps.get("address", {}).get("lock")
+        pair = Path(lock) if lock else None
+        fd = None
+        if pair is not None and pair.parent == self.lock_dir:
+            with map_errors(f"lock {pair}"):
+                self.lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                fd = locks.try_lock(pair)
+        if pair is not None and fd is None:
+            log.info("%s: address pair %s is not free: its NAT source stays",
+                     record.data["name"], pair.name)  # fmt: skip
+            record.steps.pop("address", None)
+            fw = record.steps.get("firewall")
+            if fw is not None and fw.get("family", "inet") == "inet":
+                fw["nat"] = False
+        held = fd
+
+        def release() -> None:
+            nonlocal held
+            assert pair is not None and held is not None
+            address.release_lock(pair, held)
+            held = None
+
+        try:
+            errors = undo_record(record, release if fd is not None else None, self.lingering)
+        finally:
+            if held is not None:
+                os.close(held)
+        if errors:
+            raise errors[0]
+
+    def by_name(self, job: str, action: Callable[[], None], unless_recorded: bool = True) -> bool:
+        """Something named for ``job``: removed only while the sweeper holds the job's lock
+        and (``unless_recorded``) the job has no readable record, which would say what is
+        the job's (a record found now belongs to an agent that started after the scan)."""
+        with locks.job_claimed(self.lock_dir, job) as mine:
+            if not mine or (unless_recorded and self._readable_record(job)):
+                return False
+            action()
+            return True
+
+    def nat_source(self, addr: ipaddress.IPv4Address) -> bool:
+        """An address in ``nat_sources``: removed only while the sweeper holds its pair's lock."""
+        pair = address.lock_path(self.lock_dir, address.Addresses(addr - 1, addr))
+        with map_errors(f"lock {pair}"):
+            self.lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = locks.try_lock(pair)
+        if fd is None:
+            return False
+        try:
+            nft.discard_nat_source(addr)
+        finally:
+            if os.fstat(fd).st_size == 0:  # we made the file: it goes again
+                locks.release(pair, fd)
+            else:  # a dead owner's name in it keeps its pair from reuse until its record goes
+                os.close(fd)
+        return True
+
+    def job_lock(self, path: Path, job: str) -> bool:
+        """A job lock file no one holds (an agent's that was killed): the claim unlinks it."""
+        if not path.exists():  # (a removal of the job's things took it already)
+            return False
+        with locks.job_claimed(self.lock_dir, job) as mine:
+            return mine
+
+    def lock_file(self, path: Path) -> bool:
+        """An address lock no one holds, unless its owner's record still needs it."""
+        with map_errors(f"lock {path}"):
+            fd = locks.try_lock(path, create=False)
+        if fd is None:
+            return False
+        owner = _lock_owner(fd)
+        if owner is not None and self._readable_record(owner):
+            os.close(fd)
+            return False
+        locks.release(path, fd)
+        return True
+
+
+def _lock_owner(fd: int) -> str | None:
+    """The job named in an address lock file ("pid name")."""
+    try:
+        words = os.pread(fd, 256, 0).decode(errors="replace").split()
+    except OSError:
+        return None
+    return _job(words[1]) if len(words) >= 2 else None
+
+
+def _read_owner(path: Path) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        return _lock_owner(fd)
+    finally:
+        os.close(fd)
 
 
 def find_orphans(
-    state_dir: Path, lock_dir: Path, match: str = "", lingering: list[str] | None = None
+    state_dir: Path,
+    lock_dir: Path,
+    match: str = "",
+    lingering: list[str] | None = None,
+    only: str | None = None,
 ) -> list[Orphan]:
-    """Everything to remove; ``match`` limits the by-name search to job names starting so.
+    """Everything to remove, each with an undo that decides again when it runs.
 
-    Veths that go with their namespaces are added to ``lingering`` when it is
-    given, for the caller to settle all at once (``cleanup.settle_links``).
+    ``match`` limits the by-name search to job names starting so; ``only`` limits
+    everything to that one job. Veths that go with their namespaces are added to
+    ``lingering`` when it is given, for the caller to settle all at once (``settle``).
     """
+    sweep = _Sweep(state_dir, lock_dir, lingering)
     orphans: list[Orphan] = []
-    known: set[str] = set()  # job names with a record: theirs is the record's business
-    live_addresses: set[ipaddress.IPv4Address] = set()  # (or the dead record's undo's)
-    live_locks: set[Path] = set()
+    recorded: set[str] = set()  # jobs with a readable record: theirs is the record's business
+    damaged: dict[str, Path] = {}
+    claimed_addresses: set[ipaddress.IPv4Address] = set()
+    claimed_locks: set[Path] = set()
     for path in sorted(state_dir.glob("*.json")) if state_dir.is_dir() else []:
+        job = _job(path.stem)
+        if job is None or (only is not None and job != only):
+            continue  # (a file Lark never writes)
         try:
             record = Record.load(path)
-        except LarkError:
+        except UnreadableRecord as exc:
+            if not locks.job_alive(lock_dir, job):
+                log.warning("%s: sweeping what is named %s", exc, job)
+                damaged[job] = path
             continue
-        name = str(record.data.get("name", path.stem))
-        known.add(name)
+        except LarkError:
+            continue  # gone since the listing
+        recorded.add(job)
         fw = record.steps.get("firewall", {})
         if fw.get("internal_address"):
-            live_addresses.add(ipaddress.IPv4Address(fw["internal_address"]))
+            claimed_addresses.add(ipaddress.IPv4Address(fw["internal_address"]))
         if record.steps.get("address", {}).get("lock"):
-            live_locks.add(Path(record.steps["address"]["lock"]))
-        if agent_alive(int(record.data.get("pid", 0))):
+            claimed_locks.add(Path(record.steps["address"]["lock"]))
+        if locks.job_alive(lock_dir, job) or agent_alive(int(record.data["pid"])):
             continue
-        orphans.append(Orphan("record", name, lambda r=record: _undo(r, lingering)))
+        orphans.append(Orphan("record", job, functools.partial(sweep.record, path, job)))
 
-    def unrecorded(job: str) -> bool:
-        return job not in known and job.startswith(match)
+    alive: dict[str, bool] = {}
+
+    def unrecorded(name: str) -> str | None:
+        """The job ``name`` is, if its things are to go by name (checked again on removal)."""
+        job = _job(name)
+        if job is None or job in recorded:
+            return None
+        if only is not None and job != only:
+            return None
+        if only is None and job not in damaged and not job.startswith(match):
+            return None
+        if job not in alive:
+            alive[job] = locks.job_alive(lock_dir, job)
+        return None if alive[job] else job
+
+    def by_name(kind: str, name: str, job: str, action: Callable[[], None]) -> None:
+        orphans.append(Orphan(kind, name, functools.partial(sweep.by_name, job, action)))
 
     dropped: set[str] = set()  # jobs whose namespace goes, taking their veth along
     for ns in sorted(os.listdir(netns.NETNS_RUN_DIR)) if netns.NETNS_RUN_DIR.is_dir() else []:
-        if ns.startswith(NETNS_PREFIX) and unrecorded(ns.removeprefix(NETNS_PREFIX)):
-            dropped.add(ns.removeprefix(NETNS_PREFIX))
-            orphans.append(Orphan("netns", ns, lambda n=ns: _drop_netns(n)))
+        if ns.startswith(NETNS_PREFIX) and (job := unrecorded(ns.removeprefix(NETNS_PREFIX))):
+            dropped.add(job)
+            by_name("netns", ns, job, functools.partial(_drop_netns, ns))
     with rtnl.Channel() as host:
         links = host.link_names()
     for link in links:
-        if link.startswith("e_") and unrecorded(link[2:]):
-            if lingering is not None and link[2:] in dropped:
-                undo = lambda n=link: lingering.append(n)  # noqa: E731
+        if link.startswith("e_") and (job := unrecorded(link[2:])):
+            if lingering is not None and job in dropped:
+                by_name("veth", link, job, functools.partial(lingering.append, link))
             else:
-                undo = lambda n=link: netns.discard_link(n)  # noqa: E731
-            orphans.append(Orphan("veth", link, undo))
-    orphans += _nft_orphans(unrecorded, live_addresses)
-    orphans += _iptables_orphans(unrecorded)
+                by_name("veth", link, job, functools.partial(netns.discard_link, link))
+    for kind, chain, action in _nft_chains() + _iptables_chains():
+        if job := unrecorded(chain.removeprefix(CHAIN_PREFIX)):
+            by_name(kind, chain, job, action)
+    for job, path in damaged.items():
+        undo = functools.partial(sweep.by_name, job, path.unlink, False)
+        orphans.append(Orphan("unreadable record", job, undo))
+    for path in sorted(state_dir.glob(".*.json.*")) if state_dir.is_dir() else []:
+        job = temp_owner(path.name)
+        if job is not None and (only is None or job == only) and not locks.job_alive(lock_dir, job):
+            undo = functools.partial(sweep.by_name, job, functools.partial(_unlink, path), False)
+            orphans.append(Orphan("state file", path.name, undo))
+
+    owned: dict[Path, str | None] = {}  # address lock -> the job it names
     for lock in sorted(lock_dir.glob("addr-*.lock")) if lock_dir.is_dir() else []:
-        if lock not in live_locks and not address.is_locked(lock):
-            orphans.append(Orphan("lock", lock.name, lambda p=lock: p.unlink(missing_ok=True)))
+        owned[lock] = _read_owner(lock)
+    if only is None:
+        nat_wanted = None
+    else:  # one job's NAT source: the pair its address lock names it as owner of
+        nat_wanted = set()
+        for lock, owner in owned.items():
+            if owner == only and (found := re.fullmatch(r"addr-(.+)\.lock", lock.name)):
+                nat_wanted.add(ipaddress.IPv4Address(found.group(1)) + 1)
+    for addr in _nat_sources():
+        if addr in claimed_addresses or (nat_wanted is not None and addr not in nat_wanted):
+            continue
+        orphans.append(Orphan("nat source", str(addr), functools.partial(sweep.nat_source, addr)))
+    for lock, owner in owned.items():
+        if lock in claimed_locks or (only is not None and owner != only):
+            continue
+        if not address.is_locked(lock):
+            orphans.append(Orphan("lock", lock.name, functools.partial(sweep.lock_file, lock)))
+    for lock in sorted(lock_dir.glob("job-*.lock")) if lock_dir.is_dir() else []:
+        job = _job(lock.name.removeprefix("job-").removesuffix(".lock"))
+        if job is None or (only is not None and job != only) or locks.job_alive(lock_dir, job):
+            continue
+        orphans.append(Orphan("lock", lock.name, functools.partial(sweep.job_lock, lock, job)))
     return orphans
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def settle(names: list[str], lock_dir: Path, timeout_s: float = 2.0) -> list[LarkError]:
+    """Wait for veths left to the kernel to go; delete whichever is still there after
+    ``timeout_s`` (its namespace was held by something else), each under its job's lock."""
+    if not names:
+        return []
+    try:
+        netns.await_links_gone(names, timeout_s)
+        with rtnl.Channel() as host:
+            left = set(names) & set(host.link_names())
+    except OSError as exc:
+        return [KernelError(f"list links: {exc.strerror or exc}")]
+    errors: list[LarkError] = []
+    for link in sorted(left):
+        job = _job(link.removeprefix("e_"))
+        if job is None:
+            continue
+        try:
+            with locks.job_claimed(lock_dir, job) as mine:
+                if mine:
+                    netns.discard_link(link)
+        except LarkError as exc:
+            errors.append(exc)
+    return errors
 
 
 def _drop_netns(name: str) -> None:
@@ -114,34 +345,32 @@ def _drop_netns(name: str) -> None:
     netns.discard_netns(name)
 
 
-def _nft_orphans(
-    unrecorded: Callable[[str], bool], live: set[ipaddress.IPv4Address]
-) -> list[Orphan]:
-    found: list[Orphan] = []
+def _nft_chains() -> list[tuple[str, str, Callable[[], None]]]:
+    found: list[tuple[str, str, Callable[[], None]]] = []
     for family in (nft.FAMILY, nft.BRIDGE_FAMILY):
         text = nft.dump_table(family)
         for chain in re.findall(rf"chain ({CHAIN_PREFIX}\S+) {{", text):
-            job = chain.removeprefix(CHAIN_PREFIX)
-            if not unrecorded(job):
-                continue
+            ifname = f"e_{chain.removeprefix(CHAIN_PREFIX)}"
             if family == nft.FAMILY:
-                inet = nft.JobRules(chain, f"e_{job}", None, nat=False)
-                found.append(Orphan("nft inet chain", chain, lambda r=inet: nft.discard_job(r)))
+                inet = nft.JobRules(chain, ifname, None, nat=False)
+                found.append(("nft inet chain", chain, functools.partial(nft.discard_job, inet)))
             else:
-                br = nft.BridgeRules(chain, f"e_{job}", "")
-                undo = lambda r=br: nft.discard_bridge_job(r)  # noqa: E731
-                found.append(Orphan("nft bridge chain", chain, undo))
-        sources = re.search(rf"set {nft.NAT_SET} {{[^}}]*?elements = {{ ([^}}]*) }}", text)
-        for item in sources.group(1).replace("\n", " ").split(",") if sources else []:
-            addr = ipaddress.IPv4Address(item.strip())
-            if addr not in live:
-                undo = lambda a=addr: nft.discard_nat_source(a)  # noqa: E731
-                found.append(Orphan("nat source", str(addr), undo))
+                br = nft.BridgeRules(chain, ifname, "")
+                found.append(
+                    ("nft bridge chain", chain, functools.partial(nft.discard_bridge_job, br))
+                )
     return found
 
 
-def _iptables_orphans(unrecorded: Callable[[str], bool]) -> list[Orphan]:
-    found: list[Orphan] = []
+def _nat_sources() -> list[ipaddress.IPv4Address]:
+    text = nft.dump_table(nft.FAMILY)
+    sources = re.search(rf"set {nft.NAT_SET} {{[^}}]*?elements = {{ ([^}}]*) }}", text)
+    items = sources.group(1).replace("\n", " ").split(",") if sources else []
+    return [ipaddress.IPv4Address(item.strip()) for item in items if item.strip()]
+
+
+def _iptables_chains() -> list[tuple[str, str, Callable[[], None]]]:
+    found: list[tuple[str, str, Callable[[], None]]] = []
     for command in ("iptables-nft", "iptables-legacy"):
         if shutil.which(f"{command}-save") is None:
             continue
@@ -155,11 +384,11 @@ def _iptables_orphans(unrecorded: Callable[[str], bool]) -> list[Orphan]:
             ln[1:].split()[0] for ln in filt.splitlines() if ln.startswith(f":{CHAIN_PREFIX}")
         }
         for chain in sorted(chains | set(masq)):
-            job = chain.removeprefix(CHAIN_PREFIX)
-            if not unrecorded(job):
-                continue
             addr = ipaddress.IPv4Address(masq.get(chain, "0.0.0.0"))
-            rules = iptables.IptablesRules(command, chain, f"e_{job}", addr)
-            undo = lambda r=rules: iptables.discard_job(r)  # noqa: E731
-            found.append(Orphan(f"{command} chain", chain, undo))
+            rules = iptables.IptablesRules(
+                command, chain, f"e_{chain.removeprefix(CHAIN_PREFIX)}", addr
+            )
+            found.append(
+                (f"{command} chain", chain, functools.partial(iptables.discard_job, rules))
+            )
     return found

@@ -1,9 +1,8 @@
 """The local address pool: one POSIX lock file per address pair, held for the job's life.
 
-The kernel drops fcntl locks when their holder dies, so a crashed agent's
-pair frees itself. The file is unlinked while still locked; a locker that
-opened the old inode notices (inode differs from the path's) and retries, so
-two agents can never both believe they hold one pair.
+The kernel drops the locks (locks.py) when their holder dies, so a crashed
+agent's pair frees itself. The file is unlinked while still locked, so two
+agents can never both believe they hold one pair.
 
 A free lock is not enough: a finished job's veth goes with its namespace,
 which the kernel deletes a few milliseconds after the agent has moved on
@@ -14,18 +13,15 @@ host is skipped.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import ipaddress
 import os
 import socket
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ResourceError, map_errors
-from . import rtnl
+from . import locks, rtnl
 from .netns import Addresses
 
 
@@ -64,34 +60,6 @@ def release_lock(path: Path, fd: int | None) -> None:
     path.unlink(missing_ok=True)
     if fd is not None:
         os.close(fd)
-
-
-_FLOCK = struct.Struct("=hhqqi4x")  # struct flock: type, whence, start, len, pid
-
-
-def _lock(fd: int) -> None:
-    """An open-file-description lock: like fcntl's POSIX locks it dies with its holder,
-    but it also conflicts within one process (an in-process bench allocates many pairs)."""
-    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
-
-
-def try_lock(path: Path) -> int | None:
-    """An fd holding the lock on ``path``, or None when someone else holds it."""
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            _lock(fd)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                return None
-            raise
-        try:
-            if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                return fd
-        except FileNotFoundError:
-            pass
-        os.close(fd)  # we locked a file its owner just unlinked: try the new one
 
 
 def _left_by_a_dead_agent(fd: int, name: str, state_dir: Path | None) -> bool:
@@ -134,7 +102,7 @@ def allocate(
             addresses = pool_pair(network, (start + i) % size)
             path = lock_path(lock_dir, addresses)
             with map_errors(f"lock {path}", ResourceError):
-                fd = try_lock(path)
+                fd = locks.try_lock(path)
             if fd is None:
                 continue
             if _left_by_a_dead_agent(fd, name, state_dir):
@@ -155,14 +123,4 @@ def allocate(
 
 def is_locked(path: Path) -> bool:
     """Whether a live agent holds this lock file (used by cleanup before unlinking it)."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        _lock(fd)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return locks.is_locked(path)

@@ -119,9 +119,15 @@ def _run(argv: list[str], stdin: str | None, doing: str) -> str:
     except subprocess.TimeoutExpired as exc:
         raise KernelError(f"{doing}: {argv[0]} did not finish within 60 s") from exc
     if done.returncode != 0:
-        lines = [ln.strip() for ln in done.stderr.splitlines() if ln.strip()]
-        raise KernelError(f"{doing}: {lines[-1] if lines else f'exit {done.returncode}'}")
+        raise KernelError(f"{doing}: {_reason(done.stderr) or f'exit {done.returncode}'}")
     return done.stdout
+
+
+def _reason(stderr: str) -> str:
+    """The line that says what went wrong, not the usage hint iptables prints after it."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith("Try `")] or lines
+    return lines[-1] if lines else ""
 
 
 def apply_job(job: IptablesRules) -> None:
@@ -156,6 +162,18 @@ def _absent(message: str) -> bool:
     return any(
         s in text for s in ("does not exist", "no chain/target/match", "bad rule", "no such file")
     )
+
+
+def has_masquerade(job: IptablesRules) -> bool:
+    """Whether the job's MASQUERADE rule is still there (``-C``: exit 1 when it is not)."""
+    argv = [job.command, "-w", "-t", "nat", "-C", *job.masquerade().split()]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise KernelError(f"check the masquerade of {job.chain}: {exc}") from exc
+    if done.returncode not in (0, 1):
+        raise KernelError(f"check the masquerade of {job.chain}: {_reason(done.stderr)}")
+    return done.returncode == 0
 
 
 def read_counters(command: str, chain: str) -> dict[str, tuple[int, int]]:

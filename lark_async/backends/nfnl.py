@@ -27,7 +27,7 @@ NFPROTO_INET, NFPROTO_IPV4, NFPROTO_BRIDGE = 1, 2, 7
 
 NFT_MSG_NEWCHAIN, NFT_MSG_DELCHAIN = 3, 5
 NFT_MSG_NEWRULE, NFT_MSG_GETRULE, NFT_MSG_DELRULE = 6, 7, 8
-NFT_MSG_NEWSETELEM, NFT_MSG_DELSETELEM = 12, 14
+NFT_MSG_NEWSETELEM, NFT_MSG_GETSETELEM, NFT_MSG_DELSETELEM = 12, 13, 14
 
 NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME = 1, 3
 NFTA_RULE_TABLE, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_RULE_USERDATA = 1, 2, 4, 7
@@ -300,6 +300,29 @@ class Channel:
                             first = (-err, index)
         if first is not None:
             raise BatchError(*first)
+
+    def has_address(self, table: str, set_name: str, addr: ipaddress.IPv4Address) -> bool:
+        """Whether an IPv4 set holds ``addr``: one lookup, whatever the set's size (a
+        missing table or set is False)."""
+        elem = _nest(NFTA_LIST_ELEM, _addr_key(addr))
+        body = _elements(NFT_MSG_GETSETELEM, 0, table, set_name, elem).body
+        seq = self._next()
+        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM
+        self.sock.send(_frame(kind, NLM_F_REQUEST | NLM_F_ACK, seq, body))
+        found = False
+        while True:
+            for mkind, mseq, payload in _messages(self.sock.recv(65536)):
+                if mseq != seq:
+                    continue
+                if mkind != NLMSG_ERROR:
+                    found = True  # the element itself
+                    continue
+                (err,) = struct.unpack_from("=i", payload)
+                if err == 0:
+                    return found
+                if -err == __import__("errno").ENOENT:
+                    return False
+                raise OSError(-err, __import__("os").strerror(-err))
 
     def dump_rules(self, table: str, chain: str, family: int = NFPROTO_INET) -> list[bytes]:
         """The attribute payloads of every rule in one chain."""

@@ -269,6 +269,12 @@ def discard_job(job: JobRules) -> None:
                         raise
 
 
+def has_nat_source(addr: ipaddress.IPv4Address) -> bool:
+    """Whether ``nat_sources`` still holds the job's address (one netlink lookup)."""
+    with map_errors(f"look up NAT source {addr}"), _nfnl() as channel:
+        return channel.has_address(TABLE, NAT_SET, addr)
+
+
 def read_counters(chain: str, family: str = FAMILY) -> dict[str, tuple[int, int]]:
     """Bytes and packets of every commented counter in the job's chain (admin rules included)."""
     counters: dict[str, tuple[int, int]] = {}

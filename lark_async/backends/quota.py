@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ResourceError, map_errors
-from .address import release_lock, try_lock
+from . import locks
 
 
 @dataclass
@@ -23,7 +23,7 @@ class UserSlot:
     fd: int
 
     def release(self) -> None:
-        release_lock(self.path, self.fd)
+        locks.release(self.path, self.fd)
 
 
 def slot_path(lock_dir: Path, uid: int, k: int) -> Path:
@@ -37,7 +37,7 @@ def hold_user_slot(lock_dir: Path, uid: int, user: str, limit: int) -> UserSlot:
     for k in range(limit):
         path = slot_path(lock_dir, uid, k)
         with map_errors(f"lock {path}", ResourceError):
-            fd = try_lock(path)
+            fd = locks.try_lock(path)
         if fd is None:
             continue
         with map_errors(f"write {path}", ResourceError):

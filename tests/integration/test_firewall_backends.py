@@ -124,8 +124,9 @@ TWICE = (
 
 
 def fetch_around_a_flush(sandbox, host, flags, flush, check=lambda: None) -> tuple[int, int]:
-    """A job downloads, someone flushes the firewall (``check`` looks at it once the agent
-    had its poll), the job downloads again: (bytes counted before the flush, at the end)."""
+    """A job downloads, someone flushes the firewall (a command, or a function of the job's
+    address; ``check`` looks at it once the agent had its poll), the job downloads again:
+    (bytes counted before the flush, at the end)."""
     update = sandbox.tmp / "update.ad"
     argv = sandbox.agent_argv(
         host,
@@ -149,7 +150,10 @@ def fetch_around_a_flush(sandbox, host, flags, flush, check=lambda: None) -> tup
         assert sandbox.read_line(agent.stdout).startswith("first")
         time.sleep(0.3)  # a poll or two: the first download is counted
         before = read_update_ad(update)["NetworkIncoming"]
-        sh(*flush, netns=host.netns)
+        if callable(flush):
+            flush(read_update_ad(update)["LarkInnerAddressIPv4"])
+        else:
+            sh(*flush, netns=host.netns)
         time.sleep(0.5)  # the agent notices within a poll and puts its rules back
         check()
         agent.stdin.write("\n")
@@ -169,3 +173,21 @@ def test_a_flushed_firewall_is_restored_and_counting_carries_on(sandbox, host, b
     flush = ("nft", "flush", "ruleset") if backend[1] == "nftables" else (backend[3], "-w", "-F")
     before, final = fetch_around_a_flush(sandbox, host, backend, flush)
     assert before >= FILE_SIZES["1m"] and 2 * FILE_SIZES["1m"] <= final <= 2.12 * FILE_SIZES["1m"]
+
+
+def test_a_nat_source_removed_from_outside_is_restored(sandbox, host, backend):
+    """Only the job's masquerade goes (a sweeper, an admin): its traffic would get no answer;
+    the agent puts it back at its next poll and the job's download works again."""
+    chain = f"LARK_{sandbox.job_name()}"
+
+    def unmasquerade(address: str) -> None:
+        if backend[1] == "nftables":
+            drop = ("nft", "delete", "element", "inet", "lark", "nat_sources", f"{{ {address} }}")
+        else:
+            rule = f"-s {address}/32 ! -o e_+ -m comment --comment {chain} -j MASQUERADE"
+            drop = (backend[3], "-w", "-t", "nat", "-D", "POSTROUTING", *rule.split())
+        sh(*drop, netns=host.netns)
+
+    before, final = fetch_around_a_flush(sandbox, host, backend, unmasquerade)
+    assert before >= FILE_SIZES["1m"] and 2 * FILE_SIZES["1m"] <= final <= 2.12 * FILE_SIZES["1m"]
+    assert "NAT source" in sandbox.log_file.read_text()

@@ -540,9 +540,8 @@ def test_a_name_in_use_is_refused_and_the_running_job_is_untouched(sandbox, host
     r = sandbox.run_agent(host, *sandbox.who(name), "--", "true")
     assert r.returncode == 125
     assert r.stderr.strip() == (
-        f"lark-agent: error: job name {name} is in use: state record "
-        f"{sandbox.state_dir}/{name}.json exists (if its agent is gone, run: "
-        f"lark-agent cleanup {name})"
+        f"lark-agent: error: job name {name} is in use by a running agent (it holds "
+        f"{sandbox.lock_dir}/job-{name}.lock)"
     )
     out, err = running.communicate(timeout=20)
     assert running.returncode == 0 and out.strip() == "done", err

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import re
 import signal
+import subprocess
+import threading
 import time
+from pathlib import Path
 
-from sandbox import sh
+import pytest
+from sandbox import netns_list, sh, wait_for
+from test_nat import PY
 
 PAUSE = {"_LARK_TEST_PAUSE_AFTER": "firewall"}
 
@@ -66,3 +73,137 @@ def test_orphans_go_and_live_jobs_stay(sandbox, host):
     finally:
         live.terminate()
         live.communicate(timeout=30)
+
+
+def cleanup_named(sandbox, host, *names: str):
+    argv = sandbox.agent_argv(
+        host,
+        *names,
+        "--state-dir",
+        str(sandbox.state_dir),
+        "--lock-dir",
+        str(sandbox.lock_dir),
+        verb="cleanup",
+    )
+    return sh(*argv[2:], netns=host.netns, check=False)
+
+
+def _foreign(name: str, site: str) -> str:
+    """Well-formed JSON naming things that are not Lark's: the host's own uplink and the
+    test's site namespace (the test's own, so a sweeper that believes it harms only the test)."""
+    steps = {"veth": {"external": "uplink"}, "netns": {"netns": site}}
+    return json.dumps({"name": name, "pid": 0, "plan": {}, "steps": steps})
+
+
+UNREADABLE = {
+    "empty": lambda text, box: "",
+    "garbage": lambda text, box: "\x00\x7fnot json {",
+    "truncated": lambda text, box: text[: len(text) // 2],
+    "foreign": lambda text, box: _foreign(box.job_name(), box.site),
+}
+
+
+@pytest.mark.parametrize("verb", ["orphans", "named"])
+@pytest.mark.parametrize("damage", list(UNREADABLE))
+def test_an_unreadable_record_is_swept_by_name(sandbox, host, damage, verb):
+    """An agent killed between creating its record and its first save (or a record damaged
+    any other way): the job's things are found by its name, nothing else is touched."""
+    name = sandbox.job_name()
+    killed_after_setup(sandbox, host, name)
+    record = sandbox.state_dir / f"{name}.json"
+    record.write_text(UNREADABLE[damage](record.read_text(), sandbox))
+    assert sandbox.leftovers()  # the namespace, veth, chain, NAT source, lock, record
+    done = cleanup(sandbox, host) if verb == "orphans" else cleanup_named(sandbox, host, name)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"state record {record} is unreadable" in lines[0], done.stderr
+    assert sandbox.leftovers() == []
+    assert "uplink" in sh("ip", "-o", "link", "show", netns=host.netns).stdout
+    assert sandbox.site in netns_list()
+    again = sandbox.run_agent(host, *sandbox.who(name), "--", "true")  # the name is usable
+    assert again.returncode == 0, again.stderr
+
+
+LOOP_JOB = (  # a hundred fetches at once overflow the test server's listen backlog: retry
+    "import os, random, sys, time, urllib.request\n"
+    "def fetch():\n"
+    "    for attempt in range(3):\n"
+    "        try:\n"
+    "            return len(urllib.request.urlopen(sys.argv[1], timeout=10).read())\n"
+    "        except OSError as exc:\n"
+    "            print('retry', exc, file=sys.stderr, flush=True)\n"
+    "            time.sleep(1)\n"
+    "    return 0\n"
+    "print(fetch(), flush=True)\n"
+    "end = time.time() + 300\n"
+    "while not os.path.exists(sys.argv[2]) and time.time() < end:\n"
+    "    time.sleep(0.05)\n"
+    "time.sleep(random.uniform(0, 3))\n"
+    "print(fetch(), flush=True)\n"
+)
+LOOP_JOBS = 100
+
+
+def test_the_sweeper_in_a_loop_never_touches_a_starting_job(sandbox, host):
+    """``cleanup --orphans`` over and over while a hundred jobs start (and three dead
+    agents' things wait for it): every job keeps its namespace, veth, chain and NAT source,
+    and downloads right after "network ready" and again at its end."""
+    for i in range(3):
+        killed_after_setup(sandbox, host, sandbox.job_name(f"dead{i}"))
+    go = Path(f"/tmp/{sandbox.prefix}-go")  # (the jobs run as nobody: the sandbox is root's)
+    names = [sandbox.job_name(f"m{i}") for i in range(LOOP_JOBS)]
+    stop = threading.Event()
+    sweeps: list = []
+
+    def sweep_loop() -> None:
+        while not stop.is_set():
+            sweeps.append(cleanup(sandbox, host))
+
+    thread = threading.Thread(target=sweep_loop)
+    thread.start()
+    agents = []
+    try:
+        while not sweeps:
+            time.sleep(0.02)
+        for name in names:
+            argv = sandbox.agent_argv(
+                host, *sandbox.who(name), "--", PY, "-I", "-c", LOOP_JOB, sandbox.url("1k"), str(go)
+            )
+            agents.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                           text=True))  # fmt: skip
+        first = [sandbox.read_line(a.stdout, 300).strip() for a in agents]
+        more = len(sweeps) + 2  # sweeps that ran while every job was up
+        assert wait_for(lambda: len(sweeps) >= more, 120)
+        spaces = set(netns_list())
+        links = sh("ip", "-o", "link", "show", netns=host.netns).stdout
+        table = sh("nft", "list", "table", "inet", "lark", netns=host.netns).stdout
+        sources = re.search(r"set nat_sources {[^}]*?elements = { ([^}]*) }", table)
+        missing = [
+            n
+            for n in names
+            if f"lark-{n}" not in spaces
+            or f"e_{n}@" not in links
+            or f"chain LARK_{n} " not in table
+        ]
+    finally:
+        stop.set()
+        thread.join()
+        go.touch()
+        results = [a.communicate(timeout=300) for a in agents]
+        go.unlink()
+    damaged = [
+        (n, a.returncode, out.split(), err.strip()[-200:])
+        for n, a, (out, err) in zip(names, agents, results, strict=True)
+        if a.returncode != 0 or out.split() != ["1000"]  # (the first line was read above)
+    ]
+    assert damaged == [] and missing == [], (len(damaged), damaged[:3], missing[:5])
+    complaints = [err for _, err in results if "lark-agent" in err]
+    assert complaints == [], complaints[:3]
+    assert first == ["1000"] * LOOP_JOBS
+    assert sources is not None and len(sources.group(1).split(",")) == LOOP_JOBS
+    assert all(s.returncode == 0 for s in sweeps), [s.stderr for s in sweeps if s.returncode]
+    log = sandbox.log_file.read_text()
+    assert [ln for ln in log.splitlines() if " ERROR " in ln] == []
+    assert "restoring" not in log and "was removed" not in log and "was deleted" not in log
+    for i in range(3):  # the dead agents' things went
+        assert f"lark-{sandbox.job_name(f'dead{i}')}" not in netns_list()

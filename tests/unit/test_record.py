@@ -1,0 +1,112 @@
+"""State records: created whole or not at all, and checked before undo reads them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lark_async.backends import iptables, nft
+from lark_async.errors import ResourceError
+from lark_async.record import Record, UnreadableRecord, temp_owner
+
+NAME = "s1-42_0"
+
+
+def nat_record(state_dir):
+    """A record as the supervisor writes one for a NAT job with a delete script."""
+    record = Record.create(state_dir, NAME, {"mode": "nat"})
+    record.note("address", lock_dir=str(state_dir.parent / "lock"))
+    record.note("address", lock=str(state_dir.parent / "lock" / "addr-192.168.181.2.lock"))
+    record.note("netns", netns=f"lark-{NAME}")
+    record.note("veth", external=f"e_{NAME}")
+    rules = nft.JobRules(
+        f"LARK_{NAME}", f"e_{NAME}", nft.ipaddress.IPv4Address("192.168.181.3"), True
+    )
+    record.note("firewall", **rules.to_record())
+    args = [f"LARK_{NAME}", f"e_{NAME}", "192.168.181.3"]
+    stdin = "[]\n------\n[]\n"
+    record.note("script", path="/sbin/del", timeout=30.0, args=args, stdin=stdin, env={}, job=NAME)
+    return record
+
+
+def test_a_record_appears_whole_and_a_second_one_of_that_name_is_refused(tmp_path):
+    state = tmp_path / "state"
+    record = Record.create(state, NAME, {"mode": "nat"})
+    assert json.loads(record.path.read_text())["name"] == NAME  # its first content, at once
+    with pytest.raises(ResourceError, match=f"job name {NAME} is in use"):
+        Record.create(state, NAME, {"mode": "nat"})
+    assert sorted(p.name for p in state.iterdir()) == [f"{NAME}.json"]  # no temporary left
+
+
+def test_what_the_supervisor_writes_reads_back(tmp_path):
+    record = nat_record(tmp_path / "state")
+    assert Record.load(record.path).steps == record.steps
+    ipt = iptables.IptablesRules("iptables-nft", f"LARK_{NAME}", f"e_{NAME}",
+                                 nft.ipaddress.IPv4Address("192.168.181.3"))  # fmt: skip
+    record.note("firewall", **ipt.to_record())
+    assert Record.load(record.path).steps["firewall"]["family"] == "iptables"
+    record.note("firewall", **nft.BridgeRules(f"LARK_{NAME}", f"e_{NAME}", "02:00:00:00:00:01")
+                .to_record())  # fmt: skip
+    record.note("dhcp", address="10.0.0.5", server="10.0.0.1", mac="02:00:00:00:00:01",
+                client_id="ff00")  # fmt: skip
+    assert Record.load(record.path).steps["dhcp"]["server"] == "10.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("", "empty"),
+        ("  \n", "empty"),
+        ('{"name": "s1-42_0", "pid": 1, "st', "not JSON"),
+        ("\udcff".encode("utf-8", "surrogateescape").decode("latin-1"), "not JSON"),
+        ("[" * 100_000, "unreadable"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"name": "other", "pid": 1, "steps": {}}', "is not 's1-42_0'"),
+        ('{"name": "s1-42_0", "pid": "1", "steps": {}}', "pid"),
+        ('{"name": "s1-42_0", "pid": 1, "steps": []}', "steps"),
+    ],
+)
+def test_an_unreadable_record_says_why(tmp_path, text, says):
+    path = tmp_path / f"{NAME}.json"
+    path.write_text(text)
+    with pytest.raises(UnreadableRecord, match=says):
+        Record.load(path)
+
+
+HOSTILE = {  # what undo would act on, were it trusted: none of it is this job's
+    "netns": ("netns", "netns", "../../proc/1/ns/net"),
+    "netns of another job": ("netns", "netns", "lark-other"),
+    "veth": ("veth", "external", "uplink"),
+    "chain": ("firewall", "chain", "postrouting"),
+    "chain's interface": ("firewall", "external_interface", "eth0"),
+    "iptables command": ("firewall", "command", "/bin/sh"),
+    "address": ("firewall", "internal_address", "0.0.0.0/0"),
+    "lock": ("address", "lock", "/etc/passwd"),
+    "lock path": ("address", "lock", "/run/lark/lock/../../../etc/addr-1.2.3.4.lock"),
+    "script": ("script", "path", "rm"),
+    "script args": ("script", "args", "-rf /"),
+    "script job": ("script", "job", "other"),
+    "dhcp server": ("dhcp", "server", "not an address"),
+}
+
+
+@pytest.mark.parametrize("what", list(HOSTILE))
+def test_a_record_naming_what_is_not_its_jobs_is_unreadable(tmp_path, what):
+    record = nat_record(tmp_path / "state")
+    step, key, value = HOSTILE[what]
+    if step == "firewall" and key == "command":
+        record.steps["firewall"]["family"] = "iptables"
+    if step == "dhcp":
+        record.steps["dhcp"] = {"address": "10.0.0.5", "mac": "02:00:00:00:00:01",
+                                "client_id": "ff"}  # fmt: skip
+    record.steps[step][key] = value
+    record.save()
+    with pytest.raises(UnreadableRecord):
+        Record.load(record.path)
+
+
+def test_temporary_files_name_their_job():
+    assert temp_owner(f".{NAME}.json.abc123") == NAME
+    assert temp_owner(f"{NAME}.json") is None
+    assert temp_owner(".x y.json.abc") is None  # not a job name Lark makes
