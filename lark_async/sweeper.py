@@ -4,7 +4,7 @@ A job is live while the agent named in its state record runs; nothing of a
 live job is touched. Records of dead agents are undone first (their delete
 scripts run). Then whatever is named like Lark's but belongs to no record at
 all (an agent killed before it could write one down, or a record lost) goes
-too: ``lark-*`` namespaces (with any process left in them), ``e_*`` veths,
+too: ``lark-*`` cgroups and namespaces (with any process left in them), ``e_*`` veths,
 ``LARK_*`` chains of both nft tables and of both iptables builds with their
 jumps and masquerade rules, NAT sources no live job uses, and address lock
 files no one holds.
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backends import address, iptables, netns, nft, rtnl
+from .backends import address, cgroup, iptables, netns, nft, rtnl
 from .cleanup import undo_record
 from .errors import KernelError, LarkError
 from .jobproc import kill_netns_processes
@@ -87,6 +87,10 @@ def find_orphans(
     def unrecorded(job: str) -> bool:
         return job not in known and job.startswith(match)
 
+    for job, path in cgroup.find_job_cgroups():  # before the namespaces: processes go first
+        if unrecorded(job):
+            undo = lambda j=job, p=path: _drop_cgroup(state_dir, j, p)  # noqa: E731
+            orphans.append(Orphan("cgroup", str(path), undo))
     dropped: set[str] = set()  # jobs whose namespace goes, taking their veth along
     for ns in sorted(os.listdir(netns.NETNS_RUN_DIR)) if netns.NETNS_RUN_DIR.is_dir() else []:
         if ns.startswith(NETNS_PREFIX) and unrecorded(ns.removeprefix(NETNS_PREFIX)):
@@ -107,6 +111,16 @@ def find_orphans(
         if lock not in live_locks and not address.is_locked(lock):
             orphans.append(Orphan("lock", lock.name, lambda p=lock: p.unlink(missing_ok=True)))
     return orphans
+
+
+def _drop_cgroup(state_dir: Path, job: str, path: Path) -> None:
+    """Kill what is in an unrecorded job's cgroup and remove it, unless a record of that job
+    appeared since the scan (a job that just started: its cgroup is its record's business)."""
+    if (state_dir / f"{job}.json").exists():
+        return
+    killed = cgroup.discard(path)
+    if killed:
+        log.info("killed %d process(es) in orphaned cgroup %s", killed, path)
 
 
 def _drop_netns(name: str) -> None:

@@ -224,6 +224,7 @@ class Sandbox:
         for d in (self.state_dir, self.lock_dir):
             if d.exists():
                 found += [f"file {p}" for p in d.iterdir()]
+        found += [f"cgroup {path}" for path in job_cgroups(self.prefix)]
         return found
 
     def wait_clean(self, timeout: float = 5.0) -> list[str]:
@@ -251,6 +252,8 @@ class Sandbox:
                     os.kill(pid, signal.SIGKILL)
         for ns in ours:
             sh("ip", "netns", "del", ns, check=False)
+        for path in job_cgroups(self.prefix):  # and what a failed test left in a job's cgroup
+            _discard_cgroup(path)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -351,6 +354,45 @@ def iptables_job_objects(netns: str) -> list[str]:
         out = sh(save, netns=netns, check=False).stdout
         found += [f"{save}: {line}" for line in out.splitlines() if "LARK_" in line]
     return found
+
+
+def cgroup_v2_mounts() -> list[Path]:
+    """Where cgroup v2 is mounted (/sys/fs/cgroup/unified here, /sys/fs/cgroup on Debian 12)."""
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        if right.split()[:1] == ["cgroup2"]:
+            points.append(Path(left.split()[4]))
+    return points
+
+
+def job_cgroups(prefix: str) -> list[Path]:
+    """The cgroups of this test's jobs (``lark-<prefix>...``), wherever they are."""
+    found = []
+    for point in cgroup_v2_mounts():
+        for top, dirs, _ in os.walk(point):
+            found += [Path(top) / d for d in dirs if d.startswith(f"lark-{prefix}")]
+    return found
+
+
+def cgroup_pids(path: Path) -> list[int]:
+    try:
+        return [int(p) for p in (path / "cgroup.procs").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _discard_cgroup(path: Path) -> None:
+    for _ in range(250):
+        pids = cgroup_pids(path)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
+    with contextlib.suppress(OSError):
+        path.rmdir()
 
 
 def new_prefix() -> str:
