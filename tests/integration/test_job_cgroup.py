@@ -137,7 +137,8 @@ def test_a_pid_hopping_job_is_gone_when_the_agent_gets_term(sandbox, host, metho
     assert agent.returncode == 128 + signal.SIGTERM, err
     assert time.monotonic() - started < 10
     assert_all_gone(sandbox, ns)
-    assert says in sandbox.log_file.read_text()
+    log = sandbox.log_file.read_text()
+    assert says in log and f"{name}: cleaned up" in log
 
 
 @pytest.mark.parametrize("record", ["kept", "lost"])
