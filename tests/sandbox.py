@@ -253,7 +253,7 @@ class Sandbox:
         for ns in ours:
             sh("ip", "netns", "del", ns, check=False)
         for path in job_cgroups(self.prefix):  # and what a failed test left in a job's cgroup
-            _discard_cgroup(path)
+            discard_cgroup(path)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -382,7 +382,7 @@ def cgroup_pids(path: Path) -> list[int]:
         return []
 
 
-def _discard_cgroup(path: Path) -> None:
+def discard_cgroup(path: Path) -> None:
     for _ in range(250):
         pids = cgroup_pids(path)
         if not pids:

@@ -5,22 +5,31 @@ or, without a usable cgroup v2, through repeated scans of its network namespace.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
+import subprocess
 import time
 
 import pytest
-from sandbox import SITE_ADDR, cgroup_pids, job_cgroups, wait_for
+from sandbox import (
+    SITE_ADDR,
+    cgroup_pids,
+    cgroup_v2_mounts,
+    discard_cgroup,
+    job_cgroups,
+    wait_for,
+)
 from test_sweeper import cleanup
 
 # Each generation sends a UDP datagram to the site through the job's veth, forks, and exits:
 # only one or two pids live at any moment, each for a fraction of a millisecond. Jobs start
 # two such chains.
-HOP = (
-    "perl -MIO::Socket::INET -e '"
+HOP_SCRIPT = (
     f'$s = IO::Socket::INET->new(PeerAddr => "{SITE_ADDR}:9999", Proto => "udp") or die;'
-    'while (1) { $s->send("x"); defined($p = fork) or next; exit 0 if $p }\''
-    " </dev/null >/dev/null 2>&1 &"
+    'while (1) { $s->send("x"); defined($p = fork) or next; exit 0 if $p }'
 )
+HOP_CMD = f"perl -MIO::Socket::INET -e {shlex.quote(HOP_SCRIPT)}"
+HOP = f"{HOP_CMD} </dev/null >/dev/null 2>&1 &"
 HOPPER = f"{HOP} {HOP}"
 
 # how the agent is told which way to kill (test hook: pretend the kernel lacks a feature)
@@ -165,3 +174,47 @@ def test_a_killed_agents_pid_hopping_job_is_killed_by_cleanup_orphans(sandbox, h
     assert swept.returncode == 0, swept.stdout + swept.stderr
     assert_all_gone(sandbox, ns)
     assert cleanup(sandbox, host).stdout.strip() == "no orphans"
+
+
+def test_a_job_that_leaves_its_cgroup_is_still_killed_through_its_namespace(sandbox, host):
+    """HTCondor hands a job's cgroup to the job's user; an agent run inside such a cgroup
+    makes the job's below it, and the job can move itself up and out (it may write the
+    common ancestor's cgroup.procs). The namespace scan after the cgroup kill gets it."""
+    (mount,) = cgroup_v2_mounts()[:1]
+    home = mount / f"{sandbox.prefix}-agent"  # (not a job cgroup's name)
+    home.mkdir()
+    try:
+        for path in (home, home / "cgroup.procs"):
+            os.chown(path, 65534, 65534)  # nobody's, as HTCondor's cgroupify_myself does
+        name = sandbox.job_name()
+        inner = f"echo $$ > {home}/cgroup.procs && exec {HOP_CMD}"
+        escape = f"sh -c {shlex.quote(inner)} </dev/null >/dev/null 2>&1 &"
+        argv = sandbox.agent_argv(
+            host,
+            *sandbox.who(name),
+            "--",
+            "/bin/sh",
+            "-c",
+            f"{escape} {escape} echo ready; exec sleep 60",
+        )
+        agent = subprocess.Popen(
+            ["/bin/sh", "-c", f'echo $$ > {home}/cgroup.procs && exec "$@"', "sh", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        line = sandbox.read_line(agent.stdout)
+        assert line.strip() == "ready", line + agent.stderr.read()
+        ns = netns_id(name)
+        hopping(sandbox, name, ns, "cgroup.kill")
+        assert wait_for(lambda: set(cgroup_pids(home)) & set(inside(ns)))  # it left
+        (main,) = [pid for pid in inside(ns) if cmdline(pid) == b"sleep\x0060\x00"]
+        os.kill(main, signal.SIGKILL)
+        _, err = agent.communicate(timeout=30)
+        assert agent.returncode == 128 + signal.SIGKILL, err
+        assert_all_gone(sandbox, ns)
+        assert cgroup_pids(home) == []
+        assert f"{name}: cleaned up" in sandbox.log_file.read_text()
+    finally:  # (after a failure: the job's cgroup is in the way of ours)
+        for path in [*job_cgroups(sandbox.prefix), home]:
+            discard_cgroup(path)
