@@ -433,9 +433,14 @@ def sweep_stale() -> None:
         for n in names
         if n.startswith((TEST_PREFIX, f"lark-{TEST_PREFIX}"))
     }
+    groups = job_cgroups(TEST_PREFIX)  # and the job cgroups of such runs
+    prefixes |= {g.name.removeprefix("lark-")[: len(TEST_PREFIX) + 4] for g in groups}
     for prefix in prefixes:
         if _has_processes(f"{prefix}-site"):
             continue
         for ns in names:
             if ns.startswith((prefix, f"lark-{prefix}")):
                 sh("ip", "netns", "del", ns, check=False)
+        for group in groups:
+            if group.name.startswith(f"lark-{prefix}"):
+                discard_cgroup(group)
