@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import testhooks
-from .backends import address, iptables, netns, nft
+from .backends import address, cgroup, iptables, netns, nft
 from .callouts import Script, run_script
 from .errors import KernelError, LarkError
 from .jobproc import kill_netns_processes
@@ -20,9 +20,11 @@ from .record import Record
 
 log = logging.getLogger("lark.cleanup")
 
-# One place fixes the order: the admin's delete script (while the job's chain and veth are
-# still there for it), firewall, processes, veth, netns, address lock.
-UNDO_ORDER = ("script", "dhcp", "firewall", "processes", "veth", "netns", "address")
+# One place fixes the order: the job's cgroup first (a dead agent's job stops before anything
+# else goes, as a live agent stops its job before its teardown), the admin's delete script
+# (while the job's chain and veth are still there for it), firewall, processes left in the
+# namespace, veth, netns, address lock.
+UNDO_ORDER = ("cgroup", "script", "dhcp", "firewall", "processes", "veth", "netns", "address")
 
 
 def _undo_dhcp(details: dict) -> None:
@@ -50,6 +52,13 @@ def _undo_firewall(details: dict) -> None:
         nft.discard_job(nft.JobRules.from_record(details))
 
 
+def _undo_cgroup(details: dict) -> None:
+    path = Path(details["path"])
+    killed = cgroup.discard(path)
+    if killed:
+        log.info("killed %d process(es) left in cgroup %s (SIGKILL)", killed, path)
+
+
 def _undo_processes(details: dict) -> None:
     killed = kill_netns_processes(details["netns"])
     if killed:
@@ -70,6 +79,7 @@ def _undo_address(details: dict) -> None:
 
 
 _UNDO: dict[str, Callable[[dict], None]] = {
+    "cgroup": _undo_cgroup,
     "script": _undo_script,
     "dhcp": _undo_dhcp,
     "firewall": _undo_firewall,

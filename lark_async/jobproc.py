@@ -21,7 +21,8 @@ from pathlib import Path
 import trio
 
 from .backends import netns as netns_backend
-from .errors import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, JobStartError, UsageError
+from .backends.cgroup import JobCgroup
+from .errors import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, JobStartError, KernelError, UsageError
 
 FORWARDED_SIGNALS = (
     signal.SIGTERM,
@@ -74,22 +75,25 @@ class Job:
         user: JobUser,
         env: Mapping[str, str],
         cwd: Path | None,
+        cgroup: JobCgroup | None = None,
     ) -> Job:
-        """Start the job; raise JobStartError (126/127) when it cannot be executed."""
+        """Start the job (born in ``cgroup`` when given); raise JobStartError (126/127)
+        when it cannot be executed."""
 
         def fork() -> subprocess.Popen[bytes]:
             if netns is not None:  # (a namespace gone by now is Lark's error, not the job's)
                 netns_backend.enter(netns)
-            return subprocess.Popen(
-                list(argv),
-                env=dict(env),
-                cwd=cwd,
-                user=user.uid,
-                group=user.gid,
-                extra_groups=list(user.groups),
-                process_group=0,
-                close_fds=True,
-            )
+            with cgroup.joined() if cgroup is not None else contextlib.nullcontext():
+                return subprocess.Popen(
+                    list(argv),
+                    env=dict(env),
+                    cwd=cwd,
+                    user=user.uid,
+                    group=user.gid,
+                    extra_groups=list(user.groups),
+                    process_group=0,
+                    close_fds=True,
+                )
 
         try:
             return cls(netns_backend.in_fresh_thread(fork))
@@ -117,34 +121,78 @@ class Job:
         os.close(self.pidfd)
 
 
-def kill_netns_processes(netns: str, grace_s: float = 2.0) -> int:
-    """Stop every process still inside the job's namespace (daemons the job left behind):
-    TERM, up to ``grace_s`` to exit, then KILL, so the namespace and its veth can really go.
-    Returns how many there were."""
+KILL_BOUND_S = 5.0
+
+
+def kill_netns_processes(netns: str, grace_s: float = 2.0, bound_s: float = KILL_BOUND_S) -> int:
+    """Stop every process still inside the job's namespace (daemons the job left behind,
+    or the whole job where it has no cgroup): TERM, up to ``grace_s`` to exit, then SIGKILL
+    until a scan finds nobody, so the namespace and its veth can really go. Returns how
+    many processes there were; raises KernelError if some outlive ``bound_s`` of SIGKILL.
+
+    One pass is not enough: a job that forks and exits continuously has a new pid by the
+    time a pass ends. So the SIGKILL pass repeats, and kills each process the moment it
+    finds it, newest (highest pid) first: the newest member of a forking chain is the one
+    about to fork, and a process SIGKILLed in fork() leaves no child (the kernel aborts a
+    fork when a fatal signal is pending).
+    """
     try:
-        target = netns_backend.path_of(netns).stat().st_ino
+        st = netns_backend.path_of(netns).stat()
     except FileNotFoundError:
         return 0
-
-    def inside() -> list[int]:
-        found = []
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                try:
-                    if os.stat(f"/proc/{entry.name}/ns/net").st_ino == target:
-                        found.append(int(entry.name))
-                except (FileNotFoundError, PermissionError):
-                    continue
-        return found
-
-    first = inside()
-    for signum in (signal.SIGTERM, signal.SIGKILL):
-        for pid in inside():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
-        deadline = time.monotonic() + (grace_s if signum == signal.SIGTERM else 1.0)
-        while inside() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if not inside():
+    target = (st.st_dev, st.st_ino)
+    seen: set[int] = set()
+    deadline = time.monotonic() + grace_s
+    while found := _signal_inside(target, signal.SIGTERM, skip=seen):  # newcomers get TERM too
+        seen |= found
+        if time.monotonic() >= deadline:
             break
-    return len(first)
+        time.sleep(0.02)
+    deadline = time.monotonic() + bound_s
+    killed: set[int] = set()
+    while found := _signal_inside(target, signal.SIGKILL, skip=set()):
+        seen |= found
+        if time.monotonic() >= deadline:
+            raise KernelError(
+                f"{len(found)} process(es) still in network namespace {netns} after "
+                f"{bound_s:g} s of SIGKILL"
+            )
+        if found <= killed:  # only the dying: give them a moment
+            time.sleep(0.001)
+        killed |= found
+    return len(seen)
+
+
+def _ns_of(pid: int) -> tuple[int, int] | None:
+    try:
+        st = os.stat(f"/proc/{pid}/ns/net")
+    except OSError:  # gone, or a zombie
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _signal_inside(target: tuple[int, int], signum: int, skip: set[int]) -> set[int]:
+    """Signal each process of the namespace as soon as it is found (except those in
+    ``skip``); return the pids found. Each is pinned by a pidfd and checked again before
+    the signal, so a pid reused by another process in between is never signalled
+    (pid_max may be 32768: a fork loop wraps it in seconds)."""
+    found: set[int] = set()
+    pids = sorted((int(n) for n in os.listdir("/proc") if n.isdigit()), reverse=True)
+    for pid in pids:
+        if pid == os.getpid() or _ns_of(pid) != target:
+            continue
+        found.add(pid)
+        if pid in skip:
+            continue
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            continue
+        try:
+            if _ns_of(pid) == target:
+                signal.pidfd_send_signal(fd, signum)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(fd)
+    return found

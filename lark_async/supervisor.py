@@ -22,7 +22,7 @@ import trio
 
 from . import ads, callouts, testhooks, userfiles
 from .accounting import derive_accounting
-from .backends import address, iptables, kernel, locks, netns, nft, rtnl
+from .backends import address, cgroup, iptables, kernel, locks, netns, nft, rtnl
 from .backends.bridge import ensure_bridge, wait_forwarding
 from .bridged import BridgeAddress, JobSide
 from .chirp import FINAL_PUSH_TIMEOUT_S, ChirpPublisher
@@ -84,6 +84,7 @@ class Supervisor:
         self.job_side: JobSide | None = None
         self.guard: ConnectionGuard | None = None  # the connection policy's queue
         self.job: Job | None = None
+        self.cgroup: cgroup.JobCgroup | None = None
         self.job_started = 0.0
         self.interrupted: int | None = None
         self.spawning = False
@@ -172,6 +173,8 @@ class Supervisor:
         await self._open_guard()
         await self._run_create_script()
         self._publish({})
+        self._open_cgroup()
+        await self._step_done("cgroup")
         steps = ", ".join(f"{k} {v * 1000:.1f}" for k, v in self.step_times.items())
         log.info(
             "%s: network ready (%s) in %.1f ms (%s), starting job %s",
@@ -384,6 +387,34 @@ class Supervisor:
             )
         await self._step_done("script")
 
+    def _open_cgroup(self) -> None:
+        """The job's own cgroup, noted before it is made, so that teardown can kill all the
+        job forked at once. Without a usable cgroup v2 the job's processes are found
+        through its network namespace (jobproc.kill_netns_processes)."""
+        plan, record = self.plan, self.record
+        assert record is not None
+        home, why = cgroup.locate()
+        if home is not None:
+            record.note("cgroup", path=str(cgroup.job_dir(home, plan.name)))
+            try:
+                self.cgroup = cgroup.JobCgroup.create(plan.name, home)
+            except LarkError as exc:
+                why = str(exc)
+        if self.cgroup is not None:
+            log.info(
+                "%s: the job runs in cgroup %s; teardown kills it with %s",
+                plan.name,
+                self.cgroup.path,
+                self.cgroup.method,
+            )
+        else:
+            log.info(
+                "%s: no cgroup for the job (%s); its processes are found through its network "
+                "namespace",
+                plan.name,
+                why,
+            )
+
     def _note_lease(self, lease: dict[str, object] | None) -> None:
         record = self.record
         if record is None or not record.path.exists():
@@ -408,7 +439,7 @@ class Supervisor:
         req = self.req
         self.spawning = True
         self.job = await trio.to_thread.run_sync(
-            lambda: Job.spawn(req.argv, job_netns, req.user, req.env, req.cwd)
+            lambda: Job.spawn(req.argv, job_netns, req.user, req.env, req.cwd, self.cgroup)
         )
         self.job_started = time.monotonic()
         for signum in self.held_signals:
@@ -579,6 +610,7 @@ class Supervisor:
             self.watch_socket = None
         if self.job is not None:
             await self._stop_job()
+            await self._kill_leftovers()
             if self.rules is not None:  # the final interval is read before the chain goes
                 await self._read_counters()
             if self.guard is not None:  # the audit's pending counts, before they are published
@@ -624,6 +656,23 @@ class Supervisor:
         else:
             log.info("%s: cleaned up", self.plan.name)
         return errors
+
+    async def _kill_leftovers(self) -> None:
+        """Whatever the job left in its cgroup dies with it, at once, before the final
+        counters are read; HTCondor's starter does the same when a job exits
+        (src/condor_starter.V6.1/vanilla_proc.cpp: VanillaProc::JobReaper calls
+        Kill_Family). A failure leaves the rest to the undo of the record."""
+        if self.cgroup is None:
+            return
+        try:
+            killed = await trio.to_thread.run_sync(self.cgroup.kill_all)
+        except LarkError as exc:
+            log.error("%s: %s", self.plan.name, exc)
+            return
+        if killed:
+            log.info(
+                "%s: killed %d process(es) the job left behind (SIGKILL)", self.plan.name, killed
+            )
 
     async def _stop_job(self) -> None:
         """The trio way: TERM, a grace period, then KILL; always reap."""

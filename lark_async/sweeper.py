@@ -9,7 +9,8 @@ things stay, whatever the scan said. What goes:
 
 * records of dead agents, undone step by step (their delete scripts run);
 * whatever is named for a job with no readable record (an agent killed before
-  it wrote one, a record lost or damaged): ``lark-X`` namespaces with any
+  it wrote one, a record lost or damaged): ``lark-X`` cgroups (their processes
+  killed at once) and namespaces with any
   process left in them, ``e_X`` veths, ``LARK_X`` chains of both nft tables
   and both iptables builds with their jumps and masquerade rules, the damaged
   record and records' temporary files;
@@ -31,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backends import address, iptables, locks, netns, nft, rtnl
+from .backends import address, cgroup, iptables, locks, netns, nft, rtnl
 from .cleanup import undo_record
 from .errors import KernelError, LarkError, map_errors
 from .jobproc import kill_netns_processes
@@ -259,6 +260,9 @@ def find_orphans(
     def by_name(kind: str, name: str, job: str, action: Callable[[], None]) -> None:
         orphans.append(Orphan(kind, name, functools.partial(sweep.by_name, job, action)))
 
+    for name, path in cgroup.find_job_cgroups():  # before the namespaces: processes go first
+        if job := unrecorded(name):
+            by_name("cgroup", str(path), job, functools.partial(_drop_cgroup, path))
     dropped: set[str] = set()  # jobs whose namespace goes, taking their veth along
     for ns in sorted(os.listdir(netns.NETNS_RUN_DIR)) if netns.NETNS_RUN_DIR.is_dir() else []:
         if ns.startswith(NETNS_PREFIX) and (job := unrecorded(ns.removeprefix(NETNS_PREFIX))):
@@ -338,6 +342,13 @@ def settle(names: list[str], lock_dir: Path, timeout_s: float = 2.0) -> list[Lar
         except LarkError as exc:
             errors.append(exc)
     return errors
+
+
+def _drop_cgroup(path: Path) -> None:
+    """Kill what is in an unrecorded job's cgroup and remove it (under the job's lock)."""
+    killed = cgroup.discard(path)
+    if killed:
+        log.info("killed %d process(es) in orphaned cgroup %s", killed, path)
 
 
 def _drop_netns(name: str) -> None:

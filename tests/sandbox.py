@@ -226,9 +226,13 @@ class Sandbox:
         for d in (self.state_dir, self.lock_dir):
             if d.exists():
                 found += [f"file {p}" for p in d.iterdir()]
+        found += [f"cgroup {path}" for path in job_cgroups(self.prefix)]
         for name in self.logged_job_names():  # e.g. wrap's names, which carry no test prefix
-            if os.path.exists(f"/run/netns/lark-{name}") and not name.startswith(self.prefix):
+            if name.startswith(self.prefix):
+                continue
+            if os.path.exists(f"/run/netns/lark-{name}"):
                 found.append(f"job netns lark-{name}")
+            found += [f"cgroup {path}" for path in job_cgroups(name, exact=True)]
         return found
 
     def logged_job_names(self) -> set[str]:
@@ -264,6 +268,8 @@ class Sandbox:
                     os.kill(pid, signal.SIGKILL)
         for ns in ours:
             sh("ip", "netns", "del", ns, check=False)
+        for path in job_cgroups(self.prefix):  # and what a failed test left in a job's cgroup
+            discard_cgroup(path)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -366,6 +372,50 @@ def iptables_job_objects(netns: str) -> list[str]:
     return found
 
 
+def cgroup_v2_mounts() -> list[Path]:
+    """Where cgroup v2 is mounted (/sys/fs/cgroup/unified here, /sys/fs/cgroup on Debian 12)."""
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        if right.split()[:1] == ["cgroup2"]:
+            points.append(Path(left.split()[4]))
+    return points
+
+
+def job_cgroups(prefix: str, exact: bool = False) -> list[Path]:
+    """The cgroups of this test's jobs (``lark-<prefix>...``, or exactly ``lark-<prefix>``),
+    wherever they are."""
+    found = []
+    for point in cgroup_v2_mounts():
+        for top, dirs, _ in os.walk(point):
+            found += [
+                Path(top) / d
+                for d in dirs
+                if (d == f"lark-{prefix}" if exact else d.startswith(f"lark-{prefix}"))
+            ]
+    return found
+
+
+def cgroup_pids(path: Path) -> list[int]:
+    try:
+        return [int(p) for p in (path / "cgroup.procs").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def discard_cgroup(path: Path) -> None:
+    for _ in range(250):
+        pids = cgroup_pids(path)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
 def new_prefix() -> str:
     return f"{TEST_PREFIX}{secrets.token_hex(2)}"
 
@@ -404,9 +454,14 @@ def sweep_stale() -> None:
         for n in names
         if n.startswith((TEST_PREFIX, f"lark-{TEST_PREFIX}"))
     }
+    groups = job_cgroups(TEST_PREFIX)  # and the job cgroups of such runs
+    prefixes |= {g.name.removeprefix("lark-")[: len(TEST_PREFIX) + 4] for g in groups}
     for prefix in prefixes:
         if _has_processes(f"{prefix}-site"):
             continue
         for ns in names:
             if ns.startswith((prefix, f"lark-{prefix}")):
                 sh("ip", "netns", "del", ns, check=False)
+        for group in groups:
+            if group.name.startswith(f"lark-{prefix}"):
+                discard_cgroup(group)

@@ -13,8 +13,8 @@ from sandbox import sh
 from test_nat import read_update_ad
 from test_sweeper import cleanup
 
-STEPS = ["address", "netns", "firewall", "undo-firewall", "undo-processes", "undo-veth",
-         "undo-netns"]  # fmt: skip
+STEPS = ["address", "netns", "firewall", "cgroup", "undo-cgroup", "undo-firewall",
+         "undo-processes", "undo-veth", "undo-netns"]  # fmt: skip
 
 
 @pytest.mark.parametrize("step", STEPS)

@@ -481,7 +481,7 @@ def test_leftover_daemons_in_the_job_namespace_are_killed(sandbox, host):
     )
     assert r.returncode == 0, r.stderr
     assert f"lark-{name}" not in netns_list()
-    # TERM first; what ignores it is killed after the grace period
+    # killed with the job, through its cgroup (without one: TERM, then KILL after a grace period)
     assert "killed 3 process(es)" in sandbox.log_file.read_text()
     assert not sh("pgrep", "-f", "^sleep 300$", check=False).stdout.strip()
 

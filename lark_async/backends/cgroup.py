@@ -1,0 +1,355 @@
+"""The job's own cgroup (v2), so nothing the job forks outlives its teardown.
+
+A job that forks and exits continuously has a new pid by the time anyone has
+listed its pids; signalling what a scan found never catches up with it. A
+cgroup holds every descendant of the job, wherever it forks, and the kernel
+kills the whole cgroup at once (``cgroup.kill``, Linux 5.14+) or freezes it,
+so that nothing in it can fork, while each of its pids gets SIGKILL.
+HTCondor kills a job's family the same way
+(src/condor_utils/proc_family_direct_cgroup_v2.cpp: ``killCgroupTree``
+writes ``cgroup.kill`` and SIGKILLs every pid of the tree, ``kill_family``
+freezes around it, ``trimCgroupTree`` then removes the directories bottom
+up, ``current_parent_cgroup`` reads the ``0::`` line of /proc/self/cgroup).
+
+The job's cgroup ``lark-<name>`` is a child of the agent's own cgroup (so a
+starter that freezes or kills the agent's cgroup covers the job too) and is
+not delegated to the job's user: the job can neither leave it nor make
+sub-cgroups in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import testhooks
+from ..errors import KernelError, LarkError, map_errors
+from ..names import NETNS_PREFIX, check_name
+
+PREFIX = NETNS_PREFIX  # lark-<name>, like the job's namespace
+KILL_BOUND_S = 5.0  # HTCondor's killCgroupTree waits 5 s for the tree to empty, too
+FREEZE_BOUND_S = 1.0
+_POLL_S = 0.002
+
+log = logging.getLogger("lark.cgroup")
+
+
+# -- pure: what /proc says ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A cgroup2 mount: where it is, and which cgroup of the hierarchy it shows there."""
+
+    point: Path
+    root: str
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes (proc(5))."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_v2_mounts(mountinfo: str) -> list[Mount]:
+    """The cgroup2 mounts of /proc/self/mountinfo, in its order.
+
+    Each line is ``ID PARENT MAJ:MIN ROOT POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE
+    SUPEROPTIONS``; the optional fields vary in number, so the file system type is the
+    first field after the lone ``-``.
+    """
+    mounts = []
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if sep and len(fields) >= 5 and tail and tail[0] == "cgroup2":
+            mounts.append(Mount(Path(_unescape(fields[4])), _unescape(fields[3])))
+    return mounts
+
+
+def parse_v2_path(proc_cgroup: str) -> str | None:
+    """A process's cgroup v2 path: the ``0::/path`` line of /proc/PID/cgroup (cgroups(7)).
+
+    None when it has none (a v1-only system) or its cgroup was removed (`` (deleted)``).
+    """
+    for line in proc_cgroup.splitlines():
+        if line.startswith("0::"):
+            path = line[3:]
+            if path.startswith("/") and not path.endswith(" (deleted)"):
+                return path
+    return None
+
+
+def derive_dir(mounts: list[Mount], path: str) -> Path | None:
+    """Where cgroup ``path`` is in the file system: below the mount whose root holds it
+    most closely (the hierarchy's root, or a bind mount of a subtree, as in a container)."""
+    best: tuple[int, Path] | None = None
+    for mount in mounts:
+        root = mount.root.rstrip("/")
+        if path != mount.root and not path.startswith(f"{root}/"):
+            continue
+        rest = path[len(root) :].strip("/")
+        if best is None or len(root) > best[0]:
+            best = (len(root), mount.point / rest if rest else mount.point)
+    return best[1] if best else None
+
+
+def parse_events(text: str) -> dict[str, int]:
+    """``cgroup.events``: lines of ``key value`` (``populated 1``, ``frozen 0``)."""
+    events = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().isdigit():
+            events[key] = int(value)
+    return events
+
+
+def job_of(dirname: str) -> str | None:
+    """The job name of a ``lark-<name>`` cgroup directory, or None if it is not one.
+
+    Job names have no dots, so a systemd unit such as ``lark-cleanup.service`` is never
+    taken for a job's cgroup.
+    """
+    if not dirname.startswith(PREFIX):
+        return None
+    try:
+        return check_name(dirname.removeprefix(PREFIX))
+    except LarkError:
+        return None
+
+
+# -- the kernel ---------------------------------------------------------------
+
+
+def _write(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def own_path() -> str | None:
+    """This process's cgroup v2 path (``/`` when it is in the root)."""
+    return parse_v2_path(Path("/proc/self/cgroup").read_text())
+
+
+def locate() -> tuple[Path | None, str]:
+    """The directory of this process's own cgroup v2, or None and why there is none."""
+    if testhooks.pretend_lacks("cgroup2"):
+        return None, "cgroup v2 pretended missing by _LARK_TEST_KERNEL_LACKS"
+    try:
+        mounts = parse_v2_mounts(Path("/proc/self/mountinfo").read_text())
+        path = own_path()
+    except OSError as exc:
+        return None, f"cannot read /proc/self: {exc.strerror}"
+    if not mounts:
+        return None, "cgroup v2 is not mounted"
+    if path is None:
+        return None, "this process is in no cgroup v2"
+    where = derive_dir(mounts, path)
+    if where is None or not (where / "cgroup.procs").exists():
+        return None, f"this process's cgroup {path} is not visible under a cgroup2 mount"
+    return where, ""
+
+
+def populated(path: Path) -> bool:
+    """Whether a live process is in the cgroup or below it (a gone cgroup holds none)."""
+    try:
+        return parse_events((path / "cgroup.events").read_text()).get("populated", 0) == 1
+    except FileNotFoundError:
+        return False
+
+
+def _tree(path: Path) -> list[Path]:
+    """The cgroup and every cgroup below it, deepest first (the order rmdir needs)."""
+    found = [Path(top) / d for top, dirs, _ in os.walk(path) for d in dirs]
+    return [*sorted(found, key=lambda p: len(p.parts), reverse=True), path]
+
+
+def _pids(path: Path) -> set[int]:
+    pids: set[int] = set()
+    for group in _tree(path):
+        with contextlib.suppress(FileNotFoundError):
+            pids.update(int(p) for p in (group / "cgroup.procs").read_text().split())
+    return pids
+
+
+def _wait_events(path: Path, key: str, value: int, deadline: float) -> bool:
+    while True:
+        try:
+            events = parse_events((path / "cgroup.events").read_text())
+        except FileNotFoundError:
+            return key == "populated" and value == 0
+        if events.get(key, 0) == value:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL_S)
+
+
+def kill_all(path: Path, bound_s: float = KILL_BOUND_S) -> int:
+    """SIGKILL everything in the cgroup tree at ``path`` at once and wait (bounded) until
+    it is empty; return how many processes were in it. A missing cgroup is empty.
+
+    With ``cgroup.kill`` the kernel kills the tree, and a fork racing with it yields no
+    survivor. Without it the tree is frozen first, so nothing in it can fork while each
+    pid gets SIGKILL, then thawed so the killed can die.
+    """
+    if not path.is_dir():
+        return 0
+    with map_errors(f"kill the processes of cgroup {path}"):
+        before = _pids(path)
+        if os.getpid() in before:  # never kill the agent itself
+            raise KernelError(f"cgroup {path} holds the agent itself; not killing it")
+        deadline = time.monotonic() + bound_s
+        while populated(path):
+            if time.monotonic() >= deadline:
+                raise KernelError(
+                    f"processes of cgroup {path} still alive {bound_s:g} s after SIGKILL"
+                )
+            if (path / "cgroup.kill").exists() and not testhooks.pretend_lacks("cgroup.kill"):
+                _write(path / "cgroup.kill", "1")
+            else:
+                _freeze_and_kill(path, deadline)
+            _wait_events(path, "populated", 0, min(deadline, time.monotonic() + 1.0))
+    return len(before)
+
+
+def _freeze_and_kill(path: Path, deadline: float) -> None:
+    """cgroup.freeze, wait for ``frozen 1`` (bounded: a task in uninterruptible sleep
+    freezes late), SIGKILL every pid of the tree, thaw."""
+    try:
+        _write(path / "cgroup.freeze", "1")
+        _wait_events(path, "frozen", 1, min(deadline, time.monotonic() + FREEZE_BOUND_S))
+        for pid in _pids(path):
+            if pid != os.getpid():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            _write(path / "cgroup.freeze", "0")
+
+
+def discard(path: Path, bound_s: float = KILL_BOUND_S) -> int:
+    """Kill what is in a job's cgroup and remove it with whatever is below it; a missing
+    cgroup is done. Returns how many processes were killed."""
+    if job_of(path.name) is None:
+        raise KernelError(f"refusing to remove {path}: not a Lark job's cgroup")
+    if not path.exists():
+        return 0
+    if not (path / "cgroup.procs").exists():
+        raise KernelError(f"refusing to remove {path}: not a cgroup")
+    killed = kill_all(path, bound_s)
+    for group in _tree(path):
+        try:
+            group.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise KernelError(f"remove cgroup {group}: {exc.strerror}") from exc
+    return killed
+
+
+def job_dir(home: Path, name: str) -> Path:
+    return home / f"{PREFIX}{name}"
+
+
+@dataclass
+class JobCgroup:
+    """The job's cgroup, and the agent's own, where the agent goes back after the fork."""
+
+    path: Path
+    home: Path
+
+    @property
+    def method(self) -> str:
+        if (self.path / "cgroup.kill").exists() and not testhooks.pretend_lacks("cgroup.kill"):
+            return "cgroup.kill"
+        return "cgroup.freeze, then SIGKILL of each process"
+
+    @classmethod
+    def create(cls, name: str, home: Path) -> JobCgroup:
+        """Make ``lark-<name>`` below ``home``. The name is this agent's (its state
+        record was created exclusively), so one already there is a dead job's leftover:
+        it is emptied and made afresh, as HTCondor's makeCgroup trims an existing one."""
+        path = job_dir(home, name)
+        with map_errors(f"create cgroup {path}"):
+            try:
+                path.mkdir(mode=0o755)
+            except FileExistsError:
+                discard(path)
+                path.mkdir(mode=0o755)
+        group = cls(path, home)
+        if not (path / "cgroup.kill").exists() and not (path / "cgroup.freeze").exists():
+            discard(path)
+            raise KernelError(f"cgroup {path} has neither cgroup.kill nor cgroup.freeze")
+        return group
+
+    @contextlib.contextmanager
+    def joined(self) -> Iterator[None]:
+        """The agent joins the job's cgroup while it forks the job, so the job is born in
+        it (a child starts in its parent's cgroup) before it runs an instruction of its
+        own; moving the job's pid after the fork would race with the job's first fork.
+        (clone3's CLONE_INTO_CGROUP would spare the agent the move; Python's subprocess
+        cannot ask for it.) The agent goes home right after."""
+        pid = str(os.getpid())
+        try:
+            _write(self.path / "cgroup.procs", pid)
+        except OSError as exc:
+            log.warning(
+                "could not join the job's cgroup %s (%s): the job's processes are found "
+                "through its network namespace",
+                self.path,
+                exc.strerror,
+            )
+            yield
+            return
+        try:
+            yield
+        finally:
+            try:
+                _write(self.home / "cgroup.procs", pid)
+            except OSError as exc:  # kill_all refuses to kill a cgroup holding the agent
+                log.error("could not leave the job's cgroup %s: %s", self.path, exc.strerror)
+
+    def kill_all(self) -> int:
+        return kill_all(self.path)
+
+
+def find_job_cgroups() -> list[tuple[str, Path]]:
+    """Every ``lark-<job>`` cgroup on this node, wherever its agent was: (job name, path).
+
+    Walks each cgroup2 mount; a job's cgroup is a leaf, so the walk does not go into one.
+    """
+    try:
+        mounts = parse_v2_mounts(Path("/proc/self/mountinfo").read_text())
+    except OSError:
+        return []
+    found: list[tuple[str, Path]] = []
+    seen: set[tuple[int, int]] = set()
+    for mount in mounts:
+        for top, dirs, _ in os.walk(mount.point):
+            keep = []
+            for d in dirs:
+                path = Path(top) / d
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue
+                if (st.st_dev, st.st_ino) in seen:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+                job = job_of(d)
+                if job is not None:
+                    found.append((job, path))
+                else:
+                    keep.append(d)
+            dirs[:] = keep
+    return found
