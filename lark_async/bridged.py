@@ -16,6 +16,7 @@ import hashlib
 import ipaddress
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import trio
 
 from dhcp import arp
 from dhcp import options as opt
+from dhcp.bpf import send_socket
 from dhcp.client import Client, Config
 from dhcp.events import Action, GaveUp, LeaseBound, LeaseLost, LeaseRenewed
 from dhcp.lease import Lease
@@ -44,8 +46,9 @@ RETRY_AFTER_LOSS_S = 10.0  # a lease lost for good: ask again after this
 @dataclass
 class JobSide:
     """The job's interface as the agent reaches it: a netlink channel opened inside the job's
-    namespace, the job's MAC as setup found it (before the job ran), and the DHCP client's
-    sockets on the job's bridge port, opened in the bridge's namespace (``open_port``)."""
+    namespace, the job's MAC as setup found it (before the job ran), and, for DHCP, the
+    client's sockets on the job's bridge port, opened in the bridge's namespace
+    (``open_port``)."""
 
     channel: rtnl.Channel
     mac: bytes
@@ -154,9 +157,15 @@ class BridgeAddress:
         assert iface is not None
         if node_has(iface.ip):
             raise ResourceError(f"static address {iface.ip} is already in use by this node itself")
-        s = self.sockets
-        assert s.arp is not None and s.tx is not None
-        holder = await arp.probe(s.arp, self.mac, iface.ip, arp.FAST, via=(s.tx, s.tx_ifname))
+        port, bridge = self.plan.external_interface, self.bridge.name
+        with map_errors(f"open an ARP socket on {port}"):
+            hear = arp.open_port_socket(port)
+        say = send_socket()
+        try:
+            holder = await arp.probe(hear, self.mac, iface.ip, arp.FAST, via=(say, bridge))
+        finally:  # nothing listens on the port for the job's life (closing one waits ~10 ms)
+            say.close()
+            threading.Thread(target=hear.close, daemon=True).start()
         if holder is not None:
             raise ResourceError(
                 f"static address {iface.ip} is already in use on the LAN "

@@ -286,7 +286,8 @@ class Supervisor:
         log.info(
             "%s: %s pinned to %s (%s)", plan.name, mac.hex(":"), plan.external_interface, pinned
         )
-        self.job_side.open_port(plan.external_interface, bridge.name)
+        if bridge.static is None:
+            self.job_side.open_port(plan.external_interface, bridge.name)
         await self._step_done("port")
         rules = nft.BridgeRules(plan.chain, plan.external_interface, mac.hex(":"))
         self.rules = rules
