@@ -346,29 +346,34 @@ class BridgeRules:
 
 
 def render_bridge_add(job: BridgeRules) -> str:
-    """The job's chain. Frames to the job (forward, output: ``oifname`` is its port) are
-    counted and pass. Frames from it (prerouting) pass only with the job's MAC as source and,
-    for ARP, as sender, its bound address as sender IP (so no RFC 5227 probe from 0.0.0.0:
-    the agent probes for the job, from the bridge's side), IPv4 from its bound address with
-    a valid header and no DHCP (UDP 67 or 68 either way: the agent's client speaks for the
-    job from the bridge's side, so a job sends neither DHCP requests nor forged replies).
-    Everything else (IPv6 with its router advertisements and DHCPv6, VLAN tags, other
-    ethertypes) is dropped. The established path is a few compares, one set lookup and the
-    counter."""
+    """The job's chain. Frames from the job (prerouting: ``iifname`` is its port) first go
+    through a guard (an anonymous chain bound to the rule, gone with it) that lets them on
+    only with the job's MAC as source and, for ARP, as sender, its bound address as sender IP
+    (so no RFC 5227 probe from 0.0.0.0: the agent probes for the job, from the bridge's
+    side), IPv4 from its bound address with a valid header and no DHCP (UDP 67 or 68 either
+    way: the agent's client speaks for the job from the bridge's side, so a job sends
+    neither DHCP requests nor forged replies). Everything else (IPv6 with its router
+    advertisements and DHCPv6, VLAN tags, other ethertypes) is dropped there. Then IPv4 is
+    counted both ways, and the chain ends open: an admin's create script appends its own
+    counting and dropping rules, which every frame of the job still reaches. The established
+    path is a few compares, one set lookup and the counter."""
     t = f"{BRIDGE_FAMILY} {TABLE}"
     c, port, ips, mac = job.chain, _q(job.external_interface), _addr_set(job.chain), job.mac
-    rules = [
-        f"oifname {port} ether type ip counter comment {_q(INCOMING)}",
-        f"oifname {port} accept",
+    guard = [
         f"ether saddr != {mac} drop",
         f"arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether {mac} "
-        f"arp saddr ip @{ips} accept",
+        f"arp saddr ip @{ips} return",
         "ether type != ip drop",
         f"ip saddr != @{ips} drop",
         f"udp sport {DHCP_PORTS} drop",
         f"udp dport {DHCP_PORTS} drop",
-        f"meta l4proto 0-255 counter accept comment {_q(OUTGOING)}",  # (no l4proto: malformed)
+        "meta l4proto 0-255 return",  # (a header nft cannot parse has no l4proto: dropped)
         "drop",
+    ]
+    rules = [
+        f"iifname {port} jump {{ {' ; '.join(guard)} ; }}",
+        f"iifname {port} ether type ip counter comment {_q(OUTGOING)}",
+        f"oifname {port} ether type ip counter comment {_q(INCOMING)}",
     ]
     return "\n".join(
         [

@@ -181,24 +181,37 @@ def test_bridge_base_checks_job_ports_at_prerouting_before_the_bridge_learns():
 
 def test_a_bridged_job_sends_only_its_own_mac_and_bound_address_and_no_dhcp():
     c = "add rule bridge lark LARK_b7"
+    guard = " ; ".join(
+        [
+            "ether saddr != 02:aa:bb:cc:dd:ee drop",
+            "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:aa:bb:cc:dd:ee "
+            "arp saddr ip @LARK_b7_ip return",
+            "ether type != ip drop",
+            "ip saddr != @LARK_b7_ip drop",
+            "udp sport { 67, 68 } drop",
+            "udp dport { 67, 68 } drop",
+            "meta l4proto 0-255 return",
+            "drop",
+        ]
+    )
     assert render_bridge_add(BRIDGE_JOB) == "\n".join(
         [
             "add chain bridge lark LARK_b7",
             "add set bridge lark LARK_b7_ip { type ipv4_addr ; flags timeout ; }",
+            f'{c} iifname "e_b7" jump {{ {guard} ; }}',
+            f'{c} iifname "e_b7" ether type ip counter comment "Outgoing"',
             f'{c} oifname "e_b7" ether type ip counter comment "Incoming"',
-            f'{c} oifname "e_b7" accept',
-            f"{c} ether saddr != 02:aa:bb:cc:dd:ee drop",
-            f"{c} arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether "
-            "02:aa:bb:cc:dd:ee arp saddr ip @LARK_b7_ip accept",
-            f"{c} ether type != ip drop",
-            f"{c} ip saddr != @LARK_b7_ip drop",
-            f"{c} udp sport {{ 67, 68 }} drop",
-            f"{c} udp dport {{ 67, 68 }} drop",
-            f'{c} meta l4proto 0-255 counter accept comment "Outgoing"',
-            f"{c} drop",
             'add element bridge lark ports { "e_b7" : jump LARK_b7 }',
         ]
     )
+
+
+def test_a_bridged_jobs_chain_ends_open_for_the_admins_rules():
+    """A create script appends counting and dropping rules to the job's chain: no verdict
+    of Lark's may end the chain before them."""
+    chain = [ln for ln in render_bridge_add(BRIDGE_JOB).splitlines() if " LARK_b7 " in ln]
+    outside_the_guard = [ln.split(" jump {")[0] for ln in chain]
+    assert not any(v in ln for ln in outside_the_guard for v in (" accept", " drop", "return"))
 
 
 def test_a_bridged_job_is_removed_with_its_set():
