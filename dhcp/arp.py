@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import trio
 
-from .bpf import packet_socket
+from .bpf import ETH_P_ALL, outgoing_only, packet_socket
 
 log = logging.getLogger("dhcp.arp")
 ETH_P_ARP = 0x0806
@@ -98,6 +98,13 @@ def open_socket(ifname: str) -> tuple[socket.socket, bytes]:
     return sock, sock.getsockname()[4]
 
 
+def open_port_socket(port: str) -> socket.socket:
+    """An ARP socket hearing only what a bridge sends out of ``port`` (see
+    ``bpf.outgoing_only``): a probe made for the host behind the port from the bridge's side
+    hears the LAN's answers, and nothing that host says itself."""
+    return packet_socket(port, ETH_P_ALL, outgoing_only(_ARP_ONLY))
+
+
 def _drain(sock: socket.socket) -> None:
     while True:
         try:
@@ -112,12 +119,24 @@ async def probe(
     address: ipaddress.IPv4Address,
     config: ProbeConfig = ProbeConfig(),
     rng: random.Random | None = None,
+    via: tuple[socket.socket, str] | None = None,
 ) -> bytes | None:
-    """Probe for ``address``; the MAC of whoever holds it, or None when it is free."""
+    """Probe for ``address``; the MAC of whoever holds it, or None when it is free.
+
+    ``via`` (a send socket and an interface) sends the probes there instead of on ``sock``:
+    into a bridge, for a host behind one of its ports (``open_port_socket``)."""
     rng = rng or random.Random()
     _drain(sock)  # what queued up before the probe says nothing about now
     tsock = trio.socket.from_stdlib_socket(sock)
     holder: bytes | None = None
+
+    tx = trio.socket.from_stdlib_socket(via[0]) if via is not None else None
+
+    async def send(frame: bytes) -> None:
+        if tx is None or via is None:
+            await tsock.send(frame)
+        else:
+            await tx.sendto(frame, (via[1], ETH_P_ARP))
 
     async def listen() -> None:
         nonlocal holder
@@ -133,7 +152,7 @@ async def probe(
         async def send_probes() -> None:
             await trio.sleep(rng.uniform(0, config.initial_wait_s))
             for i in range(config.count):
-                await tsock.send(build(REQUEST, mac, zero, address))
+                await send(build(REQUEST, mac, zero, address))
                 last = i == config.count - 1
                 await trio.sleep(config.final_wait_s if last else rng.uniform(*config.interval_s))
             nursery.cancel_scope.cancel()
@@ -148,5 +167,5 @@ async def probe(
         log.info("%s is in use on the link by %s", address, holder.hex(":"))
         return holder
     if config.announce:
-        await tsock.send(build(REQUEST, mac, address, address))
+        await send(build(REQUEST, mac, address, address))
     return None

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import trio
 
 from . import arp, frame
-from .bpf import Program, attach_filter, packet_socket
+from .bpf import ETH_P_ALL, Program, attach_filter, outgoing_only, packet_socket, send_socket
 from .client import Client, State
 from .events import (
+    BROADCAST,
     Action,
     ConflictDetected,
     GaveUp,
@@ -76,13 +77,20 @@ def reply_filter(chaddr: bytes) -> Program:
 @dataclass
 class Sockets:
     """The raw socket (always), an ARP socket for the conflict probe and, once bound, a UDP
-    socket on the leased address."""
+    socket on the leased address.
+
+    Made by ``open_port`` instead, they serve a host behind a bridge port from the bridge's
+    side: ``raw`` and ``arp`` hear only what the bridge sends out of the port, and every
+    frame goes into the bridge through ``tx`` on ``tx_ifname`` (no UDP socket: the address
+    is the host's, not ours)."""
 
     ifname: str
     mac: bytes
     raw: socket.socket
     arp: socket.socket | None
     udp: socket.socket | None = None
+    tx: socket.socket | None = None
+    tx_ifname: str = ""
 
     @classmethod
     def open(cls, ifname: str, chaddr: bytes | None = None, *, arp_probe: bool = True) -> Sockets:
@@ -99,6 +107,26 @@ class Sockets:
             raw.close()
             raise
         return cls(ifname, mac, raw, arp_sock)
+
+    @classmethod
+    def open_port(cls, port: str, bridge: str, mac: bytes, *, arp_probe: bool = True) -> Sockets:
+        """A client for the host behind bridge port ``port`` whose MAC is ``mac``, run from
+        the bridge's side (open them in the bridge's namespace): it hears the replies the
+        bridge sends that host and speaks into ``bridge`` as that host. What the host itself
+        sends (forged replies, answers to probes) never reaches this client, and the host
+        need not send DHCP at all."""
+        raw = packet_socket(port, ETH_P_ALL, outgoing_only(reply_filter(mac)))
+        arp_sock = tx = None
+        try:
+            raw.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+            arp_sock = arp.open_port_socket(port) if arp_probe else None
+            tx = send_socket()
+        except BaseException:
+            for sock in (raw, arp_sock):
+                if sock is not None:
+                    sock.close()
+            raise
+        return cls(port, mac, raw, arp_sock, tx=tx, tx_ifname=bridge)
 
     def open_udp(self, address: ipaddress.IPv4Address) -> None:
         self.close_udp()
@@ -119,10 +147,15 @@ class Sockets:
             self.udp = None
 
     def close(self) -> None:
-        self.close_udp()
-        if self.arp is not None:
-            self.arp.close()
-        self.raw.close()
+        for close in self.closers():
+            close()
+
+    def closers(self) -> list[Callable[[], None]]:
+        """One call per socket: closing a packet socket waits out an RCU grace period, so a
+        caller in a hurry runs these in parallel."""
+        found = [self.raw.close, self.close_udp]
+        found += [s.close for s in (self.arp, self.tx) if s is not None]
+        return found
 
 
 class DhcpFailed(Exception):
@@ -134,6 +167,8 @@ class Driver:
 
     A new lease is probed for (RFC 5227, ``probe``) before it is reported bound, when the
     Sockets have an ARP socket; an address in use is DECLINEd and the client starts over.
+    ``taken`` names addresses in use that a probe cannot hear: a port's client probes from
+    inside the bridge, whose own host never answers what it sends itself.
     """
 
     def __init__(
@@ -142,11 +177,15 @@ class Driver:
         sockets: Sockets,
         on_action: Callable[[Action], None] | None = None,
         probe: arp.ProbeConfig | None = arp.ProbeConfig(),  # noqa: B008 -- frozen
+        taken: Callable[[ipaddress.IPv4Address], bool] = lambda address: False,
     ) -> None:
         self.client = client
+        self.taken = taken
         self.sockets = sockets
         self.probe = probe if sockets.arp is not None else None
         self.raw = trio.socket.from_stdlib_socket(sockets.raw)
+        self.tx = trio.socket.from_stdlib_socket(sockets.tx) if sockets.tx is not None else None
+        self.server_mac: bytes | None = None  # where the last ACK came from: the next hop
         self.on_action = on_action or (lambda action: None)
         self.lease: Lease | None = None
         self.failure: str | None = None
@@ -187,8 +226,10 @@ class Driver:
                     check_udp = not status & (TP_STATUS_CSUMNOTREADY | TP_STATUS_CSUM_VALID)
             payload = frame.parse_udp(data, check_udp=check_udp)
             if payload is not None:
-                now = trio.current_time()
-                await self._carry_out(self.client.handle(PacketReceived(now, payload)))
+                actions = self.client.handle(PacketReceived(trio.current_time(), payload))
+                if any(isinstance(a, LeaseBound | LeaseRenewed) for a in actions):
+                    self.server_mac = data[6:12]
+                await self._carry_out(actions)
                 self._wake.set()
 
     async def release(self) -> None:
@@ -215,10 +256,17 @@ class Driver:
             self.on_action(action)
 
     async def _address_is_free(self, lease: Lease) -> bool:
+        if self.taken(lease.address):
+            log.warning(
+                "%s from %s is this host's own: declining it", lease.address, lease.server_id
+            )
+            return False
         if self.probe is None:
             return True
         assert self.sockets.arp is not None
-        holder = await arp.probe(self.sockets.arp, self.sockets.mac, lease.address, self.probe)
+        s = self.sockets
+        via = (s.tx, s.tx_ifname) if s.tx is not None else None
+        holder = await arp.probe(s.arp, s.mac, lease.address, self.probe, via=via)
         if holder is None:
             return True
         log.warning(
@@ -231,15 +279,24 @@ class Driver:
 
     async def _transmit(self, t: Transmit) -> None:
         """From 0.0.0.0: a raw broadcast frame. From the lease: UDP on that address, or a raw
-        frame carrying it when the address is not (yet) on the interface."""
+        frame carrying it when the address is not (yet) on the interface (or not ours: a
+        port's client), unicast ones to the MAC the lease came from."""
         payload = encode(t.message)
-        if not t.src.is_unspecified and self.sockets.udp is None:
+        s = self.sockets
+        if not t.src.is_unspecified and s.udp is None and self.tx is None:
             try:
-                self.sockets.open_udp(t.src)
+                s.open_udp(t.src)
             except OSError as exc:
                 log.debug("no UDP socket on %s (%s); sending a raw frame", t.src, exc)
-        if t.src.is_unspecified or self.sockets.udp is None:
-            await self.raw.send(frame.build_udp(payload, self.sockets.mac, t.src, t.dest))
+        if t.src.is_unspecified or s.udp is None:
+            dst_mac = frame.BROADCAST_MAC
+            if t.dest != BROADCAST and self.server_mac is not None:
+                dst_mac = self.server_mac
+            data = frame.build_udp(payload, s.mac, t.src, t.dest, dst_mac=dst_mac)
+            if self.tx is None:
+                await self.raw.send(data)
+            else:
+                await self.tx.sendto(data, (s.tx_ifname, ETH_P_IP))
             return
         udp = trio.socket.from_stdlib_socket(self.sockets.udp)
         await udp.sendto(payload, (str(t.dest), frame.SERVER_PORT))

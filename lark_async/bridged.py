@@ -1,10 +1,13 @@
 """A bridged job's address for its whole life: static, or a DHCP lease kept by dhcp/.
 
-Everything here works through sockets opened inside the job's namespace
-(``JobSide``): the DHCP client's raw and ARP sockets and a netlink channel to
-put the address on the job's interface. The firewall's set of the job's own
-addresses follows the lease, so anti-spoofing lets through exactly what the
-job may use.
+The job may be root in its namespace, so nothing there is trusted for its address: the
+DHCP client and the conflict probe run from the bridge's side of the job's port (``JobSide``:
+they hear only what the bridge sends out of the port, and speak into the bridge as the
+job), the way a switch's DHCP snooping builds its bindings from what the uplink answers.
+The job itself sends no DHCP (its firewall drops it). A netlink channel inside the job's
+namespace puts the address on the job's interface. The firewall's set of the job's own
+addresses follows the lease and expires with it, so anti-spoofing lets through exactly
+what the job may use.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import hashlib
 import ipaddress
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +26,7 @@ import trio
 
 from dhcp import arp
 from dhcp import options as opt
+from dhcp.bpf import send_socket
 from dhcp.client import Client, Config
 from dhcp.events import Action, GaveUp, LeaseBound, LeaseLost, LeaseRenewed
 from dhcp.lease import Lease
@@ -29,7 +34,7 @@ from dhcp.trio_driver import DhcpFailed, Driver, Sockets
 
 from .backends import nft, rtnl
 from .backends.lease_link import LeaseOnLink, OnLink
-from .errors import LarkError, ResourceError, map_errors
+from .errors import KernelError, LarkError, ResourceError, map_errors
 
 if TYPE_CHECKING:  # plan loads classad2, which dhcp-test does without
     from .plan import JobNetwork
@@ -40,19 +45,32 @@ RETRY_AFTER_LOSS_S = 10.0  # a lease lost for good: ask again after this
 
 @dataclass
 class JobSide:
-    """Opened inside the job's network namespace, used from the agent's."""
+    """The job's interface as the agent reaches it: a netlink channel opened inside the job's
+    namespace, the job's MAC as setup found it (before the job ran), and, for DHCP, the
+    client's sockets on the job's bridge port, opened in the bridge's namespace
+    (``open_port``)."""
 
     channel: rtnl.Channel
-    sockets: Sockets  # raw + ARP on the job's interface (static uses only the ARP socket)
+    mac: bytes
+    sockets: Sockets | None = None
 
     @classmethod
     def open(cls, internal: str) -> JobSide:
+        """Inside the job's namespace."""
         channel = rtnl.Channel()
         try:
-            return cls(channel, Sockets.open(internal, arp_probe=True))
+            link = channel.link(internal)
+            if link is None or len(link.mac) != 6:
+                raise KernelError(f"{internal} has no Ethernet address")
+            return cls(channel, link.mac)
         except BaseException:
             channel.close()
             raise
+
+    def open_port(self, port: str, bridge: str) -> None:
+        """In the bridge's namespace, once ``port`` is a port of ``bridge``."""
+        with map_errors(f"open the DHCP client's sockets on {port}"):
+            self.sockets = Sockets.open_port(port, bridge, self.mac, arp_probe=True)
 
     def close(self) -> None:
         for close in self.closers():
@@ -60,10 +78,9 @@ class JobSide:
 
     def closers(self) -> list[Callable[[], None]]:
         """One call per socket, to close them in parallel (see Supervisor.teardown)."""
-        s = self.sockets
-        found = [s.raw.close, s.close_udp, self.channel.close]
-        if s.arp is not None:
-            found.append(s.arp.close)
+        found = [self.channel.close]
+        if self.sockets is not None:
+            found += self.sockets.closers()
         return found
 
 
@@ -84,6 +101,13 @@ def lease_attributes(lease: Lease, mac: bytes, now_monotonic: float) -> dict[str
     if lease.hostname:
         values["LarkHostname"] = lease.hostname
     return values
+
+
+def node_has(address: ipaddress.IPv4Address) -> bool:
+    """Whether ``address`` is one of the node's own (the bridge's, say): the job's probe goes
+    out through the bridge, so the node itself never hears it to answer."""
+    with rtnl.Channel() as host:
+        return host.is_local(address)
 
 
 def client_identity(name: str, mac: bytes) -> bytes:
@@ -118,7 +142,12 @@ class BridgeAddress:
 
     @property
     def mac(self) -> bytes:
-        return self.side.sockets.mac
+        return self.side.mac
+
+    @property
+    def sockets(self) -> Sockets:
+        assert self.side.sockets is not None
+        return self.side.sockets
 
     # -- static ---------------------------------------------------------------
 
@@ -126,8 +155,17 @@ class BridgeAddress:
         """Probe the LAN for the admin's address first: an address in use is refused."""
         iface = self.bridge.static
         assert iface is not None
-        assert self.side.sockets.arp is not None
-        holder = await arp.probe(self.side.sockets.arp, self.mac, iface.ip, arp.FAST)
+        if node_has(iface.ip):
+            raise ResourceError(f"static address {iface.ip} is already in use by this node itself")
+        port, bridge = self.plan.external_interface, self.bridge.name
+        with map_errors(f"open an ARP socket on {port}"):
+            hear = arp.open_port_socket(port)
+        say = send_socket()
+        try:
+            holder = await arp.probe(hear, self.mac, iface.ip, arp.FAST, via=(say, bridge))
+        finally:  # nothing listens on the port for the job's life (closing one waits ~10 ms)
+            say.close()
+            threading.Thread(target=hear.close, daemon=True).start()
         if holder is not None:
             raise ResourceError(
                 f"static address {iface.ip} is already in use on the LAN "
@@ -137,7 +175,7 @@ class BridgeAddress:
         with map_errors(f"configure {iface} on {self.plan.internal_interface}"):
             self.on_link.apply_config(self.static)
         with map_errors(f"allow {iface.ip} in {self.rules.chain}"):
-            nft.set_bridge_addresses(self.rules, [iface.ip])
+            nft.set_bridge_addresses(self.rules, self.bindings())
         self.state = "static"
         log.info("%s: static address %s on the LAN", self.plan.name, iface)
 
@@ -157,7 +195,9 @@ class BridgeAddress:
                 retransmit_initial_s=1.0,
             )
             client = Client(config, rng=random.Random(), remembered=remembered)
-            self.driver = Driver(client, self.side.sockets, self._on_action, probe=arp.FAST)
+            self.driver = Driver(
+                client, self.sockets, self._on_action, probe=arp.FAST, taken=node_has
+            )
             if first:
                 try:
                     await self.driver.run(task_status=task_status)
@@ -229,7 +269,7 @@ class BridgeAddress:
             with map_errors(f"configure the DHCP lease on {self.plan.internal_interface}"):
                 self.on_link.apply(lease)
             with map_errors(f"allow the leased address in {self.rules.chain}"):
-                nft.set_bridge_addresses(self.rules, [lease.address] if lease else [])
+                nft.set_bridge_addresses(self.rules, self.bindings())
         except LarkError as exc:
             log.error("%s: %s", self.plan.name, exc)
 
@@ -245,11 +285,16 @@ class BridgeAddress:
             log.info("%s: DHCP lease released", self.plan.name)
             self.remember(None)
 
-    def addresses(self) -> list[ipaddress.IPv4Address]:
-        """The source addresses the job may use now."""
+    def bindings(self) -> list[nft.Binding]:
+        """The source addresses the job may use now, and for how long: the static one for
+        good, a lease's until it expires."""
         if self.static is not None:
-            return [self.static.interface.ip]
-        return [self.lease.address] if self.lease is not None else []
+            return [(self.static.interface.ip, None)]
+        lease = self.lease
+        if lease is None:
+            return []
+        left = lease.expires_at - trio.current_time()
+        return [(lease.address, None if left == float("inf") else left)]
 
     # -- what the update ad says -------------------------------------------------
 

@@ -23,7 +23,7 @@ import trio
 from . import ads, callouts, testhooks, userfiles
 from .accounting import derive_accounting
 from .backends import address, cgroup, iptables, kernel, locks, netns, nft, rtnl
-from .backends.bridge import ensure_bridge, wait_forwarding
+from .backends.bridge import ensure_bridge, pin_port, wait_forwarding
 from .bridged import BridgeAddress, JobSide
 from .chirp import FINAL_PUSH_TIMEOUT_S, ChirpPublisher
 from .cleanup import undo_record
@@ -308,9 +308,18 @@ class Supervisor:
         assert opened is not None
         self.watch_socket, self.job_side = opened
         await self._step_done("netns")
-        rules = nft.BridgeRules(
-            plan.chain, plan.external_interface, self.job_side.sockets.mac.hex(":")
+        mac = self.job_side.mac  # read before the job runs: from now on the job's is pinned
+        with rtnl.Channel() as host:  # (goes with the port: nothing to record)
+            pinned = await trio.to_thread.run_sync(
+                pin_port, host, plan.external_interface, bridge.name, mac
+            )
+        log.info(
+            "%s: %s pinned to %s (%s)", plan.name, mac.hex(":"), plan.external_interface, pinned
         )
+        if bridge.static is None:
+            self.job_side.open_port(plan.external_interface, bridge.name)
+        await self._step_done("port")
+        rules = nft.BridgeRules(plan.chain, plan.external_interface, mac.hex(":"))
         self.rules = rules
         record.note("firewall", **rules.to_record())
         await trio.to_thread.run_sync(nft.apply_bridge_job, rules)
@@ -559,8 +568,8 @@ class Supervisor:
         try:
             await trio.to_thread.run_sync(_reapply, rules)
             if isinstance(rules, nft.BridgeRules) and self.bridged is not None:
-                addrs = self.bridged.addresses()
-                await trio.to_thread.run_sync(nft.set_bridge_addresses, rules, addrs)
+                bindings = self.bridged.bindings()
+                await trio.to_thread.run_sync(nft.set_bridge_addresses, rules, bindings)
         except LarkError as exc:
             log.error("%s: could not restore the firewall: %s", self.plan.name, exc)
 

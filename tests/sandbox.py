@@ -96,11 +96,24 @@ class Sandbox:
         # nsenter, not `ip -n`: that also remounts /sys, which fails in chroots and containers
         for step in (
             ("link", "set", "lo", "up"),
-            ("link", "add", "br0", "type", "bridge"),
+            # a fixed MAC, as a real server's NIC has: a bridge without one takes its lowest
+            # port's, so adding a host would change it under a running Kea (which keeps
+            # answering from the MAC it started with, one no longer there); a port (a veth
+            # whose peer is up) gives it carrier before any host joins (Kea listens only on
+            # a running link)
+            ("link", "add", "br0", "address", "02:10:77:00:00:01", "type", "bridge"),
+            ("link", "add", "site0", "type", "veth", "peer", "name", "site1"),
+            ("link", "set", "site1", "up"),
+            ("link", "set", "site0", "master", "br0", "up"),
             ("addr", "add", f"{SITE_ADDR}/24", "dev", "br0"),
             ("link", "set", "br0", "up"),
         ):
             sh("ip", *step, netns=self.site)
+
+        def running() -> bool:
+            return "state UP" in sh("ip", "-o", "link", "show", "br0", netns=self.site).stdout
+
+        assert wait_for(running, 5), "the site bridge br0 never came up"
         www = self.tmp / "www"
         www.mkdir()
         for name, size in FILE_SIZES.items():

@@ -8,9 +8,11 @@ neighbours' ARP entries. Agents starting at once serialise on a lock on the lock
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
+import struct
 from pathlib import Path
 
 import trio
@@ -110,6 +112,62 @@ def _restore(
             channel.request(*batch, absent_ok=True)
         except OSError as exc:
             log.error("restoring the bridge device after a failure: %s", exc)
+
+
+# A job's port: it learns nothing (the job's frames cannot move another host's MAC to it,
+# even those the bridge hands to the host before any hook, such as STP's and LLDP's), is
+# never sent frames for unknown MACs (no eavesdropping on floods), never gets its own frames
+# back (hairpin off: what the bridge sends out of it really comes from elsewhere), and is
+# shut if it sends STP BPDUs to a bridge running STP (BPDU guard).
+PORT_OPTIONS = {
+    rtnl.IFLA_BRPORT_LEARNING: 0,
+    rtnl.IFLA_BRPORT_UNICAST_FLOOD: 0,
+    rtnl.IFLA_BRPORT_MODE: 0,
+    rtnl.IFLA_BRPORT_GUARD: 1,
+}
+
+
+def pin_port(channel: rtnl.Channel, port: str, bridge: str, mac: bytes) -> str:
+    """Pin the job's MAC to its port before the job runs: the port options above, a static
+    sticky forwarding entry for the job's MAC, and the port locked where the kernel has it
+    (Linux 5.18: a frame whose source is not in the table for that port is dropped before
+    learning, independently of Lark's firewall). Returns what took, for the log."""
+    index = channel.index(port)
+    options = {**PORT_OPTIONS, rtnl.IFLA_BRPORT_LOCKED: 1}
+    with map_errors(f"set the bridge port options of {port}"):
+        channel.request(rtnl.set_port_flags(index, options, port))
+    br = channel.link(bridge)
+    vid = None
+    if br is not None and br.bridge_options.get(rtnl.IFLA_BR_VLAN_FILTERING, b"\0")[0]:
+        # a VLAN-aware bridge looks MACs up in the port's VLAN: a new port's is the default
+        pvid = br.bridge_options.get(rtnl.IFLA_BR_VLAN_DEFAULT_PVID, b"\0\0")
+        vid = struct.unpack_from("=H", pvid.ljust(2, b"\0"))[0] or None
+    sticky = True
+    with map_errors(f"pin {mac.hex(':')} to {port}"):
+        try:
+            channel.request(rtnl.static_fdb(index, mac, vid, sticky, port))
+        except rtnl.RequestError as exc:
+            if exc.errno != errno.EINVAL:  # a kernel without sticky entries (before 4.20)
+                raise
+            sticky = False
+            channel.request(rtnl.static_fdb(index, mac, vid, sticky, port))
+    link = channel.link(port)
+    took = link.port_options if link is not None else {}
+    missing = [k for k, v in PORT_OPTIONS.items() if took.get(k) != v]
+    if missing:
+        raise ResourceError(
+            f"bridge port {port} did not take its options (IFLA_BRPORT {missing}): "
+            f"it could learn other hosts' MACs"
+        )
+    locked = took.get(rtnl.IFLA_BRPORT_LOCKED) == 1
+    return ", ".join(
+        [
+            "learning off",
+            "locked" if locked else "not locked (kernel before 5.18)",
+            "static sticky entry" if sticky else "static entry (no sticky)",
+        ]
+        + ([f"vlan {vid}"] if vid is not None else [])
+    )
 
 
 async def wait_forwarding(channel: rtnl.Channel, port: str, bridge: str, bound_s: float) -> None:

@@ -291,13 +291,19 @@ def read_counters(chain: str, family: str = FAMILY) -> dict[str, tuple[int, int]
 # -- bridge mode: the ``bridge lark`` table ---------------------------------------------------
 #
 # A bridged job's frames never reach the inet hooks (no br_netfilter needed), so bridge mode
-# has its own table in the bridge family, shaped like the inet one: a verdict map from port
-# name to the job's chain on the forward, input and output hooks. The job's chain drops what
-# the job sends with another MAC or source address than its own (the addresses are a set, so
-# a new lease changes an element, not the rules), then counts IPv4 both ways. Bridge jobs are
-# applied through libnftables: their start is dominated by the address (DHCP, ARP probe).
+# has its own table in the bridge family: a verdict map from port name to the job's chain.
+# Frames from a job are checked at prerouting, which the bridge runs before it learns the
+# frame's source MAC (br_handle_frame -> NF_BR_PRE_ROUTING -> br_handle_frame_finish, which
+# learns): only what the job may send gets further, then it is counted. Frames to a job are
+# counted at forward and output. The job's addresses are a set whose elements expire with
+# the lease, so a new lease changes an element, not the rules.
 
 BRIDGE_FAMILY = "bridge"
+PORT_MAP = "ports"  # (was "jobs", dispatched at forward: a table of that shape is re-based)
+# 802.1D reserved group addresses (STP, LACP, 802.1X, LLDP, ...): a bridge hands them to the
+# host without prerouting (br_handle_frame), so frames from job ports to them stop at input
+BRIDGE_GROUP = "ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00"
+DHCP_PORTS = "{ 67, 68 }"
 
 
 def _addr_set(chain: str) -> str:
@@ -308,13 +314,18 @@ def render_bridge_base() -> str:
     """Idempotent (base chains flushed and refilled in the same transaction), so two agents
     creating it at once do not dispatch twice."""
     t = f"{BRIDGE_FAMILY} {TABLE}"
-    lines = [f"add table {t}", f"add map {t} {JOB_MAP} {{ type ifname : verdict ; }}"]
-    hooks = {"forward": ("iifname", "oifname"), "input": ("iifname",), "output": ("oifname",)}
-    for hook, matches in hooks.items():
+    lines = [f"add table {t}", f"add map {t} {PORT_MAP} {{ type ifname : verdict ; }}"]
+    hooks = {
+        "prerouting": f"iifname vmap @{PORT_MAP}",
+        "forward": f"oifname vmap @{PORT_MAP}",
+        "input": f'iifname "e_*" {BRIDGE_GROUP} drop',
+        "output": f"oifname vmap @{PORT_MAP}",
+    }
+    for hook, rule in hooks.items():
         lines += [
             f"add chain {t} {hook} {{ type filter hook {hook} priority filter ; policy accept ; }}",
             f"flush chain {t} {hook}",
-            *(f"add rule {t} {hook} {m} vmap @{JOB_MAP}" for m in matches),
+            f"add rule {t} {hook} {rule}",
         ]
     return "\n".join(lines)
 
@@ -341,21 +352,41 @@ class BridgeRules:
 
 
 def render_bridge_add(job: BridgeRules) -> str:
+    """The job's chain. Frames from the job (prerouting: ``iifname`` is its port) first go
+    through a guard (an anonymous chain bound to the rule, gone with it) that lets them on
+    only with the job's MAC as source and, for ARP, as sender, its bound address as sender IP
+    (so no RFC 5227 probe from 0.0.0.0: the agent probes for the job, from the bridge's
+    side), IPv4 from its bound address with a valid header and no DHCP (UDP 67 or 68 either
+    way: the agent's client speaks for the job from the bridge's side, so a job sends
+    neither DHCP requests nor forged replies). Everything else (IPv6 with its router
+    advertisements and DHCPv6, VLAN tags, other ethertypes) is dropped there. Then IPv4 is
+    counted both ways, and the chain ends open: an admin's create script appends its own
+    counting and dropping rules, which every frame of the job still reaches. The established
+    path is a few compares, one set lookup and the counter."""
     t = f"{BRIDGE_FAMILY} {TABLE}"
-    c, port, ips = job.chain, _q(job.external_interface), _addr_set(job.chain)
+    c, port, ips, mac = job.chain, _q(job.external_interface), _addr_set(job.chain), job.mac
+    guard = [
+        f"ether saddr != {mac} drop",
+        f"arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether {mac} "
+        f"arp saddr ip @{ips} return",
+        "ether type != ip drop",
+        f"ip saddr != @{ips} drop",
+        f"udp sport {DHCP_PORTS} drop",
+        f"udp dport {DHCP_PORTS} drop",
+        "meta l4proto 0-255 return",  # (a header nft cannot parse has no l4proto: dropped)
+        "drop",
+    ]
+    rules = [
+        f"iifname {port} jump {{ {' ; '.join(guard)} ; }}",
+        f"iifname {port} ether type ip counter comment {_q(OUTGOING)}",
+        f"oifname {port} ether type ip counter comment {_q(INCOMING)}",
+    ]
     return "\n".join(
         [
             f"add chain {t} {c}",
-            f"add set {t} {ips} {{ type ipv4_addr ; }}",
-            f"add rule {t} {c} iifname {port} ether saddr != {job.mac} drop",
-            f"add rule {t} {c} iifname {port} ether type != {{ ip, arp }} drop",
-            f"add rule {t} {c} iifname {port} ip saddr 0.0.0.0 meta l4proto != udp drop",
-            f"add rule {t} {c} iifname {port} ip saddr 0.0.0.0 udp dport != 67 drop",
-            f"add rule {t} {c} iifname {port} ip saddr != 0.0.0.0 ip saddr != @{ips} drop",
-            f"add rule {t} {c} iifname {port} arp saddr ip != 0.0.0.0 arp saddr ip != @{ips} drop",
-            f"add rule {t} {c} iifname {port} ether type ip counter comment {_q(OUTGOING)}",
-            f"add rule {t} {c} oifname {port} ether type ip counter comment {_q(INCOMING)}",
-            f"add element {t} {JOB_MAP} {{ {port} : jump {c} }}",
+            f"add set {t} {ips} {{ type ipv4_addr ; flags timeout ; }}",
+            *(f"add rule {t} {c} {rule}" for rule in rules),
+            f"add element {t} {PORT_MAP} {{ {port} : jump {c} }}",
         ]
     )
 
@@ -364,7 +395,7 @@ def render_bridge_remove(job: BridgeRules) -> str:
     t = f"{BRIDGE_FAMILY} {TABLE}"
     return "\n".join(
         [
-            f"delete element {t} {JOB_MAP} {{ {_q(job.external_interface)} }}",
+            f"delete element {t} {PORT_MAP} {{ {_q(job.external_interface)} }}",
             f"flush chain {t} {job.chain}",
             f"delete chain {t} {job.chain}",
             f"delete set {t} {_addr_set(job.chain)}",
@@ -402,14 +433,30 @@ def discard_bridge_job(job: BridgeRules) -> None:
                     raise
 
 
-def set_bridge_addresses(job: BridgeRules, addresses: list[ipaddress.IPv4Address]) -> None:
+Binding = tuple[
+    ipaddress.IPv4Address, float | None
+]  # an address, and seconds it stays (None: for good)
+
+
+def render_bridge_addresses(job: BridgeRules, bindings: list[Binding]) -> str:
+    """The job's addresses, replaced in one transaction; a lease's element expires with the
+    lease, so an address is not the job's past its lease even if the agent is gone."""
+    t, ips = f"{BRIDGE_FAMILY} {TABLE}", _addr_set(job.chain)
+    elements = [
+        str(addr) if stay is None else f"{addr} timeout {max(int(stay * 1000), 1)}ms"
+        for addr, stay in bindings
+        if stay is None or stay > 0
+    ]
+    lines = [f"flush set {t} {ips}"]
+    if elements:
+        lines.append(f"add element {t} {ips} {{ {', '.join(elements)} }}")
+    return "\n".join(lines)
+
+
+def set_bridge_addresses(job: BridgeRules, bindings: list[Binding]) -> None:
     """The source addresses the job may use (its lease or static address; none while it has
     no lease)."""
-    t, ips = f"{BRIDGE_FAMILY} {TABLE}", _addr_set(job.chain)
-    lines = [f"flush set {t} {ips}"]
-    if addresses:
-        lines.append(f"add element {t} {ips} {{ {', '.join(map(str, addresses))} }}")
-    nft().run("\n".join(lines), f"set the addresses of {job.chain}")
+    nft().run(render_bridge_addresses(job, bindings), f"set the addresses of {job.chain}")
 
 
 def dump_table(family: str) -> str:

@@ -14,7 +14,7 @@ import ipaddress
 import os
 import socket
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 NETLINK_ROUTE = 0
 NLMSG_ERROR, NLMSG_DONE = 2, 3
@@ -28,6 +28,11 @@ IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 
 VETH_INFO_PEER = 1
 IFLA_BR_FORWARD_DELAY, IFLA_BR_STP_STATE = 1, 5
 IFLA_BRPORT_STATE, BR_STATE_FORWARDING = 1, 3
+IFLA_BRPORT_MODE, IFLA_BRPORT_GUARD, IFLA_BRPORT_LEARNING, IFLA_BRPORT_UNICAST_FLOOD = 4, 5, 8, 9
+IFLA_BRPORT_LOCKED = 39  # Linux 5.18
+IFLA_BR_VLAN_FILTERING, IFLA_BR_VLAN_DEFAULT_PVID = 7, 39
+RTM_NEWNEIGH, AF_BRIDGE, NDA_LLADDR, NDA_VLAN = 28, 7, 2, 5
+NUD_NOARP, NTF_MASTER, NTF_STICKY, NLM_F_REPLACE = 0x40, 0x04, 0x40, 0x100
 IF_OPER_UNKNOWN, IF_OPER_UP = 0, 6
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
@@ -41,6 +46,7 @@ _NLMSGHDR = struct.Struct("=IHHII")
 _IFINFOMSG = struct.Struct("=BxHiII")
 _IFADDRMSG = struct.Struct("=BBBBi")
 _RTMSG = struct.Struct("=BBBBBBBBI")
+_NDMSG = struct.Struct("=BBHiHBB")
 
 
 def _attr(kind: int, payload: bytes) -> bytes:
@@ -86,6 +92,30 @@ def set_master(index: int, master: int, what: str) -> Message:
     """Enslave a link (to a bridge) and bring it up."""
     body = _ifinfo(index, up=True) + _attr(IFLA_MASTER, struct.pack("=I", master))
     return Message(RTM_NEWLINK, 0, body, f"attach {what}")
+
+
+def set_port_flags(index: int, flags: dict[int, int], what: str) -> Message:
+    """Bridge port options (IFLA_BRPORT_*, each one byte) of an enslaved link, as
+    ``ip link set DEV type bridge_slave ...`` sets them. A kernel that does not know an
+    option ignores it: read the link back to see what took."""
+    data = b"".join(_attr(kind, struct.pack("=B", value)) for kind, value in flags.items())
+    info = _attr(IFLA_INFO_SLAVE_KIND, b"bridge\0") + _attr(IFLA_INFO_SLAVE_DATA, data)
+    body = _ifinfo(index) + _attr(IFLA_LINKINFO, info)
+    return Message(RTM_NEWLINK, 0, body, f"set bridge port options of {what}")
+
+
+def static_fdb(index: int, mac: bytes, vid: int | None, sticky: bool, what: str) -> Message:
+    """A static entry in the bridge's forwarding table: ``mac`` lives behind port ``index``
+    (``bridge fdb replace MAC dev PORT master static [sticky] [vlan VID]``). Static, not
+    permanent: a permanent entry would make the bridge keep the frames for itself. Sticky:
+    a frame with this source arriving on another port does not move it there."""
+    flags = NTF_MASTER | (NTF_STICKY if sticky else 0)
+    body = _NDMSG.pack(AF_BRIDGE, 0, 0, index, NUD_NOARP, flags, 0) + _attr(NDA_LLADDR, mac)
+    if vid is not None:
+        body += _attr(NDA_VLAN, struct.pack("=H", vid))
+    return Message(
+        RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, body, f"pin {mac.hex(':')} to {what}"
+    )
 
 
 def del_link(name: str) -> Message:
@@ -175,6 +205,8 @@ class Link:
     kind: str | None  # bridge, veth, ... (None: a plain device)
     master: int | None
     port_state: int | None  # bridge port STP state, when enslaved to a bridge
+    port_options: dict[int, int] = field(default_factory=dict, hash=False)  # IFLA_BRPORT_* u8
+    bridge_options: dict[int, bytes] = field(default_factory=dict, hash=False)  # of a bridge
 
     @property
     def forwarding(self) -> bool:
@@ -196,6 +228,8 @@ def parse_link(body: bytes) -> Link:
         kind=kind,
         master=struct.unpack("=I", a[IFLA_MASTER])[0] if IFLA_MASTER in a else None,
         port_state=slave[IFLA_BRPORT_STATE][0] if IFLA_BRPORT_STATE in slave else None,
+        port_options={k: v[0] for k, v in slave.items() if len(v) == 1},
+        bridge_options=parse_attrs(info.get(IFLA_INFO_DATA, b"")) if kind == "bridge" else {},
     )
 
 

@@ -7,7 +7,17 @@ import json
 
 import pytest
 
-from lark_async.backends.nft import JobRules, render_add, render_base, render_remove
+from lark_async.backends.nft import (
+    BridgeRules,
+    JobRules,
+    render_add,
+    render_base,
+    render_bridge_add,
+    render_bridge_addresses,
+    render_bridge_base,
+    render_bridge_remove,
+    render_remove,
+)
 
 BASE = """\
 add table inet lark
@@ -142,3 +152,89 @@ def test_a_missing_libnftables_is_a_clear_error(monkeypatch):
         "the nftables firewall backend needs libnftables.so.1, which is not installed "
         "(Debian: apt install nftables)"
     )
+
+
+# -- bridge mode -------------------------------------------------------------------------
+
+BRIDGE_BASE = """\
+add table bridge lark
+add map bridge lark ports { type ifname : verdict ; }
+add chain bridge lark prerouting { type filter hook prerouting priority filter ; policy accept ; }
+flush chain bridge lark prerouting
+add rule bridge lark prerouting iifname vmap @ports
+add chain bridge lark forward { type filter hook forward priority filter ; policy accept ; }
+flush chain bridge lark forward
+add rule bridge lark forward oifname vmap @ports
+add chain bridge lark input { type filter hook input priority filter ; policy accept ; }
+flush chain bridge lark input
+add rule bridge lark input iifname "e_*" ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop
+add chain bridge lark output { type filter hook output priority filter ; policy accept ; }
+flush chain bridge lark output
+add rule bridge lark output oifname vmap @ports"""
+
+BRIDGE_JOB = BridgeRules("LARK_b7", "e_b7", "02:aa:bb:cc:dd:ee")
+
+
+def test_bridge_base_checks_job_ports_at_prerouting_before_the_bridge_learns():
+    assert render_bridge_base() == BRIDGE_BASE
+
+
+def test_a_bridged_job_sends_only_its_own_mac_and_bound_address_and_no_dhcp():
+    c = "add rule bridge lark LARK_b7"
+    guard = " ; ".join(
+        [
+            "ether saddr != 02:aa:bb:cc:dd:ee drop",
+            "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:aa:bb:cc:dd:ee "
+            "arp saddr ip @LARK_b7_ip return",
+            "ether type != ip drop",
+            "ip saddr != @LARK_b7_ip drop",
+            "udp sport { 67, 68 } drop",
+            "udp dport { 67, 68 } drop",
+            "meta l4proto 0-255 return",
+            "drop",
+        ]
+    )
+    assert render_bridge_add(BRIDGE_JOB) == "\n".join(
+        [
+            "add chain bridge lark LARK_b7",
+            "add set bridge lark LARK_b7_ip { type ipv4_addr ; flags timeout ; }",
+            f'{c} iifname "e_b7" jump {{ {guard} ; }}',
+            f'{c} iifname "e_b7" ether type ip counter comment "Outgoing"',
+            f'{c} oifname "e_b7" ether type ip counter comment "Incoming"',
+            'add element bridge lark ports { "e_b7" : jump LARK_b7 }',
+        ]
+    )
+
+
+def test_a_bridged_jobs_chain_ends_open_for_the_admins_rules():
+    """A create script appends counting and dropping rules to the job's chain: no verdict
+    of Lark's may end the chain before them."""
+    chain = [ln for ln in render_bridge_add(BRIDGE_JOB).splitlines() if " LARK_b7 " in ln]
+    outside_the_guard = [ln.split(" jump {")[0] for ln in chain]
+    assert not any(v in ln for ln in outside_the_guard for v in (" accept", " drop", "return"))
+
+
+def test_a_bridged_job_is_removed_with_its_set():
+    assert render_bridge_remove(BRIDGE_JOB) == (
+        'delete element bridge lark ports { "e_b7" }\n'
+        "flush chain bridge lark LARK_b7\n"
+        "delete chain bridge lark LARK_b7\n"
+        "delete set bridge lark LARK_b7_ip"
+    )
+
+
+def test_a_lease_binding_expires_with_the_lease_and_a_static_one_never():
+    lease, static = ipaddress.IPv4Address("10.77.0.100"), ipaddress.IPv4Address("10.77.0.60")
+    assert render_bridge_addresses(BRIDGE_JOB, [(lease, 3.5)]) == (
+        "flush set bridge lark LARK_b7_ip\n"
+        "add element bridge lark LARK_b7_ip { 10.77.0.100 timeout 3500ms }"
+    )
+    assert render_bridge_addresses(BRIDGE_JOB, [(static, None)]).endswith("{ 10.77.0.60 }")
+    # a lease already over, or none at all: the job may use no address
+    for bindings in ([(lease, 0.0)], [(lease, -2.0)], []):
+        assert render_bridge_addresses(BRIDGE_JOB, bindings) == "flush set bridge lark LARK_b7_ip"
+
+
+def test_bridge_rules_record_round_trip():
+    record = json.loads(json.dumps(BRIDGE_JOB.to_record()))
+    assert record["family"] == "bridge" and BridgeRules.from_record(record) == BRIDGE_JOB

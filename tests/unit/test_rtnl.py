@@ -262,3 +262,41 @@ def test_routes_from_a_lease_match_pyroute2():
     on_link = rtnl.route(rtnl.RTM_DELROUTE, ipaddress.IPv4Network("10.8.0.0/16"), None, 7)
     assert on_link.what == "remove route to 10.8.0.0/16" and on_link.flags == 0
     assert struct.unpack_from("=BBBBBBBBI", on_link.body)[6] == rtnl.RT_SCOPE_LINK
+
+
+def test_a_job_port_is_pinned_with_one_byte_bridge_port_options():
+    msg = rtnl.set_port_flags(9, {rtnl.IFLA_BRPORT_LEARNING: 0, rtnl.IFLA_BRPORT_GUARD: 1}, "e_x")
+    assert msg.kind == rtnl.RTM_NEWLINK and msg.flags == 0
+    assert ifinfo(msg.body)[2] == 9
+    ((kind, linkinfo),) = walk(msg.body[16:])
+    assert kind == rtnl.IFLA_LINKINFO
+    info = dict(walk(linkinfo))
+    assert info[rtnl.IFLA_INFO_SLAVE_KIND] == b"bridge\0"
+    assert walk(info[rtnl.IFLA_INFO_SLAVE_DATA]) == [(8, b"\0"), (5, b"\1")]
+
+
+@pytest.mark.parametrize(("vid", "sticky"), [(None, True), (10, False)])
+def test_the_jobs_mac_is_a_static_entry_never_a_permanent_one(vid, sticky):
+    """Permanent (NUD_PERMANENT) would make the bridge deliver the job's frames to itself."""
+    mac = bytes.fromhex("02aabbccddee")
+    msg = rtnl.static_fdb(9, mac, vid, sticky, "e_x")
+    assert msg.kind == rtnl.RTM_NEWNEIGH
+    assert msg.flags == rtnl.NLM_F_CREATE | rtnl.NLM_F_REPLACE  # replaces a learnt entry
+    family, _, _, index, state, flags, _ = struct.unpack_from("=BBHiHBB", msg.body)
+    assert (family, index, state) == (socket.AF_BRIDGE, 9, rtnl.NUD_NOARP)
+    assert flags == rtnl.NTF_MASTER | (rtnl.NTF_STICKY if sticky else 0)
+    attrs = dict(walk(msg.body[12:]))
+    assert attrs[rtnl.NDA_LLADDR] == mac
+    assert attrs.get(rtnl.NDA_VLAN) == (None if vid is None else struct.pack("=H", vid))
+
+
+def test_static_fdb_matches_pyroute2():
+    from pyroute2.netlink.rtnl.ndmsg import ndmsg
+
+    msg = ndmsg()
+    msg["family"], msg["ifindex"], msg["state"] = socket.AF_BRIDGE, 9, rtnl.NUD_NOARP
+    msg["flags"] = rtnl.NTF_MASTER | rtnl.NTF_STICKY
+    msg["attrs"] = [("NDA_LLADDR", "02:aa:bb:cc:dd:ee")]
+    msg.encode()
+    ours = rtnl.static_fdb(9, bytes.fromhex("02aabbccddee"), None, True, "e_x")
+    assert ours.body == bytes(msg.data[16:])
