@@ -265,11 +265,19 @@ class ConnectionGuard:
         first packets are decided per wake-up. A job that makes connections in a loop keeps
         the queue from ever being empty; reading until it is would starve the signals, the
         polls and the teardown."""
-        task_status.started()
-        while True:
-            with trio.move_on_at(self.trail.next_deadline()):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._expire_audit)
+            task_status.started()
+            while True:
                 await trio.lowlevel.wait_readable(self._fd)
                 self.decide_some(BATCH)
+
+    async def _expire_audit(self) -> None:
+        """The count lines of windows that end while no decision comes (the next decision
+        would write them too)."""
+        while True:
+            now = trio.current_time()
+            await trio.sleep_until(min(self.trail.next_deadline(), now + self.trail.window_s))
             self._write(self.trail.expire(trio.current_time()))
 
     def decide_some(self, budget: int) -> None:
