@@ -312,7 +312,20 @@ def find_orphans(
         if job is None or (only is not None and job != only) or locks.job_alive(lock_dir, job):
             continue
         orphans.append(Orphan("lock", lock.name, functools.partial(sweep.job_lock, lock, job)))
+    for lock in sorted(lock_dir.glob("user-*.lock")) if lock_dir.is_dir() and not only else []:
+        if not locks.is_locked(lock):  # a wrap slot (backends/quota.py) of a killed agent
+            orphans.append(Orphan("lock", lock.name, functools.partial(_free_lock, lock)))
     return orphans
+
+
+def _free_lock(path: Path) -> bool:
+    """Remove a lock file if, at this moment, no one holds it."""
+    with map_errors(f"lock {path}"):
+        fd = locks.try_lock(path, create=False)
+    if fd is None:
+        return False
+    locks.release(path, fd)
+    return True
 
 
 def _unlink(path: Path) -> None:

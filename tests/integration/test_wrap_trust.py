@@ -194,3 +194,21 @@ def test_the_job_environment_pipe_held_open_is_bounded(sandbox, host):
     os.close(write)
     assert proc.returncode == 2
     assert proc.stderr == "lark-agent: error: the job's environment (fd 3) did not arrive in time\n"
+
+
+def test_a_killed_agents_user_slot_is_swept_and_a_held_one_stays(sandbox, host):
+    from test_sweeper import cleanup
+
+    from lark_async.backends import locks
+
+    sandbox.lock_dir.mkdir(mode=0o700)
+    stale, held = sandbox.lock_dir / "user-65534.0.lock", sandbox.lock_dir / "user-65534.1.lock"
+    stale.write_text("4242\n")  # its agent was SIGKILLed: the file stays, unlocked
+    fd = locks.try_lock(held)
+    assert fd is not None
+    try:
+        r = cleanup(sandbox, host, "--orphans")
+        assert r.returncode == 0, r.stderr
+        assert not stale.exists() and held.exists()
+    finally:
+        locks.release(held, fd)
