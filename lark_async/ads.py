@@ -40,17 +40,19 @@ def parse_ad(text: str, what: str) -> classad2.ClassAd:
 
     Old syntax (what the starter writes) is parsed line by line: each value must be one whole
     expression, so a truncated or junk-trailed line is an error naming it. classad2's own
-    parsers accept truncated input silently, and also load all of htcondor2 -- whose start-up
-    resolves the node's hostname, a DNS round trip on every job start -- so old syntax avoids
-    them; the rare new-syntax ad is first checked whole.
+    parsers accept truncated input silently, and ``parseOne`` also loads all of htcondor2 --
+    whose start-up resolves the node's hostname, a DNS round trip (or a minute's wait on a
+    node without DNS) on every job start -- so neither syntax uses them: the rare new-syntax
+    ad is checked whole, then built with ``classad2.ClassAd``.
     """
     stripped = text.strip()
     if stripped.startswith("["):
         _check_depth(stripped, what)
-        try:
-            whole = classad2.ExprTree(stripped).eval()
-            if isinstance(whole, classad2.ClassAd):
-                return classad2.parseOne(stripped, classad2.ParserType.New)
+        try:  # parenthesised, junk after the ad cannot hide; the ad must be all there is
+            whole = str(classad2.ExprTree(f"({stripped})"))
+            ad = classad2.ClassAd(stripped)
+            if whole == f"({classad2.ExprTree(str(ad))})":
+                return ad
         except (ValueError, classad2.ClassAdException):
             pass
         raise AdError(f"{what}: not a valid new-syntax ClassAd")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -469,21 +470,22 @@ def test_a_namespace_removed_from_outside_stops_the_job(sandbox, host):
 
 def test_leftover_daemons_in_the_job_namespace_are_killed(sandbox, host):
     name = sandbox.job_name()
+    nap = f"300.{os.getpid()}{sandbox.prefix[-4:].encode().hex()}"  # ours alone, for pgrep
     r = sandbox.run_agent(
         host,
         *sandbox.who(name),
         "--",
         "/bin/sh",
         "-c",
-        "setsid sleep 300 >/dev/null 2>&1 < /dev/null & "
-        "setsid sh -c 'trap \"\" TERM; sleep 300' >/dev/null 2>&1 < /dev/null & "
+        f"setsid sleep {nap} >/dev/null 2>&1 < /dev/null & "
+        f"setsid sh -c 'trap \"\" TERM; sleep {nap}' >/dev/null 2>&1 < /dev/null & "
         "sleep 0.2; echo started",
     )
     assert r.returncode == 0, r.stderr
     assert f"lark-{name}" not in netns_list()
     # killed with the job, through its cgroup (without one: TERM, then KILL after a grace period)
     assert "killed 3 process(es)" in sandbox.log_file.read_text()
-    assert not sh("pgrep", "-f", "^sleep 300$", check=False).stdout.strip()
+    assert not sh("pgrep", "-f", f"^sleep {nap}$", check=False).stdout.strip()
 
 
 def test_table_has_nothing_of_the_job_afterwards(sandbox, host):

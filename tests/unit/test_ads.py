@@ -490,3 +490,19 @@ def test_format_for_script_keeps_printable_strings_as_htcondor_prints_them():
     assert classad2.parseOne(ads.format_for_script(ad), classad2.ParserType.Old).eval("A") == (
         "C:\\dir\\ r\u00e9my"
     )
+
+
+def test_reading_a_new_syntax_ad_does_not_load_htcondor2():
+    """htcondor2's start-up resolves the host's name: on a node whose DNS is down (or a
+    chroot without any) every job start would wait for it."""
+    code = (
+        "import sys; from lark_async import ads; "
+        "ad = ads.parse_ad('[ A = 1; B = \"x\" ]', 'x'); "
+        "assert ad.eval('A') == 1 and ad.eval('B') == 'x'; "
+        "print('htcondor2' in sys.modules)"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
