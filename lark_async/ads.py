@@ -7,14 +7,12 @@ the whole text was taken and names the first bad line otherwise.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
 import resource
 import select
 import signal
-import stat
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -23,6 +21,7 @@ from pathlib import Path
 
 import classad2
 
+from . import userfiles
 from .errors import AdError
 
 _ATTR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
@@ -147,34 +146,12 @@ def read_ad(path: str | os.PathLike[str] | None, what: str) -> classad2.ClassAd:
     if path is None:
         return classad2.ClassAd()
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise AdError(f"{what} {path}: is a symbolic link") from exc
-        raise AdError(f"{what} {path}: {exc.strerror}") from exc
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise AdError(f"{what} {path}: not a regular file")
-        data = _read_at_most(fd, AD_MAX_BYTES + 1)
+        data = userfiles.read_regular(path, AD_MAX_BYTES, f"{AD_MAX_BYTES // 1024} KiB")
+    except userfiles.Refused as exc:
+        raise AdError(f"{what} {path}: {exc}") from exc
     except OSError as exc:
         raise AdError(f"{what} {path}: {exc.strerror}") from exc
-    finally:
-        os.close(fd)
-    if len(data) > AD_MAX_BYTES:
-        raise AdError(f"{what} {path}: larger than {AD_MAX_BYTES // 1024} KiB")
     return parse_ad(data.decode(errors="replace"), f"{what} {path}")
-
-
-def _read_at_most(fd: int, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = os.read(fd, min(1 << 16, limit - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
 
 
 def evaluate(ad: classad2.ClassAd, attr: str, target: classad2.ClassAd | None = None) -> object:

@@ -23,13 +23,11 @@ or never answers costs a log line, never a stuck or spinning agent.
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import logging
 import os
 import re
 import socket
-import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,30 +92,13 @@ def parse_config(data: bytes) -> ChirpContact:
 
 
 def read_config(path: Path, uid: int, gid: int) -> ChirpContact:
-    """Open as the job user, refuse a symlink (O_NOFOLLOW) and anything but a small regular
-    file (checked on the opened descriptor; O_NONBLOCK so a FIFO cannot hold the open)."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+    """Read as the job user: a small regular file, no symlink, FIFO or device
+    (userfiles.read_regular)."""
     try:
         with userfiles.as_user(uid, gid):
-            fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        why = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror  # O_NOFOLLOW
-        raise ChirpUnusable(f"cannot open it: {why}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ChirpUnusable("not a regular file")
-        if info.st_size > CONFIG_MAX_BYTES:
-            raise ChirpUnusable(f"larger than {CONFIG_MAX_BYTES} bytes")
-        data = os.read(fd, CONFIG_MAX_BYTES + 1)
-    except OSError as exc:
-        raise ChirpUnusable(f"cannot read it: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-    if len(data) > CONFIG_MAX_BYTES:
-        raise ChirpUnusable(f"larger than {CONFIG_MAX_BYTES} bytes")
+            data = userfiles.read_regular(path, CONFIG_MAX_BYTES, f"{CONFIG_MAX_BYTES} bytes")
+    except userfiles.Refused as exc:
+        raise ChirpUnusable(str(exc)) from None
     return parse_config(data)
 
 
