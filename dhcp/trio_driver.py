@@ -190,6 +190,9 @@ class Driver:
         self.lease: Lease | None = None
         self.failure: str | None = None
         self._wake = trio.Event()
+        # the timer and the receiver both hand the client's actions over: carried out one
+        # batch at a time, in the order the client emitted them (a send is a checkpoint)
+        self._in_order = trio.Lock()
 
     async def run(self, *, task_status: trio.TaskStatus[Lease] = trio.TASK_STATUS_IGNORED) -> None:
         """Acquire, hand the lease to ``task_status.started``, then keep it until stopped.
@@ -238,13 +241,17 @@ class Driver:
         self._wake.set()
 
     async def _carry_out(self, actions: list[Action]) -> None:
+        async with self._in_order:
+            await self._carry_out_in_order(actions)
+
+    async def _carry_out_in_order(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Transmit):
                 await self._transmit(action)
             elif isinstance(action, LeaseBound) and not await self._address_is_free(action.lease):
                 orders = self.client.handle(ConflictDetected(trio.current_time()))
                 # never reported bound, so its loss is not reported either: DECLINE and go on
-                await self._carry_out([o for o in orders if not isinstance(o, LeaseLost)])
+                await self._carry_out_in_order([o for o in orders if not isinstance(o, LeaseLost)])
                 continue
             elif isinstance(action, LeaseBound | LeaseRenewed):
                 self.lease = action.lease
