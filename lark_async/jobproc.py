@@ -122,6 +122,7 @@ class Job:
 
 
 KILL_BOUND_S = 5.0
+EMPTY_PASSES = 4  # consecutive passes that find nobody: see kill_netns_processes
 
 
 def kill_netns_processes(netns: str, grace_s: float = 2.0, bound_s: float = KILL_BOUND_S) -> int:
@@ -134,7 +135,9 @@ def kill_netns_processes(netns: str, grace_s: float = 2.0, bound_s: float = KILL
     time a pass ends. So the SIGKILL pass repeats, and kills each process the moment it
     finds it, newest (highest pid) first: the newest member of a forking chain is the one
     about to fork, and a process SIGKILLed in fork() leaves no child (the kernel aborts a
-    fork when a fatal signal is pending).
+    fork when a fatal signal is pending). A pass lists /proc before it looks, so a chain
+    member forked after the listing while its parent died before the look escapes that
+    pass: the namespace counts as empty only after EMPTY_PASSES passes in a row find nobody.
     """
     try:
         st = netns_backend.path_of(netns).stat()
@@ -150,7 +153,13 @@ def kill_netns_processes(netns: str, grace_s: float = 2.0, bound_s: float = KILL
         time.sleep(0.02)
     deadline = time.monotonic() + bound_s
     killed: set[int] = set()
-    while found := _signal_inside(target, signal.SIGKILL, skip=set()):
+    empty = 0
+    while empty < EMPTY_PASSES:
+        found = _signal_inside(target, signal.SIGKILL, skip=set())
+        if not found:
+            empty += 1
+            continue
+        empty = 0
         seen |= found
         if time.monotonic() >= deadline:
             raise KernelError(
