@@ -1,9 +1,12 @@
 """The site bridge of bridge mode: found, or made once from the LAN device, and left in place.
 
-Making it moves the device's addresses and routes onto the bridge in one netlink batch, the
-bridge taking the device's MAC, so the host keeps its address, its DHCP identity and its
-neighbours' ARP entries. Agents starting at once serialise on a lock on the lock directory
-(no file is left for it), and the second finds the bridge the first made.
+Making it moves everything the node had on the device onto the bridge (linkconfig.py: both
+families' addresses, routes in every table, rules), the bridge taking the device's MAC and
+MTU, so the host keeps its addresses (SLAAC ones too), its DHCP identity and its
+neighbours' ARP and neighbour entries. The move is a journal of single changes: a failure
+anywhere takes back every change made, and the node is as it was. Agents starting at once
+serialise on a lock on the lock directory (no file is left for it), and the second finds the
+bridge the first made.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from pathlib import Path
 
 import trio
 
-from ..errors import ConfigError, ResourceError, map_errors
-from . import rtnl
+from .. import testhooks
+from ..errors import ConfigError, KernelError, ResourceError, map_errors
+from . import linkconfig, rtnl
+from .journal import Journal
 
 log = logging.getLogger("lark.bridge")
 
@@ -67,51 +72,89 @@ def _make(channel: rtnl.Channel, name: str, device: str) -> int:
         raise ResourceError(f"bridge device {device} is a bridge or already part of one")
     if not dev.up or not dev.running:
         raise ResourceError(f"bridge device {device} is down (no carrier or not up)")
-    addresses, routes = channel.addresses(dev.index), channel.routes(dev.index)
-    with map_errors(f"create bridge {name}"):
-        channel.request(rtnl.new_bridge(name, dev.mac or None))
-    off_device = [rtnl.address(rtnl.RTM_DELADDR, dev.index, a.interface, device) for a in addresses]
+    with map_errors(f"read the configuration of {device}"):
+        nexthops = linkconfig.nexthop_objects_on(channel, dev.index)
+        config = linkconfig.read_link_config(channel, dev.index, device)
+    if nexthops:
+        raise ResourceError(
+            f"bridge device {device} has {nexthops} nexthop object(s) (ip nexthop), which "
+            f"cannot move to a bridge: make bridge {name} from it yourself"
+        )
+    journal = Journal(channel)
     try:
-        index = channel.index(name)
-        with map_errors(f"move {device} and its addresses onto bridge {name}"):
-            channel.request(
-                *(rtnl.moved_route(r, rtnl.RTM_DELROUTE, dev.index) for r in routes),
-                *off_device,
-                rtnl.set_master(dev.index, index, device),
-                rtnl.set_up(index, name),
-                *(rtnl.readd_address(a, index, name) for a in addresses),
-                *(rtnl.moved_route(r, rtnl.RTM_NEWROUTE, index) for r in routes),
+        index = _move(journal, name, dev, device, config)
+    except BaseException as exc:
+        failed = journal.rollback()
+        if isinstance(exc, OSError):
+            what = getattr(exc, "what", None) or "move"
+            left = (
+                f"; the rollback failed to {failed[0].what} ({failed[0].strerror}) and "
+                f"{len(failed) - 1} more: see the log"
+                if failed
+                else f"; {device} is as it was"
             )
-    except BaseException:
-        _restore(channel, name, dev, addresses, routes)
+            raise KernelError(
+                f"make bridge {name} from {device}: {what}: {exc.strerror}{left}"
+            ) from exc
         raise
-    log.info(
-        "created bridge %s on %s (moved %s; %d route(s))",
-        name,
-        device,
-        ", ".join(str(a.interface) for a in addresses) or "no addresses",
-        len(routes),
-    )
+    log.info("created bridge %s from %s (moved %s)", name, device, config)
     return index
 
 
-def _restore(
-    channel: rtnl.Channel,
-    name: str,
-    dev: rtnl.Link,
-    addresses: list[rtnl.Address],
-    routes: list[rtnl.Route],
-) -> None:
-    """Undo a half-made bridge: the device gets back what it had."""
-    for batch in (
-        [rtnl.del_link(name)],
-        [rtnl.readd_address(a, dev.index, "device") for a in addresses],
-        [rtnl.moved_route(r, rtnl.RTM_NEWROUTE, dev.index) for r in routes],
-    ):
-        try:
-            channel.request(*batch, absent_ok=True)
-        except OSError as exc:
-            log.error("restoring the bridge device after a failure: %s", exc)
+def _move(
+    journal: Journal, name: str, dev: rtnl.Link, device: str, config: linkconfig.LinkConfig
+) -> int:
+    """Everything the node had on ``device`` onto a new bridge ``name``, one change at a
+    time, in an order where each finds what it needs: rules, routes needing a gateway,
+    routes needing the link, then addresses (secondaries first: removing an IPv4 primary
+    removes its secondaries unless ``promote_secondaries``) leave the device; the device
+    joins the bridge; addresses, link routes, gateway routes and rules arrive on it."""
+    channel, old = journal.channel, dev.index
+    journal.apply(rtnl.new_bridge(name, dev.mac or None, dev.mtu or None), [rtnl.del_link(name)])
+    new = channel.index(name)
+    # no IPv6 link-local of its own when it comes up: the device's moves to it
+    journal.apply(rtnl.set_addr_gen_mode(new, rtnl.IN6_ADDR_GEN_MODE_NONE, name))
+    testhooks.fail_after("bridge-create")
+    routes = (*config.link_routes, *config.gateway_routes)
+    for rule in reversed(config.rules):
+        journal.apply(
+            linkconfig.del_rule(rule, device, device, f"of {device}"),
+            [linkconfig.add_rule(rule, device, device, f"of {device}")],
+        )
+    for r in reversed(routes):
+        journal.apply(
+            linkconfig.del_route(r, old, old, device), [linkconfig.add_route(r, old, old, device)]
+        )
+    for a in reversed(config.addresses):
+        journal.apply(
+            linkconfig.del_address(a, old, "", "", device),
+            linkconfig.add_address(a, old, "", "", device),
+        )
+    testhooks.fail_after("bridge-clear")
+    journal.apply(rtnl.set_master(old, new, device), [rtnl.set_master(old, 0, device)])
+    journal.apply(rtnl.set_up(new, name))
+    for a in config.addresses:
+        first, *then = linkconfig.add_address(a, new, device, name, name)
+        journal.apply(first, [linkconfig.del_address(a, new, device, name, name)])
+        for message in then:
+            journal.apply(message)
+    testhooks.fail_after("bridge-addresses")
+    for r in routes:
+        journal.apply(
+            linkconfig.add_route(r, old, new, name), [linkconfig.del_route(r, old, new, name)]
+        )
+    testhooks.fail_after("bridge-routes")
+    for rule in config.rules:
+        journal.apply(
+            linkconfig.add_rule(rule, device, name, f"for {name}"),
+            [linkconfig.del_rule(rule, device, name, f"for {name}")],
+        )
+    if dev.addr_gen_mode not in (None, rtnl.IN6_ADDR_GEN_MODE_NONE):
+        # the bridge was made without a link-local of its own, the device's moved to it;
+        # from now on it makes one as the device did (at its next up)
+        journal.apply(rtnl.set_addr_gen_mode(new, dev.addr_gen_mode, name))
+    testhooks.fail_after("bridge-rules")
+    return new
 
 
 # A job's port: it learns nothing (the job's frames cannot move another host's MAC to it,

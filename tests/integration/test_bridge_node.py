@@ -1,0 +1,190 @@
+"""Making the site bridge from the node's LAN device costs the node nothing: every address,
+route and rule it had is there afterwards, on the bridge, or -- when making it fails at any
+point -- exactly as it was."""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+import pytest
+from sandbox import SITE_ADDR, ping, sh, wait_for
+from test_bridge import static_flags
+
+SITE6 = "2001:db8:77::1"
+HOST6 = "2001:db8:77::11"
+
+# What a node may have on its LAN device besides one IPv4 address and a default route.
+NODE_SETUP = [
+    # IPv6: a global address (with DAD, as usual), its default route, a second address with
+    # lifetimes and no prefix route, a route with a metric and an MTU
+    ("-6", "addr", "add", f"{HOST6}/64", "dev", "uplink"),
+    ("-6", "route", "add", "default", "via", SITE6, "dev", "uplink", "metric", "512"),
+    ("-6", "addr", "add", "2001:db8:78::11/64", "dev", "uplink", "valid_lft", "3600",
+     "preferred_lft", "1800", "noprefixroute"),
+    ("-6", "route", "add", "2001:db8:99::/64", "via", SITE6, "dev", "uplink", "metric", "300",
+     "mtu", "1300"),
+    # IPv4: a secondary address with a label, another primary whose prefix route has a
+    # metric, one with lifetimes
+    ("addr", "add", "10.77.0.211/24", "dev", "uplink", "label", "uplink:sec"),
+    ("addr", "add", "10.78.0.11/24", "dev", "uplink", "metric", "50"),
+    ("addr", "add", "10.79.0.11/24", "dev", "uplink", "valid_lft", "3600", "preferred_lft", "1800"),
+    # routes: onlink, with metrics, another protocol, a policy-routing table and its rules
+    ("route", "add", "10.99.0.0/24", "via", "10.98.0.1", "dev", "uplink", "onlink"),
+    ("route", "add", "10.97.0.0/24", "via", "10.77.0.1", "dev", "uplink", "metric", "50", "mtu",
+     "1400", "advmss", "1360", "proto", "static"),
+    ("route", "add", "default", "via", "10.77.0.1", "dev", "uplink", "table", "100"),
+    ("route", "add", "10.96.0.0/24", "dev", "uplink", "table", "100", "scope", "link"),
+    ("route", "add", "10.95.0.0/24", "dev", "dum0", "src", "10.77.0.211"),
+    ("-6", "route", "add", "default", "via", SITE6, "dev", "uplink", "table", "100"),
+    ("rule", "add", "from", "10.77.0.211", "lookup", "100", "priority", "100"),
+    ("rule", "add", "iif", "uplink", "lookup", "100", "priority", "101"),
+    ("rule", "add", "from", "10.78.0.11", "lookup", "100", "priority", "101"),
+    ("rule", "add", "oif", "uplink", "lookup", "main", "priority", "102"),
+    ("-6", "rule", "add", "from", "2001:db8:78::11", "lookup", "100", "priority", "100"),
+]  # fmt: skip
+
+STATE = {
+    "addr": ("ip", "-d", "addr"),
+    "route": ("ip", "route", "show", "table", "all"),
+    "route6": ("ip", "-6", "route", "show", "table", "all"),
+    "rule": ("ip", "rule"),
+    "rule6": ("ip", "-6", "rule"),
+}
+
+
+def furnish(sandbox, host) -> None:
+    """Give the execute host the configuration above (and another link, for a route that
+    uses one of the LAN device's addresses as its source)."""
+    sandbox.kept_links.update({"lark", "dum0", "dum1"})
+    sh("ip", "-6", "addr", "add", f"{SITE6}/64", "dev", "br0", "nodad", netns=sandbox.site)
+    sh("ip", "link", "add", "dum0", "type", "veth", "peer", "name", "dum1", netns=host.netns)
+    sh("ip", "link", "set", "dum1", "up", netns=host.netns)
+    sh("ip", "link", "set", "dum0", "up", netns=host.netns)
+    for step in NODE_SETUP:
+        sh("ip", *step, netns=host.netns)
+    settled = lambda: "tentative" not in sh("ip", "addr", netns=host.netns).stdout  # noqa: E731
+    assert wait_for(settled, 10), sh("ip", "addr", netns=host.netns).stdout
+    promote = sh("sysctl", "-n", "net.ipv4.conf.uplink.promote_secondaries", netns=host.netns)
+    assert promote.stdout.strip() == "0"  # the kernel's default: a primary takes its secondaries
+
+
+def node_state(host) -> dict[str, str]:
+    """What ``ip`` shows of the node; remaining lifetimes tick, so only their being finite
+    is kept, and each link's own IPv6 routes are listed last (PER_LINK)."""
+    state = {}
+    for key, cmd in STATE.items():
+        text = re.sub(r"\b\d+sec\b", "Nsec", sh(*cmd, netns=host.netns).stdout)
+        if key.startswith("route"):
+            text = "\n".join(per_link_last(text.splitlines()))
+        state[key] = text
+    return state
+
+
+def assert_same(before: dict[str, str], after: dict[str, str]) -> None:
+    for key, text in before.items():
+        diff = difflib.unified_diff(text.splitlines(), after[key].splitlines(), lineterm="")
+        assert text == after[key], f"{key}:\n" + "\n".join(diff)
+
+
+def links(addr_output: str) -> dict[str, list[str]]:
+    """``ip -d addr`` by link name."""
+    blocks: dict[str, list[str]] = {}
+    name = ""
+    for line in addr_output.splitlines():
+        head = re.match(r"^\d+: ([^:@]+)", line)
+        if head:
+            name = head.group(1)
+            blocks[name] = []
+        blocks[name].append(line)
+    return blocks
+
+
+def addresses(block: list[str]) -> list[str]:
+    """A link's address lines with their lifetime lines."""
+    out, keep = [], False
+    for line in block:
+        if line.startswith("    inet"):
+            keep = True
+        elif not line.startswith("       "):
+            keep = False
+        if keep:
+            out.append(line)
+    return out
+
+
+def link_facts(block: list[str]) -> tuple[str | None, str | None]:
+    text = "\n".join(block)
+    mac = re.search(r"link/ether (\S+)", text)
+    mtu = re.search(r" mtu (\d+)", text)
+    return (mac and mac.group(1)), (mtu and mtu.group(1))
+
+
+# The kernel's IPv6 routes of each link, listed in the order the links came: a destination
+# they match always names its link, so their order means nothing.
+PER_LINK = re.compile(r"^(fe80::/64|multicast ff00::/8) dev \S+ .*proto kernel")
+
+
+def per_link_last(lines: list[str]) -> list[str]:
+    """The routes in order, but those of PER_LINK sorted, at the end."""
+    return [ln for ln in lines if not PER_LINK.match(ln)] + sorted(filter(PER_LINK.match, lines))
+
+
+# What the kernel gives every link with IPv6 up, the bridge's port too.
+PORT_KERNEL_ROUTES = {
+    "multicast ff00::/8 dev uplink table local proto kernel metric 256 pref medium"
+}
+
+
+def test_the_bridge_takes_every_address_route_and_rule_of_the_device(sandbox, host):
+    furnish(sandbox, host)
+    before = node_state(host)
+    for _ in range(2):  # the second job finds the bridge the first made
+        r = sandbox.run_agent(host, *sandbox.who(), *static_flags(), "--", "true")
+        assert r.returncode == 0, r.stderr + sandbox.log_file.read_text()
+    assert sandbox.log_file.read_text().count("created bridge lark from uplink") == 1
+    assert not sandbox.wait_clean()  # the jobs' veths go with their namespaces, soon after
+    after = node_state(host)
+
+    was, now = links(before["addr"]), links(after["addr"])
+    assert set(now) == set(was) | {"lark"}
+    for name in set(was) - {"uplink"}:
+        assert now[name] == was[name]
+    moved = [line.replace("uplink", "lark") for line in addresses(was["uplink"])]
+    assert addresses(now["lark"]) == moved
+    assert any(" inet6 2001:db8:77::11/64 scope global" in line for line in moved)
+    assert any(" secondary lark:sec" in line for line in moved)
+    assert addresses(now["uplink"]) == []
+    assert link_facts(now["lark"]) == link_facts(was["uplink"])
+
+    for key in ("route", "route6"):
+        port = {ln for ln in after[key].splitlines() if " dev uplink " in ln}
+        assert port <= PORT_KERNEL_ROUTES, port
+        rest = per_link_last([ln for ln in after[key].splitlines() if ln not in port])
+        expected = per_link_last(before[key].replace(" dev uplink ", " dev lark ").splitlines())
+        assert rest == expected, "\n".join(difflib.unified_diff(expected, rest, lineterm=""))
+    for key in ("rule", "rule6"):
+        assert after[key] == before[key].replace("if uplink ", "if lark ")
+
+    # and the node uses them: IPv6 out of its default route, IPv4 from its secondary
+    ping(host.netns, SITE6)
+    ping(host.netns, SITE_ADDR, source="10.77.0.211")
+
+
+@pytest.mark.parametrize(
+    "step", ["bridge-create", "bridge-clear", "bridge-addresses", "bridge-routes", "bridge-rules"]
+)
+def test_a_bridge_that_cannot_be_made_leaves_the_node_as_it_was(sandbox, host, step):
+    furnish(sandbox, host)
+    before = node_state(host)
+    r = sandbox.run_agent(
+        host, *sandbox.who(), *static_flags(), "--", "true", env={"_LARK_TEST_FAIL_AFTER": step}
+    )
+    assert r.returncode == 125, r.stderr
+    warned = f"lark-agent: WARNING: test failure after {step}"  # (the hook says so)
+    assert [ln for ln in r.stderr.strip().splitlines() if ln != warned] == [
+        f"lark-agent: error: make bridge lark from uplink: test failure after {step}: injected "
+        "by _LARK_TEST_FAIL_AFTER; uplink is as it was"
+    ]
+    assert_same(before, node_state(host))
+    ping(host.netns, SITE6)
