@@ -93,6 +93,7 @@ class Supervisor:
         self._step_mark = 0.0
         self.setup_scope = trio.CancelScope()
         self.watch_socket: socket.socket | None = None
+        self.bridge_watch: socket.socket | None = None  # bridge mode: the bridge's deletion
         self.last_counters: dict[str, tuple[int, int]] = {}
         self.counter_base: dict[str, tuple[int, int]] = {}  # counted before a restore
         self._job_nursery: trio.Nursery | None = None
@@ -277,6 +278,11 @@ class Supervisor:
             index = await trio.to_thread.run_sync(
                 ensure_bridge, host, bridge.name, bridge.device, plan.lock_dir
             )
+            # watched from now on: a bridge deleted before the job runs is seen when it does
+            self.bridge_watch = open_link_watch(index)
+            found = host.link_by_index(index)
+        if found is None:
+            raise ResourceError(f"bridge {bridge.name} was deleted while the job was set up")
         await self._step_done("bridge")
 
         def note(step: str) -> None:
@@ -469,6 +475,9 @@ class Supervisor:
                 await nursery.start(
                     watch_link, watched, self.plan.internal_interface, self._link_gone
                 )
+            if self.bridge_watch is not None:
+                watched, self.bridge_watch = self.bridge_watch, None
+                await nursery.start(watch_link, watched, "bridge", self._bridge_gone)
             status = await self.job.wait()
             nursery.cancel_scope.cancel()
         log.info("%s: job exited with status %d", self.plan.name, status)
@@ -478,6 +487,13 @@ class Supervisor:
         self._network_lost(
             f"the veth pair {self.plan.external_interface}/{self.plan.internal_interface} was "
             "deleted while the job ran"
+        )
+
+    def _bridge_gone(self, _name: str) -> None:
+        bridge = self.plan.bridge
+        assert bridge is not None
+        self._network_lost(
+            f"bridge {bridge.name} was deleted while the job ran (the job is off the LAN)"
         )
 
     def _network_lost(self, why: str) -> None:
@@ -614,9 +630,10 @@ class Supervisor:
     async def teardown(self) -> list[LarkError]:
         """Stop the job, read and publish the final counters, then undo the record."""
         self._tearing_down = True
-        if self.watch_socket is not None:  # setup stopped before the watch task took it
-            self.watch_socket.close()
-            self.watch_socket = None
+        for watch in (self.watch_socket, self.bridge_watch):
+            if watch is not None:  # setup stopped before the watch task took it
+                watch.close()
+        self.watch_socket = self.bridge_watch = None
         if self.job is not None:
             await self._stop_job()
             await self._kill_leftovers()

@@ -325,6 +325,16 @@ class Channel:
             raise
         return parse_link(found[0]) if found else None
 
+    def link_by_index(self, index: int) -> Link | None:
+        """The link with ``index`` in this namespace, or None."""
+        try:
+            found = self.query(RTM_GETLINK, _ifinfo(index))
+        except RequestError as exc:
+            if exc.errno == 19:  # ENODEV
+                return None
+            raise
+        return parse_link(found[0]) if found else None
+
     def link_names(self) -> list[str]:
         """Names of every link in this namespace."""
         names = []

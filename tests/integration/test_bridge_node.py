@@ -1,11 +1,12 @@
 """Making the site bridge from the node's LAN device costs the node nothing: every address,
 route and rule it had is there afterwards, on the bridge, or -- when making it fails at any
-point -- exactly as it was."""
+point -- exactly as it was. And a bridge deleted under running jobs ends them, loudly."""
 
 from __future__ import annotations
 
 import difflib
 import re
+import signal
 
 import pytest
 from sandbox import SITE_ADDR, ping, sh, wait_for
@@ -188,3 +189,25 @@ def test_a_bridge_that_cannot_be_made_leaves_the_node_as_it_was(sandbox, host, s
     ]
     assert_same(before, node_state(host))
     ping(host.netns, SITE6)
+
+
+def test_a_deleted_bridge_stops_its_jobs_and_says_why(sandbox, host):
+    sandbox.kept_links.add("lark")
+    name = sandbox.job_name()
+    proc = sandbox.start_agent(
+        host,
+        *sandbox.who(name),
+        *static_flags(),
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo ready; exec sleep 60",
+    )
+    assert sandbox.read_line(proc.stdout).strip() == "ready"
+    sh("ip", "link", "del", "lark", netns=host.netns)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert (
+        "bridge lark was deleted while the job ran (the job is off the LAN); stopping the job"
+        in err
+    )
