@@ -22,7 +22,7 @@ import trio
 
 from . import ads, callouts, testhooks, userfiles
 from .accounting import derive_accounting
-from .backends import address, cgroup, iptables, kernel, locks, netns, nft, rtnl
+from .backends import address, cgroup, iptables, kernel, locks, mtu, netns, nft, rtnl
 from .backends.bridge import ensure_bridge, pin_port, wait_forwarding
 from .bridged import BridgeAddress, JobSide
 from .chirp import FINAL_PUSH_TIMEOUT_S, ChirpPublisher
@@ -220,6 +220,7 @@ class Supervisor:
                 record.note(step, external=plan.external_interface)
 
         external = plan.external_interface if plan.mode == "nat" else None
+        mtu = await trio.to_thread.run_sync(self._nat_mtu) if plan.mode == "nat" else None
         self.watch_socket = netns.in_fresh_thread(
             lambda: netns.setup_job_netns(
                 plan.netns,
@@ -229,6 +230,7 @@ class Supervisor:
                 note,
                 record.forget,
                 open_link_watch,
+                mtu=mtu,
             ),
         )
         await self._step_done("netns")
@@ -248,6 +250,20 @@ class Supervisor:
                 nft.apply_job(rules)
             self.rules = rules
             await self._step_done("firewall")
+
+    def _nat_mtu(self) -> int | None:
+        """The uplink's MTU within LARK_JOB_MTU (backends/mtu.py)."""
+        with rtnl.Channel() as host, map_errors("read the node's default route"):
+            uplink = mtu.uplink_mtu(host)
+        chosen = mtu.derive_nat_mtu(uplink, self.plan.job_mtu)
+        log.info(
+            "%s: MTU %s (uplink %s, LARK_JOB_MTU %s)",
+            self.plan.name,
+            chosen or mtu.DEFAULT_MTU,
+            uplink or "unknown: no default route",
+            self.plan.job_mtu or "unset",
+        )
+        return chosen
 
     async def _take_job_lock(self) -> None:
         """Before the record and every resource: whoever holds the job's name may remove what
@@ -309,6 +325,7 @@ class Supervisor:
                 record.forget,
                 inside,
                 bridge=index,
+                mtu=found.mtu or None,  # the LAN's: the bridge (and node) keep theirs
             ),
         )
         assert opened is not None

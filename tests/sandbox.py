@@ -206,6 +206,15 @@ class Sandbox:
         self.hosts.append(host)
         return host
 
+    def set_lan_mtu(self, host: Host, mtu: int) -> None:
+        """Jumbo frames (or smaller ones) on the site's LAN as far as ``host``: the site
+        bridge's ports and the host's uplink (the site bridge follows its ports)."""
+        up = f"up{host.netns.rsplit('-h', 1)[1]}"
+        for link in ("site1", "site0", up):
+            sh("ip", "link", "set", link, "mtu", str(mtu), netns=self.site)
+        sh("ip", "link", "set", "uplink", "mtu", str(mtu), netns=host.netns)
+        assert f" mtu {mtu} " in sh("ip", "link", "show", "br0", netns=self.site).stdout
+
     def start_in(self, netns: str, argv: list[str]) -> subprocess.Popen:
         proc = subprocess.Popen(
             ["nsenter", f"--net=/run/netns/{netns}", *argv],

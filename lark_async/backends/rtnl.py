@@ -79,14 +79,18 @@ class Message:
     what: str
 
 
-def new_veth(name: str, peer: str, peer_netns_fd: int) -> Message:
+def new_veth(name: str, peer: str, peer_netns_fd: int, mtu: int | None = None) -> Message:
     """The host end is created up (the peer cannot be: veth_open refuses before the pair is
-    linked, ENOTCONN), the peer directly inside the job's netns (no move, no RCU wait)."""
-    peer_body = _ifinfo() + _ifname(peer) + _attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd))
+    linked, ENOTCONN), the peer directly inside the job's netns (no move, no RCU wait).
+    ``mtu`` (both ends): the job's frames are as large as its network's (None: 1500)."""
+    size = _attr(IFLA_MTU, struct.pack("=I", mtu)) if mtu is not None else b""
+    peer_body = (
+        _ifinfo() + _ifname(peer) + _attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd)) + size
+    )
     info = _attr(IFLA_INFO_KIND, b"veth\0") + _attr(
         IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer_body)
     )
-    body = _ifinfo(up=True) + _ifname(name) + _attr(IFLA_LINKINFO, info)
+    body = _ifinfo(up=True) + _ifname(name) + size + _attr(IFLA_LINKINFO, info)
     return Message(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"create veth {name}/{peer}")
 
 
