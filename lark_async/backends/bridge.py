@@ -87,12 +87,13 @@ def _make(channel: rtnl.Channel, name: str, device: str) -> int:
         failed = journal.rollback()
         if isinstance(exc, OSError):
             what = getattr(exc, "what", None) or "move"
-            left = (
-                f"; the rollback failed to {failed[0].what} ({failed[0].strerror}) and "
-                f"{len(failed) - 1} more: see the log"
-                if failed
-                else f"; {device} is as it was"
-            )
+            left = f"; {device} is as it was"
+            if failed:
+                more = f" and {len(failed) - 1} more" if len(failed) > 1 else ""
+                left = (
+                    f"; the rollback failed to {failed[0].what} ({failed[0].strerror}){more}: "
+                    "see the log"
+                )
             raise KernelError(
                 f"make bridge {name} from {device}: {what}: {exc.strerror}{left}"
             ) from exc
@@ -105,13 +106,16 @@ def _move(
     journal: Journal, name: str, dev: rtnl.Link, device: str, config: linkconfig.LinkConfig
 ) -> int:
     """Everything the node had on ``device`` onto a new bridge ``name``, one change at a
-    time, in an order where each finds what it needs: rules, routes needing a gateway,
-    routes needing the link, then addresses (secondaries first: removing an IPv4 primary
+    time, in an order where each finds what it needs: the bridge is made with the device's
+    MAC, MTU and per-link settings; rules, routes needing a gateway, routes needing the
+    link, static neighbours and addresses (secondaries first: removing an IPv4 primary
     removes its secondaries unless ``promote_secondaries``) leave the device; the device
-    joins the bridge; addresses, link routes, gateway routes and rules arrive on it."""
+    joins the bridge; addresses, neighbours, link routes, gateway routes and rules arrive
+    on it."""
     channel, old = journal.channel, dev.index
     journal.apply(rtnl.new_bridge(name, dev.mac or None, dev.mtu or None), [rtnl.del_link(name)])
     new = channel.index(name)
+    linkconfig.copy_link_sysctls(device, name)  # (they go with the bridge on a rollback)
     # no IPv6 link-local of its own when it comes up: the device's moves to it
     journal.apply(rtnl.set_addr_gen_mode(new, rtnl.IN6_ADDR_GEN_MODE_NONE, name))
     testhooks.fail_after("bridge-create")
@@ -124,6 +128,10 @@ def _move(
     for r in reversed(routes):
         journal.apply(
             linkconfig.del_route(r, old, old, device), [linkconfig.add_route(r, old, old, device)]
+        )
+    for n in config.neighbours:  # (removing a link's last IPv4 address flushes its ARP)
+        journal.apply(
+            linkconfig.del_neighbour(n, old, device), [linkconfig.add_neighbour(n, old, device)]
         )
     for a in reversed(config.addresses):
         journal.apply(
@@ -138,6 +146,10 @@ def _move(
         journal.apply(first, [linkconfig.del_address(a, new, device, name, name)])
         for message in then:
             journal.apply(message)
+    for n in config.neighbours:
+        journal.apply(
+            linkconfig.add_neighbour(n, new, name), [linkconfig.del_neighbour(n, new, name)]
+        )
     testhooks.fail_after("bridge-addresses")
     for r in routes:
         journal.apply(

@@ -41,4 +41,10 @@ class Journal:
         return failed
 
 
-_DELETES = (rtnl.RTM_DELLINK, rtnl.RTM_DELADDR, rtnl.RTM_DELROUTE, rtnl.RTM_DELRULE)
+_DELETES = (
+    rtnl.RTM_DELLINK,
+    rtnl.RTM_DELADDR,
+    rtnl.RTM_DELROUTE,
+    rtnl.RTM_DELRULE,
+    rtnl.RTM_DELNEIGH,
+)

@@ -4,10 +4,11 @@ A bridge made from the node's LAN device must take over everything the node had 
 the node loses it: addresses of both families with their flags, lifetimes, labels and
 route metrics; routes in every table out of the device or from one of its addresses, with
 their flags (onlink), metrics (mtu, ...), protocol, scope and type; rules naming it (iif,
-oif). The kernel's own dumps are kept whole and sent back with only the link changed, so
-nothing is rebuilt from a partial reading. What the kernel makes itself for an address
-(proto kernel routes, local and broadcast entries) and IPv6 temporary addresses (privacy
-extensions make new ones) are left to the kernel.
+oif); static neighbour entries; the link's own settings (``net.ipv4.conf.DEV.*``,
+``net.ipv6.conf.DEV.*``: accept_ra, rp_filter, ...). The kernel's own dumps are kept whole
+and sent back with only the link changed, so nothing is rebuilt from a partial reading.
+What the kernel makes itself for an address (proto kernel routes, local and broadcast
+entries) and IPv6 temporary addresses (privacy extensions make new ones) are left to it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import rtnl
 
@@ -30,6 +32,7 @@ RTNH_F_ONLINK, RTM_F_CLONED = 0x4, 0x200
 FRA_IIFNAME, FRA_OIFNAME, FRA_PRIORITY = 3, 17, 6
 FIB_RULE_IIF_DETACHED, FIB_RULE_OIF_DETACHED = 0x8, 0x10
 NHA_OIF = 5
+NDA_DST, NDA_CACHEINFO, NDA_PROBES, NUD_PERMANENT, NTF_PROXY = 1, 3, 4, 0x80, 0x08
 _RTNEXTHOP = struct.Struct("=HBBi")
 _RTA_EXPIRES_AT = 8  # rta_cacheinfo.rta_expires, in clock ticks
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -281,6 +284,71 @@ def del_rule(r: Rule, old: str, new: str, what: str) -> rtnl.Message:
     return rtnl.Message(rtnl.RTM_DELRULE, 0, r.on(old, new), f"remove {r} {what}")
 
 
+# -- static neighbours -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A permanent neighbour entry (``ip neigh add ... nud permanent``) as dumped."""
+
+    body: bytes
+
+    def __str__(self) -> str:
+        dest = rtnl.parse_attrs(self.body, 12).get(NDA_DST, b"")
+        return f"neighbour {_ip(self.body[0], dest)}"
+
+    def on(self, index: int) -> bytes:
+        """The same entry on link ``index``, without its read-only statistics."""
+        family, _p1, _p2, _index, state, flags, kind = struct.unpack_from("=BBHiHBB", self.body)
+        attrs = [(k, v) for k, v in _attrs(self.body, 12) if k not in (NDA_CACHEINFO, NDA_PROBES)]
+        return struct.pack("=BBHiHBB", family, 0, 0, index, state, flags, kind) + _pack(attrs)
+
+
+def add_neighbour(n: Neighbour, index: int, what: str) -> rtnl.Message:
+    flags = rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
+    return rtnl.Message(rtnl.RTM_NEWNEIGH, flags, n.on(index), f"add {n} on {what}")
+
+
+def del_neighbour(n: Neighbour, index: int, what: str) -> rtnl.Message:
+    return rtnl.Message(rtnl.RTM_DELNEIGH, 0, n.on(index), f"remove {n} from {what}")
+
+
+# -- the link's own settings -----------------------------------------------------------
+
+SYSCTL_ROOT = Path("/proc/sys/net")
+# set otherwise: the bridge starts without a link-local, then takes the device's mode
+NOT_COPIED = frozenset({"addr_gen_mode"})
+
+
+def copy_link_sysctls(device: str, bridge: str) -> int:
+    """Give the new (still down) bridge every per-link setting of the device that differs
+    (``net.ipv{4,6}.conf.DEV.*``): what the node had set on its LAN link (accept_ra,
+    rp_filter, arp_ignore, the IPv6 MTU, ...) applies to the LAN link it has now. Read-only
+    entries and those the kernel will not show (an unset stable_secret) are skipped.
+    Returns how many were copied; a refused write raises OSError naming the setting."""
+    copied = 0
+    for family in ("ipv4", "ipv6"):
+        src, dst = SYSCTL_ROOT / family / "conf" / device, SYSCTL_ROOT / family / "conf" / bridge
+        if not src.is_dir() or not dst.is_dir():
+            continue
+        for entry in sorted(src.iterdir()):
+            if entry.name in NOT_COPIED or not entry.stat().st_mode & 0o200:
+                continue
+            try:
+                value, now = entry.read_text(), (dst / entry.name).read_text()
+            except OSError:
+                continue
+            if value == now:
+                continue
+            try:
+                (dst / entry.name).write_text(value)
+            except OSError as exc:
+                exc.what = f"copy net.{family}.conf.{device}.{entry.name} to {bridge}"  # type: ignore[attr-defined]
+                raise
+            copied += 1
+    return copied
+
+
 # -- one link's whole configuration ---------------------------------------------------
 
 
@@ -294,17 +362,19 @@ class LinkConfig:
     link_routes: tuple[Route, ...]  # need only the link (and the addresses)
     gateway_routes: tuple[Route, ...]  # need a neighbour: after the link routes
     rules: tuple[Rule, ...]
+    neighbours: tuple[Neighbour, ...]
 
     def __str__(self) -> str:
         return (
             f"{len(self.addresses)} address(es), "
             f"{len(self.link_routes) + len(self.gateway_routes)} route(s), "
-            f"{len(self.rules)} rule(s)"
+            f"{len(self.rules)} rule(s), {len(self.neighbours)} static neighbour(s)"
         )
 
 
 def read_link_config(channel: rtnl.Channel, index: int, name: str) -> LinkConfig:
-    """Addresses, routes (every table, both families) and rules of link ``index``."""
+    """Addresses, routes (every table, both families), rules and static neighbours of link
+    ``index``."""
     dumped = [Address(b) for b in channel.dump(rtnl.RTM_GETADDR)]
     mine = [a for a in dumped if a.index == index]
     v4 = [a for a in mine if a.family == socket.AF_INET]  # primaries first, as listed
@@ -326,6 +396,12 @@ def read_link_config(channel: rtnl.Channel, index: int, name: str) -> LinkConfig
         # one go back after it
         if rule.names(name) or any(r.key == rule.key for r in rules):
             rules.append(rule)
+    neighbours = []
+    for body in channel.dump(rtnl.RTM_GETNEIGH):
+        family, _p1, _p2, owner, state, flags, _kind = struct.unpack_from("=BBHiHBB", body)
+        static = state & NUD_PERMANENT and not flags & NTF_PROXY
+        if owner == index and static and family in (socket.AF_INET, socket.AF_INET6):
+            neighbours.append(Neighbour(body))
     return LinkConfig(
         index=index,
         name=name,
@@ -333,6 +409,7 @@ def read_link_config(channel: rtnl.Channel, index: int, name: str) -> LinkConfig
         link_routes=tuple(r for r in routes if not r.gateway),
         gateway_routes=tuple(r for r in routes if r.gateway),
         rules=tuple(rules),
+        neighbours=tuple(neighbours),
     )
 
 

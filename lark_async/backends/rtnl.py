@@ -36,7 +36,8 @@ IFLA_BRPORT_STATE, BR_STATE_FORWARDING = 1, 3
 IFLA_BRPORT_MODE, IFLA_BRPORT_GUARD, IFLA_BRPORT_LEARNING, IFLA_BRPORT_UNICAST_FLOOD = 4, 5, 8, 9
 IFLA_BRPORT_LOCKED = 39  # Linux 5.18
 IFLA_BR_VLAN_FILTERING, IFLA_BR_VLAN_DEFAULT_PVID = 7, 39
-RTM_NEWNEIGH, AF_BRIDGE, NDA_LLADDR, NDA_VLAN = 28, 7, 2, 5
+RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
+AF_BRIDGE, NDA_LLADDR, NDA_VLAN = 7, 2, 5
 NUD_NOARP, NTF_MASTER, NTF_STICKY, NLM_F_REPLACE = 0x40, 0x04, 0x40, 0x100
 IF_OPER_UNKNOWN, IF_OPER_UP = 0, 6
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
@@ -359,12 +360,14 @@ class Channel:
         return bool(found) and _RTMSG.unpack_from(found[0])[7] == RTN_LOCAL
 
     def dump(self, kind: int, family: int = socket.AF_UNSPEC) -> list[bytes]:
-        """Every object of one kind (RTM_GETADDR, RTM_GETROUTE, RTM_GETRULE, ...), as the
+        """Every object of one kind (RTM_GETADDR, RTM_GETROUTE, RTM_GETNEIGH, ...), as the
         kernel sent it: every table, every link, each body whole."""
         if kind in (RTM_GETROUTE, RTM_GETRULE):  # rtmsg and fib_rule_hdr share a layout
             body = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
         elif kind == RTM_GETNEXTHOP:
             body = _NHMSG.pack(family, 0, 0, 0, 0)
+        elif kind == RTM_GETNEIGH:
+            body = _NDMSG.pack(family, 0, 0, 0, 0, 0, 0)
         else:
             body = _IFADDRMSG.pack(family, 0, 0, 0, 0)
         return self.query(kind, body, dump=True)

@@ -43,7 +43,16 @@ NODE_SETUP = [
     ("rule", "add", "from", "10.78.0.11", "lookup", "100", "priority", "101"),
     ("rule", "add", "oif", "uplink", "lookup", "main", "priority", "102"),
     ("-6", "rule", "add", "from", "2001:db8:78::11", "lookup", "100", "priority", "100"),
+    # static neighbours
+    ("neigh", "add", "10.77.0.250", "lladdr", "02:00:00:00:00:fa", "dev", "uplink"),
+    ("-6", "neigh", "add", "2001:db8:77::fa", "lladdr", "02:00:00:00:00:fb", "dev", "uplink"),
 ]  # fmt: skip
+# and the link's own settings
+SYSCTLS = {
+    "net.ipv6.conf.uplink.accept_ra": "2",
+    "net.ipv4.conf.uplink.rp_filter": "2",
+    "net.ipv4.conf.uplink.arp_ignore": "1",
+}
 
 STATE = {
     "addr": ("ip", "-d", "addr"),
@@ -51,6 +60,7 @@ STATE = {
     "route6": ("ip", "-6", "route", "show", "table", "all"),
     "rule": ("ip", "rule"),
     "rule6": ("ip", "-6", "rule"),
+    "neigh": ("ip", "neigh", "show", "nud", "permanent"),
 }
 
 
@@ -64,6 +74,8 @@ def furnish(sandbox, host) -> None:
     sh("ip", "link", "set", "dum0", "up", netns=host.netns)
     for step in NODE_SETUP:
         sh("ip", *step, netns=host.netns)
+    for key, value in SYSCTLS.items():
+        sh("sysctl", "-q", "-w", f"{key}={value}", netns=host.netns)
     settled = lambda: "tentative" not in sh("ip", "addr", netns=host.netns).stdout  # noqa: E731
     assert wait_for(settled, 10), sh("ip", "addr", netns=host.netns).stdout
     promote = sh("sysctl", "-n", "net.ipv4.conf.uplink.promote_secondaries", netns=host.netns)
@@ -78,6 +90,8 @@ def node_state(host) -> dict[str, str]:
         text = re.sub(r"\b\d+sec\b", "Nsec", sh(*cmd, netns=host.netns).stdout)
         if key.startswith("route"):
             text = "\n".join(per_link_last(text.splitlines()))
+        if key == "neigh":  # (a hash table: no order)
+            text = "\n".join(sorted(text.splitlines()))
         state[key] = text
     return state
 
@@ -86,6 +100,18 @@ def assert_same(before: dict[str, str], after: dict[str, str]) -> None:
     for key, text in before.items():
         diff = difflib.unified_diff(text.splitlines(), after[key].splitlines(), lineterm="")
         assert text == after[key], f"{key}:\n" + "\n".join(diff)
+
+
+def link_sysctls(host, link: str) -> dict[str, str]:
+    """``net.ipv{4,6}.conf.LINK.*`` by setting name."""
+    out = sh("sysctl", "-a", "-e", netns=host.netns).stdout
+    found = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(" = ")
+        family, conf, name, setting = [*key.split("."), "", "", "", ""][1:5]
+        if conf == "conf" and name == link:
+            found[f"{family}.{setting}"] = value
+    return found
 
 
 def links(addr_output: str) -> dict[str, list[str]]:
@@ -139,7 +165,7 @@ PORT_KERNEL_ROUTES = {
 
 def test_the_bridge_takes_every_address_route_and_rule_of_the_device(sandbox, host):
     furnish(sandbox, host)
-    before = node_state(host)
+    before, settings = node_state(host), link_sysctls(host, "uplink")
     for _ in range(2):  # the second job finds the bridge the first made
         r = sandbox.run_agent(host, *sandbox.who(), *static_flags(), "--", "true")
         assert r.returncode == 0, r.stderr + sandbox.log_file.read_text()
@@ -166,6 +192,9 @@ def test_the_bridge_takes_every_address_route_and_rule_of_the_device(sandbox, ho
         assert rest == expected, "\n".join(difflib.unified_diff(expected, rest, lineterm=""))
     for key in ("rule", "rule6"):
         assert after[key] == before[key].replace("if uplink ", "if lark ")
+    assert after["neigh"] == before["neigh"].replace(" dev uplink ", " dev lark ")
+    assert "10.77.0.250 dev lark lladdr 02:00:00:00:00:fa PERMANENT" in after["neigh"]
+    assert link_sysctls(host, "lark") == settings
 
     # and the node uses them: IPv6 out of its default route, IPv4 from its secondary
     ping(host.netns, SITE6)
