@@ -28,7 +28,7 @@ IFA_F_SECONDARY = IFA_F_TEMPORARY = 0x01  # (one bit, named by family)
 IFA_F_NODAD = 0x02
 RTA_PREFSRC, RTA_METRICS, RTA_MULTIPATH, RTA_CACHEINFO, RTA_EXPIRES = 7, 8, 9, 12, 23
 RTA_NH_ID = 30
-RTNH_F_ONLINK, RTM_F_CLONED = 0x4, 0x200
+RTNH_F_ONLINK, RTM_F_CLONED, RTPROT_RA = 0x4, 0x200, 9
 FRA_IIFNAME, FRA_OIFNAME, FRA_PRIORITY = 3, 17, 6
 FIB_RULE_IIF_DETACHED, FIB_RULE_OIF_DETACHED = 0x8, 0x10
 NHA_OIF = 5
@@ -173,6 +173,18 @@ class Route:
             found.add(index)
             offset += max(length + (-length % 4), _RTNEXTHOP.size)
         return found
+
+    @property
+    def learned(self) -> bool:
+        """Whether the kernel learned it from a router advertisement: a default router or
+        route information (proto ra), or an on-link prefix (proto kernel, expiring)."""
+        if self.family != socket.AF_INET6:
+            return False
+        if self.protocol == RTPROT_RA:
+            return True
+        cache = self.attrs.get(RTA_CACHEINFO, b"")
+        expires = struct.unpack_from("=i", cache, _RTA_EXPIRES_AT)[0] if len(cache) >= 12 else 0
+        return self.protocol == rtnl.RTPROT_KERNEL and expires > 0
 
     @property
     def gateway(self) -> bool:
@@ -363,6 +375,12 @@ class LinkConfig:
     gateway_routes: tuple[Route, ...]  # need a neighbour: after the link routes
     rules: tuple[Rule, ...]
     neighbours: tuple[Neighbour, ...]
+    # IPv6 routes learned from router advertisements (default routers, route information,
+    # on-link prefixes): the kernel knows its own by flags no request can set, and would
+    # refuse the next advertisement's default route (and the rest of that advertisement)
+    # next to a copy, or keep a copied one for ever; so they go, and the bridge asks the
+    # routers to advertise again (ndisc.py)
+    learned_routes: tuple[Route, ...] = ()
 
     def __str__(self) -> str:
         return (
@@ -381,14 +399,14 @@ def read_link_config(channel: rtnl.Channel, index: int, name: str) -> LinkConfig
     v6 = [a for a in mine if a.family == socket.AF_INET6 and not a.flags & IFA_F_TEMPORARY]
     v6.reverse()  # IPv6 lists the newest first: the oldest goes back first
     sources = {a.local for a in mine}
-    routes = []
+    routes, learned = [], []
     for body in channel.dump(rtnl.RTM_GETROUTE):
         r = Route(body)
-        if r.protocol == rtnl.RTPROT_KERNEL or r.flags & RTM_F_CLONED:
+        if r.flags & RTM_F_CLONED or (r.protocol == rtnl.RTPROT_KERNEL and not r.learned):
             continue  # the kernel's own, made again for the addresses where they go
         src = r.attrs.get(RTA_PREFSRC)
         if index in r.links() or (src is not None and _ip(r.family, src) in sources):
-            routes.append(r)
+            (learned if r.learned else routes).append(r)
     rules: list[Rule] = []
     for body in channel.dump(rtnl.RTM_GETRULE):
         rule = Rule(body)
@@ -410,6 +428,7 @@ def read_link_config(channel: rtnl.Channel, index: int, name: str) -> LinkConfig
         gateway_routes=tuple(r for r in routes if r.gateway),
         rules=tuple(rules),
         neighbours=tuple(neighbours),
+        learned_routes=tuple(learned),
     )
 
 

@@ -240,3 +240,59 @@ def test_a_deleted_bridge_stops_its_jobs_and_says_why(sandbox, host):
         "bridge lark was deleted while the job ran (the job is off the LAN); stopping the job"
         in err
     )
+
+
+def start_router_advertisements(sandbox):
+    """dnsmasq advertising 2001:db8:77::/64 for SLAAC, rarely (every 10 minutes) but
+    answering every router solicitation at once."""
+    sh("ip", "-6", "addr", "add", f"{SITE6}/64", "dev", "br0", "nodad", netns=sandbox.site)
+    sandbox.start_in(
+        sandbox.site,
+        [
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--interface=br0",
+            "--bind-interfaces",
+            "--enable-ra",
+            "--dhcp-range=2001:db8:77::,ra-only,64,1h",
+            "--ra-param=br0,600,1800",
+            f"--pid-file={sandbox.tmp / 'ra.pid'}",
+            "--user=root",
+            f"--log-facility={sandbox.tmp / 'ra.log'}",
+        ],
+    )
+
+
+def slaac_state(host, link: str) -> tuple[str, str]:
+    addrs = sh("ip", "-6", "addr", "show", "dev", link, "scope", "global", netns=host.netns)
+    route = sh("ip", "-6", "route", "show", "default", "dev", link, netns=host.netns)
+    return addrs.stdout, route.stdout
+
+
+@pytest.mark.parametrize("fail", [None, "bridge-rules"])
+def test_a_slaac_node_keeps_its_address_and_its_router(sandbox, host, fail):
+    """The address the node made from its router's advertisement stays valid on the bridge
+    (same MAC, same lifetimes, no second DAD); what it learned from the router (default
+    route, on-link prefix) is asked for again at once -- on the device after a rollback."""
+    sandbox.kept_links.add("lark")
+    start_router_advertisements(sandbox)
+    learned = lambda link: "proto ra" in slaac_state(host, link)[1]  # noqa: E731
+    made = lambda: "dynamic" in (a := slaac_state(host, "uplink")[0]) and "tentative" not in a  # noqa: E731
+    assert wait_for(lambda: learned("uplink") and made(), 20)
+    addrs, _ = slaac_state(host, "uplink")
+    env = {"_LARK_TEST_FAIL_AFTER": fail} if fail else {}
+    r = sandbox.run_agent(host, *sandbox.who(), *static_flags(), "--", "true", env=env)
+    assert r.returncode == (125 if fail else 0), r.stderr
+    link, port = ("uplink", "lark") if fail else ("lark", "uplink")
+    now, _ = slaac_state(host, link)
+    assert (
+        re.sub(r"\d+sec", "N", now).replace(link, "uplink").splitlines()[1:]
+        == (re.sub(r"\d+sec", "N", addrs).splitlines()[1:])
+    )
+    assert "tentative" not in now
+    assert wait_for(lambda: learned(link), 10), slaac_state(host, link)
+    if not fail:
+        assert slaac_state(host, port) == ("", "")
+    ping(host.netns, SITE6)
