@@ -22,7 +22,7 @@ import trio
 
 from .. import testhooks
 from ..errors import ConfigError, KernelError, ResourceError, map_errors
-from . import linkconfig, ndisc, rtnl
+from . import linkconfig, rtnl
 from .journal import Journal
 
 log = logging.getLogger("lark.bridge")
@@ -85,8 +85,6 @@ def _make(channel: rtnl.Channel, name: str, device: str) -> int:
         index = _move(journal, name, dev, device, config)
     except BaseException as exc:
         failed = journal.rollback()
-        if config.learned_routes:
-            ndisc.solicit_routers(dev.index, device)
         if isinstance(exc, OSError):
             what = getattr(exc, "what", None) or "move"
             left = f"; {device} is as it was"
@@ -100,11 +98,9 @@ def _make(channel: rtnl.Channel, name: str, device: str) -> int:
                 f"make bridge {name} from {device}: {what}: {exc.strerror}{left}"
             ) from exc
         raise
-    if config.learned_routes:
-        ndisc.solicit_routers(index, name)
     log.info(
-        "created bridge %s from %s (moved %s; %d route(s) learned from IPv6 routers, asked "
-        "for again)",
+        "created bridge %s from %s (moved %s; %d route(s) learned from IPv6 routers, to be "
+        "learned again)",
         name,
         device,
         config,
@@ -140,7 +136,7 @@ def _move(
         journal.apply(
             linkconfig.del_route(r, old, old, device), [linkconfig.add_route(r, old, old, device)]
         )
-    for r in config.learned_routes:  # (a rollback asks the routers for them again)
+    for r in config.learned_routes:  # (learned again, after a rollback too: see linkconfig)
         journal.apply(linkconfig.del_route(r, old, old, device))
     for n in config.neighbours:  # (removing a link's last IPv4 address flushes its ARP)
         journal.apply(

@@ -112,8 +112,11 @@ def add_address(a: Address, index: int, old: str, new: str, what: str) -> list[r
     """Requests adding ``a`` to link ``index``. An IPv6 address is added without duplicate
     address detection (it only moves, on the same LAN with the same MAC: DAD would leave it
     tentative, unusable for a second, or failed for good should the LAN echo the probe),
-    then given back its own flags (a change of flags runs no DAD)."""
+    then given back its own flags (a change of flags runs no DAD). It replaces one the
+    kernel may have made from a router advertisement in the meantime (SLAAC)."""
     flags = rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
+    if a.family == socket.AF_INET6:
+        flags = rtnl.NLM_F_CREATE | rtnl.NLM_F_REPLACE
     if a.family != socket.AF_INET6 or a.flags & IFA_F_NODAD:
         return [rtnl.Message(rtnl.RTM_NEWADDR, flags, a.on(index, old, new), f"add {a} to {what}")]
     return [
@@ -378,8 +381,9 @@ class LinkConfig:
     # IPv6 routes learned from router advertisements (default routers, route information,
     # on-link prefixes): the kernel knows its own by flags no request can set, and would
     # refuse the next advertisement's default route (and the rest of that advertisement)
-    # next to a copy, or keep a copied one for ever; so they go, and the bridge asks the
-    # routers to advertise again (ndisc.py)
+    # next to a copy, or keep a copied one for ever; so they go: the link-local arriving
+    # on the bridge (or back on the device) makes the kernel solicit the routers at once
+    # (RFC 4861 6.3.7), and their answer gives the link its own
     learned_routes: tuple[Route, ...] = ()
 
     def __str__(self) -> str:
@@ -397,7 +401,11 @@ def read_link_config(channel: rtnl.Channel, index: int, name: str) -> LinkConfig
     mine = [a for a in dumped if a.index == index]
     v4 = [a for a in mine if a.family == socket.AF_INET]  # primaries first, as listed
     v6 = [a for a in mine if a.family == socket.AF_INET6 and not a.flags & IFA_F_TEMPORARY]
-    v6.reverse()  # IPv6 lists the newest first: the oldest goes back first
+    # IPv6 lists global before link scope, each newest first: the oldest goes back first,
+    # and the link-local last (its arrival makes the kernel solicit the routers, whose
+    # answer then finds the addresses it made in place)
+    v6.reverse()
+    v6.sort(key=lambda a: a.body[3])  # (ifa_scope: global 0 ... link 253; a stable sort)
     sources = {a.local for a in mine}
     routes, learned = [], []
     for body in channel.dump(rtnl.RTM_GETROUTE):
