@@ -35,9 +35,10 @@ class Journal:
             for message in self.undos.pop():
                 try:
                     self.channel.request(message, absent_ok=message.kind in _DELETES)
-                except rtnl.RequestError as exc:
-                    log.error("rolling back: %s: %s", exc.what, exc.strerror)
-                    failed.append(exc)
+                except OSError as exc:  # (refused, or the socket itself failed)
+                    error = rtnl.RequestError(exc.errno or 0, message.what)
+                    log.error("rolling back: %s: %s", error.what, error.strerror)
+                    failed.append(error)
         return failed
 
 
