@@ -1,6 +1,7 @@
 """Test-only fault injection: ``_LARK_TEST_PAUSE_AFTER=step[,step...]`` makes the agent wait
-after the named steps of setup (``address``, ``netns``, ``firewall``, ...) or of teardown
-(``undo-firewall``, ``undo-veth``, ...), so a test can signal or SIGKILL it at an exact point.
+after the named steps of setup (``address``, ``netns``, ``firewall``, ..., and those of making
+the site bridge, ``bridge-create`` ... ``bridge-rules``) or of teardown (``undo-firewall``,
+``undo-veth``, ...), so a test can signal or SIGKILL it at an exact point.
 Root-only like everything else here; unset in production."""
 
 from __future__ import annotations

@@ -29,9 +29,11 @@ log = logging.getLogger("lark.bridge")
 
 
 def ensure_bridge(channel: rtnl.Channel, name: str, device: str | None, lock_dir: Path) -> int:
-    """The bridge's index; made from ``device`` when it does not exist yet."""
+    """The bridge's index; made from ``device`` when it does not exist yet. A bridge an
+    agent killed halfway left half made is taken back first (its journal)."""
     found = channel.link(name)
-    if found is not None and found.kind == "bridge" and found.up:
+    notes = journal_path(lock_dir, name)
+    if found is not None and found.kind == "bridge" and found.up and not notes.exists():
         return found.index  # the usual case, without the lock
     if found is None and device is None:
         raise _no_device(name)
@@ -40,14 +42,31 @@ def ensure_bridge(channel: rtnl.Channel, name: str, device: str | None, lock_dir
         fd = os.open(lock_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        _recover(channel, name, notes)
         found = channel.link(name)  # made by another agent while we waited (it is up now)
         if found is not None:
             return _usable(name, found)
         if device is None:
             raise _no_device(name)
-        return _make(channel, name, device)
+        return _make(channel, name, device, notes)
     finally:
         os.close(fd)
+
+
+def journal_path(lock_dir: Path, name: str) -> Path:
+    """Where the agent making bridge ``name`` keeps its undo notes until it is done."""
+    return lock_dir / f"bridge-{name}.journal"
+
+
+def _recover(channel: rtnl.Channel, name: str, notes: Path) -> None:
+    failed = Journal.recover(channel, notes)
+    if failed is None:
+        return
+    log.warning(
+        "an agent was killed while making bridge %s: its changes are taken back%s",
+        name,
+        f", but for {len(failed)}: {failed[0].what}: {failed[0].strerror}" if failed else "",
+    )
 
 
 def _no_device(name: str) -> ConfigError:
@@ -64,7 +83,7 @@ def _usable(name: str, link: rtnl.Link) -> int:
     return link.index
 
 
-def _make(channel: rtnl.Channel, name: str, device: str) -> int:
+def _make(channel: rtnl.Channel, name: str, device: str, notes: Path) -> int:
     dev = channel.link(device)
     if dev is None:
         raise ResourceError(f"bridge device {device} does not exist")
@@ -80,9 +99,10 @@ def _make(channel: rtnl.Channel, name: str, device: str) -> int:
             f"bridge device {device} has {nexthops} nexthop object(s) (ip nexthop), which "
             f"cannot move to a bridge: make bridge {name} from it yourself"
         )
-    journal = Journal(channel)
+    journal = Journal(channel, notes)
     try:
         index = _move(journal, name, dev, device, config)
+        journal.close()
     except BaseException as exc:
         failed = journal.rollback()
         if isinstance(exc, OSError):
@@ -125,7 +145,7 @@ def _move(
     linkconfig.copy_link_sysctls(device, name)  # (they go with the bridge on a rollback)
     # no IPv6 link-local of its own when it comes up: the device's moves to it
     journal.apply(rtnl.set_addr_gen_mode(new, rtnl.IN6_ADDR_GEN_MODE_NONE, name))
-    testhooks.fail_after("bridge-create")
+    _checkpoint("bridge-create")
     routes = (*config.link_routes, *config.gateway_routes)
     for rule in reversed(config.rules):
         journal.apply(
@@ -147,7 +167,7 @@ def _move(
             linkconfig.del_address(a, old, "", "", device),
             linkconfig.add_address(a, old, "", "", device),
         )
-    testhooks.fail_after("bridge-clear")
+    _checkpoint("bridge-clear")
     journal.apply(rtnl.set_master(old, new, device), [rtnl.set_master(old, 0, device)])
     journal.apply(rtnl.set_up(new, name))
     for a in config.addresses:
@@ -159,12 +179,12 @@ def _move(
         journal.apply(
             linkconfig.add_neighbour(n, new, name), [linkconfig.del_neighbour(n, new, name)]
         )
-    testhooks.fail_after("bridge-addresses")
+    _checkpoint("bridge-addresses")
     for r in routes:
         journal.apply(
             linkconfig.add_route(r, old, new, name), [linkconfig.del_route(r, old, new, name)]
         )
-    testhooks.fail_after("bridge-routes")
+    _checkpoint("bridge-routes")
     for rule in config.rules:
         journal.apply(
             linkconfig.add_rule(rule, device, name, f"for {name}"),
@@ -174,8 +194,14 @@ def _move(
         # the bridge was made without a link-local of its own, the device's moved to it;
         # from now on it makes one as the device did (at its next up)
         journal.apply(rtnl.set_addr_gen_mode(new, dev.addr_gen_mode, name))
-    testhooks.fail_after("bridge-rules")
+    _checkpoint("bridge-rules")
     return new
+
+
+def _checkpoint(step: str) -> None:
+    """Test hooks: fail here, or wait here to be killed."""
+    testhooks.fail_after(step)
+    testhooks.blocking_pause_after(step)
 
 
 # A job's port: it learns nothing (the job's frames cannot move another host's MAC to it,

@@ -220,6 +220,35 @@ def test_a_bridge_that_cannot_be_made_leaves_the_node_as_it_was(sandbox, host, s
     ping(host.netns, SITE6)
 
 
+@pytest.mark.parametrize("step", ["bridge-clear", "bridge-routes"])
+def test_a_bridge_half_made_by_a_killed_agent_is_taken_back_by_the_next(sandbox, host, step):
+    from test_sweeper import cleanup
+
+    furnish(sandbox, host)
+    before = node_state(host)
+    killed = sandbox.start_agent(
+        host, *sandbox.who(sandbox.job_name("k")), *static_flags(), "--", "true",
+        env={"_LARK_TEST_PAUSE_AFTER": step},
+    )  # fmt: skip
+    paused = f"test pause after {step}"
+    log = sandbox.log_file
+    assert wait_for(lambda: log.exists() and paused in log.read_text(errors="replace"), 20)
+    killed.kill()  # SIGKILL: the node is half moved
+    killed.communicate(timeout=10)
+    assert node_state(host) != before
+    # the next agent takes it back before anything else (here: then fails to make it anew)
+    r = sandbox.run_agent(
+        host, *sandbox.who(), *static_flags(), "--", "true",
+        env={"_LARK_TEST_FAIL_AFTER": "bridge-create"},
+    )  # fmt: skip
+    assert r.returncode == 125, r.stderr
+    assert "an agent was killed while making bridge lark: its changes are taken back" in r.stderr
+    assert_same(before, node_state(host))
+    assert not (sandbox.lock_dir / "bridge-lark.journal").exists()
+    swept = cleanup(sandbox, host)  # (the killed agent's job record)
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+
+
 def test_a_deleted_bridge_stops_its_jobs_and_says_why(sandbox, host):
     sandbox.kept_links.add("lark")
     name = sandbox.job_name()
