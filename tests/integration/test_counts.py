@@ -1,4 +1,5 @@
-"""Published counts never go backwards, whatever others do to the firewall."""
+"""Published counts never go backwards, whatever others do to the firewall, and a bridged
+frame is counted once for each job whose port it crosses."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import classad2
 import pytest
-from sandbox import FILE_SIZES, sh
+from sandbox import FILE_SIZES, SITE_NET, sh
+from test_bridge import static_flags
 from test_firewall_backends import BACKENDS
 from test_nat import PY, read_update_ad
 
@@ -225,3 +227,78 @@ def test_a_full_iptables_restore_mid_job_neither_lowers_nor_doubles(
 
     final = replace_mid_job(sandbox, host, BACKENDS[build], save, restore)
     assert 3 * MB <= final["NetworkIncoming"] <= 3 * MB * IP_OVERHEAD
+
+
+# -- bridge mode: a flooded frame is counted once per job port it crosses ----------------------
+
+FRAMES = 100
+PAYLOAD = 1000
+IP_BYTES = 20 + 8 + PAYLOAD  # one datagram at the IP layer
+FLOODED = ("255.255.255.255", f"{SITE_NET}.255", "239.1.2.3")  # broadcast twice, multicast
+SEND_ON_REQUEST = f"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+print("ready", flush=True)
+sys.stdin.readline()
+for destination in sys.argv[1:]:
+    for _ in range({FRAMES}):
+        s.sendto(b"x" * {PAYLOAD}, (destination, 9))
+print("sent", flush=True)
+sys.stdin.readline()
+"""
+
+
+class BridgedJob:
+    """A static bridged job that sends datagrams to ``destinations`` when told (none: it
+    idles), then waits to be told to exit."""
+
+    def __init__(self, sandbox, host, suffix: str, address: str, *destinations: str) -> None:
+        self.sandbox = sandbox
+        name = f"{sandbox.prefix}{suffix}"
+        self.update = sandbox.tmp / f"{name}.ad"
+        argv = sandbox.agent_argv(
+            host, *sandbox.who(name), "--update-ad", str(self.update),
+            *static_flags(address), "--", PY, "-I", "-c", SEND_ON_REQUEST, *destinations,
+        )  # fmt: skip
+        self.agent = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    def expect(self, line: str) -> None:
+        assert self.sandbox.read_line(self.agent.stdout).strip() == line
+
+    def tell(self) -> None:
+        self.agent.stdin.write("\n")
+        self.agent.stdin.flush()
+
+    def finish(self) -> tuple[int, int]:
+        """(outgoing, incoming) of the final update ad."""
+        _out, err = self.agent.communicate("\n", timeout=60)
+        assert self.agent.returncode == 0, err
+        ad = read_update_ad(self.update)
+        return ad["NetworkOutgoing"], ad["NetworkIncoming"]
+
+
+def test_broadcast_and_multicast_are_counted_once_per_job(sandbox, host):
+    """One job floods the LAN (the bridge hands each frame to every port) while three others
+    idle: the sender is charged each frame once, each idle job once for the copy that
+    reached it, and nobody for the copies that went to the others."""
+    sandbox.kept_links.add("lark")
+    sender = BridgedJob(sandbox, host, "s", f"{SITE_NET}.80", *FLOODED)
+    jobs = [sender] + [BridgedJob(sandbox, host, f"i{i}", f"{SITE_NET}.{81 + i}") for i in range(3)]
+    try:
+        for job in jobs:
+            job.expect("ready")
+        sender.tell()
+        sender.expect("sent")
+    finally:
+        charged = [job.finish() for job in jobs]
+    flooded = len(FLOODED) * FRAMES * IP_BYTES
+    # Besides the test's frames only the node's own IGMP reports reach the jobs (a bridge
+    # with multicast snooping joins 224.0.0.106 when it comes up; 40 bytes, to every port),
+    # far less than one of the test's frames: a frame counted twice shows.
+    outgoing, chatter = charged[0]
+    assert outgoing == flooded and chatter < IP_BYTES, charged
+    for outgoing, incoming in charged[1:]:
+        assert outgoing == 0 and flooded <= incoming < flooded + IP_BYTES, charged
