@@ -32,6 +32,7 @@ from .errors import Interrupted, LarkError, ResourceError, map_errors
 from .jobproc import FORWARDED_SIGNALS, Job, JobUser
 from .plan import JobNetwork
 from .record import Record
+from .tally import Tally
 from .watch import open_link_watch, watch_link
 
 CLEANUP_BUDGET_S = 30.0
@@ -94,8 +95,7 @@ class Supervisor:
         self.setup_scope = trio.CancelScope()
         self.watch_socket: socket.socket | None = None
         self.bridge_watch: socket.socket | None = None  # bridge mode: the bridge's deletion
-        self.last_counters: dict[str, tuple[int, int]] = {}
-        self.counter_base: dict[str, tuple[int, int]] = {}  # counted before a restore
+        self.tally = Tally()  # the counts as published: never lower than before
         self._job_nursery: trio.Nursery | None = None
         self._lost = False
         self._stopping = False
@@ -350,9 +350,8 @@ class Supervisor:
         with rtnl.Channel() as host:
             await wait_forwarding(host, plan.external_interface, bridge.name, bridge.wait_s)
         await self._step_done("forwarding")
-        self.bridged = BridgeAddress(
-            plan, self.job_side, rules, lambda: self._publish(self.last_counters), self._note_lease
-        )
+        republish = lambda: self._publish(self.tally.published)  # noqa: E731
+        self.bridged = BridgeAddress(plan, self.job_side, rules, republish, self._note_lease)
         if bridge.static is not None:
             await self.bridged.use_static()
         else:
@@ -547,8 +546,9 @@ class Supervisor:
                 self._network_lost(f"network namespace {self.plan.netns} was removed")
 
     async def _read_counters(self) -> None:
-        """Counters as published: the chain's now plus what earlier incarnations of the chain
-        counted (see _restore_rules)."""
+        """Fold the chain's counters into the tally, which publishes what crossed since the job
+        started and never less than before: a chain that is gone (at teardown too) leaves the
+        last values, and one whose counters went back was replaced from outside."""
         if self.rules is None or not self.plan.accounting:
             return
         rules = self.rules
@@ -561,14 +561,18 @@ class Supervisor:
                 )
                 return
             now = {}
+        replaced = self.tally.observe(now)
+        if replaced:
+            log.warning(
+                "%s: counter(s) %s of %s read lower than before: the rules were replaced from "
+                "outside; counting on from the published values (traffic since the last poll "
+                "is not counted)",
+                self.plan.name,
+                ", ".join(replaced),
+                rules.chain,
+            )
         if nft.OUTGOING not in now and not self._tearing_down:
             await self._restore_rules(f"the job's firewall chain {rules.chain} is gone or empty")
-            return
-        base = self.counter_base
-        self.last_counters = {
-            k: (v[0] + base.get(k, (0, 0))[0], v[1] + base.get(k, (0, 0))[1])
-            for k, v in now.items()
-        }
 
     async def _check_nat_source(self) -> None:
         """A NAT job's masquerade of its address (nftables' ``nat_sources`` element, the
@@ -597,9 +601,9 @@ class Supervisor:
             self.plan.name,
             why,
         )
-        self.counter_base = dict(self.last_counters)
         try:
             await trio.to_thread.run_sync(_reapply, rules)
+            self.tally.restart()  # fresh rules: all they count from now on is new
             if isinstance(rules, nft.BridgeRules) and self.bridged is not None:
                 bindings = self.bridged.bindings()
                 await trio.to_thread.run_sync(nft.set_bridge_addresses, rules, bindings)
@@ -610,7 +614,7 @@ class Supervisor:
         """The update ad, and the job ad through chirp when the job has an IO proxy (the
         final push only if the last one went through, within a short budget: a failing
         chirp server never holds up the teardown)."""
-        values = self._publish(self.last_counters)
+        values = self._publish(self.tally.published)
         chirp = self.chirp
         if values and chirp is not None:
             if not final:

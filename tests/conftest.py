@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from sandbox import Sandbox, new_prefix, sweep_stale
+from sandbox import Sandbox, claim, new_prefix, release, sweep_stale
 
 
 def pytest_collection_modifyitems(config, items):
@@ -34,6 +34,7 @@ def sandbox():
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces)")
     prefix = new_prefix()
+    held = claim(prefix)
     box = Sandbox(prefix, Path(tempfile.mkdtemp(prefix=f"{prefix}.")), f"{prefix}-site")
     try:
         box.create_site()
@@ -42,6 +43,7 @@ def sandbox():
         assert not left, f"left behind: {left}"
     finally:
         box.destroy()
+        release(prefix, held)
 
 
 @pytest.fixture

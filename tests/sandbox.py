@@ -12,6 +12,7 @@ interfaces, routes or firewall.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -494,6 +495,37 @@ def new_prefix() -> str:
     return f"{TEST_PREFIX}{secrets.token_hex(2)}"
 
 
+CLAIMS = Path("/run/lark-test-sandboxes")
+
+
+def claim(prefix: str) -> int:
+    """Hold a sandbox's prefix for the life of the test (released with the process), so a
+    concurrent run's sweep_stale never takes a sandbox still being built for stale."""
+    CLAIMS.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(CLAIMS / f"{prefix}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def release(prefix: str, fd: int) -> None:
+    (CLAIMS / f"{prefix}.lock").unlink(missing_ok=True)
+    os.close(fd)
+
+
+def _claimed(prefix: str) -> bool:
+    try:
+        fd = os.open(CLAIMS / f"{prefix}.lock", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def _pids_in(netns: str) -> list[int]:
     """Processes in a named network namespace."""
     try:
@@ -519,8 +551,9 @@ def _has_processes(netns: str) -> bool:
 def sweep_stale() -> None:
     """Remove namespaces an earlier, interrupted test run left (our prefix only).
 
-    A sandbox in use has its HTTP server running in its site namespace; only
-    sandboxes without one are stale, so a concurrent test run is left alone.
+    A sandbox in use is claimed (its test holds the lock of its prefix) and has its HTTP
+    server running in its site namespace; only sandboxes with neither are stale, so a
+    concurrent test run is left alone.
     """
     names = netns_list()
     prefixes = {
@@ -531,7 +564,7 @@ def sweep_stale() -> None:
     groups = job_cgroups(TEST_PREFIX)  # and the job cgroups of such runs
     prefixes |= {g.name.removeprefix("lark-")[: len(TEST_PREFIX) + 4] for g in groups}
     for prefix in prefixes:
-        if _has_processes(f"{prefix}-site"):
+        if _claimed(prefix) or _has_processes(f"{prefix}-site"):
             continue
         for ns in names:
             if ns.startswith((prefix, f"lark-{prefix}")):

@@ -312,7 +312,10 @@ def _addr_set(chain: str) -> str:
 
 def render_bridge_base() -> str:
     """Idempotent (base chains flushed and refilled in the same transaction), so two agents
-    creating it at once do not dispatch twice."""
+    creating it at once do not dispatch twice. A job's frames are dispatched where they
+    enter (prerouting, once per frame), frames to a job where they leave by its port:
+    forward and output run once per egress port of a flooded frame, so dispatching there
+    on the ingress port would charge the sender of a broadcast once per port."""
     t = f"{BRIDGE_FAMILY} {TABLE}"
     lines = [f"add table {t}", f"add map {t} {PORT_MAP} {{ type ifname : verdict ; }}"]
     hooks = {
