@@ -169,6 +169,13 @@ def _settings_flags(p: argparse.ArgumentParser) -> None:
         "(default 35, enough for STP's 2 x 15 s)",
     )
     g.add_argument(
+        "--job-mtu",
+        metavar="BYTES",
+        help="LARK_JOB_MTU: in NAT mode the most a job's MTU may be; it is otherwise the "
+        "node's uplink's (the default route's device, or the route's mtu). A bridged job "
+        "always has the bridge's MTU (default: no cap; 1280-65535)",
+    )
+    g.add_argument(
         "--dhcp-timeout",
         dest="dhcp_timeout_s",
         metavar="S",

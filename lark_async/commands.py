@@ -42,6 +42,7 @@ SETTING_FIELDS = (
     "connection_default",
     "audit_dir",
     "audit_max_bytes",
+    "job_mtu",
 )
 
 

@@ -37,6 +37,7 @@ class JobNetwork:
     connections: ConnectionPolicy | None = None  # None: no queue
     audit_dir: Path | None = None
     audit_max_bytes: int = DEFAULT_AUDIT_MAX_BYTES
+    job_mtu: int | None = None  # NAT mode: cap on the uplink's MTU (backends/mtu.py)
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ def derive_plan(settings: Settings, name: str) -> JobNetwork:
         connections=connections,
         audit_dir=settings.audit_dir if connections is not None else None,
         audit_max_bytes=settings.audit_max_bytes,
+        job_mtu=settings.job_mtu if mode == "nat" else None,
     )
 
 

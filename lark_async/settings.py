@@ -63,6 +63,7 @@ class Settings:
     audit_dir: Path = Path(DEFAULT_AUDIT_DIR)
     max_jobs_per_user: int | None = None  # under wrap; None: the node's CPU count
     audit_max_bytes: int = DEFAULT_AUDIT_MAX_BYTES  # per job's audit log
+    job_mtu: int | None = None  # NAT mode: the most a job's veth takes of the uplink's MTU
 
     @property
     def jobs_per_user(self) -> int:
@@ -269,6 +270,7 @@ KNOBS = (
     _Knob("audit_dir", "LARK_AUDIT_DIR", None, _path),
     _Knob("max_jobs_per_user", "LARK_MAX_JOBS_PER_USER", None, _count(1, 65536)),
     _Knob("audit_max_bytes", "LARK_AUDIT_MAX_BYTES", None, _bytes(4096, 1024**4)),
+    _Knob("job_mtu", "LARK_JOB_MTU", None, _count(1280, 65535)),  # (IPv6's minimum)
 )
 
 

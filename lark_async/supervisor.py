@@ -22,7 +22,7 @@ import trio
 
 from . import ads, callouts, testhooks, userfiles
 from .accounting import derive_accounting
-from .backends import address, cgroup, iptables, kernel, locks, netns, nft, rtnl
+from .backends import address, cgroup, iptables, kernel, locks, mtu, netns, nft, rtnl
 from .backends.bridge import ensure_bridge, pin_port, wait_forwarding
 from .bridged import BridgeAddress, JobSide
 from .chirp import FINAL_PUSH_TIMEOUT_S, ChirpPublisher
@@ -94,6 +94,7 @@ class Supervisor:
         self._step_mark = 0.0
         self.setup_scope = trio.CancelScope()
         self.watch_socket: socket.socket | None = None
+        self.bridge_watch: socket.socket | None = None  # bridge mode: the bridge's deletion
         self.tally = Tally()  # the counts as published: never lower than before
         self._job_nursery: trio.Nursery | None = None
         self._lost = False
@@ -219,6 +220,7 @@ class Supervisor:
                 record.note(step, external=plan.external_interface)
 
         external = plan.external_interface if plan.mode == "nat" else None
+        mtu = await trio.to_thread.run_sync(self._nat_mtu) if plan.mode == "nat" else None
         self.watch_socket = netns.in_fresh_thread(
             lambda: netns.setup_job_netns(
                 plan.netns,
@@ -228,6 +230,7 @@ class Supervisor:
                 note,
                 record.forget,
                 open_link_watch,
+                mtu=mtu,
             ),
         )
         await self._step_done("netns")
@@ -247,6 +250,20 @@ class Supervisor:
                 nft.apply_job(rules)
             self.rules = rules
             await self._step_done("firewall")
+
+    def _nat_mtu(self) -> int | None:
+        """The uplink's MTU within LARK_JOB_MTU (backends/mtu.py)."""
+        with rtnl.Channel() as host, map_errors("read the node's default route"):
+            uplink = mtu.uplink_mtu(host)
+        chosen = mtu.derive_nat_mtu(uplink, self.plan.job_mtu)
+        log.info(
+            "%s: MTU %s (uplink %s, LARK_JOB_MTU %s)",
+            self.plan.name,
+            chosen or mtu.DEFAULT_MTU,
+            uplink or "unknown: no default route",
+            self.plan.job_mtu or "unset",
+        )
+        return chosen
 
     async def _take_job_lock(self) -> None:
         """Before the record and every resource: whoever holds the job's name may remove what
@@ -277,6 +294,11 @@ class Supervisor:
             index = await trio.to_thread.run_sync(
                 ensure_bridge, host, bridge.name, bridge.device, plan.lock_dir
             )
+            # watched from now on: a bridge deleted before the job runs is seen when it does
+            self.bridge_watch = open_link_watch(index)
+            found = host.link_by_index(index)
+        if found is None:
+            raise ResourceError(f"bridge {bridge.name} was deleted while the job was set up")
         await self._step_done("bridge")
 
         def note(step: str) -> None:
@@ -303,6 +325,7 @@ class Supervisor:
                 record.forget,
                 inside,
                 bridge=index,
+                mtu=found.mtu or None,  # the LAN's: the bridge (and node) keep theirs
             ),
         )
         assert opened is not None
@@ -468,6 +491,9 @@ class Supervisor:
                 await nursery.start(
                     watch_link, watched, self.plan.internal_interface, self._link_gone
                 )
+            if self.bridge_watch is not None:
+                watched, self.bridge_watch = self.bridge_watch, None
+                await nursery.start(watch_link, watched, "bridge", self._bridge_gone)
             status = await self.job.wait()
             nursery.cancel_scope.cancel()
         log.info("%s: job exited with status %d", self.plan.name, status)
@@ -477,6 +503,13 @@ class Supervisor:
         self._network_lost(
             f"the veth pair {self.plan.external_interface}/{self.plan.internal_interface} was "
             "deleted while the job ran"
+        )
+
+    def _bridge_gone(self, _name: str) -> None:
+        bridge = self.plan.bridge
+        assert bridge is not None
+        self._network_lost(
+            f"bridge {bridge.name} was deleted while the job ran (the job is off the LAN)"
         )
 
     def _network_lost(self, why: str) -> None:
@@ -618,9 +651,10 @@ class Supervisor:
     async def teardown(self) -> list[LarkError]:
         """Stop the job, read and publish the final counters, then undo the record."""
         self._tearing_down = True
-        if self.watch_socket is not None:  # setup stopped before the watch task took it
-            self.watch_socket.close()
-            self.watch_socket = None
+        for watch in (self.watch_socket, self.bridge_watch):
+            if watch is not None:  # setup stopped before the watch task took it
+                watch.close()
+        self.watch_socket = self.bridge_watch = None
         if self.job is not None:
             await self._stop_job()
             await self._kill_leftovers()

@@ -4,7 +4,9 @@ The watch socket lives in the *job's* namespace, where the only links are
 loopback and the job's end of the veth: deleting either end of the pair
 deletes both, so the event shows up there, and no agent is woken -- nor the
 kernel made to copy events to hundreds of listeners -- by other jobs' links.
-A classic BPF filter passes only RTM_DELLINK for that one index. What gets
+A classic BPF filter passes only RTM_DELLINK for that one index. (A bridged job's agent
+also watches the bridge, from the node's namespace: each link event there runs one such
+filter per agent, and wakes none of them.) What gets
 through is parsed with pyroute2's marshal, imported only then, so a normal
 job never pays its import time or memory.
 """

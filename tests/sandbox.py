@@ -46,6 +46,58 @@ def sh(*cmd: str, check: bool = True, netns: str | None = None) -> subprocess.Co
     return result
 
 
+# ``python3 -c PING ADDRESS SIZE [SOURCE]``: one ICMP echo of SIZE payload bytes, never
+# fragmented (DF; the sender's MTU must fit it), answered within 5 s: exit 0 and "ok", else
+# exit 1 and why. (No ping binary here; a raw socket needs root, as ping does.)
+PING = """
+import os, select, socket, struct, sys, time
+addr, size = sys.argv[1], int(sys.argv[2])
+v6 = ":" in addr
+family, proto = (socket.AF_INET6, 58) if v6 else (socket.AF_INET, 1)
+s = socket.socket(family, socket.SOCK_RAW, proto)
+if v6:
+    s.setsockopt(socket.IPPROTO_IPV6, 23, 2)  # IPV6_MTU_DISCOVER: IPV6_PMTUDISC_DO
+else:
+    s.setsockopt(socket.IPPROTO_IP, 10, 2)  # IP_MTU_DISCOVER: IP_PMTUDISC_DO
+if len(sys.argv) > 3:
+    s.bind((sys.argv[3], 0))
+ident = os.getpid() & 0xFFFF
+packet = struct.pack("!BBHHH", 128 if v6 else 8, 0, 0, ident, 1) + bytes(size)
+if not v6:  # (the kernel sums ICMPv6 itself)
+    even = packet + bytes(len(packet) % 2)
+    total = sum(struct.unpack(f"!{len(even) // 2}H", even))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    packet = packet[:2] + struct.pack("!H", ~total & 0xFFFF) + packet[4:]
+try:
+    s.sendto(packet, (addr, 0))
+except OSError as exc:
+    sys.exit(f"send: {exc.strerror}")
+end = time.monotonic() + 5
+while select.select([s], [], [], max(0, end - time.monotonic()))[0]:
+    data = s.recv(65536)
+    icmp = data if v6 else data[(data[0] & 15) * 4 :]
+    if icmp[0] == (129 if v6 else 0) and struct.unpack_from("!H", icmp, 4)[0] == ident:
+        print("ok")
+        sys.exit(0)
+sys.exit("no answer")
+"""
+
+
+def ping(netns: str, address: str, size: int = 56, source: str | None = None) -> None:
+    """Fail unless ``address`` answers an unfragmented echo of ``size`` bytes from ``netns``."""
+    sh(
+        sys.executable,
+        "-I",
+        "-c",
+        PING,
+        address,
+        str(size),
+        *([source] if source else []),
+        netns=netns,
+    )
+
+
 def netns_list() -> list[str]:
     try:
         return sorted(os.listdir("/run/netns"))
@@ -154,6 +206,15 @@ class Sandbox:
             sh("ip", *step, netns=host.netns)
         self.hosts.append(host)
         return host
+
+    def set_lan_mtu(self, host: Host, mtu: int) -> None:
+        """Jumbo frames (or smaller ones) on the site's LAN as far as ``host``: the site
+        bridge's ports and the host's uplink (the site bridge follows its ports)."""
+        up = f"up{host.netns.rsplit('-h', 1)[1]}"
+        for link in ("site1", "site0", up):
+            sh("ip", "link", "set", link, "mtu", str(mtu), netns=self.site)
+        sh("ip", "link", "set", "uplink", "mtu", str(mtu), netns=host.netns)
+        assert f" mtu {mtu} " in sh("ip", "link", "show", "br0", netns=self.site).stdout
 
     def start_in(self, netns: str, argv: list[str]) -> subprocess.Popen:
         proc = subprocess.Popen(

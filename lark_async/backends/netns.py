@@ -126,6 +126,7 @@ def setup_job_netns(
     not_ours: Callable[[str], None],
     inside: Callable[[int], T] | None = None,
     bridge: int | None = None,
+    mtu: int | None = None,
 ) -> T | None:
     """Namespace, loopback, veth pair, addresses and default route, in the fewest round trips.
 
@@ -136,7 +137,7 @@ def setup_job_netns(
     when the object already existed (someone else's: undo must not remove it).
     ``inside(ifindex)`` runs last, inside the job's namespace, with the index of
     the job's end of the veth (to open a socket there); its result is returned.
-    Runs on a throwaway thread.
+    ``mtu``: both ends' (backends/mtu.py). Runs on a throwaway thread.
     """
     with rtnl.Channel() as host:
         before("netns")
@@ -156,7 +157,7 @@ def setup_job_netns(
                 before("veth")
                 try:
                     with map_errors(f"create veth {external}/{internal}"):
-                        _create_veth(host, external, internal, ns_fd)
+                        _create_veth(host, external, internal, ns_fd, mtu)
                 except KernelError as exc:
                     if getattr(exc.__cause__, "errno", None) == errno.EEXIST:
                         not_ours("veth")
@@ -196,16 +197,18 @@ def setup_job_netns(
 LINGER_S = 1.0  # how long a finished job's veth may take to go with its namespace
 
 
-def _create_veth(host: rtnl.Channel, external: str, internal: str, ns_fd: int) -> None:
+def _create_veth(
+    host: rtnl.Channel, external: str, internal: str, ns_fd: int, mtu: int | None
+) -> None:
     """A job of the same name that just ended may have left its veth to the kernel,
     which deletes it with the old namespace within milliseconds: give it that time."""
     try:
-        host.request(rtnl.new_veth(external, internal, ns_fd))
+        host.request(rtnl.new_veth(external, internal, ns_fd, mtu))
     except rtnl.RequestError as exc:
         if exc.errno != errno.EEXIST:
             raise
         await_links_gone([external], LINGER_S, host)  # (this thread is in the job's netns)
-        host.request(rtnl.new_veth(external, internal, ns_fd))
+        host.request(rtnl.new_veth(external, internal, ns_fd, mtu))
 
 
 def discard_link(name: str) -> None:

@@ -22,6 +22,11 @@ NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x300
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_NEWRULE, RTM_DELRULE, RTM_GETRULE = 32, 33, 34
+RTM_GETNEXTHOP = 106
+NLM_F_APPEND = 0x800
+IFLA_MTU, IFLA_AF_SPEC, IFLA_INET6_ADDR_GEN_MODE = 4, 26, 8
+IN6_ADDR_GEN_MODE_NONE = 1
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MASTER, IFLA_OPERSTATE = 1, 3, 10, 16
 IFLA_LINKINFO, IFLA_NET_NS_FD = 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
@@ -31,7 +36,8 @@ IFLA_BRPORT_STATE, BR_STATE_FORWARDING = 1, 3
 IFLA_BRPORT_MODE, IFLA_BRPORT_GUARD, IFLA_BRPORT_LEARNING, IFLA_BRPORT_UNICAST_FLOOD = 4, 5, 8, 9
 IFLA_BRPORT_LOCKED = 39  # Linux 5.18
 IFLA_BR_VLAN_FILTERING, IFLA_BR_VLAN_DEFAULT_PVID = 7, 39
-RTM_NEWNEIGH, AF_BRIDGE, NDA_LLADDR, NDA_VLAN = 28, 7, 2, 5
+RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
+AF_BRIDGE, NDA_LLADDR, NDA_VLAN = 7, 2, 5
 NUD_NOARP, NTF_MASTER, NTF_STICKY, NLM_F_REPLACE = 0x40, 0x04, 0x40, 0x100
 IF_OPER_UNKNOWN, IF_OPER_UP = 0, 6
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
@@ -47,6 +53,7 @@ _IFINFOMSG = struct.Struct("=BxHiII")
 _IFADDRMSG = struct.Struct("=BBBBi")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _NDMSG = struct.Struct("=BBHiHBB")
+_NHMSG = struct.Struct("=BBBBI")
 
 
 def _attr(kind: int, payload: bytes) -> bytes:
@@ -73,14 +80,18 @@ class Message:
     what: str
 
 
-def new_veth(name: str, peer: str, peer_netns_fd: int) -> Message:
+def new_veth(name: str, peer: str, peer_netns_fd: int, mtu: int | None = None) -> Message:
     """The host end is created up (the peer cannot be: veth_open refuses before the pair is
-    linked, ENOTCONN), the peer directly inside the job's netns (no move, no RCU wait)."""
-    peer_body = _ifinfo() + _ifname(peer) + _attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd))
+    linked, ENOTCONN), the peer directly inside the job's netns (no move, no RCU wait).
+    ``mtu`` (both ends): the job's frames are as large as its network's (None: 1500)."""
+    size = _attr(IFLA_MTU, struct.pack("=I", mtu)) if mtu is not None else b""
+    peer_body = (
+        _ifinfo() + _ifname(peer) + _attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd)) + size
+    )
     info = _attr(IFLA_INFO_KIND, b"veth\0") + _attr(
         IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer_body)
     )
-    body = _ifinfo(up=True) + _ifname(name) + _attr(IFLA_LINKINFO, info)
+    body = _ifinfo(up=True) + _ifname(name) + size + _attr(IFLA_LINKINFO, info)
     return Message(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"create veth {name}/{peer}")
 
 
@@ -89,9 +100,17 @@ def set_up(index: int, what: str) -> Message:
 
 
 def set_master(index: int, master: int, what: str) -> Message:
-    """Enslave a link (to a bridge) and bring it up."""
+    """Enslave a link (to a bridge) and bring it up; master 0 releases it (and leaves it up)."""
     body = _ifinfo(index, up=True) + _attr(IFLA_MASTER, struct.pack("=I", master))
-    return Message(RTM_NEWLINK, 0, body, f"attach {what}")
+    return Message(RTM_NEWLINK, 0, body, f"attach {what}" if master else f"release {what}")
+
+
+def set_addr_gen_mode(index: int, mode: int, what: str) -> Message:
+    """How the kernel makes a link's IPv6 link-local (IFLA_INET6_ADDR_GEN_MODE: eui64,
+    none, stable privacy, random); a change takes effect at the link's next up."""
+    inet6 = _attr(IFLA_INET6_ADDR_GEN_MODE, struct.pack("=B", mode))
+    body = _ifinfo(index) + _attr(IFLA_AF_SPEC, _attr(socket.AF_INET6, inet6))
+    return Message(RTM_NEWLINK, 0, body, f"set the IPv6 address generation mode of {what}")
 
 
 def set_port_flags(index: int, flags: dict[int, int], what: str) -> Message:
@@ -172,7 +191,7 @@ def route(
     return Message(kind, 0, body, f"remove {name}")
 
 
-def new_bridge(name: str, mac: bytes | None) -> Message:
+def new_bridge(name: str, mac: bytes | None, mtu: int | None = None) -> Message:
     """A bridge that forwards at once (forward delay 0, no STP), created down."""
     data = _attr(IFLA_BR_FORWARD_DELAY, struct.pack("=I", 0)) + _attr(
         IFLA_BR_STP_STATE, struct.pack("=I", 0)
@@ -181,6 +200,8 @@ def new_bridge(name: str, mac: bytes | None) -> Message:
     body = _ifinfo() + _ifname(name) + _attr(IFLA_LINKINFO, info)
     if mac is not None:
         body += _attr(IFLA_ADDRESS, mac)
+    if mtu is not None:
+        body += _attr(IFLA_MTU, struct.pack("=I", mtu))
     return Message(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"create bridge {name}")
 
 
@@ -207,6 +228,8 @@ class Link:
     port_state: int | None  # bridge port STP state, when enslaved to a bridge
     port_options: dict[int, int] = field(default_factory=dict, hash=False)  # IFLA_BRPORT_* u8
     bridge_options: dict[int, bytes] = field(default_factory=dict, hash=False)  # of a bridge
+    mtu: int = 0
+    addr_gen_mode: int | None = None  # IPv6 link-local generation (None: no IPv6 on it)
 
     @property
     def forwarding(self) -> bool:
@@ -219,6 +242,7 @@ def parse_link(body: bytes) -> Link:
     info = parse_attrs(a.get(IFLA_LINKINFO, b""))
     slave = parse_attrs(info.get(IFLA_INFO_SLAVE_DATA, b""))
     oper = a[IFLA_OPERSTATE][0] if a.get(IFLA_OPERSTATE) else IF_OPER_UNKNOWN
+    inet6 = parse_attrs(parse_attrs(a.get(IFLA_AF_SPEC, b"")).get(socket.AF_INET6, b""))
     kind = info.get(IFLA_INFO_KIND, b"").rstrip(b"\0").decode() or None
     return Link(
         index=index,
@@ -230,88 +254,11 @@ def parse_link(body: bytes) -> Link:
         port_state=slave[IFLA_BRPORT_STATE][0] if IFLA_BRPORT_STATE in slave else None,
         port_options={k: v[0] for k, v in slave.items() if len(v) == 1},
         bridge_options=parse_attrs(info.get(IFLA_INFO_DATA, b"")) if kind == "bridge" else {},
+        mtu=struct.unpack("=I", a[IFLA_MTU])[0] if IFLA_MTU in a else 0,
+        addr_gen_mode=inet6[IFLA_INET6_ADDR_GEN_MODE][0]
+        if IFLA_INET6_ADDR_GEN_MODE in inet6
+        else None,
     )
-
-
-@dataclass(frozen=True)
-class Address:
-    interface: ipaddress.IPv4Interface
-    broadcast: ipaddress.IPv4Address | None
-    index: int
-
-
-@dataclass(frozen=True)
-class Route:
-    dest: ipaddress.IPv4Network
-    gateway: ipaddress.IPv4Address | None
-    index: int
-    protocol: int
-    scope: int
-    priority: int | None
-    prefsrc: ipaddress.IPv4Address | None
-
-
-def parse_address(body: bytes) -> Address | None:
-    family, prefixlen, _flags, _scope, index = _IFADDRMSG.unpack_from(body)
-    a = parse_attrs(body, _IFADDRMSG.size)
-    local = a.get(IFA_LOCAL) or a.get(IFA_ADDRESS)
-    if family != socket.AF_INET or local is None:
-        return None
-    brd = a.get(IFA_BROADCAST)
-    return Address(
-        ipaddress.IPv4Interface((ipaddress.IPv4Address(local), prefixlen)),
-        ipaddress.IPv4Address(brd) if brd else None,
-        index,
-    )
-
-
-def parse_route(body: bytes) -> Route | None:
-    family, dst_len, _src, _tos, table, protocol, scope, kind, _flags = _RTMSG.unpack_from(body)
-    a = parse_attrs(body, _RTMSG.size)
-    if RTA_TABLE in a:
-        table = struct.unpack("=I", a[RTA_TABLE])[0]
-    if family != socket.AF_INET or table != RT_TABLE_MAIN or kind != RTN_UNICAST:
-        return None
-    if RTA_OIF not in a:
-        return None  # multipath: not something Lark moves
-    dst = ipaddress.IPv4Address(a[RTA_DST]) if RTA_DST in a else ipaddress.IPv4Address(0)
-    return Route(
-        dest=ipaddress.IPv4Network((dst, dst_len)),
-        gateway=ipaddress.IPv4Address(a[RTA_GATEWAY]) if RTA_GATEWAY in a else None,
-        index=struct.unpack("=i", a[RTA_OIF])[0],
-        protocol=protocol,
-        scope=scope,
-        priority=struct.unpack("=I", a[RTA_PRIORITY])[0] if RTA_PRIORITY in a else None,
-        prefsrc=ipaddress.IPv4Address(a[RTA_PREFSRC]) if RTA_PREFSRC in a else None,
-    )
-
-
-def readd_address(address: Address, index: int, what: str) -> Message:
-    """The same address (prefix, broadcast) on another link."""
-    body = _IFADDRMSG.pack(socket.AF_INET, address.interface.network.prefixlen, 0, 0, index)
-    body += _attr(IFA_LOCAL, address.interface.ip.packed)
-    body += _attr(IFA_ADDRESS, address.interface.ip.packed)
-    if address.broadcast is not None:
-        body += _attr(IFA_BROADCAST, address.broadcast.packed)
-    return Message(RTM_NEWADDR, NLM_F_CREATE, body, f"add address {address.interface} to {what}")
-
-
-def moved_route(r: Route, kind: int, index: int) -> Message:
-    """A route as it was (delete) or on another link (add): same metric, source, protocol."""
-    body = _RTMSG.pack(
-        socket.AF_INET, r.dest.prefixlen, 0, 0, RT_TABLE_MAIN, r.protocol, r.scope, RTN_UNICAST, 0
-    )
-    if r.dest.prefixlen:
-        body += _attr(RTA_DST, r.dest.network_address.packed)
-    if r.gateway is not None:
-        body += _attr(RTA_GATEWAY, r.gateway.packed)
-    if r.priority is not None:
-        body += _attr(RTA_PRIORITY, struct.pack("=I", r.priority))
-    if r.prefsrc is not None:
-        body += _attr(RTA_PREFSRC, r.prefsrc.packed)
-    body += _attr(RTA_OIF, struct.pack("=i", index))
-    verb, flags = ("add", NLM_F_CREATE) if kind == RTM_NEWROUTE else ("remove", 0)
-    return Message(kind, flags, body, f"{verb} route to {r.dest}")
 
 
 class RequestError(OSError):
@@ -383,6 +330,16 @@ class Channel:
             raise
         return parse_link(found[0]) if found else None
 
+    def link_by_index(self, index: int) -> Link | None:
+        """The link with ``index`` in this namespace, or None."""
+        try:
+            found = self.query(RTM_GETLINK, _ifinfo(index))
+        except RequestError as exc:
+            if exc.errno == 19:  # ENODEV
+                return None
+            raise
+        return parse_link(found[0]) if found else None
+
     def link_names(self) -> list[str]:
         """Names of every link in this namespace."""
         names = []
@@ -391,12 +348,6 @@ class Channel:
             if name:
                 names.append(name.rstrip(b"\0").decode(errors="replace"))
         return names
-
-    def addresses(self, index: int) -> list[Address]:
-        """IPv4 addresses of one link."""
-        body = _IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)
-        found = (parse_address(b) for b in self.query(RTM_GETADDR, body, dump=True))
-        return [a for a in found if a is not None and a.index == index]
 
     def is_local(self, ip: ipaddress.IPv4Address) -> bool:
         """Whether ``ip`` is one of this namespace's own addresses (a route lookup: one
@@ -408,13 +359,18 @@ class Channel:
             return False
         return bool(found) and _RTMSG.unpack_from(found[0])[7] == RTN_LOCAL
 
-    def routes(self, index: int) -> list[Route]:
-        """Main-table IPv4 routes out of one link, without those the kernel made for addresses."""
-        body = _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
-        found = (parse_route(b) for b in self.query(RTM_GETROUTE, body, dump=True))
-        return [
-            r for r in found if r is not None and r.index == index and r.protocol != RTPROT_KERNEL
-        ]
+    def dump(self, kind: int, family: int = socket.AF_UNSPEC) -> list[bytes]:
+        """Every object of one kind (RTM_GETADDR, RTM_GETROUTE, RTM_GETNEIGH, ...), as the
+        kernel sent it: every table, every link, each body whole."""
+        if kind in (RTM_GETROUTE, RTM_GETRULE):  # rtmsg and fib_rule_hdr share a layout
+            body = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
+        elif kind == RTM_GETNEXTHOP:
+            body = _NHMSG.pack(family, 0, 0, 0, 0)
+        elif kind == RTM_GETNEIGH:
+            body = _NDMSG.pack(family, 0, 0, 0, 0, 0, 0)
+        else:
+            body = _IFADDRMSG.pack(family, 0, 0, 0, 0)
+        return self.query(kind, body, dump=True)
 
     def request(self, *messages: Message, absent_ok: bool = False) -> None:
         """Send all messages in one buffer and wait for every ack; raise the first refusal.

@@ -588,3 +588,25 @@ def test_a_bad_audit_log_cap_is_one_line(text, why):
     assert error_of(config={"LARK_AUDIT_MAX_BYTES": text}).startswith(
         f'LARK_AUDIT_MAX_BYTES "{text}" (HTCondor config) {why}'
     )
+
+
+@pytest.mark.parametrize(
+    ("source", "mode", "planned"),
+    [
+        ({"config": {"LARK_JOB_MTU": "1400"}}, "nat", 1400),
+        ({"cli": {"job_mtu": "9000"}, "config": {"LARK_JOB_MTU": "1400"}}, "nat", 9000),
+        ({"config": {"LARK_JOB_MTU": "1400"}}, "bridge", None),  # a LAN has one frame size
+        ({}, "nat", None),
+    ],
+)
+def test_the_job_mtu_cap_is_for_nat_jobs(source, mode, planned):
+    s = dataclasses.replace(resolve(**source), network_type=mode)
+    assert derive_plan(s, "j1").job_mtu == planned
+
+
+@pytest.mark.parametrize("value", ["1279", "65536", "jumbo", "1500.5"])
+def test_a_bad_job_mtu_is_one_line(value):
+    assert error_of(config={"LARK_JOB_MTU": value}) in (
+        f'LARK_JOB_MTU "{value}" (HTCondor config) must be between 1280 and 65535',
+        f'LARK_JOB_MTU "{value}" (HTCondor config) is not a whole number',
+    )
