@@ -284,7 +284,7 @@ class Sandbox:
             sh("ip", "netns", "del", ns, check=False)
         for path in job_cgroups(self.prefix):  # and what a failed test left in a job's cgroup
             discard_cgroup(path)
-        if not os.environ.get("LARK_TEST_KEEP"):
+        if not os.environ.get("LARK_TEST_KEEP"):  # (set: the agent log and ads stay to read)
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
