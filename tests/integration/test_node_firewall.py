@@ -232,3 +232,34 @@ def test_cleanup_of_a_job_whose_rules_a_full_restore_took_completes(sandbox, hos
     again = cleanup(sandbox, host)
     assert again.returncode == 0 and again.stdout.strip() == "no orphans", again.stdout
     assert "LARK" not in sh(f"{build}-save", netns=host.netns).stdout
+
+
+def test_docker_style_forward_is_opened_and_named(sandbox, host):
+    """Docker's shape: policy DROP and its DOCKER-USER chain jumped to from FORWARD."""
+    for step in (("-N", "DOCKER-USER"), ("-A", "DOCKER-USER", "-j", "RETURN"),
+                 ("-I", "FORWARD", "-j", "DOCKER-USER"), ("-P", "FORWARD", "DROP")):  # fmt: skip
+        sh("iptables-nft", "-w", *step, netns=host.netns)
+    r, _ = run_fetch(sandbox, host, "1m")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(FILE_SIZES["1m"])
+    assert "FORWARD policy DROP (Docker's DOCKER-USER is there)" in sandbox.log_file.read_text()
+    rules = sh("iptables-nft", "-w", "-S", netns=host.netns).stdout
+    assert "-A FORWARD -j DOCKER-USER" in rules and "-A DOCKER-USER -j RETURN" in rules
+
+
+@pytest.mark.parametrize("record", ["kept", "lost"])
+def test_a_dead_agents_accept_rules_are_swept(sandbox, host, record):
+    """The nftables backend's job on a legacy FORWARD DROP, its agent killed: the sweeper
+    removes its accept rules from the record, or, with the record lost, by their comment."""
+    drop_forward(host, "iptables-legacy")
+    name = sandbox.job_name()
+    killed_after_setup(sandbox, host, name)
+    assert f"comment {f'LARK_{name}'}" in sh("iptables-legacy-save", netns=host.netns).stdout
+    if record == "lost":
+        (sandbox.state_dir / f"{name}.json").unlink()
+    swept = cleanup(sandbox, host)
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    if record == "lost":
+        assert f"iptables-legacy chain LARK_{name}" in swept.stdout
+    assert "LARK" not in sh("iptables-legacy-save", netns=host.netns).stdout
+    assert forward_policy(host, "iptables-legacy") == "DROP"
