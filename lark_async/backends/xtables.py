@@ -12,6 +12,7 @@ is only quoted, one line, in the error a person reads.
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 import subprocess
@@ -22,6 +23,7 @@ from ..errors import KernelError
 BUILTIN = {"filter": ("INPUT", "FORWARD", "OUTPUT"), "nat": ("PREROUTING", "INPUT", "OUTPUT",
            "POSTROUTING")}  # fmt: skip
 _COUNTED = re.compile(r"^\[(\d+):(\d+)\]\s+")
+_TARGET = re.compile(r"(?:^| )-[jg] (\S+)")
 
 
 class IptablesError(KernelError):
@@ -42,11 +44,12 @@ class Rule:
     packets: int = 0
     nbytes: int = 0
 
-    @property
+    @functools.cached_property
     def options(self) -> dict[str, str]:
         """Option to value (``-i``, ``-o``, ``-j``, ``--comment``, ...); a negated one as
-        ``!-s``. A flag without a value maps to an empty string."""
-        words = shlex.split(self.spec)
+        ``!-s``. A flag without a value maps to an empty string. (Parsed once: a poll reads
+        every job's rules of the build.)"""
+        words = shlex.split(self.spec) if '"' in self.spec else self.spec.split()
         found: dict[str, str] = {}
         negate = False
         i = 0
@@ -64,14 +67,14 @@ class Rule:
             i += 1
         return found
 
-    @property
+    @functools.cached_property
     def target(self) -> str:
-        opts = self.options
-        return opts.get("-j") or opts.get("-g") or ""
+        found = _TARGET.search(self.spec)
+        return found.group(1) if found else ""
 
-    @property
+    @functools.cached_property
     def comment(self) -> str:
-        return self.options.get("--comment", "")
+        return self.options.get("--comment", "") if "--comment" in self.spec else ""
 
 
 @dataclass
@@ -110,7 +113,7 @@ def parse_save(text: str) -> dict[str, Table]:
                 table.policies[name] = policy
         else:
             packets = nbytes = 0
-            counted = _COUNTED.match(line)
+            counted = _COUNTED.match(line) if line[0] == "[" else None
             if counted:
                 packets, nbytes = int(counted.group(1)), int(counted.group(2))
                 line = line[counted.end() :]
