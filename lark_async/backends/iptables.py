@@ -40,7 +40,7 @@ OUTGOING, INCOMING = "Outgoing", "Incoming"
 ACCEPT_CHAIN = "LARK-FORWARD"
 JOB_CHAIN_PREFIX = "LARK_"
 BUILDS = ("iptables-nft", "iptables-legacy")
-ATTEMPTS = 3  # reads and batches, when another agent's batch came in between
+ATTEMPTS = 5  # reads and batches, when another agent's batch came in between
 
 
 @dataclass(frozen=True)
@@ -311,17 +311,24 @@ def discard_job(job: IptablesRules) -> None:
 
 
 def discard(command: str, chain: str) -> None:
+    """(See discard_job.) When the job's accept rules went but LARK-FORWARD stayed for the
+    other jobs' rules, it is read once more: jobs ending at once each see the others' rules,
+    and the last of them to look removes the chain they left empty."""
     doing = f"remove iptables chain {chain} ({command})"
-    for attempt in range(ATTEMPTS):
+    failures = 0
+    while True:
         batch = plan_discard(chain, xtables.read(command, doing))
         if batch is None:
             return
         try:
             xtables.restore(command, batch, doing)
-            return
         except IptablesError:
-            if attempt == ATTEMPTS - 1:
+            failures += 1
+            if failures == ATTEMPTS:
                 raise
+            continue
+        if f"-D {ACCEPT_CHAIN} " not in batch or f"-X {ACCEPT_CHAIN}" in batch:
+            return
 
 
 def inspect(want: Wanted) -> tuple[dict[str, tuple[int, int]], Repairs]:

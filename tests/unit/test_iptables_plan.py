@@ -140,3 +140,20 @@ def test_needs_accept():
     docker = ":DOCKER-USER - [0:0]\n-A FORWARD -j DOCKER-USER\n"
     assert "DOCKER-USER" in (needs_accept(parse_save(save(docker, "DROP"))) or "")
     assert needs_accept(parse_save(save("-A FORWARD -j REJECT\n"))) is not None
+
+
+def test_jobs_ending_at_once_leave_no_empty_accept_chain(monkeypatch):
+    """Each of two jobs ending at once sees the other's accept rules, so neither batch takes
+    LARK-FORWARD; the one that reads again after its batch finds it empty and takes it."""
+    other = "-A LARK-FORWARD -i e_j2 -m comment --comment LARK_j2 -j ACCEPT\n"
+    reads = iter([
+        save("-A FORWARD -j LARK-FORWARD\n" + ACCEPT + other, "DROP", nat=""),
+        save("-A FORWARD -j LARK-FORWARD\n:LARK-FORWARD - [0:0]\n", "DROP", nat=""),
+        save("", "DROP", nat=""),
+    ])  # fmt: skip
+    batches: list[str] = []
+    monkeypatch.setattr(iptables.xtables, "read", lambda *a, **k: parse_save(next(reads)))
+    monkeypatch.setattr(iptables.xtables, "restore", lambda _c, batch, _d: batches.append(batch))
+    iptables.discard("iptables-nft", "LARK_j1")
+    assert len(batches) == 2 and "-X LARK-FORWARD" not in batches[0]
+    assert "-D FORWARD -j LARK-FORWARD" in batches[1] and "-X LARK-FORWARD" in batches[1]
