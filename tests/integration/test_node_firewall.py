@@ -89,6 +89,17 @@ def test_firewalld_is_named_with_what_to_configure(sandbox, host):
     assert "--zone=trusted --add-source=192.168.181.0/24" in r.stderr
 
 
+def test_a_native_nft_forward_drop_is_named_with_what_to_add(sandbox, host):
+    """A table of the node's own whose forward chain drops by policy: Lark cannot accept the
+    job's traffic there (it is not Lark's table), so it says what to add."""
+    sh("nft", "add table inet site; add chain inet site fw { type filter hook forward "
+       "priority 0; policy drop; }", netns=host.netns)  # fmt: skip
+    r = sandbox.run_agent(host, *sandbox.who(), "--", "true")
+    assert r.returncode == 0, r.stderr
+    assert "nft table inet site drops forwarded packets by policy (chain fw)" in r.stderr
+    assert 'iifname "e_*" accept' in r.stderr
+
+
 class MidJob:
     """A job of JOB under an agent polling every 0.1 s, and the site's datagram log."""
 
