@@ -235,7 +235,6 @@ def plan_discard(chain: str, tables: dict[str, Table]) -> str | None:
     lines += [f"-D {ACCEPT_CHAIN} {r.spec}" for r in accept if r.comment == chain]
     if filt.has_chain(chain):
         lines += [f"-F {chain}", f"-X {chain}"]
-    ours = bool(lines)
     if filt.has_chain(ACCEPT_CHAIN) and all(r.comment == chain for r in accept):
         for name, rules in filt.chains.items():
             lines += [f"-D {name} {r.spec}" for r in rules if r.target == ACCEPT_CHAIN]
@@ -246,7 +245,7 @@ def plan_discard(chain: str, tables: dict[str, Table]) -> str | None:
         for r in nat.rules("POSTROUTING")
         if r.target == "MASQUERADE" and r.comment == chain
     ]
-    if not ours and not nat_lines and not lines:
+    if not lines and not nat_lines:
         return None
     return _batch(lines, nat_lines)
 
