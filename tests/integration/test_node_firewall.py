@@ -56,6 +56,12 @@ def drop_forward(host, build: str) -> None:
     sh(build, "-w", "-P", "FORWARD", "DROP", netns=host.netns)
 
 
+def lark_first(host, build: str) -> bool:
+    """FORWARD's first rule is Lark's again (the agent logs before its batch is in)."""
+    rules = sh(build, "-w", "-S", "FORWARD", netns=host.netns).stdout.splitlines()
+    return len(rules) > 1 and "-j LARK" in rules[1]
+
+
 def forward_policy(host, build: str) -> str:
     out = sh(f"{build}-save", "-t", "filter", netns=host.netns).stdout
     return next(ln.split()[1] for ln in out.splitlines() if ln.startswith(":FORWARD"))
@@ -179,6 +185,7 @@ def test_a_site_rule_inserted_above_larks_is_put_below_them_again(sandbox, host,
         job.round("first")
         sh(build, "-w", "-I", "FORWARD", "1", "-j", "ACCEPT", netns=host.netns)
         assert job.logged("restoring its place"), sandbox.log_file.read_text()
+        assert wait_for(lambda: lark_first(host, build), 10)
         _, err = job.finish()
     finally:
         job.close()
@@ -203,6 +210,7 @@ def test_a_full_iptables_restore_mid_job_is_repaired(sandbox, host, backend):
         restore = ["nsenter", f"--net=/run/netns/{host.netns}", f"{build}-restore"]
         subprocess.run(restore, input=saved, text=True, check=True)
         assert job.logged("restoring it"), sandbox.log_file.read_text()
+        assert wait_for(lambda: lark_first(host, build), 10)
         _, err = job.finish()
     finally:
         job.close()
