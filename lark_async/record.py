@@ -207,6 +207,9 @@ def _check_firewall(fw: dict[str, Any], name: str) -> None:
     _str(fw, "chain", names.chain_name(name))
     _str(fw, "external_interface", names.external_interface(name))
     address = fw.get("internal_address")
+    accept = fw.get("accept", [])
+    _want(isinstance(accept, list) and all(b in IPTABLES_COMMANDS for b in accept),
+          f"accepting iptables builds {accept!r}")  # fmt: skip
     if family == "iptables":
         _want(fw.get("command") in IPTABLES_COMMANDS, f"iptables command {fw.get('command')!r}")
         _ipv4(address, "the internal address")

@@ -8,12 +8,15 @@ path: normal exit, job failure, setup failure, signals and cancellation.
 
 from __future__ import annotations
 
+import errno
+import functools
+import ipaddress
 import logging
 import signal
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +25,18 @@ import trio
 
 from . import ads, callouts, testhooks, userfiles
 from .accounting import derive_accounting
-from .backends import address, cgroup, iptables, kernel, locks, mtu, netns, nft, rtnl
+from .backends import (
+    address,
+    cgroup,
+    iptables,
+    kernel,
+    locks,
+    mtu,
+    netns,
+    nft,
+    nodefilter,
+    rtnl,
+)
 from .backends.bridge import ensure_bridge, pin_port, wait_forwarding
 from .bridged import BridgeAddress, JobSide
 from .chirp import FINAL_PUSH_TIMEOUT_S, ChirpPublisher
@@ -101,6 +115,8 @@ class Supervisor:
         self._stopping = False
         self._tearing_down = False
         self.chirp: ChirpPublisher | None = None  # decided once, before the job starts
+        self.accept: list[str] = []  # iptables builds whose FORWARD accepts the job via Lark
+        self.job_build: str | None = None  # the iptables backend's build, resolved
 
     # -- the whole life ---------------------------------------------------
 
@@ -236,19 +252,7 @@ class Supervisor:
         await self._step_done("netns")
         if addresses is not None:
             netns.enable_forwarding()
-            if plan.firewall_backend == "iptables":
-                rules: nft.JobRules | iptables.IptablesRules = iptables.IptablesRules(
-                    plan.iptables_command, plan.chain, plan.external_interface, addresses.internal
-                )
-                record.note("firewall", **rules.to_record())
-                await trio.to_thread.run_sync(iptables.apply_job, rules)
-            else:
-                rules = nft.JobRules(
-                    plan.chain, plan.external_interface, addresses.internal, nat=True
-                )
-                record.note("firewall", **rules.to_record())
-                nft.apply_job(rules)
-            self.rules = rules
+            await self._setup_firewall(record, addresses.internal)
             await self._step_done("firewall")
 
     def _nat_mtu(self) -> int | None:
@@ -264,6 +268,56 @@ class Supervisor:
             self.plan.job_mtu or "unset",
         )
         return chosen
+
+    async def _setup_firewall(self, record: Record, internal: ipaddress.IPv4Address) -> None:
+        """The job's rules, and its way through the node's own FORWARD where that would drop
+        it (nodefilter.py): noted in the record before any of it is added."""
+        plan = self.plan
+        node = await trio.to_thread.run_sync(nodefilter.inspect_node, str(plan.local_network))
+        for warning in node.warnings:
+            log.warning("%s: %s", plan.name, warning)
+        self.accept = sorted(node.accept)
+        for build, why in sorted(node.accept.items()):
+            log.info(
+                "%s: %s on this node (%s): accepting the job's traffic in filter FORWARD via %s",
+                plan.name,
+                why,
+                build,
+                iptables.ACCEPT_CHAIN,
+            )
+        if plan.firewall_backend == "iptables":
+            rules: nft.JobRules | iptables.IptablesRules = iptables.IptablesRules(
+                plan.iptables_command, plan.chain, plan.external_interface, internal
+            )
+            self.job_build = await trio.to_thread.run_sync(
+                nodefilter.resolve_build, plan.iptables_command
+            )
+            record.note("firewall", **rules.to_record(), accept=self.accept)
+            await trio.to_thread.run_sync(iptables.apply_job, rules, self.job_build in self.accept)
+        else:
+            rules = nft.JobRules(plan.chain, plan.external_interface, internal, nat=True)
+            record.note("firewall", **rules.to_record(), accept=self.accept)
+            nft.apply_job(rules)
+        self.rules = rules
+        for want in self._accept_wanted():
+            await trio.to_thread.run_sync(iptables.ensure, want)
+
+    def _accept_wanted(self) -> list[iptables.Wanted]:
+        """The builds where only the job's accept rules are Lark's (not its counting chain)."""
+        rules = self.rules
+        if rules is None or isinstance(rules, nft.BridgeRules) or rules.internal_address is None:
+            return []
+        return [
+            iptables.Wanted(
+                iptables.IptablesRules(
+                    build, rules.chain, rules.external_interface, rules.internal_address
+                ),
+                counting=False,
+                accept=True,
+            )
+            for build in self.accept
+            if build != self.job_build
+        ]
 
     async def _take_job_lock(self) -> None:
         """Before the record and every resource: whoever holds the job's name may remove what
@@ -539,11 +593,59 @@ class Supervisor:
     async def _poll(self) -> None:
         while True:
             await trio.sleep(self.plan.accounting_interval_s)
-            await self._read_counters()
-            await self._check_nat_source()
+            await self._check_firewall()
             await self._publish_all()
             if not netns.netns_exists(self.plan.netns):
                 self._network_lost(f"network namespace {self.plan.netns} was removed")
+
+    async def _check_firewall(self) -> None:
+        """Each poll: the counters, and everything of the job's firewall where a site tool
+        may have flushed, reloaded or reordered it, put back as it was."""
+        rules = self.rules
+        if isinstance(rules, iptables.IptablesRules):
+            await self._check_iptables(
+                iptables.Wanted(rules, counting=True, accept=self.job_build in self.accept)
+            )
+        else:
+            await self._read_counters()
+            await self._check_nat_source()
+        for want in self._accept_wanted():
+            await self._check_iptables(want)
+
+    async def _check_iptables(self, want: iptables.Wanted) -> None:
+        """One read of the build: counters (of the counting chain) and what is missing or
+        has someone else's rule above it; that is put back, first in its chain again."""
+        try:
+            now, fix = await trio.to_thread.run_sync(iptables.inspect, want)
+        except LarkError as exc:
+            log.warning("%s: cannot read the firewall, keeping the last values: %s",
+                        self.plan.name, exc)  # fmt: skip
+            return
+        if want.counting and self.plan.accounting:
+            self._observe(now, want.job.chain)  # (a chain gone reads empty: values stay)
+        if not fix.problems or self._tearing_down:
+            return
+        why = "; ".join(fix.problems) + f" ({want.job.command})"
+        if fix.resets_counters:  # the chain is made anew: its counters start from zero
+            await self._restore_rules(why, lambda: iptables.ensure(want))
+            return
+        log.warning("%s: %s: restoring its place", self.plan.name, why)
+        try:  # (the same chain, moved: its counters go on)
+            await trio.to_thread.run_sync(iptables.ensure, want)
+        except LarkError as exc:
+            log.error("%s: could not restore the firewall: %s", self.plan.name, exc)
+
+    def _observe(self, now: dict[str, tuple[int, int]], chain: str) -> None:
+        replaced = self.tally.observe(now)
+        if replaced:
+            log.warning(
+                "%s: counter(s) %s of %s read lower than before: the rules were replaced from "
+                "outside; counting on from the published values (traffic since the last poll "
+                "is not counted)",
+                self.plan.name,
+                ", ".join(replaced),
+                chain,
+            )
 
     async def _read_counters(self) -> None:
         """Fold the chain's counters into the tally, which publishes what crossed since the job
@@ -561,23 +663,15 @@ class Supervisor:
                 )
                 return
             now = {}
-        replaced = self.tally.observe(now)
-        if replaced:
-            log.warning(
-                "%s: counter(s) %s of %s read lower than before: the rules were replaced from "
-                "outside; counting on from the published values (traffic since the last poll "
-                "is not counted)",
-                self.plan.name,
-                ", ".join(replaced),
-                rules.chain,
-            )
+        self._observe(now, rules.chain)
         if nft.OUTGOING not in now and not self._tearing_down:
             await self._restore_rules(f"the job's firewall chain {rules.chain} is gone or empty")
 
     async def _check_nat_source(self) -> None:
-        """A NAT job's masquerade of its address (nftables' ``nat_sources`` element, the
-        iptables MASQUERADE rule) can go on its own (a sweeper, an admin): without it the
-        job's traffic leaves with an address nobody answers."""
+        """A NAT job's masquerade of its address (nftables' ``nat_sources`` element; the
+        iptables backend's MASQUERADE rule is checked with its chain) can go on its own (a
+        sweeper, an admin): without it the job's traffic leaves with an address nobody
+        answers."""
         rules = self.rules
         if self._tearing_down or not _masqueraded(rules):
             return
@@ -590,19 +684,21 @@ class Supervisor:
             addr = rules.internal_address  # type: ignore[union-attr]
             await self._restore_rules(f"the job's NAT source {addr} is gone")
 
-    async def _restore_rules(self, why: str) -> None:
+    async def _restore_rules(self, why: str, reapply: Callable[[], object] | None = None) -> None:
         """Someone flushed the firewall (``nft flush ruleset``, ``iptables -F``) or took part
         of the job's rules: put them all back and count on from the last values read; what
         crossed while the rules were gone is not counted."""
         rules = self.rules
         assert rules is not None
+        if reapply is None:
+            reapply = functools.partial(_reapply, rules)
         log.warning(
             "%s: %s: restoring it (traffic since the last poll is not counted)",
             self.plan.name,
             why,
         )
         try:
-            await trio.to_thread.run_sync(_reapply, rules)
+            await trio.to_thread.run_sync(reapply)
             self.tally.restart()  # fresh rules: all they count from now on is new
             if isinstance(rules, nft.BridgeRules) and self.bridged is not None:
                 bindings = self.bridged.bindings()
@@ -747,20 +843,15 @@ def _read_rules_counters(rules: object) -> dict[str, tuple[int, int]]:
 
 
 def _missing_chain(exc: LarkError) -> bool:
-    cause = exc.__cause__
-    text = str(exc).lower()
-    return getattr(cause, "errno", None) == 2 or "no chain" in text or "no such file" in text
+    """By errno, whatever the words: the kernel's ENOENT for a chain nft cannot find."""
+    return getattr(exc.__cause__, "errno", None) == errno.ENOENT
 
 
 def _masqueraded(rules: object) -> bool:
-    if isinstance(rules, iptables.IptablesRules):
-        return True
     return isinstance(rules, nft.JobRules) and rules.nat and rules.internal_address is not None
 
 
 def _has_nat_source(rules: object) -> bool:
-    if isinstance(rules, iptables.IptablesRules):
-        return iptables.has_masquerade(rules)
     assert isinstance(rules, nft.JobRules) and rules.internal_address is not None
     return nft.has_nat_source(rules.internal_address)
 
@@ -768,8 +859,7 @@ def _has_nat_source(rules: object) -> bool:
 def _reapply(rules: object) -> None:
     """Remove what is left of the job's rules, then add them all again."""
     if isinstance(rules, iptables.IptablesRules):
-        iptables.discard_job(rules)
-        iptables.apply_job(rules)
+        iptables.ensure(iptables.Wanted(rules, counting=True, accept=False))
     elif isinstance(rules, nft.BridgeRules):
         nft.discard_bridge_job(rules)
         nft.apply_bridge_job(rules)

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backends import address, cgroup, iptables, locks, netns, nft, rtnl
+from .backends import address, cgroup, iptables, locks, netns, nft, rtnl, xtables
 from .cleanup import undo_record
 from .errors import KernelError, LarkError, map_errors
 from .jobproc import kill_netns_processes
@@ -40,7 +40,6 @@ from .names import CHAIN_PREFIX, NETNS_PREFIX, check_name
 from .record import Record, UnreadableRecord, temp_owner
 
 log = logging.getLogger("lark.sweeper")
-_MASQ = re.compile(r"^-A POSTROUTING -s (\S+?)(?:/32)? .*--comment (LARK_\S+) -j MASQUERADE")
 
 
 @dataclass
@@ -394,25 +393,24 @@ def _nat_sources() -> list[ipaddress.IPv4Address]:
 
 
 def _iptables_chains() -> list[tuple[str, str, Callable[[], None]]]:
+    """Jobs with anything in either iptables build: a chain, a masquerade rule or accept
+    rules in LARK-FORWARD (found by their comments). Read with iptables-save, which lists
+    only tables that exist: a sweep creates no legacy table on a node without one."""
     found: list[tuple[str, str, Callable[[], None]]] = []
-    for command in ("iptables-nft", "iptables-legacy"):
+    for command in iptables.BUILDS:
         if shutil.which(f"{command}-save") is None:
             continue
         try:
-            filt = iptables.save(command, "filter")
-            nat = iptables.save(command, "nat")
+            tables = xtables.read(command, f"read {command} rules")
         except KernelError:
             continue
-        masq = {m.group(2): m.group(1) for m in map(_MASQ.match, nat.splitlines()) if m}
-        chains = {
-            ln[1:].split()[0] for ln in filt.splitlines() if ln.startswith(f":{CHAIN_PREFIX}")
-        }
-        for chain in sorted(chains | set(masq)):
-            addr = ipaddress.IPv4Address(masq.get(chain, "0.0.0.0"))
-            rules = iptables.IptablesRules(
-                command, chain, f"e_{chain.removeprefix(CHAIN_PREFIX)}", addr
-            )
+        filt = tables.get("filter") or xtables.Table("filter")
+        nat = tables.get("nat") or xtables.Table("nat")
+        chains = {c for c in filt.chains if c.startswith(CHAIN_PREFIX)}
+        chains |= {r.comment for r in filt.rules(iptables.ACCEPT_CHAIN)}
+        chains |= {r.comment for r in nat.rules("POSTROUTING") if r.target == "MASQUERADE"}
+        for chain in sorted(c for c in chains if c.startswith(CHAIN_PREFIX)):
             found.append(
-                (f"{command} chain", chain, functools.partial(iptables.discard_job, rules))
+                (f"{command} chain", chain, functools.partial(iptables.discard, command, chain))
             )
     return found

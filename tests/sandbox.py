@@ -345,7 +345,8 @@ class Sandbox:
             sh("ip", "netns", "del", ns, check=False)
         for path in job_cgroups(self.prefix):  # and what a failed test left in a job's cgroup
             discard_cgroup(path)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if not os.environ.get("LARK_TEST_KEEP"):  # (set: the agent log and ads stay to read)
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def nft_job_objects(netns: str) -> list[str]:
@@ -437,13 +438,14 @@ def start_kea(
 
 
 def iptables_job_objects(netns: str) -> list[str]:
-    """Lark's chains, jumps and masquerade rules in either iptables build of a namespace."""
+    """Lark's chains (LARK_<job>, LARK-FORWARD), jumps and masquerade rules in either iptables
+    build of a namespace."""
     found = []
     for save in ("iptables-nft-save", "iptables-legacy-save"):
         if shutil.which(save) is None:
             continue
         out = sh(save, netns=netns, check=False).stdout
-        found += [f"{save}: {line}" for line in out.splitlines() if "LARK_" in line]
+        found += [f"{save}: {line}" for line in out.splitlines() if "LARK" in line]
     return found
 
 

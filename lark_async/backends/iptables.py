@@ -1,27 +1,46 @@
-"""iptables backend (``LARK_FIREWALL_BACKEND = iptables``), for sites whose scripts use iptables.
+"""iptables backend (``LARK_FIREWALL_BACKEND = iptables``), for sites whose scripts use iptables;
+and, for either backend, the job's way through a node's iptables ``FORWARD`` that drops.
 
 It keeps the original Lark's contract to the letter: a chain named
 ``LarkIptableName`` in the filter table, with all of the job's traffic sent
 through it from FORWARD, INPUT and OUTPUT, so a script's ``iptables -A "$3"
-...`` lands where it always did. Every change is one ``iptables-restore
---noflush --wait`` batch. The command is ``LARK_IPTABLES`` (``iptables``, or
-``iptables-nft`` / ``iptables-legacy`` to pick a build). The price is a linear
-list of jump rules: unlike the nftables backend's verdict map, each packet is
-matched against every job's jumps. NAT mode only: bridged frames never reach
-iptables without br_netfilter.
+...`` lands where it always did. The command is ``LARK_IPTABLES`` (``iptables``,
+or ``iptables-nft`` / ``iptables-legacy`` to pick a build). The price is a
+linear list of jump rules: unlike the nftables backend's verdict map, each
+packet is matched against every job's jumps. NAT mode only: bridged frames
+never reach iptables without br_netfilter.
+
+The node's iptables are not Lark's: a site tool may insert its own rules above
+Lark's jumps, set FORWARD's policy to DROP (Docker does), or reload the whole
+table (``iptables-restore`` without ``--noflush``). So nothing is assumed: the
+state is read (``iptables-save``, xtables.py), compared with what the job needs
+(``plan_repairs``, pure), and only what is missing or out of place is put back,
+in one ``iptables-restore --noflush`` batch; a batch that loses a race with
+another agent is planned again from a fresh read. Removal works the same way
+(``plan_discard``): whatever of the job is there goes, absence is done.
+
+Where a build's FORWARD would drop the job's traffic (policy DROP, or rules of
+the node's own), the job's traffic is accepted in the shared chain
+``LARK-FORWARD``, jumped to from FORWARD right after Lark's job jumps (the job
+chains count and drop spoofed packets first), as CNI's firewall plugin does with
+CNI-FORWARD and netavark with NETAVARK_FORWARD: out of the job's veth, and back
+to it for connections already established. Each job's rules there carry its
+chain name as a comment; the chain and its jump go with the last job.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
-import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..errors import KernelError
+from . import xtables
+from .xtables import IptablesError, Table
 
 OUTGOING, INCOMING = "Outgoing", "Incoming"
-_COUNTER_LINE = re.compile(r"^\s*(\d+)\s+(\d+)\s.*/\* (.+?) \*/")
+ACCEPT_CHAIN = "LARK-FORWARD"
+JOB_CHAIN_PREFIX = "LARK_"
+BUILDS = ("iptables-nft", "iptables-legacy")
+ATTEMPTS = 5  # reads and batches, when another agent's batch came in between
 
 
 @dataclass(frozen=True)
@@ -63,39 +82,188 @@ class IptablesRules:
         )
 
 
-def render_add(job: IptablesRules) -> str:
+@dataclass(frozen=True)
+class Wanted:
+    """What one job needs in one iptables build: its counting chain with jumps and NAT (the
+    iptables backend's build), its traffic accepted in LARK-FORWARD (a build that would drop
+    it), or both."""
+
+    job: IptablesRules
+    counting: bool
+    accept: bool
+
+
+@dataclass
+class Repairs:
+    """A batch that makes a build hold what a job needs, and why it was needed."""
+
+    filter_lines: list[str] = field(default_factory=list)
+    nat_lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    resets_counters: bool = False  # the job chain's counting rules were made anew
+
+    def batch(self) -> str | None:
+        if not self.filter_lines and not self.nat_lines:
+            return None
+        return _batch(self.filter_lines, self.nat_lines)
+
+
+def _batch(filter_lines: list[str], nat_lines: list[str]) -> str:
+    text = []
+    if filter_lines:
+        text += ["*filter", *filter_lines, "COMMIT"]
+    if nat_lines:
+        text += ["*nat", *nat_lines, "COMMIT"]
+    return "\n".join([*text, ""])
+
+
+def _chain_rules(job: IptablesRules) -> list[str]:
     c, e = job.chain, job.external_interface
-    return "\n".join(
-        [
-            "*filter",
-            f":{c} - [0:0]",
-            f"-A {c} -i {e} -m comment --comment {OUTGOING}",
-            f"-A {c} -o {e} -m comment --comment {INCOMING}",
-            f"-A {c} -i {e} ! -s {job.internal_address}/32 -j DROP",
-            *(f"-I {jump}" for jump in job.jumps()),
-            "COMMIT",
-            "*nat",
-            f"-A {job.masquerade()}",
-            "COMMIT",
-            "",
-        ]
-    )
+    return [
+        f"-A {c} -i {e} -m comment --comment {OUTGOING}",
+        f"-A {c} -o {e} -m comment --comment {INCOMING}",
+        f"-A {c} -i {e} ! -s {job.internal_address}/32 -j DROP",
+    ]
 
 
-def render_remove(job: IptablesRules) -> str:
-    return "\n".join(
-        [
-            "*filter",
-            *(f"-D {jump}" for jump in job.jumps()),
-            f"-F {job.chain}",
-            f"-X {job.chain}",
-            "COMMIT",
-            "*nat",
-            f"-D {job.masquerade()}",
-            "COMMIT",
-            "",
-        ]
-    )
+def _accept_rules(job: IptablesRules) -> list[str]:
+    c, e = job.chain, job.external_interface
+    return [
+        f"-A {ACCEPT_CHAIN} -i {e} -m comment --comment {c} -j ACCEPT",
+        f"-A {ACCEPT_CHAIN} -o {e} -m conntrack --ctstate RELATED,ESTABLISHED "
+        f"-m comment --comment {c} -j ACCEPT",
+    ]
+
+
+def render_add(job: IptablesRules) -> str:
+    """The job's counting chain, its jumps and its masquerade on a node that has none of it
+    (what ``plan_repairs`` gives for an empty table)."""
+    return plan_repairs(Wanted(job, counting=True, accept=False), {}).batch() or ""
+
+
+def _is_job_jump(rule: xtables.Rule) -> bool:
+    return rule.target.startswith(JOB_CHAIN_PREFIX)
+
+
+def _leading_job_jumps(targets: list[str]) -> int:
+    n = 0
+    while n < len(targets) and targets[n].startswith(JOB_CHAIN_PREFIX):
+        n += 1
+    return n
+
+
+def plan_repairs(want: Wanted, tables: dict[str, Table]) -> Repairs:
+    """Pure: the batch that gives ``want`` on a build whose tables are ``tables`` (empty
+    when all is in place). Lark's jumps are "in place" when no rule of someone else's is
+    above them: the job's jumps follow only other jobs' jumps, LARK-FORWARD's jump follows
+    only job jumps."""
+    job, fix = want.job, Repairs()
+    filt = tables.get("filter") or Table("filter")
+    c = job.chain
+    forward = [r.target for r in filt.rules("FORWARD")]
+    if want.counting:
+        rules = filt.rules(c)
+        comments = {r.comment for r in rules}
+        spoof = any(r.target == "DROP" and "!-s" in r.options for r in rules)
+        if not filt.has_chain(c):
+            fix.problems.append(f"its chain {c} is gone")
+            fix.filter_lines += [f":{c} - [0:0]", *_chain_rules(job)]
+            fix.resets_counters = True
+        elif not ({OUTGOING, INCOMING} <= comments and spoof):
+            fix.problems.append(f"its chain {c} was emptied")
+            fix.filter_lines += [f"-F {c}", *_chain_rules(job)]
+            fix.resets_counters = True
+        for builtin in ("FORWARD", "INPUT", "OUTPUT"):
+            wanted = [j.split(" ", 1)[1] for j in job.jumps() if j.startswith(builtin + " ")]
+            present = filt.rules(builtin)
+            mine = [i for i, r in enumerate(present) if r.target == c]
+            have = {(r.options.get("-i"), r.options.get("-o")) for r in present if r.target == c}
+            need = {(xtables.Rule(builtin, w).options.get("-i"),
+                     xtables.Rule(builtin, w).options.get("-o")) for w in wanted}  # fmt: skip
+            if not need <= have:
+                fix.problems.append(f"its jump from {builtin} is gone")
+            elif mine and _leading_job_jumps([r.target for r in present]) <= max(mine):
+                fix.problems.append(f"a rule of someone else's is above its jump in {builtin}")
+            else:
+                continue
+            fix.filter_lines += [f"-D {builtin} {present[i].spec}" for i in mine]
+            fix.filter_lines += [f"-I {builtin} 1 {w}" for w in wanted]
+            if builtin == "FORWARD":
+                forward = [t for t in forward if t != c]
+                forward = [c] * len(wanted) + forward
+        if not any(
+            r.target == "MASQUERADE" and r.comment == c
+            for r in (tables.get("nat") or Table("nat")).rules("POSTROUTING")
+        ):
+            fix.problems.append(f"its NAT source {job.internal_address} (MASQUERADE) is gone")
+            fix.nat_lines.append(f"-A {job.masquerade()}")
+    if want.accept:
+        if not filt.has_chain(ACCEPT_CHAIN):
+            fix.problems.append(f"{ACCEPT_CHAIN} is gone")
+            fix.filter_lines.append(f"-N {ACCEPT_CHAIN}")
+        mine_accept = [r for r in filt.rules(ACCEPT_CHAIN) if r.comment == c]
+        directions = {("-i" in r.options, "-o" in r.options) for r in mine_accept}
+        if directions != {(True, False), (False, True)} or len(mine_accept) != 2:
+            if filt.has_chain(ACCEPT_CHAIN):
+                fix.problems.append(f"its rules in {ACCEPT_CHAIN} are gone")
+            fix.filter_lines += [f"-D {ACCEPT_CHAIN} {r.spec}" for r in mine_accept]
+            fix.filter_lines += _accept_rules(job)
+        jumps = [i for i, t in enumerate(forward) if t == ACCEPT_CHAIN]
+        lead = _leading_job_jumps(forward)
+        if not jumps or lead < jumps[0]:
+            if jumps:
+                fix.problems.append(f"a rule of someone else's is above {ACCEPT_CHAIN} in FORWARD")
+            elif filt.has_chain(ACCEPT_CHAIN):
+                fix.problems.append(f"the jump to {ACCEPT_CHAIN} from FORWARD is gone")
+            fix.filter_lines += [
+                f"-D FORWARD {r.spec}" for r in filt.rules("FORWARD") if r.target == ACCEPT_CHAIN
+            ]
+            rest = [t for t in forward if t != ACCEPT_CHAIN]
+            fix.filter_lines.append(f"-I FORWARD {_leading_job_jumps(rest) + 1} -j {ACCEPT_CHAIN}")
+    return fix
+
+
+def plan_discard(chain: str, tables: dict[str, Table]) -> str | None:
+    """Pure: the batch that removes whatever of the job ``chain`` the tables hold (its jumps
+    from any chain, the chain, its rules in LARK-FORWARD and, with the last of those, that
+    chain and its jumps, its masquerade); None when nothing of it is there."""
+    filt = tables.get("filter") or Table("filter")
+    lines: list[str] = []
+    for name, rules in filt.chains.items():
+        lines += [f"-D {name} {r.spec}" for r in rules if r.target == chain]
+    accept = filt.rules(ACCEPT_CHAIN)
+    lines += [f"-D {ACCEPT_CHAIN} {r.spec}" for r in accept if r.comment == chain]
+    if filt.has_chain(chain):
+        lines += [f"-F {chain}", f"-X {chain}"]
+    if filt.has_chain(ACCEPT_CHAIN) and all(r.comment == chain for r in accept):
+        for name, rules in filt.chains.items():
+            lines += [f"-D {name} {r.spec}" for r in rules if r.target == ACCEPT_CHAIN]
+        lines.append(f"-X {ACCEPT_CHAIN}")
+    nat = tables.get("nat") or Table("nat")
+    nat_lines = [
+        f"-D POSTROUTING {r.spec}"
+        for r in nat.rules("POSTROUTING")
+        if r.target == "MASQUERADE" and r.comment == chain
+    ]
+    if not lines and not nat_lines:
+        return None
+    return _batch(lines, nat_lines)
+
+
+def needs_accept(tables: dict[str, Table]) -> str | None:
+    """Pure: why this build's FORWARD would drop a job's traffic (policy DROP, or rules of
+    the node's own that may end in a drop), or None when it would not."""
+    filt = tables.get("filter")
+    if filt is None or not filt.has_chain("FORWARD"):
+        return None
+    own = [r for r in filt.rules("FORWARD") if not _is_job_jump(r) and r.target != ACCEPT_CHAIN]
+    docker = " (Docker's DOCKER-USER is there)" if filt.has_chain("DOCKER-USER") else ""
+    policy = filt.policies.get("FORWARD", "ACCEPT")
+    if policy != "ACCEPT":
+        return f"FORWARD policy {policy}{docker}"
+    if any(r.target not in ("ACCEPT", "") for r in own):
+        return f"FORWARD has rules of the node's own that may drop{docker}"
+    return None
 
 
 def check_installed(command: str) -> None:
@@ -104,98 +272,96 @@ def check_installed(command: str) -> None:
 
     from ..errors import ConfigError
 
-    for program in (command, f"{command}-restore"):
+    for program in (command, f"{command}-restore", f"{command}-save"):
         if shutil.which(program) is None:
             raise ConfigError(
                 f"LARK_FIREWALL_BACKEND iptables needs {program}, which is not installed"
             )
 
 
-def _run(argv: list[str], stdin: str | None, doing: str) -> str:
-    try:
-        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60)
-    except FileNotFoundError as exc:
-        raise KernelError(f"{doing}: {argv[0]} is not installed") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise KernelError(f"{doing}: {argv[0]} did not finish within 60 s") from exc
-    if done.returncode != 0:
-        raise KernelError(f"{doing}: {_reason(done.stderr) or f'exit {done.returncode}'}")
-    return done.stdout
+def ensure(want: Wanted) -> Repairs:
+    """Read the build, put back what the job misses (nothing when all is in place); the
+    repairs made, with their reasons. A batch that fails is planned again from a fresh read
+    (another agent's batch may have come in between) before the failure is reported."""
+    command = want.job.command
+    doing = f"restore iptables rules of {want.job.chain} ({command})"
+    for attempt in range(ATTEMPTS):
+        fix = plan_repairs(want, xtables.read(command, doing))
+        batch = fix.batch()
+        if batch is None:
+            return fix
+        try:
+            xtables.restore(command, batch, doing)
+            return fix
+        except IptablesError:
+            if attempt == ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
-def _reason(stderr: str) -> str:
-    """The line that says what went wrong, not the usage hint iptables prints after it."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    lines = [ln for ln in lines if not ln.startswith("Try `")] or lines
-    return lines[-1] if lines else ""
-
-
-def apply_job(job: IptablesRules) -> None:
-    _run(
-        [f"{job.command}-restore", "--noflush", "--wait"],
-        render_add(job),
-        f"add iptables chain {job.chain}",
-    )
+def apply_job(job: IptablesRules, accept: bool = False) -> None:
+    ensure(Wanted(job, counting=True, accept=accept))
 
 
 def discard_job(job: IptablesRules) -> None:
-    """Idempotent: the whole removal in one batch, or, when part is gone, piece by piece."""
-    doing = f"remove iptables chain {job.chain}"
-    try:
-        _run([f"{job.command}-restore", "--noflush", "--wait"], render_remove(job), doing)
-        return
-    except KernelError:
-        pass
-    steps = [["-t", "filter", "-D", *j.split()] for j in job.jumps()]
-    steps += [["-t", "filter", "-F", job.chain], ["-t", "filter", "-X", job.chain]]
-    steps += [["-t", "nat", "-D", *job.masquerade().split()]]
-    for step in steps:
+    """Idempotent, like CNI's DEL: whatever of the job the build holds goes; absent is done.
+    Only a batch that still fails after fresh reads is an error."""
+    discard(job.command, job.chain)
+
+
+def discard(command: str, chain: str) -> None:
+    """(See discard_job.) When the job's accept rules went but LARK-FORWARD stayed for the
+    other jobs' rules, it is read once more: jobs ending at once each see the others' rules,
+    and the last of them to look removes the chain they left empty."""
+    doing = f"remove iptables chain {chain} ({command})"
+    failures = 0
+    while True:
+        batch = plan_discard(chain, xtables.read(command, doing))
+        if batch is None:
+            return
         try:
-            _run([job.command, "-w", *step], None, doing)
-        except KernelError as exc:
-            if not _absent(str(exc)):
+            xtables.restore(command, batch, doing)
+        except IptablesError:
+            failures += 1
+            if failures == ATTEMPTS:
                 raise
+            continue
+        if f"-D {ACCEPT_CHAIN} " not in batch or f"-X {ACCEPT_CHAIN}" in batch:
+            return
 
 
-def _absent(message: str) -> bool:
-    text = message.lower()
-    return any(
-        s in text for s in ("does not exist", "no chain/target/match", "bad rule", "no such file")
-    )
+def inspect(want: Wanted) -> tuple[dict[str, tuple[int, int]], Repairs]:
+    """One read for a poll: the job chain's counters (empty when the chain is gone) and what
+    a repair would have to put back."""
+    tables = xtables.read(want.job.command, f"read counters of {want.job.chain}", counters=True)
+    return _counters(tables, want.job.chain), plan_repairs(want, tables)
 
 
-def has_masquerade(job: IptablesRules) -> bool:
-    """Whether the job's MASQUERADE rule is still there (``-C``: exit 1 when it is not)."""
-    argv = [job.command, "-w", "-t", "nat", "-C", *job.masquerade().split()]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise KernelError(f"check the masquerade of {job.chain}: {exc}") from exc
-    if done.returncode not in (0, 1):
-        raise KernelError(f"check the masquerade of {job.chain}: {_reason(done.stderr)}")
-    return done.returncode == 0
+def _counters(tables: dict[str, Table], chain: str) -> dict[str, tuple[int, int]]:
+    filt = tables.get("filter") or Table("filter")
+    return {r.comment: (r.nbytes, r.packets) for r in filt.rules(chain) if r.comment}
 
 
 def read_counters(command: str, chain: str) -> dict[str, tuple[int, int]]:
-    """Bytes and packets of every commented rule of the job's chain (admin rules included)."""
-    out = _run(
-        [command, "-w", "-t", "filter", "-L", chain, "-v", "-x", "-n"],
-        None,
-        f"read counters of {chain}",
+    """Bytes and packets of every commented rule of the job's chain (admin rules included);
+    empty when the chain is gone."""
+    tables = xtables.read(command, f"read counters of {chain}", counters=True)
+    return _counters(tables, chain)
+
+
+def has_masquerade(job: IptablesRules) -> bool:
+    """Whether the job's MASQUERADE rule is still there."""
+    nat = xtables.read(job.command, f"check the masquerade of {job.chain}").get("nat")
+    return nat is not None and any(
+        r.target == "MASQUERADE" and r.comment == job.chain for r in nat.rules("POSTROUTING")
     )
-    counters: dict[str, tuple[int, int]] = {}
-    for line in out.splitlines():
-        m = _COUNTER_LINE.match(line)
-        if m:
-            counters[m.group(3)] = (int(m.group(2)), int(m.group(1)))
-    return counters
 
 
 def dump(command: str) -> str:
     """Lark's chains, the jumps to them and the masquerade rules, with counters, for a person."""
     sections: list[str] = []
     for table in ("filter", "nat"):
-        out = _run(
+        out = xtables.run(
             [command, "-w", "-t", table, "-L", "-v", "-x", "-n"], None, f"list iptables {table}"
         )
         for block in out.strip().split("\n\n"):
@@ -203,13 +369,12 @@ def dump(command: str) -> str:
             if len(lines) < 2:
                 continue
             name = lines[0].split()[1]
-            rules = (
-                lines[2:] if name.startswith("LARK_") else [r for r in lines[2:] if "LARK_" in r]
-            )
-            if name.startswith("LARK_") or rules:
+            lark = name.startswith(JOB_CHAIN_PREFIX) or name == ACCEPT_CHAIN
+            rules = lines[2:] if lark else [r for r in lines[2:] if "LARK" in r]
+            if lark or rules:
                 sections.append("\n".join([f"{lines[0]} [{table}]", lines[1], *rules]))
     return "\n\n".join(sections)
 
 
 def save(command: str, table: str) -> str:
-    return _run([f"{command}-save", "-t", table], None, f"read the {table} table")
+    return xtables.run([f"{command}-save", "-t", table], None, f"read the {table} table")

@@ -25,7 +25,9 @@ NLM_F_DUMP = 0x300
 NLA_F_NESTED = 0x8000
 NFPROTO_INET, NFPROTO_IPV4, NFPROTO_BRIDGE = 1, 2, 7
 
-NFT_MSG_NEWCHAIN, NFT_MSG_DELCHAIN = 3, 5
+NFT_MSG_GETTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_DELCHAIN = 1, 3, 5
+NFTA_TABLE_NAME = 1
+FAMILY_NAMES = {1: "inet", 2: "ip", 3: "arp", 7: "bridge", 10: "ip6", 5: "netdev"}
 NFT_MSG_NEWRULE, NFT_MSG_GETRULE, NFT_MSG_DELRULE = 6, 7, 8
 NFT_MSG_NEWSETELEM, NFT_MSG_GETSETELEM, NFT_MSG_DELSETELEM = 12, 13, 14
 
@@ -323,6 +325,26 @@ class Channel:
                 if -err == __import__("errno").ENOENT:
                     return False
                 raise OSError(-err, __import__("os").strerror(-err))
+
+    def tables(self) -> list[tuple[int, str]]:
+        """(family, name) of every nftables table in the namespace: one dump, no library."""
+        seq = self._next()
+        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE
+        self.sock.send(_frame(kind, NLM_F_REQUEST | NLM_F_DUMP, seq, _nfgen(0)))
+        found = []
+        while True:
+            for mkind, mseq, payload in _messages(self.sock.recv(1 << 16)):
+                if mseq != seq:
+                    continue
+                if mkind == NLMSG_DONE:
+                    return found
+                if mkind == NLMSG_ERROR:
+                    (err,) = struct.unpack_from("=i", payload)
+                    if err:
+                        raise OSError(-err, __import__("os").strerror(-err))
+                    continue
+                name = attrs(payload[4:]).get(NFTA_TABLE_NAME, b"").rstrip(b"\0").decode()
+                found.append((payload[0], name))
 
     def dump_rules(self, table: str, chain: str, family: int = NFPROTO_INET) -> list[bytes]:
         """The attribute payloads of every rule in one chain."""

@@ -269,6 +269,13 @@ def discard_job(job: JobRules) -> None:
                         raise
 
 
+def list_tables() -> list[tuple[str, str]]:
+    """(family, name) of every nftables table on the node, as ``nft list tables`` names them."""
+    with map_errors("list nftables tables"), _nfnl() as channel:
+        found = channel.tables()
+    return [(nfnl.FAMILY_NAMES.get(family, str(family)), name) for family, name in found]
+
+
 def has_nat_source(addr: ipaddress.IPv4Address) -> bool:
     """Whether ``nat_sources`` still holds the job's address (one netlink lookup)."""
     with map_errors(f"look up NAT source {addr}"), _nfnl() as channel:

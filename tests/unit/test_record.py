@@ -81,6 +81,8 @@ HOSTILE = {  # what undo would act on, were it trusted: none of it is this job's
     "chain": ("firewall", "chain", "postrouting"),
     "chain's interface": ("firewall", "external_interface", "eth0"),
     "iptables command": ("firewall", "command", "/bin/sh"),
+    "accepting build": ("firewall", "accept", ["/bin/sh"]),
+    "accepting builds": ("firewall", "accept", "iptables-nft"),
     "address": ("firewall", "internal_address", "0.0.0.0/0"),
     "lock": ("address", "lock", "/etc/passwd"),
     "lock path": ("address", "lock", "/run/lark/lock/../../../etc/addr-1.2.3.4.lock"),
