@@ -68,11 +68,12 @@ def lease_from_ack(ack: Message, start: float) -> Lease:
     if raw < MIN_LEASE_S:
         raise MalformedMessage(f"lease time {raw} s is absurd")
     lifetime = float("inf") if raw == INFINITE else float(raw)
-    t1 = opt.u32(o[opt.RENEWAL_TIME], 58) if opt.RENEWAL_TIME in o else None
-    t2 = opt.u32(o[opt.REBINDING_TIME], 59) if opt.REBINDING_TIME in o else None
-    if t2 is None or not t2 < lifetime:
-        t2 = lifetime * 0.875
-    if t1 is None or not t1 < t2:
+    sent_t1 = opt.u32(o[opt.RENEWAL_TIME], 58) if opt.RENEWAL_TIME in o else None
+    sent_t2 = opt.u32(o[opt.REBINDING_TIME], 59) if opt.REBINDING_TIME in o else None
+    t2 = float(sent_t2) if sent_t2 is not None and sent_t2 < lifetime else lifetime * 0.875
+    if sent_t1 is not None and sent_t1 < t2:
+        t1 = float(sent_t1)
+    else:
         t1 = lifetime * 0.5 if lifetime * 0.5 < t2 else t2 * 0.5
     if ack.yiaddr.is_unspecified or ack.yiaddr.is_multicast or ack.yiaddr.is_loopback:
         raise MalformedMessage(f"leased address {ack.yiaddr} is not usable")
@@ -84,8 +85,8 @@ def lease_from_ack(ack: Message, start: float) -> Lease:
         prefixlen=_prefixlen(mask) if mask is not None else 32,
         server_id=opt.address(o[opt.SERVER_ID], opt.SERVER_ID),
         lifetime_s=lifetime,
-        t1_s=float(t1),
-        t2_s=float(t2),
+        t1_s=t1,
+        t2_s=t2,
         start=start,
         routers=routers,
         dns_servers=opt.addresses(o[opt.DNS_SERVERS], 6) if opt.DNS_SERVERS in o else (),

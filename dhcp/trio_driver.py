@@ -270,8 +270,8 @@ class Driver:
             return False
         if self.probe is None:
             return True
-        assert self.sockets.arp is not None
         s = self.sockets
+        assert s.arp is not None
         via = (s.tx, s.tx_ifname) if s.tx is not None else None
         holder = await arp.probe(s.arp, s.mac, lease.address, self.probe, via=via)
         if holder is None:
@@ -305,5 +305,5 @@ class Driver:
             else:
                 await self.tx.sendto(data, (s.tx_ifname, ETH_P_IP))
             return
-        udp = trio.socket.from_stdlib_socket(self.sockets.udp)
+        udp = trio.socket.from_stdlib_socket(s.udp)
         await udp.sendto(payload, (str(t.dest), frame.SERVER_PORT))

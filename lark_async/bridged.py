@@ -123,7 +123,7 @@ class BridgeAddress:
         plan: JobNetwork,
         side: JobSide,
         rules: nft.BridgeRules,
-        changed: Callable[[], None],
+        changed: Callable[[], object],
         remember: Callable[[dict[str, object] | None], None] = lambda lease: None,
     ) -> None:
         assert plan.bridge is not None

@@ -193,7 +193,7 @@ def _is_root_starter(pid: int) -> bool:
 
 
 def _socket_inodes(pid: int) -> set[int]:
-    found = set()
+    found: set[int] = set()
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:

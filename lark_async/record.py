@@ -165,6 +165,7 @@ def check(data: object, name: str) -> None:
     _want(type(pid) is int and pid >= 0, "pid is not a number")
     steps = data.get("steps")
     _want(isinstance(steps, dict), "steps is not an object")
+    assert isinstance(steps, dict)
     _want(all(isinstance(v, dict) for v in steps.values()), "a step is not an object")
     if "netns" in steps:
         _str(steps["netns"], "netns", names.netns_name(name))

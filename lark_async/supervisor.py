@@ -16,7 +16,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,7 +149,7 @@ class Supervisor:
         assert status is not None
         return Outcome(status, cleanup_errors)
 
-    async def _route_signals(self, signals: trio.abc.ReceiveChannel[int]) -> None:
+    async def _route_signals(self, signals: AsyncIterator[int]) -> None:
         async for signum in signals:
             if self.job is not None:
                 log.info("forwarding signal %d to job %s", signum, self.plan.name)
@@ -285,15 +285,17 @@ class Supervisor:
                 build,
                 iptables.ACCEPT_CHAIN,
             )
+        rules: nft.JobRules | iptables.IptablesRules
         if plan.firewall_backend == "iptables":
-            rules: nft.JobRules | iptables.IptablesRules = iptables.IptablesRules(
+            rules = table_rules = iptables.IptablesRules(
                 plan.iptables_command, plan.chain, plan.external_interface, internal
             )
             self.job_build = await trio.to_thread.run_sync(
                 nodefilter.resolve_build, plan.iptables_command
             )
             record.note("firewall", **rules.to_record(), accept=self.accept)
-            await trio.to_thread.run_sync(iptables.apply_job, rules, self.job_build in self.accept)
+            accept = self.job_build in self.accept
+            await trio.to_thread.run_sync(iptables.apply_job, table_rules, accept)
         else:
             rules = nft.JobRules(plan.chain, plan.external_interface, internal, nat=True)
             record.note("firewall", **rules.to_record(), accept=self.accept)
@@ -420,15 +422,15 @@ class Supervisor:
         return "", str(values.get("LarkInnerAddressIPv4", ""))
 
     async def _open_guard(self) -> None:
-        plan = self.plan
-        if plan.connections is None:
+        plan, connections = self.plan, self.plan.connections
+        if connections is None:
             return
         audit = plan.audit_dir / f"{plan.name}.jsonl" if plan.audit_dir is not None else None
-        self.guard = await trio.to_thread.run_sync(
+        self.guard = guard = await trio.to_thread.run_sync(
             lambda: netns.inside(
                 plan.netns,
                 lambda: ConnectionGuard.open(
-                    plan.connections,
+                    connections,
                     plan.name,
                     audit,
                     plan.iptables_command,  # type: ignore[arg-type]
@@ -436,7 +438,7 @@ class Supervisor:
                 ),
             )
         )
-        log.info("%s: connection policy on (%s); audit log %s", plan.name, self.guard.how, audit)
+        log.info("%s: connection policy on (%s); audit log %s", plan.name, guard.how, audit)
         await self._step_done("policy")
 
     async def _run_create_script(self) -> None:

@@ -17,6 +17,7 @@ import logging
 import socket
 import struct
 from collections.abc import Callable
+from typing import Any
 
 import trio
 
@@ -77,7 +78,7 @@ async def watch_link(
     """Call ``on_gone(name)`` once the watched link is deleted; owns and closes ``raw``."""
     with trio.socket.from_stdlib_socket(raw) as sock:
         task_status.started()
-        marshal = None
+        marshal: Any = None  # (pyroute2's, loaded on the first message)
         while True:
             try:
                 data = await sock.recv(65536)

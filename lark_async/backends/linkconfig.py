@@ -407,7 +407,8 @@ def read_link_config(channel: rtnl.Channel, index: int, name: str) -> LinkConfig
     v6.reverse()
     v6.sort(key=lambda a: a.body[3])  # (ifa_scope: global 0 ... link 253; a stable sort)
     sources = {a.local for a in mine}
-    routes, learned = [], []
+    routes: list[Route] = []
+    learned: list[Route] = []
     for body in channel.dump(rtnl.RTM_GETROUTE):
         r = Route(body)
         if r.flags & RTM_F_CLONED or (r.protocol == rtnl.RTPROT_KERNEL and not r.learned):

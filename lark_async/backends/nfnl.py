@@ -331,7 +331,7 @@ class Channel:
         seq = self._next()
         kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE
         self.sock.send(_frame(kind, NLM_F_REQUEST | NLM_F_DUMP, seq, _nfgen(0)))
-        found = []
+        found: list[tuple[int, str]] = []
         while True:
             for mkind, mseq, payload in _messages(self.sock.recv(1 << 16)):
                 if mseq != seq:
@@ -352,7 +352,7 @@ class Channel:
         seq = self._next()
         kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE
         self.sock.send(_frame(kind, NLM_F_REQUEST | NLM_F_DUMP, seq, body))
-        rules = []
+        rules: list[bytes] = []
         while True:
             data = self.sock.recv(1 << 17)
             for mkind, mseq, payload in _messages(data):
