@@ -89,13 +89,13 @@ def encode_options(options: Iterable[tuple[int, bytes]]) -> bytes:
 def u32(value: bytes, code: int) -> int:
     if len(value) != 4:
         raise MalformedMessage(f"option {code} must be 4 bytes, not {len(value)}")
-    return struct.unpack("!I", value)[0]
+    return int.from_bytes(value, "big")
 
 
 def u16(value: bytes, code: int) -> int:
     if len(value) != 2:
         raise MalformedMessage(f"option {code} must be 2 bytes, not {len(value)}")
-    return struct.unpack("!H", value)[0]
+    return int.from_bytes(value, "big")
 
 
 def address(value: bytes, code: int) -> ipaddress.IPv4Address:
