@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import call_in_bench_host, rate_summary
+from common import call_in_bench_host, quartiles
 
 HERE = Path(__file__).resolve().parent
 LARK_ST = "lark (in-process)"
@@ -352,7 +352,7 @@ def print_report(groups: list[tuple[str, list[Row] | str]], unmeasured: list[str
             if not r.values:
                 print(f"  {r.name:<50} {'-':>8}")
                 continue
-            m, p25, p75 = rate_summary(r.values)
+            m, p25, p75 = quartiles(r.values)
             ratio = f"{m / medians[r.ref]:.2f}x" if medians.get(r.ref) else ""
             result = {True: "PASS", False: "MISS", None: ""}[r.ok]
             print(
@@ -384,7 +384,7 @@ def chart(results: dict, path: Path) -> bool:
     if nat:
         labels = [k.removesuffix(" setup") for k in nat if k.endswith(" setup")]
         for i, (what, color) in enumerate((("setup", "tab:blue"), ("teardown", "tab:orange"))):
-            stats = [rate_summary(ms(nat[f"{label} {what}"])) for label in labels]
+            stats = [quartiles(ms(nat[f"{label} {what}"])) for label in labels]
             y = [j + (i - 0.5) * 0.38 for j in range(len(labels))]
             err = [[s[0] - s[1] for s in stats], [s[2] - s[0] for s in stats]]
             ax1.barh(y, [s[0] for s in stats], 0.38, xerr=err, color=color, label=what)
@@ -399,7 +399,7 @@ def chart(results: dict, path: Path) -> bool:
     if live:
         for label, r in live.items():
             points = [int(k) for k in r["setup"]]
-            stats = [rate_summary(ms(v)) for v in r["setup"].values()]
+            stats = [quartiles(ms(v)) for v in r["setup"].values()]
             (line,) = ax2.plot(points, [s[0] for s in stats], "o-", label=label)
             ax2.fill_between(
                 points,
