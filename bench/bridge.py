@@ -48,7 +48,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -57,10 +56,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from common import agent_run, new_bench_prefix, print_rates, print_table
-from sandbox import SITE_ADDR, SITE_NET, Host, Sandbox, netns_list, sh, start_kea
-
-from lark_async.backends import netns as lark_netns
+from common import agent_run, entered_netns, leftover_netns, need_root, print_table, site_sandbox
+from sandbox import SITE_ADDR, SITE_NET, Host, Sandbox, sh, start_kea
 
 ROOT = Path(__file__).resolve().parent.parent
 IPERF_PORT = 5201
@@ -463,82 +460,71 @@ def measure(
     itself), 'nat', 'bridge+dhcp', and the job networks without Lark 'plain nat', 'plain
     bridge'); 'others' (how those went); 'left', 'gone'
     (leftovers), 'kea' (its lease counts and warnings) and 'problems' (agents' warnings)."""
-    prefix = new_bench_prefix()
-    print(f"sandbox prefix {prefix}", file=sys.stderr)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}."))
-    # state, locks and logs on a tmpfs, as /run/lark is on a node
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=512m,mode=0755", "lark-bench", str(tmp)], check=True
-    )
-    box = Sandbox(prefix, tmp, f"{prefix}-site")
-    box.kept_links.add("lark")
-    own_netns = os.open("/proc/self/ns/net", os.O_RDONLY)
     running = Others()
     plain: Plain | None = None
-    entered = False
-    res: dict = {"prefix": prefix, "start": {}, "first_bridge": "", "rates": {}, "others": {}}
-    try:
-        box.create_site()
-        host = box.add_host()
-        kea_log, _kea = start_kea(box, lifetime=LIFETIME, pool=POOL)
-        start_iperf_server(box)
-        ctx = Ctx(box, host, tmp / "logs")
-        ctx.logs.mkdir()
-        lark_netns.enter(host.netns)  # this (main) thread and every child: the host namespace
-        entered = True
-
-        if not skip_iperf:
-            res["rates"]["plain"] = [iperf_direct(iperf_seconds) for _ in range(iperf_rounds)]
-        if not skip_start:
-            res["start"], res["first_bridge"] = start_stop(ctx, prefix, rounds)
-        if not skip_iperf:
-            if skip_start:  # make the bridge first, as the start rounds would have
-                run_job(ctx, f"{prefix}mk", MODES["bridge+static"], ["true"])
-            plain = Plain(host.netns, prefix)
-            plain.create()
-            res["rates"]["alone"] = throughput(ctx, prefix, "a", iperf_rounds, iperf_seconds, plain)
-            start_others(ctx, prefix, others, others_kind, running)
-            rules = job_rules(host.netns)
-            rss = sorted(rss_mib(p.pid) for p in running.procs)
-            res["rates"]["busy"] = throughput(ctx, prefix, "b", iperf_rounds, iperf_seconds, plain)
-            stop_s, codes = running.stop()
-            plain.remove()  # before the check that nothing but lark is left in the host
-            res["others"] = {
-                "n": others,
-                "kinds": {k: running.kinds.count(k) for k in sorted(set(running.kinds))},
-                "started_s": running.started_s,
-                "ready_s": running.ready_ms,
-                "rules": rules,
-                "rss_mib": rss,
-                "stop_s": stop_s,
-                "codes": sorted(set(codes)),
+    with site_sandbox(kept_links=["lark"]) as box:
+        prefix = box.prefix
+        res: dict = {"prefix": prefix, "start": {}, "first_bridge": "", "rates": {}, "others": {}}
+        try:
+            box.create_site()
+            host = box.add_host()
+            kea_log, _kea = start_kea(box, lifetime=LIFETIME, pool=POOL)
+            start_iperf_server(box)
+            ctx = Ctx(box, host, box.tmp / "logs")
+            ctx.logs.mkdir()
+            # this (main) thread and every child: the host namespace
+            with entered_netns(host.netns):
+                if not skip_iperf:
+                    res["rates"]["plain"] = [
+                        iperf_direct(iperf_seconds) for _ in range(iperf_rounds)
+                    ]
+                if not skip_start:
+                    res["start"], res["first_bridge"] = start_stop(ctx, prefix, rounds)
+                if not skip_iperf:
+                    if skip_start:  # make the bridge first, as the start rounds would have
+                        run_job(ctx, f"{prefix}mk", MODES["bridge+static"], ["true"])
+                    plain = Plain(host.netns, prefix)
+                    plain.create()
+                    res["rates"]["alone"] = throughput(
+                        ctx, prefix, "a", iperf_rounds, iperf_seconds, plain
+                    )
+                    start_others(ctx, prefix, others, others_kind, running)
+                    rules = job_rules(host.netns)
+                    rss = sorted(rss_mib(p.pid) for p in running.procs)
+                    res["rates"]["busy"] = throughput(
+                        ctx, prefix, "b", iperf_rounds, iperf_seconds, plain
+                    )
+                    stop_s, codes = running.stop()
+                    plain.remove()  # before the check that nothing but lark is left in the host
+                    plain = None
+                    res["others"] = {
+                        "n": others,
+                        "kinds": {k: running.kinds.count(k) for k in sorted(set(running.kinds))},
+                        "started_s": running.started_s,
+                        "ready_s": running.ready_ms,
+                        "rules": rules,
+                        "rss_mib": rss,
+                        "stop_s": stop_s,
+                        "codes": sorted(set(codes)),
+                    }
+            res["left"] = box.wait_clean()
+            kea_text = kea_log.read_text()
+            res["kea"] = {
+                "allocated": kea_text.count("DHCP4_LEASE_ALLOC"),
+                "released": kea_text.count("DHCP4_RELEASE "),
+                "problems": [
+                    ln
+                    for ln in kea_text.splitlines()
+                    if (" WARN " in ln or " ERROR " in ln) and not any(b in ln for b in KEA_BENIGN)
+                ],
             }
-        lark_netns.setns(own_netns)
-        entered = False
-        res["left"] = box.wait_clean()
-        kea_text = kea_log.read_text()
-        res["kea"] = {
-            "allocated": kea_text.count("DHCP4_LEASE_ALLOC"),
-            "released": kea_text.count("DHCP4_RELEASE "),
-            "problems": [
-                ln
-                for ln in kea_text.splitlines()
-                if (" WARN " in ln or " ERROR " in ln) and not any(b in ln for b in KEA_BENIGN)
-            ],
-        }
-        res["problems"] = sorted(set(ctx.problems))
-    finally:
-        if running.procs:
-            running.stop()
-        if plain is not None:
-            plain.remove()
-        if entered:
-            lark_netns.setns(own_netns)
-        os.close(own_netns)
-        box.destroy()
-        if subprocess.run(["umount", str(tmp)], check=False).returncode == 0:
-            os.rmdir(tmp)
-    res["gone"] = [ns for ns in netns_list() if ns.startswith((prefix, f"lark-{prefix}"))]
+            res["problems"] = sorted(set(ctx.problems))
+        finally:
+            if running.procs:
+                running.stop()
+            if plain is not None:
+                plain.remove()
+    res["gone"] = leftover_netns(prefix)
     return res
 
 
@@ -557,12 +543,14 @@ def print_rates_of(res: dict, iperf_rounds: int, iperf_seconds: int) -> None:
         (f"no-Lark bridged netns, {n_others} others", busy["plain bridge"]),
         (f"bridge+DHCP job, {n_others} others", busy["bridge+dhcp"]),
     ]
-    print_rates(
+    print_table(
         f"Bulk TCP to the site, iperf3 -t {iperf_seconds}, {iperf_rounds} rounds "
         f"(target: Lark job >= 0.9x the same job network without Lark, same load)",
         rows,
         [rows[1][0], rows[6][0]],
         labels=["host, 0", f"host, {n_others}"],
+        unit="Gbit/s",
+        scale=1,
     )
     for label, base, values in (
         ("NAT, 0 others", alone["plain nat"], alone["nat"]),
@@ -609,8 +597,7 @@ def main() -> int:
     rounds = args.rounds if args.rounds is not None else (3 if args.quick else 20)
     iperf_rounds = args.iperf_rounds if args.iperf_rounds is not None else (2 if args.quick else 3)
     n_others = args.others if args.others is not None else (20 if args.quick else 200)
-    if os.geteuid() != 0:
-        sys.exit("run as root (it creates network namespaces)")
+    need_root()
     res = measure(
         rounds,
         iperf_rounds,

@@ -1,17 +1,28 @@
-"""Shared bits of the benchmarks: a throwaway host namespace, statistics, tables."""
+"""Shared bits of the benchmarks: the throwaway sandboxes, statistics, the one table printer.
+
+Sandboxes (each a context manager that removes what it made on the way out, also after an
+exception, Ctrl-C or SIGTERM): ``bench_host`` (a bare host namespace and a tmpfs, for a
+bench that re-runs itself in there: ``in_bench_host``, ``call_in_bench_host``) and
+``site_sandbox`` (tests/sandbox.py's site with hosts, peers and servers, on a tmpfs).
+Tables: ``print_table`` (samples: median, p25-p75, n, ratios to named baseline rows) and
+``print_columns`` (cells already worked out).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
 import json
+import math
 import os
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,35 +52,122 @@ def new_bench_prefix() -> str:
     return f"lkb{secrets.token_hex(2)}"
 
 
+def leftover_netns(prefix: str) -> list[str]:
+    """Network namespaces named for a bench prefix (the bench's own, and Lark's for its jobs)."""
+    if not os.path.isdir("/run/netns"):
+        return []
+    return sorted(
+        ns for ns in os.listdir("/run/netns") if ns.startswith((prefix, f"lark-{prefix}"))
+    )
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM raises SystemExit in the main thread, so ``finally`` blocks run as on Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def unwind(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    before = signal.signal(signal.SIGTERM, unwind)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+@contextlib.contextmanager
+def scratch_tmpfs(prefix: str) -> Iterator[Path]:
+    """A fresh directory with a tmpfs of its own, unmounted and removed afterwards.
+
+    State, locks and logs go there, as /run/lark is a tmpfs on a real node (here /run is on
+    disk, where ext4's flush-on-rename would dominate the figures).
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}."))
+    try:
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=512m,mode=0755", "lark-bench", str(tmp)],
+            check=True,
+        )
+        yield tmp
+    finally:
+        subprocess.run(["umount", str(tmp)], check=False, stderr=subprocess.DEVNULL)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _discard_netns(prefix: str) -> None:
+    for ns in leftover_netns(prefix):
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def need_root() -> None:
+    if os.geteuid() != 0:
+        sys.exit("run the benchmarks as root (they create network namespaces)")
+
+
 @contextlib.contextmanager
 def bench_host() -> Iterator[tuple[str, Path, dict[str, str]]]:
-    """A fresh host namespace (network only) and a tmpfs, both removed afterwards.
+    """A fresh host namespace (network only) and a tmpfs, both removed afterwards, also after
+    an exception, Ctrl-C or SIGTERM.
 
     Yields the namespace's name, the tmpfs and the environment that tells a process run in
     there (with ``nsenter``) its prefix and tmpfs (see ``bench_prefix``, ``bench_tmp``).
     Everything a benchmark creates lives in that namespace or in /run/netns under the
     prefix; the machine's own network is never touched.
     """
-    if os.geteuid() != 0:
-        sys.exit("run the benchmarks as root (they create network namespaces)")
+    need_root()
     prefix = new_bench_prefix()
     host = f"{prefix}-host"
-    # State, locks and logs live on a tmpfs of their own, as /run/lark does on a real node
-    # (here /run is on disk, where ext4's flush-on-rename would dominate the figures).
-    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}."))
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=512m,mode=0755", "lark-bench", str(tmp)], check=True
-    )
+    with _sigterm_unwinds(), scratch_tmpfs(prefix) as tmp:
+        try:
+            subprocess.run(["ip", "netns", "add", host], check=True)
+            subprocess.run(["ip", "-n", host, "link", "set", "lo", "up"], check=True)
+            yield host, tmp, {**os.environ, INNER: prefix, "LARK_BENCH_TMP": str(tmp)}
+        finally:
+            _discard_netns(prefix)
+
+
+@contextlib.contextmanager
+def site_sandbox(kept_links: Sequence[str] = ()) -> Iterator[Any]:
+    """A sandbox site (tests/sandbox.py's ``Sandbox``: a site namespace with its bridge, hosts
+    added with ``add_host``) under a fresh prefix, its state on a tmpfs. On the way out, also
+    after an exception, Ctrl-C or SIGTERM: its processes stopped, its namespaces (and Lark's
+    for its jobs) deleted, the tmpfs unmounted; ``leftover_netns(box.prefix)`` then says
+    whether any namespace survived.
+    """
+    need_root()
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from sandbox import Sandbox
+
+    prefix = new_bench_prefix()
+    print(f"sandbox prefix {prefix}", file=sys.stderr, flush=True)
+    with _sigterm_unwinds(), scratch_tmpfs(prefix) as tmp:
+        box = Sandbox(prefix, tmp, f"{prefix}-site")
+        box.kept_links.update(kept_links)
+        try:
+            yield box
+        finally:
+            box.destroy()
+            _discard_netns(prefix)
+
+
+@contextlib.contextmanager
+def entered_netns(name: str) -> Iterator[None]:
+    """This thread (and every child it starts) in the named network namespace; back in its
+    own afterwards, whatever happens."""
+    from lark_async.backends import netns as lark_netns
+
+    own = os.open("/proc/self/ns/net", os.O_RDONLY)
     try:
-        subprocess.run(["ip", "netns", "add", host], check=True)
-        subprocess.run(["ip", "-n", host, "link", "set", "lo", "up"], check=True)
-        yield host, tmp, {**os.environ, INNER: prefix, "LARK_BENCH_TMP": str(tmp)}
+        lark_netns.enter(name)
+        try:
+            yield
+        finally:
+            lark_netns.setns(own)
     finally:
-        for ns in os.listdir("/run/netns"):
-            if ns.startswith((prefix, f"lark-{prefix}")):
-                subprocess.run(["ip", "netns", "del", ns], check=False)
-        subprocess.run(["umount", str(tmp)], check=False)
-        shutil.rmtree(tmp, ignore_errors=True)
+        os.close(own)
 
 
 def in_bench_host(script: str, argv: Sequence[str]) -> int:
@@ -119,33 +217,70 @@ def bench_tmp() -> Path:
     return Path(os.environ["LARK_BENCH_TMP"])
 
 
-def summary(samples_s: Sequence[float]) -> tuple[float, float, float]:
-    """Median and interquartile range, in milliseconds."""
-    ms = sorted(s * 1000 for s in samples_s)
-    q = statistics.quantiles(ms, n=4) if len(ms) > 1 else [ms[0]] * 3
-    return statistics.median(ms), q[0], q[2]
+def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
+    """Median, p25 and p75, in the values' own unit."""
+    ordered = sorted(values)
+    q = statistics.quantiles(ordered, n=4) if len(ordered) > 1 else [ordered[0]] * 3
+    return statistics.median(ordered), q[0], q[2]
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def print_table(
     title: str,
-    rows: list[tuple[str, Sequence[float]]],
-    baselines: Sequence[str],
+    rows: Sequence[tuple[str, Sequence[float]]],
+    baselines: Sequence[str] = (),
     labels: Sequence[str] | None = None,
-):
-    """One row per contender: median, IQR, and the ratio of medians to each baseline row.
+    *,
+    unit: str = "ms",
+    scale: float = 1e3,
+) -> None:
+    """The benchmarks' one table: a row per contender with the median, p25-p75 and n of its
+    samples, and the ratio of its median to each baseline row's (named by row name).
 
-    ``labels``, when given, are short column heads for the baselines (in their order).
+    Samples are multiplied by ``scale`` into ``unit`` (the default: seconds shown as ms; rates
+    pass ``scale=1``). ``labels``, when given, are short column heads for the baselines (in
+    their order). A row without samples prints as such and gets no ratio.
     """
-    medians = {name: summary(s)[0] for name, s in rows}
+    medians = {name: quartiles(s)[0] * scale for name, s in rows if s}
     print(f"\n{title}")
-    head = f"{'contender':<44} {'median ms':>10} {'p25-p75 ms':>16} {'n':>4}"
+    head = f"{'contender':<44} {'median ' + unit:>14} {'p25-p75':>16} {'n':>4}"
     head += "".join(f" {'/ ' + b:>16}" for b in (labels or baselines))
     print(head)
     print("-" * len(head))
     for name, samples in rows:
-        med, p25, p75 = summary(samples)
-        line = f"{name:<44} {med:>10.2f} {f'{p25:.2f}-{p75:.2f}':>16} {len(samples):>4}"
-        line += "".join(f" {med / medians[b]:>15.2f}x" for b in baselines)
+        if not samples:
+            print(f"{name:<44} {'-':>14} {'-':>16} {0:>4}")
+            continue
+        med, p25, p75 = (x * scale for x in quartiles(samples))
+        line = f"{name:<44} {med:>14.2f} {f'{p25:.2f}-{p75:.2f}':>16} {len(samples):>4}"
+        line += "".join(
+            f" {med / medians[b]:>15.2f}x" if medians.get(b) else f" {'-':>16}" for b in baselines
+        )
+        print(line)
+
+
+def print_columns(
+    title: str, head: Sequence[str], rows: Sequence[Sequence[object]], align: str = ""
+) -> None:
+    """A table of cells already worked out (per round, per check): each column as wide as its
+    widest cell; ``align`` gives each column's ``<`` or ``>`` (default: the first left, the
+    rest right)."""
+    cells = [[str(c) for c in row] for row in [head, *rows]]
+    widths = [max(len(row[i]) for row in cells if i < len(row)) for i in range(len(head))]
+    align = align or "<" + ">" * (len(head) - 1)
+    lines = [
+        " ".join(f"{c:{align[i]}{widths[i]}}" for i, c in enumerate(row)).rstrip() for row in cells
+    ]
+    print(f"\n{title}")
+    if any(head):
+        print(lines[0])
+    print("-" * max(len(line) for line in lines))
+    for line in lines[1:]:
         print(line)
 
 
@@ -162,40 +297,6 @@ def dhcp_sockets(netns_name: str, ifname: str = "uplink", chaddr: bytes | None =
     from dhcp.trio_driver import Sockets
 
     return in_netns_thread(netns_name, lambda: Sockets.open(ifname, chaddr))
-
-
-def rate_summary(samples: Sequence[float]) -> tuple[float, float, float]:
-    """Median and interquartile range of rates, in their own unit."""
-    values = sorted(samples)
-    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
-    return statistics.median(values), q[0], q[2]
-
-
-def print_rates(
-    title: str,
-    rows: list[tuple[str, Sequence[float]]],
-    baselines: Sequence[str],
-    unit: str = "Gbit/s",
-    labels: Sequence[str] | None = None,
-):
-    """``print_table`` for rates (higher is better): median, IQR, n, ratio of medians to each
-    baseline row. Rows without samples print as such and get no ratio."""
-    medians = {name: rate_summary(s)[0] for name, s in rows if s}
-    print(f"\n{title}")
-    head = f"{'contender':<44} {'median ' + unit:>14} {'p25-p75':>16} {'n':>4}"
-    head += "".join(f" {'/ ' + b:>16}" for b in (labels or baselines))
-    print(head)
-    print("-" * len(head))
-    for name, samples in rows:
-        if not samples:
-            print(f"{name:<44} {'-':>14} {'-':>16} {0:>4}")
-            continue
-        med, p25, p75 = rate_summary(samples)
-        line = f"{name:<44} {med:>14.2f} {f'{p25:.2f}-{p75:.2f}':>16} {len(samples):>4}"
-        line += "".join(
-            f" {med / medians[b]:>15.2f}x" if medians.get(b) else f" {'-':>16}" for b in baselines
-        )
-        print(line)
 
 
 if __name__ == "__main__":  # call_in_bench_host's other end: MODULE FUNCTION KWARGS-JSON OUT

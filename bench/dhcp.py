@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import re
 import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,13 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import trio
-from common import dhcp_sockets, in_netns_thread, new_bench_prefix, print_table
+from common import dhcp_sockets, in_netns_thread, need_root, print_table, site_sandbox
 from pyroute2.dhcp.client import AsyncDHCPClient, ClientConfig
 from pyroute2.dhcp.enums.dhcp import MessageType
 from pyroute2.dhcp.fsm import State
 from pyroute2.dhcp.hooks import Trigger, hook
 from pyroute2.dhcp.leases import Lease as Pyroute2Lease
-from sandbox import Sandbox, sh
+from sandbox import sh
 
 from dhcp import options as opt
 from dhcp.client import Client, Config
@@ -157,10 +155,7 @@ PYROUTE2_IN = "pyroute2 in-process (DISCOVER to bound)"
 def measure(rounds: int = 20) -> dict[str, list[float]]:
     """Seconds to a lease, per contender (row name), ``rounds`` rounds in a throwaway sandbox;
     a peer that is not installed or fails is left out."""
-    prefix = new_bench_prefix()
-    print(f"sandbox prefix {prefix}", file=sys.stderr)
-    box = Sandbox(prefix, Path(tempfile.mkdtemp(prefix=f"{prefix}.")), f"{prefix}-site")
-    try:
+    with site_sandbox() as box:
         box.create_site()
         host = box.add_host()
         box.start_in(
@@ -252,8 +247,6 @@ def measure(rounds: int = 20) -> dict[str, list[float]]:
         left += [f"address {a}" for a in re.findall(r"inet (\S+)/", addrs) if a != host.address]
         if left:
             print(f"left behind: {left}", file=sys.stderr)
-    finally:
-        box.destroy()
     return {k: v for k, v in samples.items() if v}
 
 
@@ -261,8 +254,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("run as root (it creates network namespaces)")
+    need_root()
     samples = measure(args.rounds)
     print_table(
         f"Time to a lease against dnsmasq --no-ping, {args.rounds} rounds",

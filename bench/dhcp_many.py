@@ -26,16 +26,14 @@ sockets (PACKET_STATISTICS); resent counts DISCOVER/REQUEST retransmissions.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
-import math
-import os
 import random
 import resource
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -44,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import trio
-from common import cpu_of, dhcp_sockets, new_bench_prefix
-from sandbox import Sandbox, start_kea
+from common import cpu_of, dhcp_sockets, need_root, percentile, print_columns, site_sandbox
+from sandbox import start_kea
 
 from dhcp import options as opt
 from dhcp.client import Client, Config
@@ -166,12 +164,6 @@ async def acquire_all(socks: list[Sockets], iaid0: int, retransmit_s: float, kea
     )
 
 
-def pct(samples: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
 def drain(sock: socket.socket) -> None:
     while True:
         try:
@@ -185,11 +177,10 @@ def measure(
 ) -> list[dict]:
     """``rounds`` times ``clients`` Lark clients acquiring at once against Kea, in a throwaway
     sandbox: one Outcome (as a dict, times in seconds, plus 'drops') a round."""
-    prefix = new_bench_prefix()
-    print(f"sandbox prefix {prefix}", file=sys.stderr)
-    box = Sandbox(prefix, Path(tempfile.mkdtemp(prefix=f"{prefix}.")), f"{prefix}-site")
     socks: list[Sockets] = []
-    try:
+    with site_sandbox() as box, contextlib.ExitStack() as closing:
+        prefix = box.prefix
+        closing.callback(lambda: [s.close() for s in socks])
         box.create_site()
         host = box.add_host()
         kea = start_kea(box, lifetime=600, pool=POOL, subnet=SUBNET)[1].pid
@@ -219,10 +210,6 @@ def measure(
         left = box.leftovers()
         if left:
             print(f"left behind: {left}", file=sys.stderr)
-    finally:
-        for s in socks:
-            s.close()
-        box.destroy()
     return outcomes
 
 
@@ -238,34 +225,30 @@ def main() -> int:
         help="all sockets on the one uplink, or one macvlan per client",
     )
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("run as root (it creates network namespaces)")
+    need_root()
     if not 1 <= args.clients <= 7000:
         sys.exit("--clients: 1 to 7000 (the pool's size)")
     outcomes = measure(args.clients, args.rounds, args.retransmit, args.links)
-    print(
-        f"\n{args.clients} Lark clients at once against kea-dhcp4 (raw socket, memfile), "
+    title = (
+        f"{args.clients} Lark clients at once against kea-dhcp4 (raw socket, memfile), "
         f"{'one macvlan each' if args.links == 'macvlan' else 'all on one uplink'}, "
         f"first retransmit {args.retransmit:g} s"
     )
-    head = (
-        f"{'round':>5} {'bound':>9} {'distinct':>8} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'max ms':>8} {'own p50':>8} {'own p99':>8} {'wall ms':>8} {'our CPU s':>9} "
-        f"{'Kea CPU s':>9} {'resent':>6} {'drops':>6}"
-    )
-    print(head)
-    print("-" * len(head))
+    head = ["round", "bound", "distinct", "p50 ms", "p99 ms", "max ms", "own p50", "own p99"]
+    head += ["wall ms", "our CPU s", "Kea CPU s", "resent", "drops"]
+    rows = []
     for r, o in enumerate(outcomes, 1):
         ok = [b for b in o["bound"] if b is not None]
         own = [b for b in o["own"] if b is not None]
-        cells = [f"{x * 1000:>8.1f}" for x in (pct(ok, 50), pct(ok, 99), max(ok))] if ok else []
-        cells += [f"{x * 1000:>8.1f}" for x in (pct(own, 50), pct(own, 99))] if own else []
-        bound = f"{len(ok)}/{o['n']}"
-        print(
-            f"{r:>5} {bound:>9} {len(set(o['addresses'])):>8} {' '.join(cells)} "
-            f"{o['wall_s'] * 1000:>8.1f} {o['cpu_s']:>9.2f} {o['kea_cpu_s']:>9.2f} "
-            f"{o['resent']:>6} {o['drops']:>6}"
+        times = [percentile(ok, 50), percentile(ok, 99), max(ok)] if ok else [None] * 3
+        times += [percentile(own, 50), percentile(own, 99)] if own else [None] * 2
+        rows.append(
+            [r, f"{len(ok)}/{o['n']}", len(set(o["addresses"]))]
+            + ["-" if t is None else f"{t * 1000:.1f}" for t in times]
+            + [f"{o['wall_s'] * 1000:.1f}", f"{o['cpu_s']:.2f}", f"{o['kea_cpu_s']:.2f}"]
+            + [o["resent"], o["drops"]]
         )
+    print_columns(title, head, rows, ">" * len(head))
     print("p50/p99/max: from the common start; own: from each client's first DISCOVER")
     return 0
 

@@ -32,16 +32,13 @@ import argparse
 import collections
 import dataclasses
 import json
-import math
 import os
 import re
-import secrets
 import selectors
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -49,10 +46,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from common import agent_run
+from common import (
+    agent_run,
+    entered_netns,
+    leftover_netns,
+    need_root,
+    percentile,
+    print_columns,
+    site_sandbox,
+)
 from sandbox import HTTP_PORT, SITE_ADDR, Sandbox, netns_list, sh
-
-from lark_async.backends import netns as lark_netns
 
 ROOT = Path(__file__).resolve().parent.parent
 NAT_NET = "192.168.180.0/22"  # room for hundreds of jobs at once
@@ -125,12 +128,6 @@ class Bench:
                 proc.wait()
 
 
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
-
-
 def mem_available_mib() -> int:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemAvailable:"):
@@ -139,11 +136,7 @@ def mem_available_mib() -> int:
 
 
 def print_rows(title: str, rows: list[tuple[str, str]]) -> None:
-    print(f"\n{title}")
-    width = max(len(k) for k, _ in rows)
-    print("-" * (width + 3 + max(len(v) for _, v in rows)))
-    for key, value in rows:
-        print(f"{key:<{width}}   {value}")
+    print_columns(title, ["", ""], rows, "<<")
 
 
 def dist(values: list[float]) -> str:
@@ -151,7 +144,7 @@ def dist(values: list[float]) -> str:
         return "-"
     ms = [v * 1e3 for v in values]
     return (
-        f"p50 {statistics.median(ms):8.1f} ms   p99 {pct(ms, 99):8.1f} ms   "
+        f"p50 {statistics.median(ms):8.1f} ms   p99 {percentile(ms, 99):8.1f} ms   "
         f"min {min(ms):8.1f}   max {max(ms):8.1f}   n {len(ms)}"
     )
 
@@ -451,51 +444,35 @@ def main() -> int:
     args = parser.parse_args()
     n = args.jobs if args.jobs is not None else (20 if args.quick else 100)
     m = args.orphans if args.orphans is not None else (20 if args.quick else 200)
-    if os.geteuid() != 0:
-        sys.exit("run as root (it creates network namespaces)")
+    need_root()
     need = 45 * max(n, args.batch) + 1024
     if mem_available_mib() < need:
         sys.exit(f"need about {need} MiB of free memory for {n} agents at once")
 
-    prefix = f"lkb{secrets.token_hex(2)}"
-    print(f"sandbox prefix {prefix}", flush=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}."))
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=512m,mode=0755", "lark-bench", str(tmp)], check=True
-    )
-    box = Sandbox(prefix, tmp, f"{prefix}-site")
-    own_netns = os.open("/proc/self/ns/net", os.O_RDONLY)
-    bench = Bench(box, tmp / "logs")
-    entered = False
     ok = True
-    try:
-        box.create_site()
-        host = box.add_host()
-        bench.logs.mkdir()
-        lark_netns.enter(host.netns)  # this (main) thread and every child: the host namespace
-        entered = True
-        if not args.skip_jobs:
-            ok &= concurrent(bench, prefix, n)
-        if not args.skip_orphans:
-            ok &= orphans(bench, prefix, m, args.batch)
-        lark_netns.setns(own_netns)
-        entered = False
-        if bench.problems:
-            print(f"\nagent/cleanup warnings, errors, stderr ({len(bench.problems)}):")
-            for line in sorted(set(bench.problems))[:20]:
-                print(f"  {line}")
-            ok = False
-        else:
-            print("\nno warnings or errors in any agent's or cleanup's log or stderr")
-    finally:
-        bench.stop_all()
-        if entered:
-            lark_netns.setns(own_netns)
-        os.close(own_netns)
-        box.destroy()
-        if subprocess.run(["umount", str(tmp)], check=False).returncode == 0:
-            os.rmdir(tmp)
-    gone = [ns for ns in netns_list() if ns.startswith((prefix, f"lark-{prefix}"))]
+    with site_sandbox() as box:
+        prefix = box.prefix
+        bench = Bench(box, box.tmp / "logs")
+        try:
+            box.create_site()
+            host = box.add_host()
+            bench.logs.mkdir()
+            # this (main) thread and every child: the host namespace
+            with entered_netns(host.netns):
+                if not args.skip_jobs:
+                    ok &= concurrent(bench, prefix, n)
+                if not args.skip_orphans:
+                    ok &= orphans(bench, prefix, m, args.batch)
+            if bench.problems:
+                print(f"\nagent/cleanup warnings, errors, stderr ({len(bench.problems)}):")
+                for line in sorted(set(bench.problems))[:20]:
+                    print(f"  {line}")
+                ok = False
+            else:
+                print("\nno warnings or errors in any agent's or cleanup's log or stderr")
+        finally:
+            bench.stop_all()
+    gone = leftover_netns(prefix)
     if gone:
         print(f"namespaces left after destroy: {gone}")
         ok = False

@@ -31,10 +31,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import call_in_bench_host, rate_summary
+from common import call_in_bench_host, quartiles
 
 HERE = Path(__file__).resolve().parent
 LARK_ST = "lark (in-process)"
+TRIO_START = "python -I -c 'import trio' (wall)"
+# Targets that are ratios to a peer or a baseline measured in the same run: they hold on a
+# busy machine, where absolute milliseconds do not (the milliseconds are still shown). Each
+# is the absolute target it replaced (issues 7 and 8) over the baseline's figure then, or
+# (no figure then) over a quick run's on a loaded machine: to be re-measured on a quiet one.
+# lark-agent run -- true, to the same Python starting and importing trio (300 ms over true)
+RUN_VS_TRIO = 2.5
+# the accounting poll's CPU (trio, derive, publish), to a plain read of the same counters by
+# the same method, nft.read_counters (1 ms, against a read of about 0.07 ms)
+POLL_VS_READ = 15.0
+# DISCOVER to bound in-process, to pyroute2's client in-process (2 ms, against 1.06 ms)
+DHCP_VS_PYROUTE2 = 2.0
+# new connections/s with the policy on, to the same with it off (5,000/s, against 19,400/s)
+POLICY_CONN_VS_OFF = 0.25
 
 
 @dataclasses.dataclass
@@ -82,10 +96,20 @@ def nat_rows(res: dict, group: str) -> list[Row]:
     run = Row(
         group, "lark-agent run -- true (wall)", ms(res["lark-agent run -- true (wall)"]), "ms"
     )
-    true = Row(group, "true alone (wall)", ms(res["true alone (wall)"]), "ms")
-    over = run.median - true.median
-    run.target, run.got, run.ok = "<= true + 300 ms", f"+{over:.0f} ms", over <= 300
-    return [*rows, run, true]
+    starts = [
+        Row(group, name, ms(res[name]), "ms")
+        for name in ("true alone (wall)", "python -I -c pass (wall)", TRIO_START)
+        if name in res
+    ]
+    over = run.median - starts[0].median
+    if TRIO_START in res:  # the target: a ratio to Python and trio starting, same rounds
+        run.ref = TRIO_START
+        ratio = run.median / med(ms(res[TRIO_START]))
+        run.target, run.ok = f"<= {RUN_VS_TRIO:g}x import trio", ratio <= RUN_VS_TRIO
+        run.got = f"{ratio:.2f}x (+{over:.0f} ms over true)"
+    else:  # a result from before the baseline was measured
+        run.target, run.got, run.ok = "<= true + 300 ms", f"+{over:.0f} ms", over <= 300
+    return [*rows, run, *starts]
 
 
 def live_rows(res: dict, group: str) -> list[Row]:
@@ -157,7 +181,13 @@ def dhcp_rows(res: dict, group: str) -> list[Row]:
             Row(group, name, ms(values), "ms", ref or "Lark in-process (DISCOVER to bound)")
         )
     lark = rows[0]
-    lark.target, lark.got, lark.ok = "median <= 2 ms", f"{lark.median:.2f} ms", lark.median <= 2
+    peer = next((r for r in rows if r.name.startswith("pyroute2 in-process")), None)
+    if peer is not None:
+        ratio = lark.median / peer.median
+        lark.target = f"<= {DHCP_VS_PYROUTE2:g}x pyroute2 in-proc"
+        lark.got, lark.ok = f"{ratio:.2f}x ({lark.median:.2f} ms)", ratio <= DHCP_VS_PYROUTE2
+    else:  # pyroute2 missing or failed: the absolute target of before, for information
+        lark.target, lark.got, lark.ok = "median <= 2 ms", f"{lark.median:.2f} ms", lark.median <= 2
     return rows
 
 
@@ -180,7 +210,12 @@ def agent_rows(res: dict, group: str) -> list[Row]:
         if row.name == "RssAnon MB":
             row.target, row.got = "<= 30 MB", f"{row.median:.1f} MB"
             row.ok = row.median <= 30
-        elif row.name == "poll CPU ms":
+        elif row.name == "poll CPU ms" and "plain read CPU ms" in res:
+            row.ref = "plain read CPU ms"
+            ratio = row.median / med(res["plain read CPU ms"])
+            row.target = f"<= {POLL_VS_READ:g}x a plain read"
+            row.got, row.ok = f"{ratio:.2f}x ({row.median:.2f} ms)", ratio <= POLL_VS_READ
+        elif row.name == "poll CPU ms":  # a result from before the baseline was measured
             row.target, row.got = "<= 1 ms CPU a job", f"{row.median:.2f} ms"
             row.ok = row.median <= 1
     return rows
@@ -212,8 +247,10 @@ def policy_rows(res: dict, group: str) -> list[Row]:
         Row(group, bulk_off, res[bulk_off], "Gbit/s", bulk_off),
         Row(group, bulk_on, res[bulk_on], "Gbit/s", bulk_off),
     ]
-    rows[1].target, rows[1].got = ">= 5000 conn/s", f"{rows[1].median:.0f} conn/s"
-    rows[1].ok = rows[1].median >= 5000
+    conn = rows[1].median / rows[0].median
+    rows[1].target = f">= {POLICY_CONN_VS_OFF:g}x no policy"
+    rows[1].got = f"{conn:.2f}x ({rows[1].median:.0f} conn/s)"
+    rows[1].ok = conn >= POLICY_CONN_VS_OFF
     ratio = rows[3].median / rows[2].median
     rows[3].target, rows[3].got, rows[3].ok = ">= 0.98x no policy", f"{ratio:.2f}x", ratio >= 0.98
     return rows
@@ -247,7 +284,10 @@ BENCHES = [
         {"rounds": 5},
         nat_rows,
         "NAT job network, one job at a time, {rounds} rounds (ratio: to Lark's row)",
-        ("NAT setup+teardown in-process <= 0.35x CNI", "run -- true <= true + 300 ms"),
+        (
+            "NAT setup+teardown in-process <= 0.35x CNI",
+            f"run -- true <= {RUN_VS_TRIO:g}x python -I -c 'import trio'",
+        ),
         "CNI, netavark: the plugin's ADD and DEL alone (the job's netns is made and removed "
         "around them, untimed). Lark's teardown returns before the kernel has destroyed the "
         "namespace and its veth; the shell and CNI delete the veth themselves.",
@@ -286,7 +326,7 @@ BENCHES = [
         dhcp_rows,
         "DHCP, time to a lease from dnsmasq, {rounds} rounds (ratio: to Lark's in-process "
         "or whole-process row)",
-        ("DHCP in-process median <= 2 ms",),
+        (f"DHCP in-process <= {DHCP_VS_PYROUTE2:g}x pyroute2 in-process",),
     ),
     Bench(
         "dhcp_many",
@@ -305,7 +345,7 @@ BENCHES = [
         {"rounds": 1, "window_s": 2.0},
         agent_rows,
         "One lark-agent run with a running NAT job, {rounds} rounds",
-        ("agent RssAnon <= 30 MB", "poll <= 1 ms CPU a job"),
+        ("agent RssAnon <= 30 MB", f"poll CPU <= {POLL_VS_READ:g}x a plain read of the counters"),
         "CPU from /proc/PID/stat in 10 ms ticks: {window_s:g} s at a poll every 0.05 s, less "
         "an agent that does not poll (see agent_cost.py).",
     ),
@@ -317,7 +357,10 @@ BENCHES = [
         {"rounds": 3, "seconds": 1},
         policy_rows,
         "Connection policy (NFQUEUE) on vs off, NAT jobs, {rounds} rounds of {seconds} s",
-        ("policy on >= 5000 new connections/s", "established flow >= 0.98x no policy"),
+        (
+            f"policy on >= {POLICY_CONN_VS_OFF:g}x the new connections/s of no policy",
+            "established flow >= 0.98x no policy",
+        ),
     ),
 ]
 # Benchmarks that may not be there yet: one line each; skipped while their module is missing.
@@ -352,7 +395,7 @@ def print_report(groups: list[tuple[str, list[Row] | str]], unmeasured: list[str
             if not r.values:
                 print(f"  {r.name:<50} {'-':>8}")
                 continue
-            m, p25, p75 = rate_summary(r.values)
+            m, p25, p75 = quartiles(r.values)
             ratio = f"{m / medians[r.ref]:.2f}x" if medians.get(r.ref) else ""
             result = {True: "PASS", False: "MISS", None: ""}[r.ok]
             print(
@@ -384,7 +427,7 @@ def chart(results: dict, path: Path) -> bool:
     if nat:
         labels = [k.removesuffix(" setup") for k in nat if k.endswith(" setup")]
         for i, (what, color) in enumerate((("setup", "tab:blue"), ("teardown", "tab:orange"))):
-            stats = [rate_summary(ms(nat[f"{label} {what}"])) for label in labels]
+            stats = [quartiles(ms(nat[f"{label} {what}"])) for label in labels]
             y = [j + (i - 0.5) * 0.38 for j in range(len(labels))]
             err = [[s[0] - s[1] for s in stats], [s[2] - s[0] for s in stats]]
             ax1.barh(y, [s[0] for s in stats], 0.38, xerr=err, color=color, label=what)
@@ -399,7 +442,7 @@ def chart(results: dict, path: Path) -> bool:
     if live:
         for label, r in live.items():
             points = [int(k) for k in r["setup"]]
-            stats = [rate_summary(ms(v)) for v in r["setup"].values()]
+            stats = [quartiles(ms(v)) for v in r["setup"].values()]
             (line,) = ax2.plot(points, [s[0] for s in stats], "o-", label=label)
             ax2.fill_between(
                 points,

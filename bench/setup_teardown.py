@@ -16,7 +16,10 @@ Contenders, interleaved round by round (in rotating order) so drift hits all ali
   after, untimed (Lark's and the shell's include it). Both keep their bridge and
   state in the bench host and its tmpfs. netavark removes its bridge and network
   rules with its last container, so a lone job pays for them every round.
-* whole ``lark-agent run -- true`` wall time, next to ``true`` alone.
+* whole ``lark-agent run -- true`` wall time, next to ``true`` alone and to the start-up
+  of the same Python measured in the same rounds (``python -I -c pass`` and
+  ``python -I -c 'import trio'``): the agent's target is a ratio to the latter, which
+  holds on a busy machine where milliseconds do not.
 ``--live N``: the same contenders with N jobs of their own already running (set up
 one after another and kept), timing job N+1's setup and teardown at a few points on
 the way (see ``live``).
@@ -279,9 +282,18 @@ async def lark_round(key: str, tmp: Path) -> tuple[float, float]:
     return await lark.setup(key), await lark.teardown(key)
 
 
+# What ``lark-agent run -- true`` is compared with, run right after it in every round.
+BASELINE_STARTS = {
+    "true alone (wall)": ["true"],
+    "python -I -c pass (wall)": [sys.executable, "-I", "-c", "pass"],
+    "python -I -c 'import trio' (wall)": [sys.executable, "-I", "-c", "import trio"],
+}
+
+
 def measure(rounds: int = 30) -> dict[str, list[float]]:
     """Seconds per round: '<contender> setup', '... teardown', '... setup+teardown' for each
-    contender, 'lark-agent run -- true (wall)' and 'true alone (wall)'. Inside a bench host."""
+    contender, 'lark-agent run -- true (wall)' and each row of BASELINE_STARTS. Inside a bench
+    host."""
     return trio.run(_measure, rounds)
 
 
@@ -305,11 +317,14 @@ async def _measure(rounds: int) -> dict[str, list[float]]:
         t0 = time.perf_counter()
         subprocess.run([*agent, "--name", f"{bench_prefix()}a{r + 1}", "--", "true"], check=True)
         wall = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        subprocess.run(["true"], check=True)
+        walls = {"lark-agent run -- true (wall)": wall}
+        for row, argv in BASELINE_STARTS.items():
+            t0 = time.perf_counter()
+            subprocess.run(argv, check=True)
+            walls[row] = time.perf_counter() - t0
         if r >= 0:
-            add("lark-agent run -- true (wall)", wall)
-            add("true alone (wall)", time.perf_counter() - t0)
+            for row, seconds in walls.items():
+                add(row, seconds)
     return samples
 
 
@@ -361,8 +376,9 @@ def print_measure(samples: dict[str, list[float]], rounds: int) -> None:
     )
     print_table(
         "Whole agent run",
-        [(k, samples[k]) for k in ("lark-agent run -- true (wall)", "true alone (wall)")],
-        ["true alone (wall)"],
+        [(k, samples[k]) for k in ("lark-agent run -- true (wall)", *BASELINE_STARTS)],
+        list(BASELINE_STARTS),
+        ["true", "python pass", "import trio"],
     )
 
 
