@@ -7,6 +7,15 @@ import json
 import random
 
 import trio
+from helpers.dhcp import (
+    POOL,
+    make_client,
+    open_sockets,
+    recorder,
+    second_server,
+    start_dnsmasq,
+    stop,
+)
 from sandbox import SITE_ADDR, SITE_NET, Host, netns_list, sh, wait_for
 
 from dhcp import options as opt
@@ -14,100 +23,7 @@ from dhcp.arp import FAST
 from dhcp.client import Client, Config
 from dhcp.events import LeaseBound, LeaseLost, LeaseRenewed, Transmit
 from dhcp.options import MessageType
-from dhcp.trio_driver import DhcpFailed, Driver, Sockets
-from lark_async.backends import netns
-
-POOL = (ipaddress.IPv4Address(f"{SITE_NET}.100"), ipaddress.IPv4Address(f"{SITE_NET}.150"))
-
-
-def start_dnsmasq(sandbox, *extra: str, tag: str = "dnsmasq", authoritative: bool = True):
-    """dnsmasq on the site bridge; its lease file (and log, with --log-dhcp) under the test's
-    directory."""
-    leases = sandbox.tmp / f"{tag}.leases"
-    proc = sandbox.start_in(
-        sandbox.site,
-        [
-            "dnsmasq",
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--port=0",
-            "--no-ping",
-            "--interface=br0",
-            "--bind-interfaces",
-            *(["--dhcp-authoritative"] if authoritative else []),
-            f"--dhcp-range={POOL[0]},{POOL[1]},2m",
-            f"--dhcp-leasefile={leases}",
-            f"--pid-file={sandbox.tmp / f'{tag}.pid'}",
-            "--user=root",
-            "--log-dhcp",
-            f"--log-facility={sandbox.tmp / f'{tag}.log'}",
-            *extra,
-        ],
-    )
-    return leases, proc
-
-
-def open_sockets(host_netns: str, ifname: str) -> Sockets:
-    return netns.inside(host_netns, lambda: Sockets.open(ifname))
-
-
-def make_client(mac: bytes, **kw) -> Client:
-    config = Config(
-        chaddr=mac, client_id=opt.client_id(1, opt.duid_ll(mac)), retransmit_initial_s=0.5, **kw
-    )
-    return Client(config, rng=random.Random())
-
-
-def second_server(sandbox) -> str:
-    """Another namespace on the site bridge, at .2, for a second DHCP server."""
-    ns = f"{sandbox.prefix}-srv2"
-    sh("ip", "netns", "add", ns)
-    sh(
-        "ip",
-        "link",
-        "add",
-        "up-srv2",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "lan",
-        "netns",
-        ns,
-        netns=sandbox.site,
-    )
-    sh("ip", "link", "set", "up-srv2", "master", "br0", "up", netns=sandbox.site)
-    sh("ip", "addr", "add", f"{SITE_ADDR.rsplit('.', 1)[0]}.2/24", "dev", "lan", netns=ns)
-    sh("ip", "link", "set", "lan", "up", netns=ns)
-    return ns
-
-
-def stop(proc) -> None:
-    proc.terminate()
-    proc.wait(10)
-
-
-def recorder(host, seen: list):
-    """Record the client's actions and, as Lark does, put the address on the link and take
-    it off again when the lease is lost."""
-
-    def on_action(action):
-        seen.append(action)
-        if isinstance(action, LeaseBound):
-            sh("ip", "addr", "add", f"{action.lease.address}/24", "dev", "uplink", netns=host.netns)
-        if isinstance(action, LeaseLost):
-            sh(
-                "ip",
-                "addr",
-                "del",
-                f"{action.lease.address}/24",
-                "dev",
-                "uplink",
-                netns=host.netns,
-                check=False,
-            )
-
-    return on_action
+from dhcp.trio_driver import DhcpFailed, Driver
 
 
 async def test_dora_then_release_is_seen_by_dnsmasq(sandbox, host):

@@ -6,14 +6,14 @@ import ipaddress
 import random
 
 import trio
-from sandbox import SITE_NET, sh, start_kea
-from test_dhcp_dnsmasq import (
+from helpers.dhcp import (
     make_client,
     open_sockets,
     recorder,
     second_server,
     stop,
 )
+from sandbox import SITE_NET, sh, start_kea
 
 from dhcp import options as opt
 from dhcp.arp import FAST
