@@ -12,6 +12,7 @@ import trio
 from sandbox import SITE_ADDR, SITE_NET, sh
 
 from dhcp import options as opt
+from dhcp.arp import FAST
 from dhcp.client import Client, Config
 from dhcp.events import LeaseBound, LeaseLost
 from dhcp.lease import Lease
@@ -52,9 +53,10 @@ def open_sockets(host_netns: str, ifname: str) -> Sockets:
     return netns.inside(host_netns, lambda: Sockets.open(ifname))
 
 
-def make_client(mac: bytes, **kw) -> Client:
+def make_client(mac: bytes, *, iaid: int = 1, **kw) -> Client:
+    """A client with the RFC 4361 identity (``iaid``, the MAC's DUID) and a quick first retry."""
     config = Config(
-        chaddr=mac, client_id=opt.client_id(1, opt.duid_ll(mac)), retransmit_initial_s=0.5, **kw
+        chaddr=mac, client_id=opt.client_id(iaid, opt.duid_ll(mac)), retransmit_initial_s=0.5, **kw
     )
     return Client(config, rng=random.Random())
 
@@ -127,3 +129,17 @@ async def bound(driver: Driver) -> AsyncIterator[Lease]:
     async with trio.open_nursery() as nursery:
         yield await nursery.start(driver.run)
         nursery.cancel_scope.cancel()
+
+
+async def first_lease(driver: Driver) -> Lease:
+    """The driver's lease once bound; the driver is stopped (cancelled) right after."""
+    async with bound(driver) as lease:
+        return lease
+
+
+def addressing_driver(host, socks: Sockets, seen: list, **client_kw) -> Driver:
+    """A driver of ``make_client(**client_kw)`` whose actions go to ``seen``, putting the
+    address on the uplink and taking it off as Lark does (``recorder``)."""
+    return Driver(
+        make_client(socks.mac, **client_kw), socks, on_action=recorder(host, seen), probe=FAST
+    )
