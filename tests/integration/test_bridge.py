@@ -6,9 +6,10 @@ import ipaddress
 import re
 import time
 
-from helpers.agent import python_job, read_update_ad, run_fetch
+from helpers.agent import cleanup, python_job, read_update_ad, run_fetch
 from helpers.bridge import STATIC, bridge_flags, static_flags
 from helpers.dhcp import POOL
+from helpers.firewall import fetch_around_a_flush
 from sandbox import FILE_SIZES, HTTP_PORT, SITE_ADDR, SITE_NET, sh, start_kea
 
 
@@ -363,7 +364,6 @@ def test_agents_starting_at_once_make_one_bridge(sandbox, host):
 
 
 def test_a_flushed_bridge_table_is_restored_with_the_jobs_address(sandbox, host):
-    from helpers.firewall import fetch_around_a_flush
 
     def anti_spoofing_knows_the_job_again() -> None:
         table = sh("nft", "list", "table", "bridge", "lark", netns=host.netns).stdout
@@ -378,7 +378,6 @@ def test_a_flushed_bridge_table_is_restored_with_the_jobs_address(sandbox, host)
 
 
 def test_the_sweeper_releases_a_dead_bridged_jobs_lease(sandbox, host):
-    from helpers.agent import cleanup
 
     kea_log, _ = start_kea(sandbox, lifetime=3600)
     sandbox.kept_links.add("lark")

@@ -14,7 +14,7 @@ import threading
 import time
 
 import classad2
-from helpers.agent import NOBODY, python_job
+from helpers.agent import NOBODY, cleanup, python_job
 from helpers.scripts import calls, recorder
 from helpers.wrap import JOB, start_wrap, starter, wrap
 from sandbox import SITE_ADDR
@@ -198,7 +198,6 @@ def test_the_job_environment_pipe_held_open_is_bounded(sandbox, host):
 
 
 def test_a_killed_agents_user_slot_is_swept_and_a_held_one_stays(sandbox, host):
-    from helpers.agent import cleanup
 
     from lark_async.backends import locks
 
