@@ -6,21 +6,11 @@ import ipaddress
 import re
 import time
 
+from helpers.agent import cleanup, python_job, read_update_ad, run_fetch
+from helpers.bridge import STATIC, bridge_flags, static_flags
+from helpers.dhcp import POOL
+from helpers.firewall import fetch_around_a_flush
 from sandbox import FILE_SIZES, HTTP_PORT, SITE_ADDR, SITE_NET, sh, start_kea
-from test_dhcp_dnsmasq import POOL
-from test_nat import PY, read_update_ad, run_fetch
-
-STATIC = f"{SITE_NET}.60"
-
-
-def bridge_flags(*extra: str) -> tuple[str, ...]:
-    return ("--network-type", "bridge", "--bridge-device", "uplink", *extra)
-
-
-def static_flags(address: str = STATIC) -> tuple[str, ...]:
-    return bridge_flags(
-        "--address-type", "static", "--static-address", f"{address}/24", "--gateway", SITE_ADDR
-    )
 
 
 def test_a_static_job_downloads_through_a_bridge_made_from_the_uplink(sandbox, host):
@@ -84,14 +74,7 @@ def test_a_job_cannot_send_from_another_address_or_mac(sandbox, host):
         name,
         *static_flags(),
         "--",
-        PY,
-        "-I",
-        "-c",
-        SPOOF,
-        SITE_ADDR,
-        str(HTTP_PORT),
-        f"i_{name}",
-        f"{SITE_NET}.61",
+        *python_job(SPOOF, SITE_ADDR, str(HTTP_PORT), f"i_{name}", f"{SITE_NET}.61"),
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["ok", "blocked", "blocked"]
@@ -115,11 +98,7 @@ def test_bridge_accounting_counts_ip_bytes_exactly(sandbox, host):
         str(ad_path),
         *static_flags(),
         "--",
-        PY,
-        "-I",
-        "-c",
-        SEND,
-        SITE_ADDR,
+        *python_job(SEND, SITE_ADDR),
     )
     assert r.returncode == 0, r.stderr
     ad = read_update_ad(ad_path)
@@ -243,12 +222,7 @@ def test_two_hosts_bridged_jobs_one_serves_the_other_fetches(sandbox):
         str(ad_a),
         *flags,
         "--",
-        PY,
-        "-I",
-        "-c",
-        SERVE,
-        str(size),
-        "3",
+        *python_job(SERVE, str(size), "3"),
     )
     try:
         address = wait_for_value(ad_a, "LarkInnerAddressIPv4")
@@ -279,12 +253,7 @@ def test_two_hosts_bridged_jobs_one_serves_the_other_fetches(sandbox):
         str(ad_b),
         *flags,
         "--",
-        PY,
-        "-I",
-        "-c",
-        FETCH_AFTER,
-        f"http://{address}:8000/",
-        "3",
+        *python_job(FETCH_AFTER, f"http://{address}:8000/", "3"),
     )
     _, err = server.communicate(timeout=60)
     assert server.returncode == 0, err
@@ -395,7 +364,6 @@ def test_agents_starting_at_once_make_one_bridge(sandbox, host):
 
 
 def test_a_flushed_bridge_table_is_restored_with_the_jobs_address(sandbox, host):
-    from test_firewall_backends import fetch_around_a_flush
 
     def anti_spoofing_knows_the_job_again() -> None:
         table = sh("nft", "list", "table", "bridge", "lark", netns=host.netns).stdout
@@ -410,7 +378,6 @@ def test_a_flushed_bridge_table_is_restored_with_the_jobs_address(sandbox, host)
 
 
 def test_the_sweeper_releases_a_dead_bridged_jobs_lease(sandbox, host):
-    from test_sweeper import cleanup
 
     kea_log, _ = start_kea(sandbox, lifetime=3600)
     sandbox.kept_links.add("lark")

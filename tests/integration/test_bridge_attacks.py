@@ -16,9 +16,9 @@ import threading
 import time
 from pathlib import Path
 
+from helpers.agent import python_job, read_update_ad
+from helpers.bridge import bridge_flags, static_flags
 from sandbox import HTTP_PORT, KEA_POOL, SITE_ADDR, SITE_NET, sh, start_kea
-from test_bridge import bridge_flags, static_flags
-from test_nat import PY, read_update_ad
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE_MAC = "02:10:77:00:00:01"  # the site bridge's, the gateway's (sandbox.create_site)
@@ -28,7 +28,7 @@ def root_job(sandbox, host, name: str, flags: tuple[str, ...], script: str, *arg
     return sandbox.start_agent(
         host,
         "--user", "root", "--allow-root", "--name", name, *flags,
-        "--", PY, "-I", "-c", script, *args,
+        "--", *python_job(script, *args),
     )  # fmt: skip
 
 

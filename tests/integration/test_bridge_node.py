@@ -9,8 +9,9 @@ import re
 import signal
 
 import pytest
+from helpers.agent import cleanup
+from helpers.bridge import static_flags
 from sandbox import SITE_ADDR, ping, sh, wait_for
-from test_bridge import static_flags
 
 SITE6 = "2001:db8:77::1"
 HOST6 = "2001:db8:77::11"
@@ -222,7 +223,6 @@ def test_a_bridge_that_cannot_be_made_leaves_the_node_as_it_was(sandbox, host, s
 
 @pytest.mark.parametrize("step", ["bridge-clear", "bridge-routes"])
 def test_a_bridge_half_made_by_a_killed_agent_is_taken_back_by_the_next(sandbox, host, step):
-    from test_sweeper import cleanup
 
     furnish(sandbox, host)
     before = node_state(host)

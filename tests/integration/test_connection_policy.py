@@ -9,9 +9,8 @@ import sys
 import time
 
 import pytest
+from helpers.agent import cleanup, python_job, read_update_ad
 from sandbox import SITE_ADDR, sh, start_kea, wait_for
-from test_nat import PY, read_update_ad
-from test_sweeper import cleanup
 
 UDP_PORT = 5353
 PROBE = r"""
@@ -61,11 +60,7 @@ def probe(sandbox, host, *flags: str, targets: list[str], job_ad: str | None = N
         *extra,
         *flags,
         "--",
-        PY,
-        "-I",
-        "-c",
-        PROBE,
-        *targets,
+        *python_job(PROBE, *targets),
     )
     return r, ad
 
@@ -189,8 +184,8 @@ except OSError as e:
 def test_new_connections_fail_when_the_agent_is_gone(sandbox, host):
     name = sandbox.job_name()
     argv = sandbox.agent_argv(
-        host, *sandbox.who(name), "--connection-policy", POLICY, "--", PY, "-I", "-c",
-        FAIL_CLOSED_JOB, SITE_ADDR,
+        host, *sandbox.who(name), "--connection-policy", POLICY,
+        "--", *python_job(FAIL_CLOSED_JOB, SITE_ADDR),
     )  # fmt: skip
     agent = subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -223,7 +218,7 @@ def test_a_bridged_dhcp_job_is_guarded_and_its_lease_still_renews(sandbox, host)
         "--connection-policy", POLICY,
         "--audit-dir", str(sandbox.tmp / "audit"),
         "--update-ad", str(ad),
-        "--", PY, "-I", "-c", job, *targets,
+        "--", *python_job(job, *targets),
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert [result for _, result, _ in json.loads(r.stdout)] == ["ok", "ECONNREFUSED"]
@@ -265,7 +260,7 @@ def test_a_connection_flood_leaves_the_agent_responsive_and_the_audit_log_bounde
         host, *sandbox.who(), "--connection-policy", POLICY,
         "--audit-dir", str(sandbox.tmp / "audit"), "--audit-max-bytes", str(AUDIT_CAP),
         "--update-ad", str(ad), "--accounting-interval", "0.2",
-        "--", PY, "-I", "-c", FLOOD_JOB, SITE_ADDR,
+        "--", *python_job(FLOOD_JOB, SITE_ADDR),
     )  # fmt: skip
     try:
         assert sandbox.read_line(agent.stdout).strip() == "flooding"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import classad2
 import pytest
+from helpers.agent import python_job, read_update_ad
+from helpers.bridge import static_flags
+from helpers.firewall import BACKENDS
 from sandbox import FILE_SIZES, SITE_NET, sh
-from test_bridge import static_flags
-from test_firewall_backends import BACKENDS
-from test_nat import PY, read_update_ad
 
 MB = FILE_SIZES["1m"]
 IP_OVERHEAD = 1.06  # IP bytes of a download against its payload (headers, the request)
@@ -93,7 +93,7 @@ class DrivenJob:
         update = sandbox.tmp / "update.ad"
         argv = sandbox.agent_argv(
             host, *sandbox.who(), "--update-ad", str(update), "--accounting-interval", interval,
-            *flags, "--", PY, "-I", "-c", FETCH_ON_REQUEST, sandbox.url("1m"),
+            *flags, "--", *python_job(FETCH_ON_REQUEST, sandbox.url("1m")),
         )  # fmt: skip
         self.agent = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -259,7 +259,7 @@ class BridgedJob:
         self.update = sandbox.tmp / f"{name}.ad"
         argv = sandbox.agent_argv(
             host, *sandbox.who(name), "--update-ad", str(self.update),
-            *static_flags(address), "--", PY, "-I", "-c", SEND_ON_REQUEST, *destinations,
+            *static_flags(address), "--", *python_job(SEND_ON_REQUEST, *destinations),
         )  # fmt: skip
         self.agent = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

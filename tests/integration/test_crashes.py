@@ -9,9 +9,9 @@ import subprocess
 import time
 
 import pytest
+from helpers.agent import cleanup, killed_after_setup, read_update_ad
+from helpers.scripts import script
 from sandbox import sh
-from test_nat import read_update_ad
-from test_sweeper import cleanup
 
 STEPS = ["address", "netns", "firewall", "cgroup", "undo-cgroup", "undo-firewall",
          "undo-processes", "undo-veth", "undo-netns"]  # fmt: skip
@@ -45,7 +45,6 @@ def test_killed_at_any_step_leaves_nothing_after_the_sweeper(sandbox, host, step
 
 
 def test_sigterm_stops_the_job_then_kills_it_and_a_second_one_does_not_stop_cleanup(sandbox, host):
-    from test_scripts import script
 
     started, done = sandbox.tmp / "delete-started", sandbox.tmp / "delete-done"
     delete = script(sandbox, "delete", f"#!/bin/sh\ntouch {started}\nsleep 1\ntouch {done}\n")
@@ -131,7 +130,6 @@ def test_a_kernel_without_a_feature_is_one_line_before_anything_exists(
 
 def test_a_killed_agents_pair_is_not_given_out_until_swept(sandbox, host):
     """Its lock died with it, but its veth and rules still use the pair."""
-    from test_sweeper import killed_after_setup
 
     pool = ("--local-network", "192.168.181.0/29")  # two pairs
     killed_after_setup(sandbox, host, sandbox.job_name("dead"), *pool)

@@ -4,118 +4,32 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import random
 
 import trio
+from helpers.dhcp import (
+    POOL,
+    addressing_driver,
+    bound,
+    first_lease,
+    make_client,
+    second_server,
+    start_dnsmasq,
+    stop,
+    uplink_sockets,
+)
 from sandbox import SITE_ADDR, SITE_NET, Host, netns_list, sh, wait_for
 
-from dhcp import options as opt
 from dhcp.arp import FAST
-from dhcp.client import Client, Config
 from dhcp.events import LeaseBound, LeaseLost, LeaseRenewed, Transmit
 from dhcp.options import MessageType
-from dhcp.trio_driver import DhcpFailed, Driver, Sockets
-from lark_async.backends import netns
-
-POOL = (ipaddress.IPv4Address(f"{SITE_NET}.100"), ipaddress.IPv4Address(f"{SITE_NET}.150"))
-
-
-def start_dnsmasq(sandbox, *extra: str, tag: str = "dnsmasq", authoritative: bool = True):
-    """dnsmasq on the site bridge; its lease file (and log, with --log-dhcp) under the test's
-    directory."""
-    leases = sandbox.tmp / f"{tag}.leases"
-    proc = sandbox.start_in(
-        sandbox.site,
-        [
-            "dnsmasq",
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--port=0",
-            "--no-ping",
-            "--interface=br0",
-            "--bind-interfaces",
-            *(["--dhcp-authoritative"] if authoritative else []),
-            f"--dhcp-range={POOL[0]},{POOL[1]},2m",
-            f"--dhcp-leasefile={leases}",
-            f"--pid-file={sandbox.tmp / f'{tag}.pid'}",
-            "--user=root",
-            "--log-dhcp",
-            f"--log-facility={sandbox.tmp / f'{tag}.log'}",
-            *extra,
-        ],
-    )
-    return leases, proc
-
-
-def open_sockets(host_netns: str, ifname: str) -> Sockets:
-    return netns.inside(host_netns, lambda: Sockets.open(ifname))
-
-
-def make_client(mac: bytes, **kw) -> Client:
-    config = Config(
-        chaddr=mac, client_id=opt.client_id(1, opt.duid_ll(mac)), retransmit_initial_s=0.5, **kw
-    )
-    return Client(config, rng=random.Random())
-
-
-def second_server(sandbox) -> str:
-    """Another namespace on the site bridge, at .2, for a second DHCP server."""
-    ns = f"{sandbox.prefix}-srv2"
-    sh("ip", "netns", "add", ns)
-    sh(
-        "ip",
-        "link",
-        "add",
-        "up-srv2",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "lan",
-        "netns",
-        ns,
-        netns=sandbox.site,
-    )
-    sh("ip", "link", "set", "up-srv2", "master", "br0", "up", netns=sandbox.site)
-    sh("ip", "addr", "add", f"{SITE_ADDR.rsplit('.', 1)[0]}.2/24", "dev", "lan", netns=ns)
-    sh("ip", "link", "set", "lan", "up", netns=ns)
-    return ns
-
-
-def stop(proc) -> None:
-    proc.terminate()
-    proc.wait(10)
-
-
-def recorder(host, seen: list):
-    """Record the client's actions and, as Lark does, put the address on the link and take
-    it off again when the lease is lost."""
-
-    def on_action(action):
-        seen.append(action)
-        if isinstance(action, LeaseBound):
-            sh("ip", "addr", "add", f"{action.lease.address}/24", "dev", "uplink", netns=host.netns)
-        if isinstance(action, LeaseLost):
-            sh(
-                "ip",
-                "addr",
-                "del",
-                f"{action.lease.address}/24",
-                "dev",
-                "uplink",
-                netns=host.netns,
-                check=False,
-            )
-
-    return on_action
+from dhcp.trio_driver import DhcpFailed, Driver
 
 
 async def test_dora_then_release_is_seen_by_dnsmasq(sandbox, host):
     leases, _ = start_dnsmasq(sandbox)
-    socks = open_sockets(host.netns, "uplink")
-    try:
+    with uplink_sockets(host) as socks:
         driver = Driver(make_client(socks.mac, timeout_s=15), socks, probe=FAST)
-        async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery:  # run returns after the release
             lease = await nursery.start(driver.run)
             assert POOL[0] <= lease.address <= POOL[1]
             assert lease.server_id == ipaddress.IPv4Address(f"{SITE_NET}.1")
@@ -124,41 +38,19 @@ async def test_dora_then_release_is_seen_by_dnsmasq(sandbox, host):
             await driver.release()
         # RELEASE went out from the leased address, so dnsmasq honours it
         assert wait_for(lambda: str(lease.address) not in leases.read_text())
-    finally:
-        socks.close()
 
 
 async def test_two_clients_on_one_link_get_distinct_addresses(sandbox, host):
     start_dnsmasq(sandbox)
-    socks = open_sockets(host.netns, "uplink")
-    try:
+    with uplink_sockets(host) as socks:
         # same MAC, different RFC 4361 identities: the server must see two clients
-        clients = [
-            Client(
-                Config(
-                    chaddr=socks.mac,
-                    client_id=opt.client_id(i, opt.duid_ll(socks.mac)),
-                    retransmit_initial_s=0.5,
-                    timeout_s=15,
-                ),
-                rng=random.Random(),
-            )
-            for i in (1, 2)
-        ]
-        got = []
-        for client in clients:
-            driver = Driver(client, socks, probe=FAST)
-            async with trio.open_nursery() as nursery:
-                got.append(await nursery.start(driver.run))
-                nursery.cancel_scope.cancel()
+        clients = [make_client(socks.mac, iaid=i, timeout_s=15) for i in (1, 2)]
+        got = [await first_lease(Driver(client, socks, probe=FAST)) for client in clients]
         assert got[0].address != got[1].address
-    finally:
-        socks.close()
 
 
 async def test_no_server_is_a_clear_failure_within_the_timeout(sandbox, host):
-    socks = open_sockets(host.netns, "uplink")
-    try:
+    with uplink_sockets(host) as socks:
         driver = Driver(make_client(socks.mac, timeout_s=1.5), socks, probe=FAST)
         t0 = trio.current_time()
         try:
@@ -168,8 +60,6 @@ async def test_no_server_is_a_clear_failure_within_the_timeout(sandbox, host):
         else:
             raise AssertionError("a lease with no server")
         assert trio.current_time() - t0 < 3
-    finally:
-        socks.close()
 
 
 def test_dhcp_test_tool_prints_the_lease_and_releases_it(sandbox, host):
@@ -225,19 +115,13 @@ def t1_of(seconds: int) -> tuple[str, ...]:
 
 async def test_the_lease_is_renewed_through_dnsmasq(sandbox, host):
     start_dnsmasq(sandbox, *t1_of(2))
-    socks = open_sockets(host.netns, "uplink")
     seen: list = []
-    try:
-        client = make_client(socks.mac, timeout_s=15, renew_retry_min_s=0.5)
-        driver = Driver(client, socks, on_action=recorder(host, seen), probe=FAST)
-        async with trio.open_nursery() as nursery:
-            lease = await nursery.start(driver.run)
+    with uplink_sockets(host) as socks:
+        driver = addressing_driver(host, socks, seen, timeout_s=15, renew_retry_min_s=0.5)
+        async with bound(driver) as lease:
             assert lease.t1_s <= 3  # dnsmasq rounds it
             await trio.sleep(6.8)
             await driver.release()
-            nursery.cancel_scope.cancel()
-    finally:
-        socks.close()
     renewals = [a for a in seen if isinstance(a, LeaseRenewed)]
     assert len(renewals) >= 2 and all(r.lease.address == lease.address for r in renewals)
     log = (sandbox.tmp / "dnsmasq.log").read_text()
@@ -247,21 +131,15 @@ async def test_the_lease_is_renewed_through_dnsmasq(sandbox, host):
 
 async def test_a_nak_on_renew_sends_the_client_back_to_init(sandbox, host):
     _, first = start_dnsmasq(sandbox, *t1_of(2))
-    socks = open_sockets(host.netns, "uplink")
     seen: list = []
-    try:
-        client = make_client(socks.mac, timeout_s=15, renew_retry_min_s=0.5)
-        driver = Driver(client, socks, on_action=recorder(host, seen), probe=FAST)
-        async with trio.open_nursery() as nursery:
-            lease = await nursery.start(driver.run)
+    with uplink_sockets(host) as socks:
+        driver = addressing_driver(host, socks, seen, timeout_s=15, renew_retry_min_s=0.5)
+        async with bound(driver):
             stop(first)  # back without the lease, not authoritative: a renewal is NAKed
             start_dnsmasq(sandbox, *t1_of(2), tag="dnsmasq2", authoritative=False)
             with trio.fail_after(10):
                 while sum(isinstance(a, LeaseBound) for a in seen) < 2:
                     await trio.sleep(0.1)
-            nursery.cancel_scope.cancel()
-    finally:
-        socks.close()
     kinds = [(type(a).__name__, getattr(a, "reason", None)) for a in seen]
     assert ("LeaseLost", "nak") in kinds, (kinds, (sandbox.tmp / "dnsmasq2.log").read_text())
     lost = kinds.index(("LeaseLost", "nak"))
@@ -271,24 +149,17 @@ async def test_a_nak_on_renew_sends_the_client_back_to_init(sandbox, host):
     assert after[0] is MessageType.DISCOVER  # INIT again
     assert ("LeaseBound", None) in kinds[lost:]
     assert "DHCPNAK(br0)" in (sandbox.tmp / "dnsmasq2.log").read_text()
-    del lease
 
 
 async def test_an_address_in_use_is_declined_and_another_one_taken(sandbox, host):
     squatter = second_server(sandbox)  # holds .100, which dnsmasq offers this client first
     sh("ip", "addr", "add", f"{SITE_NET}.100/24", "dev", "lan", netns=squatter)
-    socks = open_sockets(host.netns, "uplink")
-    mac = socks.mac.hex(":")
-    start_dnsmasq(sandbox, f"--dhcp-host={mac},{SITE_NET}.100")
     seen: list = []
-    try:
+    with uplink_sockets(host) as socks:
+        mac = socks.mac.hex(":")
+        start_dnsmasq(sandbox, f"--dhcp-host={mac},{SITE_NET}.100")
         client = make_client(socks.mac, timeout_s=15, decline_wait_s=0.2)
-        driver = Driver(client, socks, on_action=seen.append, probe=FAST)
-        async with trio.open_nursery() as nursery:
-            lease = await nursery.start(driver.run)
-            nursery.cancel_scope.cancel()
-    finally:
-        socks.close()
+        lease = await first_lease(Driver(client, socks, on_action=seen.append, probe=FAST))
     assert POOL[0] < lease.address <= POOL[1]
     sent = [a.message.message_type for a in seen if isinstance(a, Transmit)]
     declined = sent.index(MessageType.DECLINE)  # the REQUEST it answers came just before

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
-
 import pytest
+from helpers.agent import python_job, read_update_ad, run_fetch
+from helpers.firewall import BACKENDS, fetch_around_a_flush
+from helpers.scripts import contrib_script, script
 from sandbox import FILE_SIZES, SITE_ADDR, iptables_job_objects, sh
-from test_nat import PY, read_update_ad, run_fetch
-from test_scripts import contrib_script, script
-
-BACKENDS = {
-    "nftables": ("--firewall-backend", "nftables"),
-    "iptables-nft": ("--firewall-backend", "iptables", "--iptables", "iptables-nft"),
-    "iptables-legacy": ("--firewall-backend", "iptables", "--iptables", "iptables-legacy"),
-}
 
 
 @pytest.fixture(params=list(BACKENDS))
@@ -80,12 +72,7 @@ def test_a_job_cannot_send_from_another_address(sandbox, host, backend):
         name,
         *backend,
         "--",
-        PY,
-        "-I",
-        "-c",
-        SPOOF,
-        SITE_ADDR,
-        f"i_{name}",
+        *python_job(SPOOF, SITE_ADDR, f"i_{name}"),
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "blocked"
@@ -111,62 +98,6 @@ def test_dump_firewall_shows_the_jobs_chain_with_counters(sandbox, host, backend
     finally:
         agent.terminate()
         agent.communicate(timeout=30)
-
-
-TWICE = (
-    "import sys, urllib.request\n"
-    "n = len(urllib.request.urlopen(sys.argv[1]).read())\n"
-    "print('first', n, flush=True)\n"
-    "sys.stdin.readline()\n"
-    "n += len(urllib.request.urlopen(sys.argv[1]).read())\n"
-    "print('second', n, flush=True)\n"
-)
-
-
-def fetch_around_a_flush(sandbox, host, flags, flush, check=lambda: None) -> tuple[int, int]:
-    """A job downloads, someone flushes the firewall (a command, or a function of the job's
-    address; ``check`` looks at it once the agent had its poll), the job downloads again:
-    (bytes counted before the flush, at the end)."""
-    update = sandbox.tmp / "update.ad"
-    argv = sandbox.agent_argv(
-        host,
-        *sandbox.who(),
-        "--update-ad",
-        str(update),
-        "--accounting-interval",
-        "0.1",
-        *flags,
-        "--",
-        PY,
-        "-I",
-        "-c",
-        TWICE,
-        sandbox.url("1m"),
-    )
-    agent = subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert sandbox.read_line(agent.stdout).startswith("first")
-        time.sleep(0.3)  # a poll or two: the first download is counted
-        before = read_update_ad(update)["NetworkIncoming"]
-        if callable(flush):
-            flush(read_update_ad(update)["LarkInnerAddressIPv4"])
-        else:
-            sh(*flush, netns=host.netns)
-        time.sleep(0.5)  # the agent notices within a poll and puts its rules back
-        check()
-        agent.stdin.write("\n")
-        agent.stdin.flush()
-        out, err = agent.communicate(timeout=60)
-    finally:
-        if agent.poll() is None:
-            agent.terminate()  # the agent stops its job and cleans up
-            agent.communicate(timeout=30)
-    assert agent.returncode == 0, err
-    assert out.split() == ["second", str(2 * FILE_SIZES["1m"])]
-    assert "restoring it" in sandbox.log_file.read_text()
-    return before, read_update_ad(update)["NetworkIncoming"]
 
 
 def test_a_flushed_firewall_is_restored_and_counting_carries_on(sandbox, host, backend):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_scripts import calls, recorder
+from helpers.scripts import calls, recorder
 
 
 def refused(sandbox, host, job_ad: str, *flags: str) -> str:

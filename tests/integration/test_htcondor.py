@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import classad2
+from helpers.agent import NOBODY, python_job
+from helpers.chirp import COOKIE as CHIRP_COOKIE
+from helpers.chirp import job_scratch, start_fake_starter
+from helpers.scripts import recorder
+from helpers.wrap import JOB, starter, wrap
 from sandbox import SITE_ADDR, sh
-from test_chirp import COOKIE as CHIRP_COOKIE
-from test_chirp import job_scratch, start_fake_starter
-from test_scripts import recorder
 
 
 def startd_attrs(sandbox, host, *flags: str) -> dict:
@@ -43,91 +44,6 @@ def test_startd_attrs_say_what_the_node_offers(sandbox, host):
         agent.communicate(timeout=30)
 
 
-NOBODY = 65534
-JOB = (
-    "import os, socket, sys\n"
-    "me = socket.create_connection((sys.argv[1], 8080)).getsockname()[0]\n"
-    "print(os.getuid(), os.environ.get('FOO'), os.getcwd(), me, sep='|')\n"
-)
-
-
-def starter(sandbox, ads_text: dict[str, str]) -> tuple[os.PathLike, dict[str, str]]:
-    """A scratch dir owned by the job user with the starter's files, and the job's env."""
-    scratch = sandbox.tmp / "scratch"
-    scratch.mkdir(exist_ok=True)
-    os.chown(scratch, NOBODY, NOBODY)
-    sandbox.tmp.chmod(0o711)  # the job user may reach its scratch dir, and nothing else here
-    for name, text in ads_text.items():
-        path = scratch / name
-        path.write_text(text)
-        os.chown(path, NOBODY, NOBODY)
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "FOO": "bar baz",
-        "_CONDOR_SCRATCH_DIR": str(scratch),
-        "_CONDOR_JOB_AD": str(scratch / ".job.ad"),
-        "_CONDOR_MACHINE_AD": str(scratch / ".machine.ad"),
-        "_CONDOR_WRAPPER_ERROR_FILE": str(scratch / ".wrapper_error"),
-    }
-    return scratch, env
-
-
-def wrap_command(
-    sandbox, host, job_env: dict[str, str], *job: str, config: str = "", sudo_env=None
-):
-    """What sudo does for lark-job-wrapper: a reset environment, SUDO_* set, fd 3 kept.
-    Returns (argv, env, fd) for subprocess; ``fd`` is the read end of the job's environment."""
-    path = sandbox.tmp / "condor_config"
-    path.write_text(
-        f"LARK_STATE_DIR = {sandbox.state_dir}\nLARK_LOCK_DIR = {sandbox.lock_dir}\n"
-        f"LARK_LOG_FILE = {sandbox.log_file}\n"
-        # htcondor2 resolves the host's name when it loads; a sandbox has no DNS
-        "NO_DNS = true\nDEFAULT_DOMAIN_NAME = lark.invalid\n" + config
-    )
-    payload = b"".join(f"{k}={v}".encode() + b"\0" for k, v in job_env.items())
-    read, write = os.pipe()
-    os.write(write, payload)
-    os.close(write)
-    env = {
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-        "SUDO_UID": str(NOBODY),
-        "SUDO_GID": str(NOBODY),
-        "SUDO_USER": "nobody",
-        "CONDOR_CONFIG": str(path),
-        **(sudo_env or {}),
-    }
-    argv = ["nsenter", f"--net=/run/netns/{host.netns}", sys.executable, "-I", "-m"]
-    argv += ["lark_async.cli", "wrap", "--", *job]
-    return argv, env, read
-
-
-def start_wrap(sandbox, host, job_env, *job: str, cwd=None, config: str = "", sudo_env=None):
-    argv, env, read = wrap_command(sandbox, host, job_env, *job, config=config, sudo_env=sudo_env)
-    try:
-        return subprocess.Popen(
-            argv,
-            env=env,
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            pass_fds=(read, 3),
-            preexec_fn=lambda: os.dup2(read, 3),
-        )
-    finally:
-        os.close(read)
-
-
-def wrap(sandbox, host, job_env, *job: str, cwd=None, config: str = "", sudo_env=None):
-    proc = start_wrap(sandbox, host, job_env, *job, cwd=cwd, config=config, sudo_env=sudo_env)
-    try:
-        out, err = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
 def test_the_job_wrapper_path_runs_the_job_as_its_user_with_root_owned_settings(sandbox, host):
     evil = recorder(sandbox, "evil")
     scratch, env = starter(
@@ -138,7 +54,7 @@ def test_the_job_wrapper_path_runs_the_job_as_its_user_with_root_owned_settings(
             ".machine.ad": f'LarkStartupScript = "{evil}"\nLarkNetworkType = "none"\n',
         },
     )
-    r = wrap(sandbox, host, env, "/usr/bin/python3", "-I", "-c", JOB, SITE_ADDR, cwd=scratch)
+    r = wrap(sandbox, host, env, *python_job(JOB, SITE_ADDR), cwd=scratch)
     assert r.returncode == 0, r.stderr
     assert not r.stderr, r.stderr
     uid, foo, cwd, address = r.stdout.strip().split("|")
@@ -189,12 +105,11 @@ def test_with_an_io_proxy_the_attributes_go_to_the_job_ad_by_chirp(sandbox, host
         "--accounting-interval",
         "0.2",
         "--",
-        "/usr/bin/python3",
-        "-I",
-        "-c",
-        "import sys, time, urllib.request; urllib.request.urlopen(sys.argv[1]).read(); "
-        "time.sleep(0.5)",
-        sandbox.url("1m"),
+        *python_job(
+            "import sys, time, urllib.request; urllib.request.urlopen(sys.argv[1]).read(); "
+            "time.sleep(0.5)",
+            sandbox.url("1m"),
+        ),
         env={"_CONDOR_SCRATCH_DIR": str(scratch)},
     )
     assert r.returncode == 0, r.stderr

@@ -11,6 +11,7 @@ import subprocess
 import time
 
 import pytest
+from helpers.agent import cleanup
 from sandbox import (
     SITE_ADDR,
     cgroup_pids,
@@ -19,7 +20,6 @@ from sandbox import (
     job_cgroups,
     wait_for,
 )
-from test_sweeper import cleanup
 
 # Each generation sends a UDP datagram to the site through the job's veth, forks, and exits:
 # only one or two pids live at any moment, each for a fraction of a millisecond. Jobs start

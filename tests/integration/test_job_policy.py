@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from test_nat import read_update_ad
-from test_scripts import script
+from helpers.agent import python_job, read_update_ad
+from helpers.scripts import script
 
-SHOW_LINKS = (
-    "/usr/bin/python3",
-    "-I",
-    "-c",
-    "import socket; print(sorted(n for _, n in socket.if_nameindex()))",
-)
+SHOW_LINKS = python_job("import socket; print(sorted(n for _, n in socket.if_nameindex()))")
 
 
 def run(sandbox, host, *flags: str, job_ad: str | None = None, env=None):

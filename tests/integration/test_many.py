@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from helpers.agent import python_job
+
 N = 100
 JOB = (
     "import os, socket, sys, time\n"
@@ -23,11 +25,7 @@ def test_a_hundred_agents_at_once_all_run_with_distinct_addresses(sandbox, host)
                 host,
                 *sandbox.who(f"{sandbox.prefix}m{i}"),
                 "--",
-                "/usr/bin/python3",
-                "-I",
-                "-c",
-                JOB,
-                str(go),
+                *python_job(JOB, str(go)),
             ),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -7,9 +7,9 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from helpers.agent import python_job
+from helpers.bridge import static_flags
 from sandbox import PING, SITE_ADDR, ping, sh
-from test_bridge import static_flags
-from test_nat import PY
 
 JUMBO = 9000
 BIG = 8000
@@ -38,14 +38,7 @@ def start_job(sandbox, host, *flags: str) -> subprocess.Popen:
         name,
         *flags,
         "--",
-        PY,
-        "-I",
-        "-c",
-        JOB,
-        f"i_{name}",
-        SITE_ADDR,
-        str(BIG),
-        PING,
+        *python_job(JOB, f"i_{name}", SITE_ADDR, str(BIG), PING),
     )
     proc = subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

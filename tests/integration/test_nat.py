@@ -8,39 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import classad2
+from helpers.agent import FETCH_JOB, python_job, read_update_ad, run_fetch
 from sandbox import FILE_SIZES, SITE_ADDR, netns_list, nft_job_objects, sh
-
-PY = "/usr/bin/python3"
-FETCH = (
-    "import sys, urllib.request\n"
-    "n = len(urllib.request.urlopen(sys.argv[1], timeout=10).read())\n"
-    "print(n)\n"
-)
-
-
-FETCH_JOB = (PY, "-I", "-c", FETCH)
-
-
-def read_update_ad(path: Path) -> dict:
-    return dict(classad2.parseOne(path.read_text(), classad2.ParserType.Old).items())
-
-
-def run_fetch(sandbox, host, size: str, *extra: str, name: str | None = None):
-    ad = sandbox.tmp / f"{size}.update.ad"
-    result = sandbox.run_agent(
-        host,
-        *sandbox.who(name or sandbox.job_name()),
-        "--update-ad",
-        str(ad),
-        *extra,
-        "--",
-        *FETCH_JOB,
-        sandbox.url(size),
-    )
-    return result, ad
 
 
 def test_download_is_counted_to_the_byte(sandbox, host):
@@ -68,7 +38,7 @@ def test_job_sees_its_own_network_and_the_site_sees_the_host(sandbox, host):
         "import socket, subprocess\n"
         f"s = socket.create_connection(('{SITE_ADDR}', 8080)); print(s.getsockname()[0])\n"
     )
-    result = sandbox.run_agent(host, *sandbox.who(sandbox.job_name()), "--", PY, "-I", "-c", probe)
+    result = sandbox.run_agent(host, *sandbox.who(sandbox.job_name()), "--", *python_job(probe))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith("192.168.181.")
 
@@ -343,10 +313,7 @@ def test_concurrent_jobs_get_distinct_addresses(sandbox, host):
             host,
             *sandbox.who(sandbox.job_name(f"c{i}")),
             "--",
-            PY,
-            "-I",
-            "-c",
-            "import time; time.sleep(0.5); " + probe % SITE_ADDR,
+            *python_job("import time; time.sleep(0.5); " + probe % SITE_ADDR),
         )
         for i in range(6)
     ]
@@ -419,10 +386,7 @@ def test_update_ad_is_refreshed_while_the_job_runs(sandbox, host):
         "--update-ad",
         str(ad),
         "--",
-        PY,
-        "-I",
-        "-c",
-        job,
+        *python_job(job),
     )
     assert sandbox.read_line(proc.stdout).strip() == "fetched"
     deadline = time.monotonic() + 5
@@ -569,7 +533,7 @@ def test_fast_path_rules_read_like_nft_text_and_admin_counters_are_published(san
     fetch = f"urllib.request.urlopen('{sandbox.url('1m')}').read()"
     job = f"import time, urllib.request; print('ready', flush=True); time.sleep(1); {fetch}"
     proc = sandbox.start_agent(
-        host, *sandbox.who(name), "--update-ad", str(ad), "--", PY, "-I", "-c", job
+        host, *sandbox.who(name), "--update-ad", str(ad), "--", *python_job(job)
     )
     assert sandbox.read_line(proc.stdout).strip() == "ready"
     listed = sh("nft", "list", "chain", "inet", "lark", f"LARK_{name}", netns=host.netns).stdout

@@ -7,10 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from helpers.agent import cleanup, killed_after_setup, python_job, read_update_ad, run_fetch
+from helpers.firewall import BACKENDS
 from sandbox import FILE_SIZES, SITE_ADDR, sh, wait_for
-from test_firewall_backends import BACKENDS
-from test_nat import PY, read_update_ad, run_fetch
-from test_sweeper import cleanup, killed_after_setup
 
 BUILDS = ("iptables-nft", "iptables-legacy")
 SPOOFED = "192.168.181.250"
@@ -130,13 +129,7 @@ class MidJob:
             "0.1",
             *backend,
             "--",
-            PY,
-            "-I",
-            "-c",
-            JOB,
-            sandbox.url("1m"),
-            SITE_ADDR,
-            f"i_{name}",
+            *python_job(JOB, sandbox.url("1m"), SITE_ADDR, f"i_{name}"),
         )
         self.agent = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

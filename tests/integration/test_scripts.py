@@ -6,37 +6,9 @@ import os
 import stat
 from pathlib import Path
 
+from helpers.agent import python_job, read_update_ad, run_fetch
+from helpers.scripts import calls, contrib_script, recorder, script
 from sandbox import FILE_SIZES, SITE_ADDR
-from test_nat import read_update_ad, run_fetch
-
-CONTRIB = Path(__file__).resolve().parents[2] / "contrib" / "scripts"
-
-RECORDER = """#!/bin/sh
-# record how we were called: one argument per line, then stdin
-out="{out}.$$"
-for a in "$@"; do printf '%s\\n' "$a"; done > "$out.args"
-cat > "$out.stdin"
-{extra}
-"""
-
-
-def script(sandbox, name: str, body: str) -> Path:
-    path = sandbox.tmp / name
-    path.write_text(body)
-    path.chmod(0o755)
-    return path
-
-
-def recorder(sandbox, name: str, extra: str = "") -> Path:
-    return script(sandbox, name, RECORDER.format(out=sandbox.tmp / name, extra=extra))
-
-
-def calls(sandbox, name: str) -> list[tuple[list[str], str]]:
-    found = []
-    for args in sorted(sandbox.tmp.glob(f"{name}.*.args")):
-        stdin = Path(str(args).removesuffix(".args") + ".stdin").read_text()
-        found.append((args.read_text().splitlines(), stdin))
-    return found
 
 
 def ads(sandbox) -> tuple[Path, Path]:
@@ -215,15 +187,6 @@ def test_the_machine_ad_may_name_the_scripts(sandbox, host):
     assert stat.S_IMODE(create.stat().st_mode) == 0o755
 
 
-def contrib_script(sandbox, name: str, setting: str, value: str) -> Path:
-    """A shipped example with its one setting pointed at the sandbox."""
-    text = (CONTRIB / name).read_text()
-    lines = [
-        f'{setting}="{value}"' if ln.startswith(f"{setting}=") else ln for ln in text.split("\n")
-    ]
-    return script(sandbox, name, "\n".join(lines))
-
-
 CONNECT = (
     "import socket, sys\n"
     "try:\n"
@@ -269,12 +232,7 @@ def test_contrib_examples_split_accounting_block_and_log(sandbox, host):
         "--create-script",
         str(block),
         "--",
-        "/usr/bin/python3",
-        "-I",
-        "-c",
-        CONNECT,
-        SITE_ADDR,
-        "8080",
+        *python_job(CONNECT, SITE_ADDR, "8080"),
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "blocked"

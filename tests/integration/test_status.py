@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from helpers.agent import python_job
 from sandbox import sh
 
 
@@ -18,9 +19,7 @@ def test_status_lists_live_jobs_with_their_bytes(sandbox, host):
         "import sys, time, urllib.request\n"
         "urllib.request.urlopen(sys.argv[1]).read()\nprint('done', flush=True)\ntime.sleep(30)\n"
     )
-    agent = sandbox.start_agent(
-        host, *sandbox.who(), "--", "/usr/bin/python3", "-I", "-c", job, sandbox.url("1m")
-    )
+    agent = sandbox.start_agent(host, *sandbox.who(), "--", *python_job(job, sandbox.url("1m")))
     try:
         assert sandbox.read_line(agent.stdout).strip() == "done"
         [row] = json.loads(status(sandbox, host, "--json"))

@@ -4,48 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from helpers.agent import cleanup, killed_after_setup, python_job
 from sandbox import netns_list, sh, wait_for
-from test_nat import PY
-
-PAUSE = {"_LARK_TEST_PAUSE_AFTER": "firewall"}
-
-
-def killed_after_setup(sandbox, host, name: str, *flags: str):
-    """An agent SIGKILLed with its network up (the test pause holds it after the firewall)."""
-    log = sandbox.log_file
-    paused = log.read_text().count("test pause after") if log.exists() else 0
-    agent = sandbox.start_agent(host, *sandbox.who(name), *flags, "--", "true", env=PAUSE)
-    for _ in range(400):
-        if log.exists() and log.read_text().count("test pause after") > paused:
-            break
-        time.sleep(0.02)
-    else:
-        raise AssertionError(f"the agent never reached its pause: {log.read_text()}")
-    agent.send_signal(signal.SIGKILL)
-    agent.communicate(timeout=10)
-
-
-def cleanup(sandbox, host, *flags: str):
-    argv = sandbox.agent_argv(
-        host,
-        "--orphans",
-        "--match",
-        sandbox.prefix,
-        "--state-dir",
-        str(sandbox.state_dir),
-        "--lock-dir",
-        str(sandbox.lock_dir),
-        *flags,
-        verb="cleanup",
-    )
-    return sh(*argv[2:], netns=host.netns, check=False)
 
 
 def test_orphans_go_and_live_jobs_stay(sandbox, host):
@@ -167,7 +133,7 @@ def test_the_sweeper_in_a_loop_never_touches_a_starting_job(sandbox, host):
             time.sleep(0.02)
         for name in names:
             argv = sandbox.agent_argv(
-                host, *sandbox.who(name), "--", PY, "-I", "-c", LOOP_JOB, sandbox.url("1k"), str(go)
+                host, *sandbox.who(name), "--", *python_job(LOOP_JOB, sandbox.url("1k"), str(go))
             )
             agents.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                            text=True))  # fmt: skip

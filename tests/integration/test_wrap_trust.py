@@ -14,9 +14,10 @@ import threading
 import time
 
 import classad2
+from helpers.agent import NOBODY, cleanup, python_job
+from helpers.scripts import calls, recorder
+from helpers.wrap import JOB, start_wrap, starter, wrap
 from sandbox import SITE_ADDR
-from test_htcondor import JOB, NOBODY, start_wrap, starter, wrap
-from test_scripts import calls, recorder
 
 JOB_ADS = {".job.ad": "ClusterId = 7\nProcId = 0\n", ".machine.ad": 'Name = "slot1@node"\n'}
 
@@ -34,7 +35,7 @@ def test_a_root_owned_machine_ad_the_caller_names_gives_no_settings(sandbox, hos
     root_owned.write_text(f'LarkStartupScript = "{evil}"\nLarkNetworkType = "none"\n')
     root_owned.chmod(0o644)
     env["_CONDOR_MACHINE_AD"] = str(root_owned)
-    r = wrap(sandbox, host, env, "/usr/bin/python3", "-I", "-c", JOB, SITE_ADDR, cwd=scratch)
+    r = wrap(sandbox, host, env, *python_job(JOB, SITE_ADDR), cwd=scratch)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("|")[3].startswith("192.168.181.")  # NAT, not "none"
     assert update_ad(scratch)["LarkNetworkType"] == "nat"
@@ -197,7 +198,6 @@ def test_the_job_environment_pipe_held_open_is_bounded(sandbox, host):
 
 
 def test_a_killed_agents_user_slot_is_swept_and_a_held_one_stays(sandbox, host):
-    from test_sweeper import cleanup
 
     from lark_async.backends import locks
 
