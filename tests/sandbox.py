@@ -12,6 +12,7 @@ interfaces, routes or firewall.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -119,6 +120,8 @@ class Sandbox:
     hosts: list[Host] = field(default_factory=list)
     procs: list[subprocess.Popen] = field(default_factory=list)
     kept_links: set[str] = field(default_factory=set)  # e.g. the bridge bridge mode leaves
+    # cgroups a test made itself and removes itself (checked at the end of the test)
+    own_cgroups: set[Path] = field(default_factory=set)
 
     @property
     def state_dir(self) -> Path:
@@ -301,7 +304,9 @@ class Sandbox:
         for d in (self.state_dir, self.lock_dir):
             if d.exists():
                 found += [f"file {p}" for p in d.iterdir()]
-        found += [f"cgroup {path}" for path in job_cgroups(self.prefix)]
+        found += [
+            f"cgroup {path}" for path in test_cgroups(self.prefix) if path not in self.own_cgroups
+        ]
         for name in self.logged_job_names():  # e.g. wrap's names, which carry no test prefix
             if name.startswith(self.prefix):
                 continue
@@ -343,7 +348,7 @@ class Sandbox:
                     os.kill(pid, signal.SIGKILL)
         for ns in ours:
             sh("ip", "netns", "del", ns, check=False)
-        for path in job_cgroups(self.prefix):  # and what a failed test left in a job's cgroup
+        for path in test_cgroups(self.prefix):  # and what a failed test left in its cgroups
             discard_cgroup(path)
         if not os.environ.get("LARK_TEST_KEEP"):  # (set: the agent log and ads stay to read)
             shutil.rmtree(self.tmp, ignore_errors=True)
@@ -473,6 +478,16 @@ def job_cgroups(prefix: str, exact: bool = False) -> list[Path]:
     return found
 
 
+def test_cgroups(prefix: str) -> list[Path]:
+    """Every cgroup of this test: its jobs' (``lark-<prefix>...``) and those a test made
+    itself (``<prefix>...``, e.g. a cgroup the agent is started in), innermost first."""
+    found = []
+    for point in cgroup_v2_mounts():
+        for top, dirs, _ in os.walk(point):
+            found += [Path(top) / d for d in dirs if d.startswith((prefix, f"lark-{prefix}"))]
+    return sorted(found, key=lambda path: len(path.parts), reverse=True)
+
+
 def cgroup_pids(path: Path) -> list[int]:
     try:
         return [int(p) for p in (path / "cgroup.procs").read_text().split()]
@@ -481,6 +496,12 @@ def cgroup_pids(path: Path) -> list[int]:
 
 
 def discard_cgroup(path: Path) -> None:
+    """Kill what is in it and below, and remove it. A cgroup whose last task was just
+    killed is busy (EBUSY) until that task has fully exited, after cgroup.procs is
+    already empty: the removal is tried again for a while."""
+    for child in sorted(path.glob("*/"), reverse=True):
+        if (child / "cgroup.procs").exists():
+            discard_cgroup(child)
     for _ in range(250):
         pids = cgroup_pids(path)
         if not pids:
@@ -489,8 +510,16 @@ def discard_cgroup(path: Path) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.02)
-    with contextlib.suppress(OSError):
-        path.rmdir()
+    for _ in range(250):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                return
+        time.sleep(0.02)
 
 
 def new_prefix() -> str:
@@ -563,7 +592,7 @@ def sweep_stale() -> None:
         for n in names
         if n.startswith((TEST_PREFIX, f"lark-{TEST_PREFIX}"))
     }
-    groups = job_cgroups(TEST_PREFIX)  # and the job cgroups of such runs
+    groups = test_cgroups(TEST_PREFIX)  # and the cgroups of such runs
     prefixes |= {g.name.removeprefix("lark-")[: len(TEST_PREFIX) + 4] for g in groups}
     for prefix in prefixes:
         if _claimed(prefix) or _has_processes(f"{prefix}-site"):
@@ -572,5 +601,5 @@ def sweep_stale() -> None:
             if ns.startswith((prefix, f"lark-{prefix}")):
                 sh("ip", "netns", "del", ns, check=False)
         for group in groups:
-            if group.name.startswith(f"lark-{prefix}"):
+            if group.name.startswith((prefix, f"lark-{prefix}")) and group.exists():
                 discard_cgroup(group)

@@ -191,6 +191,7 @@ def test_a_job_that_leaves_its_cgroup_is_still_killed_through_its_namespace(sand
     (mount,) = cgroup_v2_mounts()[:1]
     home = mount / f"{sandbox.prefix}-agent"  # (not a job cgroup's name)
     home.mkdir()
+    sandbox.own_cgroups.add(home)  # (while the test runs; after it, a leftover like any)
     try:
         for path in (home, home / "cgroup.procs"):
             os.chown(path, 65534, 65534)  # nobody's, as HTCondor's cgroupify_myself does
@@ -226,5 +227,5 @@ def test_a_job_that_leaves_its_cgroup_is_still_killed_through_its_namespace(sand
         assert cgroup_pids(home) == []
         assert f"{name}: cleaned up" in sandbox.log_file.read_text()
     finally:  # (after a failure: the job's cgroup is in the way of ours)
-        for path in [*job_cgroups(sandbox.prefix), home]:
-            discard_cgroup(path)
+        discard_cgroup(home)  # (and the job's below it)
+        sandbox.own_cgroups.discard(home)
