@@ -64,16 +64,20 @@ def killed_after_setup(sandbox, host, name: str, *flags: str):
 
 
 def cleanup(sandbox, host, *flags: str):
+    """``cleanup --orphans`` of this sandbox's jobs only (/run/netns is the machine's: other
+    runs' namespaces are left alone)."""
+    return cleanup_named(sandbox, host, "--orphans", "--match", sandbox.prefix, *flags)
+
+
+def cleanup_named(sandbox, host, *args: str):
+    """``lark-agent cleanup ARGS`` with this sandbox's state and lock directories."""
     argv = sandbox.agent_argv(
         host,
-        "--orphans",
-        "--match",
-        sandbox.prefix,
+        *args,
         "--state-dir",
         str(sandbox.state_dir),
         "--lock-dir",
         str(sandbox.lock_dir),
-        *flags,
         verb="cleanup",
     )
     return sh(*argv[2:], netns=host.netns, check=False)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from helpers.agent import FETCH_JOB, python_job, read_update_ad, run_fetch
+from helpers.agent import FETCH_JOB, cleanup, python_job, read_update_ad, run_fetch
 from sandbox import FILE_SIZES, SITE_ADDR, netns_list, nft_job_objects, sh
 
 
@@ -357,17 +357,7 @@ def test_cleanup_removes_what_a_killed_agent_left(sandbox, host):
     proc.communicate(timeout=20)
     assert f"lark-{name}" in netns_list() and nft_job_objects(host.netns)
     for _ in range(2):  # idempotent: the second run finds nothing to do
-        r = sandbox.run_agent(
-            host,
-            "--orphans",
-            "--match",  # /run/netns is the machine's: leave other runs' namespaces alone
-            sandbox.prefix,
-            "--state-dir",
-            str(sandbox.state_dir),
-            "--lock-dir",
-            str(sandbox.lock_dir),
-            verb="cleanup",
-        )
+        r = cleanup(sandbox, host)
         assert r.returncode == 0, r.stderr
 
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.agent import cleanup, killed_after_setup, python_job
+from helpers.agent import cleanup, cleanup_named, killed_after_setup, python_job
 from sandbox import netns_list, sh, wait_for
 
 
@@ -39,19 +39,6 @@ def test_orphans_go_and_live_jobs_stay(sandbox, host):
     finally:
         live.terminate()
         live.communicate(timeout=30)
-
-
-def cleanup_named(sandbox, host, *names: str):
-    argv = sandbox.agent_argv(
-        host,
-        *names,
-        "--state-dir",
-        str(sandbox.state_dir),
-        "--lock-dir",
-        str(sandbox.lock_dir),
-        verb="cleanup",
-    )
-    return sh(*argv[2:], netns=host.netns, check=False)
 
 
 def _foreign(name: str, site: str) -> str:
