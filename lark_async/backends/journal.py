@@ -15,6 +15,7 @@ import errno
 import json
 import logging
 import os
+import stat
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,7 +99,7 @@ class Journal:
         """Take back what a killed agent's journal at ``path`` applied (None: there was
         none, or it belongs to another boot or namespace and is dropped)."""
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(_read_own(path))
             mine = data["boot"] == _boot_id() and data["netns"] == _netns_id()
             undos = [
                 tuple(
@@ -107,6 +108,9 @@ class Journal:
                 )
                 for u in data["undos"]
             ]
+            for m in (m for u in undos for m in u):
+                if m.kind not in UNDO_KINDS or type(m.flags) is not int:
+                    raise ValueError(f"request kind {m.kind!r} is not one a move takes back")
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -119,6 +123,42 @@ class Journal:
         journal = cls(channel, path)
         journal.undos = list(undos)
         return journal.rollback(recovering=True)
+
+
+# what taking back a move may send: links set, addresses, routes, rules, neighbours
+UNDO_KINDS = frozenset(
+    {
+        rtnl.RTM_NEWLINK,
+        rtnl.RTM_DELLINK,
+        rtnl.RTM_NEWADDR,
+        rtnl.RTM_DELADDR,
+        rtnl.RTM_NEWROUTE,
+        rtnl.RTM_DELROUTE,
+        rtnl.RTM_NEWRULE,
+        rtnl.RTM_DELRULE,
+        rtnl.RTM_NEWNEIGH,
+        rtnl.RTM_DELNEIGH,
+    }
+)
+MAX_BYTES = 4 << 20
+
+
+def _read_own(path: Path) -> bytes:
+    """The journal is replayed as root: only a regular file of this user's (the agent's),
+    writable by no one else, is read, by its descriptor, not following a final symlink."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise ValueError(f"owned by uid {st.st_uid} or writable by others")
+        if st.st_size > MAX_BYTES:
+            raise ValueError(f"over {MAX_BYTES} bytes")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(MAX_BYTES + 1)
+    finally:
+        os.close(fd)
 
 
 def _dumped(m: rtnl.Message) -> dict[str, object]:

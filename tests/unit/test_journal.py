@@ -4,6 +4,7 @@ refused undo."""
 from __future__ import annotations
 
 import errno
+import os
 
 import pytest
 
@@ -83,3 +84,39 @@ def test_a_journal_of_another_boot_is_dropped_unread(tmp_path, monkeypatch):
     channel = FakeChannel(refuse=set())
     assert Journal.recover(channel, path) is None  # type: ignore[arg-type]
     assert channel.sent == [] and not path.exists()
+
+
+def _killed_journal(path) -> None:
+    Journal(FakeChannel(set()), path).apply(msg("a"), [msg("undo a")])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("hostile", ["kind", "writable", "symlink", "fifo", "huge"])
+def test_a_journal_root_should_not_replay_is_dropped_unsent(tmp_path, hostile):
+    """It is replayed as root: a request of a kind no move takes back (a nexthop, say), a
+    file anyone else could have written, a symlink, a FIFO, a swollen file: dropped."""
+    path = tmp_path / "bridge-lark.journal"
+    if hostile == "symlink":
+        _killed_journal(tmp_path / "elsewhere")
+        path.symlink_to(tmp_path / "elsewhere")
+    elif hostile == "fifo":
+        os.mkfifo(path)
+    else:
+        _killed_journal(path)
+    if hostile == "kind":
+        path.write_text(path.read_text().replace(f'"kind": {rtnl.RTM_NEWROUTE}', '"kind": 104'))
+    elif hostile == "writable":
+        path.chmod(0o622)
+    elif hostile == "huge":
+        with path.open("a") as f:
+            f.write(" " * (5 << 20))
+    channel = FakeChannel(refuse=set())
+    assert Journal.recover(channel, path) is None  # type: ignore[arg-type]
+    assert channel.sent == [] and not path.is_symlink() and not path.exists()
+
+
+def test_a_journal_of_this_agents_own_is_replayed(tmp_path):
+    path = tmp_path / "bridge-lark.journal"
+    _killed_journal(path)
+    channel = FakeChannel(refuse=set())
+    assert Journal.recover(channel, path) == []  # type: ignore[arg-type]
+    assert channel.sent == ["undo a"]
