@@ -7,8 +7,9 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import userfiles
 from .errors import EXIT_SETUP_FAILED, EXIT_USAGE, LarkError, UsageError
@@ -20,166 +21,64 @@ log.addHandler(logging.NullHandler())  # before logging is set up, errors are pr
 
 
 class _Parser(argparse.ArgumentParser):
+    """Usage errors as UsageError. Flags taken from the settings table are added only when
+    their verb is parsed (``later``), so that the other verbs (``dhcp-test``, whose start-up
+    is measured) never load it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.later: list[Callable[[argparse.ArgumentParser], None]] = []
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")
 
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        while self.later:
+            self.later.pop(0)(self)
+        return super().parse_known_args(*args, **kwargs)
+
 
 def _settings_flags(p: argparse.ArgumentParser) -> None:
+    """Each admin setting that has a flag, as ``settings.Settings`` declares it."""
+    from . import settings
+
     g = p.add_argument_group(
         "admin settings (override the machine ad and HTCondor config; root only)"
     )
-    g.add_argument(
-        "--network-type",
-        choices=("nat", "bridge", "none"),
-        help="LarkNetworkType: nat (default), bridge, or none (loopback only)",
-    )
-    g.add_argument(
-        "--address-type",
-        choices=("local", "dhcp", "static"),
-        help="LarkAddressType: local (NAT's only and default), dhcp (bridge's default) or "
-        "static (bridge mode; the address comes from LarkInnerAddressIPv4)",
-    )
-    g.add_argument(
-        "--local-network",
-        metavar="NET/PREFIX",
-        help="LARK_LOCAL_NETWORK: pool for NAT addresses (default 192.168.181.0/24)",
-    )
-    g.add_argument(
-        "--accounting",
-        dest="accounting",
-        action="store_true",
-        default=None,
-        help="LARK_NETWORK_ACCOUNTING on (default)",
-    )
-    g.add_argument(
-        "--no-accounting",
-        dest="accounting",
-        action="store_false",
-        help="LARK_NETWORK_ACCOUNTING off",
-    )
-    g.add_argument(
-        "--accounting-interval",
-        dest="accounting_interval_s",
-        metavar="S",
-        help="LARK_ACCOUNTING_INTERVAL: seconds between update-ad writes (default 5)",
-    )
-    g.add_argument(
-        "--state-dir",
-        metavar="DIR",
-        help="LARK_STATE_DIR: per-job state records (default /run/lark/state)",
-    )
-    g.add_argument(
-        "--lock-dir",
-        metavar="DIR",
-        help="LARK_LOCK_DIR: address lock files (default /run/lark/lock)",
-    )
-    g.add_argument(
-        "--bridge-name",
-        metavar="BR",
-        help="LARK_BRIDGE_NAME: the bridge of bridge mode (default lark); it stays after jobs",
-    )
-    g.add_argument(
-        "--bridge-device",
-        metavar="DEV",
-        help="LARK_BRIDGE_DEVICE: the LAN device to make the bridge from when it does not "
-        "exist (its addresses and routes move to the bridge)",
-    )
-    g.add_argument(
-        "--static-address",
-        metavar="ADDR/PREFIX",
-        help="LarkInnerAddressIPv4: the job's address for --address-type static",
-    )
-    g.add_argument(
-        "--gateway", metavar="ADDR", help="LarkGateway: default route for a static address"
-    )
-    g.add_argument(
-        "--firewall-backend",
-        choices=("nftables", "iptables"),
-        help="LARK_FIREWALL_BACKEND: nftables (default) or iptables (NAT mode; a chain named "
-        "LarkIptableName in the filter table, for admin scripts that use iptables)",
-    )
-    g.add_argument(
+    for knob in settings.KNOBS:
+        if knob.flag is None:
+            continue
+        help_text = knob.flag_help().replace("%", "%%")
+        if knob.switch:
+            g.add_argument(
+                knob.flag, dest=knob.field, action="store_true", default=None, help=help_text
+            )
+            g.add_argument(
+                f"--no-{knob.flag[2:]}",
+                dest=knob.field,
+                action="store_false",
+                help=f"{knob.name} off",
+            )
+        else:
+            g.add_argument(
+                knob.flag,
+                dest=knob.field,
+                metavar=knob.metavar,
+                choices=knob.choices,
+                help=help_text,
+            )
+
+
+def _iptables_flag(p: argparse.ArgumentParser) -> None:
+    """dump-firewall's --iptables: the builds the iptables backend may run."""
+    from .settings import IPTABLES_COMMANDS
+
+    p.add_argument(
         "--iptables",
         dest="iptables_command",
-        choices=("iptables", "iptables-nft", "iptables-legacy"),
-        help="LARK_IPTABLES: which iptables build the iptables backend uses (default iptables)",
-    )
-    g.add_argument(
-        "--create-script",
-        metavar="PATH",
-        help="NETWORK_NAMESPACE_CREATE_SCRIPT: run as PATH EXTERNAL_IP INTERNAL_IP CHAIN VETH "
-        "(stdin: job ad, ------, machine ad) once the job's network is up; failure stops the "
-        "job",
-    )
-    g.add_argument(
-        "--delete-script",
-        metavar="PATH",
-        help="NETWORK_NAMESPACE_DELETE_SCRIPT: run as PATH CHAIN VETH INTERNAL_IP at cleanup",
-    )
-    g.add_argument(
-        "--script-timeout",
-        dest="script_timeout_s",
-        metavar="S",
-        help="LARK_SCRIPT_TIMEOUT: a script still running after S seconds is killed and "
-        "counts as failed (default 30)",
-    )
-    g.add_argument(
-        "--policy-script",
-        metavar="PATH",
-        help="STARTER_NETWORK_POLICY_SCRIPT_PATH: gets the job ad, ------ and the machine ad "
-        "on stdin and may print LarkNetworkType, LarkAddressType, LarkNetworkAccounting to "
-        "override the decision; failure or other output refuses the job",
-    )
-    g.add_argument(
-        "--allowed-network-types",
-        metavar="LIST",
-        help="LARK_ALLOWED_NETWORK_TYPES: the types a job may ask for (default: nat, none)",
-    )
-    g.add_argument(
-        "--connection-policy",
-        dest="connection_rules",
-        metavar="ENTRIES",
-        help="LARK_CONNECTION_POLICY: where jobs may connect, first match wins: entries "
-        "'allow|deny [tcp|udp|icmp|any] ADDRESS[/PREFIX][:PORT[-PORT]]' separated by commas; "
-        "each new connection is decided by the agent through NFQUEUE and written to the "
-        "audit log (default: no policy, no queue)",
-    )
-    g.add_argument(
-        "--connection-default",
-        choices=("allow", "deny"),
-        help="LARK_CONNECTION_DEFAULT: the verdict when no entry matches (default deny)",
-    )
-    g.add_argument(
-        "--audit-dir",
-        metavar="DIR",
-        help="LARK_AUDIT_DIR: per-job connection audit logs, JOB.jsonl (default "
-        "/var/log/lark/connections)",
-    )
-    g.add_argument(
-        "--audit-max-bytes",
-        metavar="SIZE",
-        help="LARK_AUDIT_MAX_BYTES: the cap of each job's audit log; past it decisions are "
-        "only counted (default 16M)",
-    )
-    g.add_argument(
-        "--bridge-wait",
-        dest="bridge_wait_s",
-        metavar="S",
-        help="LARK_BRIDGE_WAIT: how long to wait for the bridge to forward on the job's port "
-        "(default 35, enough for STP's 2 x 15 s)",
-    )
-    g.add_argument(
-        "--job-mtu",
-        metavar="BYTES",
-        help="LARK_JOB_MTU: in NAT mode the most a job's MTU may be; it is otherwise the "
-        "node's uplink's (the default route's device, or the route's mtu). A bridged job "
-        "always has the bridge's MTU (default: no cap; 1280-65535)",
-    )
-    g.add_argument(
-        "--dhcp-timeout",
-        dest="dhcp_timeout_s",
-        metavar="S",
-        help="LARK_DHCP_TIMEOUT: give up on the first lease after S seconds (default 30)",
+        default="iptables",
+        choices=IPTABLES_COMMANDS,
+        help="which iptables build to read (default iptables)",
     )
 
 
@@ -225,8 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--name",
         help="job name, at most 13 characters (default: derived from the slot name and job id)",
     )
-    _settings_flags(run)
-    _common_flags(run)
+    run.later += [_settings_flags, _common_flags]  # in this order in --help
     run.add_argument("job", nargs=argparse.REMAINDER, metavar="-- JOB [ARGS...]")
 
     clean = sub.add_parser(
@@ -337,13 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         "chains, jumps and masquerade rules, with packet and byte counters, as a person reads "
         "them (the original lark_dump_firewall).",
     )
-    dump.add_argument(
-        "--iptables",
-        dest="iptables_command",
-        default="iptables",
-        choices=("iptables", "iptables-nft", "iptables-legacy"),
-        help="which iptables build to read (default iptables)",
-    )
+    dump.later.append(_iptables_flag)
 
     st = sub.add_parser(
         "status",
@@ -364,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         "LarkDefaultNetworkType, LarkFirewallBackend, LarkBridgeAvailable and "
         "LarkLocalAddressesFree, from the HTCondor config (and the flags below).",
     )
-    _settings_flags(sda)
+    sda.later.append(_settings_flags)
 
     nst = sub.add_parser(
         "netns-test",
@@ -375,8 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     nst.add_argument("--target", required=True, metavar="URL")
     nst.add_argument("--user", default="nobody", help="user for the fetch (default nobody)")
     nst.add_argument("--name", default=None)
-    _settings_flags(nst)
-    _common_flags(nst)
+    nst.later += [_settings_flags, _common_flags]  # in this order in --help
     return parser
 
 

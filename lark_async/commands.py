@@ -17,34 +17,6 @@ from .errors import ConfigError, LarkError, UsageError
 
 # Each verb imports what it needs itself: ``dhcp-test`` need not pay for the agent's modules.
 
-SETTING_FIELDS = (
-    "network_type",
-    "address_type",
-    "local_network",
-    "accounting",
-    "accounting_interval_s",
-    "state_dir",
-    "lock_dir",
-    "bridge_name",
-    "bridge_device",
-    "static_address",
-    "gateway",
-    "dhcp_timeout_s",
-    "bridge_wait_s",
-    "create_script",
-    "delete_script",
-    "script_timeout_s",
-    "policy_script",
-    "allowed_network_types",
-    "firewall_backend",
-    "iptables_command",
-    "connection_rules",
-    "connection_default",
-    "audit_dir",
-    "audit_max_bytes",
-    "job_mtu",
-)
-
 
 def _command(words: list[str], usage: str) -> list[str]:
     if words and words[0] == "--":
@@ -60,7 +32,9 @@ def _need_root() -> None:
 
 
 def _cli_settings(args: argparse.Namespace) -> dict[str, Any]:
-    return {f: getattr(args, f, None) for f in SETTING_FIELDS}
+    from . import settings
+
+    return settings.flag_values(args)
 
 
 def _report_cleanup(errors: list[LarkError], name: str) -> None:

@@ -27,10 +27,10 @@ from typing import Any
 from . import names
 from .ads import write_atomically
 from .errors import LarkError, ResourceError, map_errors
+from .settings import IPTABLES_COMMANDS
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _ADDR_LOCK = re.compile(r"^addr-(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})\.lock$")
-IPTABLES_COMMANDS = ("iptables", "iptables-nft", "iptables-legacy")
 
 
 class UnreadableRecord(ResourceError):

@@ -2,6 +2,13 @@
 
 The job ad is never a source here (DESIGN.md section 4); a machine-ad
 expression may still look at the job through ``TARGET``.
+
+``Settings`` is the one declaration of every setting: each field names its default,
+parser, HTCondor config knob, machine-ad attribute, flag and text. From it come the
+resolution below, the flags of ``run``/``startd-attrs``/``netns-test`` (cli.py) and
+the README's configuration reference (``python -m lark_async.settings --reference``).
+cli.py reads the table to build those flags, so classad2 and the ad code load only when
+settings are resolved.
 """
 
 from __future__ import annotations
@@ -9,67 +16,31 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import sys
+import textwrap
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import classad2
-
-from . import ads
-from .connpolicy import Rule, parse_rules
 from .errors import ConfigError
-from .trust import check_root_file
+
+if TYPE_CHECKING:
+    import classad2
+
+    from .connpolicy import Rule
 
 NETWORK_TYPES = ("nat", "bridge", "none")
 ADDRESS_TYPES = ("local", "dhcp", "static")
 FIREWALL_BACKENDS = ("nftables", "iptables")
 IPTABLES_COMMANDS = ("iptables", "iptables-nft", "iptables-legacy")
+CONNECTION_DEFAULTS = ("allow", "deny")
 DEFAULT_STATE_DIR = "/run/lark/state"
 DEFAULT_LOCK_DIR = "/run/lark/lock"
 DEFAULT_AUDIT_DIR = "/var/log/lark/connections"
 DEFAULT_AUDIT_MAX_BYTES = 16 * 1024 * 1024
 
-
-@dataclass(frozen=True)
-class Settings:
-    use_network_namespaces: bool = True
-    network_type: str = "nat"
-    address_type: str | None = None  # None: the mode's default
-    accounting: bool = True
-    local_network: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.181.0/24")
-    accounting_interval_s: float = 5.0
-    state_dir: Path = Path(DEFAULT_STATE_DIR)
-    lock_dir: Path = Path(DEFAULT_LOCK_DIR)
-    bridge_name: str = "lark"
-    bridge_device: str | None = None  # enslaved when Lark creates the bridge
-    static_address: ipaddress.IPv4Interface | None = None  # address with its prefix
-    static_prefix: int | None = None  # when the address came without one
-    gateway: ipaddress.IPv4Address | None = None
-    dhcp_timeout_s: float = 30.0
-    bridge_wait_s: float = 35.0  # a port of an STP bridge needs 2 x 15 s to forward
-    create_script: str | None = None
-    delete_script: str | None = None
-    script_timeout_s: float = 30.0
-    policy_script: str | None = None
-    allowed_network_types: tuple[str, ...] = ("nat", "none")  # what a job may ask for
-    allowed_address_types: tuple[str, ...] = ADDRESS_TYPES
-    force_accounting: bool = False  # a job may not turn accounting off
-    firewall_backend: str = "nftables"
-    iptables_command: str = "iptables"  # or iptables-nft / iptables-legacy: pick a build
-    connection_rules: tuple[Rule, ...] | None = None  # None: no policy, no queue
-    connection_default: str = "deny"  # for connections no rule matches
-    job_connection_rules: tuple[Rule, ...] | None = None  # the job's narrower list (policy.py)
-    audit_dir: Path = Path(DEFAULT_AUDIT_DIR)
-    max_jobs_per_user: int | None = None  # under wrap; None: the node's CPU count
-    audit_max_bytes: int = DEFAULT_AUDIT_MAX_BYTES  # per job's audit log
-    job_mtu: int | None = None  # NAT mode: the most a job's veth takes of the uplink's MTU
-
-    @property
-    def jobs_per_user(self) -> int:
-        """One job per CPU is the most one user's slots can hold unless the admin
-        oversubscribes (then raise LARK_MAX_JOBS_PER_USER)."""
-        return self.max_jobs_per_user or max(1, os.cpu_count() or 1)
+T = TypeVar("T")
 
 
 def _bool(value: Any) -> bool:
@@ -83,13 +54,16 @@ def _bool(value: Any) -> bool:
     raise ValueError("is not a boolean (true or false)")
 
 
-def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        if not isinstance(value, str) or value.lower() not in choices:
-            raise ValueError(f"is not one of {', '.join(choices)}")
-        return value.lower()
+@dataclass(frozen=True)
+class _Choice:
+    """One of a few words; a class, not a closure, so that the flag can list them."""
 
-    return parse
+    choices: tuple[str, ...]
+
+    def __call__(self, value: Any) -> str:
+        if not isinstance(value, str) or value.lower() not in self.choices:
+            raise ValueError(f"is not one of {', '.join(self.choices)}")
+        return value.lower()
 
 
 def _network(value: Any) -> ipaddress.IPv4Network:
@@ -191,6 +165,8 @@ def _program(value: Any) -> str:
 def _connection_rules(value: Any) -> tuple[Rule, ...]:
     if not isinstance(value, str):
         raise ValueError("is not a string of entries")
+    from .connpolicy import parse_rules
+
     return parse_rules(value)
 
 
@@ -218,75 +194,398 @@ def _path(value: Any) -> Path:
 
 
 @dataclass(frozen=True)
-class _Knob:
-    field: str
+class Knob:
+    """One admin setting as ``Settings`` declares it; ``field`` and ``default`` come from there."""
+
+    parse: Callable[[Any], Any]  # raises ValueError with the end of a sentence
+    doc: str  # the README's entry (reStructuredText)
     config: str | None  # HTCondor config knob
-    machine: str | None  # machine-ad attribute
-    parse: Callable[[Any], Any]
+    machine: str | None  # machine-ad attribute (under wrap: the config macro of that name)
+    flag: str | None  # the flag of run, startd-attrs and netns-test
+    metavar: str | None
+    help: str | None  # the flag's --help, without the knob's name and default
+    shown_default: str | None  # the default in words (reST), where the value would mislead
+    field: str = ""
+    default: Any = None
+
+    @property
+    def name(self) -> str:
+        """The name an admin knows the setting by: its config knob, else its attribute."""
+        return self.config or self.machine or self.field
+
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        return self.parse.choices if isinstance(self.parse, _Choice) else None
+
+    @property
+    def switch(self) -> bool:
+        """A yes/no setting: its flag comes with a ``--no-`` twin."""
+        return self.parse is _bool
+
+    def default_text(self) -> str | None:
+        """The default as the reference shows it (reST), or None when there is nothing to say."""
+        if self.shown_default is not None:
+            return self.shown_default
+        value = self.default
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            value = str(value).lower()
+        elif isinstance(value, float):
+            value = f"{value:g}"
+        elif isinstance(value, tuple):
+            value = ", ".join(value)
+        return f"``{value}``"
+
+    def flag_help(self) -> str:
+        """The flag's --help line: the knob, what it does, its default."""
+        text = f"{self.name}: {self.help}"
+        default = self.default_text()
+        if default is not None:
+            text += f" (default: {default.replace('``', '')})"
+        return text
 
 
-KNOBS = (
-    _Knob("use_network_namespaces", "USE_NETWORK_NAMESPACES", None, _bool),
-    _Knob("network_type", None, "LarkNetworkType", _choice(NETWORK_TYPES)),
-    _Knob("address_type", None, "LarkAddressType", _choice(ADDRESS_TYPES)),
-    _Knob("accounting", "LARK_NETWORK_ACCOUNTING", "LarkNetworkAccounting", _bool),
-    _Knob("local_network", "LARK_LOCAL_NETWORK", None, _network),
-    _Knob("accounting_interval_s", "LARK_ACCOUNTING_INTERVAL", None, _seconds(0.05, 86400)),
-    _Knob("state_dir", "LARK_STATE_DIR", None, _path),
-    _Knob("lock_dir", "LARK_LOCK_DIR", None, _path),
-    _Knob("bridge_name", "LARK_BRIDGE_NAME", "LarkBridgeName", _ifname),
-    _Knob("bridge_device", "LARK_BRIDGE_DEVICE", "LarkBridgeDevice", _ifname),
-    _Knob("static_address", None, "LarkInnerAddressIPv4", _interface),
-    _Knob("static_prefix", "LARK_SUBNET_MASK", "LarkSubnetMask", _prefix),
-    _Knob("gateway", "LARK_GATEWAY", "LarkGateway", _address),
-    _Knob("dhcp_timeout_s", "LARK_DHCP_TIMEOUT", None, _seconds(1, 600)),
-    _Knob("bridge_wait_s", "LARK_BRIDGE_WAIT", None, _seconds(0, 120)),
-    _Knob("create_script", "NETWORK_NAMESPACE_CREATE_SCRIPT", "LarkStartupScript", _program),
-    _Knob("delete_script", "NETWORK_NAMESPACE_DELETE_SCRIPT", "LarkCleanupScript", _program),
-    _Knob("script_timeout_s", "LARK_SCRIPT_TIMEOUT", None, _seconds(1, 3600)),
-    _Knob("policy_script", "STARTER_NETWORK_POLICY_SCRIPT_PATH", None, _program),
-    _Knob(
-        "allowed_network_types",
-        "LARK_ALLOWED_NETWORK_TYPES",
-        "LarkAllowedNetworkTypes",
+def _knob(
+    default: T,
+    parse: Callable[[Any], T],
+    doc: str,
+    *,
+    config: str | None = None,
+    machine: str | None = None,
+    flag: str | None = None,
+    metavar: str | None = None,
+    help: str | None = None,
+    shown_default: str | None = None,
+) -> T:
+    """A ``Settings`` field that is an admin setting (mypy checks ``parse`` against the type)."""
+    knob = Knob(parse, doc, config, machine, flag, metavar, help, shown_default)
+    return field(default=default, metadata={"knob": knob})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every admin setting, with where it comes from and how it is explained (the one table)."""
+
+    use_network_namespaces: bool = _knob(
+        True,
+        _bool,
+        "``false`` runs the job with no namespace at all.",
+        config="USE_NETWORK_NAMESPACES",
+    )
+    network_type: str = _knob(
+        "nat",
+        _Choice(NETWORK_TYPES),
+        "``nat``; ``bridge`` puts the job on the site LAN (see `Bridge mode`_); ``none`` gives "
+        "the job loopback only.",
+        machine="LarkNetworkType",
+        flag="--network-type",
+        help="nat, bridge or none (loopback only)",
+    )
+    address_type: str | None = _knob(  # None: the mode's default
+        None,
+        _Choice(ADDRESS_TYPES),
+        "``local`` (NAT's only type and its default), ``dhcp`` (bridge's default) or "
+        "``static`` (bridge).",
+        machine="LarkAddressType",
+        flag="--address-type",
+        help="local (NAT's only and default), dhcp (bridge's default) or static (bridge mode; "
+        "the address comes from LarkInnerAddressIPv4)",
+    )
+    accounting: bool = _knob(
+        True,
+        _bool,
+        "Count the job's bytes and publish them.",
+        config="LARK_NETWORK_ACCOUNTING",
+        machine="LarkNetworkAccounting",
+        flag="--accounting",
+        help="count the job's bytes and publish them in the update ad",
+    )
+    local_network: ipaddress.IPv4Network = _knob(
+        ipaddress.IPv4Network("192.168.181.0/24"),
+        _network,
+        "The NAT address pool, between /16 and /29.",
+        config="LARK_LOCAL_NETWORK",
+        flag="--local-network",
+        metavar="NET/PREFIX",
+        help="pool for NAT addresses",
+    )
+    accounting_interval_s: float = _knob(
+        5.0,
+        _seconds(0.05, 86400),
+        "Seconds between update-ad writes while the job runs.",
+        config="LARK_ACCOUNTING_INTERVAL",
+        flag="--accounting-interval",
+        metavar="S",
+        help="seconds between update-ad writes",
+    )
+    state_dir: Path = _knob(
+        Path(DEFAULT_STATE_DIR),
+        _path,
+        "Per-job state records, what ``lark-agent cleanup`` reads.",
+        config="LARK_STATE_DIR",
+        flag="--state-dir",
+        metavar="DIR",
+        help="per-job state records",
+    )
+    lock_dir: Path = _knob(
+        Path(DEFAULT_LOCK_DIR),
+        _path,
+        "Address lock files, and each running job's name lock.",
+        config="LARK_LOCK_DIR",
+        flag="--lock-dir",
+        metavar="DIR",
+        help="address lock files",
+    )
+    bridge_name: str = _knob(
+        "lark",
+        _ifname,
+        "The bridge of bridge mode; it stays after jobs.",
+        config="LARK_BRIDGE_NAME",
+        machine="LarkBridgeName",
+        flag="--bridge-name",
+        metavar="BR",
+        help="the bridge of bridge mode; it stays after jobs",
+    )
+    bridge_device: str | None = _knob(  # enslaved when Lark creates the bridge
+        None,
+        _ifname,
+        "The LAN device to make that bridge from when it does not exist yet (its addresses "
+        "and routes move to the bridge).",
+        config="LARK_BRIDGE_DEVICE",
+        machine="LarkBridgeDevice",
+        flag="--bridge-device",
+        metavar="DEV",
+        help="the LAN device to make the bridge from when it does not exist (its addresses "
+        "and routes move to the bridge)",
+    )
+    static_address: ipaddress.IPv4Interface | None = _knob(  # address with its prefix
+        None,
+        _interface,
+        "A static job address, ``10.0.0.5/24`` (or without the prefix, which then comes from "
+        "``LARK_SUBNET_MASK``), for address type ``static``.",
+        machine="LarkInnerAddressIPv4",
+        flag="--static-address",
+        metavar="ADDR/PREFIX",
+        help="the job's address for --address-type static",
+    )
+    static_prefix: int | None = _knob(  # when the address came without one
+        None,
+        _prefix,
+        "The prefix of a static address given without one: a netmask (``255.255.255.0``) or "
+        "a length (``24``).",
+        config="LARK_SUBNET_MASK",
+        machine="LarkSubnetMask",
+    )
+    gateway: ipaddress.IPv4Address | None = _knob(
+        None,
+        _address,
+        "The default route of a static address.",
+        config="LARK_GATEWAY",
+        machine="LarkGateway",
+        flag="--gateway",
+        metavar="ADDR",
+        help="default route for a static address",
+    )
+    dhcp_timeout_s: float = _knob(
+        30.0,
+        _seconds(1, 600),
+        "Seconds to wait for a job's first lease before giving up (exit 125).",
+        config="LARK_DHCP_TIMEOUT",
+        flag="--dhcp-timeout",
+        metavar="S",
+        help="give up on the first lease after S seconds",
+    )
+    create_script: str | None = _knob(
+        None,
+        _program,
+        "Run once the job's network is up; its failure stops the job. See `Callout scripts`_.",
+        config="NETWORK_NAMESPACE_CREATE_SCRIPT",
+        machine="LarkStartupScript",
+        flag="--create-script",
+        metavar="PATH",
+        help="run as PATH EXTERNAL_IP INTERNAL_IP CHAIN VETH (stdin: job ad, ------, machine "
+        "ad) once the job's network is up; failure stops the job",
+    )
+    delete_script: str | None = _knob(
+        None,
+        _program,
+        "Run at cleanup. See `Callout scripts`_.",
+        config="NETWORK_NAMESPACE_DELETE_SCRIPT",
+        machine="LarkCleanupScript",
+        flag="--delete-script",
+        metavar="PATH",
+        help="run as PATH CHAIN VETH INTERNAL_IP at cleanup",
+    )
+    script_timeout_s: float = _knob(
+        30.0,
+        _seconds(1, 3600),
+        "Seconds a callout script may run before it is killed (with everything it started) "
+        "and counts as failed.",
+        config="LARK_SCRIPT_TIMEOUT",
+        flag="--script-timeout",
+        metavar="S",
+        help="a script still running after S seconds is killed and counts as failed",
+    )
+    allowed_network_types: tuple[str, ...] = _knob(  # what a job may ask for
+        ("nat", "none"),
         _choices(NETWORK_TYPES),
-    ),
-    _Knob(
-        "allowed_address_types",
-        "LARK_ALLOWED_ADDRESS_TYPES",
-        "LarkAllowedAddressTypes",
+        "The network types a job may ask for; add ``bridge`` to let jobs ask for bridging. "
+        "See `Policy`_.",
+        config="LARK_ALLOWED_NETWORK_TYPES",
+        machine="LarkAllowedNetworkTypes",
+        flag="--allowed-network-types",
+        metavar="LIST",
+        help="the types a job may ask for",
+    )
+    allowed_address_types: tuple[str, ...] = _knob(
+        ADDRESS_TYPES,
         _choices(ADDRESS_TYPES),
-    ),
-    _Knob("force_accounting", "LARK_FORCE_ACCOUNTING", None, _bool),
-    _Knob("firewall_backend", "LARK_FIREWALL_BACKEND", None, _choice(FIREWALL_BACKENDS)),
-    _Knob("iptables_command", "LARK_IPTABLES", None, _choice(IPTABLES_COMMANDS)),
-    _Knob("connection_rules", "LARK_CONNECTION_POLICY", "LarkConnectionPolicy", _connection_rules),
-    _Knob(
-        "connection_default",
-        "LARK_CONNECTION_DEFAULT",
-        "LarkConnectionDefault",
-        _choice(("allow", "deny")),
-    ),
-    _Knob("audit_dir", "LARK_AUDIT_DIR", None, _path),
-    _Knob("max_jobs_per_user", "LARK_MAX_JOBS_PER_USER", None, _count(1, 65536)),
-    _Knob("audit_max_bytes", "LARK_AUDIT_MAX_BYTES", None, _bytes(4096, 1024**4)),
-    _Knob("job_mtu", "LARK_JOB_MTU", None, _count(1280, 65535)),  # (IPv6's minimum)
+        "The address types a job may ask for.",
+        config="LARK_ALLOWED_ADDRESS_TYPES",
+        machine="LarkAllowedAddressTypes",
+    )
+    force_accounting: bool = _knob(  # a job may not turn accounting off
+        False,
+        _bool,
+        "Count every job, even one that asks ``NetworkAccounting = false``.",
+        config="LARK_FORCE_ACCOUNTING",
+    )
+    firewall_backend: str = _knob(
+        "nftables",
+        _Choice(FIREWALL_BACKENDS),
+        "``iptables`` for sites whose scripts use iptables (NAT mode only). See `Firewall`_.",
+        config="LARK_FIREWALL_BACKEND",
+        flag="--firewall-backend",
+        help="nftables or iptables (NAT mode; a chain named LarkIptableName in the filter "
+        "table, for admin scripts that use iptables)",
+    )
+    iptables_command: str = _knob(
+        "iptables",
+        _Choice(IPTABLES_COMMANDS),
+        "The iptables build the iptables backend runs: ``iptables`` (whatever the system's "
+        "alternative is), ``iptables-nft`` or ``iptables-legacy``.",
+        config="LARK_IPTABLES",
+        flag="--iptables",
+        help="which iptables build the iptables backend uses",
+    )
+    policy_script: str | None = _knob(
+        None,
+        _program,
+        "The admin's policy callout. See `Policy`_.",
+        config="STARTER_NETWORK_POLICY_SCRIPT_PATH",
+        flag="--policy-script",
+        metavar="PATH",
+        help="gets the job ad, ------ and the machine ad on stdin and may print "
+        "LarkNetworkType, LarkAddressType, LarkNetworkAccounting to override the decision; "
+        "failure or other output refuses the job",
+    )
+    bridge_wait_s: float = _knob(  # a port of an STP bridge needs 2 x 15 s to forward
+        35.0,
+        _seconds(0, 120),
+        "Seconds to wait for the bridge to forward on a job's port (an STP bridge's port "
+        "listens and learns for twice its forward delay first).",
+        config="LARK_BRIDGE_WAIT",
+        flag="--bridge-wait",
+        metavar="S",
+        help="how long to wait for the bridge to forward on the job's port (35 s is enough "
+        "for STP's 2 x 15 s)",
+    )
+    connection_rules: tuple[Rule, ...] | None = _knob(  # None: no policy, no queue
+        None,
+        _connection_rules,
+        "Where jobs may connect, decided connection by connection. See `Connection policy`_. "
+        "Unset: no policy, no queue, no cost.",
+        config="LARK_CONNECTION_POLICY",
+        machine="LarkConnectionPolicy",
+        flag="--connection-policy",
+        metavar="ENTRIES",
+        help="where jobs may connect, first match wins: entries 'allow|deny [tcp|udp|icmp|any] "
+        "ADDRESS[/PREFIX][:PORT[-PORT]]' separated by commas; each new connection is decided "
+        "by the agent through NFQUEUE and written to the audit log (unset: no policy, no "
+        "queue)",
+    )
+    connection_default: str = _knob(  # for connections no rule matches
+        "deny",
+        _Choice(CONNECTION_DEFAULTS),
+        "The verdict for a connection that no entry of the policy matches.",
+        config="LARK_CONNECTION_DEFAULT",
+        machine="LarkConnectionDefault",
+        flag="--connection-default",
+        help="the verdict when no entry matches",
+    )
+    max_jobs_per_user: int | None = _knob(  # under wrap
+        None,
+        _count(1, 65536),
+        "How many jobs one user may run through ``wrap`` (the sudo rule) at once; one more is "
+        "refused with exit 125. Raise it where slots oversubscribe CPUs.",
+        config="LARK_MAX_JOBS_PER_USER",
+        shown_default="the node's CPU count",
+    )
+    audit_dir: Path = _knob(
+        Path(DEFAULT_AUDIT_DIR),
+        _path,
+        "Where each job's connection audit log, ``<name>.jsonl``, is appended to.",
+        config="LARK_AUDIT_DIR",
+        flag="--audit-dir",
+        metavar="DIR",
+        help="per-job connection audit logs, JOB.jsonl",
+    )
+    job_mtu: int | None = _knob(  # NAT mode: the most a job's veth takes of the uplink's MTU
+        None,
+        _count(1280, 65535),  # (IPv6's minimum)
+        "The largest MTU a NAT job's veth may have, 1280 to 65535. A NAT job's veth takes the "
+        "MTU of the node's uplink: the device of the IPv4 default route (main table, lowest "
+        "metric), or that route's ``mtu`` when smaller; this caps it, e.g. for a node whose "
+        "LAN has jumbo frames but whose jobs mostly reach the Internet (the job then sends "
+        "smaller packets instead of relying on path MTU discovery). A bridged job's veth "
+        "always has the bridge's MTU: the job is on that LAN, whose hosts send it frames of "
+        "the LAN's size, which a smaller port would drop without telling anyone; set the "
+        "bridge's own MTU instead.",
+        config="LARK_JOB_MTU",
+        flag="--job-mtu",
+        metavar="BYTES",
+        help="in NAT mode the most a job's MTU may be (1280-65535); it is otherwise the "
+        "node's uplink's (the default route's device, or the route's mtu). A bridged job "
+        "always has the bridge's MTU",
+        shown_default="no cap",
+    )
+    audit_max_bytes: int = _knob(  # per job's audit log
+        DEFAULT_AUDIT_MAX_BYTES,
+        _bytes(4096, 1024**4),
+        "The most one job writes to its audit log (bytes, or with ``K``/``M``/``G``); past it "
+        "decisions are only counted (``NetworkAuditRecordsDropped``).",
+        config="LARK_AUDIT_MAX_BYTES",
+        flag="--audit-max-bytes",
+        metavar="SIZE",
+        help="the cap of each job's audit log; past it decisions are only counted",
+        shown_default="``16M``",
+    )
+    # Not a setting: the job's own narrower list, which policy.py fills in.
+    job_connection_rules: tuple[Rule, ...] | None = None
+
+    @property
+    def jobs_per_user(self) -> int:
+        """One job per CPU is the most one user's slots can hold unless the admin
+        oversubscribes (then raise LARK_MAX_JOBS_PER_USER)."""
+        return self.max_jobs_per_user or max(1, os.cpu_count() or 1)
+
+
+KNOBS: tuple[Knob, ...] = tuple(
+    replace(f.metadata["knob"], field=f.name, default=f.default)
+    for f in fields(Settings)
+    if "knob" in f.metadata
 )
+MACHINE_ATTRIBUTES = tuple(k.machine for k in KNOBS if k.machine)
+
+
+def flag_values(args: object) -> dict[str, Any]:
+    """The settings given as flags (None: not given); ``wrap`` has none."""
+    return {k.field: getattr(args, k.field, None) for k in KNOBS if k.flag}
 
 
 def _shown(value: Any) -> str:
     return f'"{value}"' if isinstance(value, str) else str(value)
-
-
-_FLAGS = {"iptables_command": "iptables", "connection_rules": "connection-policy"}
-
-
-def _flag(field: str) -> str:
-    """The ``run`` flag of a setting, for messages."""
-    return _FLAGS.get(field, field.removesuffix("_s").replace("_", "-"))
-
-
-MACHINE_ATTRIBUTES = tuple(k.machine for k in KNOBS if k.machine)
 
 
 def resolve_settings(
@@ -302,9 +601,14 @@ def resolve_settings(
     ``machine_source`` in messages; under ``wrap`` they come from the HTCondor config
     (``config_machine_ad``), never from the caller's machine-ad file.
     """
+    import classad2
+
+    from . import ads
+
     values: dict[str, Any] = {}
     for knob in KNOBS:
-        candidates = [(cli.get(knob.field), f"command line --{_flag(knob.field)}")]
+        flag = f"command line {knob.flag}" if knob.flag else "command line"
+        candidates = [(cli.get(knob.field), flag)]
         if knob.machine:
             candidates.append((ads.evaluate(machine_ad, knob.machine, job_ad), machine_source))
         if knob.config:
@@ -331,6 +635,10 @@ def config_machine_ad(config: Mapping[str, str]) -> classad2.ClassAd:
     publishes through STARTD_ATTRS (``LarkNetworkType = ifThenElse(TARGET.X, ...)``), which
     Lark evaluates against the job ad as the startd would.
     """
+    import classad2
+
+    from . import ads
+
     ad = classad2.ClassAd()
     for attr in MACHINE_ATTRIBUTES:
         text = config.get(attr)
@@ -359,6 +667,8 @@ def root_htcondor_config() -> Mapping[str, str]:
     path = os.environ.get("CONDOR_CONFIG") or "/etc/condor/condor_config"
     if path == "ONLY_ENV" or not os.path.lexists(path) or path == os.devnull:
         return {}
+    from .trust import check_root_file
+
     check_root_file(path, "HTCondor config")
     return htcondor_config()
 
@@ -384,3 +694,52 @@ def htcondor_config() -> Mapping[str, str]:
             return 0
 
     return _Param()
+
+
+REFERENCE_WIDTH = 78
+
+
+def reference() -> str:
+    """The README's configuration reference: one entry per setting, in ``Settings`` order.
+
+    A unit test compares it with README.rst, so a setting added here without being
+    documented there fails the tests.
+    """
+    entries = []
+    for knob in KNOBS:
+        sources = []
+        if knob.config:
+            sources.append(f"``{knob.config}`` (config)")
+        if knob.machine:
+            sources.append(f"``{knob.machine}`` (machine ad)")
+        if knob.flag:
+            flag = f"--[no-]{knob.flag[2:]}" if knob.switch else knob.flag
+            sources.append(f"``{flag}``")
+        term = ", ".join(sources)
+        default = knob.default_text()
+        if default is not None:
+            term += f"; default: {default}"
+        # a line break inside ``literal`` or `reference`_ would change what it says
+        doc = re.sub(r"`[^`]*`", lambda m: m[0].replace(" ", "\0"), knob.doc)
+        body = textwrap.fill(
+            doc,
+            REFERENCE_WIDTH,
+            initial_indent="    ",
+            subsequent_indent="    ",
+            break_on_hyphens=False,
+        )
+        entries.append(f"{term}\n{body.replace(chr(0), ' ')}\n")
+    return "".join(entries)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m lark_async.settings --reference``: print the README's reference."""
+    if argv != ["--reference"]:
+        print("usage: python -m lark_async.settings --reference", file=sys.stderr)
+        return 2
+    sys.stdout.write(reference())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
