@@ -236,7 +236,8 @@ def _sweep(orphans: list[Any], dry_run: bool, verb: str) -> int:
     failed = 0
     for orphan in orphans:
         if dry_run:
-            print(f"{verb} {orphan}")
+            for line in orphan.lines():
+                print(f"{verb} {line}")
             continue
         try:
             removed = orphan.undo()
@@ -245,7 +246,8 @@ def _sweep(orphans: list[Any], dry_run: bool, verb: str) -> int:
             print(f"{orphan}: {exc}", file=sys.stderr)
         else:
             if removed:
-                print(f"removed {orphan}")
+                for line in orphan.lines():
+                    print(f"removed {line}")
     return failed
 
 

@@ -28,6 +28,7 @@ from . import names
 from .ads import write_atomically
 from .errors import LarkError, ResourceError, map_errors
 from .settings import IPTABLES_COMMANDS
+from .steps import RECORDED, StepName
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _ADDR_LOCK = re.compile(r"^addr-(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})\.lock$")
@@ -99,12 +100,12 @@ class Record:
     def steps(self) -> dict[str, dict[str, Any]]:
         return self.data["steps"]
 
-    def note(self, step: str, **details: Any) -> None:
+    def note(self, step: StepName, **details: Any) -> None:
         """Record intent before the kernel is touched."""
         self.steps[step] = details
         self.save()
 
-    def forget(self, step: str) -> None:
+    def forget(self, step: StepName) -> None:
         """Take back a noted step whose object turned out not to be ours."""
         self.steps.pop(step, None)
         self.save()
@@ -156,7 +157,8 @@ def _ipv4(value: object, what: str) -> None:
 def check(data: object, name: str) -> None:
     """What undo reads of a record, checked: raise ValueError naming the first thing wrong.
 
-    Steps undo does not know are left alone (it never reads them)."""
+    Steps are named from a closed set (steps.StepName): a record with any other is not
+    this version's to undo, and its job is swept by name."""
     _want(isinstance(data, dict), "not a JSON object")
     assert isinstance(data, dict)
     names.check_name(name)
@@ -167,6 +169,8 @@ def check(data: object, name: str) -> None:
     _want(isinstance(steps, dict), "steps is not an object")
     assert isinstance(steps, dict)
     _want(all(isinstance(v, dict) for v in steps.values()), "a step is not an object")
+    unknown = sorted(str(k) for k in steps if k not in RECORDED)
+    _want(not unknown, f"unknown step(s) {', '.join(map(repr, unknown))}")
     if "netns" in steps:
         _str(steps["netns"], "netns", names.netns_name(name))
     if "veth" in steps:

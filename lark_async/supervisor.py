@@ -46,6 +46,7 @@ from .errors import Interrupted, LarkError, ResourceError, map_errors
 from .jobproc import FORWARDED_SIGNALS, Job, JobUser
 from .plan import JobNetwork
 from .record import Record
+from .steps import StepName
 from .tally import Tally
 from .watch import open_link_watch, watch_link
 
@@ -215,11 +216,11 @@ class Supervisor:
             return
         addresses = None
         if plan.mode == "nat":
-            record.note("address", lock_dir=str(plan.lock_dir))
+            record.note(StepName.ADDRESS, lock_dir=str(plan.lock_dir))
             self.lease = address.allocate(
                 plan.local_network, plan.lock_dir, plan.name, plan.state_dir
             )
-            record.note("address", lock=str(self.lease.path))
+            record.note(StepName.ADDRESS, lock=str(self.lease.path))
             await self._step_done("address")
             addresses = self.lease.addresses
             log.info(
@@ -230,10 +231,10 @@ class Supervisor:
             )
 
         def note(step: str) -> None:
-            if step == "netns":
-                record.note(step, netns=plan.netns)
+            if StepName(step) is StepName.NETNS:
+                record.note(StepName.NETNS, netns=plan.netns)
             else:
-                record.note(step, external=plan.external_interface)
+                record.note(StepName.VETH, external=plan.external_interface)
 
         external = plan.external_interface if plan.mode == "nat" else None
         mtu = await trio.to_thread.run_sync(self._nat_mtu) if plan.mode == "nat" else None
@@ -244,7 +245,7 @@ class Supervisor:
                 plan.internal_interface,
                 addresses,
                 note,
-                record.forget,
+                lambda step: record.forget(StepName(step)),
                 open_link_watch,
                 mtu=mtu,
             ),
@@ -293,12 +294,12 @@ class Supervisor:
             self.job_build = await trio.to_thread.run_sync(
                 nodefilter.resolve_build, plan.iptables_command
             )
-            record.note("firewall", **rules.to_record(), accept=self.accept)
+            record.note(StepName.FIREWALL, **rules.to_record(), accept=self.accept)
             accept = self.job_build in self.accept
             await trio.to_thread.run_sync(iptables.apply_job, table_rules, accept)
         else:
             rules = nft.JobRules(plan.chain, plan.external_interface, internal, nat=True)
-            record.note("firewall", **rules.to_record(), accept=self.accept)
+            record.note(StepName.FIREWALL, **rules.to_record(), accept=self.accept)
             nft.apply_job(rules)
         self.rules = rules
         for want in self._accept_wanted():
@@ -358,10 +359,10 @@ class Supervisor:
         await self._step_done("bridge")
 
         def note(step: str) -> None:
-            if step == "netns":
-                record.note(step, netns=plan.netns)
+            if StepName(step) is StepName.NETNS:
+                record.note(StepName.NETNS, netns=plan.netns)
             else:
-                record.note(step, external=plan.external_interface)
+                record.note(StepName.VETH, external=plan.external_interface)
 
         def inside(ifindex: int) -> tuple[socket.socket, JobSide]:
             watch = open_link_watch(ifindex)
@@ -378,7 +379,7 @@ class Supervisor:
                 plan.internal_interface,
                 None,
                 note,
-                record.forget,
+                lambda step: record.forget(StepName(step)),
                 inside,
                 bridge=index,
                 mtu=found.mtu or None,  # the LAN's: the bridge (and node) keep theirs
@@ -400,7 +401,7 @@ class Supervisor:
         await self._step_done("port")
         rules = nft.BridgeRules(plan.chain, plan.external_interface, mac.hex(":"))
         self.rules = rules
-        record.note("firewall", **rules.to_record())
+        record.note(StepName.FIREWALL, **rules.to_record())
         await trio.to_thread.run_sync(nft.apply_bridge_job, rules)
         await self._step_done("firewall")
         with rtnl.Channel() as host:
@@ -458,7 +459,7 @@ class Supervisor:
         }
         if plan.delete_script is not None:
             record.note(
-                "script",
+                StepName.SCRIPT,
                 path=plan.delete_script.path,
                 timeout=plan.delete_script.timeout_s,
                 args=[plan.chain, plan.external_interface, internal],
@@ -482,7 +483,7 @@ class Supervisor:
         assert record is not None
         home, why = cgroup.locate()
         if home is not None:
-            record.note("cgroup", path=str(cgroup.job_dir(home, plan.name)))
+            record.note(StepName.CGROUP, path=str(cgroup.job_dir(home, plan.name)))
             try:
                 self.cgroup = cgroup.JobCgroup.create(plan.name, home)
             except LarkError as exc:
@@ -508,9 +509,9 @@ class Supervisor:
             return
         try:
             if lease is None:
-                record.forget("dhcp")
+                record.forget(StepName.DHCP)
             else:
-                record.note("dhcp", **lease)
+                record.note(StepName.DHCP, **lease)
         except LarkError as exc:
             log.warning("%s", exc)
 

@@ -33,11 +33,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .backends import address, cgroup, iptables, locks, netns, nft, rtnl, xtables
-from .cleanup import undo_record
+from .cleanup import undo_record, undo_steps
 from .errors import KernelError, LarkError, map_errors
-from .jobproc import kill_netns_processes
 from .names import CHAIN_PREFIX, NETNS_PREFIX, check_name
 from .record import Record, UnreadableRecord, temp_owner
+from .steps import (
+    CgroupStep,
+    FirewallStep,
+    NetnsStep,
+    ProcessesStep,
+    Step,
+    StepName,
+    VethStep,
+    in_order,
+)
 
 log = logging.getLogger("lark.sweeper")
 
@@ -47,9 +56,13 @@ class Orphan:
     kind: str
     name: str
     undo: Callable[[], bool]  # False: left alone (its agent turned out to be alive)
+    parts: tuple[str, ...] = ()  # what goes with it (an unrecorded job's things), a line each
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name}"
+
+    def lines(self) -> list[str]:
+        return list(self.parts) or [str(self)]
 
 
 def agent_alive(pid: int) -> bool:
@@ -256,28 +269,27 @@ def find_orphans(
             alive[job] = locks.job_alive(lock_dir, job)
         return None if alive[job] else job
 
-    def by_name(kind: str, name: str, job: str, action: Callable[[], None]) -> None:
-        orphans.append(Orphan(kind, name, functools.partial(sweep.by_name, job, action)))
-
-    for name, path in cgroup.find_job_cgroups():  # before the namespaces: processes go first
+    named: dict[str, list[Step]] = {}  # unrecorded jobs' things, as the steps a record lists
+    for name, path in cgroup.find_job_cgroups():
         if job := unrecorded(name):
-            by_name("cgroup", str(path), job, functools.partial(_drop_cgroup, path))
-    dropped: set[str] = set()  # jobs whose namespace goes, taking their veth along
+            named.setdefault(job, []).append(CgroupStep(path))
     for ns in sorted(os.listdir(netns.NETNS_RUN_DIR)) if netns.NETNS_RUN_DIR.is_dir() else []:
         if ns.startswith(NETNS_PREFIX) and (job := unrecorded(ns.removeprefix(NETNS_PREFIX))):
-            dropped.add(job)
-            by_name("netns", ns, job, functools.partial(_drop_netns, ns))
+            named.setdefault(job, []).extend((ProcessesStep(ns), NetnsStep(ns)))
     with rtnl.Channel() as host:
         links = host.link_names()
     for link in links:
         if link.startswith("e_") and (job := unrecorded(link[2:])):
-            if lingering is not None and job in dropped:
-                by_name("veth", link, job, functools.partial(lingering.append, link))
-            else:
-                by_name("veth", link, job, functools.partial(netns.discard_link, link))
-    for kind, chain, action in _nft_chains() + _iptables_chains():
-        if job := unrecorded(chain.removeprefix(CHAIN_PREFIX)):
-            by_name(kind, chain, job, action)
+            named.setdefault(job, []).append(VethStep(link))
+    for step in _nft_chains() + _iptables_chains():
+        if job := unrecorded(str(step.details["chain"]).removeprefix(CHAIN_PREFIX)):
+            named.setdefault(job, []).append(step)
+    for job, things in named.items():
+        steps = in_order(things)
+        undo_all = functools.partial(_undo, steps, job, lingering)
+        undo = functools.partial(sweep.by_name, job, undo_all)
+        parts = tuple(s.describe() for s in steps if s.name != StepName.PROCESSES)
+        orphans.append(Orphan("job", job, undo, parts))
     for job, path in damaged.items():
         undo = functools.partial(sweep.by_name, job, path.unlink, False)
         orphans.append(Orphan("unreadable record", job, undo))
@@ -356,32 +368,20 @@ def settle(names: list[str], lock_dir: Path, timeout_s: float = 2.0) -> list[Lar
     return errors
 
 
-def _drop_cgroup(path: Path) -> None:
-    """Kill what is in an unrecorded job's cgroup and remove it (under the job's lock)."""
-    killed = cgroup.discard(path)
-    if killed:
-        log.info("killed %d process(es) in orphaned cgroup %s", killed, path)
+def _undo(steps: list[Step], job: str, lingering: list[str] | None) -> None:
+    errors = undo_steps(steps, job, lingering)
+    if errors:
+        raise errors[0]
 
 
-def _drop_netns(name: str) -> None:
-    kill_netns_processes(name)
-    netns.discard_netns(name)
-
-
-def _nft_chains() -> list[tuple[str, str, Callable[[], None]]]:
-    found: list[tuple[str, str, Callable[[], None]]] = []
+def _nft_chains() -> list[FirewallStep]:
+    found: list[FirewallStep] = []
     for family in (nft.FAMILY, nft.BRIDGE_FAMILY):
         text = nft.dump_table(family)
         for chain in re.findall(rf"chain ({CHAIN_PREFIX}\S+) {{", text):
             ifname = f"e_{chain.removeprefix(CHAIN_PREFIX)}"
-            if family == nft.FAMILY:
-                inet = nft.JobRules(chain, ifname, None, nat=False)
-                found.append(("nft inet chain", chain, functools.partial(nft.discard_job, inet)))
-            else:
-                br = nft.BridgeRules(chain, ifname, "")
-                found.append(
-                    ("nft bridge chain", chain, functools.partial(nft.discard_bridge_job, br))
-                )
+            details = {"family": family, "chain": chain, "external_interface": ifname}
+            found.append(FirewallStep(details | ({"mac": ""} if family != nft.FAMILY else {})))
     return found
 
 
@@ -392,11 +392,11 @@ def _nat_sources() -> list[ipaddress.IPv4Address]:
     return [ipaddress.IPv4Address(item.strip()) for item in items if item.strip()]
 
 
-def _iptables_chains() -> list[tuple[str, str, Callable[[], None]]]:
+def _iptables_chains() -> list[FirewallStep]:
     """Jobs with anything in either iptables build: a chain, a masquerade rule or accept
     rules in LARK-FORWARD (found by their comments). Read with iptables-save, which lists
     only tables that exist: a sweep creates no legacy table on a node without one."""
-    found: list[tuple[str, str, Callable[[], None]]] = []
+    found: list[FirewallStep] = []
     for command in iptables.BUILDS:
         if shutil.which(f"{command}-save") is None:
             continue
@@ -410,7 +410,5 @@ def _iptables_chains() -> list[tuple[str, str, Callable[[], None]]]:
         chains |= {r.comment for r in filt.rules(iptables.ACCEPT_CHAIN)}
         chains |= {r.comment for r in nat.rules("POSTROUTING") if r.target == "MASQUERADE"}
         for chain in sorted(c for c in chains if c.startswith(CHAIN_PREFIX)):
-            found.append(
-                (f"{command} chain", chain, functools.partial(iptables.discard, command, chain))
-            )
+            found.append(FirewallStep({"family": "iptables", "command": command, "chain": chain}))
     return found

@@ -65,6 +65,8 @@ def test_what_the_supervisor_writes_reads_back(tmp_path):
         ('{"name": "other", "pid": 1, "steps": {}}', "is not 's1-42_0'"),
         ('{"name": "s1-42_0", "pid": "1", "steps": {}}', "pid"),
         ('{"name": "s1-42_0", "pid": 1, "steps": []}', "steps"),
+        ('{"name": "s1-42_0", "pid": 1, "steps": {"shell": {}}}', "unknown step"),
+        ('{"name": "s1-42_0", "pid": 1, "steps": {"processes": {}}}', "unknown step"),
     ],
 )
 def test_an_unreadable_record_says_why(tmp_path, text, says):
