@@ -458,6 +458,7 @@ def cmd_netns_test(args: argparse.Namespace) -> int:
 
     from . import ads, plan, settings
     from .jobproc import resolve_user
+    from .modes import NetworkType
     from .supervisor import RunRequest, Supervisor
 
     _need_root()
@@ -467,7 +468,7 @@ def cmd_netns_test(args: argparse.Namespace) -> int:
         ads.read_ad(None, "job ad"),
         settings.htcondor_config(),
     )
-    if resolved.network_type != "nat":
+    if resolved.network_type is not NetworkType.NAT:
         raise UsageError("netns-test sets up NAT mode only")
     user = resolve_user(args.user, False, None)
     name = plan.derive_job_name(

@@ -12,14 +12,15 @@ from . import ads, names
 from .callouts import Script
 from .connpolicy import ConnectionPolicy, job_policy
 from .errors import ConfigError
+from .modes import CONNECTED, AddressType, FirewallBackend, NetworkType
 from .settings import DEFAULT_AUDIT_MAX_BYTES, Settings
 
 
 @dataclass(frozen=True)
 class JobNetwork:
     name: str
-    mode: str  # nat | bridge | none | off (USE_NETWORK_NAMESPACES = false: no namespace at all)
-    address_type: str | None  # local | dhcp | static; None in mode none
+    mode: NetworkType  # OFF: USE_NETWORK_NAMESPACES = false, no namespace at all
+    address_type: AddressType | None  # None in modes none and off
     netns: str
     external_interface: str
     internal_interface: str
@@ -32,12 +33,19 @@ class JobNetwork:
     bridge: Bridge | None = None  # bridge mode only
     create_script: Script | None = None
     delete_script: Script | None = None
-    firewall_backend: str = "nftables"
+    firewall_backend: FirewallBackend = FirewallBackend.NFTABLES
     iptables_command: str = "iptables"
     connections: ConnectionPolicy | None = None  # None: no queue
     audit_dir: Path | None = None
     audit_max_bytes: int = DEFAULT_AUDIT_MAX_BYTES
     job_mtu: int | None = None  # NAT mode: cap on the uplink's MTU (backends/mtu.py)
+
+    def __post_init__(self) -> None:
+        """Enum members even when built from words, so ``mode is NetworkType.NAT`` holds."""
+        object.__setattr__(self, "mode", NetworkType(self.mode))
+        if self.address_type is not None:
+            object.__setattr__(self, "address_type", AddressType(self.address_type))
+        object.__setattr__(self, "firewall_backend", FirewallBackend(self.firewall_backend))
 
 
 @dataclass(frozen=True)
@@ -84,13 +92,13 @@ def derive_job_name(
     return names.derive_name(_slot(machine_ad), _job_id(job_ad), f"p{pid}")
 
 
-def _bridge(settings: Settings, address_type: str) -> Bridge:
+def _bridge(settings: Settings, address_type: AddressType) -> Bridge:
     static = gateway = None
-    if address_type == "local":
+    if address_type is AddressType.LOCAL:
         raise ConfigError(
             'LarkAddressType "local" is for NAT mode; in bridge mode use "dhcp" or "static"'
         )
-    if address_type == "static":
+    if address_type is AddressType.STATIC:
         address = settings.static_address
         if address is None:
             raise ConfigError(
@@ -121,19 +129,19 @@ def _bridge(settings: Settings, address_type: str) -> Bridge:
 
 
 def derive_plan(settings: Settings, name: str) -> JobNetwork:
-    mode = settings.network_type if settings.use_network_namespaces else "off"
+    mode = settings.network_type if settings.use_network_namespaces else NetworkType.OFF
     address_type = settings.address_type
     bridge = None
-    if mode == "nat":
-        address_type = address_type or "local"
-        if address_type != "local":
+    if mode is NetworkType.NAT:
+        address_type = address_type or AddressType.LOCAL
+        if address_type is not AddressType.LOCAL:
             raise ConfigError(
                 f'LarkAddressType "{address_type}" is not available in NAT mode (only "local")'
             )
-    elif mode == "bridge":
-        address_type = address_type or "dhcp"
+    elif mode is NetworkType.BRIDGE:
+        address_type = address_type or AddressType.DHCP
         bridge = _bridge(settings, address_type)
-        if settings.firewall_backend == "iptables":
+        if settings.firewall_backend is FirewallBackend.IPTABLES:
             raise ConfigError(
                 'bridge mode needs LARK_FIREWALL_BACKEND "nftables": bridged frames do not '
                 "pass iptables"
@@ -141,7 +149,7 @@ def derive_plan(settings: Settings, name: str) -> JobNetwork:
     else:
         address_type = None
     connections = None
-    if mode in ("nat", "bridge"):  # (mode none has only loopback; off has no namespace)
+    if mode in CONNECTED:  # (mode none has only loopback; off has no namespace)
         connections = job_policy(
             settings.connection_rules, settings.connection_default, settings.job_connection_rules
         )
@@ -154,7 +162,7 @@ def derive_plan(settings: Settings, name: str) -> JobNetwork:
         internal_interface=names.internal_interface(name),
         chain=names.chain_name(name),
         local_network=settings.local_network,
-        accounting=settings.accounting and mode in ("nat", "bridge"),
+        accounting=settings.accounting and mode in CONNECTED,
         accounting_interval_s=settings.accounting_interval_s,
         state_dir=settings.state_dir,
         lock_dir=settings.lock_dir,
@@ -166,12 +174,12 @@ def derive_plan(settings: Settings, name: str) -> JobNetwork:
         connections=connections,
         audit_dir=settings.audit_dir if connections is not None else None,
         audit_max_bytes=settings.audit_max_bytes,
-        job_mtu=settings.job_mtu if mode == "nat" else None,
+        job_mtu=settings.job_mtu if mode is NetworkType.NAT else None,
     )
 
 
-def _script(kind: str, path: str | None, settings: Settings, mode: str) -> Script | None:
+def _script(kind: str, path: str | None, settings: Settings, mode: NetworkType) -> Script | None:
     """Callouts are about the job's chain and veth: NAT and bridge mode only."""
-    if path is None or mode not in ("nat", "bridge"):
+    if path is None or mode not in CONNECTED:
         return None
     return Script(kind, path, settings.script_timeout_s)

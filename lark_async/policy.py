@@ -13,13 +13,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from enum import StrEnum
+from typing import TypeVar
 
 import classad2
 
 from . import ads, callouts
 from .connpolicy import Rule, admin_policy, parse_rules
 from .errors import ConfigError, JobRequestError
-from .settings import ADDRESS_TYPES, NETWORK_TYPES, Settings
+from .modes import CHOSEN_NETWORK_TYPES, AddressType, NetworkType
+from .settings import Settings
 
 log = logging.getLogger("lark.policy")
 
@@ -52,7 +55,12 @@ def _job_bool(job_ad: classad2.ClassAd, attr: str) -> bool | None:
     return value
 
 
-def _job_choice(job_ad: classad2.ClassAd, attr: str, choices: Sequence[str]) -> str | None:
+E = TypeVar("E", bound=StrEnum)
+
+
+def _job_choice(
+    job_ad: classad2.ClassAd, attr: str, kind: type[E], choices: Sequence[E]
+) -> E | None:
     value = ads.evaluate(job_ad, attr)
     if value is None:
         return None
@@ -60,7 +68,7 @@ def _job_choice(job_ad: classad2.ClassAd, attr: str, choices: Sequence[str]) -> 
         raise JobRequestError(
             f"job ad {attr} must be one of {', '.join(choices)}, not {_shown(value)}"
         )
-    return value.lower()
+    return kind(value.lower())
 
 
 def _shown(value: object) -> str:
@@ -73,19 +81,19 @@ def decide(settings: Settings, job_ad: classad2.ClassAd) -> Settings:
     """The admin's settings with the job's requests applied where they are allowed."""
     mode = settings.network_type
     want = _job_bool(job_ad, "WantJobNetworking")
-    asked = _job_choice(job_ad, "LarkNetworkType", NETWORK_TYPES)
+    asked = _job_choice(job_ad, "LarkNetworkType", NetworkType, CHOSEN_NETWORK_TYPES)
     inbound = _job_bool(job_ad, "InboundConnectivity")
     outbound = _job_bool(job_ad, "OutboundConnectivity")
     allowed = settings.allowed_network_types
     if want is False:
-        asked = "none"
+        asked = NetworkType.NONE
     elif asked is None and inbound:
-        if "bridge" in allowed:
-            asked = "bridge"
+        if NetworkType.BRIDGE in allowed:
+            asked = NetworkType.BRIDGE
         else:
             log.info("the job asks for inbound connectivity; this node does not bridge: NAT")
     elif asked is None and outbound is False:
-        asked = "none"
+        asked = NetworkType.NONE
     if asked is not None:
         if asked not in allowed:
             raise JobRequestError(
@@ -94,7 +102,7 @@ def decide(settings: Settings, job_ad: classad2.ClassAd) -> Settings:
             )
         mode = asked
     address_type = settings.address_type
-    asked_address = _job_choice(job_ad, "LarkAddressType", ADDRESS_TYPES)
+    asked_address = _job_choice(job_ad, "LarkAddressType", AddressType, tuple(AddressType))
     if asked_address is not None:
         if asked_address not in settings.allowed_address_types:
             raise JobRequestError(
@@ -156,9 +164,10 @@ def _policy_value(attr: str, field: str, value: object, script: str) -> object:
         if isinstance(value, bool):
             return value
     else:
-        choices = NETWORK_TYPES if field == "network_type" else ADDRESS_TYPES
+        kind = NetworkType if field == "network_type" else AddressType
+        choices = CHOSEN_NETWORK_TYPES if kind is NetworkType else tuple(AddressType)
         if isinstance(value, str) and value.lower() in choices:
-            return value.lower()
+            return kind(value.lower())
     raise ConfigError(f"policy script {script} printed {attr} = {_shown(value)}, not a valid value")
 
 

@@ -19,11 +19,12 @@ import classad2
 from . import ads
 from .connpolicy import Rule, parse_rules
 from .errors import ConfigError
+from .modes import CHOSEN_NETWORK_TYPES, AddressType, FirewallBackend, NetworkType
 from .trust import check_root_file
 
-NETWORK_TYPES = ("nat", "bridge", "none")
-ADDRESS_TYPES = ("local", "dhcp", "static")
-FIREWALL_BACKENDS = ("nftables", "iptables")
+NETWORK_TYPES = tuple(t.value for t in CHOSEN_NETWORK_TYPES)
+ADDRESS_TYPES = tuple(t.value for t in AddressType)
+FIREWALL_BACKENDS = tuple(b.value for b in FirewallBackend)
 IPTABLES_COMMANDS = ("iptables", "iptables-nft", "iptables-legacy")
 DEFAULT_STATE_DIR = "/run/lark/state"
 DEFAULT_LOCK_DIR = "/run/lark/lock"
@@ -34,8 +35,8 @@ DEFAULT_AUDIT_MAX_BYTES = 16 * 1024 * 1024
 @dataclass(frozen=True)
 class Settings:
     use_network_namespaces: bool = True
-    network_type: str = "nat"
-    address_type: str | None = None  # None: the mode's default
+    network_type: NetworkType = NetworkType.NAT
+    address_type: AddressType | None = None  # None: the mode's default
     accounting: bool = True
     local_network: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.181.0/24")
     accounting_interval_s: float = 5.0
@@ -52,10 +53,10 @@ class Settings:
     delete_script: str | None = None
     script_timeout_s: float = 30.0
     policy_script: str | None = None
-    allowed_network_types: tuple[str, ...] = ("nat", "none")  # what a job may ask for
-    allowed_address_types: tuple[str, ...] = ADDRESS_TYPES
+    allowed_network_types: tuple[NetworkType, ...] = (NetworkType.NAT, NetworkType.NONE)
+    allowed_address_types: tuple[AddressType, ...] = tuple(AddressType)  # what a job may ask for
     force_accounting: bool = False  # a job may not turn accounting off
-    firewall_backend: str = "nftables"
+    firewall_backend: FirewallBackend = FirewallBackend.NFTABLES
     iptables_command: str = "iptables"  # or iptables-nft / iptables-legacy: pick a build
     connection_rules: tuple[Rule, ...] | None = None  # None: no policy, no queue
     connection_default: str = "deny"  # for connections no rule matches
@@ -64,6 +65,16 @@ class Settings:
     max_jobs_per_user: int | None = None  # under wrap; None: the node's CPU count
     audit_max_bytes: int = DEFAULT_AUDIT_MAX_BYTES  # per job's audit log
     job_mtu: int | None = None  # NAT mode: the most a job's veth takes of the uplink's MTU
+
+    def __post_init__(self) -> None:
+        """The modes as enum members, whoever built this (the parsers give their words)."""
+        coerce = object.__setattr__  # (frozen)
+        coerce(self, "network_type", NetworkType(self.network_type))
+        if self.address_type is not None:
+            coerce(self, "address_type", AddressType(self.address_type))
+        coerce(self, "firewall_backend", FirewallBackend(self.firewall_backend))
+        coerce(self, "allowed_network_types", tuple(map(NetworkType, self.allowed_network_types)))
+        coerce(self, "allowed_address_types", tuple(map(AddressType, self.allowed_address_types)))
 
     @property
     def jobs_per_user(self) -> int:
