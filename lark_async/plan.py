@@ -1,4 +1,5 @@
-"""Pure decisions: settings + ads -> the frozen JobNetwork plan the supervisor carries out."""
+"""Pure decisions: what the job was granted (policy.py) -> the frozen JobNetwork plan the
+supervisor carries out. The connection policy comes granted, checked; it is not rebuilt here."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import classad2
 
 from . import ads, names
 from .callouts import Script
-from .connpolicy import ConnectionPolicy, job_policy
+from .connpolicy import ConnectionPolicy
 from .errors import ConfigError
 from .modes import CONNECTED, AddressType, FirewallBackend, NetworkType
+from .policy import Grant
+from .request import JobRequest
 from .settings import DEFAULT_AUDIT_MAX_BYTES, Settings
 
 
@@ -60,25 +63,17 @@ class Bridge:
     wait_s: float
 
 
-def _job_id(job_ad: classad2.ClassAd) -> str | None:
-    cluster, proc = ads.evaluate(job_ad, "ClusterId"), ads.evaluate(job_ad, "ProcId")
-    if type(cluster) is int and type(proc) is int and cluster >= 0 and proc >= 0:
-        return f"{cluster}.{proc}"
-    return None
-
-
 def _slot(machine_ad: classad2.ClassAd) -> str | None:
     slot = ads.evaluate(machine_ad, "Name")
     return slot if isinstance(slot, str) else None
 
 
-JOB_ID_ATTRIBUTES = ("ClusterId", "ProcId")  # of the job ad, for its name
 SLOT_ATTRIBUTES = ("Name",)  # of the machine ad, for its name
 
 
 def derive_job_name(
     explicit: str | None,
-    job_ad: classad2.ClassAd,
+    request: JobRequest,
     machine_ad: classad2.ClassAd,
     pid: int,
     unique: bool = False,
@@ -88,8 +83,8 @@ def derive_job_name(
     if explicit is not None:
         return names.check_name(explicit)
     if unique:
-        return names.derive_agent_name(_job_id(job_ad), pid)
-    return names.derive_name(_slot(machine_ad), _job_id(job_ad), f"p{pid}")
+        return names.derive_agent_name(request.job_id, pid)
+    return names.derive_name(_slot(machine_ad), request.job_id, f"p{pid}")
 
 
 def _bridge(settings: Settings, address_type: AddressType) -> Bridge:
@@ -128,7 +123,10 @@ def _bridge(settings: Settings, address_type: AddressType) -> Bridge:
     )
 
 
-def derive_plan(settings: Settings, name: str) -> JobNetwork:
+def derive_plan(grant: Grant, name: str) -> JobNetwork:
+    """The plan for what ``grant`` gives the job; its connection policy is taken as granted
+    (policy.decide checked it), kept only in a mode with a queue."""
+    settings = grant.settings
     mode = settings.network_type if settings.use_network_namespaces else NetworkType.OFF
     address_type = settings.address_type
     bridge = None
@@ -148,11 +146,8 @@ def derive_plan(settings: Settings, name: str) -> JobNetwork:
             )
     else:
         address_type = None
-    connections = None
-    if mode in CONNECTED:  # (mode none has only loopback; off has no namespace)
-        connections = job_policy(
-            settings.connection_rules, settings.connection_default, settings.job_connection_rules
-        )
+    # (mode none has only loopback; off has no namespace: nothing to guard)
+    connections = grant.connections if mode in CONNECTED else None
     return JobNetwork(
         name=name,
         mode=mode,

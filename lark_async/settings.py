@@ -60,7 +60,6 @@ class Settings:
     iptables_command: str = "iptables"  # or iptables-nft / iptables-legacy: pick a build
     connection_rules: tuple[Rule, ...] | None = None  # None: no policy, no queue
     connection_default: str = "deny"  # for connections no rule matches
-    job_connection_rules: tuple[Rule, ...] | None = None  # the job's narrower list (policy.py)
     audit_dir: Path = Path(DEFAULT_AUDIT_DIR)
     max_jobs_per_user: int | None = None  # under wrap; None: the node's CPU count
     audit_max_bytes: int = DEFAULT_AUDIT_MAX_BYTES  # per job's audit log
