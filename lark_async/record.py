@@ -27,6 +27,7 @@ from typing import Any
 from . import names
 from .ads import write_atomically
 from .errors import LarkError, ResourceError, map_errors
+from .modes import RuleFamily
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _ADDR_LOCK = re.compile(r"^addr-(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})\.lock$")
@@ -203,18 +204,18 @@ def check(data: object, name: str) -> None:
 
 
 def _check_firewall(fw: dict[str, Any], name: str) -> None:
-    family = fw.get("family", "inet")
-    _want(family in ("inet", "bridge", "iptables"), f"firewall family {family!r}")
+    family = fw.get("family", RuleFamily.INET)
+    _want(family in tuple(RuleFamily), f"firewall family {family!r}")
     _str(fw, "chain", names.chain_name(name))
     _str(fw, "external_interface", names.external_interface(name))
     address = fw.get("internal_address")
     accept = fw.get("accept", [])
     _want(isinstance(accept, list) and all(b in IPTABLES_COMMANDS for b in accept),
           f"accepting iptables builds {accept!r}")  # fmt: skip
-    if family == "iptables":
+    if family == RuleFamily.IPTABLES:
         _want(fw.get("command") in IPTABLES_COMMANDS, f"iptables command {fw.get('command')!r}")
         _ipv4(address, "the internal address")
-    elif family == "bridge":
+    elif family == RuleFamily.BRIDGE:
         _want(bool(_MAC.fullmatch(_str(fw, "mac"))), "the job's MAC")
     else:
         _want(address is None or isinstance(address, str), "the internal address")
