@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import classad2
 from common import print_table
 
-from lark_async import ads, plan, policy, settings
+from lark_async import ads, plan, request, settings
 
 # A job ad of the size and shape condor_submit writes (about 120 attributes, 6 KB).
 JOB_AD = (
@@ -45,7 +45,7 @@ def read_all(job: Path, machine: Path, bounded: bool) -> None:
     admin = ads.parse_ad(ADMIN_AD, "admin")
     wanted = [
         (admin, settings.MACHINE_ATTRIBUTES, job_ad),
-        (job_ad, policy.JOB_ATTRIBUTES + plan.JOB_ID_ATTRIBUTES, None),
+        (job_ad, request.JOB_ATTRIBUTES, None),
         (machine_ad, plan.SLOT_ATTRIBUTES, None),
     ]
     if bounded:

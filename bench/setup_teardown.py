@@ -46,8 +46,10 @@ import trio
 from common import agent_run, bench_prefix, bench_tmp, in_bench_host, print_table
 
 from lark_async import plan as lark_plan
+from lark_async import policy
 from lark_async.backends import nft
 from lark_async.jobproc import JobUser
+from lark_async.request import JobRequest
 from lark_async.settings import Settings
 from lark_async.supervisor import RunRequest, Supervisor
 
@@ -130,7 +132,8 @@ class Lark:
         self.jobs: dict[str, Supervisor] = {}
 
     async def setup(self, key: str) -> float:
-        job_plan = lark_plan.derive_plan(self.settings, f"{bench_prefix()}l{key}")
+        grant = policy.decide(self.settings, JobRequest())
+        job_plan = lark_plan.derive_plan(grant, f"{bench_prefix()}l{key}")
         sup = self.jobs[key] = Supervisor(RunRequest(job_plan, ["true"], NOBODY, {}, None, None))
         t0 = time.perf_counter()
         await sup.setup_network()

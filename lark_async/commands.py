@@ -167,12 +167,13 @@ def _run_job(
     from . import ads, plan, policy, settings
     from .backends import quota
     from .callouts import Script
+    from .request import JOB_ATTRIBUTES, read_request
     from .supervisor import RunRequest, Supervisor
 
     admin_view, job_view, slot_view = ads.evaluate_bounded(
         [
             ads.Evaluation(admin_ad, settings.MACHINE_ATTRIBUTES, job.job_ad),
-            ads.Evaluation(job.job_ad, policy.JOB_ATTRIBUTES + plan.JOB_ID_ATTRIBUTES),
+            ads.Evaluation(job.job_ad, JOB_ATTRIBUTES),
             ads.Evaluation(job.machine_ad, plan.SLOT_ATTRIBUTES),
         ],
         as_user=(job.user.uid, job.user.gid),
@@ -180,7 +181,8 @@ def _run_job(
     resolved = settings.resolve_settings(
         _cli_settings(args), admin_view, job_view, config, admin_source
     )
-    resolved = policy.decide(resolved, job_view)
+    asked = read_request(job_view)
+    grant = policy.decide(resolved, asked)
     slot = None
     if wrapped:
         slot = quota.hold_user_slot(
@@ -189,11 +191,11 @@ def _run_job(
     try:
         if resolved.policy_script is not None:
             script = Script("policy", resolved.policy_script, resolved.script_timeout_s)
-            resolved = policy.run_policy_script(resolved, script, job.job_ad, job.machine_ad)
+            grant = policy.run_policy_script(grant, script, job.job_ad, job.machine_ad)
         name = plan.derive_job_name(
-            getattr(args, "name", None), job_view, slot_view, os.getpid(), unique=wrapped
+            getattr(args, "name", None), asked, slot_view, os.getpid(), unique=wrapped
         )
-        job_plan = plan.derive_plan(resolved, name)
+        job_plan = plan.derive_plan(grant, name)
         request = RunRequest(
             job_plan,
             job.argv,
@@ -432,8 +434,10 @@ print(f"fetched {n} bytes from {sys.argv[1]}")
 def cmd_netns_test(args: argparse.Namespace) -> int:
     import trio
 
-    from . import ads, plan, settings
+    from . import ads, plan, policy, settings
     from .jobproc import resolve_user
+    from .modes import NetworkType
+    from .request import JobRequest
     from .supervisor import RunRequest, Supervisor
 
     _need_root()
@@ -443,13 +447,11 @@ def cmd_netns_test(args: argparse.Namespace) -> int:
         ads.read_ad(None, "job ad"),
         settings.htcondor_config(),
     )
-    if resolved.network_type != "nat":
+    if resolved.network_type is not NetworkType.NAT:
         raise UsageError("netns-test sets up NAT mode only")
     user = resolve_user(args.user, False, None)
-    name = plan.derive_job_name(
-        args.name, ads.read_ad(None, ""), ads.read_ad(None, ""), os.getpid()
-    )
-    job_plan = plan.derive_plan(resolved, name)
+    name = plan.derive_job_name(args.name, JobRequest(), ads.read_ad(None, ""), os.getpid())
+    job_plan = plan.derive_plan(policy.decide(resolved, JobRequest()), name)  # (no job ad)
     python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
     with tempfile.TemporaryDirectory(prefix="lark-netns-test.") as tmp:
         update_ad = Path(tmp) / "update.ad"

@@ -1,4 +1,5 @@
-"""Pure decisions: settings + ads -> the frozen JobNetwork plan the supervisor carries out."""
+"""Pure decisions: what the job was granted (policy.py) -> the frozen JobNetwork plan the
+supervisor carries out. The connection policy comes granted, checked; it is not rebuilt here."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ import classad2
 
 from . import ads, names
 from .callouts import Script
-from .connpolicy import ConnectionPolicy, job_policy
+from .connpolicy import ConnectionPolicy
 from .errors import ConfigError
+from .modes import CONNECTED, AddressType, FirewallBackend, NetworkType
+from .policy import Grant
+from .request import JobRequest
 from .settings import DEFAULT_AUDIT_MAX_BYTES, Settings
 
 
 @dataclass(frozen=True)
 class JobNetwork:
     name: str
-    mode: str  # nat | bridge | none | off (USE_NETWORK_NAMESPACES = false: no namespace at all)
-    address_type: str | None  # local | dhcp | static; None in mode none
+    mode: NetworkType  # OFF: USE_NETWORK_NAMESPACES = false, no namespace at all
+    address_type: AddressType | None  # None in modes none and off
     netns: str
     external_interface: str
     internal_interface: str
@@ -32,12 +36,19 @@ class JobNetwork:
     bridge: Bridge | None = None  # bridge mode only
     create_script: Script | None = None
     delete_script: Script | None = None
-    firewall_backend: str = "nftables"
+    firewall_backend: FirewallBackend = FirewallBackend.NFTABLES
     iptables_command: str = "iptables"
     connections: ConnectionPolicy | None = None  # None: no queue
     audit_dir: Path | None = None
     audit_max_bytes: int = DEFAULT_AUDIT_MAX_BYTES
     job_mtu: int | None = None  # NAT mode: cap on the uplink's MTU (backends/mtu.py)
+
+    def __post_init__(self) -> None:
+        """Enum members even when built from words, so ``mode is NetworkType.NAT`` holds."""
+        object.__setattr__(self, "mode", NetworkType(self.mode))
+        if self.address_type is not None:
+            object.__setattr__(self, "address_type", AddressType(self.address_type))
+        object.__setattr__(self, "firewall_backend", FirewallBackend(self.firewall_backend))
 
 
 @dataclass(frozen=True)
@@ -52,25 +63,17 @@ class Bridge:
     wait_s: float
 
 
-def _job_id(job_ad: classad2.ClassAd) -> str | None:
-    cluster, proc = ads.evaluate(job_ad, "ClusterId"), ads.evaluate(job_ad, "ProcId")
-    if type(cluster) is int and type(proc) is int and cluster >= 0 and proc >= 0:
-        return f"{cluster}.{proc}"
-    return None
-
-
 def _slot(machine_ad: classad2.ClassAd) -> str | None:
     slot = ads.evaluate(machine_ad, "Name")
     return slot if isinstance(slot, str) else None
 
 
-JOB_ID_ATTRIBUTES = ("ClusterId", "ProcId")  # of the job ad, for its name
 SLOT_ATTRIBUTES = ("Name",)  # of the machine ad, for its name
 
 
 def derive_job_name(
     explicit: str | None,
-    job_ad: classad2.ClassAd,
+    request: JobRequest,
     machine_ad: classad2.ClassAd,
     pid: int,
     unique: bool = False,
@@ -80,17 +83,17 @@ def derive_job_name(
     if explicit is not None:
         return names.check_name(explicit)
     if unique:
-        return names.derive_agent_name(_job_id(job_ad), pid)
-    return names.derive_name(_slot(machine_ad), _job_id(job_ad), f"p{pid}")
+        return names.derive_agent_name(request.job_id, pid)
+    return names.derive_name(_slot(machine_ad), request.job_id, f"p{pid}")
 
 
-def _bridge(settings: Settings, address_type: str) -> Bridge:
+def _bridge(settings: Settings, address_type: AddressType) -> Bridge:
     static = gateway = None
-    if address_type == "local":
+    if address_type is AddressType.LOCAL:
         raise ConfigError(
             'LarkAddressType "local" is for NAT mode; in bridge mode use "dhcp" or "static"'
         )
-    if address_type == "static":
+    if address_type is AddressType.STATIC:
         address = settings.static_address
         if address is None:
             raise ConfigError(
@@ -120,31 +123,31 @@ def _bridge(settings: Settings, address_type: str) -> Bridge:
     )
 
 
-def derive_plan(settings: Settings, name: str) -> JobNetwork:
-    mode = settings.network_type if settings.use_network_namespaces else "off"
+def derive_plan(grant: Grant, name: str) -> JobNetwork:
+    """The plan for what ``grant`` gives the job; its connection policy is taken as granted
+    (policy.decide checked it), kept only in a mode with a queue."""
+    settings = grant.settings
+    mode = settings.network_type if settings.use_network_namespaces else NetworkType.OFF
     address_type = settings.address_type
     bridge = None
-    if mode == "nat":
-        address_type = address_type or "local"
-        if address_type != "local":
+    if mode is NetworkType.NAT:
+        address_type = address_type or AddressType.LOCAL
+        if address_type is not AddressType.LOCAL:
             raise ConfigError(
                 f'LarkAddressType "{address_type}" is not available in NAT mode (only "local")'
             )
-    elif mode == "bridge":
-        address_type = address_type or "dhcp"
+    elif mode is NetworkType.BRIDGE:
+        address_type = address_type or AddressType.DHCP
         bridge = _bridge(settings, address_type)
-        if settings.firewall_backend == "iptables":
+        if settings.firewall_backend is FirewallBackend.IPTABLES:
             raise ConfigError(
                 'bridge mode needs LARK_FIREWALL_BACKEND "nftables": bridged frames do not '
                 "pass iptables"
             )
     else:
         address_type = None
-    connections = None
-    if mode in ("nat", "bridge"):  # (mode none has only loopback; off has no namespace)
-        connections = job_policy(
-            settings.connection_rules, settings.connection_default, settings.job_connection_rules
-        )
+    # (mode none has only loopback; off has no namespace: nothing to guard)
+    connections = grant.connections if mode in CONNECTED else None
     return JobNetwork(
         name=name,
         mode=mode,
@@ -154,7 +157,7 @@ def derive_plan(settings: Settings, name: str) -> JobNetwork:
         internal_interface=names.internal_interface(name),
         chain=names.chain_name(name),
         local_network=settings.local_network,
-        accounting=settings.accounting and mode in ("nat", "bridge"),
+        accounting=settings.accounting and mode in CONNECTED,
         accounting_interval_s=settings.accounting_interval_s,
         state_dir=settings.state_dir,
         lock_dir=settings.lock_dir,
@@ -166,12 +169,12 @@ def derive_plan(settings: Settings, name: str) -> JobNetwork:
         connections=connections,
         audit_dir=settings.audit_dir if connections is not None else None,
         audit_max_bytes=settings.audit_max_bytes,
-        job_mtu=settings.job_mtu if mode == "nat" else None,
+        job_mtu=settings.job_mtu if mode is NetworkType.NAT else None,
     )
 
 
-def _script(kind: str, path: str | None, settings: Settings, mode: str) -> Script | None:
+def _script(kind: str, path: str | None, settings: Settings, mode: NetworkType) -> Script | None:
     """Callouts are about the job's chain and veth: NAT and bridge mode only."""
-    if path is None or mode not in ("nat", "bridge"):
+    if path is None or mode not in CONNECTED:
         return None
     return Script(kind, path, settings.script_timeout_s)

@@ -1,25 +1,29 @@
 """What the job gets: its requests, within the admin's limits, then the admin's policy script.
 
-Pure except for ``run_policy_script``. A job's ad may *request*
-(``WantJobNetworking``, ``LarkNetworkType``, ``InboundConnectivity``,
-``OutboundConnectivity``, ``LarkAddressType``, ``NetworkAccounting``); the
-admin's settings say what may be granted. A request the node cannot grant is
-refused with a reason rather than silently downgraded, except inbound
-connectivity, which is a wish: without bridging the job gets NAT.
+Pure except for ``run_policy_script``. A job may *request* (request.py reads them from its
+ad: ``WantJobNetworking``, ``LarkNetworkType``, ``InboundConnectivity``,
+``OutboundConnectivity``, ``LarkAddressType``, ``NetworkAccounting``,
+``LarkAllowedConnections``); the admin's settings say what may be granted. A request the
+node cannot grant is refused with a reason rather than silently downgraded, except inbound
+connectivity, which is a wish: without bridging the job gets NAT. The result is a Grant:
+the settings with the job's requests applied and the connection policy its queue
+enforces, checked here once; the plan takes both as they are.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 import classad2
 
 from . import ads, callouts
-from .connpolicy import Rule, admin_policy, parse_rules
+from .connpolicy import ConnectionPolicy, job_policy
 from .errors import ConfigError, JobRequestError
-from .settings import ADDRESS_TYPES, NETWORK_TYPES, Settings
+from .modes import CHOSEN_NETWORK_TYPES, AddressType, NetworkType
+from .request import JobRequest, clipped, shown
+from .settings import Settings
 
 log = logging.getLogger("lark.policy")
 
@@ -31,61 +35,29 @@ POLICY_ATTRIBUTES = {
 }
 
 
-# what Lark reads of the job ad: its requests (evaluated, bounded, by ads.evaluate_bounded)
-JOB_ATTRIBUTES = (
-    "WantJobNetworking",
-    "LarkNetworkType",
-    "InboundConnectivity",
-    "OutboundConnectivity",
-    "LarkAddressType",
-    "NetworkAccounting",
-    "LarkAllowedConnections",
-)
+@dataclass(frozen=True)
+class Grant:
+    """What the job gets: the settings with its requests applied, and the connection
+    policy its queue enforces (None: no queue), already narrowed to the job's own list."""
+
+    settings: Settings
+    connections: ConnectionPolicy | None
 
 
-def _job_bool(job_ad: classad2.ClassAd, attr: str) -> bool | None:
-    value = ads.evaluate(job_ad, attr)
-    if value is None:
-        return None
-    if not isinstance(value, bool):
-        raise JobRequestError(f"job ad {attr} must be true or false, not {_shown(value)}")
-    return value
-
-
-def _job_choice(job_ad: classad2.ClassAd, attr: str, choices: Sequence[str]) -> str | None:
-    value = ads.evaluate(job_ad, attr)
-    if value is None:
-        return None
-    if not isinstance(value, str) or value.lower() not in choices:
-        raise JobRequestError(
-            f"job ad {attr} must be one of {', '.join(choices)}, not {_shown(value)}"
-        )
-    return value.lower()
-
-
-def _shown(value: object) -> str:
-    if value is classad2.Value.Error:
-        return "an error"
-    return f'"{value}"' if isinstance(value, str) else str(value)
-
-
-def decide(settings: Settings, job_ad: classad2.ClassAd) -> Settings:
+def decide(settings: Settings, request: JobRequest) -> Grant:
     """The admin's settings with the job's requests applied where they are allowed."""
     mode = settings.network_type
-    want = _job_bool(job_ad, "WantJobNetworking")
-    asked = _job_choice(job_ad, "LarkNetworkType", NETWORK_TYPES)
-    inbound = _job_bool(job_ad, "InboundConnectivity")
-    outbound = _job_bool(job_ad, "OutboundConnectivity")
+    asked = request.network_type
     allowed = settings.allowed_network_types
-    if want is False:
-        asked = "none"
-    elif asked is None and inbound:
-        if "bridge" in allowed:
-            asked = "bridge"
+    if request.want_networking is False:
+        asked = NetworkType.NONE
+    elif asked is None and request.inbound:
+        if NetworkType.BRIDGE in allowed:
+            asked = NetworkType.BRIDGE
         else:
             log.info("the job asks for inbound connectivity; this node does not bridge: NAT")
-    elif asked is None and outbound is False:
-        asked = "none"
+    elif asked is None and request.outbound is False:
+        asked = NetworkType.NONE
     if asked is not None:
         if asked not in allowed:
             raise JobRequestError(
@@ -94,42 +66,31 @@ def decide(settings: Settings, job_ad: classad2.ClassAd) -> Settings:
             )
         mode = asked
     address_type = settings.address_type
-    asked_address = _job_choice(job_ad, "LarkAddressType", ADDRESS_TYPES)
-    if asked_address is not None:
-        if asked_address not in settings.allowed_address_types:
+    if request.address_type is not None:
+        if request.address_type not in settings.allowed_address_types:
             raise JobRequestError(
-                f'the job asks for address type "{asked_address}", which this node does not '
-                f"allow (allowed: {', '.join(settings.allowed_address_types)})"
+                f'the job asks for address type "{request.address_type}", which this node '
+                f"does not allow (allowed: {', '.join(settings.allowed_address_types)})"
             )
-        address_type = asked_address
+        address_type = request.address_type
     accounting = settings.accounting
-    asked_accounting = _job_bool(job_ad, "NetworkAccounting")
-    if asked_accounting is not None and not settings.force_accounting:
-        accounting = asked_accounting
-    return dataclasses.replace(
-        settings,
-        network_type=mode,
-        address_type=address_type,
-        accounting=accounting,
-        job_connection_rules=_job_connections(settings, job_ad),
+    if request.accounting is not None and not settings.force_accounting:
+        accounting = request.accounting
+    granted = dataclasses.replace(
+        settings, network_type=mode, address_type=address_type, accounting=accounting
     )
+    return Grant(granted, _connections(settings, request))
 
 
-def _job_connections(settings: Settings, job_ad: classad2.ClassAd) -> tuple[Rule, ...] | None:
-    """The job's ``LarkAllowedConnections``: only ever a narrowing of the admin's policy."""
-    wanted = ads.evaluate(job_ad, "LarkAllowedConnections")
-    if wanted is None:
-        return None
-    if not isinstance(wanted, str):
-        raise JobRequestError(
-            f"job ad LarkAllowedConnections must be a string of entries, not {_shown(wanted)}"
-        )
+def _connections(settings: Settings, request: JobRequest) -> ConnectionPolicy | None:
+    """The admin's policy, narrowed by the job's ``LarkAllowedConnections``, which may
+    only ever take away; checked whatever the mode (a policy script may still change it)."""
     try:
-        rules = parse_rules(wanted, job=True)
-        admin_policy(settings.connection_rules, settings.connection_default).narrowed(rules)
+        return job_policy(
+            settings.connection_rules, settings.connection_default, request.allowed_connections
+        )
     except ValueError as exc:
-        raise JobRequestError(f"job ad LarkAllowedConnections {exc}") from None
-    return rules
+        raise JobRequestError(clipped(f"job ad LarkAllowedConnections {exc}")) from None
 
 
 def parse_policy_output(text: str, script: str) -> dict[str, object]:
@@ -156,24 +117,27 @@ def _policy_value(attr: str, field: str, value: object, script: str) -> object:
         if isinstance(value, bool):
             return value
     else:
-        choices = NETWORK_TYPES if field == "network_type" else ADDRESS_TYPES
+        kind = NetworkType if field == "network_type" else AddressType
+        choices = CHOSEN_NETWORK_TYPES if kind is NetworkType else tuple(AddressType)
         if isinstance(value, str) and value.lower() in choices:
-            return value.lower()
-    raise ConfigError(f"policy script {script} printed {attr} = {_shown(value)}, not a valid value")
+            return kind(value.lower())
+    raise ConfigError(f"policy script {script} printed {attr} = {shown(value)}, not a valid value")
 
 
 def run_policy_script(
-    settings: Settings,
+    grant: Grant,
     script: callouts.Script,
     job_ad: classad2.ClassAd,
     machine_ad: classad2.ClassAd,
-) -> Settings:
+) -> Grant:
     """The admin's last word (STARTER_NETWORK_POLICY_SCRIPT_PATH): stdin the ads, stdout
-    attributes that override the decision; failure or garbage refuses the job."""
+    attributes that override the decision; failure or garbage refuses the job. The
+    connection policy stands (a mode without a queue drops it in the plan)."""
     script.check()
     stdin = callouts.ads_stdin(ads.format_for_script(job_ad), ads.format_for_script(machine_ad))
-    out = callouts.run_script(script, [], stdin, "policy", {}, settings.state_dir)
+    out = callouts.run_script(script, [], stdin, "policy", {}, grant.settings.state_dir)
     decided = parse_policy_output(out, script.path)
     if decided:
         log.info("policy script %s decided %s", script.path, decided)
-    return dataclasses.replace(settings, **decided)  # type: ignore[arg-type]
+    settings = dataclasses.replace(grant.settings, **decided)  # type: ignore[arg-type]
+    return dataclasses.replace(grant, settings=settings)

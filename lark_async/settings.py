@@ -20,19 +20,21 @@ import sys
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .errors import ConfigError
+from .modes import CHOSEN_NETWORK_TYPES, AddressType, FirewallBackend, NetworkType
 
 if TYPE_CHECKING:
     import classad2
 
     from .connpolicy import Rule
 
-NETWORK_TYPES = ("nat", "bridge", "none")
-ADDRESS_TYPES = ("local", "dhcp", "static")
-FIREWALL_BACKENDS = ("nftables", "iptables")
+NETWORK_TYPES = tuple(t.value for t in CHOSEN_NETWORK_TYPES)
+ADDRESS_TYPES = tuple(t.value for t in AddressType)
+FIREWALL_BACKENDS = tuple(b.value for b in FirewallBackend)
 IPTABLES_COMMANDS = ("iptables", "iptables-nft", "iptables-legacy")
 CONNECTION_DEFAULTS = ("allow", "deny")
 DEFAULT_STATE_DIR = "/run/lark/state"
@@ -64,6 +66,29 @@ class _Choice:
         if not isinstance(value, str) or value.lower() not in self.choices:
             raise ValueError(f"is not one of {', '.join(self.choices)}")
         return value.lower()
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+@dataclass(frozen=True)
+class _Mode(Generic[E]):
+    """One of an enum's members, by its word (the modes: ``NetworkType`` and the like)."""
+
+    kind: type[E]
+    allowed: tuple[E, ...]
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(m.value for m in self.allowed)
+
+    def __call__(self, value: Any) -> E:
+        return self.kind(_Choice(self.choices)(value))
+
+
+def _modes(kind: type[E], allowed: tuple[E, ...]) -> Callable[[Any], tuple[E, ...]]:
+    words = _choices(tuple(m.value for m in allowed))
+    return lambda value: tuple(map(kind, words(value)))
 
 
 def _network(value: Any) -> ipaddress.IPv4Network:
@@ -215,7 +240,7 @@ class Knob:
 
     @property
     def choices(self) -> tuple[str, ...] | None:
-        return self.parse.choices if isinstance(self.parse, _Choice) else None
+        return self.parse.choices if isinstance(self.parse, _Choice | _Mode) else None
 
     @property
     def switch(self) -> bool:
@@ -273,18 +298,18 @@ class Settings:
         "``false`` runs the job with no namespace at all.",
         config="USE_NETWORK_NAMESPACES",
     )
-    network_type: str = _knob(
-        "nat",
-        _Choice(NETWORK_TYPES),
+    network_type: NetworkType = _knob(
+        NetworkType.NAT,
+        _Mode(NetworkType, CHOSEN_NETWORK_TYPES),
         "``nat``; ``bridge`` puts the job on the site LAN (see `Bridge mode`_); ``none`` gives "
         "the job loopback only.",
         machine="LarkNetworkType",
         flag="--network-type",
         help="nat, bridge or none (loopback only)",
     )
-    address_type: str | None = _knob(  # None: the mode's default
+    address_type: AddressType | None = _knob(  # None: the mode's default
         None,
-        _Choice(ADDRESS_TYPES),
+        _Mode(AddressType, tuple(AddressType)),
         "``local`` (NAT's only type and its default), ``dhcp`` (bridge's default) or "
         "``static`` (bridge).",
         machine="LarkAddressType",
@@ -427,9 +452,9 @@ class Settings:
         metavar="S",
         help="a script still running after S seconds is killed and counts as failed",
     )
-    allowed_network_types: tuple[str, ...] = _knob(  # what a job may ask for
-        ("nat", "none"),
-        _choices(NETWORK_TYPES),
+    allowed_network_types: tuple[NetworkType, ...] = _knob(  # what a job may ask for
+        (NetworkType.NAT, NetworkType.NONE),
+        _modes(NetworkType, CHOSEN_NETWORK_TYPES),
         "The network types a job may ask for; add ``bridge`` to let jobs ask for bridging. "
         "See `Policy`_.",
         config="LARK_ALLOWED_NETWORK_TYPES",
@@ -438,9 +463,9 @@ class Settings:
         metavar="LIST",
         help="the types a job may ask for",
     )
-    allowed_address_types: tuple[str, ...] = _knob(
-        ADDRESS_TYPES,
-        _choices(ADDRESS_TYPES),
+    allowed_address_types: tuple[AddressType, ...] = _knob(
+        tuple(AddressType),
+        _modes(AddressType, tuple(AddressType)),
         "The address types a job may ask for.",
         config="LARK_ALLOWED_ADDRESS_TYPES",
         machine="LarkAllowedAddressTypes",
@@ -451,9 +476,9 @@ class Settings:
         "Count every job, even one that asks ``NetworkAccounting = false``.",
         config="LARK_FORCE_ACCOUNTING",
     )
-    firewall_backend: str = _knob(
-        "nftables",
-        _Choice(FIREWALL_BACKENDS),
+    firewall_backend: FirewallBackend = _knob(
+        FirewallBackend.NFTABLES,
+        _Mode(FirewallBackend, tuple(FirewallBackend)),
         "``iptables`` for sites whose scripts use iptables (NAT mode only). See `Firewall`_.",
         config="LARK_FIREWALL_BACKEND",
         flag="--firewall-backend",
@@ -561,8 +586,16 @@ class Settings:
         help="the cap of each job's audit log; past it decisions are only counted",
         shown_default="``16M``",
     )
-    # Not a setting: the job's own narrower list, which policy.py fills in.
-    job_connection_rules: tuple[Rule, ...] | None = None
+
+    def __post_init__(self) -> None:
+        """The modes as enum members, whoever built this (tests and callers pass words)."""
+        coerce = object.__setattr__  # (frozen)
+        coerce(self, "network_type", NetworkType(self.network_type))
+        if self.address_type is not None:
+            coerce(self, "address_type", AddressType(self.address_type))
+        coerce(self, "firewall_backend", FirewallBackend(self.firewall_backend))
+        coerce(self, "allowed_network_types", tuple(map(NetworkType, self.allowed_network_types)))
+        coerce(self, "allowed_address_types", tuple(map(AddressType, self.allowed_address_types)))
 
     @property
     def jobs_per_user(self) -> int:

@@ -44,6 +44,7 @@ from .cleanup import undo_record
 from .connguard import ConnectionGuard
 from .errors import Interrupted, LarkError, ResourceError, map_errors
 from .jobproc import FORWARDED_SIGNALS, Job, JobUser
+from .modes import CONNECTED, NetworkType
 from .plan import JobNetwork
 from .record import Record
 from .steps import StepName
@@ -77,9 +78,9 @@ class Outcome:
 
 def _kernel_features(plan: JobNetwork) -> list[str]:
     features = ["netns"]
-    if plan.mode in ("nat", "bridge"):
+    if plan.mode in CONNECTED:
         features.append("veth")
-        if plan.mode == "bridge":
+        if plan.mode is NetworkType.BRIDGE:
             features.append("bridge")
         if plan.firewall_backend != "iptables" or plan.connections is not None:
             features.append("nftables")  # (the connection policy's flow set is nft's)
@@ -170,7 +171,7 @@ class Supervisor:
 
     async def _setup(self, nursery: trio.Nursery) -> None:
         plan = self.plan
-        if plan.mode == "off":
+        if plan.mode is NetworkType.OFF:
             log.info("USE_NETWORK_NAMESPACES is false: %s runs without Lark networking", plan.name)
             await self._spawn(None)
             return
@@ -185,7 +186,7 @@ class Supervisor:
         kernel.require(*_kernel_features(plan))
         if plan.firewall_backend == "iptables" and plan.mode == "nat":
             iptables.check_installed(plan.iptables_command)
-        elif plan.mode in ("nat", "bridge"):
+        elif plan.mode in CONNECTED:
             nft.check_available()
         await self.setup_network(nursery)
         await self._open_guard()
@@ -210,12 +211,12 @@ class Supervisor:
         self._step_mark = time.perf_counter()
         await self._take_job_lock()
         self.record = record = Record.create(plan.state_dir, plan.name, _plan_record(plan))
-        if plan.mode == "bridge":
+        if plan.mode is NetworkType.BRIDGE:
             assert nursery is not None
             await self._setup_bridged(record, nursery)
             return
         addresses = None
-        if plan.mode == "nat":
+        if plan.mode is NetworkType.NAT:
             record.note(StepName.ADDRESS, lock_dir=str(plan.lock_dir))
             self.lease = address.allocate(
                 plan.local_network, plan.lock_dir, plan.name, plan.state_dir
@@ -236,8 +237,9 @@ class Supervisor:
             else:
                 record.note(StepName.VETH, external=plan.external_interface)
 
-        external = plan.external_interface if plan.mode == "nat" else None
-        mtu = await trio.to_thread.run_sync(self._nat_mtu) if plan.mode == "nat" else None
+        nat = plan.mode is NetworkType.NAT
+        external = plan.external_interface if nat else None
+        mtu = await trio.to_thread.run_sync(self._nat_mtu) if nat else None
         self.watch_socket = netns.in_fresh_thread(
             lambda: netns.setup_job_netns(
                 plan.netns,
@@ -886,7 +888,7 @@ def _lark_attributes(plan: JobNetwork, lease: address.AddressLease | None) -> di
         "LarkNetworkType": plan.mode,
         "LarkAddressType": plan.address_type or "none",
     }
-    if plan.mode != "none":
+    if plan.mode is not NetworkType.NONE:
         values.update(
             LarkIptableName=plan.chain,
             LarkExternalInterface=plan.external_interface,

@@ -33,6 +33,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from ..modes import RuleFamily
 from . import xtables
 from .xtables import IptablesError, Table
 
@@ -54,7 +55,7 @@ class IptablesRules:
 
     def to_record(self) -> dict[str, object]:
         return {
-            "family": "iptables",
+            "family": RuleFamily.IPTABLES,
             "command": self.command,
             "chain": self.chain,
             "external_interface": self.external_interface,

@@ -22,10 +22,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import KernelError, map_errors
+from ..modes import RuleFamily
 from . import nfnl
 
 TABLE = "lark"
-FAMILY = "inet"
+FAMILY = RuleFamily.INET
 JOB_MAP = "jobs"
 NAT_SET = "nat_sources"
 OUTGOING, INCOMING = "Outgoing", "Incoming"
@@ -305,7 +306,7 @@ def read_counters(chain: str, family: str = FAMILY) -> dict[str, tuple[int, int]
 # counted at forward and output. The job's addresses are a set whose elements expire with
 # the lease, so a new lease changes an element, not the rules.
 
-BRIDGE_FAMILY = "bridge"
+BRIDGE_FAMILY = RuleFamily.BRIDGE
 PORT_MAP = "ports"  # (was "jobs", dispatched at forward: a table of that shape is re-based)
 # 802.1D reserved group addresses (STP, LACP, 802.1X, LLDP, ...): a bridge hands them to the
 # host without prerouting (br_handle_frame), so frames from job ports to them stop at input

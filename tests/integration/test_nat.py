@@ -247,15 +247,16 @@ def test_back_to_back_jobs_of_one_name_and_pairs_the_host_still_holds(sandbox, h
 IN_PROCESS_TWICE = """
 import ipaddress, sys, trio
 from pathlib import Path
-from lark_async import plan
+from lark_async import plan, policy
 from lark_async.jobproc import JobUser
+from lark_async.request import JobRequest
 from lark_async.settings import Settings
 from lark_async.supervisor import RunRequest, Supervisor
 
 async def once(tmp):
     settings = Settings(state_dir=tmp / "state", lock_dir=tmp / "lock",
                         local_network=ipaddress.IPv4Network("192.168.181.0/29"))
-    job = plan.derive_plan(settings, sys.argv[2])
+    job = plan.derive_plan(policy.decide(settings, JobRequest()), sys.argv[2])
     sup = Supervisor(RunRequest(job, ["true"], JobUser("nobody", 65534, 65534, ()), {}, None, None))
     await sup.setup_network()
     assert not await sup.teardown()

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_address
+
 import pytest
 
-from lark_async import ads
+from lark_async import ads, callouts
+from lark_async.connpolicy import parse_rules
 from lark_async.errors import ConfigError, JobRequestError
-from lark_async.policy import decide, parse_policy_output
+from lark_async.modes import NetworkType
+from lark_async.policy import Grant, parse_policy_output, run_policy_script
+from lark_async.policy import decide as grant_of
+from lark_async.request import read_request
 from lark_async.settings import Settings
 
 BRIDGING = Settings(allowed_network_types=("nat", "bridge", "none"))
@@ -14,6 +20,11 @@ BRIDGING = Settings(allowed_network_types=("nat", "bridge", "none"))
 
 def job(text: str):
     return ads.parse_ad(text, "job ad")
+
+
+def decide(settings: Settings, job_ad) -> Settings:
+    """The settings the job gets, its ad read as the agent reads it."""
+    return grant_of(settings, read_request(job_ad)).settings
 
 
 @pytest.mark.parametrize(
@@ -107,3 +118,73 @@ def test_garbage_from_the_policy_script_is_a_clear_error(text, message):
     with pytest.raises(ConfigError) as info:
         parse_policy_output(text, "/p")
     assert message in str(info.value)
+
+
+# -- the connection policy: granted once, narrowed by the job --------------------------------
+
+ADMIN_POLICY = Settings(
+    connection_rules=parse_rules("allow tcp 10.0.0.0/8:443, deny any 0.0.0.0/0"),
+    allowed_network_types=("nat", "bridge", "none"),
+)
+
+
+def grant(settings: Settings, text: str) -> Grant:
+    return grant_of(settings, read_request(job(text)))
+
+
+def test_the_grant_carries_the_admins_policy_narrowed_by_the_job():
+    granted = grant(ADMIN_POLICY, 'LarkAllowedConnections = "tcp 10.1.2.3:443"')
+    policy = granted.connections
+    assert policy is not None
+    assert policy.rules == ADMIN_POLICY.connection_rules and not policy.default_allow
+    assert policy.job_rules == parse_rules("tcp 10.1.2.3:443", job=True)
+    assert policy.decide(6, ip_address("10.1.2.3"), 443).rule == "job: tcp 10.1.2.3:443"
+    assert not policy.decide(6, ip_address("10.1.2.4"), 443).allow  # the admin allows it
+
+
+@pytest.mark.parametrize(
+    ("settings", "ad", "rules", "job_rules", "default_allow"),
+    [
+        (Settings(), "", None, None, None),  # neither asks: no queue
+        (ADMIN_POLICY, "", ADMIN_POLICY.connection_rules, None, False),
+        # no admin policy: an open one, which the job's own list narrows
+        (Settings(), 'LarkAllowedConnections = "udp 8.8.8.8:53"', (), "udp 8.8.8.8:53", True),
+    ],
+)
+def test_the_grant_has_a_policy_when_either_side_asks(
+    settings, ad, rules, job_rules, default_allow
+):
+    policy = grant(settings, ad).connections
+    if rules is None:
+        assert policy is None
+        return
+    assert policy is not None and policy.rules == rules
+    assert policy.default_allow is default_allow
+    assert policy.job_rules == (None if job_rules is None else parse_rules(job_rules, job=True))
+
+
+@pytest.mark.parametrize(
+    "ad",
+    [
+        'LarkAllowedConnections = "udp 8.8.8.8:53"',
+        # refused whatever the mode: a policy script may still change it
+        'LarkAllowedConnections = "udp 8.8.8.8:53"\nWantJobNetworking = false',
+    ],
+)
+def test_a_job_asking_for_more_than_the_admin_allows_is_refused(ad):
+    with pytest.raises(JobRequestError) as info:
+        grant(ADMIN_POLICY, ad)
+    assert str(info.value) == (
+        "job ad LarkAllowedConnections entry 1 'udp 8.8.8.8:53' asks for more than this "
+        "node's connection policy allows"
+    )
+
+
+def test_the_policy_scripts_word_keeps_the_granted_connection_policy(monkeypatch, tmp_path):
+    granted = grant(ADMIN_POLICY, 'LarkAllowedConnections = "tcp 10.1.2.3:443"')
+    monkeypatch.setattr(callouts.Script, "check", lambda self: None)
+    monkeypatch.setattr(callouts, "run_script", lambda *args: 'LarkNetworkType = "none"\n')
+    script = callouts.Script("policy", "/p", 1.0)
+    after = run_policy_script(granted, script, job(""), job(""))
+    assert after.settings.network_type is NetworkType.NONE
+    assert after.connections is granted.connections

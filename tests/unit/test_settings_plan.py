@@ -11,8 +11,12 @@ import classad2
 import pytest
 
 from lark_async.backends.address import pool_size
+from lark_async.connpolicy import ConnectionPolicy, admin_policy, parse_rules
 from lark_async.errors import ConfigError, UsageError
-from lark_async.plan import JobNetwork, derive_job_name, derive_plan
+from lark_async.plan import JobNetwork, derive_job_name
+from lark_async.plan import derive_plan as plan_of_grant
+from lark_async.policy import Grant, decide
+from lark_async.request import JobRequest, read_request
 from lark_async.settings import Settings, resolve_settings
 
 
@@ -22,6 +26,11 @@ def ad(text: str = "") -> classad2.ClassAd:
 
 def resolve(cli=None, machine: str = "", job: str = "", config=None) -> Settings:
     return resolve_settings(cli or {}, ad(machine), ad(job), config or {})
+
+
+def derive_plan(settings: Settings, name: str) -> JobNetwork:
+    """The plan of what the admin's settings give a job that asks for nothing."""
+    return plan_of_grant(decide(settings, JobRequest()), name)
 
 
 def error_of(**kwargs) -> str:
@@ -486,19 +495,24 @@ def test_settings_to_plan_end_to_end_with_a_job_dependent_machine_ad():
     ],
 )
 def test_job_name_from_explicit_name_or_ads(explicit, job, machine, expected):
-    assert derive_job_name(explicit, ad(job), ad(machine), 4242) == expected
+    assert derive_job_name(explicit, read_request(ad(job)), ad(machine), 4242) == expected
 
 
 @pytest.mark.parametrize("explicit", ["../x", "", "a" * 14])
 def test_explicit_job_name_is_validated(explicit):
     with pytest.raises(UsageError) as info:
-        derive_job_name(explicit, ad("[ClusterId = 1; ProcId = 0]"), ad('[Name = "slot1@n"]'), 1)
+        derive_job_name(
+            explicit, read_request(ad("[ClusterId = 1; ProcId = 0]")), ad('[Name = "slot1@n"]'), 1
+        )
     assert str(info.value).startswith(f"job name {explicit!r} must be 1-13 characters")
 
 
 def test_long_slot_and_job_id_give_a_hashed_13_character_name():
     name = derive_job_name(
-        None, ad("[ClusterId = 1234567; ProcId = 12]"), ad('[Name = "slot1_2@node"]'), 1
+        None,
+        read_request(ad("[ClusterId = 1234567; ProcId = 12]")),
+        ad('[Name = "slot1_2@node"]'),
+        1,
     )
     assert len(name) == 13
     assert name.startswith("h")
@@ -610,3 +624,27 @@ def test_a_bad_job_mtu_is_one_line(value):
         f'LARK_JOB_MTU "{value}" (HTCondor config) must be between 1280 and 65535',
         f'LARK_JOB_MTU "{value}" (HTCondor config) is not a whole number',
     )
+
+
+def test_the_plan_takes_the_granted_connection_policy_as_it_is():
+    # what policy.decide granted, not something the plan builds again from the settings:
+    # neither the admin's unnarrowed policy nor, without one, no queue at all
+    admin = Settings(connection_rules=parse_rules("allow tcp 10.0.0.0/8:443"))
+    given = admin_policy(admin.connection_rules, "deny").narrowed(
+        parse_rules("tcp 10.0.0.5:443", job=True)
+    )
+    assert plan_of_grant(Grant(admin, given), "j1").connections is given
+    open_ = ConnectionPolicy((), True, parse_rules("udp 10.0.0.53:53", job=True))
+    assert plan_of_grant(Grant(Settings(), open_), "j1").connections is open_
+    assert plan_of_grant(Grant(admin, None), "j1").connections is None
+    # a mode with no queue drops it (a policy script may have chosen that mode)
+    none_mode = Settings(network_type="none")
+    assert plan_of_grant(Grant(none_mode, given), "j1").connections is None
+
+
+def test_a_jobs_allow_list_reaches_the_plans_queue():
+    s = resolve(config={"LARK_CONNECTION_POLICY": "allow tcp 10.0.0.0/8:443"})
+    job_ad = ad('[LarkAllowedConnections = "tcp 10.0.0.5:443"]')
+    plan = plan_of_grant(decide(s, read_request(job_ad)), "j1")
+    assert plan.connections is not None
+    assert [r.text for r in plan.connections.job_rules or ()] == ["tcp 10.0.0.5:443"]
