@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import KernelError, map_errors
-from . import nfnl
+from .netlink import NetlinkError, nfnl
 
 TABLE = "lark"
 FAMILY = "inet"
@@ -245,7 +245,7 @@ def apply_job(job: JobRules) -> None:
     with map_errors(doing), _nfnl() as channel:
         try:
             channel.batch(messages)
-        except nfnl.BatchError as exc:
+        except NetlinkError as exc:
             if exc.errno != errno.ENOENT:
                 raise
             nft().run(render_base(), f"create nftables table {FAMILY} {TABLE}")
@@ -258,13 +258,13 @@ def discard_job(job: JobRules) -> None:
     with map_errors(f"remove firewall chain {job.chain}"), _nfnl() as channel:
         try:
             channel.batch(messages)
-        except nfnl.BatchError as exc:
+        except NetlinkError as exc:
             if exc.errno != errno.ENOENT:
                 raise
             for message in messages:
                 try:
                     channel.batch([message])
-                except nfnl.BatchError as piece:
+                except NetlinkError as piece:
                     if piece.errno != errno.ENOENT:
                         raise
 

@@ -11,22 +11,41 @@ read back in ``nft list`` exactly like the ones nft writes.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 import struct
 from dataclasses import dataclass
 
-NETLINK_NETFILTER = 12
-NFNL_SUBSYS_NFTABLES = 10
-NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_APPEND = 0x1, 0x4, 0x200, 0x400, 0x800
-NLM_F_DUMP = 0x300
-NLA_F_NESTED = 0x8000
-NFPROTO_INET, NFPROTO_IPV4, NFPROTO_BRIDGE = 1, 2, 7
+from .core import (
+    NLM_F_ACK,
+    NLM_F_APPEND,
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_EXCL,
+    MalformedMessage,
+    NetlinkError,
+    Request,
+    Socket,
+    attr,
+    attr_list,
+    nest,
+    parse_attrs,
+)
 
-NFT_MSG_GETTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_DELCHAIN = 1, 3, 5
+__all__ = ["NLM_F_EXCL", "attr_list"]
+
+NETLINK_NETFILTER = 12
+NFNL_SUBSYS_QUEUE, NFNL_SUBSYS_NFTABLES = 3, 10
+NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
+NFPROTO_UNSPEC, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_BRIDGE = 0, 1, 2, 7
+
+NFT_MSG_NEWTABLE, NFT_MSG_GETTABLE, NFT_MSG_DELTABLE = 0, 1, 2
+NFT_MSG_NEWCHAIN, NFT_MSG_GETCHAIN, NFT_MSG_DELCHAIN = 3, 4, 5
+NFT_MSG_NEWSET, NFT_MSG_GETSET, NFT_MSG_DELSET = 9, 10, 11
+NFT_MSG_GETGEN = 16
 NFTA_TABLE_NAME = 1
+NFTA_SET_TABLE, NFTA_SET_NAME = 1, 2
 FAMILY_NAMES = {1: "inet", 2: "ip", 3: "arp", 7: "bridge", 10: "ip6", 5: "netdev"}
 NFT_MSG_NEWRULE, NFT_MSG_GETRULE, NFT_MSG_DELRULE = 6, 7, 8
 NFT_MSG_NEWSETELEM, NFT_MSG_GETSETELEM, NFT_MSG_DELSETELEM = 12, 13, 14
@@ -52,28 +71,17 @@ NF_DROP, NFT_JUMP = 0, -3
 NFTNL_UDATA_RULE_COMMENT = 0
 IFNAMSIZ = 16
 
-_HDR = struct.Struct("=IHHII")
-
-
-def _attr(kind: int, payload: bytes) -> bytes:
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
-
-
-def _nest(kind: int, *parts: bytes) -> bytes:
-    return _attr(kind | NLA_F_NESTED, b"".join(parts))
-
 
 def _str(kind: int, text: str) -> bytes:
-    return _attr(kind, text.encode() + b"\0")
+    return attr(kind, text.encode() + b"\0")
 
 
 def _u32(kind: int, value: int) -> bytes:
-    return _attr(kind, struct.pack(">i" if value < 0 else ">I", value))
+    return attr(kind, struct.pack(">i" if value < 0 else ">I", value))
 
 
 def _u64(kind: int, value: int) -> bytes:
-    return _attr(kind, struct.pack(">Q", value))
+    return attr(kind, struct.pack(">Q", value))
 
 
 def _nfgen(family: int, res_id: int = 0) -> bytes:
@@ -81,7 +89,7 @@ def _nfgen(family: int, res_id: int = 0) -> bytes:
 
 
 def _expr(name: str, *data: bytes) -> bytes:
-    return _nest(NFTA_LIST_ELEM, _str(NFTA_EXPR_NAME, name), _nest(NFTA_EXPR_DATA, *data))
+    return nest(NFTA_LIST_ELEM, _str(NFTA_EXPR_NAME, name), nest(NFTA_EXPR_DATA, *data))
 
 
 def _meta(key: int) -> bytes:
@@ -93,7 +101,7 @@ def _cmp(op: int, value: bytes) -> bytes:
         "cmp",
         _u32(NFTA_CMP_SREG, NFT_REG_1),
         _u32(NFTA_CMP_OP, op),
-        _nest(NFTA_CMP_DATA, _attr(NFTA_DATA_VALUE, value)),
+        nest(NFTA_CMP_DATA, attr(NFTA_DATA_VALUE, value)),
     )
 
 
@@ -109,18 +117,20 @@ def _verdict(code: int, chain: str | None = None) -> bytes:
     parts = [_u32(NFTA_VERDICT_CODE, code)]
     if chain is not None:
         parts.append(_str(NFTA_VERDICT_CHAIN, chain))
-    return _nest(NFTA_DATA_VERDICT, *parts)
+    return nest(NFTA_DATA_VERDICT, *parts)
 
 
 def _comment(text: str) -> bytes:
     value = text.encode() + b"\0"
-    return _attr(
+    return attr(
         NFTA_RULE_USERDATA, struct.pack("=BB", NFTNL_UDATA_RULE_COMMENT, len(value)) + value
     )
 
 
 @dataclass(frozen=True)
 class Message:
+    """One nf_tables message of a batch (``kind`` without the subsystem)."""
+
     kind: int
     flags: int
     body: bytes
@@ -131,7 +141,7 @@ def _rule(table: str, chain: str, exprs: bytes, comment: str | None = None) -> M
         _nfgen(NFPROTO_INET)
         + _str(NFTA_RULE_TABLE, table)
         + _str(NFTA_RULE_CHAIN, chain)
-        + _nest(NFTA_RULE_EXPRESSIONS, exprs)
+        + nest(NFTA_RULE_EXPRESSIONS, exprs)
         + (_comment(comment) if comment else b"")
     )
     return Message(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, body)
@@ -142,17 +152,17 @@ def _elements(kind: int, flags: int, table: str, set_name: str, elems: bytes) ->
         _nfgen(NFPROTO_INET)
         + _str(NFTA_SET_ELEM_LIST_TABLE, table)
         + _str(NFTA_SET_ELEM_LIST_SET, set_name)
-        + _nest(NFTA_SET_ELEM_LIST_ELEMENTS, elems)
+        + nest(NFTA_SET_ELEM_LIST_ELEMENTS, elems)
     )
     return Message(kind, flags, body)
 
 
 def _ifname_key(ifname: str) -> bytes:
-    return _nest(NFTA_SET_ELEM_KEY, _attr(NFTA_DATA_VALUE, ifname.encode().ljust(IFNAMSIZ, b"\0")))
+    return nest(NFTA_SET_ELEM_KEY, attr(NFTA_DATA_VALUE, ifname.encode().ljust(IFNAMSIZ, b"\0")))
 
 
 def _addr_key(addr: ipaddress.IPv4Address) -> bytes:
-    return _nest(NFTA_SET_ELEM_KEY, _attr(NFTA_DATA_VALUE, addr.packed))
+    return nest(NFTA_SET_ELEM_KEY, attr(NFTA_DATA_VALUE, addr.packed))
 
 
 def _chain(kind: int, flags: int, table: str, chain: str) -> Message:
@@ -193,18 +203,18 @@ def job_add(
             + _expr(
                 "immediate",
                 _u32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT),
-                _nest(NFTA_IMMEDIATE_DATA, _verdict(NF_DROP)),
+                nest(NFTA_IMMEDIATE_DATA, _verdict(NF_DROP)),
             )
         )
         msgs.append(_rule(table, chain, spoof))
-    entry = _nest(
+    entry = nest(
         NFTA_LIST_ELEM,
         _ifname_key(ifname),
-        _nest(NFTA_SET_ELEM_DATA, _verdict(NFT_JUMP, chain)),
+        nest(NFTA_SET_ELEM_DATA, _verdict(NFT_JUMP, chain)),
     )
     msgs.append(_elements(NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL, table, job_map, entry))
     if nat_set is not None and internal is not None:
-        elem = _nest(NFTA_LIST_ELEM, _addr_key(internal))
+        elem = nest(NFTA_LIST_ELEM, _addr_key(internal))
         msgs.append(_elements(NFT_MSG_NEWSETELEM, NLM_F_CREATE, table, nat_set, elem))
     return msgs
 
@@ -219,10 +229,10 @@ def job_remove(
 ) -> list[Message]:
     """Map entry and NAT source first (nothing may jump to the chain), then flush and delete."""
     msgs = [
-        _elements(NFT_MSG_DELSETELEM, 0, table, job_map, _nest(NFTA_LIST_ELEM, _ifname_key(ifname)))
+        _elements(NFT_MSG_DELSETELEM, 0, table, job_map, nest(NFTA_LIST_ELEM, _ifname_key(ifname)))
     ]
     if nat_set is not None and internal is not None:
-        elem = _nest(NFTA_LIST_ELEM, _addr_key(internal))
+        elem = nest(NFTA_LIST_ELEM, _addr_key(internal))
         msgs.append(_elements(NFT_MSG_DELSETELEM, 0, table, nat_set, elem))
     flush = _nfgen(NFPROTO_INET) + _str(NFTA_RULE_TABLE, table) + _str(NFTA_RULE_CHAIN, chain)
     msgs.append(Message(NFT_MSG_DELRULE, 0, flush))  # no handle: every rule of that chain
@@ -230,16 +240,22 @@ def job_remove(
     return msgs
 
 
-class BatchError(OSError):
-    """The kernel refused the batch; ``index`` is the first refused message."""
+def batch_requests(messages: list[Message]) -> list[Request]:
+    """The batch as sent: begin, each message asking for an ack, end (which the kernel acks
+    only when the transaction commits)."""
+    subsys = _nfgen(NFPROTO_UNSPEC, NFNL_SUBSYS_NFTABLES)
+    return [
+        Request(NFNL_MSG_BATCH_BEGIN, 0, subsys, "begin batch"),
+        *(
+            Request((NFNL_SUBSYS_NFTABLES << 8) | m.kind, NLM_F_ACK | m.flags, m.body)
+            for m in messages
+        ),
+        Request(NFNL_MSG_BATCH_END, NLM_F_ACK, subsys, "commit batch"),
+    ]
 
-    def __init__(self, err: int, index: int) -> None:
-        super().__init__(err, __import__("os").strerror(err))
-        self.index = index
 
-
-def _frame(kind: int, flags: int, seq: int, body: bytes) -> bytes:
-    return _HDR.pack(_HDR.size + len(body), kind, flags, seq, 0) + body
+def _request(kind: int, flags: int, body: bytes, what: str) -> Request:
+    return Request((NFNL_SUBSYS_NFTABLES << 8) | kind, flags, body, what)
 
 
 class Channel:
@@ -251,7 +267,7 @@ class Channel:
         )
         self.sock.bind((0, 0))
         self.sock.settimeout(10)
-        self._seq = 0
+        self.netlink = Socket(self.sock)
 
     def close(self) -> None:
         self.sock.close()
@@ -262,148 +278,67 @@ class Channel:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _next(self) -> int:
-        self._seq += 1
-        return self._seq
-
     def batch(self, messages: list[Message]) -> None:
-        """One transaction: all messages or none. Raise BatchError for the first refusal.
+        """One transaction: all messages or none. NetlinkError for the first refusal.
 
         The kernel acks every message and, when it commits, the batch end; on a refusal
         it answers every message (error or ack) and never the end.
         """
-        begin = _frame(
-            NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, self._next(), _nfgen(0, NFNL_SUBSYS_NFTABLES)
-        )
-        seqs, frames = [], [begin]
-        for msg in messages:
-            seq = self._next()
-            seqs.append(seq)
-            kind = (NFNL_SUBSYS_NFTABLES << 8) | msg.kind
-            frames.append(_frame(kind, NLM_F_REQUEST | NLM_F_ACK | msg.flags, seq, msg.body))
-        end = self._next()
-        frames.append(
-            _frame(
-                NFNL_MSG_BATCH_END, NLM_F_REQUEST | NLM_F_ACK, end, _nfgen(0, NFNL_SUBSYS_NFTABLES)
-            )
-        )
-        self.sock.send(b"".join(frames))
-        pending = set(seqs) | {end}
-        first: tuple[int, int] | None = None
-        while pending and not (first is not None and pending == {end}):
-            data = self.sock.recv(65536)
-            for kind, seq, payload in _messages(data):
-                if kind == NLMSG_ERROR and seq in pending:
-                    pending.discard(seq)
-                    (err,) = struct.unpack_from("=i", payload)
-                    if err and seq != end:
-                        index = seqs.index(seq)
-                        if first is None or index < first[1]:
-                            first = (-err, index)
-        if first is not None:
-            raise BatchError(*first)
+        requests = batch_requests(messages)
+        seqs = self.netlink.send(requests)
+        answers = self.netlink.receive({seq: NLM_F_ACK for seq in seqs[1:-1]})
+        for index, seq in enumerate(seqs[1:-1]):
+            if answers[seq].error:
+                what = f"message {index + 1} of {len(messages)} of an nf_tables batch"
+                raise NetlinkError(answers[seq].error, what)
+        end = self.netlink.receive({seqs[-1]: NLM_F_ACK})[seqs[-1]]
+        if end.error:
+            raise NetlinkError(end.error, requests[-1].what)
 
     def has_address(self, table: str, set_name: str, addr: ipaddress.IPv4Address) -> bool:
         """Whether an IPv4 set holds ``addr``: one lookup, whatever the set's size (a
         missing table or set is False)."""
-        elem = _nest(NFTA_LIST_ELEM, _addr_key(addr))
+        elem = nest(NFTA_LIST_ELEM, _addr_key(addr))
         body = _elements(NFT_MSG_GETSETELEM, 0, table, set_name, elem).body
-        seq = self._next()
-        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM
-        self.sock.send(_frame(kind, NLM_F_REQUEST | NLM_F_ACK, seq, body))
-        found = False
-        while True:
-            for mkind, mseq, payload in _messages(self.sock.recv(65536)):
-                if mseq != seq:
-                    continue
-                if mkind != NLMSG_ERROR:
-                    found = True  # the element itself
-                    continue
-                (err,) = struct.unpack_from("=i", payload)
-                if err == 0:
-                    return found
-                if -err == __import__("errno").ENOENT:
-                    return False
-                raise OSError(-err, __import__("os").strerror(-err))
+        request = _request(NFT_MSG_GETSETELEM, NLM_F_ACK, body, f"look up {addr} in {set_name}")
+        try:
+            return bool(self.netlink.call(request))  # the element itself, then the ack
+        except NetlinkError as exc:
+            if exc.errno == errno.ENOENT:
+                return False
+            raise
+
+    def has_table(self, family: int, table: str) -> bool:
+        """Whether the table exists (one lookup; the kernel says ENOENT when it does not)."""
+        body = _nfgen(family) + _str(NFTA_TABLE_NAME, table)
+        try:
+            return bool(self.netlink.call(_request(NFT_MSG_GETTABLE, 0, body, "get table")))
+        except NetlinkError as exc:
+            if exc.errno == errno.ENOENT:
+                return False
+            raise
 
     def tables(self) -> list[tuple[int, str]]:
         """(family, name) of every nftables table in the namespace: one dump, no library."""
-        seq = self._next()
-        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE
-        self.sock.send(_frame(kind, NLM_F_REQUEST | NLM_F_DUMP, seq, _nfgen(0)))
-        found: list[tuple[int, str]] = []
-        while True:
-            for mkind, mseq, payload in _messages(self.sock.recv(1 << 16)):
-                if mseq != seq:
-                    continue
-                if mkind == NLMSG_DONE:
-                    return found
-                if mkind == NLMSG_ERROR:
-                    (err,) = struct.unpack_from("=i", payload)
-                    if err:
-                        raise OSError(-err, __import__("os").strerror(-err))
-                    continue
-                name = attrs(payload[4:]).get(NFTA_TABLE_NAME, b"").rstrip(b"\0").decode()
-                found.append((payload[0], name))
+        request = _request(NFT_MSG_GETTABLE, NLM_F_DUMP, _nfgen(NFPROTO_UNSPEC), "list tables")
+        found = []
+        for payload in self.netlink.call(request):
+            if len(payload) < 4:
+                raise MalformedMessage(f"a table of {len(payload)} bytes")
+            name = parse_attrs(payload[4:]).get(NFTA_TABLE_NAME, b"").rstrip(b"\0").decode()
+            found.append((payload[0], name))
+        return found
 
     def dump_rules(self, table: str, chain: str, family: int = NFPROTO_INET) -> list[bytes]:
         """The attribute payloads of every rule in one chain."""
         body = _nfgen(family) + _str(NFTA_RULE_TABLE, table) + _str(NFTA_RULE_CHAIN, chain)
-        seq = self._next()
-        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE
-        self.sock.send(_frame(kind, NLM_F_REQUEST | NLM_F_DUMP, seq, body))
-        rules: list[bytes] = []
-        while True:
-            data = self.sock.recv(1 << 17)
-            for mkind, mseq, payload in _messages(data):
-                if mseq != seq:
-                    continue
-                if mkind == NLMSG_DONE:
-                    return rules
-                if mkind == NLMSG_ERROR:
-                    (err,) = struct.unpack_from("=i", payload)
-                    if err:
-                        raise OSError(-err, __import__("os").strerror(-err))
-                    continue
-                rules.append(payload[4:])  # past nfgenmsg
-
-
-def _messages(data: bytes):  # type: ignore[no-untyped-def]
-    offset = 0
-    while offset + _HDR.size <= len(data):
-        length, kind, _flags, seq, _pid = _HDR.unpack_from(data, offset)
-        if length < _HDR.size:
-            return
-        yield kind, seq, data[offset + _HDR.size : offset + length]
-        offset += length + (-length % 4)
-
-
-def attrs(data: bytes) -> dict[int, bytes]:
-    """Top-level attributes (last one wins), nested flag stripped."""
-    found, offset = {}, 0
-    while offset + 4 <= len(data):
-        length, kind = struct.unpack_from("=HH", data, offset)
-        if length < 4:
-            break
-        found[kind & ~NLA_F_NESTED] = data[offset + 4 : offset + length]
-        offset += length + (-length % 4)
-    return found
-
-
-def attr_list(data: bytes) -> list[bytes]:
-    items, offset = [], 0
-    while offset + 4 <= len(data):
-        length, _kind = struct.unpack_from("=HH", data, offset)
-        if length < 4:
-            break
-        items.append(data[offset + 4 : offset + length])
-        offset += length + (-length % 4)
-    return items
+        request = _request(NFT_MSG_GETRULE, NLM_F_DUMP, body, f"list rules of {chain}")
+        return [payload[4:] for payload in self.netlink.call(request)]  # past nfgenmsg
 
 
 def rule_counter(rule: bytes) -> tuple[str, int, int] | None:
     """(comment, bytes, packets) of a rule with a comment and a counter, else None."""
-    top = attrs(rule)
+    top = parse_attrs(rule)
     udata = top.get(NFTA_RULE_USERDATA, b"")
     comment = None
     offset = 0
@@ -417,9 +352,9 @@ def rule_counter(rule: bytes) -> tuple[str, int, int] | None:
     if not comment:
         return None
     for expr in attr_list(top.get(NFTA_RULE_EXPRESSIONS, b"")):
-        parts = attrs(expr)
+        parts = parse_attrs(expr)
         if parts.get(NFTA_EXPR_NAME, b"").rstrip(b"\0") == b"counter":
-            data = attrs(parts.get(NFTA_EXPR_DATA, b""))
+            data = parse_attrs(parts.get(NFTA_EXPR_DATA, b""))
             nbytes, packets = data.get(NFTA_COUNTER_BYTES), data.get(NFTA_COUNTER_PACKETS)
             if nbytes is None or packets is None or len(nbytes) != 8 or len(packets) != 8:
                 return None
