@@ -1,12 +1,15 @@
-"""A minimal nf_tables netlink channel for the per-job fast path.
+"""nfnetlink for nf_tables: the job's rules as one batch, and what is read back.
 
 Adding or removing one job is a handful of messages in one nfnetlink batch
-(one kernel transaction). Going through libnftables instead costs loading the
-library and filling its cache with every chain and element of the shared
-table first, which grows with the number of jobs on the node. The shared
-table itself is still created through libnftables (nft.py), once per node.
-The encodings are the kernel's UAPI (linux/netfilter/nf_tables.h); rules
-read back in ``nft list`` exactly like the ones nft writes.
+(one kernel transaction); these encoders are the only definition of the
+inet job's rules and of a bridged job's removal, and the golden tests compare
+exactly the bytes sent (decoded by nftdecode.py). Going through libnftables
+instead costs loading the library and filling its cache with every chain and
+element of the shared table first, which grows with the number of jobs on the
+node. The shared tables, and a bridged job's rules, are nft text applied
+through libnftables (nft.py). The encodings are the kernel's UAPI
+(linux/netfilter/nf_tables.h); rules read back in ``nft list`` exactly like
+the ones nft writes.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ __all__ = ["NLM_F_EXCL", "attr_list"]
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_QUEUE, NFNL_SUBSYS_NFTABLES = 3, 10
 NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
-NFPROTO_UNSPEC, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_BRIDGE = 0, 1, 2, 7
+NFPROTO_UNSPEC, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_ARP = 0, 1, 2, 3
+NFPROTO_NETDEV, NFPROTO_BRIDGE, NFPROTO_IPV6 = 5, 7, 10
 
 NFT_MSG_NEWTABLE, NFT_MSG_GETTABLE, NFT_MSG_DELTABLE = 0, 1, 2
 NFT_MSG_NEWCHAIN, NFT_MSG_GETCHAIN, NFT_MSG_DELCHAIN = 3, 4, 5
@@ -46,7 +50,15 @@ NFT_MSG_NEWSET, NFT_MSG_GETSET, NFT_MSG_DELSET = 9, 10, 11
 NFT_MSG_GETGEN = 16
 NFTA_TABLE_NAME = 1
 NFTA_SET_TABLE, NFTA_SET_NAME = 1, 2
-FAMILY_NAMES = {1: "inet", 2: "ip", 3: "arp", 7: "bridge", 10: "ip6", 5: "netdev"}
+FAMILY_NAMES = {
+    NFPROTO_UNSPEC: "unspec",
+    NFPROTO_INET: "inet",
+    NFPROTO_IPV4: "ip",
+    NFPROTO_ARP: "arp",
+    NFPROTO_NETDEV: "netdev",
+    NFPROTO_BRIDGE: "bridge",
+    NFPROTO_IPV6: "ip6",
+}
 NFT_MSG_NEWRULE, NFT_MSG_GETRULE, NFT_MSG_DELRULE = 6, 7, 8
 NFT_MSG_NEWSETELEM, NFT_MSG_GETSETELEM, NFT_MSG_DELSETELEM = 12, 13, 14
 
@@ -147,9 +159,11 @@ def _rule(table: str, chain: str, exprs: bytes, comment: str | None = None) -> M
     return Message(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, body)
 
 
-def _elements(kind: int, flags: int, table: str, set_name: str, elems: bytes) -> Message:
+def _elements(
+    kind: int, flags: int, table: str, set_name: str, elems: bytes, family: int = NFPROTO_INET
+) -> Message:
     body = (
-        _nfgen(NFPROTO_INET)
+        _nfgen(family)
         + _str(NFTA_SET_ELEM_LIST_TABLE, table)
         + _str(NFTA_SET_ELEM_LIST_SET, set_name)
         + nest(NFTA_SET_ELEM_LIST_ELEMENTS, elems)
@@ -165,8 +179,8 @@ def _addr_key(addr: ipaddress.IPv4Address) -> bytes:
     return nest(NFTA_SET_ELEM_KEY, attr(NFTA_DATA_VALUE, addr.packed))
 
 
-def _chain(kind: int, flags: int, table: str, chain: str) -> Message:
-    body = _nfgen(NFPROTO_INET) + _str(NFTA_CHAIN_TABLE, table) + _str(NFTA_CHAIN_NAME, chain)
+def _chain(kind: int, flags: int, table: str, chain: str, family: int = NFPROTO_INET) -> Message:
+    body = _nfgen(family) + _str(NFTA_CHAIN_TABLE, table) + _str(NFTA_CHAIN_NAME, chain)
     return Message(kind, flags, body)
 
 
@@ -228,16 +242,38 @@ def job_remove(
     nat_set: str | None,
 ) -> list[Message]:
     """Map entry and NAT source first (nothing may jump to the chain), then flush and delete."""
-    msgs = [
-        _elements(NFT_MSG_DELSETELEM, 0, table, job_map, nest(NFTA_LIST_ELEM, _ifname_key(ifname)))
-    ]
+    msgs = [_port_remove(table, job_map, ifname, NFPROTO_INET)]
     if nat_set is not None and internal is not None:
-        elem = nest(NFTA_LIST_ELEM, _addr_key(internal))
-        msgs.append(_elements(NFT_MSG_DELSETELEM, 0, table, nat_set, elem))
-    flush = _nfgen(NFPROTO_INET) + _str(NFTA_RULE_TABLE, table) + _str(NFTA_RULE_CHAIN, chain)
-    msgs.append(Message(NFT_MSG_DELRULE, 0, flush))  # no handle: every rule of that chain
-    msgs.append(_chain(NFT_MSG_DELCHAIN, 0, table, chain))
-    return msgs
+        msgs.append(address_remove(table, nat_set, internal))
+    return msgs + _chain_remove(table, chain, NFPROTO_INET)
+
+
+def bridge_job_remove(
+    table: str, chain: str, port: str, port_map: str, addr_set: str
+) -> list[Message]:
+    """A bridged job: its port's map entry, its chain (with the guard chain bound to its
+    rule), then the set of its addresses, which only that chain used."""
+    msgs = [_port_remove(table, port_map, port, NFPROTO_BRIDGE)]
+    msgs += _chain_remove(table, chain, NFPROTO_BRIDGE)
+    body = _nfgen(NFPROTO_BRIDGE) + _str(NFTA_SET_TABLE, table) + _str(NFTA_SET_NAME, addr_set)
+    return [*msgs, Message(NFT_MSG_DELSET, 0, body)]
+
+
+def address_remove(table: str, set_name: str, addr: ipaddress.IPv4Address) -> Message:
+    """One address out of an inet set (a NAT source)."""
+    elem = nest(NFTA_LIST_ELEM, _addr_key(addr))
+    return _elements(NFT_MSG_DELSETELEM, 0, table, set_name, elem)
+
+
+def _port_remove(table: str, map_name: str, ifname: str, family: int) -> Message:
+    elem = nest(NFTA_LIST_ELEM, _ifname_key(ifname))
+    return _elements(NFT_MSG_DELSETELEM, 0, table, map_name, elem, family)
+
+
+def _chain_remove(table: str, chain: str, family: int) -> list[Message]:
+    """Flush (a rule delete naming no handle: every rule of the chain), then delete."""
+    flush = _nfgen(family) + _str(NFTA_RULE_TABLE, table) + _str(NFTA_RULE_CHAIN, chain)
+    return [Message(NFT_MSG_DELRULE, 0, flush), _chain(NFT_MSG_DELCHAIN, 0, table, chain, family)]
 
 
 def batch_requests(messages: list[Message]) -> list[Request]:
@@ -258,19 +294,42 @@ def _request(kind: int, flags: int, body: bytes, what: str) -> Request:
     return Request((NFNL_SUBSYS_NFTABLES << 8) | kind, flags, body, what)
 
 
+def send_batch(netlink: Socket, messages: list[Message]) -> None:
+    """Send one batch and wait for its outcome; NetlinkError for the first refusal.
+
+    The kernel acks every message and, when it commits, the batch end; on a refusal
+    it answers every message (error or ack) and never the end.
+    """
+    requests = batch_requests(messages)
+    seqs = netlink.send(requests)
+    answers = netlink.receive({seq: NLM_F_ACK for seq in seqs[1:-1]})
+    for index, seq in enumerate(seqs[1:-1]):
+        if answers[seq].error:
+            what = f"message {index + 1} of {len(messages)} of an nf_tables batch"
+            raise NetlinkError(answers[seq].error, what)
+    end = netlink.receive({seqs[-1]: NLM_F_ACK})[seqs[-1]]
+    if end.error:
+        raise NetlinkError(end.error, requests[-1].what)
+
+
 class Channel:
     """A NETLINK_NETFILTER socket in the namespace where it was opened."""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket(
-            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER
-        )
-        self.sock.bind((0, 0))
-        self.sock.settimeout(10)
-        self.netlink = Socket(self.sock)
+    def __init__(self, netlink: Socket | None = None) -> None:
+        """``netlink``: a Socket over another transport (tests); else a socket of our own."""
+        self.sock: socket.socket | None = None
+        if netlink is None:
+            self.sock = socket.socket(
+                socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER
+            )
+            self.sock.bind((0, 0))
+            self.sock.settimeout(10)
+            netlink = Socket(self.sock)
+        self.netlink = netlink
 
     def close(self) -> None:
-        self.sock.close()
+        if self.sock is not None:
+            self.sock.close()
 
     def __enter__(self) -> Channel:
         return self
@@ -279,21 +338,8 @@ class Channel:
         self.close()
 
     def batch(self, messages: list[Message]) -> None:
-        """One transaction: all messages or none. NetlinkError for the first refusal.
-
-        The kernel acks every message and, when it commits, the batch end; on a refusal
-        it answers every message (error or ack) and never the end.
-        """
-        requests = batch_requests(messages)
-        seqs = self.netlink.send(requests)
-        answers = self.netlink.receive({seq: NLM_F_ACK for seq in seqs[1:-1]})
-        for index, seq in enumerate(seqs[1:-1]):
-            if answers[seq].error:
-                what = f"message {index + 1} of {len(messages)} of an nf_tables batch"
-                raise NetlinkError(answers[seq].error, what)
-        end = self.netlink.receive({seqs[-1]: NLM_F_ACK})[seqs[-1]]
-        if end.error:
-            raise NetlinkError(end.error, requests[-1].what)
+        """One transaction: all messages or none. NetlinkError for the first refusal."""
+        send_batch(self.netlink, messages)
 
     def has_address(self, table: str, set_name: str, addr: ipaddress.IPv4Address) -> bool:
         """Whether an IPv4 set holds ``addr``: one lookup, whatever the set's size (a
@@ -309,10 +355,19 @@ class Channel:
             raise
 
     def has_table(self, family: int, table: str) -> bool:
-        """Whether the table exists (one lookup; the kernel says ENOENT when it does not)."""
+        """Whether the table exists (one lookup)."""
         body = _nfgen(family) + _str(NFTA_TABLE_NAME, table)
+        return self._exists(_request(NFT_MSG_GETTABLE, 0, body, f"look up table {table}"))
+
+    def has_set(self, family: int, table: str, set_name: str) -> bool:
+        """Whether the set (or map) exists: False too when its table does not."""
+        body = _nfgen(family) + _str(NFTA_SET_TABLE, table) + _str(NFTA_SET_NAME, set_name)
+        return self._exists(_request(NFT_MSG_GETSET, 0, body, f"look up set {set_name}"))
+
+    def _exists(self, request: Request) -> bool:
+        """The kernel answers a lookup of something absent with ENOENT."""
         try:
-            return bool(self.netlink.call(_request(NFT_MSG_GETTABLE, 0, body, "get table")))
+            return bool(self.netlink.call(request))
         except NetlinkError as exc:
             if exc.errno == errno.ENOENT:
                 return False
