@@ -437,12 +437,12 @@ def set_bridge_addresses(job: BridgeRules, bindings: list[Binding]) -> None:
 
 def dump_table(family: str) -> str:
     """``nft list table`` of Lark's table in ``family`` with counters; empty when absent."""
-    doing = f"list table {family} {TABLE}"
+    command = f"list table {family} {TABLE}"
     try:
-        return nft().run(doing, doing)
+        return nft().run(command, command)
     except NftError:
         nfproto = nfnl.NFPROTO_BRIDGE if family == BRIDGE_FAMILY else nfnl.NFPROTO_INET
-        with map_errors(doing), _nfnl() as channel:
+        with map_errors(command), _nfnl() as channel:
             if not channel.has_table(nfproto, TABLE):
                 return ""
         raise

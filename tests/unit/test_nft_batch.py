@@ -12,12 +12,12 @@ import ipaddress
 from pathlib import Path
 
 import pytest
-from helpers.netlink import FakeKernel, ack, ack_all
+from helpers.netlink import FakeKernel, ack, ack_all, reply
 
 from lark_async.backends import nft
 from lark_async.backends.netlink import nfnl
-from lark_async.backends.netlink.core import NLM_F_ACK, Received, Socket
-from lark_async.backends.netlink.nftdecode import describe_batch
+from lark_async.backends.netlink.core import NLM_F_ACK, Received, Socket, attr, nest
+from lark_async.backends.netlink.nftdecode import describe_batch, describe_message
 from lark_async.errors import KernelError
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -138,3 +138,90 @@ def test_a_failed_commit_is_an_error(monkeypatch):
     monkeypatch.setattr(nft, "_channel", nfnl.Channel(Socket(FakeKernel(answer))))
     with pytest.raises(KernelError, match="Cannot allocate memory"):
         nft.apply_job(NAT_JOB)
+
+
+# -- absence, asked by errno where libnftables only has words ---------------------------------
+
+
+class FailingNft:
+    """libnftables refusing the first ``failures`` commands; the commands it was given."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.commands: list[str] = []
+
+    def run(self, commands: str, doing: str) -> str:
+        self.commands.append(commands)
+        if len(self.commands) <= self.failures:
+            raise nft.NftError(doing, "Error: whatever the words say")
+        return "table listed"
+
+
+def answering_lookups(err: int) -> FakeKernel:
+    """A kernel answering every lookup with ``err`` (0: found, with one reply)."""
+
+    def answer(sent: list[Received]) -> list[bytes]:
+        (msg,) = sent
+        return [ack(msg.seq, err)] if err else [reply(msg.seq, b"\x07\0\0\0")]
+
+    return FakeKernel(answer)
+
+
+@pytest.mark.parametrize(("lookup", "retried"), [(errno.ENOENT, True), (0, False)])
+def test_a_bridged_job_creates_the_bridge_table_only_when_its_port_map_is_absent(
+    monkeypatch, lookup, retried
+):
+    fake_nft, fake = FailingNft(failures=1), answering_lookups(lookup)
+    monkeypatch.setattr(nft, "_nft", fake_nft)
+    monkeypatch.setattr(nft, "_channel", nfnl.Channel(Socket(fake)))
+    if retried:
+        nft.apply_bridge_job(BRIDGE_JOB)
+        assert fake_nft.commands[1] == nft.render_bridge_base() + "\n" + fake_nft.commands[0]
+    else:
+        with pytest.raises(nft.NftError):
+            nft.apply_bridge_job(BRIDGE_JOB)
+        assert len(fake_nft.commands) == 1
+    assert messages(describe_batch(fake.sent[0])) == [
+        "getset bridge [request]",
+        '  table="lark"',
+        '  name="ports"',
+    ]
+
+
+@pytest.mark.parametrize(("lookup", "absent"), [(errno.ENOENT, True), (0, False)])
+def test_dumping_a_table_that_is_not_there_is_empty(monkeypatch, lookup, absent):
+    monkeypatch.setattr(nft, "_nft", FailingNft(failures=1))
+    monkeypatch.setattr(nft, "_channel", nfnl.Channel(Socket(answering_lookups(lookup))))
+    if absent:
+        assert nft.dump_table(nft.BRIDGE_FAMILY) == ""
+    else:
+        with pytest.raises(nft.NftError):
+            nft.dump_table(nft.BRIDGE_FAMILY)
+
+
+# -- the decoder hides nothing ----------------------------------------------------------------
+
+
+def test_the_decoder_shows_what_it_does_not_know_instead_of_dropping_it():
+    body = (
+        b"\x01\0\0\0"  # nfgenmsg: inet
+        + attr(nfnl.NFTA_CHAIN_TABLE, b"lark\0")
+        + attr(9, b"\x01\x02")  # unknown
+        + attr(nfnl.NFTA_CHAIN_NAME, b"x")  # no NUL
+        + b"\xff"  # trailing
+    )
+    assert describe_message((10 << 8) | nfnl.NFT_MSG_NEWCHAIN, 0x4, body) == [
+        "newchain inet [ack]",
+        '  table="lark"',
+        "  ?9=0x0102",
+        "  name=0x78",
+        "  ?-1=0xff",
+    ]
+
+
+def test_the_decoder_marks_a_nested_attribute_sent_without_the_nested_flag():
+    data = attr(nfnl.NFTA_SET_ELEM_KEY, attr(nfnl.NFTA_DATA_VALUE, b"\x0a\0\0\x01"))
+    elements = nest(nfnl.NFTA_LIST_ELEM, data)  # nested, as it should be
+    body = b"\x01\0\0\0" + nest(nfnl.NFTA_SET_ELEM_LIST_ELEMENTS, elements)
+    lines = describe_message((10 << 8) | nfnl.NFT_MSG_DELSETELEM, 0, body)
+    assert lines[-1] == "    key!flat(value=0x0a000001)"

@@ -42,6 +42,8 @@ Schema = dict[int, tuple[str, Union["Schema", Decoder]]]
 
 _TYPES = {
     nfnl.NFT_MSG_NEWTABLE: "newtable",
+    nfnl.NFT_MSG_GETTABLE: "gettable",
+    nfnl.NFT_MSG_GETSET: "getset",
     nfnl.NFT_MSG_DELTABLE: "deltable",
     nfnl.NFT_MSG_NEWCHAIN: "newchain",
     nfnl.NFT_MSG_DELCHAIN: "delchain",
@@ -238,13 +240,15 @@ _TOP: dict[int, Schema] = {
         nfnl.NFTA_SET_ELEM_LIST_SET: ("set", _string),
     },
 }
-for _new, _del in [
-    (nfnl.NFT_MSG_NEWCHAIN, nfnl.NFT_MSG_DELCHAIN),
-    (nfnl.NFT_MSG_NEWRULE, nfnl.NFT_MSG_DELRULE),
-    (nfnl.NFT_MSG_NEWSET, nfnl.NFT_MSG_DELSET),
-    (nfnl.NFT_MSG_NEWSETELEM, nfnl.NFT_MSG_DELSETELEM),
-]:
-    _TOP[_del] = _TOP[_new]
+_SAME_SHAPE = {  # deleting or getting an object names it as creating it does
+    nfnl.NFT_MSG_DELCHAIN: nfnl.NFT_MSG_NEWCHAIN,
+    nfnl.NFT_MSG_DELRULE: nfnl.NFT_MSG_NEWRULE,
+    nfnl.NFT_MSG_DELSET: nfnl.NFT_MSG_NEWSET,
+    nfnl.NFT_MSG_GETSET: nfnl.NFT_MSG_NEWSET,
+    nfnl.NFT_MSG_DELSETELEM: nfnl.NFT_MSG_NEWSETELEM,
+}
+_TOP.update({kind: _TOP[like] for kind, like in _SAME_SHAPE.items()})
+_TOP[nfnl.NFT_MSG_GETTABLE] = {nfnl.NFTA_TABLE_NAME: ("name", _string)}
 
 
 def _nfgen(body: bytes) -> tuple[str, bytes]:
