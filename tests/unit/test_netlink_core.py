@@ -204,3 +204,9 @@ def test_over_a_real_datagram_socket():
         theirs.send(reply(seqs[0], b"b") + done(seqs[0]))
         answer = sock.receive({seqs[0]: NLM_F_DUMP})[seqs[0]]
         assert (answer.replies, answer.error) == ([b"a", b"b"], 0)
+
+
+def test_a_datagram_larger_than_the_buffer_arrives_cut_and_is_malformed():
+    kernel = FakeKernel(lambda sent: [reply(sent[0].seq, b"x" * 64)])
+    with pytest.raises(MalformedMessage):
+        Socket(kernel, bufsize=32).call(Request(18, 0, b""))

@@ -36,7 +36,7 @@ NLA_TYPE_MASK = ~(NLA_F_NESTED | NLA_F_NET_BYTEORDER) & 0xFFFF
 HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, seq, pid
 ATTR_HEADER = struct.Struct("=HH")  # nlattr: length, type
 _ERRNO = struct.Struct("=i")
-RECV_BUFFER = 1 << 17  # above the 32 KiB the kernel puts in one dump datagram
+RECV_BUFFER = 1 << 16  # above the 32 KiB the kernel puts in one dump datagram
 
 
 def align(length: int) -> int:
@@ -164,8 +164,10 @@ class Socket:
     """Numbers requests, sends them in one buffer, and reads the answers: one loop for
     acks, batches, single replies and dumps. Not thread-safe; one per thread or lock."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, bufsize: int = RECV_BUFFER) -> None:
+        """``bufsize``: a datagram larger than this arrives cut, and is a MalformedMessage."""
         self.transport = transport
+        self.bufsize = bufsize
         self._seq = 0
 
     def send(self, requests: Iterable[Request]) -> list[int]:
@@ -187,7 +189,7 @@ class Socket:
         answers = {seq: Answer() for seq in awaited}
         pending = set(awaited)
         while pending:
-            data = self.transport.recv(RECV_BUFFER)
+            data = self.transport.recv(self.bufsize)
             if not data:
                 raise MalformedMessage("the socket returned no data")
             for msg in parse_messages(data):

@@ -254,7 +254,7 @@ class Channel:
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
         self.sock.bind((0, 0))
-        self.netlink = Socket(self.sock)
+        self.netlink = Socket(self.sock, 1 << 20)  # one link's answer can be large (many VFs)
         self._ioctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
     def close(self) -> None:
