@@ -74,8 +74,9 @@ def _ifname(name: str) -> bytes:
 
 
 def ifinfo(index: int = 0, up: bool = False) -> bytes:
+    """The ifinfomsg every link request starts with; ``up`` sets IFF_UP and marks it changed."""
     flags = IFF_UP if up else 0
-    return _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, IFF_UP if up else 0)
+    return _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, flags)
 
 
 Message = Request  # an rtnetlink request: kind, flags, body and what it does
