@@ -347,12 +347,7 @@ class Channel:
         elem = nest(NFTA_LIST_ELEM, _addr_key(addr))
         body = _elements(NFT_MSG_GETSETELEM, 0, table, set_name, elem).body
         request = _request(NFT_MSG_GETSETELEM, NLM_F_ACK, body, f"look up {addr} in {set_name}")
-        try:
-            return bool(self.netlink.call(request))  # the element itself, then the ack
-        except NetlinkError as exc:
-            if exc.errno == errno.ENOENT:
-                return False
-            raise
+        return self._exists(request)  # the element itself, then the ack
 
     def has_table(self, family: int, table: str) -> bool:
         """Whether the table exists (one lookup)."""
@@ -365,7 +360,8 @@ class Channel:
         return self._exists(_request(NFT_MSG_GETSET, 0, body, f"look up set {set_name}"))
 
     def _exists(self, request: Request) -> bool:
-        """The kernel answers a lookup of something absent with ENOENT."""
+        """Whether the lookup found something: the kernel answers ENOENT for an absent
+        object, or for an absent table or set holding it."""
         try:
             return bool(self.netlink.call(request))
         except NetlinkError as exc:
