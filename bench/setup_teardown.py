@@ -59,10 +59,32 @@ CNI_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
 NETAVARK = ("netavark", "/usr/lib/podman/netavark", "/usr/libexec/podman/netavark")
 
 
+def peer_rules(chain: str, ifname: str, inner: str) -> tuple[str, str]:
+    """The shell peer's nft text for one NAT job, added and removed: the rules Lark sends
+    as one nfnetlink batch (backends/netlink/nfnl.py ``job_add``/``job_remove``), written
+    as a script doing Lark's work by hand would write them."""
+    t, port = f"{nft.FAMILY} {nft.TABLE}", f'"{ifname}"'
+    add = [
+        nft.render_base(),
+        f"add chain {t} {chain}",
+        f'add rule {t} {chain} iifname {port} meta nfproto ipv4 counter comment "Outgoing"',
+        f'add rule {t} {chain} oifname {port} meta nfproto ipv4 counter comment "Incoming"',
+        f"add rule {t} {chain} iifname {port} ip saddr != {inner} drop",
+        f"add element {t} {nft.JOB_MAP} {{ {port} : jump {chain} }}",
+        f"add element {t} {nft.NAT_SET} {{ {inner} }}",
+    ]
+    remove = [
+        f"delete element {t} {nft.JOB_MAP} {{ {port} }}",
+        f"delete element {t} {nft.NAT_SET} {{ {inner} }}",
+        f"flush chain {t} {chain}",
+        f"delete chain {t} {chain}",
+    ]
+    return "\n".join(add), "\n".join(remove)
+
+
 def shell_scripts(name: str, ext: str = EXT, inner: str = INT) -> tuple[str, str, str, str]:
     ns, e, i, chain = f"lark-{name}", f"e_{name}", f"i_{name}", f"LARK_{name}"
-    rules = nft.render_add(nft.JobRules(chain, e, ipaddress.IPv4Address(inner), nat=True))
-    remove = nft.render_remove(nft.JobRules(chain, e, ipaddress.IPv4Address(inner), nat=True))
+    rules, remove = peer_rules(chain, e, inner)
     per_command = f"""set -e
 ip netns add {ns}
 ip -n {ns} link set lo up

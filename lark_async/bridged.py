@@ -32,8 +32,9 @@ from dhcp.events import Action, GaveUp, LeaseBound, LeaseLost, LeaseRenewed
 from dhcp.lease import Lease
 from dhcp.trio_driver import DhcpFailed, Driver, Sockets
 
-from .backends import nft, rtnl
+from .backends import nft
 from .backends.lease_link import LeaseOnLink, OnLink
+from .backends.netlink import rtnl
 from .errors import KernelError, LarkError, ResourceError, map_errors
 
 if TYPE_CHECKING:  # plan loads classad2, which dhcp-test does without

@@ -517,7 +517,8 @@ def cmd_startd_attrs(args: argparse.Namespace) -> int:
     import shutil
 
     from . import ads, settings
-    from .backends import address, rtnl
+    from .backends import address
+    from .backends.netlink import rtnl
 
     no_ad = ads.read_ad(None, "")
     resolved = settings.resolve_settings(

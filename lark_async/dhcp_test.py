@@ -17,8 +17,9 @@ from dhcp.client import Client, Config
 from dhcp.events import Action, LeaseBound, LeaseLost, LeaseRenewed
 from dhcp.trio_driver import DhcpFailed, Driver, Sockets
 
-from .backends import netns, rtnl
+from .backends import netns
 from .backends.lease_link import LeaseOnLink
+from .backends.netlink import rtnl
 from .bridged import lease_attributes
 from .errors import LarkError, ResourceError, map_errors
 

@@ -29,15 +29,15 @@ from .backends import (
     address,
     cgroup,
     iptables,
-    kernel,
     locks,
     mtu,
     netns,
     nft,
     nodefilter,
-    rtnl,
 )
 from .backends.bridge import ensure_bridge, pin_port, wait_forwarding
+from .backends.netlink import probe as kernel
+from .backends.netlink import rtnl
 from .bridged import BridgeAddress, JobSide
 from .chirp import FINAL_PUSH_TIMEOUT_S, ChirpPublisher
 from .cleanup import undo_record

@@ -32,7 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backends import address, cgroup, iptables, locks, netns, nft, rtnl, xtables
+from .backends import address, cgroup, iptables, locks, netns, nft, xtables
+from .backends.netlink import rtnl
 from .cleanup import undo_record, undo_steps
 from .errors import KernelError, LarkError, map_errors
 from .names import CHAIN_PREFIX, NETNS_PREFIX, check_name

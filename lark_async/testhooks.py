@@ -29,9 +29,9 @@ def blocking_pause_after(step: str) -> None:
 
 
 # ``_LARK_TEST_KERNEL_LACKS=feature[,...]``: pretend the kernel lacks a feature, so the path a
-# kernel without it takes runs on this one (backends/kernel.py asks the kernel a question only a
-# kernel without it fails; backends/cgroup.py treats ``cgroup2`` as not mounted, ``cgroup.kill``
-# as a kernel before 5.14).
+# kernel without it takes runs on this one (backends/netlink/probe.py asks the kernel a question
+# only a kernel without it fails; backends/cgroup.py treats ``cgroup2`` as not mounted,
+# ``cgroup.kill`` as a kernel before 5.14).
 LACKS = frozenset(filter(None, os.environ.get("_LARK_TEST_KERNEL_LACKS", "").split(",")))
 
 

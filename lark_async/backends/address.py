@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ResourceError, map_errors
-from . import locks, rtnl
+from . import locks
+from .netlink import rtnl
 from .netns import Addresses
 
 

@@ -22,8 +22,9 @@ import trio
 
 from .. import testhooks
 from ..errors import ConfigError, KernelError, ResourceError, map_errors
-from . import linkconfig, rtnl
+from . import linkconfig
 from .journal import Journal
+from .netlink import NetlinkError, rtnl
 
 log = logging.getLogger("lark.bridge")
 
@@ -236,7 +237,7 @@ def pin_port(channel: rtnl.Channel, port: str, bridge: str, mac: bytes) -> str:
     with map_errors(f"pin {mac.hex(':')} to {port}"):
         try:
             channel.request(rtnl.static_fdb(index, mac, vid, sticky, port))
-        except rtnl.RequestError as exc:
+        except NetlinkError as exc:
             if exc.errno != errno.EINVAL:  # a kernel without sticky entries (before 4.20)
                 raise
             sticky = False

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import rtnl
+from .netlink import NetlinkError, rtnl
 
 log = logging.getLogger("lark.journal")
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
@@ -40,7 +40,7 @@ class Journal:
             self._save([*self.undos, tuple(undo)])
         try:
             self.channel.request(message)
-        except rtnl.RequestError:  # refused: nothing to undo
+        except NetlinkError:  # refused: nothing to undo
             if undo:
                 self._save(self.undos)
             raise
@@ -51,7 +51,7 @@ class Journal:
         if undo:
             self.undos.append(tuple(undo))
 
-    def rollback(self, recovering: bool = False) -> list[rtnl.RequestError]:
+    def rollback(self, recovering: bool = False) -> list[NetlinkError]:
         """Take back everything applied, newest first; a refused undo is logged and the rest
         still run (what it leaves is named in the error). Recovering from a killed agent,
         an undo of what never happened (already there, already gone) is no error. The file
@@ -65,7 +65,7 @@ class Journal:
                 except OSError as exc:  # (refused, or the socket itself failed)
                     if recovering and exc.errno == errno.EEXIST:
                         continue
-                    error = rtnl.RequestError(exc.errno or 0, message.what)
+                    error = NetlinkError(exc.errno or 0, message.what)
                     log.error("rolling back: %s: %s", error.what, error.strerror)
                     failed.append(error)
         self.close()
@@ -95,7 +95,7 @@ class Journal:
             raise
 
     @classmethod
-    def recover(cls, channel: rtnl.Channel, path: Path) -> list[rtnl.RequestError] | None:
+    def recover(cls, channel: rtnl.Channel, path: Path) -> list[NetlinkError] | None:
         """Take back what a killed agent's journal at ``path`` applied (None: there was
         none, or it belongs to another boot or namespace and is dropped)."""
         try:

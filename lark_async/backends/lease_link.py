@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from dhcp.lease import Lease
 
-from . import rtnl
+from .netlink import NetlinkError, rtnl
 
 ANYWHERE = ipaddress.IPv4Network("0.0.0.0/0")
 Route = tuple[ipaddress.IPv4Network, ipaddress.IPv4Address | None]  # gateway None: on-link
@@ -74,7 +74,7 @@ class LeaseOnLink:
         if config is not None:
             try:
                 self.channel.request(*self._add(config))
-            except rtnl.RequestError:
+            except NetlinkError:
                 self.channel.request(*self._remove(config), absent_ok=True)
                 raise
             self.current = config

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import rtnl
+from .netlink import NetlinkError, rtnl
 
 IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_CACHEINFO, IFA_FLAGS = 1, 2, 3, 6, 8
 IFA_F_SECONDARY = IFA_F_TEMPORARY = 0x01  # (one bit, named by family)
@@ -446,7 +446,7 @@ def nexthop_objects_on(channel: rtnl.Channel, index: int) -> int:
     belong to it and cannot be moved, so the routes using them could not follow."""
     try:
         dumped = channel.dump(rtnl.RTM_GETNEXTHOP)
-    except rtnl.RequestError:  # a kernel without nexthop objects
+    except NetlinkError:  # a kernel without nexthop objects
         return 0
     count = 0
     for body in dumped:

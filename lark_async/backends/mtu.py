@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from . import rtnl
+from .netlink import rtnl
 
 RTA_METRICS, RTAX_MTU, RTN_UNICAST = 8, 2, 1
 DEFAULT_MTU = 1500

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..errors import KernelError, map_errors
-from . import rtnl
+from .netlink import NetlinkError, rtnl
 
 NETNS_RUN_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
@@ -204,7 +204,7 @@ def _create_veth(
     which deletes it with the old namespace within milliseconds: give it that time."""
     try:
         host.request(rtnl.new_veth(external, internal, ns_fd, mtu))
-    except rtnl.RequestError as exc:
+    except NetlinkError as exc:
         if exc.errno != errno.EEXIST:
             raise
         await_links_gone([external], LINGER_S, host)  # (this thread is in the job's netns)

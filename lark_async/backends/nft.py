@@ -3,11 +3,21 @@
 Per-packet cost is one hash lookup per hook whatever the number of jobs, and
 adding or removing a job is one atomic transaction that touches only that
 job's chain and map elements. Jobs are added, removed and read through our
-own nfnetlink messages (nfnl.py): no library load and no cache of the whole
-table per job, so the cost does not grow with the jobs on the node. The
-shared table is created once through libnftables from ``render_base``; the
-``render_*`` functions also give the job's rules as nft text (golden-tested,
-and what the shell peer in bench/ applies).
+own nfnetlink messages (netlink/nfnl.py): no library load and no cache of the
+whole table per job, so the cost does not grow with the jobs on the node.
+
+What is applied, and so what the golden tests check:
+
+* an inet job's rules, its removal, a bridged job's removal and a stray NAT
+  source's removal: nfnetlink batches built once in netlink/nfnl.py (tests
+  decode the bytes sent with netlink/nftdecode.py);
+* the shared tables (``render_base``, ``render_bridge_base``), a bridged job's
+  rules (``render_bridge_add``) and addresses (``render_bridge_addresses``):
+  nft text, run through libnftables as it is.
+
+libnftables reports failures only as text, so no decision here reads its
+words: whether a table or set is there is asked through nfnetlink, where
+absence is the kernel's ENOENT.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from dataclasses import dataclass
 
 from ..errors import KernelError, map_errors
 from ..modes import RuleFamily
-from . import nfnl
+from .netlink import NetlinkError, nfnl
 
 TABLE = "lark"
 FAMILY = RuleFamily.INET
@@ -92,37 +102,6 @@ class JobRules:
             internal_address=ipaddress.IPv4Address(str(addr)) if addr else None,
             nat=bool(data.get("nat")),
         )
-
-
-def render_add(job: JobRules) -> str:
-    """The job's chain counts both directions (IPv4 bytes, the job's point of view: not the
-    IPv6 link-local chatter of the veth itself) and drops packets the job sends from any
-    address but its own."""
-    t = f"{FAMILY} {TABLE}"
-    c, ifname = job.chain, _q(job.external_interface)
-    lines = [
-        render_base(),
-        f"add chain {t} {c}",
-        f"add rule {t} {c} iifname {ifname} meta nfproto ipv4 counter comment {_q(OUTGOING)}",
-        f"add rule {t} {c} oifname {ifname} meta nfproto ipv4 counter comment {_q(INCOMING)}",
-    ]
-    if job.internal_address is not None:
-        lines.append(f"add rule {t} {c} iifname {ifname} ip saddr != {job.internal_address} drop")
-    lines.append(f"add element {t} {JOB_MAP} {{ {ifname} : jump {c} }}")
-    if job.nat and job.internal_address is not None:
-        lines.append(f"add element {t} {NAT_SET} {{ {job.internal_address} }}")
-    return "\n".join(lines)
-
-
-def render_remove(job: JobRules) -> str:
-    """The job's removal as nft text (what a shell script doing Lark's work would run)."""
-    t = f"{FAMILY} {TABLE}"
-    c, ifname = job.chain, _q(job.external_interface)
-    lines = [f"delete element {t} {JOB_MAP} {{ {ifname} }}"]
-    if job.nat and job.internal_address is not None:
-        lines.append(f"delete element {t} {NAT_SET} {{ {job.internal_address} }}")
-    lines += [f"flush chain {t} {c}", f"delete chain {t} {c}"]
-    return "\n".join(lines)
 
 
 class _Nft:
@@ -246,7 +225,7 @@ def apply_job(job: JobRules) -> None:
     with map_errors(doing), _nfnl() as channel:
         try:
             channel.batch(messages)
-        except nfnl.BatchError as exc:
+        except NetlinkError as exc:
             if exc.errno != errno.ENOENT:
                 raise
             nft().run(render_base(), f"create nftables table {FAMILY} {TABLE}")
@@ -255,17 +234,21 @@ def apply_job(job: JobRules) -> None:
 
 def discard_job(job: JobRules) -> None:
     """Idempotent: one transaction, or, when part is already gone, each piece on its own."""
-    messages = _job_messages(job, add=False)
-    with map_errors(f"remove firewall chain {job.chain}"), _nfnl() as channel:
+    _discard(_job_messages(job, add=False), f"remove firewall chain {job.chain}")
+
+
+def _discard(messages: list[nfnl.Message], doing: str) -> None:
+    """A removal batch; ENOENT (the table, chain, set or element is gone) means done."""
+    with map_errors(doing), _nfnl() as channel:
         try:
             channel.batch(messages)
-        except nfnl.BatchError as exc:
+        except NetlinkError as exc:
             if exc.errno != errno.ENOENT:
                 raise
             for message in messages:
                 try:
                     channel.batch([message])
-                except nfnl.BatchError as piece:
+                except NetlinkError as piece:
                     if piece.errno != errno.ENOENT:
                         raise
 
@@ -402,46 +385,29 @@ def render_bridge_add(job: BridgeRules) -> str:
     )
 
 
-def render_bridge_remove(job: BridgeRules) -> str:
-    t = f"{BRIDGE_FAMILY} {TABLE}"
-    return "\n".join(
-        [
-            f"delete element {t} {PORT_MAP} {{ {_q(job.external_interface)} }}",
-            f"flush chain {t} {job.chain}",
-            f"delete chain {t} {job.chain}",
-            f"delete set {t} {_addr_set(job.chain)}",
-        ]
-    )
-
-
-def _missing(exc: NftError) -> bool:
-    return "No such file or directory" in str(exc)
+def _has_set(family: int, set_name: str) -> bool:
+    with map_errors(f"look up set {set_name}"), _nfnl() as channel:
+        return channel.has_set(family, TABLE, set_name)
 
 
 def apply_bridge_job(job: BridgeRules) -> None:
+    """The job's chain; the shared table is created too when it (or its port map) is not
+    there, which nfnetlink tells by errno (libnftables would only say it in words)."""
     doing = f"add bridge firewall chain {job.chain}"
     try:
         nft().run(render_bridge_add(job), doing)
-    except NftError as exc:
-        if not _missing(exc):
+    except NftError:
+        if _has_set(nfnl.NFPROTO_BRIDGE, PORT_MAP):
             raise
         nft().run(render_bridge_base() + "\n" + render_bridge_add(job), doing)
 
 
 def discard_bridge_job(job: BridgeRules) -> None:
-    """Idempotent: the whole removal, or each piece that is still there."""
-    doing = f"remove bridge firewall chain {job.chain}"
-    try:
-        nft().run(render_bridge_remove(job), doing)
-    except NftError as exc:
-        if not _missing(exc):
-            raise
-        for line in render_bridge_remove(job).splitlines():
-            try:
-                nft().run(line, doing)
-            except NftError as piece:
-                if not _missing(piece):
-                    raise
+    """Idempotent: one nfnetlink transaction, or, when part is already gone, each piece."""
+    messages = nfnl.bridge_job_remove(
+        TABLE, job.chain, job.external_interface, PORT_MAP, _addr_set(job.chain)
+    )
+    _discard(messages, f"remove bridge firewall chain {job.chain}")
 
 
 Binding = tuple[
@@ -472,20 +438,17 @@ def set_bridge_addresses(job: BridgeRules, bindings: list[Binding]) -> None:
 
 def dump_table(family: str) -> str:
     """``nft list table`` of Lark's table in ``family`` with counters; empty when absent."""
+    command = f"list table {family} {TABLE}"
     try:
-        return nft().run(f"list table {family} {TABLE}", f"list table {family} {TABLE}")
-    except NftError as exc:
-        if _missing(exc):
-            return ""
+        return nft().run(command, command)
+    except NftError:
+        nfproto = nfnl.NFPROTO_BRIDGE if family == BRIDGE_FAMILY else nfnl.NFPROTO_INET
+        with map_errors(command), _nfnl() as channel:
+            if not channel.has_table(nfproto, TABLE):
+                return ""
         raise
 
 
 def discard_nat_source(addr: ipaddress.IPv4Address) -> None:
-    """An address left in ``nat_sources`` by a job whose chain is gone."""
-    try:
-        nft().run(
-            f"delete element {FAMILY} {TABLE} {NAT_SET} {{ {addr} }}", f"remove NAT source {addr}"
-        )
-    except NftError as exc:
-        if not _missing(exc):
-            raise
+    """An address left in ``nat_sources`` by a job whose chain is gone (idempotent)."""
+    _discard([nfnl.address_remove(TABLE, NAT_SET, addr)], f"remove NAT source {addr}")

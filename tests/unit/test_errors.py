@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from lark_async.backends.rtnl import RequestError
+from lark_async.backends.netlink import NetlinkError
 from lark_async.errors import (
     EXIT_SETUP_FAILED,
     AdError,
@@ -40,7 +40,7 @@ def test_a_real_failed_system_call_is_mapped(tmp_path):
 
 def test_netlink_request_error_is_mapped_with_its_strerror():
     with pytest.raises(KernelError) as info, map_errors("create veth e_x/i_x"):
-        raise RequestError(errno.EEXIST, "create veth e_x/i_x")
+        raise NetlinkError(errno.EEXIST, "create veth e_x/i_x")
     assert str(info.value) == "create veth e_x/i_x: File exists"
 
 

@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from lark_async.backends import rtnl
 from lark_async.backends.journal import Journal
+from lark_async.backends.netlink import NetlinkError, rtnl
 
 
 class FakeChannel:
@@ -19,7 +19,7 @@ class FakeChannel:
     def request(self, message: rtnl.Message, absent_ok: bool = False) -> None:
         self.sent.append(message.what)
         if message.what in self.refuse:
-            raise rtnl.RequestError(errno.ENETUNREACH, message.what)
+            raise NetlinkError(errno.ENETUNREACH, message.what)
 
 
 def msg(what: str, kind: int = rtnl.RTM_NEWROUTE) -> rtnl.Message:
@@ -32,7 +32,7 @@ def test_a_refused_change_notes_no_undo_and_the_rest_is_taken_back_newest_first(
     journal.apply(msg("a"), [msg("undo a")])
     journal.apply(msg("b"), [msg("undo b1"), msg("undo b2")])
     journal.apply(msg("nothing to undo"))
-    with pytest.raises(rtnl.RequestError):
+    with pytest.raises(NetlinkError):
         journal.apply(msg("c"), [msg("undo c")])
     assert journal.rollback() == []
     assert channel.sent[4:] == ["undo b1", "undo b2", "undo a"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 
-from lark_async.backends import nfnl
+from lark_async.backends.netlink import nfnl
 
 ADDR = ipaddress.IPv4Address("192.168.181.3")
 
@@ -17,7 +17,7 @@ def add(nat_set: str | None = "nat_sources", internal=ADDR):
 
 
 def body_attrs(msg: nfnl.Message) -> dict[int, bytes]:
-    return nfnl.attrs(msg.body[4:])  # past nfgenmsg
+    return nfnl.parse_attrs(msg.body[4:])  # past nfgenmsg
 
 
 def test_add_is_chain_three_rules_map_entry_and_nat_source_in_that_order():
@@ -53,10 +53,12 @@ def test_rules_carry_their_comment_as_nftnl_userdata():
 
 def test_map_entry_jumps_to_the_job_chain_with_a_padded_ifname_key():
     elems = nfnl.attr_list(body_attrs(add()[4])[nfnl.NFTA_SET_ELEM_LIST_ELEMENTS])
-    elem = nfnl.attrs(elems[0])
-    key = nfnl.attrs(elem[nfnl.NFTA_SET_ELEM_KEY])[nfnl.NFTA_DATA_VALUE]
+    elem = nfnl.parse_attrs(elems[0])
+    key = nfnl.parse_attrs(elem[nfnl.NFTA_SET_ELEM_KEY])[nfnl.NFTA_DATA_VALUE]
     assert key == b"e_j".ljust(16, b"\0")
-    verdict = nfnl.attrs(nfnl.attrs(elem[nfnl.NFTA_SET_ELEM_DATA])[nfnl.NFTA_DATA_VERDICT])
+    verdict = nfnl.parse_attrs(
+        nfnl.parse_attrs(elem[nfnl.NFTA_SET_ELEM_DATA])[nfnl.NFTA_DATA_VERDICT]
+    )
     assert struct.unpack(">i", verdict[nfnl.NFTA_VERDICT_CODE])[0] == nfnl.NFT_JUMP
     assert verdict[nfnl.NFTA_VERDICT_CHAIN] == b"LARK_j\0"
 

@@ -1,4 +1,6 @@
-"""Golden nftables text for the shared table and one job's chain, map and set elements."""
+"""Golden nftables text: what is applied as text, through libnftables (the shared tables, a
+bridged job's chain and addresses). An inet job's rules and every removal are nfnetlink
+batches, golden-tested as sent in test_nft_batch.py."""
 
 from __future__ import annotations
 
@@ -10,13 +12,10 @@ import pytest
 from lark_async.backends.nft import (
     BridgeRules,
     JobRules,
-    render_add,
     render_base,
     render_bridge_add,
     render_bridge_addresses,
     render_bridge_base,
-    render_bridge_remove,
-    render_remove,
 )
 
 BASE = """\
@@ -50,67 +49,6 @@ NO_ADDRESS_JOB = JobRules(
 
 def test_base_ruleset():
     assert render_base() == BASE
-
-
-def test_add_nat_job():
-    assert render_add(NAT_JOB) == BASE + "\n" + (
-        "add chain inet lark LARK_s1-123_0\n"
-        'add rule inet lark LARK_s1-123_0 iifname "e_s1-123_0" meta nfproto ipv4 counter '
-        'comment "Outgoing"\n'
-        'add rule inet lark LARK_s1-123_0 oifname "e_s1-123_0" meta nfproto ipv4 counter '
-        'comment "Incoming"\n'
-        'add rule inet lark LARK_s1-123_0 iifname "e_s1-123_0" ip saddr != 192.168.181.3 drop\n'
-        'add element inet lark jobs { "e_s1-123_0" : jump LARK_s1-123_0 }\n'
-        "add element inet lark nat_sources { 192.168.181.3 }"
-    )
-
-
-def test_add_job_without_nat_has_no_nat_element():
-    job = JobRules("LARK_b1", "e_b1", ipaddress.IPv4Address("10.0.0.9"), nat=False)
-    assert render_add(job) == BASE + "\n" + (
-        "add chain inet lark LARK_b1\n"
-        'add rule inet lark LARK_b1 iifname "e_b1" meta nfproto ipv4 counter comment "Outgoing"\n'
-        'add rule inet lark LARK_b1 oifname "e_b1" meta nfproto ipv4 counter comment "Incoming"\n'
-        'add rule inet lark LARK_b1 iifname "e_b1" ip saddr != 10.0.0.9 drop\n'
-        'add element inet lark jobs { "e_b1" : jump LARK_b1 }'
-    )
-
-
-def test_add_job_without_an_address_has_no_spoofing_rule_and_no_nat_element():
-    assert render_add(NO_ADDRESS_JOB) == BASE + "\n" + (
-        "add chain inet lark LARK_p42\n"
-        'add rule inet lark LARK_p42 iifname "e_p42" meta nfproto ipv4 counter comment "Outgoing"\n'
-        'add rule inet lark LARK_p42 oifname "e_p42" meta nfproto ipv4 counter comment "Incoming"\n'
-        'add element inet lark jobs { "e_p42" : jump LARK_p42 }'
-    )
-
-
-def test_remove_nat_job():
-    assert render_remove(NAT_JOB) == (
-        'delete element inet lark jobs { "e_s1-123_0" }\n'
-        "delete element inet lark nat_sources { 192.168.181.3 }\n"
-        "flush chain inet lark LARK_s1-123_0\n"
-        "delete chain inet lark LARK_s1-123_0"
-    )
-
-
-def test_remove_job_without_an_address_touches_no_nat_element():
-    assert render_remove(NO_ADDRESS_JOB) == (
-        'delete element inet lark jobs { "e_p42" }\n'
-        "flush chain inet lark LARK_p42\n"
-        "delete chain inet lark LARK_p42"
-    )
-
-
-def test_remove_nat_element_only_when_the_job_had_nat():
-    job = JobRules("LARK_b1", "e_b1", ipaddress.IPv4Address("10.0.0.9"), nat=False)
-    assert "nat_sources" not in render_remove(job)
-
-
-def test_quotes_in_an_interface_name_cannot_break_out_of_the_nft_string():
-    job = JobRules("LARK_x", 'e_x" drop', None, nat=False)
-    assert 'iifname "e_x drop" meta nfproto ipv4 counter' in render_add(job)
-    assert render_remove(job).startswith('delete element inet lark jobs { "e_x drop" }')
 
 
 @pytest.mark.parametrize("job", [NAT_JOB, NO_ADDRESS_JOB])
@@ -214,13 +152,9 @@ def test_a_bridged_jobs_chain_ends_open_for_the_admins_rules():
     assert not any(v in ln for ln in outside_the_guard for v in (" accept", " drop", "return"))
 
 
-def test_a_bridged_job_is_removed_with_its_set():
-    assert render_bridge_remove(BRIDGE_JOB) == (
-        'delete element bridge lark ports { "e_b7" }\n'
-        "flush chain bridge lark LARK_b7\n"
-        "delete chain bridge lark LARK_b7\n"
-        "delete set bridge lark LARK_b7_ip"
-    )
+def test_quotes_in_a_port_name_cannot_break_out_of_the_nft_string():
+    job = BridgeRules("LARK_x", 'e_x" drop', "02:aa:bb:cc:dd:ee")
+    assert 'iifname "e_x drop" ether type ip counter' in render_bridge_add(job)
 
 
 def test_a_lease_binding_expires_with_the_lease_and_a_static_one_never():

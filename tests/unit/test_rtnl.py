@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from lark_async.backends import rtnl
+from lark_async.backends.netlink import NetlinkError, rtnl
 from lark_async.names import IFNAMSIZ
 
 A = ipaddress.IPv4Address
@@ -46,17 +46,6 @@ MESSAGES = [
 @pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: m.what)
 def test_every_body_is_aligned_to_4_bytes(msg):
     assert len(msg.body) % 4 == 0
-
-
-@pytest.mark.parametrize(
-    ("payload", "length", "total"),
-    [(b"", 4, 4), (b"a", 5, 8), (b"abc", 7, 8), (b"abcd", 8, 8), (b"abcde", 9, 12)],
-)
-def test_attribute_header_has_the_unpadded_length_and_the_body_is_padded(payload, length, total):
-    encoded = rtnl._attr(9, payload)
-    assert struct.unpack_from("=HH", encoded) == (length, 9)
-    assert len(encoded) == total
-    assert walk(encoded) == [(9, payload)]
 
 
 def test_new_veth_nests_the_peer_inside_linkinfo():
@@ -138,7 +127,7 @@ def test_new_default_route_goes_via_the_gateway_in_the_main_table():
 
 
 def test_request_error_is_an_os_error_naming_the_request():
-    error = rtnl.RequestError(17, "create veth e_x/i_x")
+    error = NetlinkError(17, "create veth e_x/i_x")
     assert isinstance(error, OSError)
     assert error.errno == 17
     assert error.strerror == "File exists"

@@ -23,14 +23,11 @@ import os
 import socket
 import struct
 
-from ..errors import KernelError
-from . import rtnl
+from ...errors import KernelError
+from . import nfnl, rtnl
+from .core import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NetlinkError, Request, Socket, attr
 
-NETLINK_NETFILTER = 12
-NFNL_SUBSYS_QUEUE, NFNL_SUBSYS_NFTABLES = 3, 10
-NFT_MSG_GETGEN = 16
 NFQNL_MSG_CONFIG = 2
-_HDR = struct.Struct("=IHHII")
 
 # test-only: pretend these features are missing, by asking the kernel about a name it
 # cannot know (so the real refusal path runs); unset in production
@@ -49,11 +46,9 @@ def _ask(feature: str) -> bool:
 
 
 def knows_link_kind(kind: str) -> bool:
-    info = rtnl._attr(rtnl.IFLA_INFO_KIND, kind.encode())
-    body = (
-        rtnl._ifinfo() + rtnl._attr(rtnl.IFLA_LINKINFO, info) + rtnl._attr(rtnl.IFLA_ADDRESS, b"\0")
-    )
-    probe = rtnl.Message(rtnl.RTM_NEWLINK, rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL, body, kind)
+    info = attr(rtnl.IFLA_INFO_KIND, kind.encode())
+    body = rtnl.ifinfo() + attr(rtnl.IFLA_LINKINFO, info) + attr(rtnl.IFLA_ADDRESS, b"\0")
+    probe = Request(rtnl.RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, kind)
     try:
         with rtnl.Channel() as channel:
             channel.request(probe)
@@ -67,9 +62,11 @@ def knows_link_kind(kind: str) -> bool:
 
 
 def has_nfnl_subsystem(subsys: int, msg: int) -> bool:
+    """nfnetlink answers EINVAL (or EOPNOTSUPP) for a subsystem it does not have; any other
+    answer, refusals included, comes from the subsystem itself."""
     try:
         sock = socket.socket(
-            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER
+            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, nfnl.NETLINK_NETFILTER
         )
     except OSError as exc:
         if exc.errno == errno.EPROTONOSUPPORT:
@@ -78,22 +75,16 @@ def has_nfnl_subsystem(subsys: int, msg: int) -> bool:
     with sock:
         sock.settimeout(5)
         body = struct.pack("=BBH", socket.AF_UNSPEC, 0, 0)
-        kind = (subsys << 8) | msg
-        sock.send(_HDR.pack(_HDR.size + len(body), kind, 0x1 | 0x4, 1, 0) + body)
-        while True:
-            data = sock.recv(65536)
-            offset = 0
-            while offset + _HDR.size <= len(data):
-                length, mtype, _flags, _seq, _pid = _HDR.unpack_from(data, offset)
-                if mtype == 2:  # NLMSG_ERROR: the ack, or a refusal
-                    (err,) = struct.unpack_from("=i", data, offset + _HDR.size)
-                    return -err not in (errno.EINVAL, errno.EOPNOTSUPP)
-                offset += max(length + (-length % 4), _HDR.size)
+        try:
+            Socket(sock).call(Request((subsys << 8) | msg, NLM_F_ACK, body, "probe"))
+        except NetlinkError as exc:
+            return exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP)
+        return True
 
 
 _SUBSYSTEMS = {
-    "nftables": (NFNL_SUBSYS_NFTABLES, NFT_MSG_GETGEN),
-    "nfqueue": (NFNL_SUBSYS_QUEUE, NFQNL_MSG_CONFIG),
+    "nftables": (nfnl.NFNL_SUBSYS_NFTABLES, nfnl.NFT_MSG_GETGEN),
+    "nfqueue": (nfnl.NFNL_SUBSYS_QUEUE, NFQNL_MSG_CONFIG),
 }
 FEATURES = {
     "netns": "network namespaces (CONFIG_NET_NS)",

@@ -1,30 +1,42 @@
-"""A minimal rtnetlink request channel for the setup fast path.
+"""rtnetlink: the link, address, route and neighbour requests of setup, and links parsed.
 
-Setup needs five message kinds and only acks back, so we encode them with
-``struct`` and send a whole batch in one ``send``: the kernel processes every
-message of a buffer in order and acks each. This keeps pyroute2's 140 ms
-import off the job's start-up path; the watch task parses events with
-pyroute2 (watch.py).
+Setup needs a handful of message kinds and only acks back, so we encode them
+with ``struct`` and send a whole batch in one ``send``: the kernel processes
+every message of a buffer in order and acks each (framing, acks and errors:
+core.py). This keeps pyroute2's import off the job's start-up path; the watch
+task parses events with pyroute2 (watch.py).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import ipaddress
-import os
 import socket
 import struct
 from dataclasses import dataclass, field
 
+from .core import (
+    NLM_F_APPEND,
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_EXCL,
+    NLM_F_REPLACE,
+    NetlinkError,
+    Request,
+    Socket,
+    attr,
+    parse_attrs,
+)
+
+__all__ = ["NLM_F_APPEND", "NLM_F_CREATE", "NLM_F_EXCL", "NLM_F_REPLACE", "parse_attrs"]
+
 NETLINK_ROUTE = 0
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x300, 0x200, 0x400
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 RTM_NEWRULE, RTM_DELRULE, RTM_GETRULE = 32, 33, 34
 RTM_GETNEXTHOP = 106
-NLM_F_APPEND = 0x800
 IFLA_MTU, IFLA_AF_SPEC, IFLA_INET6_ADDR_GEN_MODE = 4, 26, 8
 IN6_ADDR_GEN_MODE_NONE = 1
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MASTER, IFLA_OPERSTATE = 1, 3, 10, 16
@@ -38,17 +50,18 @@ IFLA_BRPORT_LOCKED = 39  # Linux 5.18
 IFLA_BR_VLAN_FILTERING, IFLA_BR_VLAN_DEFAULT_PVID = 7, 39
 RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
 AF_BRIDGE, NDA_LLADDR, NDA_VLAN = 7, 2, 5
-NUD_NOARP, NTF_MASTER, NTF_STICKY, NLM_F_REPLACE = 0x40, 0x04, 0x40, 0x100
+NUD_NOARP, NTF_MASTER, NTF_STICKY = 0x40, 0x04, 0x40
 IF_OPER_UNKNOWN, IF_OPER_UP = 0, 6
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
-IFF_UP = 0x1
+IFF_UP, IFF_RUNNING = 0x1, 0x40  # (linux/if.h)
 RT_TABLE_MAIN, RTPROT_KERNEL, RTPROT_BOOT, RTPROT_DHCP, RTN_UNICAST = 254, 2, 3, 16, 1
 RTN_LOCAL = 2
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
 SIOCGIFINDEX = 0x8933
+# what a delete may find already gone: a link, a route or rule, a neighbour, an address
+ABSENT = frozenset({errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL})
 
-_NLMSGHDR = struct.Struct("=IHHII")
 _IFINFOMSG = struct.Struct("=BxHiII")
 _IFADDRMSG = struct.Struct("=BBBBi")
 _RTMSG = struct.Struct("=BBBBBBBBI")
@@ -56,60 +69,47 @@ _NDMSG = struct.Struct("=BBHiHBB")
 _NHMSG = struct.Struct("=BBBBI")
 
 
-def _attr(kind: int, payload: bytes) -> bytes:
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
-
-
 def _ifname(name: str) -> bytes:
-    return _attr(IFLA_IFNAME, name.encode() + b"\0")
+    return attr(IFLA_IFNAME, name.encode() + b"\0")
 
 
-def _ifinfo(index: int = 0, up: bool = False) -> bytes:
+def ifinfo(index: int = 0, up: bool = False) -> bytes:
+    """The ifinfomsg every link request starts with; ``up`` sets IFF_UP and marks it changed."""
     flags = IFF_UP if up else 0
-    return _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, IFF_UP if up else 0)
+    return _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, flags)
 
 
-@dataclass(frozen=True)
-class Message:
-    """One request: kind, flags and body; the channel numbers and frames it."""
-
-    kind: int
-    flags: int
-    body: bytes
-    what: str
+Message = Request  # an rtnetlink request: kind, flags, body and what it does
 
 
 def new_veth(name: str, peer: str, peer_netns_fd: int, mtu: int | None = None) -> Message:
     """The host end is created up (the peer cannot be: veth_open refuses before the pair is
     linked, ENOTCONN), the peer directly inside the job's netns (no move, no RCU wait).
     ``mtu`` (both ends): the job's frames are as large as its network's (None: 1500)."""
-    size = _attr(IFLA_MTU, struct.pack("=I", mtu)) if mtu is not None else b""
+    size = attr(IFLA_MTU, struct.pack("=I", mtu)) if mtu is not None else b""
     peer_body = (
-        _ifinfo() + _ifname(peer) + _attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd)) + size
+        ifinfo() + _ifname(peer) + attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd)) + size
     )
-    info = _attr(IFLA_INFO_KIND, b"veth\0") + _attr(
-        IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer_body)
-    )
-    body = _ifinfo(up=True) + _ifname(name) + size + _attr(IFLA_LINKINFO, info)
+    info = attr(IFLA_INFO_KIND, b"veth\0") + attr(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer_body))
+    body = ifinfo(up=True) + _ifname(name) + size + attr(IFLA_LINKINFO, info)
     return Message(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"create veth {name}/{peer}")
 
 
 def set_up(index: int, what: str) -> Message:
-    return Message(RTM_NEWLINK, 0, _ifinfo(index, up=True), f"bring up {what}")
+    return Message(RTM_NEWLINK, 0, ifinfo(index, up=True), f"bring up {what}")
 
 
 def set_master(index: int, master: int, what: str) -> Message:
     """Enslave a link (to a bridge) and bring it up; master 0 releases it (and leaves it up)."""
-    body = _ifinfo(index, up=True) + _attr(IFLA_MASTER, struct.pack("=I", master))
+    body = ifinfo(index, up=True) + attr(IFLA_MASTER, struct.pack("=I", master))
     return Message(RTM_NEWLINK, 0, body, f"attach {what}" if master else f"release {what}")
 
 
 def set_addr_gen_mode(index: int, mode: int, what: str) -> Message:
     """How the kernel makes a link's IPv6 link-local (IFLA_INET6_ADDR_GEN_MODE: eui64,
     none, stable privacy, random); a change takes effect at the link's next up."""
-    inet6 = _attr(IFLA_INET6_ADDR_GEN_MODE, struct.pack("=B", mode))
-    body = _ifinfo(index) + _attr(IFLA_AF_SPEC, _attr(socket.AF_INET6, inet6))
+    inet6 = attr(IFLA_INET6_ADDR_GEN_MODE, struct.pack("=B", mode))
+    body = ifinfo(index) + attr(IFLA_AF_SPEC, attr(socket.AF_INET6, inet6))
     return Message(RTM_NEWLINK, 0, body, f"set the IPv6 address generation mode of {what}")
 
 
@@ -117,9 +117,9 @@ def set_port_flags(index: int, flags: dict[int, int], what: str) -> Message:
     """Bridge port options (IFLA_BRPORT_*, each one byte) of an enslaved link, as
     ``ip link set DEV type bridge_slave ...`` sets them. A kernel that does not know an
     option ignores it: read the link back to see what took."""
-    data = b"".join(_attr(kind, struct.pack("=B", value)) for kind, value in flags.items())
-    info = _attr(IFLA_INFO_SLAVE_KIND, b"bridge\0") + _attr(IFLA_INFO_SLAVE_DATA, data)
-    body = _ifinfo(index) + _attr(IFLA_LINKINFO, info)
+    data = b"".join(attr(kind, struct.pack("=B", value)) for kind, value in flags.items())
+    info = attr(IFLA_INFO_SLAVE_KIND, b"bridge\0") + attr(IFLA_INFO_SLAVE_DATA, data)
+    body = ifinfo(index) + attr(IFLA_LINKINFO, info)
     return Message(RTM_NEWLINK, 0, body, f"set bridge port options of {what}")
 
 
@@ -129,16 +129,16 @@ def static_fdb(index: int, mac: bytes, vid: int | None, sticky: bool, what: str)
     permanent: a permanent entry would make the bridge keep the frames for itself. Sticky:
     a frame with this source arriving on another port does not move it there."""
     flags = NTF_MASTER | (NTF_STICKY if sticky else 0)
-    body = _NDMSG.pack(AF_BRIDGE, 0, 0, index, NUD_NOARP, flags, 0) + _attr(NDA_LLADDR, mac)
+    body = _NDMSG.pack(AF_BRIDGE, 0, 0, index, NUD_NOARP, flags, 0) + attr(NDA_LLADDR, mac)
     if vid is not None:
-        body += _attr(NDA_VLAN, struct.pack("=H", vid))
+        body += attr(NDA_VLAN, struct.pack("=H", vid))
     return Message(
         RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, body, f"pin {mac.hex(':')} to {what}"
     )
 
 
 def del_link(name: str) -> Message:
-    return Message(RTM_DELLINK, 0, _ifinfo() + _ifname(name), f"delete link {name}")
+    return Message(RTM_DELLINK, 0, ifinfo() + _ifname(name), f"delete link {name}")
 
 
 def new_peer_address(
@@ -147,8 +147,8 @@ def new_peer_address(
     """A /32 with a peer: each job is a point-to-point link, no shared subnet route."""
     body = (
         _IFADDRMSG.pack(socket.AF_INET, 32, 0, 0, index)
-        + _attr(IFA_LOCAL, local.packed)
-        + _attr(IFA_ADDRESS, peer.packed)
+        + attr(IFA_LOCAL, local.packed)
+        + attr(IFA_ADDRESS, peer.packed)
     )
     return Message(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, f"add address {local} to {what}")
 
@@ -160,9 +160,9 @@ def new_default_route(gateway: ipaddress.IPv4Address, index: int) -> Message:
 def address(kind: int, index: int, iface: ipaddress.IPv4Interface, what: str) -> Message:
     """Add (RTM_NEWADDR) or remove (RTM_DELADDR) an address with its prefix, as on a LAN."""
     body = _IFADDRMSG.pack(socket.AF_INET, iface.network.prefixlen, 0, 0, index)
-    body += _attr(IFA_LOCAL, iface.ip.packed) + _attr(IFA_ADDRESS, iface.ip.packed)
+    body += attr(IFA_LOCAL, iface.ip.packed) + attr(IFA_ADDRESS, iface.ip.packed)
     if iface.network.prefixlen < 31:
-        body += _attr(IFA_BROADCAST, iface.network.broadcast_address.packed)
+        body += attr(IFA_BROADCAST, iface.network.broadcast_address.packed)
     verb, flags = ("add", NLM_F_CREATE | NLM_F_EXCL) if kind == RTM_NEWADDR else ("remove", 0)
     return Message(kind, flags, body, f"{verb} address {iface} on {what}")
 
@@ -180,10 +180,10 @@ def route(
         socket.AF_INET, dest.prefixlen, 0, 0, RT_TABLE_MAIN, protocol, scope, RTN_UNICAST, 0
     )
     if dest.prefixlen:
-        body += _attr(RTA_DST, dest.network_address.packed)
+        body += attr(RTA_DST, dest.network_address.packed)
     if gateway is not None:
-        body += _attr(RTA_GATEWAY, gateway.packed)
-    body += _attr(RTA_OIF, struct.pack("=i", index))
+        body += attr(RTA_GATEWAY, gateway.packed)
+    body += attr(RTA_OIF, struct.pack("=i", index))
     name = "default route" if not dest.prefixlen else f"route to {dest}"
     name += f" via {gateway}" if gateway is not None else ""
     if kind == RTM_NEWROUTE:
@@ -193,28 +193,16 @@ def route(
 
 def new_bridge(name: str, mac: bytes | None, mtu: int | None = None) -> Message:
     """A bridge that forwards at once (forward delay 0, no STP), created down."""
-    data = _attr(IFLA_BR_FORWARD_DELAY, struct.pack("=I", 0)) + _attr(
+    data = attr(IFLA_BR_FORWARD_DELAY, struct.pack("=I", 0)) + attr(
         IFLA_BR_STP_STATE, struct.pack("=I", 0)
     )
-    info = _attr(IFLA_INFO_KIND, b"bridge\0") + _attr(IFLA_INFO_DATA, data)
-    body = _ifinfo() + _ifname(name) + _attr(IFLA_LINKINFO, info)
+    info = attr(IFLA_INFO_KIND, b"bridge\0") + attr(IFLA_INFO_DATA, data)
+    body = ifinfo() + _ifname(name) + attr(IFLA_LINKINFO, info)
     if mac is not None:
-        body += _attr(IFLA_ADDRESS, mac)
+        body += attr(IFLA_ADDRESS, mac)
     if mtu is not None:
-        body += _attr(IFLA_MTU, struct.pack("=I", mtu))
+        body += attr(IFLA_MTU, struct.pack("=I", mtu))
     return Message(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"create bridge {name}")
-
-
-def parse_attrs(data: bytes, offset: int = 0) -> dict[int, bytes]:
-    """Netlink attributes (the last of each type), nested flag masked off."""
-    found: dict[int, bytes] = {}
-    while offset + 4 <= len(data):
-        length, kind = struct.unpack_from("=HH", data, offset)
-        if length < 4:
-            break
-        found[kind & 0x3FFF] = data[offset + 4 : offset + length]
-        offset += length + (-length % 4)
-    return found
 
 
 @dataclass(frozen=True)
@@ -247,7 +235,7 @@ def parse_link(body: bytes) -> Link:
     return Link(
         index=index,
         up=bool(flags & IFF_UP),
-        running=oper in (IF_OPER_UP, IF_OPER_UNKNOWN) and bool(flags & 0x40),  # IFF_RUNNING
+        running=oper in (IF_OPER_UP, IF_OPER_UNKNOWN) and bool(flags & IFF_RUNNING),
         mac=a.get(IFLA_ADDRESS, b""),
         kind=kind,
         master=struct.unpack("=I", a[IFLA_MASTER])[0] if IFLA_MASTER in a else None,
@@ -261,22 +249,14 @@ def parse_link(body: bytes) -> Link:
     )
 
 
-class RequestError(OSError):
-    """A request the kernel refused; ``what`` names the verb and object."""
-
-    def __init__(self, err: int, what: str) -> None:
-        super().__init__(err, os.strerror(err))
-        self.what = what
-
-
 class Channel:
     """A blocking NETLINK_ROUTE socket in the namespace where it was opened."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
         self.sock.bind((0, 0))
+        self.netlink = Socket(self.sock, 1 << 20)  # one link's answer can be large (many VFs)
         self._ioctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._seq = 0
 
     def close(self) -> None:
         self.sock.close()
@@ -295,37 +275,15 @@ class Channel:
 
     def query(self, kind: int, body: bytes, dump: bool = False) -> list[bytes]:
         """A GET request: the bodies of the answers (one, or all of a dump)."""
-        self._seq += 1
-        seq = self._seq
-        flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else 0)
-        self.sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, flags, seq, 0) + body)
-        bodies: list[bytes] = []
-        while True:
-            data = self.sock.recv(1 << 20)
-            offset = 0
-            while offset + _NLMSGHDR.size <= len(data):
-                length, mtype, _flags, mseq, _pid = _NLMSGHDR.unpack_from(data, offset)
-                payload = data[offset + _NLMSGHDR.size : offset + length]
-                offset += max(length + (-length % 4), _NLMSGHDR.size)
-                if mseq != seq:
-                    continue
-                if mtype == NLMSG_ERROR:
-                    (err,) = struct.unpack_from("=i", payload)
-                    if err:
-                        raise RequestError(-err, f"query {kind}")
-                    return bodies
-                if mtype == NLMSG_DONE:
-                    return bodies
-                bodies.append(payload)
-                if not dump:
-                    return bodies
+        request = Request(kind, NLM_F_DUMP if dump else 0, body, f"query {kind}")
+        return self.netlink.call(request)
 
     def link(self, name: str) -> Link | None:
         """The link called ``name`` in this namespace, or None."""
         try:
-            found = self.query(RTM_GETLINK, _ifinfo() + _ifname(name))
-        except RequestError as exc:
-            if exc.errno == 19:  # ENODEV
+            found = self.query(RTM_GETLINK, ifinfo() + _ifname(name))
+        except NetlinkError as exc:
+            if exc.errno == errno.ENODEV:
                 return None
             raise
         return parse_link(found[0]) if found else None
@@ -333,9 +291,9 @@ class Channel:
     def link_by_index(self, index: int) -> Link | None:
         """The link with ``index`` in this namespace, or None."""
         try:
-            found = self.query(RTM_GETLINK, _ifinfo(index))
-        except RequestError as exc:
-            if exc.errno == 19:  # ENODEV
+            found = self.query(RTM_GETLINK, ifinfo(index))
+        except NetlinkError as exc:
+            if exc.errno == errno.ENODEV:
                 return None
             raise
         return parse_link(found[0]) if found else None
@@ -343,7 +301,7 @@ class Channel:
     def link_names(self) -> list[str]:
         """Names of every link in this namespace."""
         names = []
-        for body in self.query(RTM_GETLINK, _ifinfo(), dump=True):
+        for body in self.query(RTM_GETLINK, ifinfo(), dump=True):
             name = parse_attrs(body, _IFINFOMSG.size).get(IFLA_IFNAME)
             if name:
                 names.append(name.rstrip(b"\0").decode(errors="replace"))
@@ -352,10 +310,10 @@ class Channel:
     def is_local(self, ip: ipaddress.IPv4Address) -> bool:
         """Whether ``ip`` is one of this namespace's own addresses (a route lookup: one
         round trip, whatever the number of links)."""
-        body = _RTMSG.pack(socket.AF_INET, 32, 0, 0, 0, 0, 0, 0, 0) + _attr(RTA_DST, ip.packed)
+        body = _RTMSG.pack(socket.AF_INET, 32, 0, 0, 0, 0, 0, 0, 0) + attr(RTA_DST, ip.packed)
         try:
             found = self.query(RTM_GETROUTE, body)
-        except RequestError:  # unreachable: certainly not local
+        except NetlinkError:  # unreachable: certainly not local
             return False
         return bool(found) and _RTMSG.unpack_from(found[0])[7] == RTN_LOCAL
 
@@ -375,30 +333,8 @@ class Channel:
     def request(self, *messages: Message, absent_ok: bool = False) -> None:
         """Send all messages in one buffer and wait for every ack; raise the first refusal.
 
-        With ``absent_ok``, ENODEV/ENOENT/ESRCH/EADDRNOTAVAIL count as done (idempotent delete).
+        With ``absent_ok``, what is already gone counts as done (idempotent delete).
         """
-        frames, pending = [], {}
-        for msg in messages:
-            self._seq += 1
-            pending[self._seq] = msg
-            flags = NLM_F_REQUEST | NLM_F_ACK | msg.flags
-            frames.append(
-                _NLMSGHDR.pack(_NLMSGHDR.size + len(msg.body), msg.kind, flags, self._seq, 0)
-            )
-            frames.append(msg.body)
-        self.sock.send(b"".join(frames))
-        first_error: RequestError | None = None
-        while pending:
-            data = self.sock.recv(65536)
-            offset = 0
-            while offset + _NLMSGHDR.size <= len(data):
-                length, kind, _flags, seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-                if kind == NLMSG_ERROR and seq in pending:
-                    (err,) = struct.unpack_from("=i", data, offset + _NLMSGHDR.size)
-                    msg = pending.pop(seq)
-                    absent = -err in (19, 2, 3, 99)  # ENODEV ENOENT ESRCH EADDRNOTAVAIL
-                    if err and not (absent_ok and absent) and first_error is None:
-                        first_error = RequestError(-err, msg.what)
-                offset += max(length + (-length % 4), _NLMSGHDR.size)
-        if first_error is not None:
-            raise first_error
+        for msg, err in zip(messages, self.netlink.acks(messages), strict=True):
+            if err and not (absent_ok and err in ABSENT):
+                raise NetlinkError(err, msg.what)

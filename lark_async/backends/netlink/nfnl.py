@@ -1,0 +1,413 @@
+"""nfnetlink for nf_tables: the job's rules as one batch, and what is read back.
+
+Adding or removing one job is a handful of messages in one nfnetlink batch
+(one kernel transaction); these encoders are the only definition of the
+inet job's rules and of a bridged job's removal, and the golden tests compare
+exactly the bytes sent (decoded by nftdecode.py). Going through libnftables
+instead costs loading the library and filling its cache with every chain and
+element of the shared table first, which grows with the number of jobs on the
+node. The shared tables, and a bridged job's rules, are nft text applied
+through libnftables (nft.py). The encodings are the kernel's UAPI
+(linux/netfilter/nf_tables.h); rules read back in ``nft list`` exactly like
+the ones nft writes.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+import struct
+from dataclasses import dataclass
+
+from .core import (
+    NLM_F_ACK,
+    NLM_F_APPEND,
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_EXCL,
+    MalformedMessage,
+    NetlinkError,
+    Request,
+    Socket,
+    attr,
+    attr_list,
+    nest,
+    parse_attrs,
+)
+
+__all__ = ["NLM_F_EXCL", "attr_list"]
+
+NETLINK_NETFILTER = 12
+NFNL_SUBSYS_QUEUE, NFNL_SUBSYS_NFTABLES = 3, 10
+NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
+NFPROTO_UNSPEC, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_ARP = 0, 1, 2, 3
+NFPROTO_NETDEV, NFPROTO_BRIDGE, NFPROTO_IPV6 = 5, 7, 10
+
+NFT_MSG_NEWTABLE, NFT_MSG_GETTABLE, NFT_MSG_DELTABLE = 0, 1, 2
+NFT_MSG_NEWCHAIN, NFT_MSG_GETCHAIN, NFT_MSG_DELCHAIN = 3, 4, 5
+NFT_MSG_NEWSET, NFT_MSG_GETSET, NFT_MSG_DELSET = 9, 10, 11
+NFT_MSG_GETGEN = 16
+NFTA_TABLE_NAME = 1
+NFTA_SET_TABLE, NFTA_SET_NAME = 1, 2
+FAMILY_NAMES = {
+    NFPROTO_UNSPEC: "unspec",
+    NFPROTO_INET: "inet",
+    NFPROTO_IPV4: "ip",
+    NFPROTO_ARP: "arp",
+    NFPROTO_NETDEV: "netdev",
+    NFPROTO_BRIDGE: "bridge",
+    NFPROTO_IPV6: "ip6",
+}
+NFT_MSG_NEWRULE, NFT_MSG_GETRULE, NFT_MSG_DELRULE = 6, 7, 8
+NFT_MSG_NEWSETELEM, NFT_MSG_GETSETELEM, NFT_MSG_DELSETELEM = 12, 13, 14
+
+NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME = 1, 3
+NFTA_RULE_TABLE, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_RULE_USERDATA = 1, 2, 4, 7
+NFTA_LIST_ELEM = 1
+NFTA_EXPR_NAME, NFTA_EXPR_DATA = 1, 2
+NFTA_META_DREG, NFTA_META_KEY = 1, 2
+NFT_META_NFPROTO, NFT_META_IIFNAME, NFT_META_OIFNAME = 15, 6, 7
+NFTA_CMP_SREG, NFTA_CMP_OP, NFTA_CMP_DATA = 1, 2, 3
+NFT_CMP_EQ, NFT_CMP_NEQ = 0, 1
+NFTA_DATA_VALUE, NFTA_DATA_VERDICT = 1, 2
+NFTA_VERDICT_CODE, NFTA_VERDICT_CHAIN = 1, 2
+NFTA_PAYLOAD_DREG, NFTA_PAYLOAD_BASE, NFTA_PAYLOAD_OFFSET, NFTA_PAYLOAD_LEN = 1, 2, 3, 4
+NFT_PAYLOAD_NETWORK_HEADER = 1
+NFTA_IMMEDIATE_DREG, NFTA_IMMEDIATE_DATA = 1, 2
+NFTA_COUNTER_BYTES, NFTA_COUNTER_PACKETS = 1, 2
+NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_LIST_SET, NFTA_SET_ELEM_LIST_ELEMENTS = 1, 2, 3
+NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_DATA = 1, 2
+NFT_REG_VERDICT, NFT_REG_1 = 0, 1
+NF_DROP, NFT_JUMP = 0, -3
+NFTNL_UDATA_RULE_COMMENT = 0
+IFNAMSIZ = 16
+
+
+def _str(kind: int, text: str) -> bytes:
+    return attr(kind, text.encode() + b"\0")
+
+
+def _u32(kind: int, value: int) -> bytes:
+    return attr(kind, struct.pack(">i" if value < 0 else ">I", value))
+
+
+def _u64(kind: int, value: int) -> bytes:
+    return attr(kind, struct.pack(">Q", value))
+
+
+def _nfgen(family: int, res_id: int = 0) -> bytes:
+    return struct.pack("=BBH", family, 0, socket.htons(res_id))
+
+
+def _expr(name: str, *data: bytes) -> bytes:
+    return nest(NFTA_LIST_ELEM, _str(NFTA_EXPR_NAME, name), nest(NFTA_EXPR_DATA, *data))
+
+
+def _meta(key: int) -> bytes:
+    return _expr("meta", _u32(NFTA_META_DREG, NFT_REG_1), _u32(NFTA_META_KEY, key))
+
+
+def _cmp(op: int, value: bytes) -> bytes:
+    return _expr(
+        "cmp",
+        _u32(NFTA_CMP_SREG, NFT_REG_1),
+        _u32(NFTA_CMP_OP, op),
+        nest(NFTA_CMP_DATA, attr(NFTA_DATA_VALUE, value)),
+    )
+
+
+def _ifname_is(direction: int, ifname: str) -> bytes:
+    return _meta(direction) + _cmp(NFT_CMP_EQ, ifname.encode() + b"\0")
+
+
+def _counter() -> bytes:
+    return _expr("counter", _u64(NFTA_COUNTER_BYTES, 0), _u64(NFTA_COUNTER_PACKETS, 0))
+
+
+def _verdict(code: int, chain: str | None = None) -> bytes:
+    parts = [_u32(NFTA_VERDICT_CODE, code)]
+    if chain is not None:
+        parts.append(_str(NFTA_VERDICT_CHAIN, chain))
+    return nest(NFTA_DATA_VERDICT, *parts)
+
+
+def _comment(text: str) -> bytes:
+    value = text.encode() + b"\0"
+    return attr(
+        NFTA_RULE_USERDATA, struct.pack("=BB", NFTNL_UDATA_RULE_COMMENT, len(value)) + value
+    )
+
+
+@dataclass(frozen=True)
+class Message:
+    """One nf_tables message of a batch (``kind`` without the subsystem)."""
+
+    kind: int
+    flags: int
+    body: bytes
+
+
+def _rule(table: str, chain: str, exprs: bytes, comment: str | None = None) -> Message:
+    body = (
+        _nfgen(NFPROTO_INET)
+        + _str(NFTA_RULE_TABLE, table)
+        + _str(NFTA_RULE_CHAIN, chain)
+        + nest(NFTA_RULE_EXPRESSIONS, exprs)
+        + (_comment(comment) if comment else b"")
+    )
+    return Message(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, body)
+
+
+def _elements(
+    kind: int, flags: int, table: str, set_name: str, elems: bytes, family: int = NFPROTO_INET
+) -> Message:
+    body = (
+        _nfgen(family)
+        + _str(NFTA_SET_ELEM_LIST_TABLE, table)
+        + _str(NFTA_SET_ELEM_LIST_SET, set_name)
+        + nest(NFTA_SET_ELEM_LIST_ELEMENTS, elems)
+    )
+    return Message(kind, flags, body)
+
+
+def _ifname_key(ifname: str) -> bytes:
+    return nest(NFTA_SET_ELEM_KEY, attr(NFTA_DATA_VALUE, ifname.encode().ljust(IFNAMSIZ, b"\0")))
+
+
+def _addr_key(addr: ipaddress.IPv4Address) -> bytes:
+    return nest(NFTA_SET_ELEM_KEY, attr(NFTA_DATA_VALUE, addr.packed))
+
+
+def _chain(kind: int, flags: int, table: str, chain: str, family: int = NFPROTO_INET) -> Message:
+    body = _nfgen(family) + _str(NFTA_CHAIN_TABLE, table) + _str(NFTA_CHAIN_NAME, chain)
+    return Message(kind, flags, body)
+
+
+def job_add(
+    table: str,
+    chain: str,
+    ifname: str,
+    internal: ipaddress.IPv4Address | None,
+    job_map: str,
+    nat_set: str | None,
+    comments: tuple[str, str],
+) -> list[Message]:
+    """The job's chain (counters both ways, anti-spoof drop), its map entry and NAT source."""
+    outgoing, incoming = comments
+    ipv4 = _meta(NFT_META_NFPROTO) + _cmp(NFT_CMP_EQ, bytes([NFPROTO_IPV4]))
+    msgs = [
+        _chain(NFT_MSG_NEWCHAIN, NLM_F_CREATE | NLM_F_EXCL, table, chain),
+        _rule(table, chain, _ifname_is(NFT_META_IIFNAME, ifname) + ipv4 + _counter(), outgoing),
+        _rule(table, chain, _ifname_is(NFT_META_OIFNAME, ifname) + ipv4 + _counter(), incoming),
+    ]
+    if internal is not None:
+        spoof = (
+            _ifname_is(NFT_META_IIFNAME, ifname)
+            + _meta(NFT_META_NFPROTO)
+            + _cmp(NFT_CMP_EQ, bytes([NFPROTO_IPV4]))
+            + _expr(
+                "payload",
+                _u32(NFTA_PAYLOAD_DREG, NFT_REG_1),
+                _u32(NFTA_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER),
+                _u32(NFTA_PAYLOAD_OFFSET, 12),
+                _u32(NFTA_PAYLOAD_LEN, 4),
+            )
+            + _cmp(NFT_CMP_NEQ, internal.packed)
+            + _expr(
+                "immediate",
+                _u32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT),
+                nest(NFTA_IMMEDIATE_DATA, _verdict(NF_DROP)),
+            )
+        )
+        msgs.append(_rule(table, chain, spoof))
+    entry = nest(
+        NFTA_LIST_ELEM,
+        _ifname_key(ifname),
+        nest(NFTA_SET_ELEM_DATA, _verdict(NFT_JUMP, chain)),
+    )
+    msgs.append(_elements(NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL, table, job_map, entry))
+    if nat_set is not None and internal is not None:
+        elem = nest(NFTA_LIST_ELEM, _addr_key(internal))
+        msgs.append(_elements(NFT_MSG_NEWSETELEM, NLM_F_CREATE, table, nat_set, elem))
+    return msgs
+
+
+def job_remove(
+    table: str,
+    chain: str,
+    ifname: str,
+    internal: ipaddress.IPv4Address | None,
+    job_map: str,
+    nat_set: str | None,
+) -> list[Message]:
+    """Map entry and NAT source first (nothing may jump to the chain), then flush and delete."""
+    msgs = [_port_remove(table, job_map, ifname, NFPROTO_INET)]
+    if nat_set is not None and internal is not None:
+        msgs.append(address_remove(table, nat_set, internal))
+    return msgs + _chain_remove(table, chain, NFPROTO_INET)
+
+
+def bridge_job_remove(
+    table: str, chain: str, port: str, port_map: str, addr_set: str
+) -> list[Message]:
+    """A bridged job: its port's map entry, its chain (with the guard chain bound to its
+    rule), then the set of its addresses, which only that chain used."""
+    msgs = [_port_remove(table, port_map, port, NFPROTO_BRIDGE)]
+    msgs += _chain_remove(table, chain, NFPROTO_BRIDGE)
+    body = _nfgen(NFPROTO_BRIDGE) + _str(NFTA_SET_TABLE, table) + _str(NFTA_SET_NAME, addr_set)
+    return [*msgs, Message(NFT_MSG_DELSET, 0, body)]
+
+
+def address_remove(table: str, set_name: str, addr: ipaddress.IPv4Address) -> Message:
+    """One address out of an inet set (a NAT source)."""
+    elem = nest(NFTA_LIST_ELEM, _addr_key(addr))
+    return _elements(NFT_MSG_DELSETELEM, 0, table, set_name, elem)
+
+
+def _port_remove(table: str, map_name: str, ifname: str, family: int) -> Message:
+    elem = nest(NFTA_LIST_ELEM, _ifname_key(ifname))
+    return _elements(NFT_MSG_DELSETELEM, 0, table, map_name, elem, family)
+
+
+def _chain_remove(table: str, chain: str, family: int) -> list[Message]:
+    """Flush (a rule delete naming no handle: every rule of the chain), then delete."""
+    flush = _nfgen(family) + _str(NFTA_RULE_TABLE, table) + _str(NFTA_RULE_CHAIN, chain)
+    return [Message(NFT_MSG_DELRULE, 0, flush), _chain(NFT_MSG_DELCHAIN, 0, table, chain, family)]
+
+
+def batch_requests(messages: list[Message]) -> list[Request]:
+    """The batch as sent: begin, each message asking for an ack, end (which the kernel acks
+    only when the transaction commits)."""
+    subsys = _nfgen(NFPROTO_UNSPEC, NFNL_SUBSYS_NFTABLES)
+    return [
+        Request(NFNL_MSG_BATCH_BEGIN, 0, subsys, "begin batch"),
+        *(
+            Request((NFNL_SUBSYS_NFTABLES << 8) | m.kind, NLM_F_ACK | m.flags, m.body)
+            for m in messages
+        ),
+        Request(NFNL_MSG_BATCH_END, NLM_F_ACK, subsys, "commit batch"),
+    ]
+
+
+def _request(kind: int, flags: int, body: bytes, what: str) -> Request:
+    return Request((NFNL_SUBSYS_NFTABLES << 8) | kind, flags, body, what)
+
+
+def send_batch(netlink: Socket, messages: list[Message]) -> None:
+    """Send one batch and wait for its outcome; NetlinkError for the first refusal.
+
+    The kernel acks every message and, when it commits, the batch end; on a refusal
+    it answers every message (error or ack) and never the end.
+    """
+    requests = batch_requests(messages)
+    seqs = netlink.send(requests)
+    answers = netlink.receive({seq: NLM_F_ACK for seq in seqs[1:-1]})
+    for index, seq in enumerate(seqs[1:-1]):
+        if answers[seq].error:
+            what = f"message {index + 1} of {len(messages)} of an nf_tables batch"
+            raise NetlinkError(answers[seq].error, what)
+    end = netlink.receive({seqs[-1]: NLM_F_ACK})[seqs[-1]]
+    if end.error:
+        raise NetlinkError(end.error, requests[-1].what)
+
+
+class Channel:
+    """A NETLINK_NETFILTER socket in the namespace where it was opened."""
+
+    def __init__(self, netlink: Socket | None = None) -> None:
+        """``netlink``: a Socket over another transport (tests); else a socket of our own."""
+        self.sock: socket.socket | None = None
+        if netlink is None:
+            self.sock = socket.socket(
+                socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER
+            )
+            self.sock.bind((0, 0))
+            self.sock.settimeout(10)
+            netlink = Socket(self.sock)
+        self.netlink = netlink
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+
+    def __enter__(self) -> Channel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def batch(self, messages: list[Message]) -> None:
+        """One transaction: all messages or none. NetlinkError for the first refusal."""
+        send_batch(self.netlink, messages)
+
+    def has_address(self, table: str, set_name: str, addr: ipaddress.IPv4Address) -> bool:
+        """Whether an IPv4 set holds ``addr``: one lookup, whatever the set's size (a
+        missing table or set is False)."""
+        elem = nest(NFTA_LIST_ELEM, _addr_key(addr))
+        body = _elements(NFT_MSG_GETSETELEM, 0, table, set_name, elem).body
+        request = _request(NFT_MSG_GETSETELEM, NLM_F_ACK, body, f"look up {addr} in {set_name}")
+        return self._exists(request)  # the element itself, then the ack
+
+    def has_table(self, family: int, table: str) -> bool:
+        """Whether the table exists (one lookup)."""
+        body = _nfgen(family) + _str(NFTA_TABLE_NAME, table)
+        return self._exists(_request(NFT_MSG_GETTABLE, 0, body, f"look up table {table}"))
+
+    def has_set(self, family: int, table: str, set_name: str) -> bool:
+        """Whether the set (or map) exists: False too when its table does not."""
+        body = _nfgen(family) + _str(NFTA_SET_TABLE, table) + _str(NFTA_SET_NAME, set_name)
+        return self._exists(_request(NFT_MSG_GETSET, 0, body, f"look up set {set_name}"))
+
+    def _exists(self, request: Request) -> bool:
+        """Whether the lookup found something: the kernel answers ENOENT for an absent
+        object, or for an absent table or set holding it."""
+        try:
+            return bool(self.netlink.call(request))
+        except NetlinkError as exc:
+            if exc.errno == errno.ENOENT:
+                return False
+            raise
+
+    def tables(self) -> list[tuple[int, str]]:
+        """(family, name) of every nftables table in the namespace: one dump, no library."""
+        request = _request(NFT_MSG_GETTABLE, NLM_F_DUMP, _nfgen(NFPROTO_UNSPEC), "list tables")
+        found = []
+        for payload in self.netlink.call(request):
+            if len(payload) < 4:
+                raise MalformedMessage(f"a table of {len(payload)} bytes")
+            name = parse_attrs(payload[4:]).get(NFTA_TABLE_NAME, b"").rstrip(b"\0").decode()
+            found.append((payload[0], name))
+        return found
+
+    def dump_rules(self, table: str, chain: str, family: int = NFPROTO_INET) -> list[bytes]:
+        """The attribute payloads of every rule in one chain."""
+        body = _nfgen(family) + _str(NFTA_RULE_TABLE, table) + _str(NFTA_RULE_CHAIN, chain)
+        request = _request(NFT_MSG_GETRULE, NLM_F_DUMP, body, f"list rules of {chain}")
+        return [payload[4:] for payload in self.netlink.call(request)]  # past nfgenmsg
+
+
+def rule_counter(rule: bytes) -> tuple[str, int, int] | None:
+    """(comment, bytes, packets) of a rule with a comment and a counter, else None."""
+    top = parse_attrs(rule)
+    udata = top.get(NFTA_RULE_USERDATA, b"")
+    comment = None
+    offset = 0
+    while offset + 2 <= len(udata):
+        kind, length = udata[offset], udata[offset + 1]
+        if offset + 2 + length > len(udata):
+            break
+        if kind == NFTNL_UDATA_RULE_COMMENT:
+            comment = udata[offset + 2 : offset + 2 + length].rstrip(b"\0").decode(errors="replace")
+        offset += 2 + length
+    if not comment:
+        return None
+    for expr in attr_list(top.get(NFTA_RULE_EXPRESSIONS, b"")):
+        parts = parse_attrs(expr)
+        if parts.get(NFTA_EXPR_NAME, b"").rstrip(b"\0") == b"counter":
+            data = parse_attrs(parts.get(NFTA_EXPR_DATA, b""))
+            nbytes, packets = data.get(NFTA_COUNTER_BYTES), data.get(NFTA_COUNTER_PACKETS)
+            if nbytes is None or packets is None or len(nbytes) != 8 or len(packets) != 8:
+                return None
+            return comment, struct.unpack(">Q", nbytes)[0], struct.unpack(">Q", packets)[0]
+    return None
