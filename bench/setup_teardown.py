@@ -46,7 +46,7 @@ import trio
 from common import agent_run, bench_prefix, bench_tmp, in_bench_host, print_table
 
 from lark_async import plan as lark_plan
-from lark_async.backends import nft
+from lark_async.backends.firewall import nft
 from lark_async.jobproc import JobUser
 from lark_async.settings import Settings
 from lark_async.supervisor import RunRequest, Supervisor

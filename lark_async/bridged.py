@@ -32,7 +32,8 @@ from dhcp.events import Action, GaveUp, LeaseBound, LeaseLost, LeaseRenewed
 from dhcp.lease import Lease
 from dhcp.trio_driver import DhcpFailed, Driver, Sockets
 
-from .backends import nft, rtnl
+from .backends import rtnl
+from .backends.firewall import nft
 from .backends.lease_link import LeaseOnLink, OnLink
 from .errors import KernelError, LarkError, ResourceError, map_errors
 

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import testhooks
-from .backends import address, cgroup, iptables, netns, nft
+from .backends import address, cgroup, netns
+from .backends.firewall import iptables, nft
 from .callouts import Script, run_script
 from .errors import KernelError, LarkError
 from .jobproc import kill_netns_processes

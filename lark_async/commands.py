@@ -324,7 +324,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     import time
 
     from . import settings, sweeper
-    from .backends import iptables, nft
+    from .backends.firewall import iptables, nft
     from .record import Record
 
     _need_root()
@@ -515,7 +515,7 @@ def cmd_dhcp_test(args: argparse.Namespace) -> int:
 def cmd_dump_firewall(args: argparse.Namespace) -> int:
     import shutil
 
-    from .backends import iptables, nft
+    from .backends.firewall import iptables, nft
 
     _need_root()
     shown = False

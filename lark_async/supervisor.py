@@ -25,19 +25,9 @@ import trio
 
 from . import ads, callouts, testhooks, userfiles
 from .accounting import derive_accounting
-from .backends import (
-    address,
-    cgroup,
-    iptables,
-    kernel,
-    locks,
-    mtu,
-    netns,
-    nft,
-    nodefilter,
-    rtnl,
-)
+from .backends import address, cgroup, kernel, locks, mtu, netns, rtnl
 from .backends.bridge import ensure_bridge, pin_port, wait_forwarding
+from .backends.firewall import iptables, nft, nodefilter
 from .bridged import BridgeAddress, JobSide
 from .chirp import FINAL_PUSH_TIMEOUT_S, ChirpPublisher
 from .cleanup import undo_record

@@ -32,7 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backends import address, cgroup, iptables, locks, netns, nft, rtnl, xtables
+from .backends import address, cgroup, locks, netns, rtnl
+from .backends.firewall import iptables, nft, xtables
 from .cleanup import undo_record
 from .errors import KernelError, LarkError, map_errors
 from .jobproc import kill_netns_processes

@@ -270,7 +270,7 @@ def check_installed(command: str) -> None:
     """Before anything is created: the backend's programs are there."""
     import shutil
 
-    from ..errors import ConfigError
+    from ...errors import ConfigError
 
     for program in (command, f"{command}-restore", f"{command}-save"):
         if shutil.which(program) is None:

@@ -21,8 +21,8 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..errors import KernelError, map_errors
-from . import nfnl
+from ...errors import KernelError, map_errors
+from .. import nfnl
 
 TABLE = "lark"
 FAMILY = "inet"

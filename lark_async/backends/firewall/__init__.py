@@ -1,0 +1,1 @@
+"""The job's firewall: nftables (the ``inet lark`` and ``bridge lark`` tables) or iptables."""
