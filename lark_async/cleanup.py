@@ -12,8 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import testhooks
-from .backends import address, cgroup, netns
-from .backends.firewall import iptables, nft
+from .backends import address, cgroup, firewall, netns
 from .callouts import Script, run_script
 from .errors import KernelError, LarkError
 from .jobproc import kill_netns_processes
@@ -46,24 +45,9 @@ def _undo_script(details: dict) -> None:
 
 def _undo_firewall(details: dict) -> None:
     """The job's rules, then its accept rules in each iptables build whose FORWARD needed
-    them; every part is tried, the first failure is reported."""
-    failed: list[LarkError] = []
-    try:
-        if details.get("family") == nft.BRIDGE_FAMILY:
-            nft.discard_bridge_job(nft.BridgeRules.from_record(details))
-        elif details.get("family") == "iptables":
-            iptables.discard_job(iptables.IptablesRules.from_record(details))
-        else:
-            nft.discard_job(nft.JobRules.from_record(details))
-    except LarkError as exc:
-        failed.append(exc)
-    for build in details.get("accept", []):
-        try:
-            iptables.discard(build, str(details["chain"]))
-        except LarkError as exc:
-            failed.append(exc)
-    if failed:
-        raise failed[0]
+    them, whichever backend the record names; every part is tried, the first failure is
+    reported."""
+    firewall.from_record(details).discard()
 
 
 def _undo_cgroup(details: dict) -> None:

@@ -27,13 +27,11 @@ import ipaddress
 import logging
 import os
 import re
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backends import address, cgroup, locks, netns, rtnl
-from .backends.firewall import iptables, nft, xtables
+from .backends import address, cgroup, firewall, locks, netns, rtnl
 from .cleanup import undo_record
 from .errors import KernelError, LarkError, map_errors
 from .jobproc import kill_netns_processes
@@ -114,8 +112,9 @@ class _Sweep:
                      record.data["name"], pair.name)  # fmt: skip
             record.steps.pop("address", None)
             fw = record.steps.get("firewall")
-            if fw is not None and fw.get("family", "inet") == "inet":
-                fw["nat"] = False
+            if fw is not None:
+                spared = firewall.from_record(fw).without_nat_source()
+                record.steps["firewall"] = spared.to_record()
         held = fd
 
         def release() -> None:
@@ -151,7 +150,7 @@ class _Sweep:
         if fd is None:
             return False
         try:
-            nft.discard_nat_source(addr)
+            firewall.discard_nat_source(addr)
         finally:
             if os.fstat(fd).st_size == 0:  # we made the file: it goes again
                 locks.release(pair, fd)
@@ -276,9 +275,9 @@ def find_orphans(
                 by_name("veth", link, job, functools.partial(lingering.append, link))
             else:
                 by_name("veth", link, job, functools.partial(netns.discard_link, link))
-    for kind, chain, action in _nft_chains() + _iptables_chains():
-        if job := unrecorded(chain.removeprefix(CHAIN_PREFIX)):
-            by_name(kind, chain, job, action)
+    for leftover in firewall.leftovers():
+        if job := unrecorded(leftover.chain.removeprefix(CHAIN_PREFIX)):
+            by_name(leftover.kind, leftover.chain, job, leftover.discard)
     for job, path in damaged.items():
         undo = functools.partial(sweep.by_name, job, path.unlink, False)
         orphans.append(Orphan("unreadable record", job, undo))
@@ -298,7 +297,7 @@ def find_orphans(
         for lock, owner in owned.items():
             if owner == only and (found := re.fullmatch(r"addr-(.+)\.lock", lock.name)):
                 nat_wanted.add(ipaddress.IPv4Address(found.group(1)) + 1)
-    for addr in _nat_sources():
+    for addr in firewall.nat_sources():
         if addr in claimed_addresses or (nat_wanted is not None and addr not in nat_wanted):
             continue
         orphans.append(Orphan("nat source", str(addr), functools.partial(sweep.nat_source, addr)))
@@ -367,51 +366,3 @@ def _drop_cgroup(path: Path) -> None:
 def _drop_netns(name: str) -> None:
     kill_netns_processes(name)
     netns.discard_netns(name)
-
-
-def _nft_chains() -> list[tuple[str, str, Callable[[], None]]]:
-    found: list[tuple[str, str, Callable[[], None]]] = []
-    for family in (nft.FAMILY, nft.BRIDGE_FAMILY):
-        text = nft.dump_table(family)
-        for chain in re.findall(rf"chain ({CHAIN_PREFIX}\S+) {{", text):
-            ifname = f"e_{chain.removeprefix(CHAIN_PREFIX)}"
-            if family == nft.FAMILY:
-                inet = nft.JobRules(chain, ifname, None, nat=False)
-                found.append(("nft inet chain", chain, functools.partial(nft.discard_job, inet)))
-            else:
-                br = nft.BridgeRules(chain, ifname, "")
-                found.append(
-                    ("nft bridge chain", chain, functools.partial(nft.discard_bridge_job, br))
-                )
-    return found
-
-
-def _nat_sources() -> list[ipaddress.IPv4Address]:
-    text = nft.dump_table(nft.FAMILY)
-    sources = re.search(rf"set {nft.NAT_SET} {{[^}}]*?elements = {{ ([^}}]*) }}", text)
-    items = sources.group(1).replace("\n", " ").split(",") if sources else []
-    return [ipaddress.IPv4Address(item.strip()) for item in items if item.strip()]
-
-
-def _iptables_chains() -> list[tuple[str, str, Callable[[], None]]]:
-    """Jobs with anything in either iptables build: a chain, a masquerade rule or accept
-    rules in LARK-FORWARD (found by their comments). Read with iptables-save, which lists
-    only tables that exist: a sweep creates no legacy table on a node without one."""
-    found: list[tuple[str, str, Callable[[], None]]] = []
-    for command in iptables.BUILDS:
-        if shutil.which(f"{command}-save") is None:
-            continue
-        try:
-            tables = xtables.read(command, f"read {command} rules")
-        except KernelError:
-            continue
-        filt = tables.get("filter") or xtables.Table("filter")
-        nat = tables.get("nat") or xtables.Table("nat")
-        chains = {c for c in filt.chains if c.startswith(CHAIN_PREFIX)}
-        chains |= {r.comment for r in filt.rules(iptables.ACCEPT_CHAIN)}
-        chains |= {r.comment for r in nat.rules("POSTROUTING") if r.target == "MASQUERADE"}
-        for chain in sorted(c for c in chains if c.startswith(CHAIN_PREFIX)):
-            found.append(
-                (f"{command} chain", chain, functools.partial(iptables.discard, command, chain))
-            )
-    return found

@@ -12,10 +12,12 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ...errors import ResourceError
-from .nodefilter import NodeFilter
+
+if TYPE_CHECKING:
+    from .nodefilter import NodeFilter
 
 Counters = dict[str, tuple[int, int]]  # a counting rule's comment -> (bytes, packets)
 Binding = tuple[ipaddress.IPv4Address, float | None]  # an address, seconds it stays (None: ever)
