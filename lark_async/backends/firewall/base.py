@@ -67,7 +67,8 @@ class Leftover:
 
 
 class JobFirewall(Protocol):
-    """One job's rules in one backend. Every method but ``to_record`` and ``checks`` blocks."""
+    """One job's rules in one backend. What touches the kernel blocks: the supervisor runs
+    it in a thread (``apply`` inline when ``quick``)."""
 
     @property
     def chain(self) -> str: ...
