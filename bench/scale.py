@@ -38,7 +38,8 @@ def rss_kib(pid: int) -> int:
 
 PROBE = """
 import ipaddress, sys, time
-from lark_async.backends import netns, nft
+from lark_async.backends import netns
+from lark_async.backends.firewall import nft
 t1 = time.perf_counter()
 netns.enable_forwarding(); t2 = time.perf_counter()
 job = nft.JobRules("LARK_probe", "e_probe", ipaddress.IPv4Address("10.255.0.1"), nat=True)

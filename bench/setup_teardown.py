@@ -47,7 +47,7 @@ from common import agent_run, bench_prefix, bench_tmp, in_bench_host, print_tabl
 
 from lark_async import plan as lark_plan
 from lark_async import policy
-from lark_async.backends import nft
+from lark_async.backends.firewall import nft
 from lark_async.jobproc import JobUser
 from lark_async.request import JobRequest
 from lark_async.settings import Settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .backends.nft import INCOMING, OUTGOING
+from .backends.firewall.nft import INCOMING, OUTGOING
 
 BYTES_PER_MB = 1024 * 1024  # HTCondor's NetworkInputMb/NetworkOutputMb are MiB
 _ATTR_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")

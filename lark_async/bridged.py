@@ -32,7 +32,7 @@ from dhcp.events import Action, GaveUp, LeaseBound, LeaseLost, LeaseRenewed
 from dhcp.lease import Lease
 from dhcp.trio_driver import DhcpFailed, Driver, Sockets
 
-from .backends import nft
+from .backends import firewall
 from .backends.lease_link import LeaseOnLink, OnLink
 from .backends.netlink import rtnl
 from .errors import KernelError, LarkError, ResourceError, map_errors
@@ -123,7 +123,7 @@ class BridgeAddress:
         self,
         plan: JobNetwork,
         side: JobSide,
-        rules: nft.BridgeRules,
+        rules: firewall.JobFirewall,
         changed: Callable[[], object],
         remember: Callable[[dict[str, object] | None], None] = lambda lease: None,
     ) -> None:
@@ -176,7 +176,7 @@ class BridgeAddress:
         with map_errors(f"configure {iface} on {self.plan.internal_interface}"):
             self.on_link.apply_config(self.static)
         with map_errors(f"allow {iface.ip} in {self.rules.chain}"):
-            nft.set_bridge_addresses(self.rules, self.bindings())
+            self.rules.set_addresses(self.bindings())
         self.state = "static"
         log.info("%s: static address %s on the LAN", self.plan.name, iface)
 
@@ -270,7 +270,7 @@ class BridgeAddress:
             with map_errors(f"configure the DHCP lease on {self.plan.internal_interface}"):
                 self.on_link.apply(lease)
             with map_errors(f"allow the leased address in {self.rules.chain}"):
-                nft.set_bridge_addresses(self.rules, self.bindings())
+                self.rules.set_addresses(self.bindings())
         except LarkError as exc:
             log.error("%s: %s", self.plan.name, exc)
 
@@ -286,7 +286,7 @@ class BridgeAddress:
             log.info("%s: DHCP lease released", self.plan.name)
             self.remember(None)
 
-    def bindings(self) -> list[nft.Binding]:
+    def bindings(self) -> list[firewall.Binding]:
         """The source addresses the job may use now, and for how long: the static one for
         good, a lease's until it expires."""
         if self.static is not None:

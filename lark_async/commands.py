@@ -302,7 +302,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     import time
 
     from . import settings, sweeper
-    from .backends import iptables, nft
+    from .backends import firewall
     from .record import Record
 
     _need_root()
@@ -319,10 +319,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         fw = steps.get("firewall", {})
         counters: dict[str, tuple[int, int]] = {}
         try:
-            if fw.get("family") == "iptables":
-                counters = iptables.read_counters(str(fw["command"]), str(fw["chain"]))
-            elif fw:
-                counters = nft.read_counters(str(fw["chain"]), str(fw.get("family", nft.FAMILY)))
+            if fw:
+                counters = firewall.from_record(fw).read_counters()
         except LarkError:
             pass
         lease_end = None
@@ -491,22 +489,13 @@ def cmd_dhcp_test(args: argparse.Namespace) -> int:
 
 
 def cmd_dump_firewall(args: argparse.Namespace) -> int:
-    import shutil
-
-    from .backends import iptables, nft
+    from .backends import firewall
 
     _need_root()
     shown = False
-    for family in (nft.FAMILY, nft.BRIDGE_FAMILY):
-        text = nft.dump_table(family)
-        if text:
-            print(f"# nftables: table {family} {nft.TABLE}\n{text.rstrip()}\n")
-            shown = True
-    if shutil.which(args.iptables_command):
-        text = iptables.dump(args.iptables_command)
-        if text.strip():
-            print(f"# iptables ({args.iptables_command}): Lark's chains and rules\n{text}\n")
-            shown = True
+    for block in firewall.dump(args.iptables_command):
+        print(block)
+        shown = True
     if not shown:
         print("no Lark firewall rules on this node")
     return 0

@@ -124,7 +124,7 @@ def _disable_ipv6() -> None:
 
 def install_rules(iptables_command: str) -> str:
     """In the calling thread's namespace (the job's): the queue rules; returns which way."""
-    from .backends import nft
+    from .backends.firewall import nft
 
     nft.run_here(FLOWS, "connection policy: nft flow rules")
     try:

@@ -26,9 +26,8 @@ from typing import Any
 
 from . import names
 from .ads import write_atomically
+from .backends import firewall
 from .errors import LarkError, ResourceError, map_errors
-from .modes import RuleFamily
-from .settings import IPTABLES_COMMANDS
 from .steps import RECORDED, StepName
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
@@ -208,21 +207,8 @@ def check(data: object, name: str) -> None:
 
 
 def _check_firewall(fw: dict[str, Any], name: str) -> None:
-    family = fw.get("family", RuleFamily.INET)
-    _want(family in tuple(RuleFamily), f"firewall family {family!r}")
+    """The job's own chain and veth; the rest (which backend, its addresses, builds, MAC)
+    is checked by the firewall's own reading of the step."""
     _str(fw, "chain", names.chain_name(name))
     _str(fw, "external_interface", names.external_interface(name))
-    address = fw.get("internal_address")
-    accept = fw.get("accept", [])
-    _want(isinstance(accept, list) and all(b in IPTABLES_COMMANDS for b in accept),
-          f"accepting iptables builds {accept!r}")  # fmt: skip
-    if family == RuleFamily.IPTABLES:
-        _want(fw.get("command") in IPTABLES_COMMANDS, f"iptables command {fw.get('command')!r}")
-        _ipv4(address, "the internal address")
-    elif family == RuleFamily.BRIDGE:
-        _want(bool(_MAC.fullmatch(_str(fw, "mac"))), "the job's MAC")
-    else:
-        _want(address is None or isinstance(address, str), "the internal address")
-        if address is not None:
-            _ipv4(address, "the internal address")
-        _want(isinstance(fw.get("nat", False), bool), "nat is not true or false")
+    firewall.from_record(fw)

@@ -18,9 +18,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .backends import address, cgroup, iptables, netns, nft
+from .backends import address, cgroup, firewall, netns
 from .callouts import Script, run_script
-from .errors import KernelError, LarkError
+from .errors import KernelError
 from .jobproc import kill_netns_processes
 
 log = logging.getLogger("lark.cleanup")
@@ -124,37 +124,19 @@ class ScriptStep(Step):
 
 @dataclass(frozen=True)
 class FirewallStep(Step):
-    """The job's rules (nft inet or bridge table, or an iptables build), then its accept
-    rules in each iptables build whose FORWARD needed them; every part is tried, the first
-    failure is reported."""
+    """The job's rules in whichever backend holds them (backends/firewall: from the record's
+    step, or found by name by the sweeper); ``discard`` is that backend's idempotent one."""
 
     name: ClassVar[StepName] = StepName.FIREWALL
-    details: Mapping[str, Any]
+    kind: str  # for a person: "firewall", "nft inet", "iptables-nft", ...
+    chain: str
+    discard: Callable[[], None] = field(compare=False)
 
     def undo(self) -> None:
-        d = dict(self.details)
-        failed: list[LarkError] = []
-        try:
-            if d.get("family") == nft.BRIDGE_FAMILY:
-                nft.discard_bridge_job(nft.BridgeRules.from_record(d))
-            elif d.get("family") == "iptables":
-                iptables.discard(str(d["command"]), str(d["chain"]))
-            else:
-                nft.discard_job(nft.JobRules.from_record(d))
-        except LarkError as exc:
-            failed.append(exc)
-        for build in d.get("accept", []):
-            try:
-                iptables.discard(build, str(d["chain"]))
-            except LarkError as exc:
-                failed.append(exc)
-        if failed:
-            raise failed[0]
+        self.discard()
 
     def describe(self) -> str:
-        family = self.details.get("family", nft.FAMILY)
-        where = self.details.get("command") if family == "iptables" else f"nft {family}"
-        return f"{where} chain {self.details.get('chain')}"
+        return f"{self.kind} chain {self.chain}"
 
 
 @dataclass(frozen=True)
@@ -243,7 +225,8 @@ def _build(
         case StepName.SCRIPT:
             return ScriptStep(d)
         case StepName.FIREWALL:
-            return FirewallStep(d)
+            job_firewall = firewall.from_record(d)
+            return FirewallStep("firewall", job_firewall.chain, job_firewall.discard)
         case StepName.PROCESSES:
             return ProcessesStep(str(d["netns"]))
         case StepName.VETH:

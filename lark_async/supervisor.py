@@ -8,8 +8,6 @@ path: normal exit, job failure, setup failure, signals and cancellation.
 
 from __future__ import annotations
 
-import errno
-import functools
 import ipaddress
 import logging
 import signal
@@ -25,16 +23,7 @@ import trio
 
 from . import ads, callouts, testhooks, userfiles
 from .accounting import derive_accounting
-from .backends import (
-    address,
-    cgroup,
-    iptables,
-    locks,
-    mtu,
-    netns,
-    nft,
-    nodefilter,
-)
+from .backends import address, cgroup, firewall, locks, mtu, netns
 from .backends.bridge import ensure_bridge, pin_port, wait_forwarding
 from .backends.netlink import probe as kernel
 from .backends.netlink import rtnl
@@ -76,14 +65,16 @@ class Outcome:
     cleanup_errors: list[LarkError]
 
 
-def _kernel_features(plan: JobNetwork) -> list[str]:
+def _kernel_features(plan: JobNetwork, driver: firewall.FirewallDriver | None) -> list[str]:
     features = ["netns"]
     if plan.mode in CONNECTED:
         features.append("veth")
         if plan.mode is NetworkType.BRIDGE:
             features.append("bridge")
-        if plan.firewall_backend != "iptables" or plan.connections is not None:
-            features.append("nftables")  # (the connection policy's flow set is nft's)
+        wanted = list(driver.kernel_features) if driver is not None else []
+        if plan.connections is not None and "nftables" not in wanted:
+            wanted.append("nftables")  # (the connection policy's flow set is nft's)
+        features += wanted
         if plan.connections is not None:
             features.append("nfqueue")
     return features
@@ -96,7 +87,8 @@ class Supervisor:
         self.record: Record | None = None
         self.job_lock: int | None = None  # the job-name lock, held from before the record on
         self.lease: address.AddressLease | None = None
-        self.rules: nft.JobRules | nft.BridgeRules | iptables.IptablesRules | None = None
+        self.driver = firewall.driver_for(self.plan)  # chosen once: nothing after asks which
+        self.firewall: firewall.JobFirewall | None = None  # the job's rules, once applied
         self.bridged: BridgeAddress | None = None  # bridge mode: the job's LAN address
         self.job_side: JobSide | None = None
         self.guard: ConnectionGuard | None = None  # the connection policy's queue
@@ -117,8 +109,6 @@ class Supervisor:
         self._stopping = False
         self._tearing_down = False
         self.chirp: ChirpPublisher | None = None  # decided once, before the job starts
-        self.accept: list[str] = []  # iptables builds whose FORWARD accepts the job via Lark
-        self.job_build: str | None = None  # the iptables backend's build, resolved
 
     # -- the whole life ---------------------------------------------------
 
@@ -183,11 +173,9 @@ class Supervisor:
         for script in (plan.create_script, plan.delete_script):
             if script is not None:
                 script.check()  # before anything exists
-        kernel.require(*_kernel_features(plan))
-        if plan.firewall_backend == "iptables" and plan.mode == "nat":
-            iptables.check_installed(plan.iptables_command)
-        elif plan.mode in CONNECTED:
-            nft.check_available()
+        kernel.require(*_kernel_features(plan, self.driver))
+        if self.driver is not None:
+            self.driver.check_available()
         await self.setup_network(nursery)
         await self._open_guard()
         await self._run_create_script()
@@ -274,55 +262,27 @@ class Supervisor:
 
     async def _setup_firewall(self, record: Record, internal: ipaddress.IPv4Address) -> None:
         """The job's rules, and its way through the node's own FORWARD where that would drop
-        it (nodefilter.py): noted in the record before any of it is added."""
-        plan = self.plan
-        node = await trio.to_thread.run_sync(nodefilter.inspect_node, str(plan.local_network))
+        it (the driver's survey): noted in the record before any of it is added."""
+        plan, driver = self.plan, self.driver
+        assert driver is not None
+        node = await trio.to_thread.run_sync(driver.survey, str(plan.local_network))
         for warning in node.warnings:
             log.warning("%s: %s", plan.name, warning)
-        self.accept = sorted(node.accept)
         for build, why in sorted(node.accept.items()):
             log.info(
                 "%s: %s on this node (%s): accepting the job's traffic in filter FORWARD via %s",
                 plan.name,
                 why,
                 build,
-                iptables.ACCEPT_CHAIN,
+                firewall.ACCEPT_CHAIN,
             )
-        rules: nft.JobRules | iptables.IptablesRules
-        if plan.firewall_backend == "iptables":
-            rules = table_rules = iptables.IptablesRules(
-                plan.iptables_command, plan.chain, plan.external_interface, internal
-            )
-            self.job_build = await trio.to_thread.run_sync(
-                nodefilter.resolve_build, plan.iptables_command
-            )
-            record.note(StepName.FIREWALL, **rules.to_record(), accept=self.accept)
-            accept = self.job_build in self.accept
-            await trio.to_thread.run_sync(iptables.apply_job, table_rules, accept)
+        job = driver.job(plan.chain, plan.external_interface, internal, accept=sorted(node.accept))
+        record.note(StepName.FIREWALL, **job.to_record())
+        if job.quick:  # (one netlink transaction: a thread hop would cost more)
+            job.apply()
         else:
-            rules = nft.JobRules(plan.chain, plan.external_interface, internal, nat=True)
-            record.note(StepName.FIREWALL, **rules.to_record(), accept=self.accept)
-            nft.apply_job(rules)
-        self.rules = rules
-        for want in self._accept_wanted():
-            await trio.to_thread.run_sync(iptables.ensure, want)
-
-    def _accept_wanted(self) -> list[iptables.Wanted]:
-        """The builds where only the job's accept rules are Lark's (not its counting chain)."""
-        rules = self.rules
-        if rules is None or isinstance(rules, nft.BridgeRules) or rules.internal_address is None:
-            return []
-        return [
-            iptables.Wanted(
-                iptables.IptablesRules(
-                    build, rules.chain, rules.external_interface, rules.internal_address
-                ),
-                counting=False,
-                accept=True,
-            )
-            for build in self.accept
-            if build != self.job_build
-        ]
+            await trio.to_thread.run_sync(job.apply)
+        self.firewall = job
 
     async def _take_job_lock(self) -> None:
         """Before the record and every resource: whoever holds the job's name may remove what
@@ -401,16 +361,17 @@ class Supervisor:
         if bridge.static is None:
             self.job_side.open_port(plan.external_interface, bridge.name)
         await self._step_done("port")
-        rules = nft.BridgeRules(plan.chain, plan.external_interface, mac.hex(":"))
-        self.rules = rules
-        record.note(StepName.FIREWALL, **rules.to_record())
-        await trio.to_thread.run_sync(nft.apply_bridge_job, rules)
+        assert self.driver is not None
+        job = self.driver.job(plan.chain, plan.external_interface, mac=mac.hex(":"))
+        self.firewall = job
+        record.note(StepName.FIREWALL, **job.to_record())
+        await trio.to_thread.run_sync(job.apply)
         await self._step_done("firewall")
         with rtnl.Channel() as host:
             await wait_forwarding(host, plan.external_interface, bridge.name, bridge.wait_s)
         await self._step_done("forwarding")
         republish = lambda: self._publish(self.tally.published)  # noqa: E731
-        self.bridged = BridgeAddress(plan, self.job_side, rules, republish, self._note_lease)
+        self.bridged = BridgeAddress(plan, self.job_side, job, republish, self._note_lease)
         if bridge.static is not None:
             await self.bridged.use_static()
         else:
@@ -541,7 +502,7 @@ class Supervisor:
         assert self.job is not None
         async with trio.open_nursery() as nursery:
             self._job_nursery = nursery
-            if self.rules is not None:
+            if self.firewall is not None:
                 nursery.start_soon(self._poll)
             if self.guard is not None:
                 await nursery.start(self.guard.serve)
@@ -605,40 +566,29 @@ class Supervisor:
 
     async def _check_firewall(self) -> None:
         """Each poll: the counters, and everything of the job's firewall where a site tool
-        may have flushed, reloaded or reordered it, put back as it was."""
-        rules = self.rules
-        if isinstance(rules, iptables.IptablesRules):
-            await self._check_iptables(
-                iptables.Wanted(rules, counting=True, accept=self.job_build in self.accept)
-            )
-        else:
-            await self._read_counters()
-            await self._check_nat_source()
-        for want in self._accept_wanted():
-            await self._check_iptables(want)
-
-    async def _check_iptables(self, want: iptables.Wanted) -> None:
-        """One read of the build: counters (of the counting chain) and what is missing or
-        has someone else's rule above it; that is put back, first in its chain again."""
-        try:
-            now, fix = await trio.to_thread.run_sync(iptables.inspect, want)
-        except LarkError as exc:
-            log.warning("%s: cannot read the firewall, keeping the last values: %s",
-                        self.plan.name, exc)  # fmt: skip
-            return
-        if want.counting and self.plan.accounting:
-            self._observe(now, want.job.chain)  # (a chain gone reads empty: values stay)
-        if not fix.problems or self._tearing_down:
-            return
-        why = "; ".join(fix.problems) + f" ({want.job.command})"
-        if fix.resets_counters:  # the chain is made anew: its counters start from zero
-            await self._restore_rules(why, lambda: iptables.ensure(want))
-            return
-        log.warning("%s: %s: restoring its place", self.plan.name, why)
-        try:  # (the same chain, moved: its counters go on)
-            await trio.to_thread.run_sync(iptables.ensure, want)
-        except LarkError as exc:
-            log.error("%s: could not restore the firewall: %s", self.plan.name, exc)
+        may have flushed, reloaded or reordered it, put back as it was (each look is the
+        backend's: its chain, its NAT source, its place in each iptables build)."""
+        job = self.firewall
+        assert job is not None
+        for check in job.checks(counting=self.plan.accounting):
+            try:
+                found = await trio.to_thread.run_sync(check.look)
+            except LarkError as exc:
+                log.warning("%s: %s: %s", self.plan.name, check.unreadable, exc)
+                continue
+            if found.counters is not None:
+                self._observe(found.counters, job.chain)  # (a chain gone reads empty: values stay)
+            damage = found.damage
+            if damage is None or self._tearing_down:
+                continue
+            if damage.resets_counters:  # rules made anew: their counters start from zero
+                await self._restore_rules(damage.why, damage.repair)
+                continue
+            log.warning("%s: %s: restoring its place", self.plan.name, damage.why)
+            try:  # (the same rules, moved: their counters go on)
+                await trio.to_thread.run_sync(damage.repair)
+            except LarkError as exc:
+                log.error("%s: could not restore the firewall: %s", self.plan.name, exc)
 
     def _observe(self, now: dict[str, tuple[int, int]], chain: str) -> None:
         replaced = self.tally.observe(now)
@@ -653,61 +603,37 @@ class Supervisor:
             )
 
     async def _read_counters(self) -> None:
-        """Fold the chain's counters into the tally, which publishes what crossed since the job
-        started and never less than before: a chain that is gone (at teardown too) leaves the
-        last values, and one whose counters went back was replaced from outside."""
-        if self.rules is None or not self.plan.accounting:
-            return
-        rules = self.rules
-        try:
-            now = await trio.to_thread.run_sync(_read_rules_counters, rules)
-        except LarkError as exc:
-            if not _missing_chain(exc):
-                log.warning(
-                    "%s: counters unavailable, keeping the last values: %s", self.plan.name, exc
-                )
-                return
-            now = {}
-        self._observe(now, rules.chain)
-        if nft.OUTGOING not in now and not self._tearing_down:
-            await self._restore_rules(f"the job's firewall chain {rules.chain} is gone or empty")
-
-    async def _check_nat_source(self) -> None:
-        """A NAT job's masquerade of its address (nftables' ``nat_sources`` element; the
-        iptables backend's MASQUERADE rule is checked with its chain) can go on its own (a
-        sweeper, an admin): without it the job's traffic leaves with an address nobody
-        answers."""
-        rules = self.rules
-        if self._tearing_down or not _masqueraded(rules):
+        """The final interval, folded into the tally, which publishes what crossed since the
+        job started and never less than before: a chain that is gone leaves the last values."""
+        job = self.firewall
+        if job is None or not self.plan.accounting:
             return
         try:
-            present = await trio.to_thread.run_sync(_has_nat_source, rules)
+            now = await trio.to_thread.run_sync(job.read_counters)
         except LarkError as exc:
-            log.warning("%s: cannot check the NAT source: %s", self.plan.name, exc)
+            log.warning(
+                "%s: counters unavailable, keeping the last values: %s", self.plan.name, exc
+            )
             return
-        if not present:
-            addr = rules.internal_address  # type: ignore[union-attr]
-            await self._restore_rules(f"the job's NAT source {addr} is gone")
+        self._observe(now, job.chain)
 
-    async def _restore_rules(self, why: str, reapply: Callable[[], object] | None = None) -> None:
+    async def _restore_rules(self, why: str, repair: Callable[[], object]) -> None:
         """Someone flushed the firewall (``nft flush ruleset``, ``iptables -F``) or took part
         of the job's rules: put them all back and count on from the last values read; what
         crossed while the rules were gone is not counted."""
-        rules = self.rules
-        assert rules is not None
-        if reapply is None:
-            reapply = functools.partial(_reapply, rules)
+        job = self.firewall
+        assert job is not None
         log.warning(
             "%s: %s: restoring it (traffic since the last poll is not counted)",
             self.plan.name,
             why,
         )
         try:
-            await trio.to_thread.run_sync(reapply)
+            await trio.to_thread.run_sync(repair)
             self.tally.restart()  # fresh rules: all they count from now on is new
-            if isinstance(rules, nft.BridgeRules) and self.bridged is not None:
+            if self.bridged is not None:  # (the lease's addresses are kept apart from the rules)
                 bindings = self.bridged.bindings()
-                await trio.to_thread.run_sync(nft.set_bridge_addresses, rules, bindings)
+                await trio.to_thread.run_sync(job.set_addresses, bindings)
         except LarkError as exc:
             log.error("%s: could not restore the firewall: %s", self.plan.name, exc)
 
@@ -734,7 +660,7 @@ class Supervisor:
                 self.record.set_status({k: v for k, v in values.items() if k.startswith("Lark")})
             except LarkError as exc:
                 log.warning("%s", exc)
-        if self.plan.accounting and self.rules is not None:
+        if self.plan.accounting and self.firewall is not None:
             elapsed = time.monotonic() - self.job_started if self.job_started else 0.0
             values.update(derive_accounting(counters, elapsed))
         path = self.req.update_ad
@@ -759,11 +685,11 @@ class Supervisor:
         if self.job is not None:
             await self._stop_job()
             await self._kill_leftovers()
-            if self.rules is not None:  # the final interval is read before the chain goes
+            if self.firewall is not None:  # the final interval is read before the chain goes
                 await self._read_counters()
             if self.guard is not None:  # the audit's pending counts, before they are published
                 self.guard.flush_audit()
-            if self.rules is not None or self.guard is not None:
+            if self.firewall is not None or self.guard is not None:
                 await self._publish_all(final=True)
             self.job.close()
         if self.guard is not None:  # (its counts are published above)
@@ -837,41 +763,6 @@ class Supervisor:
 
 def _after_cleanup(signum: int, _frame: object) -> None:
     log.info("signal %d after cleanup: nothing left to stop", signum)
-
-
-def _read_rules_counters(rules: object) -> dict[str, tuple[int, int]]:
-    if isinstance(rules, iptables.IptablesRules):
-        return iptables.read_counters(rules.command, rules.chain)
-    assert isinstance(rules, nft.JobRules | nft.BridgeRules)
-    family = nft.BRIDGE_FAMILY if isinstance(rules, nft.BridgeRules) else nft.FAMILY
-    return nft.read_counters(rules.chain, family)
-
-
-def _missing_chain(exc: LarkError) -> bool:
-    """By errno, whatever the words: the kernel's ENOENT for a chain nft cannot find."""
-    return getattr(exc.__cause__, "errno", None) == errno.ENOENT
-
-
-def _masqueraded(rules: object) -> bool:
-    return isinstance(rules, nft.JobRules) and rules.nat and rules.internal_address is not None
-
-
-def _has_nat_source(rules: object) -> bool:
-    assert isinstance(rules, nft.JobRules) and rules.internal_address is not None
-    return nft.has_nat_source(rules.internal_address)
-
-
-def _reapply(rules: object) -> None:
-    """Remove what is left of the job's rules, then add them all again."""
-    if isinstance(rules, iptables.IptablesRules):
-        iptables.ensure(iptables.Wanted(rules, counting=True, accept=False))
-    elif isinstance(rules, nft.BridgeRules):
-        nft.discard_bridge_job(rules)
-        nft.apply_bridge_job(rules)
-    else:
-        assert isinstance(rules, nft.JobRules)
-        nft.discard_job(rules)
-        nft.apply_job(rules)
 
 
 def _plan_record(plan: JobNetwork) -> dict[str, object]:

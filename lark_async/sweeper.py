@@ -27,12 +27,11 @@ import ipaddress
 import logging
 import os
 import re
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backends import address, cgroup, iptables, locks, netns, nft, xtables
+from .backends import address, cgroup, firewall, locks, netns
 from .backends.netlink import rtnl
 from .cleanup import undo_record, undo_steps
 from .errors import KernelError, LarkError, map_errors
@@ -127,8 +126,9 @@ class _Sweep:
                      record.data["name"], pair.name)  # fmt: skip
             record.steps.pop("address", None)
             fw = record.steps.get("firewall")
-            if fw is not None and fw.get("family", "inet") == "inet":
-                fw["nat"] = False
+            if fw is not None:
+                spared = firewall.from_record(fw).without_nat_source()
+                record.steps["firewall"] = spared.to_record()
         held = fd
 
         def release() -> None:
@@ -164,7 +164,7 @@ class _Sweep:
         if fd is None:
             return False
         try:
-            nft.discard_nat_source(addr)
+            firewall.discard_nat_source(addr)
         finally:
             if os.fstat(fd).st_size == 0:  # we made the file: it goes again
                 locks.release(pair, fd)
@@ -282,9 +282,11 @@ def find_orphans(
     for link in links:
         if link.startswith("e_") and (job := unrecorded(link[2:])):
             named.setdefault(job, []).append(VethStep(link))
-    for step in _nft_chains() + _iptables_chains():
-        if job := unrecorded(str(step.details["chain"]).removeprefix(CHAIN_PREFIX)):
-            named.setdefault(job, []).append(step)
+    for leftover in firewall.leftovers():
+        if job := unrecorded(leftover.chain.removeprefix(CHAIN_PREFIX)):
+            named.setdefault(job, []).append(
+                FirewallStep(leftover.kind, leftover.chain, leftover.discard)
+            )
     for job, things in named.items():
         steps = in_order(things)
         undo_all = functools.partial(_undo, steps, job, lingering)
@@ -310,7 +312,7 @@ def find_orphans(
         for lock, owner in owned.items():
             if owner == only and (found := re.fullmatch(r"addr-(.+)\.lock", lock.name)):
                 nat_wanted.add(ipaddress.IPv4Address(found.group(1)) + 1)
-    for addr in _nat_sources():
+    for addr in firewall.nat_sources():
         if addr in claimed_addresses or (nat_wanted is not None and addr not in nat_wanted):
             continue
         orphans.append(Orphan("nat source", str(addr), functools.partial(sweep.nat_source, addr)))
@@ -373,43 +375,3 @@ def _undo(steps: list[Step], job: str, lingering: list[str] | None) -> None:
     errors = undo_steps(steps, job, lingering)
     if errors:
         raise errors[0]
-
-
-def _nft_chains() -> list[FirewallStep]:
-    found: list[FirewallStep] = []
-    for family in (nft.FAMILY, nft.BRIDGE_FAMILY):
-        text = nft.dump_table(family)
-        for chain in re.findall(rf"chain ({CHAIN_PREFIX}\S+) {{", text):
-            ifname = f"e_{chain.removeprefix(CHAIN_PREFIX)}"
-            details = {"family": family, "chain": chain, "external_interface": ifname}
-            found.append(FirewallStep(details | ({"mac": ""} if family != nft.FAMILY else {})))
-    return found
-
-
-def _nat_sources() -> list[ipaddress.IPv4Address]:
-    text = nft.dump_table(nft.FAMILY)
-    sources = re.search(rf"set {nft.NAT_SET} {{[^}}]*?elements = {{ ([^}}]*) }}", text)
-    items = sources.group(1).replace("\n", " ").split(",") if sources else []
-    return [ipaddress.IPv4Address(item.strip()) for item in items if item.strip()]
-
-
-def _iptables_chains() -> list[FirewallStep]:
-    """Jobs with anything in either iptables build: a chain, a masquerade rule or accept
-    rules in LARK-FORWARD (found by their comments). Read with iptables-save, which lists
-    only tables that exist: a sweep creates no legacy table on a node without one."""
-    found: list[FirewallStep] = []
-    for command in iptables.BUILDS:
-        if shutil.which(f"{command}-save") is None:
-            continue
-        try:
-            tables = xtables.read(command, f"read {command} rules")
-        except KernelError:
-            continue
-        filt = tables.get("filter") or xtables.Table("filter")
-        nat = tables.get("nat") or xtables.Table("nat")
-        chains = {c for c in filt.chains if c.startswith(CHAIN_PREFIX)}
-        chains |= {r.comment for r in filt.rules(iptables.ACCEPT_CHAIN)}
-        chains |= {r.comment for r in nat.rules("POSTROUTING") if r.target == "MASQUERADE"}
-        for chain in sorted(c for c in chains if c.startswith(CHAIN_PREFIX)):
-            found.append(FirewallStep({"family": "iptables", "command": command, "chain": chain}))
-    return found

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from lark_async.backends import iptables
-from lark_async.backends.iptables import Wanted, needs_accept, plan_discard, plan_repairs
-from lark_async.backends.xtables import parse_save
+from lark_async.backends.firewall import iptables
+from lark_async.backends.firewall.iptables import Wanted, needs_accept, plan_discard, plan_repairs
+from lark_async.backends.firewall.xtables import parse_save
 
 JOB = iptables.IptablesRules(
     "iptables-legacy", "LARK_j1", "e_j1", ipaddress.IPv4Address("192.168.181.3")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lark_async.backends import iptables, nft
+from lark_async.backends.firewall import iptables, nft
 from lark_async.errors import ResourceError
 from lark_async.record import Record, UnreadableRecord, temp_owner
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from lark_async.backends.nft import (
+from lark_async.backends.firewall.nft import (
     BridgeRules,
     JobRules,
     render_base,
@@ -79,7 +79,7 @@ def test_a_missing_libnftables_is_a_clear_error(monkeypatch):
 
     import pytest
 
-    from lark_async.backends import nft
+    from lark_async.backends.firewall import nft
     from lark_async.errors import KernelError
 
     nft.check_available()  # installed here

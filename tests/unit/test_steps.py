@@ -55,14 +55,14 @@ def test_descriptions_name_the_thing_as_cleanup_prints_it():
         "cgroup /sys/fs/cgroup/lark/lark-j",
         "DHCP lease 10.0.0.5",
         "delete script /usr/sbin/del",
-        "nft inet chain LARK_j",
+        "firewall chain LARK_j",
         "processes in netns lark-j",
         "veth e_j",
         "netns lark-j",
         "address lock /run/lark/lock/addr-192.168.181.2.lock",
     ]
-    iptables = steps.FirewallStep({"family": "iptables", "command": "iptables-nft", "chain": "C"})
-    assert iptables.describe() == "iptables-nft chain C"
+    found = steps.FirewallStep("iptables-nft", "LARK_k", lambda: None)  # (the sweeper's)
+    assert found.describe() == "iptables-nft chain LARK_k"
 
 
 def test_sorting_found_steps_gives_the_record_order():

@@ -31,9 +31,9 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..errors import KernelError, map_errors
-from ..modes import RuleFamily
-from .netlink import NetlinkError, nfnl
+from ...errors import KernelError, map_errors
+from ...modes import RuleFamily
+from ..netlink import NetlinkError, nfnl
 
 TABLE = "lark"
 FAMILY = RuleFamily.INET

@@ -19,7 +19,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import LarkError
+from ...errors import LarkError
 from . import iptables, nft, xtables
 
 log = logging.getLogger("lark.nodefilter")

@@ -33,7 +33,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from ..modes import RuleFamily
+from ...modes import RuleFamily
 from . import xtables
 from .xtables import IptablesError, Table
 
@@ -271,7 +271,7 @@ def check_installed(command: str) -> None:
     """Before anything is created: the backend's programs are there."""
     import shutil
 
-    from ..errors import ConfigError
+    from ...errors import ConfigError
 
     for program in (command, f"{command}-restore", f"{command}-save"):
         if shutil.which(program) is None:

@@ -18,7 +18,7 @@ import shlex
 import subprocess
 from dataclasses import dataclass, field
 
-from ..errors import KernelError
+from ...errors import KernelError
 
 BUILTIN = {"filter": ("INPUT", "FORWARD", "OUTPUT"), "nat": ("PREROUTING", "INPUT", "OUTPUT",
            "POSTROUTING")}  # fmt: skip

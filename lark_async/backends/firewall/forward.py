@@ -1,0 +1,63 @@
+"""A NAT job's iptables side, whichever backend counts it: its way through each build's
+FORWARD that would drop it (LARK-FORWARD, iptables.py), and a poll's look at one build.
+
+Both backends need this: the node's filter is not Lark's (nodefilter.py), and a
+drop in any base chain is final. One read per build per poll gives the counters
+(of the iptables backend's chain) and what a site tool took away or put above.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections.abc import Sequence
+
+from ...errors import LarkError
+from . import iptables
+from .base import Check, Damage, Finding
+
+UNREADABLE = "cannot read the firewall, keeping the last values"
+
+
+def check_build(want: iptables.Wanted, counting: bool) -> Check:
+    """One read of the build: its counters (of the counting chain) and what is missing or
+    has someone else's rule above it, with the batch that puts that back first again."""
+
+    def look() -> Finding:
+        now, fix = iptables.inspect(want)
+        damage = None
+        if fix.problems:
+            why = "; ".join(fix.problems) + f" ({want.job.command})"
+            damage = Damage(why, fix.resets_counters, functools.partial(iptables.ensure, want))
+        return Finding(now if want.counting and counting else None, damage)
+
+    return Check(UNREADABLE, look)
+
+
+def accept_only(
+    chain: str,
+    external_interface: str,
+    internal_address: ipaddress.IPv4Address | None,
+    builds: Sequence[str],
+) -> list[iptables.Wanted]:
+    """The builds where only the job's accept rules are Lark's (not its counting chain)."""
+    if internal_address is None:
+        return []
+    return [
+        iptables.Wanted(
+            iptables.IptablesRules(build, chain, external_interface, internal_address),
+            counting=False,
+            accept=True,
+        )
+        for build in builds
+    ]
+
+
+def discard_accept(builds: Sequence[str], chain: str, failed: list[LarkError]) -> None:
+    """The job's accept rules in each build (LARK-FORWARD with the last of them); failures
+    are added to ``failed``, the other builds still tried."""
+    for build in builds:
+        try:
+            iptables.discard(build, chain)
+        except LarkError as exc:
+            failed.append(exc)
