@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import classad2
 from common import print_table
 
-from lark_async import ads, plan, request, settings
+from lark_async.decide import ads, plan, request, settings
 
 # A job ad of the size and shape condor_submit writes (about 120 attributes, 6 KB).
 JOB_AD = (

@@ -73,8 +73,8 @@ def window_cpu(proc: subprocess.Popen, window_s: float) -> float:
 
 def plain_read_ms(job: str, reads: int = PLAIN_READS) -> float:
     """CPU ms of one read of the job's counters by the agent's own method, in a loop here."""
-    from lark_async import names
     from lark_async.backends.firewall import nft
+    from lark_async.decide import names
 
     chain = names.chain_name(job)
     nft.read_counters(chain)  # imports, first socket: not timed

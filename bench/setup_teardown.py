@@ -45,13 +45,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import trio
 from common import agent_run, bench_prefix, bench_tmp, in_bench_host, print_table
 
-from lark_async import plan as lark_plan
-from lark_async import policy
 from lark_async.backends.firewall import nft
-from lark_async.jobproc import JobUser
-from lark_async.request import JobRequest
-from lark_async.settings import Settings
-from lark_async.supervisor import RunRequest, Supervisor
+from lark_async.decide import plan as lark_plan
+from lark_async.decide import policy
+from lark_async.decide.request import JobRequest
+from lark_async.decide.settings import Settings
+from lark_async.job.process import JobUser
+from lark_async.job.supervisor import RunRequest, Supervisor
 
 EXT, INT = "192.168.200.2", "192.168.200.3"
 NOBODY = JobUser("nobody", 65534, 65534, ())

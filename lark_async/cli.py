@@ -40,7 +40,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _settings_flags(p: argparse.ArgumentParser) -> None:
     """Each admin setting that has a flag, as ``settings.Settings`` declares it."""
-    from . import settings
+    from .decide import settings
 
     g = p.add_argument_group(
         "admin settings (override the machine ad and HTCondor config; root only)"
@@ -71,7 +71,7 @@ def _settings_flags(p: argparse.ArgumentParser) -> None:
 
 def _iptables_flag(p: argparse.ArgumentParser) -> None:
     """dump-firewall's --iptables: the builds the iptables backend may run."""
-    from .settings import IPTABLES_COMMANDS
+    from .decide.settings import IPTABLES_COMMANDS
 
     p.add_argument(
         "--iptables",
@@ -347,13 +347,13 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(args, "log_file"):
             log_path = _setup_logging(args.log_file, args.verbose)
         elif command == "wrap":  # no options through sudo: the log file is the admin's
-            from .settings import root_htcondor_config
+            from .decide.settings import root_htcondor_config
 
             log_path = _setup_logging(root_htcondor_config().get("LARK_LOG_FILE"), False)
-        from . import commands
+        from . import verbs
 
         try:
-            return commands.dispatch(args)
+            return verbs.dispatch(args)
         except BaseExceptionGroup as group:
             raise _first_leaf(group) from group
     except LarkError as exc:

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import testhooks
+from ..decide.names import NETNS_PREFIX, check_name
 from ..errors import KernelError, LarkError, map_errors
-from ..names import NETNS_PREFIX, check_name
 
 PREFIX = NETNS_PREFIX  # lark-<name>, like the job's namespace
 KILL_BOUND_S = 5.0  # HTCondor's killCgroupTree waits 5 s for the tree to empty, too

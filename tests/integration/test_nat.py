@@ -248,10 +248,10 @@ IN_PROCESS_TWICE = """
 import ipaddress, sys, trio
 from pathlib import Path
 from lark_async import plan, policy
-from lark_async.jobproc import JobUser
-from lark_async.request import JobRequest
-from lark_async.settings import Settings
-from lark_async.supervisor import RunRequest, Supervisor
+from lark_async.job.process import JobUser
+from lark_async.decide.request import JobRequest
+from lark_async.decide.settings import Settings
+from lark_async.job.supervisor import RunRequest, Supervisor
 
 async def once(tmp):
     settings = Settings(state_dir=tmp / "state", lock_dir=tmp / "lock",

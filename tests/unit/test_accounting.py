@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lark_async import ads
-from lark_async.accounting import BYTES_PER_MB, derive_accounting
+from lark_async.decide import ads
+from lark_async.decide.accounting import BYTES_PER_MB, derive_accounting
 
 MIB = 1024 * 1024
 BASE_KEYS = {

@@ -8,7 +8,7 @@ import os
 import classad2
 import pytest
 
-from lark_async import ads
+from lark_async.decide import ads
 from lark_async.errors import AdError
 
 OLD_JOB_AD = """\

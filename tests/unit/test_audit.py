@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from lark_async.audit import NOTICE_BYTES, AuditKey, AuditTrail
+from lark_async.decide.audit import NOTICE_BYTES, AuditKey, AuditTrail
 
 DENY = AuditKey("tcp", "192.168.181.2", "10.77.0.1", 8081, "deny", "deny any 0.0.0.0/0")
 ALLOW = AuditKey("tcp", "192.168.181.2", "10.77.0.1", 8080, "allow", "allow tcp 10.77.0.1:8080")

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from lark_async.chirp import (
+from lark_async.job.chirp import (
     CONFIG_MAX_BYTES,
     ChirpUnusable,
     listeners,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lark_async.connpolicy import (
+from lark_async.decide.connpolicy import (
     ConnectionPolicy,
     admin_policy,
     job_policy,

@@ -9,9 +9,9 @@ import pytest
 
 from lark_async.backends import firewall
 from lark_async.backends.firewall import iptables_jobs, nft_jobs
-from lark_async.plan import derive_plan
-from lark_async.policy import Grant
-from lark_async.settings import Settings
+from lark_async.decide.plan import derive_plan
+from lark_async.decide.policy import Grant
+from lark_async.decide.settings import Settings
 
 ADDR = ipaddress.IPv4Address("192.168.181.3")
 NAT = {  # as the supervisor writes them: these strings are the record format, kept as they are

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from lark_async.backends.journal import Journal
+from lark_async.backends.lan.journal import Journal
 from lark_async.backends.netlink import NetlinkError, rtnl
 
 
@@ -80,7 +80,7 @@ def test_an_undo_is_noted_before_the_kernel_has_the_change(tmp_path):
 def test_a_journal_of_another_boot_is_dropped_unread(tmp_path, monkeypatch):
     path = tmp_path / "bridge-lark.journal"
     Journal(FakeChannel(set()), path).apply(msg("a"), [msg("undo a")])  # type: ignore[arg-type]
-    monkeypatch.setattr("lark_async.backends.journal._boot_id", lambda: "another boot")
+    monkeypatch.setattr("lark_async.backends.lan.journal._boot_id", lambda: "another boot")
     channel = FakeChannel(refuse=set())
     assert Journal.recover(channel, path) is None  # type: ignore[arg-type]
     assert channel.sent == [] and not path.exists()

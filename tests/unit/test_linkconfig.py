@@ -9,7 +9,7 @@ import struct
 
 import pytest
 
-from lark_async.backends import linkconfig as lc
+from lark_async.backends.lan import linkconfig as lc
 from lark_async.backends.netlink import rtnl
 
 RTNH_F_DEAD, RTNH_F_LINKDOWN = 0x1, 0x10

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from lark_async import names
+from lark_async.decide import names
 from lark_async.errors import EXIT_USAGE, UsageError
 
 KERNEL_IFNAME_MAX = 15  # IFNAMSIZ - 1

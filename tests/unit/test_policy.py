@@ -6,14 +6,15 @@ from ipaddress import ip_address
 
 import pytest
 
-from lark_async import ads, callouts
-from lark_async.connpolicy import parse_rules
+from lark_async.backends import scripts
+from lark_async.decide import ads
+from lark_async.decide.connpolicy import parse_rules
+from lark_async.decide.modes import NetworkType
+from lark_async.decide.policy import Grant, apply_policy_output, parse_policy_output
+from lark_async.decide.policy import decide as grant_of
+from lark_async.decide.request import read_request
+from lark_async.decide.settings import Settings
 from lark_async.errors import ConfigError, JobRequestError
-from lark_async.modes import NetworkType
-from lark_async.policy import Grant, parse_policy_output, run_policy_script
-from lark_async.policy import decide as grant_of
-from lark_async.request import read_request
-from lark_async.settings import Settings
 
 BRIDGING = Settings(allowed_network_types=("nat", "bridge", "none"))
 
@@ -182,9 +183,9 @@ def test_a_job_asking_for_more_than_the_admin_allows_is_refused(ad):
 
 def test_the_policy_scripts_word_keeps_the_granted_connection_policy(monkeypatch, tmp_path):
     granted = grant(ADMIN_POLICY, 'LarkAllowedConnections = "tcp 10.1.2.3:443"')
-    monkeypatch.setattr(callouts.Script, "check", lambda self: None)
-    monkeypatch.setattr(callouts, "run_script", lambda *args: 'LarkNetworkType = "none"\n')
-    script = callouts.Script("policy", "/p", 1.0)
-    after = run_policy_script(granted, script, job(""), job(""))
+    monkeypatch.setattr(scripts.Script, "check", lambda self: None)
+    monkeypatch.setattr(scripts, "run_script", lambda *args: 'LarkNetworkType = "none"\n')
+    out = scripts.run_policy_script(scripts.Script("policy", "/p", 1.0), "", "", None)
+    after = apply_policy_output(granted, out, "/p")
     assert after.settings.network_type is NetworkType.NONE
     assert after.connections is granted.connections

@@ -8,7 +8,7 @@ import pytest
 
 from lark_async.backends.firewall import iptables, nft
 from lark_async.errors import ResourceError
-from lark_async.record import Record, UnreadableRecord, temp_owner
+from lark_async.state.record import Record, UnreadableRecord, temp_owner
 
 NAME = "s1-42_0"
 

@@ -7,7 +7,7 @@ import ipaddress
 from dhcp import options as opt
 from dhcp.frame import parse_udp
 from dhcp.message import decode
-from lark_async.release import release_message
+from lark_async.backends.lan.release import release_message
 
 
 def test_release_comes_from_the_leased_address_with_the_jobs_identity():

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from lark_async import ads
-from lark_async.connpolicy import parse_rules
+from lark_async.decide import ads
+from lark_async.decide.connpolicy import parse_rules
+from lark_async.decide.modes import AddressType, NetworkType
+from lark_async.decide.request import JOB_ATTRIBUTES, MESSAGE_MAX, JobRequest, read_request
 from lark_async.errors import JobRequestError
-from lark_async.modes import AddressType, NetworkType
-from lark_async.request import JOB_ATTRIBUTES, MESSAGE_MAX, JobRequest, read_request
 
 
 def job(text: str):

@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from lark_async.backends.netlink import NetlinkError, rtnl
-from lark_async.names import IFNAMSIZ
+from lark_async.decide.names import IFNAMSIZ
 
 A = ipaddress.IPv4Address
 

@@ -11,13 +11,13 @@ import classad2
 import pytest
 
 from lark_async.backends.address import pool_size
-from lark_async.connpolicy import ConnectionPolicy, admin_policy, parse_rules
+from lark_async.decide.connpolicy import ConnectionPolicy, admin_policy, parse_rules
+from lark_async.decide.plan import JobNetwork, derive_job_name
+from lark_async.decide.plan import derive_plan as plan_of_grant
+from lark_async.decide.policy import Grant, decide
+from lark_async.decide.request import JobRequest, read_request
+from lark_async.decide.settings import Settings, resolve_settings
 from lark_async.errors import ConfigError, UsageError
-from lark_async.plan import JobNetwork, derive_job_name
-from lark_async.plan import derive_plan as plan_of_grant
-from lark_async.policy import Grant, decide
-from lark_async.request import JobRequest, read_request
-from lark_async.settings import Settings, resolve_settings
 
 
 def ad(text: str = "") -> classad2.ClassAd:
@@ -543,7 +543,7 @@ def test_the_connection_policy_comes_from_config_or_machine_ad_and_makes_the_pla
 
 
 def test_wrap_takes_machine_attributes_from_the_config():
-    from lark_async.settings import config_machine_ad
+    from lark_async.decide.settings import config_machine_ad
 
     config = {
         "LarkNetworkType": 'ifThenElse(TARGET.Inbound =?= true, "bridge", "nat")',

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from lark_async import cli, settings
+from lark_async import cli
+from lark_async.decide import settings
+from lark_async.decide.settings import KNOBS, Settings, flag_values
 from lark_async.errors import UsageError
-from lark_async.settings import KNOBS, Settings, flag_values
 
 README = Path(__file__).resolve().parents[2] / "README.rst"
 BEGIN = "   fails when they differ.\n\n"
@@ -40,8 +41,8 @@ def help_of(verb: str) -> str:
 
 def test_the_readme_reference_is_the_tables_rendering():
     assert readme_reference() == settings.reference(), (
-        "README.rst's configuration reference differs from lark_async/settings.py: paste the "
-        "output of `python -m lark_async.settings --reference` between its markers"
+        "README.rst's configuration reference differs from lark_async/decide/settings.py: "
+        "paste the output of `python -m lark_async.decide.settings --reference` between its markers"
     )
 
 
@@ -135,7 +136,7 @@ def test_other_verbs_do_not_load_the_settings_table():
     code = (
         "import sys; from lark_async import cli; "
         "cli.build_parser().parse_args(['dhcp-test', '--interface', 'x']); "
-        "print('lark_async.settings' in sys.modules)"
+        "print('lark_async.decide.settings' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout == "False\n"
@@ -149,14 +150,16 @@ def test_the_reference_keeps_literals_and_links_on_one_line():
 
 def test_the_reference_command_line():
     out = subprocess.run(
-        [sys.executable, "-m", "lark_async.settings", "--reference"],
+        [sys.executable, "-m", "lark_async.decide.settings", "--reference"],
         capture_output=True,
         text=True,
         check=True,
     )
     assert out.stdout == settings.reference()
     bad = subprocess.run(
-        [sys.executable, "-m", "lark_async.settings", "--write"], capture_output=True, text=True
+        [sys.executable, "-m", "lark_async.decide.settings", "--write"],
+        capture_output=True,
+        text=True,
     )
     assert bad.returncode == 2
-    assert bad.stderr == "usage: python -m lark_async.settings --reference\n"
+    assert bad.stderr == "usage: python -m lark_async.decide.settings --reference\n"

@@ -9,9 +9,10 @@ from typing import ClassVar
 
 import pytest
 
-from lark_async import cleanup, steps
 from lark_async.errors import KernelError
-from lark_async.steps import StepName
+from lark_async.state import steps
+from lark_async.state import undo as cleanup
+from lark_async.state.steps import StepName
 
 RECORD = {
     "address": {"lock": "/run/lark/lock/addr-192.168.181.2.lock"},

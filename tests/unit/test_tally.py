@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lark_async.tally import Tally
+from lark_async.decide.tally import Tally
 
 
 def tally_of(*readings: dict[str, tuple[int, int]]) -> Tally:

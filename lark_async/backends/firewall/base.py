@@ -118,7 +118,7 @@ class FirewallDriver(Protocol):
 
     @property
     def kernel_features(self) -> tuple[str, ...]:
-        """What the kernel must offer (backends/kernel.py names)."""
+        """What the kernel must offer (backends/netlink/probe.py names)."""
         ...
 
     def check_available(self) -> None:

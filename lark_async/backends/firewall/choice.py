@@ -10,7 +10,7 @@ from . import iptables_jobs, nft, nft_jobs
 from .base import FirewallDriver, FirewallRecordError, JobFirewall
 
 if TYPE_CHECKING:
-    from ...plan import JobNetwork
+    from ...decide.plan import JobNetwork
 
 # The record's ``family`` of each backend; a record without one is an nftables NAT job's (as
 # every record of one has been): the strings stay as they are, so old records still load.

@@ -33,11 +33,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from ...modes import RuleFamily
+from ...decide.accounting import INCOMING, OUTGOING
+from ...decide.modes import RuleFamily
 from . import xtables
 from .xtables import IptablesError, Table
 
-OUTGOING, INCOMING = "Outgoing", "Incoming"
 ACCEPT_CHAIN = "LARK-FORWARD"
 JOB_CHAIN_PREFIX = "LARK_"
 BUILDS = ("iptables-nft", "iptables-legacy")

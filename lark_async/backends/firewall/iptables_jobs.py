@@ -10,8 +10,8 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ...decide.names import CHAIN_PREFIX
 from ...errors import KernelError, LarkError
-from ...names import CHAIN_PREFIX
 from . import iptables, nodefilter, xtables
 from .base import (
     IPTABLES_BUILDS,

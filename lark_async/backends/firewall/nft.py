@@ -31,15 +31,15 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ...decide.accounting import INCOMING, OUTGOING
+from ...decide.modes import RuleFamily
 from ...errors import KernelError, map_errors
-from ...modes import RuleFamily
 from ..netlink import NetlinkError, nfnl
 
 TABLE = "lark"
 FAMILY = RuleFamily.INET
 JOB_MAP = "jobs"
 NAT_SET = "nat_sources"
-OUTGOING, INCOMING = "Outgoing", "Incoming"
 
 
 def _q(text: str) -> str:

@@ -11,8 +11,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from ...decide.names import CHAIN_PREFIX
 from ...errors import LarkError
-from ...names import CHAIN_PREFIX
 from . import iptables, nft, nodefilter
 from .base import (
     Binding,

@@ -4,7 +4,7 @@ A state record lists steps by a closed set of names (``StepName``); each name ha
 here that is built from the record's details (``from_record``), undoes its resource
 idempotently (absent means done, as CNI's DEL) and describes it in one phrase. The live
 teardown, ``cleanup NAME`` and ``cleanup --orphans`` all undo through ``undo_steps``
-(``cleanup.py``), in ``UNDO_ORDER``; the sweeper turns what it finds without a record into
+(``undo.py``), in ``UNDO_ORDER``; the sweeper turns what it finds without a record into
 the same objects (``sweeper.py``).
 """
 
@@ -18,10 +18,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .backends import address, cgroup, firewall, netns
-from .callouts import Script, run_script
-from .errors import KernelError
-from .jobproc import kill_netns_processes
+from ..backends import address, cgroup, firewall, netns
+from ..backends.procs import kill_netns_processes
+from ..backends.scripts import Script, run_script
+from ..errors import KernelError
 
 log = logging.getLogger("lark.cleanup")
 
@@ -95,7 +95,9 @@ class DhcpStep(Step):
     lease: Mapping[str, Any]
 
     def undo(self) -> None:
-        from .release import send_release  # (a raw socket: only when there is a lease)
+        from ..backends.lan.release import (
+            send_release,  # (a raw socket: only when there is a lease)
+        )
 
         send_release(dict(self.lease))
         log.info("released DHCP lease %s of a job whose agent died", self.lease.get("address"))

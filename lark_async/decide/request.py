@@ -21,9 +21,9 @@ from typing import TypeVar
 
 import classad2
 
+from ..errors import JobRequestError
 from . import ads
 from .connpolicy import Rule, parse_rules
-from .errors import JobRequestError
 from .modes import CHOSEN_NETWORK_TYPES, AddressType, NetworkType
 
 # the job-ad attributes Lark reads; the bounded evaluation takes exactly these

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import classad2
 
-from . import userfiles
-from .errors import AdError
+from .. import userfiles
+from ..errors import AdError
 
 _ATTR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 

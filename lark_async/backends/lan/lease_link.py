@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from dhcp.lease import Lease
 
-from .netlink import NetlinkError, rtnl
+from ..netlink import NetlinkError, rtnl
 
 ANYWHERE = ipaddress.IPv4Network("0.0.0.0/0")
 Route = tuple[ipaddress.IPv4Network, ipaddress.IPv4Address | None]  # gateway None: on-link

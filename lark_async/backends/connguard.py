@@ -43,9 +43,9 @@ from typing import Any, TextIO
 
 import trio
 
-from .audit import AuditKey, AuditTrail
-from .connpolicy import PROTOCOL_NAMES, ConnectionPolicy, Decision, parse_flow
-from .errors import KernelError, ResourceError, map_errors
+from ..decide.audit import AuditKey, AuditTrail
+from ..decide.connpolicy import PROTOCOL_NAMES, ConnectionPolicy, Decision, parse_flow
+from ..errors import KernelError, ResourceError, map_errors
 
 log = logging.getLogger("lark.guard")
 
@@ -124,7 +124,7 @@ def _disable_ipv6() -> None:
 
 def install_rules(iptables_command: str) -> str:
     """In the calling thread's namespace (the job's): the queue rules; returns which way."""
-    from .backends.firewall import nft
+    from .firewall import nft
 
     nft.run_here(FLOWS, "connection policy: nft flow rules")
     try:

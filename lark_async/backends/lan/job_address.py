@@ -32,13 +32,13 @@ from dhcp.events import Action, GaveUp, LeaseBound, LeaseLost, LeaseRenewed
 from dhcp.lease import Lease
 from dhcp.trio_driver import DhcpFailed, Driver, Sockets
 
-from .backends import firewall
-from .backends.lease_link import LeaseOnLink, OnLink
-from .backends.netlink import rtnl
-from .errors import KernelError, LarkError, ResourceError, map_errors
+from ...errors import KernelError, LarkError, ResourceError, map_errors
+from .. import firewall
+from ..netlink import rtnl
+from .lease_link import LeaseOnLink, OnLink
 
 if TYPE_CHECKING:  # plan loads classad2, which dhcp-test does without
-    from .plan import JobNetwork
+    from ...decide.plan import JobNetwork
 
 log = logging.getLogger("lark.bridged")
 RETRY_AFTER_LOSS_S = 10.0  # a lease lost for good: ask again after this

@@ -21,24 +21,24 @@ from pathlib import Path
 import classad2
 import trio
 
-from . import ads, callouts, testhooks, userfiles
-from .accounting import derive_accounting
-from .backends import address, cgroup, firewall, locks, mtu, netns
-from .backends.bridge import ensure_bridge, pin_port, wait_forwarding
-from .backends.netlink import probe as kernel
-from .backends.netlink import rtnl
-from .bridged import BridgeAddress, JobSide
+from .. import testhooks, userfiles
+from ..backends import address, cgroup, firewall, locks, mtu, netns, scripts
+from ..backends.connguard import ConnectionGuard
+from ..backends.lan.bridge import ensure_bridge, pin_port, wait_forwarding
+from ..backends.lan.job_address import BridgeAddress, JobSide
+from ..backends.netlink import probe, rtnl
+from ..backends.netlink.watch import open_link_watch, watch_link
+from ..decide import ads
+from ..decide.accounting import derive_accounting
+from ..decide.modes import CONNECTED, NetworkType
+from ..decide.plan import JobNetwork
+from ..decide.tally import Tally
+from ..errors import Interrupted, LarkError, ResourceError, map_errors
+from ..state.record import Record
+from ..state.steps import StepName
+from ..state.undo import undo_record
 from .chirp import FINAL_PUSH_TIMEOUT_S, ChirpPublisher
-from .cleanup import undo_record
-from .connguard import ConnectionGuard
-from .errors import Interrupted, LarkError, ResourceError, map_errors
-from .jobproc import FORWARDED_SIGNALS, Job, JobUser
-from .modes import CONNECTED, NetworkType
-from .plan import JobNetwork
-from .record import Record
-from .steps import StepName
-from .tally import Tally
-from .watch import open_link_watch, watch_link
+from .process import FORWARDED_SIGNALS, Job, JobUser
 
 CLEANUP_BUDGET_S = 30.0
 JOB_TERM_GRACE_S = 5.0
@@ -173,7 +173,7 @@ class Supervisor:
         for script in (plan.create_script, plan.delete_script):
             if script is not None:
                 script.check()  # before anything exists
-        kernel.require(*_kernel_features(plan, self.driver))
+        probe.require(*_kernel_features(plan, self.driver))
         if self.driver is not None:
             self.driver.check_available()
         await self.setup_network(nursery)
@@ -411,7 +411,7 @@ class Supervisor:
         if record is None or (plan.create_script is None and plan.delete_script is None):
             return
         external, internal = self._script_addresses()
-        stdin = callouts.ads_stdin(
+        stdin = scripts.ads_stdin(
             ads.format_for_script(self.req.job_ad), ads.format_for_script(self.req.machine_ad)
         )
         env = {
@@ -434,14 +434,14 @@ class Supervisor:
         if plan.create_script is not None:
             args = [external, internal, plan.chain, plan.external_interface]
             await trio.to_thread.run_sync(
-                callouts.run_script, plan.create_script, args, stdin, plan.name, env, plan.state_dir
+                scripts.run_script, plan.create_script, args, stdin, plan.name, env, plan.state_dir
             )
         await self._step_done("script")
 
     def _open_cgroup(self) -> None:
         """The job's own cgroup, noted before it is made, so that teardown can kill all the
         job forked at once. Without a usable cgroup v2 the job's processes are found
-        through its network namespace (jobproc.kill_netns_processes)."""
+        through its network namespace (backends/procs.py)."""
         plan, record = self.plan, self.record
         assert record is not None
         home, why = cgroup.locate()

@@ -15,15 +15,13 @@ import logging
 import os
 import shutil
 import signal
-import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError, LarkError, ResourceError, map_errors
-from .trust import check_root_file
+from ..decide.scripts import Script
+from ..errors import LarkError, ResourceError, map_errors
 
 log = logging.getLogger("lark.callouts")
 SCRIPT_ENV_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -33,20 +31,6 @@ _KEPT_OUTPUT = 64 * 1024  # per stream: a chatty script cannot fill the agent's 
 
 class ScriptError(LarkError):
     """A callout script failed, timed out or could not be started."""
-
-
-@dataclass(frozen=True)
-class Script:
-    kind: str  # "create", "delete" or "policy": for messages
-    path: str
-    timeout_s: float
-
-    def check(self) -> None:
-        """A root-owned executable that only root may change, reached through root's
-        directories only (trust.py): nobody else can swap it between this check and its run."""
-        st = check_root_file(self.path, f"{self.kind} script")
-        if not st.st_mode & stat.S_IXUSR:
-            raise ConfigError(f"{self.kind} script {self.path} is not executable")
 
 
 def ads_stdin(job_ad_text: str, machine_ad_text: str) -> bytes:
@@ -142,3 +126,12 @@ def _log_output(script: Script, job: str, out: bytes, err: bytes) -> None:
     for stream, data in (("stdout", out), ("stderr", err)):
         for line in data[:_KEPT_OUTPUT].decode(errors="replace").splitlines():
             log.info("%s: %s script %s: %s", job, script.kind, stream, line)
+
+
+def run_policy_script(
+    script: Script, job_ad_text: str, machine_ad_text: str, state_dir: Path | None
+) -> str:
+    """The policy script's output (decide/policy.py's apply_policy_output reads it): stdin
+    the ads; a failure refuses the job."""
+    script.check()
+    return run_script(script, [], ads_stdin(job_ad_text, machine_ad_text), "policy", {}, state_dir)

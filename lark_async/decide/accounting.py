@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 
-from .backends.firewall.nft import INCOMING, OUTGOING
-
 BYTES_PER_MB = 1024 * 1024  # HTCondor's NetworkInputMb/NetworkOutputMb are MiB
 _ATTR_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+
+# The comments of the job chain's two counting rules, whichever backend holds them: the
+# names the ad's Network<Comment> attributes come from (NetworkOutgoing, NetworkIncoming).
+OUTGOING, INCOMING = "Outgoing", "Incoming"
 
 
 def derive_accounting(counters: dict[str, tuple[int, int]], elapsed_s: float) -> dict[str, object]:

@@ -31,11 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backends import address, cgroup, firewall, locks, netns
-from .backends.netlink import rtnl
-from .cleanup import undo_record, undo_steps
-from .errors import KernelError, LarkError, map_errors
-from .names import CHAIN_PREFIX, NETNS_PREFIX, check_name
+from ..backends import address, cgroup, firewall, locks, netns
+from ..backends.netlink import rtnl
+from ..decide.names import CHAIN_PREFIX, NETNS_PREFIX, check_name
+from ..errors import KernelError, LarkError, map_errors
 from .record import Record, UnreadableRecord, temp_owner
 from .steps import (
     CgroupStep,
@@ -47,6 +46,7 @@ from .steps import (
     VethStep,
     in_order,
 )
+from .undo import undo_record, undo_steps
 
 log = logging.getLogger("lark.sweeper")
 

@@ -6,7 +6,7 @@ expression may still look at the job through ``TARGET``.
 ``Settings`` is the one declaration of every setting: each field names its default,
 parser, HTCondor config knob, machine-ad attribute, flag and text. From it come the
 resolution below, the flags of ``run``/``startd-attrs``/``netns-test`` (cli.py) and
-the README's configuration reference (``python -m lark_async.settings --reference``).
+the README's configuration reference (``python -m lark_async.decide.settings --reference``).
 cli.py reads the table to build those flags, so classad2 and the ad code load only when
 settings are resolved.
 """
@@ -24,7 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .modes import CHOSEN_NETWORK_TYPES, AddressType, FirewallBackend, NetworkType
 
 if TYPE_CHECKING:
@@ -700,7 +700,7 @@ def root_htcondor_config() -> Mapping[str, str]:
     path = os.environ.get("CONDOR_CONFIG") or "/etc/condor/condor_config"
     if path == "ONLY_ENV" or not os.path.lexists(path) or path == os.devnull:
         return {}
-    from .trust import check_root_file
+    from ..trust import check_root_file
 
     check_root_file(path, "HTCondor config")
     return htcondor_config()
@@ -766,9 +766,9 @@ def reference() -> str:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m lark_async.settings --reference``: print the README's reference."""
+    """``python -m lark_async.decide.settings --reference``: print the README's reference."""
     if argv != ["--reference"]:
-        print("usage: python -m lark_async.settings --reference", file=sys.stderr)
+        print("usage: python -m lark_async.decide.settings --reference", file=sys.stderr)
         return 2
     sys.stdout.write(reference())
     return 0

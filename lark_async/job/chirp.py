@@ -34,7 +34,8 @@ from pathlib import Path
 
 import trio
 
-from . import ads, userfiles
+from .. import userfiles
+from ..decide import ads
 
 log = logging.getLogger("lark.chirp")
 PUSHED_PREFIXES = ("Network", "AverageBandwidthUsage")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -17,11 +18,12 @@ from dhcp.client import Client, Config
 from dhcp.events import Action, LeaseBound, LeaseLost, LeaseRenewed
 from dhcp.trio_driver import DhcpFailed, Driver, Sockets
 
-from .backends import netns
-from .backends.lease_link import LeaseOnLink
-from .backends.netlink import rtnl
-from .bridged import lease_attributes
-from .errors import LarkError, ResourceError, map_errors
+from ..backends import netns
+from ..backends.lan.job_address import lease_attributes
+from ..backends.lan.lease_link import LeaseOnLink
+from ..backends.netlink import rtnl
+from ..errors import LarkError, ResourceError, map_errors
+from .common import need_root
 
 
 class DhcpTestError(LarkError):
@@ -29,7 +31,7 @@ class DhcpTestError(LarkError):
 
 
 def _print(values: dict[str, object], as_json: bool) -> None:
-    from . import ads  # classad2 costs 10 ms of start-up; not needed for JSON
+    from ..decide import ads  # classad2 costs 10 ms of start-up; not needed for JSON
 
     text = json.dumps(values, sort_keys=True) + "\n" if as_json else ads.format_old(values) + "\n"
     sys.stdout.write(text)
@@ -146,3 +148,18 @@ async def _session(
             await driver.release()
         nursery.cancel_scope.cancel()
     return 0
+
+
+def cmd_dhcp_test(args: argparse.Namespace) -> int:
+    """``lark-agent dhcp-test``: on an interface, or on a throwaway port of a bridge."""
+    need_root()
+    probe, where = (run, args.interface) if args.interface else (run_on_bridge, args.bridge)
+    options = Options(
+        as_json=args.json,
+        hold_s=args.hold,
+        timeout_s=args.timeout,
+        vendor=args.vendor_class.encode(),
+        hostname=args.hostname,
+        probe=PROBES[args.probe],
+    )
+    return probe(where, options)

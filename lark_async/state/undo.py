@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from . import testhooks
-from .backends import netns
-from .errors import KernelError, LarkError
+from .. import testhooks
+from ..backends import netns
+from ..errors import KernelError, LarkError
 from .record import Record
 from .steps import NetnsStep, Step, VethStep, from_record
 

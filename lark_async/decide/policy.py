@@ -16,11 +16,9 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
-import classad2
-
-from . import ads, callouts
+from ..errors import ConfigError, JobRequestError
+from . import ads
 from .connpolicy import ConnectionPolicy, job_policy
-from .errors import ConfigError, JobRequestError
 from .modes import CHOSEN_NETWORK_TYPES, AddressType, NetworkType
 from .request import JobRequest, clipped, shown
 from .settings import Settings
@@ -124,20 +122,12 @@ def _policy_value(attr: str, field: str, value: object, script: str) -> object:
     raise ConfigError(f"policy script {script} printed {attr} = {shown(value)}, not a valid value")
 
 
-def run_policy_script(
-    grant: Grant,
-    script: callouts.Script,
-    job_ad: classad2.ClassAd,
-    machine_ad: classad2.ClassAd,
-) -> Grant:
-    """The admin's last word (STARTER_NETWORK_POLICY_SCRIPT_PATH): stdin the ads, stdout
-    attributes that override the decision; failure or garbage refuses the job. The
+def apply_policy_output(grant: Grant, text: str, script: str) -> Grant:
+    """The admin's last word (STARTER_NETWORK_POLICY_SCRIPT_PATH, run by backends/scripts.py):
+    the attributes its output sets override the decision; garbage refuses the job. The
     connection policy stands (a mode without a queue drops it in the plan)."""
-    script.check()
-    stdin = callouts.ads_stdin(ads.format_for_script(job_ad), ads.format_for_script(machine_ad))
-    out = callouts.run_script(script, [], stdin, "policy", {}, grant.settings.state_dir)
-    decided = parse_policy_output(out, script.path)
+    decided = parse_policy_output(text, script)
     if decided:
-        log.info("policy script %s decided %s", script.path, decided)
+        log.info("policy script %s decided %s", script, decided)
     settings = dataclasses.replace(grant.settings, **decided)  # type: ignore[arg-type]
     return dataclasses.replace(grant, settings=settings)

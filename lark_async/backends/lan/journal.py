@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .netlink import NetlinkError, rtnl
+from ..netlink import NetlinkError, rtnl
 
 log = logging.getLogger("lark.journal")
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")

@@ -11,7 +11,7 @@ import base64
 import hashlib
 import re
 
-from .errors import UsageError
+from ..errors import UsageError
 
 IFNAMSIZ = 16
 NAME_MAX = IFNAMSIZ - 1 - len("e_")  # 13

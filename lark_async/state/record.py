@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import names
-from .ads import write_atomically
-from .backends import firewall
-from .errors import LarkError, ResourceError, map_errors
+from ..backends import firewall
+from ..decide import names
+from ..decide.ads import write_atomically
+from ..errors import LarkError, ResourceError, map_errors
 from .steps import RECORDED, StepName
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import classad2
 
+from ..errors import ConfigError
 from . import ads, names
-from .callouts import Script
 from .connpolicy import ConnectionPolicy
-from .errors import ConfigError
 from .modes import CONNECTED, AddressType, FirewallBackend, NetworkType
 from .policy import Grant
 from .request import JobRequest
+from .scripts import Script
 from .settings import DEFAULT_AUDIT_MAX_BYTES, Settings
 
 

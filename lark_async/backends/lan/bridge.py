@@ -20,11 +20,11 @@ from pathlib import Path
 
 import trio
 
-from .. import testhooks
-from ..errors import ConfigError, KernelError, ResourceError, map_errors
+from ... import testhooks
+from ...errors import ConfigError, KernelError, ResourceError, map_errors
+from ..netlink import NetlinkError, rtnl
 from . import linkconfig
 from .journal import Journal
-from .netlink import NetlinkError, rtnl
 
 log = logging.getLogger("lark.bridge")
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .netlink import NetlinkError, rtnl
+from ..netlink import NetlinkError, rtnl
 
 IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_CACHEINFO, IFA_FLAGS = 1, 2, 3, 6, 8
 IFA_F_SECONDARY = IFA_F_TEMPORARY = 0x01  # (one bit, named by family)

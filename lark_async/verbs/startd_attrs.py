@@ -1,0 +1,46 @@
+"""``startd-attrs``: what this node offers, as STARTD_CRON attributes."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import cli_settings, version
+
+
+def cmd_startd_attrs(args: argparse.Namespace) -> int:
+    """STARTD_CRON: what this node offers, so jobs can match on it."""
+    import shutil
+
+    from ..backends import address
+    from ..backends.netlink import rtnl
+    from ..decide import ads, settings
+
+    no_ad = ads.read_ad(None, "")
+    resolved = settings.resolve_settings(
+        cli_settings(args), no_ad, no_ad, settings.htcondor_config()
+    )
+    values: dict[str, object] = {
+        "HasLark": resolved.use_network_namespaces,
+        "LarkVersion": version(),
+        "LarkNetworkTypes": ",".join(resolved.allowed_network_types),
+        "LarkDefaultNetworkType": resolved.network_type,
+        "LarkFirewallBackend": resolved.firewall_backend,
+    }
+    network = resolved.local_network
+    busy = sum(
+        1
+        for k in range(address.pool_size(network))
+        if address.is_locked(address.lock_path(resolved.lock_dir, address.pool_pair(network, k)))
+    )
+    values["LarkLocalAddressesFree"] = address.pool_size(network) - busy
+    with rtnl.Channel() as host:
+        bridge = host.link(resolved.bridge_name)
+        device = host.link(resolved.bridge_device) if resolved.bridge_device else None
+    values["LarkBridgeAvailable"] = bool(
+        (bridge is not None and bridge.kind == "bridge" and bridge.up)
+        or (bridge is None and device is not None and device.up)
+    )
+    if resolved.firewall_backend == "iptables":
+        values["LarkIptablesAvailable"] = shutil.which(resolved.iptables_command) is not None
+    print(ads.format_old(values))
+    return 0

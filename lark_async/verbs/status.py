@@ -1,0 +1,86 @@
+"""``status``: the jobs on this node, from their state records, with their counters."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..errors import LarkError
+from .common import need_root
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Live jobs on this node, from their state records and their firewall counters."""
+    import json
+
+    from ..backends import firewall
+    from ..decide import settings
+    from ..state import sweeper
+    from ..state.record import Record
+
+    need_root()
+    state_dir = Path(args.state_dir or settings.DEFAULT_STATE_DIR)
+    rows = []
+    for path in sorted(state_dir.glob("*.json")) if state_dir.is_dir() else []:
+        try:
+            record = Record.load(path)
+        except LarkError:
+            continue
+        data, steps = record.data, record.steps
+        status = data.get("status", {})
+        pid = int(data.get("pid", 0))
+        fw = steps.get("firewall", {})
+        counters: dict[str, tuple[int, int]] = {}
+        try:
+            if fw:
+                counters = firewall.from_record(fw).read_counters()
+        except LarkError:
+            pass
+        lease_end = None
+        if status.get("LarkDHCPLeaseStart") and status.get("LarkDHCPLeaseLifetime", -1) >= 0:
+            lease_end = int(status["LarkDHCPLeaseStart"]) + int(status["LarkDHCPLeaseLifetime"])
+        rows.append(
+            {
+                "name": data.get("name", path.stem),
+                "mode": data.get("plan", {}).get("mode"),
+                "address": status.get("LarkInnerAddressIPv4"),
+                "external": status.get("LarkExternalAddressIPv4"),
+                "lease_expires_epoch": lease_end,
+                "bytes_in": counters.get("Incoming", (None, None))[0],
+                "bytes_out": counters.get("Outgoing", (None, None))[0],
+                "agent_pid": pid,
+                "agent_alive": sweeper.agent_alive(pid),
+                "age_s": round(time.time() - float(data.get("started_epoch", time.time())), 1),
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    head = ("NAME", "MODE", "ADDRESS", "LEASE ENDS", "BYTES IN", "BYTES OUT", "AGENT", "AGE")
+    table = [head]
+    for r in rows:
+        ends = (
+            time.strftime("%H:%M:%S", time.localtime(r["lease_expires_epoch"]))
+            if r["lease_expires_epoch"]
+            else "-"
+        )
+        agent = f"{r['agent_pid']}" + ("" if r["agent_alive"] else " (gone)")
+        table.append(
+            (
+                str(r["name"]),
+                str(r["mode"]),
+                str(r["address"] or "-"),
+                ends,
+                "-" if r["bytes_in"] is None else str(r["bytes_in"]),
+                "-" if r["bytes_out"] is None else str(r["bytes_out"]),
+                agent,
+                f"{r['age_s']:.0f}s",
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    if not rows:
+        print("(no jobs)")
+    return 0
