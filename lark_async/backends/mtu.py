@@ -16,7 +16,7 @@ import struct
 
 from .netlink import rtnl
 
-RTA_METRICS, RTAX_MTU, RTN_UNICAST = 8, 2, 1
+RTA_METRICS, RTA_MULTIPATH, RTAX_MTU, RTN_UNICAST = 8, 9, 2, 1
 DEFAULT_MTU = 1500
 
 
@@ -52,7 +52,7 @@ def _links(a: dict[int, bytes]) -> list[int]:
     """The route's link, or each of its nexthops' (multipath)."""
     if rtnl.RTA_OIF in a:
         return [struct.unpack("=i", a[rtnl.RTA_OIF])[0]]
-    found, offset, data = [], 0, a.get(9, b"")  # RTA_MULTIPATH: rtnexthop, attributes
+    found, offset, data = [], 0, a.get(RTA_MULTIPATH, b"")  # rtnexthop, attributes
     while offset + 8 <= len(data):
         length, _flags, _hops, index = struct.unpack_from("=HBBi", data, offset)
         found.append(index)
