@@ -14,6 +14,7 @@ def cmd_startd_attrs(args: argparse.Namespace) -> int:
     from ..backends import address
     from ..backends.netlink import rtnl
     from ..decide import ads, settings
+    from ..decide.modes import FirewallBackend
 
     no_ad = ads.read_ad(None, "")
     resolved = settings.resolve_settings(
@@ -40,7 +41,7 @@ def cmd_startd_attrs(args: argparse.Namespace) -> int:
         (bridge is not None and bridge.kind == "bridge" and bridge.up)
         or (bridge is None and device is not None and device.up)
     )
-    if resolved.firewall_backend == "iptables":
+    if resolved.firewall_backend is FirewallBackend.IPTABLES:
         values["LarkIptablesAvailable"] = shutil.which(resolved.iptables_command) is not None
     print(ads.format_old(values))
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+from ...decide.modes import FirewallBackend, NetworkType
 from . import iptables_jobs, nft, nft_jobs
 from .base import FirewallDriver, FirewallRecordError, JobFirewall
 
@@ -24,11 +25,11 @@ _FROM_RECORD: dict[str, Callable[[Mapping[str, object]], JobFirewall]] = {
 def driver_for(plan: JobNetwork) -> FirewallDriver | None:
     """The backend of a live job (the plan has refused bridge mode with iptables); None in
     the modes without a veth (none, off)."""
-    if plan.mode == "bridge":
+    if plan.mode is NetworkType.BRIDGE:
         return nft_jobs.BridgeDriver()
-    if plan.mode != "nat":
+    if plan.mode is not NetworkType.NAT:
         return None
-    if plan.firewall_backend == "iptables":
+    if plan.firewall_backend is FirewallBackend.IPTABLES:
         return iptables_jobs.Driver(plan.iptables_command)
     return nft_jobs.NatDriver()
 
