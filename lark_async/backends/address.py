@@ -20,6 +20,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..decide.names import external_interface
 from ..errors import ResourceError, map_errors
 from . import locks
 from .netlink import rtnl
@@ -77,7 +78,7 @@ def _left_by_a_dead_agent(fd: int, name: str, state_dir: Path | None) -> bool:
     if state_dir is not None and (state_dir / f"{job}.json").exists():
         return True
     try:
-        socket.if_nametoindex(f"e_{job}")
+        socket.if_nametoindex(external_interface(job))
     except OSError:
         return False
     return True

@@ -17,6 +17,7 @@ IFNAMSIZ = 16
 NAME_MAX = IFNAMSIZ - 1 - len("e_")  # 13
 NETNS_PREFIX = "lark-"
 CHAIN_PREFIX = "LARK_"
+EXTERNAL_PREFIX, INTERNAL_PREFIX = "e_", "i_"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,12}$")
 _SLOT_RE = re.compile(r"^slot(\d+)(?:_(\d+))?$")
@@ -85,11 +86,11 @@ def derive_agent_name(job_id: str | None, pid: int) -> str:
 
 
 def external_interface(name: str) -> str:
-    return f"e_{name}"
+    return f"{EXTERNAL_PREFIX}{name}"
 
 
 def internal_interface(name: str) -> str:
-    return f"i_{name}"
+    return f"{INTERNAL_PREFIX}{name}"
 
 
 def netns_name(name: str) -> str:
@@ -99,3 +100,12 @@ def netns_name(name: str) -> str:
 def chain_name(name: str) -> str:
     """Chain names stay within iptables' 28 characters (nftables allows 256)."""
     return f"{CHAIN_PREFIX}{name}"
+
+
+def job_of(thing: str, prefix: str = "") -> str | None:
+    """The job a ``prefix``-named thing (``lark-x``, ``e_x``, ``LARK_x``) was made for, or
+    None when no job name follows the prefix (not Lark's)."""
+    if not thing.startswith(prefix):
+        return None
+    name = thing.removeprefix(prefix)
+    return name if _NAME_RE.fullmatch(name) else None

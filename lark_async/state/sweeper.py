@@ -33,7 +33,7 @@ from pathlib import Path
 
 from ..backends import address, cgroup, firewall, locks, netns
 from ..backends.netlink import rtnl
-from ..decide.names import CHAIN_PREFIX, NETNS_PREFIX, check_name
+from ..decide.names import CHAIN_PREFIX, EXTERNAL_PREFIX, NETNS_PREFIX, job_of
 from ..errors import KernelError, LarkError, map_errors
 from .record import Record, UnreadableRecord, temp_owner
 from .steps import (
@@ -72,14 +72,6 @@ def agent_alive(pid: int) -> bool:
     except OSError:
         return False
     return b"lark" in cmdline and pid != os.getpid()
-
-
-def _job(name: str) -> str | None:
-    """``name`` if it is a job name Lark could have made, else None (not Lark's)."""
-    try:
-        return check_name(name)
-    except LarkError:
-        return None
 
 
 @dataclass
@@ -199,7 +191,7 @@ def _lock_owner(fd: int) -> str | None:
         words = os.pread(fd, 256, 0).decode(errors="replace").split()
     except OSError:
         return None
-    return _job(words[1]) if len(words) >= 2 else None
+    return job_of(words[1]) if len(words) >= 2 else None
 
 
 def _read_owner(path: Path) -> str | None:
@@ -233,7 +225,7 @@ def find_orphans(
     claimed_addresses: set[ipaddress.IPv4Address] = set()
     claimed_locks: set[Path] = set()
     for path in sorted(state_dir.glob("*.json")) if state_dir.is_dir() else []:
-        job = _job(path.stem)
+        job = job_of(path.stem)
         if job is None or (only is not None and job != only):
             continue  # (a file Lark never writes)
         try:
@@ -259,7 +251,7 @@ def find_orphans(
 
     def unrecorded(name: str) -> str | None:
         """The job ``name`` is, if its things are to go by name (checked again on removal)."""
-        job = _job(name)
+        job = job_of(name)
         if job is None or job in recorded:
             return None
         if only is not None and job != only:
@@ -275,15 +267,15 @@ def find_orphans(
         if job := unrecorded(name):
             named.setdefault(job, []).append(CgroupStep(path))
     for ns in sorted(os.listdir(netns.NETNS_RUN_DIR)) if netns.NETNS_RUN_DIR.is_dir() else []:
-        if ns.startswith(NETNS_PREFIX) and (job := unrecorded(ns.removeprefix(NETNS_PREFIX))):
+        if (named_for := job_of(ns, NETNS_PREFIX)) and (job := unrecorded(named_for)):
             named.setdefault(job, []).extend((ProcessesStep(ns), NetnsStep(ns)))
     with rtnl.Channel() as host:
         links = host.link_names()
     for link in links:
-        if link.startswith("e_") and (job := unrecorded(link[2:])):
+        if (named_for := job_of(link, EXTERNAL_PREFIX)) and (job := unrecorded(named_for)):
             named.setdefault(job, []).append(VethStep(link))
     for leftover in firewall.leftovers():
-        if job := unrecorded(leftover.chain.removeprefix(CHAIN_PREFIX)):
+        if (named_for := job_of(leftover.chain, CHAIN_PREFIX)) and (job := unrecorded(named_for)):
             named.setdefault(job, []).append(
                 FirewallStep(leftover.kind, leftover.chain, leftover.discard)
             )
@@ -322,7 +314,7 @@ def find_orphans(
         if not address.is_locked(lock):
             orphans.append(Orphan("lock", lock.name, functools.partial(sweep.lock_file, lock)))
     for lock in sorted(lock_dir.glob("job-*.lock")) if lock_dir.is_dir() else []:
-        job = _job(lock.name.removeprefix("job-").removesuffix(".lock"))
+        job = job_of(lock.name.removeprefix("job-").removesuffix(".lock"))
         if job is None or (only is not None and job != only) or locks.job_alive(lock_dir, job):
             continue
         orphans.append(Orphan("lock", lock.name, functools.partial(sweep.job_lock, lock, job)))
@@ -359,7 +351,7 @@ def settle(names: list[str], lock_dir: Path, timeout_s: float = 2.0) -> list[Lar
         return [KernelError(f"list links: {exc.strerror or exc}")]
     errors: list[LarkError] = []
     for link in sorted(left):
-        job = _job(link.removeprefix("e_"))
+        job = job_of(link, EXTERNAL_PREFIX)
         if job is None:
             continue
         try:

@@ -22,6 +22,7 @@ from ..backends import netns
 from ..backends.lan.job_address import lease_attributes
 from ..backends.lan.lease_link import LeaseOnLink
 from ..backends.netlink import rtnl
+from ..decide.names import external_interface, internal_interface, netns_name
 from ..errors import LarkError, ResourceError, map_errors
 from .common import need_root
 
@@ -70,7 +71,7 @@ def run_on_bridge(bridge: str, options: Options) -> int:
     except OSError as exc:
         raise ResourceError(f"bridge {bridge} does not exist in this network namespace") from exc
     tag = f"dt{os.getpid() % 100000}"
-    ns_name, outer, inner = f"lark-{tag}", f"e_{tag}", f"i_{tag}"
+    ns_name, outer, inner = netns_name(tag), external_interface(tag), internal_interface(tag)
 
     made: list[str] = []  # only what we created is removed afterwards
 

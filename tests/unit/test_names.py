@@ -185,3 +185,21 @@ def test_wrap_names_carry_the_agents_pid(job_id, pid, expected):
 def test_wrap_names_of_two_live_agents_never_collide():
     seen = {names.derive_agent_name("42.0", pid) for pid in range(1, 5000)}
     assert len(seen) == 4999
+
+
+@pytest.mark.parametrize(
+    ("thing", "prefix", "job"),
+    [
+        ("e_s1-42_0", "e_", "s1-42_0"),
+        ("lark-abc", "lark-", "abc"),
+        ("LARK_abc", "LARK_", "abc"),
+        ("abc", "", "abc"),
+        ("eth0", "e_", None),  # another prefix: not Lark's
+        ("e_", "e_", None),  # nothing after it
+        ("e_../x", "e_", None),  # no job name could be that
+        ("e_abcdefghijklmn", "e_", None),  # 14 characters: longer than a job name
+        ("lark-agent", "lark-", "agent"),
+    ],
+)
+def test_the_job_a_thing_was_named_for(thing, prefix, job):
+    assert names.job_of(thing, prefix) == job

@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 
 from ...decide.accounting import INCOMING, OUTGOING
 from ...decide.modes import RuleFamily
+from ...decide.names import CHAIN_PREFIX
 from . import xtables
 from .xtables import IptablesError, Table
 
 ACCEPT_CHAIN = "LARK-FORWARD"
-JOB_CHAIN_PREFIX = "LARK_"
 BUILDS = ("iptables-nft", "iptables-legacy")
 ATTEMPTS = 5  # reads and batches, when another agent's batch came in between
 
@@ -143,12 +143,12 @@ def render_add(job: IptablesRules) -> str:
 
 
 def _is_job_jump(rule: xtables.Rule) -> bool:
-    return rule.target.startswith(JOB_CHAIN_PREFIX)
+    return rule.target.startswith(CHAIN_PREFIX)
 
 
 def _leading_job_jumps(targets: list[str]) -> int:
     n = 0
-    while n < len(targets) and targets[n].startswith(JOB_CHAIN_PREFIX):
+    while n < len(targets) and targets[n].startswith(CHAIN_PREFIX):
         n += 1
     return n
 
@@ -370,7 +370,7 @@ def dump(command: str) -> str:
             if len(lines) < 2:
                 continue
             name = lines[0].split()[1]
-            lark = name.startswith(JOB_CHAIN_PREFIX) or name == ACCEPT_CHAIN
+            lark = name.startswith(CHAIN_PREFIX) or name == ACCEPT_CHAIN
             rules = lines[2:] if lark else [r for r in lines[2:] if "LARK" in r]
             if lark or rules:
                 sections.append("\n".join([f"{lines[0]} [{table}]", lines[1], *rules]))

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ...decide.names import CHAIN_PREFIX
+from ...decide.names import CHAIN_PREFIX, external_interface
 from ...errors import LarkError
 from . import iptables, nft, nodefilter
 from .base import (
@@ -239,7 +239,7 @@ def leftovers() -> list[Leftover]:
     found: list[Leftover] = []
     for family in (nft.FAMILY, nft.BRIDGE_FAMILY):
         for chain in re.findall(rf"chain ({CHAIN_PREFIX}\S+) {{", nft.dump_table(family)):
-            ifname = f"e_{chain.removeprefix(CHAIN_PREFIX)}"
+            ifname = external_interface(chain.removeprefix(CHAIN_PREFIX))
             if family == nft.FAMILY:
                 inet = NatJob(nft.JobRules(chain, ifname, None, nat=False))
                 found.append(Leftover("nft inet", chain, inet.discard))
