@@ -247,7 +247,7 @@ def test_back_to_back_jobs_of_one_name_and_pairs_the_host_still_holds(sandbox, h
 IN_PROCESS_TWICE = """
 import ipaddress, sys, trio
 from pathlib import Path
-from lark_async import plan, policy
+from lark_async.decide import plan, policy
 from lark_async.job.process import JobUser
 from lark_async.decide.request import JobRequest
 from lark_async.decide.settings import Settings

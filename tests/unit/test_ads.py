@@ -496,7 +496,7 @@ def test_reading_a_new_syntax_ad_does_not_load_htcondor2():
     """htcondor2's start-up resolves the host's name: on a node whose DNS is down (or a
     chroot without any) every job start would wait for it."""
     code = (
-        "import sys; from lark_async import ads; "
+        "import sys; from lark_async.decide import ads; "
         "ad = ads.parse_ad('[ A = 1; B = \"x\" ]', 'x'); "
         "assert ad.eval('A') == 1 and ad.eval('B') == 'x'; "
         "print('htcondor2' in sys.modules)"

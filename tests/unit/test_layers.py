@@ -17,9 +17,9 @@ BASE = {"errors", "trust", "userfiles", "testhooks"}
 
 
 def layer(module: str) -> str:
-    """``lark_async.x.y`` -> its layer."""
-    top = module.split(".")[1]
-    return "base" if top in BASE else top
+    """``lark_async.x.y`` -> its layer (the package's own ``__init__`` is the top's)."""
+    top = module.split(".")[1] if "." in module else "cli"
+    return "base" if top in BASE else "cli" if top == "__init__" else top
 
 
 def imports(path: Path) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers.netlink import FakeKernel, ack, ack_all, reply
 
-from lark_async.backends import nft
+from lark_async.backends.firewall import nft
 from lark_async.backends.netlink import nfnl
 from lark_async.backends.netlink.core import NLM_F_ACK, Received, Socket, attr, nest
 from lark_async.backends.netlink.nftdecode import describe_batch, describe_message

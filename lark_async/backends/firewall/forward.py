@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ...errors import LarkError
 from . import iptables
@@ -53,11 +53,16 @@ def accept_only(
     ]
 
 
-def discard_accept(builds: Sequence[str], chain: str, failed: list[LarkError]) -> None:
-    """The job's accept rules in each build (LARK-FORWARD with the last of them); failures
-    are added to ``failed``, the other builds still tried."""
-    for build in builds:
+def discard_with_accept(rules: Callable[[], None], builds: Sequence[str], chain: str) -> None:
+    """The job's own rules (``rules`` discards them), then its accept rules in each build
+    (LARK-FORWARD with the last of them): every part is tried, the first failure raised."""
+    parts: list[Callable[[], None]] = [rules]
+    parts += [functools.partial(iptables.discard, build, chain) for build in builds]
+    failed: list[LarkError] = []
+    for discard in parts:
         try:
-            iptables.discard(build, chain)
+            discard()
         except LarkError as exc:
             failed.append(exc)
+    if failed:
+        raise failed[0]

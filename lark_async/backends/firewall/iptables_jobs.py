@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ...decide.names import CHAIN_PREFIX
-from ...errors import KernelError, LarkError
+from ...errors import KernelError
 from . import iptables, nodefilter, xtables
 from .base import (
     IPTABLES_BUILDS,
@@ -25,7 +25,7 @@ from .base import (
     text,
     want,
 )
-from .forward import accept_only, check_build, discard_accept
+from .forward import accept_only, check_build, discard_with_accept
 
 FAMILY = "iptables"  # the record's name for it (IptablesRules.to_record)
 
@@ -76,14 +76,9 @@ class IptablesJob:
             iptables.ensure(wanted)
 
     def discard(self) -> None:
-        failed: list[LarkError] = []
-        try:
-            iptables.discard_job(self.rules)
-        except LarkError as exc:
-            failed.append(exc)
-        discard_accept(self.accept, self.chain, failed)
-        if failed:
-            raise failed[0]
+        discard_with_accept(
+            functools.partial(iptables.discard_job, self.rules), self.accept, self.chain
+        )
 
     def read_counters(self) -> Counters:
         return iptables.read_counters(self.rules.command, self.chain)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +29,7 @@ from .base import (
     text,
     want,
 )
-from .forward import accept_only, check_build, discard_accept
+from .forward import accept_only, check_build, discard_with_accept
 
 COUNTERS_UNREADABLE = "counters unavailable, keeping the last values"
 
@@ -97,14 +98,7 @@ class NatJob:
             iptables.ensure(wanted)
 
     def discard(self) -> None:
-        failed: list[LarkError] = []
-        try:
-            nft.discard_job(self.rules)
-        except LarkError as exc:
-            failed.append(exc)
-        discard_accept(self.accept, self.chain, failed)
-        if failed:
-            raise failed[0]
+        discard_with_accept(functools.partial(nft.discard_job, self.rules), self.accept, self.chain)
 
     def read_counters(self) -> Counters:
         return _read(self.chain, nft.FAMILY)

@@ -1,0 +1,1 @@
+"""The kernel work: netlink, the firewall, the site LAN, namespaces, addresses, cgroups."""
