@@ -1,5 +1,6 @@
-"""The setup steps after the network, whatever the mode: the connection policy's queue, the
-admin's create script (its delete script noted first) and the job's own cgroup."""
+"""The setup steps around the network, whatever the mode: the job-name lock before it; the
+connection policy's queue, the admin's create script (its delete script noted first) and
+the job's own cgroup after it."""
 
 from __future__ import annotations
 
@@ -8,15 +9,28 @@ import logging
 import classad2
 import trio
 
-from ..backends import cgroup, netns, scripts
+from ..backends import cgroup, locks, netns, scripts
 from ..backends.connguard import ConnectionGuard
 from ..decide import ads
 from ..decide.plan import JobNetwork
-from ..errors import LarkError
+from ..errors import LarkError, ResourceError
 from ..state.record import Record
 from ..state.steps import StepName
 
 log = logging.getLogger("lark.supervisor")
+
+
+async def take_job_lock(plan: JobNetwork, wait_s: float) -> int:
+    """Before the record and every resource: whoever holds the job's name may remove what
+    is named for it, and the sweeper never takes it from a live agent. A sweeper holding
+    it lets go within its removal; another agent holding it has the name in use."""
+    with trio.move_on_after(wait_s):
+        while (fd := locks.take_job_lock(plan.lock_dir, plan.name)) is None:
+            await trio.sleep(0.02)
+        return fd
+    raise ResourceError(
+        f"job name {plan.name}: `lark-agent cleanup` held its lock for over {wait_s:g} s"
+    )
 
 
 async def open_guard(plan: JobNetwork) -> ConnectionGuard:

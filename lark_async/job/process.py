@@ -116,5 +116,16 @@ class Job:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(self.pidfd, signum)
 
+    async def stop(self, grace_s: float) -> None:
+        """The trio way: TERM, a grace period, then KILL; always reap."""
+        if self.proc.poll() is not None:
+            return
+        self.signal(signal.SIGTERM)
+        with trio.move_on_after(grace_s):
+            await self.wait()
+            return
+        self.signal(signal.SIGKILL)
+        await self.wait()
+
     def close(self) -> None:
         os.close(self.pidfd)

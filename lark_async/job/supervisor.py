@@ -1,9 +1,11 @@
 """One job, one nursery: set up, run and watch the job, and always tear down.
 
-The supervisor only sequences; kernel details live in backends/. Each
-resource is noted in the state record before it is created, and teardown
-(shielded, time-bounded) undoes exactly what the record lists, on every
-path: normal exit, job failure, setup failure, signals and cancellation.
+The supervisor only sequences: the kernel detail is the network driver's (job/network/)
+and the backends', what is known and decided is the books' (job/books.py), and the
+supervisor does the I/O the books call for. Each resource is noted in the state record
+before it is created, and teardown (shielded, time-bounded) undoes exactly what the
+record lists, on every path: normal exit, job failure, setup failure, signals and
+cancellation.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..backends.connguard import ConnectionGuard
 from ..backends.netlink.watch import watch_link
 from ..decide import ads
 from ..decide.plan import JobNetwork
-from ..errors import Interrupted, LarkError, ResourceError, map_errors
+from ..errors import Interrupted, LarkError, map_errors
 from ..state.record import Record
 from ..state.undo import undo_record
 from . import network, prepare
@@ -35,8 +37,8 @@ from .counting import Counting
 from .process import FORWARDED_SIGNALS, Job, JobUser
 
 CLEANUP_BUDGET_S = 30.0
-JOB_TERM_GRACE_S = 5.0
 JOB_LOCK_WAIT_S = 60.0  # a sweeper holds a dead job's name through its delete script
+JOB_TERM_GRACE_S = 5.0
 
 log = logging.getLogger("lark.supervisor")
 
@@ -166,27 +168,12 @@ class Supervisor:
         assert self.network is not None
         self.network.validate()
         self.books.start_steps(time.perf_counter())
-        await self._take_job_lock()
+        self.job_lock = await prepare.take_job_lock(self.plan, JOB_LOCK_WAIT_S)
         self.record = record = Record.create(
             self.plan.state_dir, self.plan.name, _plan_record(self.plan)
         )
         await self.network.setup(network.Setup(record, self._step_done, nursery, self._publish))
         return record
-
-    async def _take_job_lock(self) -> None:
-        """Before the record and every resource: whoever holds the job's name may remove what
-        is named for it, and the sweeper never takes it from a live agent. A sweeper holding
-        it lets go within its removal; another agent holding it has the name in use."""
-        plan = self.plan
-        with trio.move_on_after(JOB_LOCK_WAIT_S):
-            while (fd := locks.take_job_lock(plan.lock_dir, plan.name)) is None:
-                await trio.sleep(0.02)
-            self.job_lock = fd
-            return
-        raise ResourceError(
-            f"job name {plan.name}: `lark-agent cleanup` held its lock for over "
-            f"{JOB_LOCK_WAIT_S:g} s"
-        )
 
     def _release_job_lock(self) -> None:
         """Last of all: nothing named for the job is left (but veths the kernel is deleting)."""
@@ -309,7 +296,7 @@ class Supervisor:
         if network is not None:
             network.close_watches()
         if self.job is not None:
-            await self._stop_job()
+            await self.job.stop(JOB_TERM_GRACE_S)
             await self._kill_leftovers()
             if counted and self.counting is not None:  # before the chain goes
                 await self.counting.final_read()
@@ -363,18 +350,6 @@ class Supervisor:
             log.info(
                 "%s: killed %d process(es) the job left behind (SIGKILL)", self.plan.name, killed
             )
-
-    async def _stop_job(self) -> None:
-        """The trio way: TERM, a grace period, then KILL; always reap."""
-        assert self.job is not None
-        if self.job.proc.poll() is not None:
-            return
-        self.job.signal(15)
-        with trio.move_on_after(JOB_TERM_GRACE_S):
-            await self.job.wait()
-            return
-        self.job.signal(9)
-        await self.job.wait()
 
 
 def _after_cleanup(signum: int, _frame: object) -> None:
