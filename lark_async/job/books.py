@@ -115,6 +115,10 @@ class Books:
         """One reading of the counters; the ones replaced from outside, to warn about."""
         return self.tally.observe(reading)
 
+    def counts_restart(self) -> None:
+        """The agent made the job's rules anew: all they count from now on is new."""
+        self.tally.restart()
+
     def publication(self, found: Mapping[str, object], counted: bool, now: float) -> Publication:
         """The plan's attributes, then what was found since (the job's addresses or lease,
         the connection guard's counts), then, when the job's traffic is counted, the

@@ -95,7 +95,7 @@ class Counting:
         )
         try:
             await trio.to_thread.run_sync(repair)
-            self.books.tally.restart()  # fresh rules: all they count from now on is new
+            self.books.counts_restart()
             await self.network.rules_restored()
         except LarkError as exc:
             log.error("%s: could not restore the firewall: %s", self.plan.name, exc)

@@ -52,6 +52,14 @@ def test_a_nat_job_publishes_the_plan_then_what_was_found_then_its_counts():
     assert after.values["NetworkOutgoing"] == 1000
 
 
+def test_counts_go_on_from_the_published_values_when_the_rules_are_made_anew():
+    b = books()
+    b.observe({"Incoming": (500, 5)})
+    b.counts_restart()
+    b.observe({"Incoming": (20, 1)})  # (fresh rules: from zero, so all of it is new)
+    assert b.publication({}, counted=True, now=0.0).values["NetworkIncoming"] == 520
+
+
 def test_no_counts_without_rules_or_without_accounting():
     assert "NetworkIncoming" not in books().publication({}, counted=False, now=1.0).values
     off = books(accounting=False).publication({}, counted=True, now=1.0)
