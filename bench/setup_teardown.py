@@ -3,7 +3,8 @@
     sudo .venv/bin/python bench/setup_teardown.py [--rounds N] [--live N]
 
 Contenders, interleaved round by round (in rotating order) so drift hits all alike:
-* Lark in-process: Supervisor.setup_network() and teardown() after imports
+* Lark in-process: Supervisor.setup_network() and teardown() after imports (the network
+  driver validated before, untimed, as the agent validates before it sets up)
   (address lock, state record, netns, veth, addresses, route, nft chain + NAT).
 * shell, one command per step: ``ip netns add``, ``ip link add ... netns``,
   ``ip addr``/``ip link``/``ip route`` one by one, ``nft -f`` with Lark's own
@@ -157,6 +158,8 @@ class Lark:
         grant = policy.decide(self.settings, JobRequest())
         job_plan = lark_plan.derive_plan(grant, f"{bench_prefix()}l{key}")
         sup = self.jobs[key] = Supervisor(RunRequest(job_plan, ["true"], NOBODY, {}, None, None))
+        assert sup.network is not None
+        sup.network.validate()  # (the agent's check before setup: not what is timed here)
         t0 = time.perf_counter()
         await sup.setup_network()
         return time.perf_counter() - t0

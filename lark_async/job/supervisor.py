@@ -138,6 +138,7 @@ class Supervisor:
         self.chirp = await trio.to_thread.run_sync(
             ChirpPublisher.for_job, self.req.env, user.uid, user.gid, abandon_on_cancel=True
         )
+        self.network.validate()  # before anything exists
         record = await self.setup_network(nursery)
         if plan.connections is not None:
             self.guard = await prepare.open_guard(plan)
@@ -162,11 +163,12 @@ class Supervisor:
         await self._spawn(plan.netns)
 
     async def setup_network(self, nursery: trio.Nursery | None = None) -> Record:
-        """Everything but the job: the driver validated, the job lock, the record, and the
-        driver's setup (address, netns + veth, firewall, ...). ``nursery``: for the long
-        tasks a driver starts (bridge mode's DHCP lease)."""
+        """Everything but the job: the job lock, the record, and the driver's setup (address,
+        netns + veth, firewall, ...), the driver validated first if the caller has not.
+        ``nursery``: for the long tasks a driver starts (bridge mode's DHCP lease)."""
         assert self.network is not None
-        self.network.validate()
+        if not self.network.validated:
+            self.network.validate()
         self.books.start_steps(time.perf_counter())
         self.job_lock = await prepare.take_job_lock(self.plan, JOB_LOCK_WAIT_S)
         self.record = record = Record.create(

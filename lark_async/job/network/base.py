@@ -83,6 +83,10 @@ class NetworkDriver(ABC):
         """The programs or libraries the driver's backends need are installed."""
         return None
 
+    @property
+    def validated(self) -> bool:
+        return self._validated
+
     async def setup(self, ctx: Setup) -> None:
         if not self._validated:
             raise NotValidated(f"{self.plan.name}: network setup before validation")
