@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dhcp import options as opt
-from dhcp.client import Client, Config, State
+from dhcp.client import REQUESTING_ATTEMPTS, Client, Config, State
 from dhcp.errors import LocalProtocolError
 from dhcp.events import (
     BROADCAST,
@@ -299,3 +299,73 @@ def test_fuzz_random_inputs_never_make_the_client_raise(events):
             c.handle(PacketReceived(1, ev))
         else:
             c.handle(TimerFired(ev))
+
+
+# -- each guard pinned: a test that fails when the guard goes (issue 16) --------------
+
+
+def test_init_reboot_only_with_a_remembered_lease_that_has_not_expired():
+    old = make_client()
+    bound(old, lease=100)
+    c = Client(old.config, rng=random.Random(2), remembered=old.lease)
+    sent = only_transmit(c.handle(Started(old.lease.expires_at)))  # expired at this instant
+    assert c.state is State.SELECTING and sent.message.message_type is MT.DISCOVER
+
+
+@pytest.mark.parametrize("offered", ["0.0.0.0", "224.0.0.1", "255.255.255.255"])
+def test_an_offer_of_no_usable_address_is_dropped(offered):
+    c = make_client()
+    discover = only_transmit(c.handle(Started(0))).message
+    assert c.handle(PacketReceived(0.1, reply(discover, MT.OFFER, yiaddr=IP(offered)))) == []
+    assert c.state is State.SELECTING and c.stats.dropped == 1
+
+
+def test_an_ack_from_a_server_other_than_the_chosen_one_is_dropped():
+    c = make_client()
+    discover = only_transmit(c.handle(Started(0))).message
+    request = only_transmit(c.handle(PacketReceived(0.1, reply(discover, MT.OFFER)))).message
+    assert c.handle(PacketReceived(0.2, reply(request, MT.ACK, server=OTHER))) == []
+    assert c.state is State.REQUESTING and c.lease is None
+
+
+def test_requesting_without_an_ack_falls_back_to_discover():
+    c = make_client(timeout_s=1000)
+    discover = only_transmit(c.handle(Started(0))).message
+    only_transmit(c.handle(PacketReceived(0.1, reply(discover, MT.OFFER))))  # REQUEST 1
+    kinds = []
+    for _ in range(REQUESTING_ATTEMPTS):
+        assert c.next_deadline is not None
+        kinds.append(only_transmit(c.handle(TimerFired(c.next_deadline))).message.message_type)
+    # the REQUEST is sent REQUESTING_ATTEMPTS times in all, then the client starts over
+    assert kinds == [MT.REQUEST] * (REQUESTING_ATTEMPTS - 1) + [MT.DISCOVER]
+    assert c.state is State.SELECTING
+
+
+def test_renew_retries_stop_at_t2_and_rebind_retries_at_expiry():
+    c = make_client()
+    bound(c, lease=1000)
+    lease = c.lease
+    assert lease is not None
+    c.handle(TimerFired(lease.renew_at))
+    while c.state is State.RENEWING:
+        assert c.next_deadline is not None and c.next_deadline <= lease.rebind_at
+        c.handle(TimerFired(c.next_deadline))
+    assert c.state is State.REBINDING
+    while c.state is State.REBINDING:
+        assert c.next_deadline is not None and c.next_deadline <= lease.expires_at
+        c.handle(TimerFired(c.next_deadline))
+    assert c.lease is None  # expired: given up and started over
+
+
+def test_a_renewing_client_accepts_its_address_only():
+    c = make_client()
+    bound(c)
+    renew = only_transmit(c.handle(TimerFired(c.next_deadline))).message
+    other = IP("10.77.0.51")
+    assert c.handle(PacketReceived(51, reply(renew, MT.ACK, yiaddr=other))) == []
+    assert c.state is State.RENEWING and c.lease is not None and c.lease.address == ADDR
+
+
+def test_text_replaces_del_and_control_characters():
+    assert opt.text(b"a\x7fb\x1bc\x80d") == "a?b?c?d"
+    assert opt.text(b" ~") == " ~"  # the printable ends stay

@@ -133,7 +133,9 @@ def test_overload_reads_file_then_sname():
 
 def test_overload_found_inside_file_is_ignored_so_it_cannot_loop():
     wire = _reply_with_overload(1, bytes([52, 1, 3, 12, 1]) + b"z" + b"\xff", b"")
-    assert decode(wire).options[12] == b"z"
+    msg = decode(wire)
+    assert msg.options[12] == b"z"
+    assert opt.OVERLOAD not in msg.options  # (not kept, whatever area it came from)
 
 
 @pytest.mark.parametrize("value", [b"", b"\x04", b"\x01\x02"])
