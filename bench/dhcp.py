@@ -79,9 +79,9 @@ async def lark_in_process(socks: Sockets, i: int) -> float:
         client_id=opt.client_id(i, opt.duid_ll(socks.mac)),
         retransmit_initial_s=1.0,
         timeout_s=10,
+        probe=None,  # no address-conflict probe: none of the peers probes by default either
     )
-    # no address-conflict probe: none of the peers probes by default either
-    driver = Driver(Client(config, rng=random.Random()), socks, on_action=on_action, probe=None)
+    driver = Driver(Client(config, rng=random.Random()), socks, on_action=on_action)
     async with trio.open_nursery() as nursery:
         await nursery.start(driver.run)
         bound = time.perf_counter()

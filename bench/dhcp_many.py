@@ -47,8 +47,9 @@ from sandbox import start_kea
 
 from dhcp import options as opt
 from dhcp.client import Client, Config
+from dhcp.errors import DhcpFailed
 from dhcp.events import Transmit
-from dhcp.trio_driver import DhcpFailed, Driver, Sockets
+from dhcp.trio_driver import Driver, Sockets
 
 SUBNET = "10.77.0.0/16"  # the site bridge is 10.77.0.1/24: Kea picks the subnet by it
 POOL = ("10.77.1.0", "10.77.31.255")
@@ -124,9 +125,10 @@ async def acquire_all(socks: list[Sockets], iaid0: int, retransmit_s: float, kea
             client_id=opt.client_id(iaid0 + i, opt.duid_ll(s.mac)),
             retransmit_initial_s=retransmit_s,
             timeout_s=30,
+            probe=None,  # DHCP alone
         )
         client = Client(config, rng=random.Random())
-        driver = Driver(client, s, on_action=on_action, probe=None)  # DHCP alone
+        driver = Driver(client, s, on_action=on_action)
         async with trio.open_nursery() as nursery:
             try:
                 lease = await nursery.start(driver.run)

@@ -2,9 +2,11 @@
 
 A DHCP client probes the address it was given before using it (RFC 2131
 section 2.2) and DECLINEs it when someone answers; Lark's static addresses are
-probed the same way. The frame codec is pure; ``probe()`` owns the socket and
-the clock. ``ProbeConfig()`` holds the RFC's timings (about 4-7 s); callers
-that value a fast start pass shorter ones.
+probed the same way. The frame codec and the ``Prober`` machine are pure
+(the DHCP client runs one in its machine); ``trio_driver.probe_address``
+runs one alone on a socket. ``ProbeConfig()`` holds
+the RFC's timings (about 4-7 s); callers that value a fast start pass shorter
+ones.
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ import socket
 import struct
 from dataclasses import dataclass
 
-import trio
-
 from .bpf import ETH_P_ALL, outgoing_only, packet_socket
 
 log = logging.getLogger("dhcp.arp")
@@ -25,6 +25,7 @@ ETH_P_ARP = 0x0806
 BROADCAST_MAC = b"\xff" * 6
 ZERO_MAC = b"\0" * 6
 REQUEST, REPLY = 1, 2
+_ZERO = ipaddress.IPv4Address(0)
 _FRAME = struct.Struct("!6s6sHHHBBH6s4s6s4s")  # Ethernet + ARP for IPv4 over Ethernet
 
 # tcpdump -dd 'arp': ethertype ARP only (the bind protocol says the same)
@@ -105,67 +106,52 @@ def open_port_socket(port: str) -> socket.socket:
     return packet_socket(port, ETH_P_ALL, outgoing_only(_ARP_ONLY))
 
 
-def _drain(sock: socket.socket) -> None:
+@dataclass
+class Prober:
+    """One RFC 5227 probe of ``address`` as a machine: ``tick(now)`` gives the probe frame
+    due at ``now`` (if any), ``hear(frame)`` takes each ARP frame heard meanwhile, and
+    ``next_at`` is when to tick again. The DHCP client runs one inside its own machine; the
+    async ``probe()`` below runs one for a static address."""
+
+    mac: bytes
+    address: ipaddress.IPv4Address
+    config: ProbeConfig
+    rng: random.Random
+    next_at: float = 0.0
+    sent: int = 0
+    holder: bytes | None = None  # whoever answered: the address is in use
+
+    def start(self, now: float) -> None:
+        self.next_at = now + self.rng.uniform(0, self.config.initial_wait_s)  # PROBE_WAIT
+
+    def tick(self, now: float) -> bytes | None:
+        if now < self.next_at or self.sent >= self.config.count:
+            return None
+        self.sent += 1
+        last = self.sent == self.config.count
+        wait = self.config.final_wait_s if last else self.rng.uniform(*self.config.interval_s)
+        self.next_at = now + wait
+        return build(REQUEST, self.mac, _ZERO, self.address)
+
+    def finished(self, now: float) -> bool:
+        """Every probe sent and the last one's answer waited for, with no one answering."""
+        return self.holder is None and self.sent >= self.config.count and now >= self.next_at
+
+    def hear(self, frame: bytes) -> bool:
+        """True when ``frame`` shows the address in use (``holder`` says by whom)."""
+        arp = parse(frame)
+        if self.holder is None and arp is not None and conflicts(arp, self.address, self.mac):
+            self.holder = arp.sender_mac
+        return self.holder is not None
+
+    def announcement(self) -> bytes:
+        return build(REQUEST, self.mac, self.address, self.address)
+
+
+def drain(sock: socket.socket) -> None:
+    """Drop what queued up before a probe: it says nothing about now."""
     while True:
         try:
             sock.recv(128, socket.MSG_DONTWAIT)
         except BlockingIOError:
             return
-
-
-async def probe(
-    sock: socket.socket,
-    mac: bytes,
-    address: ipaddress.IPv4Address,
-    config: ProbeConfig = ProbeConfig(),
-    rng: random.Random | None = None,
-    via: tuple[socket.socket, str] | None = None,
-) -> bytes | None:
-    """Probe for ``address``; the MAC of whoever holds it, or None when it is free.
-
-    ``via`` (a send socket and an interface) sends the probes there instead of on ``sock``:
-    into a bridge, for a host behind one of its ports (``open_port_socket``)."""
-    rng = rng or random.Random()
-    _drain(sock)  # what queued up before the probe says nothing about now
-    tsock = trio.socket.from_stdlib_socket(sock)
-    holder: bytes | None = None
-
-    tx = trio.socket.from_stdlib_socket(via[0]) if via is not None else None
-
-    async def send(frame: bytes) -> None:
-        if tx is None or via is None:
-            await tsock.send(frame)
-        else:
-            await tx.sendto(frame, (via[1], ETH_P_ARP))
-
-    async def listen() -> None:
-        nonlocal holder
-        while True:
-            arp = parse(await tsock.recv(128))
-            if arp is not None and conflicts(arp, address, mac):
-                holder = arp.sender_mac
-                return
-
-    zero = ipaddress.IPv4Address(0)
-    async with trio.open_nursery() as nursery:
-
-        async def send_probes() -> None:
-            await trio.sleep(rng.uniform(0, config.initial_wait_s))
-            for i in range(config.count):
-                await send(build(REQUEST, mac, zero, address))
-                last = i == config.count - 1
-                await trio.sleep(config.final_wait_s if last else rng.uniform(*config.interval_s))
-            nursery.cancel_scope.cancel()
-
-        async def listen_then_stop() -> None:
-            await listen()
-            nursery.cancel_scope.cancel()
-
-        nursery.start_soon(listen_then_stop)
-        nursery.start_soon(send_probes)
-    if holder is not None:
-        log.info("%s is in use on the link by %s", address, holder.hex(":"))
-        return holder
-    if config.announce:
-        await send(build(REQUEST, mac, address, address))
-    return None

@@ -1,28 +1,41 @@
 """The sans-IO DHCP client: facts in, orders out, one deadline (n-dhcp4's shape).
 
-``Client.handle(event)`` takes a fact carrying ``now`` and returns the
-actions to carry out in order; ``next_deadline`` is the one time the driver
-must wake up at (retransmission, T1, T2 or expiry, whichever the state
-needs). No sockets, no clock, no global randomness: a test replays a whole
-lease's life with explicit times and a seeded ``random.Random``.
+``Client.handle(event)`` takes a fact carrying ``now`` and returns the orders
+to carry out in order; ``next_deadline`` is the one time the driver must wake
+up at (retransmission, the next offer, a probe, T1, T2 or expiry, whichever
+the state needs). No sockets, no clock, no global randomness: a test replays a
+whole lease's life with explicit times and a seeded ``random.Random``.
 
-Network garbage never raises: a malformed packet, or one for another xid,
-chaddr or client id, gives no actions and counts in ``stats.dropped``.
+Every state change is in the two tables at the end (``REPLIES``, ``EVENTS``:
+the legal (state, input) pairs, as h11 keeps its transitions) and in
+``NEXT_STATES`` (where each state may go). Each state's data lives in the
+object for that state: a lease only in the states that hold one.
+
+Network garbage never raises: a malformed reply, one for another
+transaction, or one that breaks an acceptance rule (``lease.lease_from_reply``)
+gives no orders and is counted by rule in ``stats.dropped_why``.
 """
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import ipaddress
 import random
-import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any, ClassVar
 
+from . import arp, build
 from . import options as opt
+from .config import Config
 from .errors import LocalProtocolError, MalformedMessage
 from .events import (
     BROADCAST,
     Action,
+    AddressInUse,
+    ArpReceived,
     ConflictDetected,
     GaveUp,
     Input,
@@ -31,241 +44,581 @@ from .events import (
     LeaseRenewed,
     PacketReceived,
     ReleaseRequested,
+    SendArp,
     Started,
     TimerFired,
     Transmit,
 )
-from .lease import Lease, lease_from_ack
-from .message import BOOTREPLY, BOOTREQUEST, BROADCAST_FLAG, ZERO, Message, decode
+from .lease import Lease, Rejected, lease_from_reply
+from .message import BOOTREPLY, ZERO, Message, decode
+
+__all__ = ["NEXT_STATES", "Client", "Config", "State", "Stats"]
 
 MT = opt.MessageType
-REQUESTING_ATTEMPTS = 4  # then back to INIT (RFC 2131 section 3.1, step 5)
+# REQUESTs for one offer while no other offer waits, then the client starts over
+# (RFC 2131 section 3.1 step 5 leaves the count to us; four spans the RFC's ~4, 8, 16 s)
+REQUESTING_ATTEMPTS = 4
+# A healthy server ACKs within milliseconds (Kea, dnsmasq: under 10 ms in the sandbox; a
+# server that pings first does so before its OFFER, not its ACK). So the chosen server
+# gets two REQUESTs this far apart, and after twice this the next offer is REQUESTed:
+# a black-hole responder costs a second, not the RFC's four-second retransmissions.
+QUICK_RETRY_S = 0.5
+MAX_OFFERS = 4  # offers kept per transaction: a LAN of many responders cannot grow a storm
+# Starting over after a NAK, a DECLINE or offers that all failed waits 0.5 s, then twice as
+# long each time up to 16 s (plus up to a quarter for spread), until a lease is bound. A
+# server that NAKs every REQUEST so costs a handful of packets in a 30 s start-up, where
+# restarting at once cost thousands a second; the first wait is short, since one NAK is
+# usual (a client back on another subnet, RFC 2131 section 3.2).
+RESTART_FIRST_S = 0.5
+RESTART_MAX_S = 16.0
 
 
 class State(Enum):
-    """RFC 2131 figure 5; STOPPED after a release or giving up."""
+    """RFC 2131 figure 5, with PROBING (the RFC 5227 probe of a new lease: section 2.2's
+    "SHOULD probe") between the ACK and BOUND, and STOPPED after a release or giving up."""
 
     INIT = "INIT"
     SELECTING = "SELECTING"
     REQUESTING = "REQUESTING"
     REBOOTING = "REBOOTING"  # INIT-REBOOT's wait for an answer (section 3.2)
+    PROBING = "PROBING"
     BOUND = "BOUND"
     RENEWING = "RENEWING"
     REBINDING = "REBINDING"
     STOPPED = "STOPPED"
 
 
-@dataclass(frozen=True)
-class Config:
-    chaddr: bytes
-    client_id: bytes
-    vendor_class: bytes = b"lark"
-    hostname: str | None = None
-    requested: tuple[int, ...] = (1, 3, 6, 12, 15, 26, 51, 54, 58, 59, 121)
-    retransmit_initial_s: float = 2.0
-    retransmit_max_s: float = 64.0
-    timeout_s: float = 60.0  # overall time to get a lease
-    renew_retry_min_s: float = 60.0  # RFC 2131 section 4.4.5
-    decline_wait_s: float = 10.0  # RFC 2131 section 3.1, step 5
-    max_message_size: int = 1500
-    broadcast_flag: bool = False
+_S = State
+NEXT_STATES: dict[State, frozenset[State]] = {
+    _S.INIT: frozenset({_S.SELECTING, _S.REBOOTING, _S.STOPPED}),
+    _S.SELECTING: frozenset({_S.REQUESTING, _S.STOPPED}),
+    _S.REQUESTING: frozenset({_S.REQUESTING, _S.PROBING, _S.BOUND, _S.INIT, _S.STOPPED}),
+    _S.REBOOTING: frozenset({_S.PROBING, _S.BOUND, _S.INIT, _S.SELECTING, _S.STOPPED}),
+    _S.PROBING: frozenset({_S.BOUND, _S.INIT, _S.STOPPED}),
+    _S.BOUND: frozenset({_S.RENEWING, _S.REBINDING, _S.INIT, _S.SELECTING, _S.STOPPED}),
+    _S.RENEWING: frozenset({_S.BOUND, _S.REBINDING, _S.INIT, _S.SELECTING, _S.STOPPED}),
+    _S.REBINDING: frozenset({_S.BOUND, _S.INIT, _S.SELECTING, _S.STOPPED}),
+    _S.STOPPED: frozenset(),
+}
 
 
 @dataclass
 class Stats:
     dropped: int = 0
     sent: int = 0
+    dropped_why: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 @dataclass
 class _Exchange:
-    """One transaction: its xid, when it began (for ``secs``) and its retransmissions."""
+    """One transaction: its xid, when it began (for ``secs``), its last message and when to
+    send that again."""
 
     xid: int
     began: float
     attempt: int = 0
-    last: Message | None = None
-    dest: ipaddress.IPv4Address = BROADCAST
-    src: ipaddress.IPv4Address = ZERO
+    last: Transmit | None = None
     sent_at: float = 0.0
+    retry_at: float = float("inf")
+
+
+@dataclass(frozen=True)
+class _Offer:
+    server: ipaddress.IPv4Address
+    address: ipaddress.IPv4Address
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """A decoded reply for our transaction, with its server identifier."""
+
+    message: Message
+    server: ipaddress.IPv4Address
+    src_mac: bytes
+
+
+# -- the states and their data ------------------------------------------------------
+
+
+@dataclass
+class _Init:
+    name: ClassVar[State] = State.INIT
+    wake_at: float | None = None  # after a restart's wait; None before Started
+
+
+@dataclass
+class _Selecting:
+    x: _Exchange
+    name: ClassVar[State] = State.SELECTING
+
+
+@dataclass
+class _Requesting:
+    x: _Exchange
+    chosen: _Offer
+    waiting: list[_Offer]  # the transaction's other valid offers, in arrival order
+    switch_at: float  # from then on, a waiting offer replaces an unanswered chosen one
+    name: ClassVar[State] = State.REQUESTING
+
+
+@dataclass
+class _Rebooting:
+    x: _Exchange
+    address: ipaddress.IPv4Address
+    name: ClassVar[State] = State.REBOOTING
+
+
+@dataclass
+class _Probing:
+    lease: Lease
+    prober: arp.Prober
+    name: ClassVar[State] = State.PROBING
+
+
+@dataclass
+class _Bound:
+    lease: Lease
+    name: ClassVar[State] = State.BOUND
+
+
+@dataclass
+class _Renewing:
+    lease: Lease
+    x: _Exchange
+    name: ClassVar[State] = State.RENEWING
+
+
+@dataclass
+class _Rebinding:
+    lease: Lease
+    x: _Exchange
+    name: ClassVar[State] = State.REBINDING
+
+
+@dataclass
+class _Stopped:
+    name: ClassVar[State] = State.STOPPED
+
+
+_StateData = (
+    _Init
+    | _Selecting
+    | _Requesting
+    | _Rebooting
+    | _Probing
+    | _Bound
+    | _Renewing
+    | _Rebinding
+    | _Stopped
+)
+_Leased = _Bound | _Renewing | _Rebinding
+_Acquiring = (_Init, _Selecting, _Requesting, _Rebooting)
+
+
+@dataclass
+class _Heard:
+    """What one acquisition heard, for the one line of a give-up."""
+
+    began: float
+    unacknowledged: list[ipaddress.IPv4Address] = field(default_factory=list)
+    naked: list[ipaddress.IPv4Address] = field(default_factory=list)
+    in_use: list[str] = field(default_factory=list)
+    rejected: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def reason(self, timeout_s: float) -> str:
+        parts = []
+        if self.unacknowledged:
+            who = ", ".join(map(str, dict.fromkeys(self.unacknowledged)))
+            parts.append(f"offers from {who} were never acknowledged")
+        if self.naked:
+            parts.append(f"{', '.join(map(str, dict.fromkeys(self.naked)))} NAKed")
+        parts += self.in_use
+        if self.rejected:
+            rules = ", ".join(f"{rule}: {n}" for rule, n in sorted(self.rejected.items()))
+            parts.append(f"replies dropped ({rules})")
+        return f"no lease after {timeout_s:g} s: " + ("; ".join(parts) or "no server answered")
 
 
 @dataclass
 class Client:
     config: Config
     rng: random.Random = field(default_factory=random.Random)
-    remembered: Lease | None = None
-    state: State = State.INIT
-    lease: Lease | None = None
+    remembered: Lease | None = None  # for INIT-REBOOT (section 3.2), and kept once bound
     next_deadline: float | None = None
     stats: Stats = field(default_factory=Stats)
-    _x: _Exchange | None = None
-    _offer_server: ipaddress.IPv4Address | None = None
-    _offered: ipaddress.IPv4Address | None = None
+    _s: _StateData = field(default_factory=_Init)
     _give_up_at: float = float("inf")
-    _naked_by: ipaddress.IPv4Address | None = None  # the last NAK while acquiring
+    _restarts: int = 0
+    _heard: _Heard = field(default_factory=lambda: _Heard(0.0))
+
+    @property
+    def state(self) -> State:
+        return self._s.name
+
+    @property
+    def lease(self) -> Lease | None:
+        """The lease the client holds and has reported (BOUND, RENEWING, REBINDING)."""
+        return self._s.lease if isinstance(self._s, _Leased) else None
 
     # -- the one entry point ----------------------------------------------------
 
     def handle(self, event: Input) -> list[Action]:
-        if self.state is State.STOPPED:
+        s = self.state
+        if s is State.STOPPED:
             return []
-        if isinstance(event, Started):
-            return self._start(event.now)
         if isinstance(event, PacketReceived):
-            return self._packet(event.now, event.payload)
-        if isinstance(event, TimerFired):
-            if self.next_deadline is None or event.now < self.next_deadline:
-                return []  # early or stale wake-up
-            return self._timer(event.now)
-        if isinstance(event, ReleaseRequested):
-            return self._release(event.now)
-        if isinstance(event, ConflictDetected):
-            return self._decline(event.now)
-        raise LocalProtocolError(f"unknown input {event!r}")
+            actions = self._packet(event)
+        elif isinstance(event, ArpReceived) and s is not State.PROBING:
+            return []  # a frame that queued up before the probe ended
+        elif isinstance(event, TimerFired) and (
+            self.next_deadline is None or event.now < self.next_deadline
+        ):
+            return []  # early or stale wake-up
+        else:
+            handler = EVENTS.get((s, type(event)))
+            if handler is None:
+                raise LocalProtocolError(f"{type(event).__name__} while {s.value}")
+            actions = handler(self, event)
+        self.next_deadline = self._deadline()
+        return actions
+
+    def _enter(self, new: _StateData) -> None:
+        if new.name not in NEXT_STATES[self.state]:
+            raise LocalProtocolError(f"{self.state.value} cannot go to {new.name.value}")
+        self._s = new
+
+    def _deadline(self) -> float | None:
+        """The one time to wake up at, from the state's data alone."""
+        s = self._s
+        if isinstance(s, _Init):
+            at = s.wake_at
+        elif isinstance(s, _Requesting):
+            at = min(s.x.retry_at, s.switch_at) if s.waiting else s.x.retry_at
+        elif isinstance(s, _Selecting | _Rebooting | _Renewing | _Rebinding):
+            at = s.x.retry_at
+        elif isinstance(s, _Probing):
+            at = s.prober.next_at
+        elif isinstance(s, _Bound):
+            at = s.lease.renew_at
+        else:
+            return None
+        if isinstance(s, _Acquiring) and at is not None:
+            return min(at, self._give_up_at)
+        return at
 
     # -- acquiring ------------------------------------------------------------------
 
-    def _start(self, now: float) -> list[Action]:
-        if self.state is not State.INIT or self._x is not None:
+    def _start(self, event: Started) -> list[Action]:
+        if not isinstance(self._s, _Init) or self._s.wake_at is not None:
             raise LocalProtocolError(f"Started while {self.state.value}")
-        self._give_up_at = now + self.config.timeout_s
+        now = event.now
+        self._new_acquisition(now)
         old = self.remembered
         if old is not None and now < old.expires_at:  # INIT-REBOOT, section 3.2
-            self.state = State.REBOOTING
-            self._new_exchange(now)
-            return self._send(now, self._message(MT.REQUEST, now, requested=old.address))
+            x = self._exchange(now)
+            self._enter(_Rebooting(x, old.address))
+            return self._send(x, now, build.request_reboot(self.config, x.xid, 0, old.address))
         return self._discover(now)
 
-    def _discover(self, now: float) -> list[Action]:
-        self.state = State.SELECTING
-        self._offer_server = self._offered = None
-        self._new_exchange(now)
-        return self._send(now, self._message(MT.DISCOVER, now))
+    def _new_acquisition(self, now: float) -> None:
+        self._give_up_at = now + self.config.timeout_s
+        self._restarts = 0
+        self._heard = _Heard(now)
 
-    def _new_exchange(self, now: float) -> None:
-        self._x = _Exchange(xid=self.rng.getrandbits(32), began=now)
+    def _exchange(self, now: float) -> _Exchange:
+        return _Exchange(xid=self.rng.getrandbits(32), began=now)
+
+    def _discover(self, now: float) -> list[Action]:
+        x = self._exchange(now)
+        self._enter(_Selecting(x))
+        return self._send(x, now, build.discover(self.config, x.xid, 0))
+
+    def _restart(self, now: float, at_least_s: float = 0.0) -> list[Action]:
+        """Back to INIT, to DISCOVER after a wait that grows with each restart."""
+        self._restarts += 1
+        wait = min(RESTART_FIRST_S * 2 ** (self._restarts - 1), RESTART_MAX_S)
+        wait = max(wait * self.rng.uniform(1.0, 1.25), at_least_s)
+        self._enter(_Init(wake_at=now + wait))
+        return []
+
+    def _wake(self, event: TimerFired) -> list[Action]:
+        if self._gave_up(event.now):
+            return [self._give_up()]
+        return self._discover(event.now)
 
     def _send(
         self,
+        x: _Exchange,
         now: float,
         msg: Message,
         dest: ipaddress.IPv4Address = BROADCAST,
         src: ipaddress.IPv4Address = ZERO,
         retry_at: float | None = None,
+        dst_mac: bytes = b"",
     ) -> list[Action]:
-        x = self._x
-        assert x is not None
-        x.last, x.dest, x.src, x.sent_at = msg, dest, src, now
+        """Send (and remember for retransmission) a message of exchange ``x``; the next try
+        follows RFC 2131 section 4.1's doubling with +-1 s, unless ``retry_at`` says."""
+        sent = Transmit(msg, dest, src, dst_mac)
+        x.last, x.sent_at = sent, now
         self.stats.sent += 1
         if retry_at is None:
-            delay = min(
-                self.config.retransmit_initial_s * 2**x.attempt, self.config.retransmit_max_s
-            )
+            c = self.config
+            delay = min(c.retransmit_initial_s * 2**x.attempt, c.retransmit_max_s)
             retry_at = now + max(delay / 2, delay + self.rng.uniform(-1, 1))
         x.attempt += 1
-        self.next_deadline = min(retry_at, self._give_up_at) if self.lease is None else retry_at
-        return [Transmit(msg, dest, src)]
+        x.retry_at = retry_at
+        return [sent]
 
-    def _message(
-        self,
-        kind: MT,
-        now: float,
-        ciaddr: ipaddress.IPv4Address = ZERO,
-        requested: ipaddress.IPv4Address | None = None,
-        server_id: ipaddress.IPv4Address | None = None,
-    ) -> Message:
-        """Table 5 of RFC 2131: which fields and options each message carries."""
-        c = self.config
-        o: dict[int, bytes] = {opt.MESSAGE_TYPE: bytes([kind]), opt.CLIENT_ID: c.client_id}
-        if requested is not None:
-            o[opt.REQUESTED_ADDRESS] = requested.packed
-        if server_id is not None:
-            o[opt.SERVER_ID] = server_id.packed
-        if kind in (MT.DISCOVER, MT.REQUEST):
-            o[opt.PARAMETER_REQUEST_LIST] = bytes(c.requested)
-            o[opt.MAX_MESSAGE_SIZE] = struct.pack("!H", c.max_message_size)
-            o[opt.VENDOR_CLASS_ID] = c.vendor_class
-            if c.hostname:
-                o[opt.HOSTNAME] = c.hostname.encode()
-        x = self._x
-        assert x is not None
-        broadcast = c.broadcast_flag and ciaddr == ZERO
-        return Message(
-            op=BOOTREQUEST,
-            xid=x.xid,
-            chaddr=c.chaddr,
-            options=o,
-            ciaddr=ciaddr,
-            secs=min(int(now - x.began), 0xFFFF),
-            flags=BROADCAST_FLAG if broadcast else 0,
-        )
+    def _again(self, x: _Exchange, now: float, retry_at: float | None = None) -> list[Action]:
+        """The exchange's last message once more, with ``secs`` brought up to date."""
+        last = x.last
+        assert last is not None  # every exchange sends as it begins
+        msg = dataclasses.replace(last.message, secs=min(int(now - x.began), 0xFFFF))
+        return self._send(x, now, msg, last.dest, last.src, retry_at, last.dst_mac)
 
-    # -- timers -------------------------------------------------------------------------
+    def _gave_up(self, now: float) -> bool:
+        return now >= self._give_up_at
 
-    def _timer(self, now: float) -> list[Action]:
-        s, lease, x = self.state, self.lease, self._x
-        if s is State.INIT:  # after a DECLINE's wait
-            self._give_up_at = now + self.config.timeout_s
-            return self._discover(now)
-        if s in (State.SELECTING, State.REQUESTING, State.REBOOTING):
-            if now >= self._give_up_at:
-                self.state, self.next_deadline = State.STOPPED, None
-                why = f"no lease after {self.config.timeout_s:g} s ({s.value})"
-                if self._naked_by is not None:
-                    why += f"; the last request was refused (NAK) by {self._naked_by}"
-                return [GaveUp(why)]
-            assert x is not None and x.last is not None
-            if s is State.REQUESTING and x.attempt >= REQUESTING_ATTEMPTS:
-                return self._discover(now)
-            return self._send(now, self._refresh(x.last, now), x.dest, x.src)
-        assert lease is not None
+    def _give_up(self) -> GaveUp:
+        self._enter(_Stopped())
+        return GaveUp(self._heard.reason(self.config.timeout_s))
+
+    def _retransmit(self, event: TimerFired) -> list[Action]:
+        """SELECTING and REBOOTING: the same message again, until the give-up; a REBOOTING
+        client no one answers starts over with a DISCOVER (section 3.2 step 4's choice)."""
+        s = self._s
+        assert isinstance(s, _Selecting | _Rebooting)
+        if self._gave_up(event.now):
+            return [self._give_up()]
+        if isinstance(s, _Rebooting) and s.x.attempt >= REQUESTING_ATTEMPTS:
+            return self._discover(event.now)
+        return self._again(s.x, event.now)
+
+    def _offer(self, now: float, reply: _Reply) -> list[Action]:
+        """SELECTING: take the first valid offer at once (no wait for others)."""
+        s = self._s
+        assert isinstance(s, _Selecting)
+        offer = self._valid_offer(reply)
+        if offer is None:
+            return []
+        return self._request(now, s.x, offer, [])
+
+    def _another_offer(self, now: float, reply: _Reply) -> list[Action]:
+        """REQUESTING: keep a later offer of the transaction as a fall-back."""
+        s = self._s
+        assert isinstance(s, _Requesting)
+        offer = self._valid_offer(reply)
+        if offer is None:
+            return []
+        known = {s.chosen.server, *(o.server for o in s.waiting)}
+        if offer.server in known or len(s.waiting) + 1 >= MAX_OFFERS:
+            return self._drop("an offer already held")
+        s.waiting.append(offer)
+        s.switch_at = max(s.switch_at, now)  # a deadline is never in the past
+        return []
+
+    def _valid_offer(self, reply: _Reply) -> _Offer | None:
+        try:
+            lease = lease_from_reply(reply.message, start=0.0)
+        except MalformedMessage as exc:
+            self._reject(exc)
+            return None
+        return _Offer(lease.server_id, lease.address)
+
+    def _request(
+        self, now: float, x: _Exchange, offer: _Offer, waiting: list[_Offer]
+    ) -> list[Action]:
+        """REQUEST ``offer`` (same xid: section 4.4.1), twice quickly before falling back."""
+        self._enter(_Requesting(x, offer, waiting, switch_at=now + 2 * QUICK_RETRY_S))
+        x.attempt = 0
+        msg = build.request_offer(self.config, x.xid, now - x.began, offer.address, offer.server)
+        return self._send(x, now, msg, retry_at=now + QUICK_RETRY_S)
+
+    def _requesting_timer(self, event: TimerFired) -> list[Action]:
+        s, now = self._s, event.now
+        assert isinstance(s, _Requesting)
+        if self._gave_up(now):
+            self._heard.unacknowledged.append(s.chosen.server)
+            return [self._give_up()]
+        if s.waiting and now >= s.switch_at:
+            self._heard.unacknowledged.append(s.chosen.server)
+            return self._next_offer(now)
+        if s.x.attempt >= REQUESTING_ATTEMPTS:
+            self._heard.unacknowledged.append(s.chosen.server)
+            return self._restart(now)
+        return self._again(s.x, now)
+
+    def _next_offer(self, now: float) -> list[Action]:
+        s = self._s
+        assert isinstance(s, _Requesting)
+        if not s.waiting:
+            return self._restart(now)  # every offer failed: start over (section 3.1 step 5)
+        return self._request(now, s.x, s.waiting[0], s.waiting[1:])
+
+    # -- the answer to a REQUEST ---------------------------------------------------------
+
+    def _expected(self) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address | None]:
+        """(address the ACK must carry, server it must come from; None: any server).
+
+        REQUESTING and RENEWING asked one server (sections 3.1 step 3 and 4.4.5); a client
+        rebooting or rebinding asked the network, and any server speaks for it."""
+        s = self._s
+        if isinstance(s, _Requesting):
+            return s.chosen.address, s.chosen.server
+        if isinstance(s, _Rebooting):
+            return s.address, None
+        assert isinstance(s, _Renewing | _Rebinding)
+        return s.lease.address, s.lease.server_id if isinstance(s, _Renewing) else None
+
+    def _ack(self, now: float, reply: _Reply) -> list[Action]:
+        address, from_server = self._expected()
+        if from_server is not None and reply.server != from_server:
+            return self._drop("an answer from a server not asked")
+        if reply.message.yiaddr != address:
+            return self._drop("an ACK for another address")
+        s = self._s
+        assert isinstance(s, _Requesting | _Rebooting | _Renewing | _Rebinding)
+        try:
+            lease = lease_from_reply(reply.message, start=s.x.sent_at)
+        except MalformedMessage as exc:
+            return self._reject(exc)
+        lease = dataclasses.replace(lease, server_mac=reply.src_mac)
+        if isinstance(s, _Renewing | _Rebinding):
+            self._enter(_Bound(lease))
+            self.remembered = lease
+            return [LeaseRenewed(lease)]
+        probe = self.config.probe
+        if probe is None:
+            return self._bind(lease)
+        prober = arp.Prober(self.config.chaddr, lease.address, probe, self.rng)
+        prober.start(now)
+        self._enter(_Probing(lease, prober))
+        return self._probe_frames(now)
+
+    def _nak(self, now: float, reply: _Reply) -> list[Action]:
+        """A NAK from a server other than the one asked is ignored; otherwise the address is
+        not ours (sections 3.1 step 5, 3.2, 4.4.5) and the client starts over after a wait."""
+        _, from_server = self._expected()
+        if from_server is not None and reply.server != from_server:
+            return self._drop("a NAK from a server not asked")
+        s = self._s
+        lost: list[Action] = []
+        if isinstance(s, _Leased):
+            lost = [LeaseLost(s.lease, "nak")]
+            self._new_acquisition(now)  # a lease lost: a new acquisition, with its timeout
+        self._heard.naked.append(reply.server)
+        self.remembered = None
+        if isinstance(s, _Requesting) and s.waiting:
+            return self._next_offer(now)
+        return [*lost, *self._restart(now)]
+
+    # -- the probe of a new address (RFC 5227) -------------------------------------------
+
+    def _probe_timer(self, event: TimerFired) -> list[Action]:
+        s = self._s
+        assert isinstance(s, _Probing)
+        if s.prober.finished(event.now):
+            probe = self.config.probe
+            assert probe is not None  # PROBING only with a probe
+            announce = [SendArp(s.prober.announcement(), None)] if probe.announce else []
+            return [*announce, *self._bind(s.lease)]
+        return self._probe_frames(event.now)
+
+    def _probe_frames(self, now: float) -> list[Action]:
+        s = self._s
+        assert isinstance(s, _Probing)
+        frame = s.prober.tick(now)
+        return [] if frame is None else [SendArp(frame, s.lease.address)]
+
+    def _arp(self, event: ArpReceived) -> list[Action]:
+        s = self._s
+        assert isinstance(s, _Probing)
+        if not s.prober.hear(event.frame):
+            return []
+        return self._decline(event.now, s.prober.holder or b"")
+
+    def _conflict(self, event: ConflictDetected) -> list[Action]:
+        return self._decline(event.now, b"")
+
+    def _decline(self, now: float, holder: bytes) -> list[Action]:
+        """The address is someone else's: DECLINE it and wait at least ten seconds before
+        starting over (RFC 2131 section 3.1 step 5). It was never reported bound."""
+        s = self._s
+        assert isinstance(s, _Probing)
+        lease, c = s.lease, self.config
+        xid = self.rng.getrandbits(32)
+        msg = build.decline(c.chaddr, c.client_id, xid, lease.address, lease.server_id)
+        self.stats.sent += 1
+        self.remembered = None
+        who = holder.hex(":") if holder else "this host"
+        self._heard.in_use.append(f"{lease.server_id} offered {lease.address}, in use by {who}")
+        return [
+            Transmit(msg, BROADCAST, ZERO),
+            AddressInUse(lease.address, lease.server_id, holder),
+            *self._restart(now, at_least_s=c.decline_wait_s),
+        ]
+
+    def _bind(self, lease: Lease) -> list[Action]:
+        self._enter(_Bound(lease))
+        self.remembered = lease
+        self._restarts = 0
+        return [LeaseBound(lease)]
+
+    # -- keeping the lease ---------------------------------------------------------------
+
+    def _lease_timer(self, event: TimerFired) -> list[Action]:
+        s, now = self._s, event.now
+        assert isinstance(s, _Leased)
+        lease = s.lease
         if now >= lease.expires_at:  # section 4.4.5: stop using the address, start over
-            self.lease = None
-            self._give_up_at = now + self.config.timeout_s
+            self._new_acquisition(now)
             return [LeaseLost(lease, "expired"), *self._discover(now)]
-        if now >= lease.rebind_at and s is not State.REBINDING:
-            self.state = State.REBINDING
-            self._new_exchange(now)
-        elif s is State.BOUND:
-            self.state = State.RENEWING
-            self._new_exchange(now)
-        return self._renew_request(now)
+        if now >= lease.rebind_at and not isinstance(s, _Rebinding):
+            s = _Rebinding(lease, self._exchange(now))
+            self._enter(s)
+        elif isinstance(s, _Bound):
+            s = _Renewing(lease, self._exchange(now))
+            self._enter(s)
+        return self._extend(s, now)
 
-    def _renew_request(self, now: float) -> list[Action]:
+    def _extend(self, s: _Renewing | _Rebinding, now: float) -> list[Action]:
         """RENEWING unicasts to the server until T2, REBINDING broadcasts until expiry;
         each retries at half the time left, but not sooner than the minimum (4.4.5)."""
-        lease = self.lease
-        assert lease is not None
-        msg = self._message(MT.REQUEST, now, ciaddr=lease.address)
-        if self.state is State.RENEWING:
-            end, dest = lease.rebind_at, lease.server_id
+        lease = s.lease
+        msg = build.request_extend(self.config, s.x.xid, now - s.x.began, lease.address)
+        if isinstance(s, _Renewing):
+            end, dest, mac = lease.rebind_at, lease.server_id, lease.server_mac
         else:
-            end, dest = lease.expires_at, BROADCAST
+            end, dest, mac = lease.expires_at, BROADCAST, b""
         retry = min(now + max((end - now) / 2, self.config.renew_retry_min_s), end)
-        return self._send(now, msg, dest, lease.address, retry_at=retry)
+        return self._send(s.x, now, msg, dest, lease.address, retry, mac)
 
-    def _refresh(self, msg: Message, now: float) -> Message:
-        x = self._x
-        assert x is not None
-        return Message(
-            op=msg.op,
-            xid=msg.xid,
-            chaddr=msg.chaddr,
-            options=msg.options,
-            ciaddr=msg.ciaddr,
-            flags=msg.flags,
-            secs=min(int(now - x.began), 0xFFFF),
-        )
+    # -- leaving ------------------------------------------------------------------------
+
+    def _release(self, event: ReleaseRequested) -> list[Action]:
+        """RELEASE is unicast to the server from the leased address (section 4.4.6), so a
+        server that checks the source (dnsmasq) honours it. A lease still being probed was
+        committed by its server too, but never reported: released without a LeaseLost."""
+        s = self._s
+        self._enter(_Stopped())
+        if not isinstance(s, _Leased | _Probing):
+            return []
+        lease, c = s.lease, self.config
+        xid = self.rng.getrandbits(32)
+        msg = build.release(c.chaddr, c.client_id, xid, lease.address, lease.server_id)
+        self.stats.sent += 1
+        sent = Transmit(msg, lease.server_id, lease.address, lease.server_mac)
+        return [sent] if isinstance(s, _Probing) else [sent, LeaseLost(lease, "released")]
 
     # -- packets ------------------------------------------------------------------------
 
-    def _packet(self, now: float, payload: bytes) -> list[Action]:
+    def _packet(self, event: PacketReceived) -> list[Action]:
         try:
-            msg = decode(payload)
+            msg = decode(event.payload)
         except MalformedMessage:
-            return self._drop()
-        x = self._x
+            return self._drop("malformed")
+        s = self._s
+        x = getattr(s, "x", None)
         if (
             x is None
             or msg.op != BOOTREPLY
@@ -273,104 +626,52 @@ class Client:
             or msg.chaddr != self.config.chaddr
             or msg.options.get(opt.CLIENT_ID, self.config.client_id) != self.config.client_id
         ):
-            return self._drop()
-        try:
+            return self._drop("another transaction")
+        kind = msg.message_type
+        if kind is None:  # RFC 2132 section 9.6: exactly one octet, after RFC 3396 joining
+            return self._reject(Rejected("more than one message type"))
+        try:  # table 3: OFFER, ACK and NAK all MUST name their server
             server = opt.address(msg.options[opt.SERVER_ID], opt.SERVER_ID)
         except (KeyError, MalformedMessage):
-            return self._drop()
-        kind, s = msg.message_type, self.state
-        if kind is MT.OFFER and s is State.SELECTING:
-            return self._offer(now, msg, server)
-        if kind is MT.ACK and s in (
-            State.REQUESTING,
-            State.REBOOTING,
-            State.RENEWING,
-            State.REBINDING,
-        ):
-            return self._ack(now, msg, server)
-        if kind is MT.NAK and s in (
-            State.REQUESTING,
-            State.REBOOTING,
-            State.RENEWING,
-            State.REBINDING,
-        ):
-            return self._nak(now, server)
-        return self._drop()
+            return self._reject(Rejected("no server identifier"))
+        handler = REPLIES.get((self.state, kind))
+        if handler is None:
+            return self._drop(f"{kind.name} while {self.state.value}")
+        return handler(self, event.now, _Reply(msg, server, event.src_mac))
 
-    def _drop(self) -> list[Action]:
+    def _drop(self, why: str) -> list[Action]:
         self.stats.dropped += 1
+        self.stats.dropped_why[why] += 1
         return []
 
-    def _offer(self, now: float, msg: Message, server: ipaddress.IPv4Address) -> list[Action]:
-        if msg.yiaddr.is_unspecified or msg.yiaddr.is_multicast or msg.yiaddr == BROADCAST:
-            return self._drop()
-        self.state, self._offer_server, self._offered = State.REQUESTING, server, msg.yiaddr
-        assert self._x is not None
-        self._x.attempt = 0
-        request = self._message(MT.REQUEST, now, requested=msg.yiaddr, server_id=server)
-        return self._send(now, request)
+    def _reject(self, exc: MalformedMessage) -> list[Action]:
+        """A reply that breaks an acceptance rule: dropped, and named in a give-up."""
+        why = str(exc) if isinstance(exc, Rejected) else "a malformed option"
+        self._heard.rejected[why] += 1
+        return self._drop(why)
 
-    def _expected(self) -> tuple[ipaddress.IPv4Address | None, ipaddress.IPv4Address | None]:
-        """(address the ACK must carry, server it must come from; None: any server)."""
-        s = self.state
-        if s is State.REQUESTING:
-            return self._offered, self._offer_server
-        if s is State.REBOOTING:
-            assert self.remembered is not None
-            return self.remembered.address, None
-        assert self.lease is not None
-        return self.lease.address, self.lease.server_id if s is State.RENEWING else None
 
-    def _ack(self, now: float, msg: Message, server: ipaddress.IPv4Address) -> list[Action]:
-        address, from_server = self._expected()
-        if msg.yiaddr != address or (from_server is not None and server != from_server):
-            return self._drop()
-        assert self._x is not None
-        try:
-            lease = lease_from_ack(msg, start=self._x.sent_at)
-        except MalformedMessage:
-            return self._drop()
-        renewed = self.state in (State.RENEWING, State.REBINDING)
-        self.state, self.lease, self._x = State.BOUND, lease, None
-        self.remembered = lease
-        self.next_deadline = lease.renew_at
-        return [LeaseRenewed(lease) if renewed else LeaseBound(lease)]
+ReplyHandler = Callable[[Client, float, _Reply], list[Action]]
 
-    def _nak(self, now: float, server: ipaddress.IPv4Address) -> list[Action]:
-        """A NAK from a server other than the one we chose (REQUESTING, RENEWING) is ignored;
-        while rebooting or rebinding any server speaks for the network (sections 3.2, 4.4.5)."""
-        _, from_server = self._expected()
-        if from_server is not None and server != from_server:
-            return self._drop()
-        lost = [LeaseLost(self.lease, "nak")] if self.lease is not None else []
-        if self.lease is not None:  # a lease lost: a new acquisition, with its own timeout
-            self._give_up_at = now + self.config.timeout_s
-        self.lease = self.remembered = None
-        self._naked_by = server  # a server that NAKs every request still ends in GaveUp
-        return [*lost, *self._discover(now)]
+# The legal (state, reply) pairs; any other reply is dropped and counted.
+REPLIES: dict[tuple[State, MT], ReplyHandler] = {
+    (_S.SELECTING, MT.OFFER): Client._offer,
+    (_S.REQUESTING, MT.OFFER): Client._another_offer,
+    **{(s, MT.ACK): Client._ack for s in (_S.REQUESTING, _S.REBOOTING, _S.RENEWING, _S.REBINDING)},
+    **{(s, MT.NAK): Client._nak for s in (_S.REQUESTING, _S.REBOOTING, _S.RENEWING, _S.REBINDING)},
+}
 
-    # -- leaving ------------------------------------------------------------------------
-
-    def _release(self, now: float) -> list[Action]:
-        """RELEASE is unicast to the server from the leased address (section 4.4.6), so a
-        server that checks the source (dnsmasq) honours it."""
-        lease = self.lease
-        self.state, self.next_deadline, self.lease = State.STOPPED, None, None
-        if lease is None:
-            return []
-        self._new_exchange(now)
-        msg = self._message(MT.RELEASE, now, ciaddr=lease.address, server_id=lease.server_id)
-        self.stats.sent += 1
-        return [Transmit(msg, lease.server_id, lease.address), LeaseLost(lease, "released")]
-
-    def _decline(self, now: float) -> list[Action]:
-        lease = self.lease
-        if lease is None or self.state is not State.BOUND:
-            raise LocalProtocolError(f"ConflictDetected while {self.state.value}")
-        self._new_exchange(now)
-        msg = self._message(MT.DECLINE, now, requested=lease.address, server_id=lease.server_id)
-        self.stats.sent += 1
-        self.state, self.lease, self.remembered = State.INIT, None, None
-        self._x = None
-        self.next_deadline = now + self.config.decline_wait_s
-        return [Transmit(msg, BROADCAST, ZERO), LeaseLost(lease, "declined")]
+# The legal (state, local input) pairs; any other is the caller's bug (LocalProtocolError).
+# Timer wake-ups before the deadline and ARP frames outside PROBING are ignored first.
+EVENTS: dict[tuple[State, type], Callable[[Client, Any], list[Action]]] = {
+    (_S.INIT, Started): Client._start,
+    (_S.INIT, TimerFired): Client._wake,
+    (_S.SELECTING, TimerFired): Client._retransmit,
+    (_S.REBOOTING, TimerFired): Client._retransmit,
+    (_S.REQUESTING, TimerFired): Client._requesting_timer,
+    (_S.PROBING, TimerFired): Client._probe_timer,
+    (_S.PROBING, ArpReceived): Client._arp,
+    (_S.PROBING, ConflictDetected): Client._conflict,
+    **{(s, TimerFired): Client._lease_timer for s in (_S.BOUND, _S.RENEWING, _S.REBINDING)},
+    **{(s, ReleaseRequested): Client._release for s in State if s is not _S.STOPPED},
+}

@@ -11,3 +11,7 @@ class MalformedMessage(DhcpError):
 
 class LocalProtocolError(DhcpError):
     """The client was used wrongly (a bug in the caller, not the network)."""
+
+
+class DhcpFailed(DhcpError):
+    """No lease could be had: the message names what was heard (the driver raises it)."""

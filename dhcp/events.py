@@ -21,8 +21,20 @@ class Started:
 
 @dataclass(frozen=True)
 class PacketReceived:
+    """A UDP payload for the client's port; ``src_mac`` is the frame's Ethernet source, when
+    the driver read a frame (the next hop for unicast frames to the server)."""
+
     now: float
     payload: bytes
+    src_mac: bytes = b""
+
+
+@dataclass(frozen=True)
+class ArpReceived:
+    """An ARP frame heard on the link while the client probes a new lease (RFC 5227)."""
+
+    now: float
+    frame: bytes
 
 
 @dataclass(frozen=True)
@@ -37,7 +49,8 @@ class ReleaseRequested:
 
 @dataclass(frozen=True)
 class ConflictDetected:
-    """The driver's address-conflict probe (RFC 5227) found the leased address in use."""
+    """The address being probed is known to be in use without an ARP answer (the driver's
+    own host holds it: a probe from inside a bridge never hears that host answer)."""
 
     now: float
 
@@ -53,6 +66,26 @@ class Transmit:
     message: Message
     dest: ipaddress.IPv4Address
     src: ipaddress.IPv4Address
+    dst_mac: bytes = b""  # for a unicast sent as a raw frame: the next hop (else broadcast)
+
+
+@dataclass(frozen=True)
+class SendArp:
+    """Send an ARP frame: a probe for ``probing`` (RFC 5227 section 2.1.1), or with
+    ``probing`` None the announcement once the address is ours (section 2.3)."""
+
+    frame: bytes
+    probing: ipaddress.IPv4Address | None
+
+
+@dataclass(frozen=True)
+class AddressInUse:
+    """The offered ``address`` was in use (``holder``'s MAC, empty when the driver said so):
+    DECLINEd to ``server``, and the client starts over after a wait. For the log."""
+
+    address: ipaddress.IPv4Address
+    server: ipaddress.IPv4Address
+    holder: bytes
 
 
 @dataclass(frozen=True)
@@ -67,7 +100,7 @@ class LeaseRenewed:
 
 @dataclass(frozen=True)
 class LeaseLost:
-    """Stop using the address: ``reason`` is expired, nak, declined or released."""
+    """Stop using the address: ``reason`` is expired, nak or released."""
 
     lease: Lease
     reason: str
@@ -75,10 +108,10 @@ class LeaseLost:
 
 @dataclass(frozen=True)
 class GaveUp:
-    """No lease within the overall timeout (``reason`` says what was last heard)."""
+    """No lease within the overall timeout; ``reason`` says, in one line, what was heard."""
 
     reason: str
 
 
-Input = Started | PacketReceived | TimerFired | ReleaseRequested | ConflictDetected
-Action = Transmit | LeaseBound | LeaseRenewed | LeaseLost | GaveUp
+Input = Started | PacketReceived | ArpReceived | TimerFired | ReleaseRequested | ConflictDetected
+Action = Transmit | SendArp | AddressInUse | LeaseBound | LeaseRenewed | LeaseLost | GaveUp

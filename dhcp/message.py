@@ -3,7 +3,7 @@
 decode() raises only MalformedMessage, whatever the bytes: the trio driver
 drops such packets and carries on. Options are kept as a mapping of code to
 the concatenated value (RFC 3396); option overload (52) is honoured only in
-the options area, so an overload inside file or sname cannot loop.
+the options area, and a message with one inside file or sname is malformed.
 """
 
 from __future__ import annotations
@@ -142,14 +142,17 @@ def decode(data: bytes) -> Message:
     if overload is not None:
         if len(overload) != 1 or overload[0] not in (1, 2, 3):
             raise MalformedMessage("option overload must be 1, 2 or 3")
-        # RFC 2131 section 4.1: file first, then sname; option 52 found there is ignored
+        # RFC 2131 section 4.1: file first, then sname. RFC 2132 section 9.3: option 52 is
+        # valid only in the options field; one found inside file or sname makes the message
+        # garbage (and could otherwise make a reader loop)
         if overload[0] & opt.OVERLOAD_FILE:
             opt.decode_area(file, options, "file")
             file = b""
         if overload[0] & opt.OVERLOAD_SNAME:
             opt.decode_area(sname, options, "sname")
             sname = b""
-        options.pop(opt.OVERLOAD, None)
+        if opt.OVERLOAD in options:
+            raise MalformedMessage("option overload inside the file or sname field")
     return Message(
         op=op,
         xid=xid,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import random
 import socket
 import struct
 from collections.abc import Callable
@@ -22,22 +23,29 @@ import trio
 from . import arp, frame
 from .bpf import ETH_P_ALL, Program, attach_filter, outgoing_only, packet_socket, send_socket
 from .client import Client, State
+from .errors import DhcpFailed, LocalProtocolError
 from .events import (
     BROADCAST,
     Action,
+    AddressInUse,
+    ArpReceived,
     ConflictDetected,
     GaveUp,
+    Input,
     LeaseBound,
     LeaseLost,
     LeaseRenewed,
     PacketReceived,
     ReleaseRequested,
+    SendArp,
     Started,
     TimerFired,
     Transmit,
 )
 from .lease import Lease
 from .message import encode
+
+__all__ = ["DhcpFailed", "Driver", "Sockets", "probe_address", "reply_filter"]
 
 log = logging.getLogger("dhcp.driver")
 ETH_P_IP = 0x0800
@@ -158,15 +166,11 @@ class Sockets:
         return found
 
 
-class DhcpFailed(Exception):
-    """No lease could be had (the reason says what was last heard)."""
-
-
 class Driver:
-    """Runs one Client over one interface's Sockets until it stops.
+    """Runs one Client over one interface's Sockets until it stops: one loop in one task
+    hands the client every fact (a packet, an ARP frame while it probes, its deadline, a
+    release) and carries out its orders in order. Readers only queue what they hear.
 
-    A new lease is probed for (RFC 5227, ``probe``) before it is reported bound, when the
-    Sockets have an ARP socket; an address in use is DECLINEd and the client starts over.
     ``taken`` names addresses in use that a probe cannot hear: a port's client probes from
     inside the bridge, whose own host never answers what it sends itself.
     """
@@ -176,23 +180,21 @@ class Driver:
         client: Client,
         sockets: Sockets,
         on_action: Callable[[Action], None] | None = None,
-        probe: arp.ProbeConfig | None = arp.ProbeConfig(),  # noqa: B008 -- frozen
         taken: Callable[[ipaddress.IPv4Address], bool] = lambda address: False,
     ) -> None:
+        if client.config.probe is not None and sockets.arp is None:
+            raise LocalProtocolError("the client probes (RFC 5227) but the sockets have no ARP")
         self.client = client
         self.taken = taken
         self.sockets = sockets
-        self.probe = probe if sockets.arp is not None else None
         self.raw = trio.socket.from_stdlib_socket(sockets.raw)
         self.tx = trio.socket.from_stdlib_socket(sockets.tx) if sockets.tx is not None else None
-        self.server_mac: bytes | None = None  # where the last ACK came from: the next hop
         self.on_action = on_action or (lambda action: None)
         self.lease: Lease | None = None
         self.failure: str | None = None
-        self._wake = trio.Event()
-        # the timer and the receiver both hand the client's actions over: carried out one
-        # batch at a time, in the order the client emitted them (a send is a checkpoint)
-        self._in_order = trio.Lock()
+        self._to_loop, self._inbox = trio.open_memory_channel[Input | trio.Event](16)
+        self._running = False
+        self._arp_reader: trio.CancelScope | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[Lease] = trio.TASK_STATUS_IGNORED) -> None:
         """Acquire, hand the lease to ``task_status.started``, then keep it until stopped.
@@ -200,25 +202,49 @@ class Driver:
         Raises DhcpFailed when no lease comes within the client's timeout.
         """
         started = False
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._receive)
-            await self._carry_out(self.client.handle(Started(trio.current_time())))
-            while self.client.state is not State.STOPPED:
-                if self.lease is not None and not started:
-                    started = True
-                    task_status.started(self.lease)
-                deadline = self.client.next_deadline
-                with trio.move_on_at(float("inf") if deadline is None else deadline):
-                    await self._wake.wait()
-                self._wake = trio.Event()
-                now = trio.current_time()
-                if deadline is not None and now >= deadline:
-                    await self._carry_out(self.client.handle(TimerFired(now)))
-            nursery.cancel_scope.cancel()
+        self._running = True
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_dhcp)
+                await self._carry_out(self.client.handle(Started(trio.current_time())))
+                while self.client.state is not State.STOPPED:
+                    if self.lease is not None and not started:
+                        started = True
+                        task_status.started(self.lease)
+                    self._follow_probe(nursery)
+                    await self._next_fact()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._running = False
         if self.failure is not None and not started:
             raise DhcpFailed(self.failure)
 
-    async def _receive(self) -> None:
+    async def _next_fact(self) -> None:
+        deadline = self.client.next_deadline
+        got: Input | trio.Event | None = None
+        with trio.move_on_at(float("inf") if deadline is None else deadline):
+            got = await self._inbox.receive()
+        if got is None:
+            await self._carry_out(self.client.handle(TimerFired(trio.current_time())))
+        elif isinstance(got, trio.Event):  # release(): done once its orders are carried out
+            await self._carry_out(self.client.handle(ReleaseRequested(trio.current_time())))
+            got.set()
+        else:
+            await self._carry_out(self.client.handle(got))
+
+    def _follow_probe(self, nursery: trio.Nursery) -> None:
+        """Hear ARP only while the client probes: a busy LAN's ARP never wakes a bound one."""
+        probing = self.client.state is State.PROBING
+        if probing and self._arp_reader is None:
+            assert self.sockets.arp is not None
+            arp.drain(self.sockets.arp)  # what queued up before says nothing about now
+            self._arp_reader = trio.CancelScope()
+            nursery.start_soon(self._read_arp, self._arp_reader)
+        elif not probing and self._arp_reader is not None:
+            self._arp_reader.cancel()
+            self._arp_reader = None
+
+    async def _read_dhcp(self) -> None:
         while True:
             data, ancdata, _flags, _addr = await self.raw.recvmsg(4096, _AUX_SPACE)
             check_udp = True
@@ -229,30 +255,43 @@ class Driver:
                     check_udp = not status & (TP_STATUS_CSUMNOTREADY | TP_STATUS_CSUM_VALID)
             payload = frame.parse_udp(data, check_udp=check_udp)
             if payload is not None:
-                actions = self.client.handle(PacketReceived(trio.current_time(), payload))
-                if any(isinstance(a, LeaseBound | LeaseRenewed) for a in actions):
-                    self.server_mac = data[6:12]
-                await self._carry_out(actions)
-                self._wake.set()
+                await self._to_loop.send(PacketReceived(trio.current_time(), payload, data[6:12]))
+
+    async def _read_arp(self, scope: trio.CancelScope) -> None:
+        assert self.sockets.arp is not None
+        sock = trio.socket.from_stdlib_socket(self.sockets.arp)
+        with scope:
+            while True:
+                data = await sock.recv(128)
+                await self._to_loop.send(ArpReceived(trio.current_time(), data))
 
     async def release(self) -> None:
-        """RELEASE from the leased address; call it before the address or the link goes."""
-        await self._carry_out(self.client.handle(ReleaseRequested(trio.current_time())))
-        self._wake.set()
+        """RELEASE from the leased address; call it before the address or the link goes.
+        Handed to the loop while it runs; after it was cancelled (a job's nursery ends
+        before its teardown) the driver carries the release out itself."""
+        if not self._running:
+            await self._carry_out(self.client.handle(ReleaseRequested(trio.current_time())))
+            return
+        done = trio.Event()
+        await self._to_loop.send(done)
+        await done.wait()
 
     async def _carry_out(self, actions: list[Action]) -> None:
-        async with self._in_order:
-            await self._carry_out_in_order(actions)
-
-    async def _carry_out_in_order(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Transmit):
                 await self._transmit(action)
-            elif isinstance(action, LeaseBound) and not await self._address_is_free(action.lease):
-                orders = self.client.handle(ConflictDetected(trio.current_time()))
-                # never reported bound, so its loss is not reported either: DECLINE and go on
-                await self._carry_out_in_order([o for o in orders if not isinstance(o, LeaseLost)])
-                continue
+            elif isinstance(action, SendArp):
+                if action.probing is not None and self.taken(action.probing):
+                    await self._carry_out(self.client.handle(ConflictDetected(trio.current_time())))
+                    continue
+                await self._send_arp(action.frame)
+            elif isinstance(action, AddressInUse):
+                log.warning(
+                    "%s from %s is already used by %s: declining it",
+                    action.address,
+                    action.server,
+                    action.holder.hex(":") if action.holder else "this host",
+                )
             elif isinstance(action, LeaseBound | LeaseRenewed):
                 self.lease = action.lease
             elif isinstance(action, LeaseLost):
@@ -262,32 +301,18 @@ class Driver:
                 self.failure = action.reason
             self.on_action(action)
 
-    async def _address_is_free(self, lease: Lease) -> bool:
-        if self.taken(lease.address):
-            log.warning(
-                "%s from %s is this host's own: declining it", lease.address, lease.server_id
-            )
-            return False
-        if self.probe is None:
-            return True
+    async def _send_arp(self, data: bytes) -> None:
         s = self.sockets
-        assert s.arp is not None
-        via = (s.tx, s.tx_ifname) if s.tx is not None else None
-        holder = await arp.probe(s.arp, s.mac, lease.address, self.probe, via=via)
-        if holder is None:
-            return True
-        log.warning(
-            "%s from %s is already used by %s: declining it",
-            lease.address,
-            lease.server_id,
-            holder.hex(":"),
-        )
-        return False
+        if self.tx is not None:
+            await self.tx.sendto(data, (s.tx_ifname, arp.ETH_P_ARP))
+        else:
+            assert s.arp is not None
+            await trio.socket.from_stdlib_socket(s.arp).send(data)
 
     async def _transmit(self, t: Transmit) -> None:
         """From 0.0.0.0: a raw broadcast frame. From the lease: UDP on that address, or a raw
         frame carrying it when the address is not (yet) on the interface (or not ours: a
-        port's client), unicast ones to the MAC the lease came from."""
+        port's client), unicast ones to the next hop the client names."""
         payload = encode(t.message)
         s = self.sockets
         if not t.src.is_unspecified and s.udp is None and self.tx is None:
@@ -297,8 +322,8 @@ class Driver:
                 log.debug("no UDP socket on %s (%s); sending a raw frame", t.src, exc)
         if t.src.is_unspecified or s.udp is None:
             dst_mac = frame.BROADCAST_MAC
-            if t.dest != BROADCAST and self.server_mac is not None:
-                dst_mac = self.server_mac
+            if t.dest != BROADCAST and t.dst_mac:
+                dst_mac = t.dst_mac
             data = frame.build_udp(payload, s.mac, t.src, t.dest, dst_mac=dst_mac)
             if self.tx is None:
                 await self.raw.send(data)
@@ -307,3 +332,44 @@ class Driver:
             return
         udp = trio.socket.from_stdlib_socket(s.udp)
         await udp.sendto(payload, (str(t.dest), frame.SERVER_PORT))
+
+
+async def probe_address(
+    sock: socket.socket,
+    mac: bytes,
+    address: ipaddress.IPv4Address,
+    config: arp.ProbeConfig = arp.ProbeConfig(),  # noqa: B008 -- frozen
+    rng: random.Random | None = None,
+    via: tuple[socket.socket, str] | None = None,
+) -> bytes | None:
+    """Probe for ``address`` (RFC 5227) outside a DHCP client (a static one): the MAC of
+    whoever holds it, or None when it is free.
+
+    ``via`` (a send socket and an interface) sends the probes there instead of on ``sock``:
+    into a bridge, for a host behind one of its ports (``open_port_socket``)."""
+    prober = arp.Prober(mac, address, config, rng or random.Random())
+    arp.drain(sock)
+    tsock = trio.socket.from_stdlib_socket(sock)
+    tx = trio.socket.from_stdlib_socket(via[0]) if via is not None else None
+
+    async def send(data: bytes) -> None:
+        if tx is None or via is None:
+            await tsock.send(data)
+        else:
+            await tx.sendto(data, (via[1], arp.ETH_P_ARP))
+
+    prober.start(trio.current_time())
+    while not prober.finished(trio.current_time()):
+        due = prober.tick(trio.current_time())
+        if due is not None:
+            await send(due)
+            continue
+        with trio.move_on_at(prober.next_at):
+            if prober.hear(await tsock.recv(128)):
+                holder = prober.holder
+                assert holder is not None
+                log.info("%s is in use on the link by %s", address, holder.hex(":"))
+                return holder
+    if config.announce:
+        await send(prober.announcement())
+    return None

@@ -15,8 +15,9 @@ import trio
 from dhcp import arp
 from dhcp import options as opt
 from dhcp.client import Client, Config
+from dhcp.errors import DhcpFailed
 from dhcp.events import Action, LeaseBound, LeaseLost, LeaseRenewed
-from dhcp.trio_driver import DhcpFailed, Driver, Sockets
+from dhcp.trio_driver import Driver, Sockets
 
 from ..backends import netns
 from ..backends.lan.job_address import lease_attributes
@@ -115,6 +116,7 @@ def _acquire(sockets: Sockets, ifindex: int, options: Options, on_link: LeaseOnL
             hostname=options.hostname,
             timeout_s=options.timeout_s,
             retransmit_initial_s=1.0,
+            probe=options.probe,
         )
         client = Client(config, rng=random.Random())
         return trio.run(_session, client, sockets, options, on_link)
@@ -137,7 +139,7 @@ async def _session(
         elif isinstance(action, LeaseLost) and action.reason != "released":
             print(f"# lease on {action.lease.address} lost ({action.reason})", file=sys.stderr)
 
-    driver = Driver(client, sockets, on_action=show, probe=options.probe)
+    driver = Driver(client, sockets, on_action=show)
     async with trio.open_nursery() as nursery:
         try:
             lease = await nursery.start(driver.run)

@@ -54,7 +54,9 @@ def open_sockets(host_netns: str, ifname: str) -> Sockets:
 
 
 def make_client(mac: bytes, *, iaid: int = 1, **kw) -> Client:
-    """A client with the RFC 4361 identity (``iaid``, the MAC's DUID) and a quick first retry."""
+    """A client with the RFC 4361 identity (``iaid``, the MAC's DUID), a quick first retry
+    and the fast conflict probe."""
+    kw.setdefault("probe", FAST)
     config = Config(
         chaddr=mac, client_id=opt.client_id(iaid, opt.duid_ll(mac)), retransmit_initial_s=0.5, **kw
     )
@@ -140,6 +142,4 @@ async def first_lease(driver: Driver) -> Lease:
 def addressing_driver(host, socks: Sockets, seen: list, **client_kw) -> Driver:
     """A driver of ``make_client(**client_kw)`` whose actions go to ``seen``, putting the
     address on the uplink and taking it off as Lark does (``recorder``)."""
-    return Driver(
-        make_client(socks.mac, **client_kw), socks, on_action=recorder(host, seen), probe=FAST
-    )
+    return Driver(make_client(socks.mac, **client_kw), socks, on_action=recorder(host, seen))

@@ -152,7 +152,7 @@ def test_no_dhcp_server_is_a_clear_error_within_the_timeout(sandbox, host):
     name = sandbox.job_name()
     assert one_line_error(r) == (
         f"lark-agent: error: no DHCP lease for i_{name} on bridge lark: "
-        "no lease after 2 s (SELECTING)"
+        "no lease after 2 s: no server answered"
     )
 
 

@@ -18,7 +18,6 @@ from helpers.dhcp import (
 )
 from sandbox import SITE_NET, sh, start_kea
 
-from dhcp.arp import FAST
 from dhcp.client import Client
 from dhcp.events import LeaseLost, LeaseRenewed, Transmit
 from dhcp.options import MessageType
@@ -74,12 +73,12 @@ async def test_a_nak_sends_the_client_back_to_init_for_a_new_address(sandbox, ho
     seen: list = []
     with uplink_sockets(host) as socks:
         old = make_client(socks.mac, timeout_s=15)
-        lease = await first_lease(Driver(old, socks, probe=FAST))
+        lease = await first_lease(Driver(old, socks))
         stop(first)  # the server comes back owning other addresses only, authoritatively
         other = (ipaddress.IPv4Address(f"{SITE_NET}.200"), ipaddress.IPv4Address(f"{SITE_NET}.210"))
         start_kea(sandbox, lifetime=60, tag="kea-again", pool=other, authoritative=True)
         again = Client(old.config, rng=random.Random(), remembered=lease)
-        new = await first_lease(Driver(again, socks, on_action=seen.append, probe=FAST))
+        new = await first_lease(Driver(again, socks, on_action=seen.append))
     assert other[0] <= new.address <= other[1]
     sent = [a.message.message_type for a in seen if isinstance(a, Transmit)]
     assert sent[:2] == [MessageType.REQUEST, MessageType.DISCOVER]  # NAKed, then INIT
@@ -90,9 +89,9 @@ async def test_init_reboot_gets_the_remembered_address_back(sandbox, host):
     seen: list = []
     with uplink_sockets(host) as socks:
         first = make_client(socks.mac, timeout_s=15)
-        lease = await first_lease(Driver(first, socks, probe=FAST))
+        lease = await first_lease(Driver(first, socks))
         again = Client(first.config, rng=random.Random(), remembered=lease)
-        second = await first_lease(Driver(again, socks, on_action=seen.append, probe=FAST))
+        second = await first_lease(Driver(again, socks, on_action=seen.append))
     assert second.address == lease.address
     sent = [a.message.message_type for a in seen if isinstance(a, Transmit)]
     assert sent == [MessageType.REQUEST]  # no DISCOVER: INIT-REBOOT straight to REQUEST
@@ -106,7 +105,7 @@ async def test_fifty_clients_at_once_all_get_distinct_addresses(sandbox, host):
 
         async def one(i: int, s) -> None:
             client = make_client(s.mac, iaid=i, timeout_s=20)
-            leases.append(await first_lease(Driver(client, s, probe=FAST)))
+            leases.append(await first_lease(Driver(client, s)))
 
         async with trio.open_nursery() as nursery:
             for i, s in enumerate(socks):

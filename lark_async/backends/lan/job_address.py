@@ -28,9 +28,10 @@ from dhcp import arp
 from dhcp import options as opt
 from dhcp.bpf import send_socket
 from dhcp.client import Client, Config
+from dhcp.errors import DhcpFailed
 from dhcp.events import Action, GaveUp, LeaseBound, LeaseLost, LeaseRenewed
 from dhcp.lease import Lease
-from dhcp.trio_driver import DhcpFailed, Driver, Sockets
+from dhcp.trio_driver import Driver, Sockets, probe_address
 
 from ...errors import KernelError, LarkError, ResourceError, map_errors
 from .. import firewall
@@ -163,7 +164,7 @@ class BridgeAddress:
             hear = arp.open_port_socket(port)
         say = send_socket()
         try:
-            holder = await arp.probe(hear, self.mac, iface.ip, arp.FAST, via=(say, bridge))
+            holder = await probe_address(hear, self.mac, iface.ip, arp.FAST, via=(say, bridge))
         finally:  # nothing listens on the port for the job's life (closing one waits ~10 ms)
             say.close()
             threading.Thread(target=hear.close, daemon=True).start()
@@ -194,11 +195,10 @@ class BridgeAddress:
                 hostname=None,
                 timeout_s=self.bridge.dhcp_timeout_s,
                 retransmit_initial_s=1.0,
+                probe=arp.FAST,
             )
             client = Client(config, rng=random.Random(), remembered=remembered)
-            self.driver = Driver(
-                client, self.sockets, self._on_action, probe=arp.FAST, taken=node_has
-            )
+            self.driver = Driver(client, self.sockets, self._on_action, taken=node_has)
             if first:
                 try:
                     await self.driver.run(task_status=task_status)

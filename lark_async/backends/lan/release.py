@@ -11,9 +11,9 @@ import ipaddress
 import random
 import socket
 
-from dhcp import options as opt
+from dhcp import build
 from dhcp.frame import build_udp
-from dhcp.message import BOOTREQUEST, Message, encode
+from dhcp.message import encode
 
 
 def release_message(details: dict) -> tuple[bytes, ipaddress.IPv4Address]:
@@ -21,17 +21,8 @@ def release_message(details: dict) -> tuple[bytes, ipaddress.IPv4Address]:
     address = ipaddress.IPv4Address(details["address"])
     server = ipaddress.IPv4Address(details["server"])
     mac = bytes.fromhex(str(details["mac"]).replace(":", ""))
-    message = Message(
-        op=BOOTREQUEST,
-        xid=random.getrandbits(32),
-        chaddr=mac,
-        ciaddr=address,
-        options={
-            opt.MESSAGE_TYPE: bytes([opt.MessageType.RELEASE]),
-            opt.SERVER_ID: server.packed,
-            opt.CLIENT_ID: bytes.fromhex(str(details["client_id"])),
-        },
-    )
+    client_id = bytes.fromhex(str(details["client_id"]))
+    message = build.release(mac, client_id, random.getrandbits(32), address, server)
     frame = build_udp(encode(message), mac, address, server)
     return frame[14:], server  # without the Ethernet header: the host's routing adds one
 

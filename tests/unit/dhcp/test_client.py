@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import itertools
 import random
 import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dhcp import arp
 from dhcp import options as opt
-from dhcp.client import REQUESTING_ATTEMPTS, Client, Config, State
+from dhcp.client import (
+    MAX_OFFERS,
+    QUICK_RETRY_S,
+    REQUESTING_ATTEMPTS,
+    RESTART_FIRST_S,
+    Client,
+    Config,
+    State,
+)
 from dhcp.errors import LocalProtocolError
 from dhcp.events import (
     BROADCAST,
+    AddressInUse,
+    ArpReceived,
     ConflictDetected,
     GaveUp,
     LeaseBound,
@@ -23,11 +39,12 @@ from dhcp.events import (
     LeaseRenewed,
     PacketReceived,
     ReleaseRequested,
+    SendArp,
     Started,
     TimerFired,
     Transmit,
 )
-from dhcp.message import BOOTREPLY, ZERO, Message, encode
+from dhcp.message import BOOTREPLY, ZERO, Message, decode, encode
 
 MT = opt.MessageType
 IP = ipaddress.IPv4Address
@@ -38,6 +55,7 @@ ADDR = IP("10.77.0.50")
 
 
 def make_client(**kw) -> Client:
+    kw.setdefault("probe", None)
     config = Config(chaddr=MAC, client_id=CID, renew_retry_min_s=1.0, **kw)
     return Client(config, rng=random.Random(1))
 
@@ -68,6 +86,42 @@ def bound(client: Client, now: float = 0.0, lease: int = 100, extra=None) -> Mes
     actions = client.handle(PacketReceived(now, reply(request, MT.ACK, lease=lease, extra=extra)))
     assert isinstance(actions[0], LeaseBound)
     return request
+
+
+Server = Callable[[float, Message], list[bytes]]
+
+
+def scripted(**answers: MT) -> Server:
+    """A server that answers each message kind (by name) as told, as SERVER, at once."""
+
+    def answer(now: float, msg: Message) -> list[bytes]:
+        kind = answers.get(msg.message_type.name) if msg.message_type else None
+        return [] if kind is None else [reply(msg, kind)]
+
+    return answer
+
+
+def run_against(
+    c: Client, server: Server, until: float
+) -> tuple[list[tuple[float, Transmit]], list]:
+    """The client's whole life against ``server`` in virtual time, to ``until``: what it sent
+    (with when) and every action."""
+    now, sent, log = 0.0, [], []
+    actions = c.handle(Started(now))
+    while True:
+        log += actions
+        replies = []
+        for a in actions:
+            if isinstance(a, Transmit):
+                sent.append((now, a))
+                replies += server(now, a.message)
+        actions = [b for r in replies for b in c.handle(PacketReceived(now, r))]
+        if actions:
+            continue
+        if c.next_deadline is None or c.next_deadline > until:
+            return sent, log
+        now = c.next_deadline
+        actions = c.handle(TimerFired(now))
 
 
 def test_dora_follows_table_5_of_rfc2131():
@@ -143,9 +197,13 @@ def test_nak_from_the_chosen_server_while_renewing_loses_the_lease():
     bound(c)
     renew = only_transmit(c.handle(TimerFired(c.next_deadline))).message
     assert c.handle(PacketReceived(51, reply(renew, MT.NAK, server=OTHER))) == []
-    assert c.stats.dropped == 1 and c.state is State.RENEWING
-    lost, discover = c.handle(PacketReceived(51, reply(renew, MT.NAK)))
-    assert lost.reason == "nak" and discover.message.message_type is MT.DISCOVER
+    assert c.stats.dropped_why == {"a NAK from a server not asked": 1}
+    assert c.state is State.RENEWING
+    [lost] = c.handle(PacketReceived(51, reply(renew, MT.NAK)))
+    assert lost.reason == "nak" and c.lease is None and c.state is State.INIT
+    assert 51 + RESTART_FIRST_S <= c.next_deadline <= 51 + RESTART_FIRST_S * 1.25
+    [discover] = c.handle(TimerFired(c.next_deadline))
+    assert discover.message.message_type is MT.DISCOVER
 
 
 def test_nak_while_requesting_from_another_server_is_ignored():
@@ -153,8 +211,9 @@ def test_nak_while_requesting_from_another_server_is_ignored():
     d = only_transmit(c.handle(Started(0))).message
     r = only_transmit(c.handle(PacketReceived(0, reply(d, MT.OFFER)))).message
     assert c.handle(PacketReceived(0, reply(r, MT.NAK, server=OTHER))) == []
-    [discover] = c.handle(PacketReceived(0, reply(r, MT.NAK)))
-    assert discover.message.message_type is MT.DISCOVER and c.state is State.SELECTING
+    assert c.state is State.REQUESTING
+    assert c.handle(PacketReceived(0, reply(r, MT.NAK))) == []  # the chosen one: start over
+    assert c.state is State.INIT and c.next_deadline >= RESTART_FIRST_S
 
 
 @pytest.mark.parametrize(
@@ -201,24 +260,14 @@ def test_discover_backs_off_exponentially_and_gives_up_at_the_timeout():
     assert c.state is State.STOPPED and c.handle(TimerFired(1e9)) == []
 
 
-def test_a_server_that_naks_every_request_ends_in_a_clear_give_up():
-    c = make_client(timeout_s=10)
-    discover = only_transmit(c.handle(Started(0))).message
-    now = 0.0
-    for _ in range(100):
-        request = only_transmit(c.handle(PacketReceived(now, reply(discover, MT.OFFER)))).message
-        discover = only_transmit(c.handle(PacketReceived(now, reply(request, MT.NAK)))).message
-        now += 1.5
-        actions = c.handle(TimerFired(c.next_deadline)) if c.next_deadline <= now else []
-        if actions and isinstance(actions[0], GaveUp):
-            break
-        if actions:
-            discover = only_transmit(actions).message
-    else:
-        raise AssertionError("NAKed forever without giving up")
-    assert actions[0].reason == (
-        f"no lease after 10 s (SELECTING); the last request was refused (NAK) by {SERVER}"
-    )
+def test_a_server_that_naks_every_request_backs_off_and_gives_up_naming_it():
+    """The storm of the issue: a NAK led straight to a DISCOVER, ~3,000 packets a second."""
+    c = make_client(timeout_s=30, retransmit_initial_s=1.0)
+    sent, log = run_against(c, scripted(DISCOVER=MT.OFFER, REQUEST=MT.NAK), until=1e9)
+    assert len(sent) <= 16, [round(t, 2) for t, _ in sent]  # was about 90,000
+    assert c.state is State.STOPPED
+    [give_up] = [a for a in log if isinstance(a, GaveUp)]
+    assert give_up.reason == f"no lease after 30 s: {SERVER} NAKed"
 
 
 def test_init_reboot_asks_for_the_remembered_address_without_server_id():
@@ -245,17 +294,24 @@ def test_release_goes_unicast_from_the_leased_address():
     assert c.handle(TimerFired(1e9)) == []
 
 
-def test_conflict_declines_and_waits_before_discovering_again():
-    c = make_client()
-    bound(c)
-    send, lost = c.handle(ConflictDetected(1))
+def test_an_answered_probe_declines_and_waits_ten_seconds_before_discovering_again():
+    c = make_client(probe=arp.ProbeConfig(initial_wait_s=0, count=2, interval_s=(1, 1)))
+    discover = only_transmit(c.handle(Started(0))).message
+    request = only_transmit(c.handle(PacketReceived(0, reply(discover, MT.OFFER)))).message
+    [probe] = c.handle(PacketReceived(0.1, reply(request, MT.ACK)))
+    assert c.state is State.PROBING and c.lease is None  # not ours until probed
+    assert probe == SendArp(arp.build(arp.REQUEST, MAC, ZERO, ADDR), ADDR)
+    holder = bytes.fromhex("020000000099")
+    answer = arp.build(arp.REPLY, holder, ADDR, ZERO)
+    send, in_use = c.handle(ArpReceived(0.5, answer))
     assert send.message.message_type is MT.DECLINE and send.dest == BROADCAST
     assert send.message.options[opt.REQUESTED_ADDRESS] == ADDR.packed
-    assert send.message.ciaddr == ZERO and lost.reason == "declined"
-    assert c.next_deadline == 11
-    [discover] = c.handle(TimerFired(11))
+    assert send.message.options[opt.SERVER_ID] == SERVER.packed
+    assert send.message.ciaddr == ZERO and in_use == AddressInUse(ADDR, SERVER, holder)
+    assert c.state is State.INIT and c.next_deadline >= 10.5 and c.remembered is None
+    [discover] = c.handle(TimerFired(c.next_deadline))
     assert discover.message.message_type is MT.DISCOVER
-    with pytest.raises(LocalProtocolError):
+    with pytest.raises(LocalProtocolError, match="ConflictDetected while SELECTING"):
         c.handle(ConflictDetected(12))
 
 
@@ -328,17 +384,19 @@ def test_an_ack_from_a_server_other_than_the_chosen_one_is_dropped():
     assert c.state is State.REQUESTING and c.lease is None
 
 
-def test_requesting_without_an_ack_falls_back_to_discover():
+def test_requesting_without_an_ack_and_no_other_offer_starts_over():
     c = make_client(timeout_s=1000)
     discover = only_transmit(c.handle(Started(0))).message
-    only_transmit(c.handle(PacketReceived(0.1, reply(discover, MT.OFFER))))  # REQUEST 1
-    kinds = []
-    for _ in range(REQUESTING_ATTEMPTS):
-        assert c.next_deadline is not None
-        kinds.append(only_transmit(c.handle(TimerFired(c.next_deadline))).message.message_type)
-    # the REQUEST is sent REQUESTING_ATTEMPTS times in all, then the client starts over
-    assert kinds == [MT.REQUEST] * (REQUESTING_ATTEMPTS - 1) + [MT.DISCOVER]
-    assert c.state is State.SELECTING
+    first = only_transmit(c.handle(PacketReceived(0.1, reply(discover, MT.OFFER))))
+    while c.state is State.REQUESTING:
+        actions = c.handle(TimerFired(c.next_deadline))
+        if actions:
+            again = only_transmit(actions).message
+            assert again == dataclasses.replace(first.message, secs=again.secs)
+    # the REQUEST is sent REQUESTING_ATTEMPTS times in all, then the client waits and starts over
+    assert c.stats.sent == 1 + REQUESTING_ATTEMPTS and c.state is State.INIT
+    [again] = c.handle(TimerFired(c.next_deadline))
+    assert again.message.message_type is MT.DISCOVER and again.message.xid != discover.xid
 
 
 def test_renew_retries_stop_at_t2_and_rebind_retries_at_expiry():
@@ -369,3 +427,264 @@ def test_a_renewing_client_accepts_its_address_only():
 def test_text_replaces_del_and_control_characters():
     assert opt.text(b"a\x7fb\x1bc\x80d") == "a?b?c?d"
     assert opt.text(b" ~") == " ~"  # the printable ends stay
+
+
+# -- offers kept, black holes passed by, backoff (issue 16) -------------------------------
+
+BLACK_HOLE = IP("10.77.0.9")
+ELSEWHERE = IP("10.77.0.90")
+
+
+def selecting(c: Client, now: float = 0.0) -> Message:
+    return only_transmit(c.handle(Started(now))).message
+
+
+def requested_server(t: Transmit) -> IP:
+    assert t.message.message_type is MT.REQUEST
+    return IP(t.message.options[opt.SERVER_ID])
+
+
+def test_a_black_hole_offer_first_costs_two_quick_requests_then_the_next_offer_is_taken():
+    c = make_client()
+    discover = selecting(c)
+    hole = only_transmit(
+        c.handle(
+            PacketReceived(0.01, reply(discover, MT.OFFER, server=BLACK_HOLE, yiaddr=ELSEWHERE))
+        )
+    )
+    assert requested_server(hole) == BLACK_HOLE  # the first offer, at once
+    assert c.handle(PacketReceived(1.0, reply(discover, MT.OFFER))) == []  # kept for later
+    assert c.next_deadline == pytest.approx(0.01 + QUICK_RETRY_S)
+    again = only_transmit(c.handle(TimerFired(c.next_deadline)))
+    assert requested_server(again) == BLACK_HOLE
+    assert c.next_deadline == pytest.approx(0.01 + 2 * QUICK_RETRY_S)
+    real = only_transmit(c.handle(TimerFired(c.next_deadline)))
+    assert requested_server(real) == SERVER and real.message.xid == discover.xid
+    assert real.message.options[opt.REQUESTED_ADDRESS] == ADDR.packed
+    # a late ACK from the black hole is not the chosen server's any more
+    assert c.handle(PacketReceived(1.1, reply(real.message, MT.ACK, server=BLACK_HOLE))) == []
+    [bound_] = c.handle(PacketReceived(1.1, reply(real.message, MT.ACK)))
+    assert isinstance(bound_, LeaseBound) and bound_.lease.server_id == SERVER
+
+
+def test_a_lone_offer_gets_the_quick_retry_then_rfc_retransmissions_and_a_late_offer_is_used():
+    c = make_client(retransmit_initial_s=4.0)
+    discover = selecting(c)
+    c.handle(PacketReceived(0, reply(discover, MT.OFFER, server=BLACK_HOLE, yiaddr=ELSEWHERE)))
+    c.handle(TimerFired(QUICK_RETRY_S))
+    assert c.next_deadline >= QUICK_RETRY_S + 4  # no other offer: the RFC's pace
+    assert c.handle(PacketReceived(2.0, reply(discover, MT.OFFER))) == []
+    assert c.next_deadline == pytest.approx(2.0)  # a fall-back now: switch as soon as due
+    assert requested_server(only_transmit(c.handle(TimerFired(2.0)))) == SERVER
+
+
+def test_offers_are_kept_once_per_server_and_at_most_max_offers():
+    c = make_client()
+    discover = selecting(c)
+    c.handle(PacketReceived(0, reply(discover, MT.OFFER, server=BLACK_HOLE, yiaddr=ELSEWHERE)))
+    servers = [IP(f"10.77.0.{20 + i}") for i in range(MAX_OFFERS + 2)]
+    for server in [*servers, servers[0], BLACK_HOLE]:
+        c.handle(PacketReceived(0.1, reply(discover, MT.OFFER, server=server)))
+    tried = []
+    while c.state is State.REQUESTING:
+        for a in c.handle(TimerFired(c.next_deadline)):
+            if isinstance(a, Transmit):
+                tried.append(requested_server(a))
+    assert list(dict.fromkeys(tried)) == [BLACK_HOLE, *servers[: MAX_OFFERS - 1]]
+    assert c.stats.dropped_why["an offer already held"] == 5
+
+
+def test_a_nak_from_the_chosen_server_requests_the_next_offer_at_once():
+    c = make_client()
+    discover = selecting(c)
+    first = only_transmit(c.handle(PacketReceived(0, reply(discover, MT.OFFER, server=OTHER))))
+    c.handle(PacketReceived(0, reply(discover, MT.OFFER)))
+    nexts = c.handle(PacketReceived(0.1, reply(first.message, MT.NAK, server=OTHER)))
+    assert requested_server(only_transmit(nexts)) == SERVER
+
+
+def test_the_give_up_names_what_was_heard_in_one_line():
+    def server(now: float, msg: Message) -> list[bytes]:
+        if msg.message_type is MT.DISCOVER:
+            hole = reply(msg, MT.OFFER, server=BLACK_HOLE, yiaddr=ELSEWHERE)
+            return [hole, reply(msg, MT.OFFER, server=OTHER), reply(msg, MT.OFFER, lease=0)]
+        if requested_server(Transmit(msg, BROADCAST, ZERO)) == OTHER:
+            return [reply(msg, MT.NAK, server=OTHER)]
+        return []
+
+    c = make_client(timeout_s=10)
+    _, log = run_against(c, server, until=1e9)
+    [give_up] = [a for a in log if isinstance(a, GaveUp)]
+    assert give_up.reason == (
+        f"no lease after 10 s: offers from {BLACK_HOLE} were never acknowledged; "
+        f"{OTHER} NAKed; replies dropped (a lease time of 0: 4)"
+    )
+    silent = make_client(timeout_s=5)
+    run_against(silent, scripted(), until=1e9)
+    assert silent.state is State.STOPPED
+
+
+def test_whatever_the_network_answers_the_client_sends_a_few_packets_a_second():
+    rng = random.Random(5)
+    servers = [IP(f"10.77.0.{i}") for i in range(1, 9)]
+
+    def hostile(now: float, msg: Message) -> list[bytes]:
+        kinds = [MT.OFFER, MT.ACK, MT.NAK]
+        return [
+            reply(msg, rng.choice(kinds), server=rng.choice(servers), lease=rng.choice([1, 2, 9]))
+            for _ in range(rng.randrange(4))
+        ]
+
+    for seed in range(20):
+        c = make_client(timeout_s=600, retransmit_initial_s=1.0)
+        c.rng = random.Random(seed)
+        sent, _ = run_against(c, hostile, until=300)
+        times = [t for t, _ in sent]
+        busiest = max(sum(1 for u in times if t <= u < t + 1) for t in times)
+        assert busiest <= MAX_OFFERS + 2, (seed, busiest)
+        assert len(times) / 300 <= 3, (seed, len(times))
+
+
+# -- strict acceptance: each rule of lease.lease_from_reply and the client's own ---------
+
+
+def _no(code):
+    return lambda o: {k: v for k, v in o.items() if k != code}
+
+
+RULES = {
+    "no server identifier": (_no(opt.SERVER_ID), {}),
+    "no lease time": (_no(opt.LEASE_TIME), {}),
+    "a lease time of 0": (lambda o: {**o, opt.LEASE_TIME: bytes(4)}, {}),
+    "a non-contiguous subnet mask": (lambda o: {**o, opt.SUBNET_MASK: bytes([255, 0, 255, 0])}, {}),
+    "more than one message type": (lambda o: {**o, opt.MESSAGE_TYPE: o[53] + o[53]}, {}),
+    **{
+        f"an address no host can have ({a})": (lambda o: o, {"yiaddr": IP(a)})
+        for a in (
+            "0.0.0.0",
+            "0.1.2.3",
+            "127.0.0.1",
+            "224.0.0.1",
+            "239.1.1.1",
+            "240.0.0.1",
+            "255.255.255.255",
+        )
+    },
+}
+
+
+def _raw_reply(request: Message, kind: MT, change, fields) -> bytes:
+    msg = decode(reply(request, kind))
+    return encode(dataclasses.replace(msg, options=change(dict(msg.options)), **fields))
+
+
+@pytest.mark.parametrize("rule", list(RULES))
+def test_an_offer_breaking_a_rule_is_dropped_and_counted_by_rule(rule):
+    change, fields = RULES[rule]
+    c = make_client()
+    discover = selecting(c)
+    assert c.handle(PacketReceived(0, _raw_reply(discover, MT.OFFER, change, fields))) == []
+    assert c.state is State.SELECTING
+    assert c.stats.dropped_why == {rule.split(" (")[0]: 1}
+
+
+@pytest.mark.parametrize("rule", list(RULES))
+def test_an_ack_breaking_a_rule_is_dropped_and_counted_by_rule(rule):
+    change, fields = RULES[rule]
+    c = make_client()
+    discover = selecting(c)
+    request = only_transmit(c.handle(PacketReceived(0, reply(discover, MT.OFFER)))).message
+    assert c.handle(PacketReceived(0, _raw_reply(request, MT.ACK, change, fields))) == []
+    assert c.state is State.REQUESTING and c.lease is None
+    # an ACK must carry the offered address before any other rule is read
+    expected = "an ACK for another address" if fields else rule
+    assert c.stats.dropped_why == {expected: 1}
+
+
+def test_broken_classless_routes_are_dropped_whole_and_the_router_option_stands():
+    good = opt.encode_classless_routes(((ipaddress.IPv4Network("10.9.0.0/16"), OTHER),))
+    for broken in (good + bytes([33, 0, 0, 0, 0, 0, 1, 2, 3, 4]), good + bytes([24, 10, 1])):
+        c = make_client()
+        bound(c, extra={opt.CLASSLESS_ROUTES: broken})
+        assert c.lease.routes == () and c.lease.routers == (SERVER,)  # none half-applied
+
+
+def test_a_hostname_or_domain_with_control_characters_never_comes_out_raw():
+    c = make_client()
+    bound(c, extra={opt.HOSTNAME: b"job\n[x]\x1b\x7f", opt.DOMAIN_NAME: b"a\rb\0tail"})
+    assert (c.lease.hostname, c.lease.domain) == ("job?[x]??", "a?b")
+
+
+# -- the probe is part of the machine (RFC 5227) ----------------------------------------
+
+PROBE = arp.ProbeConfig(initial_wait_s=0.0, count=3, interval_s=(1.0, 1.0), final_wait_s=2.0)
+
+
+def probing(**kw) -> tuple[Client, Message]:
+    c = make_client(probe=PROBE, **kw)
+    discover = selecting(c)
+    request = only_transmit(c.handle(PacketReceived(0, reply(discover, MT.OFFER)))).message
+    first = c.handle(PacketReceived(0, reply(request, MT.ACK)))
+    assert first == [SendArp(arp.build(arp.REQUEST, MAC, ZERO, ADDR), ADDR)]
+    return c, request
+
+
+def test_a_quiet_probe_sends_its_probes_on_time_then_announces_and_binds():
+    c, _ = probing()
+    probes = [(0.0, "probe")]
+    while c.state is State.PROBING:
+        now = c.next_deadline
+        for a in c.handle(TimerFired(now)):
+            if isinstance(a, SendArp):
+                probes.append((now, "probe" if a.probing else "announce"))
+            else:
+                bound_ = a
+    assert probes == [(0.0, "probe"), (1.0, "probe"), (2.0, "probe"), (4.0, "announce")]
+    assert isinstance(bound_, LeaseBound) and c.lease == bound_.lease and c.state is State.BOUND
+
+
+def test_arp_heard_only_matters_while_probing_and_only_from_someone_else():
+    c, _ = probing()
+    ours = arp.build(arp.REQUEST, MAC, ZERO, ADDR)
+    unrelated = arp.build(arp.REPLY, bytes.fromhex("020000000077"), IP("10.77.0.77"), ZERO)
+    assert c.handle(ArpReceived(0.1, ours)) == [] and c.handle(ArpReceived(0.1, unrelated)) == []
+    assert c.state is State.PROBING
+    while c.state is State.PROBING:
+        c.handle(TimerFired(c.next_deadline))
+    taken = arp.build(arp.REPLY, bytes.fromhex("020000000077"), ADDR, ZERO)
+    assert c.handle(ArpReceived(10, taken)) == [] and c.state is State.BOUND
+
+
+def test_a_conflict_the_driver_knows_of_declines_without_a_holder():
+    c, _ = probing()
+    send, in_use = c.handle(ConflictDetected(0.5))
+    assert send.message.message_type is MT.DECLINE and in_use.holder == b""
+
+
+def test_release_while_probing_releases_without_reporting_a_loss():
+    c, _ = probing()
+    [send] = c.handle(ReleaseRequested(0.5))
+    assert send.message.message_type is MT.RELEASE and (send.dest, send.src) == (SERVER, ADDR)
+    assert c.state is State.STOPPED
+
+
+def test_an_illegal_local_input_names_the_input_and_the_state():
+    c = make_client()
+    bound(c)
+    with pytest.raises(LocalProtocolError, match="ConflictDetected while BOUND"):
+        c.handle(ConflictDetected(1))
+
+
+def test_everything_but_the_trio_driver_imports_without_trio():
+    """Job-side test programs run the system python -I with only the codec on the path."""
+    code = (
+        "import sys; sys.modules['trio'] = None\n"
+        "import dhcp, dhcp.arp, dhcp.build, dhcp.client, dhcp.frame, dhcp.lease\n"
+    )
+    root = str(Path(__file__).resolve().parents[3])
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {root!r})\n" + code],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr

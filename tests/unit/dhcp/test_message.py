@@ -131,11 +131,15 @@ def test_overload_reads_file_then_sname():
     assert opt.OVERLOAD not in msg.options
 
 
-def test_overload_found_inside_file_is_ignored_so_it_cannot_loop():
-    wire = _reply_with_overload(1, bytes([52, 1, 3, 12, 1]) + b"z" + b"\xff", b"")
-    msg = decode(wire)
-    assert msg.options[12] == b"z"
-    assert opt.OVERLOAD not in msg.options  # (not kept, whatever area it came from)
+@pytest.mark.parametrize("where", ["file", "sname"])
+def test_an_overload_found_inside_file_or_sname_makes_the_message_malformed(where):
+    # RFC 2132 section 9.3: option 52 is valid only in the options field
+    inner = bytes([52, 1, 3, 12, 1]) + b"z" + b"\xff"
+    wire = _reply_with_overload(3, *((inner, b"") if where == "file" else (b"\xff", inner)))
+    with pytest.raises(MalformedMessage, match="overload inside"):
+        decode(wire)
+    clean = _reply_with_overload(1, bytes([12, 1]) + b"z" + b"\xff", b"")
+    assert decode(clean).options[12] == b"z" and opt.OVERLOAD not in decode(clean).options
 
 
 @pytest.mark.parametrize("value", [b"", b"\x04", b"\x01\x02"])
