@@ -17,6 +17,7 @@ import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import trio
 
@@ -45,7 +46,15 @@ from .events import (
 from .lease import Lease
 from .message import encode
 
-__all__ = ["DhcpFailed", "Driver", "Sockets", "probe_address", "reply_filter"]
+__all__ = [
+    "DhcpFailed",
+    "Driver",
+    "Link",
+    "SocketLink",
+    "Sockets",
+    "probe_address",
+    "reply_filter",
+]
 
 log = logging.getLogger("dhcp.driver")
 ETH_P_IP = 0x0800
@@ -166,10 +175,100 @@ class Sockets:
         return found
 
 
+class Link(Protocol):
+    """What a Driver needs of the network, and no more (httpcore's backends): ``SocketLink``
+    is the real one; a test scripts its own server behind one, in virtual time."""
+
+    can_probe: bool
+
+    async def receive(self) -> tuple[bytes, bytes]:
+        """The next UDP payload for the client's port, and the Ethernet source it came from."""
+        ...
+
+    async def receive_arp(self) -> bytes: ...
+
+    def forget_arp(self) -> None:
+        """Drop the ARP frames that queued up unheard: they say nothing about now."""
+
+    async def send(self, t: Transmit) -> None: ...
+
+    async def send_arp(self, frame: bytes) -> None: ...
+
+    def address_gone(self) -> None:
+        """The lease is lost: stop sending from its address."""
+
+
+class SocketLink:
+    """A Link over ``Sockets``: a raw frame until there is an address, UDP from it after."""
+
+    def __init__(self, sockets: Sockets) -> None:
+        self.sockets = sockets
+        self.can_probe = sockets.arp is not None
+        self.raw = trio.socket.from_stdlib_socket(sockets.raw)
+        self.tx = trio.socket.from_stdlib_socket(sockets.tx) if sockets.tx is not None else None
+        self.arp = trio.socket.from_stdlib_socket(sockets.arp) if sockets.arp is not None else None
+
+    async def receive(self) -> tuple[bytes, bytes]:
+        while True:
+            data, ancdata, _flags, _addr = await self.raw.recvmsg(4096, _AUX_SPACE)
+            check_udp = True
+            for level, kind, aux in ancdata:
+                if level == SOL_PACKET and kind == PACKET_AUXDATA and len(aux) >= 4:
+                    status = struct.unpack_from("=I", aux)[0]
+                    # offloaded: the checksum is filled in later, or the NIC checked it
+                    check_udp = not status & (TP_STATUS_CSUMNOTREADY | TP_STATUS_CSUM_VALID)
+            payload = frame.parse_udp(data, check_udp=check_udp)
+            if payload is not None:
+                return payload, data[6:12]
+
+    async def receive_arp(self) -> bytes:
+        assert self.arp is not None
+        return await self.arp.recv(128)
+
+    def forget_arp(self) -> None:
+        if self.sockets.arp is not None:
+            arp.drain(self.sockets.arp)
+
+    async def send_arp(self, data: bytes) -> None:
+        if self.tx is not None:
+            await self.tx.sendto(data, (self.sockets.tx_ifname, arp.ETH_P_ARP))
+        else:
+            assert self.arp is not None
+            await self.arp.send(data)
+
+    def address_gone(self) -> None:
+        self.sockets.close_udp()
+
+    async def send(self, t: Transmit) -> None:
+        """From 0.0.0.0: a raw broadcast frame. From the lease: UDP on that address, or a raw
+        frame carrying it when the address is not (yet) on the interface (or not ours: a
+        port's client), unicast ones to the next hop the client names."""
+        payload = encode(t.message)
+        s = self.sockets
+        if not t.src.is_unspecified and s.udp is None and self.tx is None:
+            try:
+                s.open_udp(t.src)
+            except OSError as exc:
+                log.debug("no UDP socket on %s (%s); sending a raw frame", t.src, exc)
+        if t.src.is_unspecified or s.udp is None:
+            dst_mac = frame.BROADCAST_MAC
+            if t.dest != BROADCAST and t.dst_mac:
+                dst_mac = t.dst_mac
+            data = frame.build_udp(payload, s.mac, t.src, t.dest, dst_mac=dst_mac)
+            if self.tx is None:
+                await self.raw.send(data)
+            else:
+                await self.tx.sendto(data, (s.tx_ifname, ETH_P_IP))
+            return
+        udp = trio.socket.from_stdlib_socket(s.udp)
+        await udp.sendto(payload, (str(t.dest), frame.SERVER_PORT))
+
+
 class Driver:
-    """Runs one Client over one interface's Sockets until it stops: one loop in one task
-    hands the client every fact (a packet, an ARP frame while it probes, its deadline, a
-    release) and carries out its orders in order. Readers only queue what they hear.
+    """Runs one Client over one Link (or interface's Sockets) until it stops: one loop in
+    one task hands the client every fact (a packet, an ARP frame while it probes, its
+    deadline, a release) and carries out its orders in order. Readers only queue what
+    they hear.
 
     ``taken`` names addresses in use that a probe cannot hear: a port's client probes from
     inside the bridge, whose own host never answers what it sends itself.
@@ -178,17 +277,15 @@ class Driver:
     def __init__(
         self,
         client: Client,
-        sockets: Sockets,
+        link: Link | Sockets,
         on_action: Callable[[Action], None] | None = None,
         taken: Callable[[ipaddress.IPv4Address], bool] = lambda address: False,
     ) -> None:
-        if client.config.probe is not None and sockets.arp is None:
-            raise LocalProtocolError("the client probes (RFC 5227) but the sockets have no ARP")
+        self.link: Link = SocketLink(link) if isinstance(link, Sockets) else link
+        if client.config.probe is not None and not self.link.can_probe:
+            raise LocalProtocolError("the client probes (RFC 5227) but the link has no ARP")
         self.client = client
         self.taken = taken
-        self.sockets = sockets
-        self.raw = trio.socket.from_stdlib_socket(sockets.raw)
-        self.tx = trio.socket.from_stdlib_socket(sockets.tx) if sockets.tx is not None else None
         self.on_action = on_action or (lambda action: None)
         self.lease: Lease | None = None
         self.failure: str | None = None
@@ -236,8 +333,7 @@ class Driver:
         """Hear ARP only while the client probes: a busy LAN's ARP never wakes a bound one."""
         probing = self.client.state is State.PROBING
         if probing and self._arp_reader is None:
-            assert self.sockets.arp is not None
-            arp.drain(self.sockets.arp)  # what queued up before says nothing about now
+            self.link.forget_arp()
             self._arp_reader = trio.CancelScope()
             nursery.start_soon(self._read_arp, self._arp_reader)
         elif not probing and self._arp_reader is not None:
@@ -246,23 +342,13 @@ class Driver:
 
     async def _read_dhcp(self) -> None:
         while True:
-            data, ancdata, _flags, _addr = await self.raw.recvmsg(4096, _AUX_SPACE)
-            check_udp = True
-            for level, kind, aux in ancdata:
-                if level == SOL_PACKET and kind == PACKET_AUXDATA and len(aux) >= 4:
-                    status = struct.unpack_from("=I", aux)[0]
-                    # offloaded: the checksum is filled in later, or the NIC checked it
-                    check_udp = not status & (TP_STATUS_CSUMNOTREADY | TP_STATUS_CSUM_VALID)
-            payload = frame.parse_udp(data, check_udp=check_udp)
-            if payload is not None:
-                await self._to_loop.send(PacketReceived(trio.current_time(), payload, data[6:12]))
+            payload, src_mac = await self.link.receive()
+            await self._to_loop.send(PacketReceived(trio.current_time(), payload, src_mac))
 
     async def _read_arp(self, scope: trio.CancelScope) -> None:
-        assert self.sockets.arp is not None
-        sock = trio.socket.from_stdlib_socket(self.sockets.arp)
         with scope:
             while True:
-                data = await sock.recv(128)
+                data = await self.link.receive_arp()
                 await self._to_loop.send(ArpReceived(trio.current_time(), data))
 
     async def release(self) -> None:
@@ -279,12 +365,12 @@ class Driver:
     async def _carry_out(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Transmit):
-                await self._transmit(action)
+                await self.link.send(action)
             elif isinstance(action, SendArp):
                 if action.probing is not None and self.taken(action.probing):
                     await self._carry_out(self.client.handle(ConflictDetected(trio.current_time())))
                     continue
-                await self._send_arp(action.frame)
+                await self.link.send_arp(action.frame)
             elif isinstance(action, AddressInUse):
                 log.warning(
                     "%s from %s is already used by %s: declining it",
@@ -296,42 +382,10 @@ class Driver:
                 self.lease = action.lease
             elif isinstance(action, LeaseLost):
                 self.lease = None
-                self.sockets.close_udp()
+                self.link.address_gone()
             elif isinstance(action, GaveUp):
                 self.failure = action.reason
             self.on_action(action)
-
-    async def _send_arp(self, data: bytes) -> None:
-        s = self.sockets
-        if self.tx is not None:
-            await self.tx.sendto(data, (s.tx_ifname, arp.ETH_P_ARP))
-        else:
-            assert s.arp is not None
-            await trio.socket.from_stdlib_socket(s.arp).send(data)
-
-    async def _transmit(self, t: Transmit) -> None:
-        """From 0.0.0.0: a raw broadcast frame. From the lease: UDP on that address, or a raw
-        frame carrying it when the address is not (yet) on the interface (or not ours: a
-        port's client), unicast ones to the next hop the client names."""
-        payload = encode(t.message)
-        s = self.sockets
-        if not t.src.is_unspecified and s.udp is None and self.tx is None:
-            try:
-                s.open_udp(t.src)
-            except OSError as exc:
-                log.debug("no UDP socket on %s (%s); sending a raw frame", t.src, exc)
-        if t.src.is_unspecified or s.udp is None:
-            dst_mac = frame.BROADCAST_MAC
-            if t.dest != BROADCAST and t.dst_mac:
-                dst_mac = t.dst_mac
-            data = frame.build_udp(payload, s.mac, t.src, t.dest, dst_mac=dst_mac)
-            if self.tx is None:
-                await self.raw.send(data)
-            else:
-                await self.tx.sendto(data, (s.tx_ifname, ETH_P_IP))
-            return
-        udp = trio.socket.from_stdlib_socket(s.udp)
-        await udp.sendto(payload, (str(t.dest), frame.SERVER_PORT))
 
 
 async def probe_address(

@@ -1,0 +1,305 @@
+"""A whole lease's life through the trio Driver, in virtual time (MockClock), against
+servers scripted in-process behind a Link: offers, a black hole, renew, rebind, NAK,
+expiry, a conflict and the release. The real-server tests are in tests/integration."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import random
+import struct
+from dataclasses import dataclass, field
+
+import pytest
+import trio
+import trio.testing
+
+from dhcp import arp
+from dhcp import options as opt
+from dhcp.client import RESTART_FIRST_S, Client, Config, State
+from dhcp.errors import DhcpFailed, LocalProtocolError
+from dhcp.events import (
+    Action,
+    AddressInUse,
+    LeaseBound,
+    LeaseLost,
+    LeaseRenewed,
+    SendArp,
+    Transmit,
+)
+from dhcp.message import BOOTREPLY, Message, encode
+from dhcp.trio_driver import Driver
+
+MT = opt.MessageType
+IP = ipaddress.IPv4Address
+MAC = bytes.fromhex("02aabbccddee")
+CID = opt.client_id(9, opt.duid_ll(MAC))
+PROBE = arp.ProbeConfig(initial_wait_s=0.0, count=2, interval_s=(0.1, 0.1), final_wait_s=0.2)
+
+
+@pytest.fixture
+def clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+@dataclass
+class Server:
+    """One scripted server: its id, the address it gives, how long it takes to answer, and
+    what it does with each kind of request (``answers[kind]``: "ack", "nak" or None)."""
+
+    ident: IP
+    address: IP
+    delay_s: float = 0.01
+    lease_s: int = 100
+    mac: bytes = b"\x02\0\0\0\0\x01"
+    offers: bool = True
+    requests: str | None = "ack"  # what a REQUEST naming it, or for its address, gets
+    heard: list[MT] = field(default_factory=list)
+
+    def answer(self, msg: Message) -> list[bytes]:
+        kind = msg.message_type
+        assert kind is not None
+        self.heard.append(kind)
+        if kind is MT.DISCOVER:
+            return [self.reply(msg, MT.OFFER)] if self.offers else []
+        if kind is not MT.REQUEST or self.requests is None:
+            return []
+        named = msg.options.get(opt.SERVER_ID)
+        wanted = msg.options.get(opt.REQUESTED_ADDRESS) or msg.ciaddr.packed
+        if named not in (None, self.ident.packed) or wanted != self.address.packed:
+            return []
+        return [self.reply(msg, MT.ACK if self.requests == "ack" else MT.NAK)]
+
+    def reply(self, msg: Message, kind: MT) -> bytes:
+        o = {opt.MESSAGE_TYPE: bytes([kind]), opt.SERVER_ID: self.ident.packed}
+        if kind is not MT.NAK:
+            o[opt.LEASE_TIME] = struct.pack("!I", self.lease_s)
+            o[opt.SUBNET_MASK] = IP("255.255.255.0").packed
+        yiaddr = self.address if kind is not MT.NAK else IP(0)
+        return encode(Message(op=BOOTREPLY, xid=msg.xid, chaddr=MAC, yiaddr=yiaddr, options=o))
+
+
+class ScriptedLink:
+    """A LAN of scripted servers (and, optionally, a host holding an address) behind the
+    Link a Driver speaks through. Every unicast reaches its server only; broadcasts all."""
+
+    can_probe = True
+
+    def __init__(self, nursery: trio.Nursery, *servers: Server) -> None:
+        self.nursery = nursery
+        self.servers = list(servers)
+        self.sent: list[tuple[float, Transmit]] = []
+        self.arp_sent: list[tuple[float, SendArp | bytes]] = []
+        self.holder: tuple[IP, bytes] | None = None  # someone on the LAN using this address
+        self._in, self._out = trio.open_memory_channel[tuple[bytes, bytes]](math.inf)
+        self._arp_in, self._arp_out = trio.open_memory_channel[bytes](math.inf)
+        self.address_gone_at: list[float] = []
+
+    async def receive(self) -> tuple[bytes, bytes]:
+        return await self._out.receive()
+
+    async def receive_arp(self) -> bytes:
+        return await self._arp_out.receive()
+
+    def forget_arp(self) -> None:
+        while True:
+            try:
+                self._arp_out.receive_nowait()
+            except trio.WouldBlock:
+                return
+
+    async def send(self, t: Transmit) -> None:
+        self.sent.append((trio.current_time(), t))
+        for server in self.servers:
+            if t.dest in (server.ident, IP("255.255.255.255")):
+                for payload in server.answer(t.message):
+                    self.nursery.start_soon(self._deliver, server, payload)
+
+    async def _deliver(self, server: Server, payload: bytes) -> None:
+        await trio.sleep(server.delay_s)
+        self._in.send_nowait((payload, server.mac))
+
+    async def send_arp(self, frame: bytes) -> None:
+        self.arp_sent.append((trio.current_time(), frame))
+        probe = arp.parse(frame)
+        if self.holder is not None and probe is not None and probe.target_ip == self.holder[0]:
+            ip, mac = self.holder
+            self._arp_in.send_nowait(arp.build(arp.REPLY, mac, ip, probe.sender_ip))
+
+    def address_gone(self) -> None:
+        self.address_gone_at.append(trio.current_time())
+
+    def kinds(self) -> list[MT | None]:
+        return [t.message.message_type for _, t in self.sent]
+
+
+def make_client(**kw) -> Client:
+    kw.setdefault("probe", PROBE)
+    kw.setdefault("retransmit_initial_s", 1.0)
+    kw.setdefault("renew_retry_min_s", 5.0)
+    return Client(Config(chaddr=MAC, client_id=CID, **kw), rng=random.Random(3))
+
+
+SITE = Server(IP("10.77.0.1"), IP("10.77.0.50"), delay_s=1.0)
+HOLE = Server(IP("10.77.0.9"), IP("10.77.0.99"), delay_s=0.0, requests=None)
+
+
+def fresh(server: Server, **changes: object) -> Server:
+    return Server(**{**server.__dict__, "heard": [], **changes})
+
+
+async def test_a_whole_lease_life_in_virtual_time(clock):
+    site, hole = fresh(SITE), fresh(HOLE)
+    second = Server(IP("10.77.0.2"), site.address, offers=False)
+    seen: list[Action] = []
+    async with trio.open_nursery() as nursery:
+        link = ScriptedLink(nursery, hole, site, second)
+        second.requests = None  # it answers only once the first has gone
+        driver = Driver(make_client(), link, on_action=seen.append)
+        began = trio.current_time()
+        lease = await nursery.start(driver.run)
+        took = trio.current_time() - began
+        # the black hole offered first, at once; the site's OFFER came 1 s after the DISCOVER
+        assert lease.server_id == site.ident and lease.server_mac == site.mac
+        asked = [t.message.options.get(opt.SERVER_ID) for _, t in link.sent]
+        assert asked.count(hole.ident.packed) == 2 and asked[-1] == site.ident.packed
+        assert took <= site.delay_s + 1.0 + PROBE.count * 0.1 + PROBE.final_wait_s
+        assert [type(a) for a in seen[-2:]] == [SendArp, LeaseBound]  # announced, bound
+
+        await trio.sleep_until(lease.renew_at + 1.5)  # T1: renewed by unicast to the site
+        renewal = next(t for _, t in link.sent if t.message.ciaddr == lease.address)
+        assert (renewal.dest, renewal.src, renewal.dst_mac) == (site.ident, lease.address, site.mac)
+        renewed = [a for a in seen if isinstance(a, LeaseRenewed)]
+        assert len(renewed) == 1 and driver.lease == renewed[0].lease
+
+        site.requests, second.requests = None, "ack"  # the site's server goes away
+        current = renewed[0].lease
+        await trio.sleep_until(current.rebind_at + 1.5)  # T2: another server rebinds it
+        rebound = [a for a in seen if isinstance(a, LeaseRenewed)][-1]
+        assert rebound.lease.server_id == second.ident and driver.client.state is State.BOUND
+
+        second.requests = "nak"  # then refuses the next renewal: the address goes
+        await trio.sleep_until(rebound.lease.renew_at + 1.5)
+        [lost] = [a for a in seen if isinstance(a, LeaseLost)]
+        assert lost.reason == "nak" and driver.lease is None and link.address_gone_at
+        refused = [at for at, t in link.sent if t.dest == second.ident][-1]
+        restarted = next(at for at, t in link.sent if at > refused)
+        assert restarted - refused >= RESTART_FIRST_S  # waited before starting over
+
+        site.requests = "ack"  # back: the next DISCOVER gets a new lease
+        await trio.sleep(5)
+        assert driver.lease is not None and driver.lease.server_id == site.ident
+
+        await driver.release()
+        assert link.kinds()[-1] is MT.RELEASE and driver.client.state is State.STOPPED
+        nursery.cancel_scope.cancel()
+
+
+async def test_with_every_server_gone_the_lease_expires_and_the_address_goes(clock):
+    site = fresh(SITE, lease_s=40, delay_s=0.01)
+    seen: list[Action] = []
+    async with trio.open_nursery() as nursery:
+        link = ScriptedLink(nursery, site)
+        driver = Driver(make_client(probe=None), link, on_action=seen.append)
+        lease = await nursery.start(driver.run)
+        site.requests = None
+        await trio.sleep_until(lease.expires_at + 0.1)
+        lost = [a for a in seen if isinstance(a, LeaseLost)]
+        assert [a.reason for a in lost] == ["expired"] and driver.lease is None
+        extends = [t for at, t in link.sent if t.message.ciaddr == lease.address]
+        # renewal retries at half the time left, 5 s at least: a handful, never a storm
+        assert 3 <= len(extends) <= 8 and MT.DISCOVER in link.kinds()
+        nursery.cancel_scope.cancel()
+
+
+async def test_no_lease_raises_dhcp_failed_naming_what_was_heard(clock):
+    async with trio.open_nursery() as nursery:
+        link = ScriptedLink(nursery, fresh(HOLE), fresh(SITE, requests="nak", delay_s=0.0))
+        driver = Driver(make_client(timeout_s=10), link)
+        with pytest.raises(DhcpFailed) as failed:
+            await driver.run()
+        assert str(failed.value) == (
+            "no lease after 10 s: offers from 10.77.0.9 were never acknowledged; 10.77.0.1 NAKed"
+        )
+        assert len(link.sent) <= 16  # ~3,000 a second before the backoff
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_address_in_use_is_declined_and_another_lease_follows(clock):
+    site = fresh(SITE, delay_s=0.01)
+    seen: list[Action] = []
+    holder_mac = bytes.fromhex("020000000077")
+    async with trio.open_nursery() as nursery:
+        link = ScriptedLink(nursery, site)
+        link.holder = (site.address, holder_mac)
+        driver = Driver(make_client(), link, on_action=seen.append)
+        nursery.start_soon(driver.run)
+        await trio.sleep(1)
+        [in_use] = [a for a in seen if isinstance(a, AddressInUse)]
+        assert in_use == AddressInUse(site.address, site.ident, holder_mac)
+        assert link.kinds()[-1] is MT.DECLINE and not any(isinstance(a, LeaseBound) for a in seen)
+        link.holder = None
+        site.address = IP("10.77.0.51")
+        await trio.sleep(12)  # RFC 2131 section 3.1: ten seconds at least after a DECLINE
+        assert driver.lease is not None and driver.lease.address == site.address
+        declined_at = next(at for at, t in link.sent if t.message.message_type is MT.DECLINE)
+        again = [at for at, t in link.sent if t.message.message_type is MT.DISCOVER][-1]
+        assert again - declined_at >= 10
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_host_the_driver_knows_of_counts_as_an_answer_to_the_probe(clock):
+    site = fresh(SITE, delay_s=0.01)
+    seen: list[Action] = []
+    async with trio.open_nursery() as nursery:
+        link = ScriptedLink(nursery, site)
+        driver = Driver(make_client(), link, seen.append, taken=lambda a: a == site.address)
+        nursery.start_soon(driver.run)
+        await trio.sleep(1)
+        assert [a.holder for a in seen if isinstance(a, AddressInUse)] == [b""]
+        assert link.arp_sent == []  # never probed on the wire: known taken
+        nursery.cancel_scope.cancel()
+
+
+async def test_release_after_the_loop_was_cancelled_is_still_sent(clock):
+    """A job's nursery ends before its teardown releases the lease."""
+    site = fresh(SITE, delay_s=0.01)
+    async with trio.open_nursery() as nursery:
+        link = ScriptedLink(nursery, site)
+        driver = Driver(make_client(probe=None), link)
+        async with trio.open_nursery() as inner:
+            lease = await inner.start(driver.run)
+            inner.cancel_scope.cancel()
+        await driver.release()
+        last = link.sent[-1][1]
+        assert last.message.message_type is MT.RELEASE and last.src == lease.address
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_probing_client_needs_a_link_that_can_probe():
+    class NoArp(ScriptedLink):
+        can_probe = False
+
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(LocalProtocolError, match="no ARP"):
+            Driver(make_client(), NoArp(nursery))
+        Driver(make_client(probe=None), NoArp(nursery))  # fine without a probe
+        nursery.cancel_scope.cancel()
+
+
+def test_the_scripted_server_answers_only_what_names_it():
+    """The test's own server, checked: a REQUEST naming another server gets nothing."""
+    s = fresh(SITE)
+    request = Message(
+        op=1,
+        xid=5,
+        chaddr=MAC,
+        options={
+            opt.MESSAGE_TYPE: bytes([MT.REQUEST]),
+            opt.SERVER_ID: IP("10.77.0.9").packed,
+            opt.REQUESTED_ADDRESS: s.address.packed,
+        },
+    )
+    assert s.answer(request) == []
+    named = Message(**{**request.__dict__, "options": {**request.options, 54: s.ident.packed}})
+    assert len(s.answer(named)) == 1
