@@ -118,7 +118,7 @@ class _Exchange:
     began: float
     attempt: int = 0
     last: Transmit | None = None
-    sent_at: float = 0.0
+    first_at: float = 0.0  # the first send of the message (RFC 2131 4.4.1: a lease's start)
     retry_at: float = float("inf")
 
 
@@ -248,6 +248,7 @@ class Client:
     stats: Stats = field(default_factory=Stats)
     _s: _StateData = field(default_factory=_Init)
     _give_up_at: float = float("inf")
+    _now: float = float("-inf")  # the latest fact's time: no deadline is set before it
     _restarts: int = 0
     _heard: _Heard = field(default_factory=lambda: _Heard(0.0))
 
@@ -266,6 +267,7 @@ class Client:
         s = self.state
         if s is State.STOPPED:
             return []
+        self._now = max(self._now, event.now)
         if isinstance(event, PacketReceived):
             actions = self._packet(event)
         elif isinstance(event, ArpReceived) and s is not State.PROBING:
@@ -288,7 +290,8 @@ class Client:
         self._s = new
 
     def _deadline(self) -> float | None:
-        """The one time to wake up at, from the state's data alone."""
+        """The one time to wake up at, from the state's data; a time already past (a T1
+        gone by when the ACK came) is now."""
         s = self._s
         if isinstance(s, _Init):
             at = s.wake_at
@@ -302,9 +305,11 @@ class Client:
             at = s.lease.renew_at
         else:
             return None
-        if isinstance(s, _Acquiring) and at is not None:
-            return min(at, self._give_up_at)
-        return at
+        if at is None:
+            return None
+        if isinstance(s, _Acquiring):
+            at = min(at, self._give_up_at)
+        return max(at, self._now)
 
     # -- acquiring ------------------------------------------------------------------
 
@@ -359,7 +364,9 @@ class Client:
         """Send (and remember for retransmission) a message of exchange ``x``; the next try
         follows RFC 2131 section 4.1's doubling with +-1 s, unless ``retry_at`` says."""
         sent = Transmit(msg, dest, src, dst_mac)
-        x.last, x.sent_at = sent, now
+        x.last = sent
+        if x.attempt == 0:
+            x.first_at = now
         self.stats.sent += 1
         if retry_at is None:
             c = self.config
@@ -414,7 +421,6 @@ class Client:
         if offer.server in known or len(s.waiting) + 1 >= MAX_OFFERS:
             return self._drop("an offer already held")
         s.waiting.append(offer)
-        s.switch_at = max(s.switch_at, now)  # a deadline is never in the past
         return []
 
     def _valid_offer(self, reply: _Reply) -> _Offer | None:
@@ -479,9 +485,11 @@ class Client:
         s = self._s
         assert isinstance(s, _Requesting | _Rebooting | _Renewing | _Rebinding)
         try:
-            lease = lease_from_reply(reply.message, start=s.x.sent_at)
+            lease = lease_from_reply(reply.message, start=s.x.first_at)
         except MalformedMessage as exc:
             return self._reject(exc)
+        if now >= lease.expires_at:  # counted from our first REQUEST: over before it came
+            return self._drop("a lease over when it came")
         lease = dataclasses.replace(lease, server_mac=reply.src_mac)
         if isinstance(s, _Renewing | _Rebinding):
             self._enter(_Bound(lease))

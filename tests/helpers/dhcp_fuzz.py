@@ -57,7 +57,7 @@ _HEADER = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")
 SNAME_AT, FILE_AT = 44, 108  # offsets of the sname (64 bytes) and file (128 bytes) fields
 SNAME_SIZE, FILE_SIZE = 64, 128
 AREAS = ("options", "file", "sname")  # the order RFC 3396 reads them in
-STATES = ("SELECTING", "REQUESTING", "BOUND", "RENEWING", "REBINDING")
+STATES = ("SELECTING", "REQUESTING", "PROBING", "BOUND", "RENEWING", "REBINDING")
 
 
 # -- seeds: what a server really sends --------------------------------------------------
@@ -559,6 +559,7 @@ _STEER: dict[tuple[str, str | None], str] = {
     ("REQUESTING", None): "ack",
     ("REBOOTING", "SELECTING"): "nak",
     ("REBOOTING", None): "ack",
+    ("PROBING", None): "timer",  # the RFC 5227 probe runs its course (nobody answers)
     ("BOUND", None): "timer",
     ("RENEWING", "SELECTING"): "nak",
     ("RENEWING", "REQUESTING"): "nak",
