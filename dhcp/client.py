@@ -109,6 +109,12 @@ class Stats:
     dropped_why: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
+@dataclass(frozen=True)
+class _Offer:
+    server: ipaddress.IPv4Address
+    address: ipaddress.IPv4Address
+
+
 @dataclass
 class _Exchange:
     """One transaction: its xid, when it began (for ``secs``), its last message and when to
@@ -120,12 +126,11 @@ class _Exchange:
     last: Transmit | None = None
     first_at: float = 0.0  # the first send of the message (RFC 2131 4.4.1: a lease's start)
     retry_at: float = float("inf")
-
-
-@dataclass(frozen=True)
-class _Offer:
-    server: ipaddress.IPv4Address
-    address: ipaddress.IPv4Address
+    # SELECTING's REQUESTs: how many named each server, offers REQUESTed before the one
+    # chosen now, and NAKs put down to REQUESTs that named another server (below)
+    named: collections.Counter[ipaddress.IPv4Address] = field(default_factory=collections.Counter)
+    tried: list[_Offer] = field(default_factory=list)
+    excused: collections.Counter[ipaddress.IPv4Address] = field(default_factory=collections.Counter)
 
 
 @dataclass(frozen=True)
@@ -365,6 +370,9 @@ class Client:
         follows RFC 2131 section 4.1's doubling with +-1 s, unless ``retry_at`` says."""
         sent = Transmit(msg, dest, src, dst_mac)
         x.last = sent
+        named = msg.options.get(opt.SERVER_ID)
+        if msg.message_type is MT.REQUEST and named is not None:
+            x.named[ipaddress.IPv4Address(named)] += 1
         if x.attempt == 0:
             x.first_at = now
         self.stats.sent += 1
@@ -448,6 +456,7 @@ class Client:
             return [self._give_up()]
         if s.waiting and now >= s.switch_at:
             self._heard.unacknowledged.append(s.chosen.server)
+            s.x.tried.append(s.chosen)
             return self._next_offer(now)
         if s.x.attempt >= REQUESTING_ATTEMPTS:
             self._heard.unacknowledged.append(s.chosen.server)
@@ -478,14 +487,18 @@ class Client:
 
     def _ack(self, now: float, reply: _Reply) -> list[Action]:
         address, from_server = self._expected()
-        if from_server is not None and reply.server != from_server:
-            return self._drop("an answer from a server not asked")
-        if reply.message.yiaddr != address:
-            return self._drop("an ACK for another address")
         s = self._s
+        late = (
+            isinstance(s, _Requesting) and _Offer(reply.server, reply.message.yiaddr) in s.x.tried
+        )
+        # (late: a slow server's ACK for its offer, REQUESTed earlier in this transaction)
+        if not late and from_server is not None and reply.server != from_server:
+            return self._drop("an answer from a server not asked")
+        if not late and reply.message.yiaddr != address:
+            return self._drop("an ACK for another address")
         assert isinstance(s, _Requesting | _Rebooting | _Renewing | _Rebinding)
         try:
-            lease = lease_from_reply(reply.message, start=s.x.first_at)
+            lease = lease_from_reply(reply.message, start=s.x.began if late else s.x.first_at)
         except MalformedMessage as exc:
             return self._reject(exc)
         if now >= lease.expires_at:  # counted from our first REQUEST: over before it came
@@ -510,14 +523,25 @@ class Client:
         if from_server is not None and reply.server != from_server:
             return self._drop("a NAK from a server not asked")
         s = self._s
+        if isinstance(s, _Requesting):
+            # An authoritative server NAKs a broadcast REQUEST that names another server
+            # (dnsmasq: "wrong server-ID"), and a NAK does not say which REQUEST it answers:
+            # as many NAKs as REQUESTs named other servers are put down to those.
+            x, server = s.x, reply.server
+            others = sum(n for named, n in x.named.items() if named != server)
+            if x.excused[server] < others:
+                x.excused[server] += 1
+                return self._drop("a NAK for a REQUEST that named another server")
         lost: list[Action] = []
         if isinstance(s, _Leased):
             lost = [LeaseLost(s.lease, "nak")]
             self._new_acquisition(now)  # a lease lost: a new acquisition, with its timeout
         self._heard.naked.append(reply.server)
         self.remembered = None
-        if isinstance(s, _Requesting) and s.waiting:
-            return self._next_offer(now)
+        if isinstance(s, _Requesting):
+            s.x.tried.append(s.chosen)
+            if s.waiting:
+                return self._next_offer(now)
         return [*lost, *self._restart(now)]
 
     # -- the probe of a new address (RFC 5227) -------------------------------------------

@@ -447,7 +447,7 @@ def test_a_black_hole_offer_first_costs_two_quick_requests_then_the_next_offer_i
     real = only_transmit(c.handle(TimerFired(c.next_deadline)))
     assert requested_server(real) == SERVER and real.message.xid == discover.xid
     assert real.message.options[opt.REQUESTED_ADDRESS] == ADDR.packed
-    # a late ACK from the black hole is not the chosen server's any more
+    # an ACK from the black hole for the site's address is nobody's
     assert c.handle(PacketReceived(1.1, reply(real.message, MT.ACK, server=BLACK_HOLE))) == []
     [bound_] = c.handle(PacketReceived(1.1, reply(real.message, MT.ACK)))
     assert isinstance(bound_, LeaseBound) and bound_.lease.server_id == SERVER
@@ -489,6 +489,48 @@ def test_a_nak_from_the_chosen_server_requests_the_next_offer_at_once():
     assert requested_server(only_transmit(nexts)) == SERVER
 
 
+def _switched_from_the_black_hole(c: Client) -> tuple[Message, Transmit]:
+    discover = selecting(c)
+    c.handle(PacketReceived(0, reply(discover, MT.OFFER, server=BLACK_HOLE, yiaddr=ELSEWHERE)))
+    c.handle(PacketReceived(0.2, reply(discover, MT.OFFER)))
+    c.handle(TimerFired(QUICK_RETRY_S))  # the black hole's second REQUEST
+    real = only_transmit(c.handle(TimerFired(2 * QUICK_RETRY_S)))
+    assert requested_server(real) == SERVER
+    return discover, real
+
+
+def test_naks_for_requests_that_named_another_server_are_put_down_to_those():
+    """An authoritative server (dnsmasq) NAKs each broadcast REQUEST naming another server,
+    late: two REQUESTs named the black hole, so two NAKs from the site are excused."""
+    c = make_client()
+    _, real = _switched_from_the_black_hole(c)
+    for t in (1.1, 1.2):
+        assert c.handle(PacketReceived(t, reply(real.message, MT.NAK))) == []
+    assert c.stats.dropped_why["a NAK for a REQUEST that named another server"] == 2
+    [bound_] = c.handle(PacketReceived(1.3, reply(real.message, MT.ACK)))
+    assert isinstance(bound_, LeaseBound)
+    c2 = make_client()
+    _, real2 = _switched_from_the_black_hole(c2)
+    for t in (1.1, 1.2):
+        c2.handle(PacketReceived(t, reply(real2.message, MT.NAK)))
+    assert c2.handle(PacketReceived(1.3, reply(real2.message, MT.NAK))) == []  # the third: real
+    assert (
+        c2.state is State.INIT
+        and c2.stats.dropped_why["a NAK for a REQUEST that named another server"] == 2
+    )
+
+
+def test_a_late_ack_for_an_offer_requested_earlier_in_the_transaction_is_taken():
+    c = make_client()
+    _, real = _switched_from_the_black_hole(c)
+    wrong = reply(real.message, MT.ACK, server=BLACK_HOLE)  # its server, not its address
+    assert c.handle(PacketReceived(1.1, wrong)) == []
+    late = reply(real.message, MT.ACK, server=BLACK_HOLE, yiaddr=ELSEWHERE)
+    [bound_] = c.handle(PacketReceived(1.2, late))
+    assert isinstance(bound_, LeaseBound) and bound_.lease.address == ELSEWHERE
+    assert bound_.lease.start == 0.0  # counted from the transaction's start: never too long
+
+
 def test_the_give_up_names_what_was_heard_in_one_line():
     def server(now: float, msg: Message) -> list[bytes]:
         if msg.message_type is MT.DISCOVER:
@@ -503,7 +545,7 @@ def test_the_give_up_names_what_was_heard_in_one_line():
     [give_up] = [a for a in log if isinstance(a, GaveUp)]
     assert give_up.reason == (
         f"no lease after 10 s: offers from {BLACK_HOLE} were never acknowledged; "
-        f"{OTHER} NAKed; replies dropped (a lease time of 0: 4)"
+        f"{OTHER} NAKed; replies dropped (a lease time of 0: 2)"
     )
     silent = make_client(timeout_s=5)
     run_against(silent, scripted(), until=1e9)
