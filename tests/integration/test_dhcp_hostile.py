@@ -60,7 +60,14 @@ def hostile(sandbox):
 
 
 def dnsmasq_slower(sandbox) -> str:
-    """dnsmasq on the site bridge, one second late with every OFFER; its server id."""
+    """dnsmasq on the site bridge, one second late with every OFFER; its server id.
+
+    Authoritative, as a site's only server is set up: it NAKs every REQUEST that names
+    another server ("wrong server-ID"). Its reply delay blocks its one loop, so a REQUEST
+    (or a second DISCOVER) that comes during the delay is answered only after it: its ACK
+    can come more than a second after the REQUEST, and its NAKs of the REQUESTs to the
+    black hole come when the client may already be asking dnsmasq itself, in the same
+    transaction."""
     start_dnsmasq(sandbox, "--dhcp-reply-delay=1")
     return DNSMASQ
 
@@ -169,7 +176,7 @@ def test_a_nak_from_a_server_not_chosen_is_ignored(sandbox, hostile):
     real = kea_behind_a_slow_link(sandbox)
     nak = hostile("nak")
     status, lease = dhcp_test(sandbox, "--timeout", "20")
-    assert status == 0, (lease, nak.summary())
+    assert status == 0, f"{lease}\n{nak.summary()}"
     assert_real_lease(lease, real, KEA_LEASE_S)
     # the NAK came before the real server's ACK, every time the client asked
     naks = nak.events("sent", persona="nak", kind="NAK")
@@ -201,7 +208,7 @@ def test_a_bridged_job_keeps_its_lease_through_foreign_naks_on_renewal(sandbox, 
         *python_job(RENEWING, "6"),
         timeout=90,
     )
-    assert r.returncode == 0, (r.stderr, nak.summary())
+    assert r.returncode == 0, f"{r.stderr}\n{nak.summary()}"
     ad = read_update_ad(ad_path)
     assert_real_lease(ad, real, 6)
     assert ad["LarkDHCPRenewals"] >= 2 and ad["LarkDHCPState"] == "bound", ad
@@ -219,7 +226,7 @@ def test_offers_and_acks_for_another_transaction_or_client_are_ignored(sandbox, 
     names = ("other-xid", "other-chaddr", "longer-chaddr", "other-client-id")
     responder = hostile(*names, "race-acks")
     status, lease = dhcp_test(sandbox, "--timeout", "20")
-    assert status == 0, (lease, responder.summary())
+    assert status == 0, f"{lease}\n{responder.summary()}"
     for name in names:
         assert not responder.named(name), f"took the OFFER of {name}\n{responder.summary()}"
     # the racing ACKs (lease time 7777 s, router .21) came before the real one and lost
@@ -247,7 +254,7 @@ def test_a_frame_that_is_not_an_offer_is_never_taken(sandbox, hostile, lie):
     assert not liar.named(lie), (
         f"the client took the {lie} OFFER; {outcome(status, lease)}\n{liar.summary()}"
     )
-    assert status == 0, (lease, liar.summary())
+    assert status == 0, f"{lease}\n{liar.summary()}"
     assert_real_lease(lease, real, 120)
 
 
@@ -261,7 +268,7 @@ def test_an_offer_whose_lease_cannot_be_used_is_given_up_quickly(sandbox, hostil
     status, lease = dhcp_test(sandbox, "--timeout", "20")
     taken, moved_on = requests_before_the_real_one(liar, lie, real)
     assert moved_on and taken <= 2, f"{taken} REQUESTs to the {lie} server\n{liar.summary()}"
-    assert status == 0, (lease, liar.summary())
+    assert status == 0, f"{lease}\n{liar.summary()}"
     assert_real_lease(lease, real, 120)
 
 
@@ -285,7 +292,7 @@ def test_a_bridged_job_gets_the_real_lease_among_every_liar(sandbox, host, hosti
     )
     for lie in NOT_AN_OFFER:
         assert not responder.named(lie), f"the job's client took the {lie} OFFER"
-    assert r.returncode == 0, (r.stderr, responder.summary())
+    assert r.returncode == 0, f"{r.stderr}\n{responder.summary()}"
     assert_real_lease(read_update_ad(ad_path), real, KEA_LEASE_S)
 
 
@@ -312,7 +319,7 @@ def test_control_characters_in_a_lease_never_reach_the_ad(sandbox, host, hostile
         "true",
         timeout=60,
     )
-    assert r.returncode == 0, (r.stderr, nasty.summary())
+    assert r.returncode == 0, f"{r.stderr}\n{nasty.summary()}"
     text = ad_path.read_text()
     ad = read_update_ad(ad_path)
     assert ad["LarkDHCPServer"] == hostile_dhcp.PERSONAS["nasty-text"].server_id
