@@ -23,6 +23,8 @@ its own on the LAN (its own server id 10.77.0.X and MAC 02:10:77:00:00:X):
 * ``nasty-text``: a complete, valid server whose leases carry a host name and domain with
   control characters (for a LAN where it is the only server).
 
+With no persona it only listens and records (the bench's stopwatch on a plain LAN).
+
 Everything goes out broadcast (Ethernet and IP), so it reaches the client whatever its MAC.
 
 The record is JSON lines, flushed one by one (readable while it runs), with monotonic
@@ -453,7 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iface", required=True)
     parser.add_argument("--record", required=True, type=Path)
-    parser.add_argument("--persona", action="append", choices=sorted(PERSONAS), required=True)
+    parser.add_argument(
+        "--persona", action="append", choices=sorted(PERSONAS), default=[], help="none: listen only"
+    )
     args = parser.parse_args(argv)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
@@ -511,6 +515,13 @@ class Running:
             for r in self.requests()
             if r["server_id"] == p.server_id or r["requested"] == p.offered
         ]
+
+    def to_real_ack(self, real_server: str) -> float | None:
+        """Seconds from the client's first DISCOVER to the real server's first ACK, both as
+        seen on the bridge (None: no such ACK)."""
+        discovers = self.events("heard", kind="DISCOVER")
+        acks = self.events("real", kind="ACK", server_id=real_server)
+        return acks[0]["t"] - discovers[0]["t"] if discovers and acks else None
 
     def offered_first(self, persona: str, real_server: str) -> bool:
         """Whether this persona's OFFER for the client's first DISCOVER was on the wire
