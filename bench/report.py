@@ -49,6 +49,9 @@ POLL_VS_READ = 15.0
 DHCP_VS_PYROUTE2 = 2.0
 # new connections/s with the policy on, to the same with it off (5,000/s, against 19,400/s)
 POLICY_CONN_VS_OFF = 0.25
+# a lease with a black hole on the LAN, on the wire: the real server's own delay plus this
+# (issue 16)
+DHCP_BLACK_HOLE_OVER_DELAY_S = 1.0
 
 
 @dataclasses.dataclass
@@ -256,6 +259,32 @@ def policy_rows(res: dict, group: str) -> list[Row]:
     return rows
 
 
+def dhcp_hostile_rows(res: dict, group: str) -> list[Row]:
+    """bench/dhcp_hostile.py: time to a lease on the wire, each client on the plain LAN and
+    with a black hole on it (issue 16); the target on Lark's black-hole row."""
+    rows = []
+    lark: Row | None = None
+    for client, lans in res["clients"].items():
+        plain = f"{client}, plain LAN (wire)"
+        for lan, cell in lans.items():
+            row = Row(group, f"{client}, {lan} (wire)", ms(cell["wire"]), "ms", plain)
+            if cell["failed"]:
+                row.got = f"no lease in {cell['failed']}/{res['rounds']}"
+            rows.append(row)
+            if client.startswith("lark-agent") and lan != "plain LAN":
+                lark = row
+                requests = max(cell["requests"], default=0)
+                limit = res["delay_s"] + DHCP_BLACK_HOLE_OVER_DELAY_S
+                lark.target = f"<= {limit:g} s, no failure"
+                if cell["failed"] or not row.values:
+                    lark.ok = False
+                    lark.got += f", {requests} REQUESTs to it"
+                else:
+                    lark.ok = row.median <= limit * 1e3
+                    lark.got = f"{row.median / 1e3:.2f} s, {requests} REQUESTs to it"
+    return rows
+
+
 # -- the benchmarks ---------------------------------------------------------------------------
 
 
@@ -336,6 +365,23 @@ BENCHES = [
         {"clients": 50, "rounds": 1},
         dhcp_many_rows,
         "DHCP, {clients} Lark clients at once against Kea, {rounds} rounds",
+    ),
+    Bench(
+        "dhcp_hostile",
+        "dhcp_hostile",
+        "measure",
+        {"rounds": 10, "delay": 1, "timeout_s": 10.0},
+        {"rounds": 3, "delay": 1, "timeout_s": 10.0},
+        dhcp_hostile_rows,
+        "DHCP with a black hole on the LAN (issue 16): first DISCOVER to dnsmasq's ACK on the "
+        "wire, dnsmasq {delay} s late with each OFFER, {rounds} rounds (ratio: to the same "
+        "client on the plain LAN)",
+        (
+            f"DHCP with a black hole on the LAN <= dnsmasq's delay + "
+            f"{DHCP_BLACK_HOLE_OVER_DELAY_S:g} s",
+        ),
+        "A round without a lease within {timeout_s:g} s adds no sample (see got). "
+        "bench/dhcp_hostile.py alone also prints the whole-process times.",
     ),
     Bench(
         "agent",
