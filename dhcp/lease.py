@@ -72,12 +72,14 @@ def _prefixlen(mask: bytes) -> int:
 
 
 def _routes(o: Mapping[int, bytes]) -> tuple[opt.Route, ...]:
-    """RFC 3442 routes, all or none: a route past 32 bits or cut short drops the option
-    whole (never half of it applied), and then the router option (3) stands as usual."""
+    """RFC 3442 routes, all or none: a route past 32 bits, with host bits set or cut short
+    makes the whole reply one Lark will not act on. Half of the option applied would route
+    the job wrongly, and falling back to the router option would let a responder that lies
+    about its routes win over the site's server (with which a reply can be counted)."""
     try:
         return opt.classless_routes(o[opt.CLASSLESS_ROUTES]) if opt.CLASSLESS_ROUTES in o else ()
-    except MalformedMessage:
-        return ()
+    except MalformedMessage as exc:
+        raise Rejected("broken classless routes") from exc
 
 
 def lease_from_reply(reply: Message, start: float) -> Lease:

@@ -629,12 +629,19 @@ def test_an_ack_breaking_a_rule_is_dropped_and_counted_by_rule(rule):
     assert c.stats.dropped_why == {expected: 1}
 
 
-def test_broken_classless_routes_are_dropped_whole_and_the_router_option_stands():
+@pytest.mark.parametrize(
+    "tail", [bytes([33, 0, 0, 0, 0, 0, 1, 2, 3, 4]), bytes([24, 10, 1]), bytes([7, 11, 1, 2, 3, 4])]
+)
+def test_a_reply_with_broken_classless_routes_is_dropped_whole(tail):
     good = opt.encode_classless_routes(((ipaddress.IPv4Network("10.9.0.0/16"), OTHER),))
-    for broken in (good + bytes([33, 0, 0, 0, 0, 0, 1, 2, 3, 4]), good + bytes([24, 10, 1])):
-        c = make_client()
-        bound(c, extra={opt.CLASSLESS_ROUTES: broken})
-        assert c.lease.routes == () and c.lease.routers == (SERVER,)  # none half-applied
+    c = make_client()
+    discover = selecting(c)
+    broken = reply(discover, MT.OFFER, extra={opt.CLASSLESS_ROUTES: good + tail})
+    assert c.handle(PacketReceived(0, broken)) == [] and c.state is State.SELECTING
+    assert c.stats.dropped_why == {"broken classless routes": 1}  # never half applied
+    request = only_transmit(c.handle(PacketReceived(0, reply(discover, MT.OFFER)))).message
+    ack = reply(request, MT.ACK, extra={opt.CLASSLESS_ROUTES: good + tail})
+    assert c.handle(PacketReceived(0, ack)) == [] and c.lease is None
 
 
 def test_a_hostname_or_domain_with_control_characters_never_comes_out_raw():
