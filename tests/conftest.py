@@ -12,14 +12,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from sandbox import Sandbox, claim, new_prefix, release, sweep_stale
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers",
-        "awaits_client_change(why): fails on today's DHCP client and is expected to pass once "
-        "the client does what WHY says (not xfail: it is meant to be seen failing until then)",
-    )
-
-
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "integration" in item.nodeid.split("::")[0]:

@@ -8,11 +8,9 @@ The client is seen only through its black-box interfaces: ``lark-agent dhcp-test
 throwaway port of the site bridge (its JSON), and a bridged job run by the agent (its
 update ad). Each test asserts that the lease is the real server's (an address of its pool,
 its server id, its lease time and router) and what the responder recorded of the
-client's messages: which offers it took.
-
-Tests marked ``awaits_client_change`` fail on today's client (which takes the first OFFER,
-REQUESTs it four times over about 15 s, then starts over, when the same first OFFER comes
-again) and are expected to pass once the client does what the mark says.
+client's messages: which offers it took. The client of a22d041 (first OFFER taken,
+REQUESTed four times over about 15 s) failed the black-hole tests and took OFFERs without a
+lease time or of 127/8 and 240/4; each test was broken once against the client it guards.
 """
 
 from __future__ import annotations
@@ -32,14 +30,6 @@ from sandbox import SITE_ADDR, Host, start_kea
 DNSMASQ = SITE_ADDR  # dnsmasq's server id: the site bridge's address
 SLOW_DELAY = 0.3  # Kea's link: every frame of Kea's reaches the LAN this late
 KEA_LEASE_S = 60
-FALLBACK = pytest.mark.awaits_client_change(
-    "keeps every OFFER and falls back to the next after about a second, two REQUESTs 0.5 s "
-    "apart (issue 16)"
-)
-OFFER_CHECKS = pytest.mark.awaits_client_change(
-    "drops an OFFER without a lease time (RFC 2131 table 3) or of a loopback or reserved "
-    "(240/4) address, as it drops one of 0.0.0.0, broadcast or multicast"
-)
 
 
 @pytest.fixture
@@ -135,7 +125,6 @@ def gave_up_quickly_on_the_black_hole(responder, real: str) -> None:
 # -- a) a black hole ----------------------------------------------------------------------
 
 
-@FALLBACK
 @pytest.mark.parametrize("server", ["dnsmasq", "kea"])
 def test_a_black_hole_is_given_up_within_two_requests(sandbox, hostile, server):
     start_server, lifetime = REAL[server]
@@ -147,7 +136,6 @@ def test_a_black_hole_is_given_up_within_two_requests(sandbox, hostile, server):
     assert_real_lease(lease, real, lifetime)
 
 
-@FALLBACK
 def test_a_bridged_job_with_a_black_hole_on_the_lan_gets_the_real_lease(sandbox, host, hostile):
     real = kea_behind_a_slow_link(sandbox)
     sandbox.kept_links.add("lark")
@@ -239,12 +227,11 @@ def test_offers_and_acks_for_another_transaction_or_client_are_ignored(sandbox, 
 # -- d) frames that are not an OFFER, and OFFERs whose lease cannot be used -----------------
 
 NOT_AN_OFFER = [name for name in hostile_dhcp.LIES if name not in hostile_dhcp.BAD_PARAMETERS]
-TAKEN_TODAY = ("no-lease-time", "yiaddr-127.0.0.5", "yiaddr-240.0.0.5")
 
 
 @pytest.mark.parametrize(
     "lie",
-    [pytest.param(lie, marks=OFFER_CHECKS) if lie in TAKEN_TODAY else lie for lie in NOT_AN_OFFER],
+    NOT_AN_OFFER,
 )
 def test_a_frame_that_is_not_an_offer_is_never_taken(sandbox, hostile, lie):
     real = dnsmasq_slower(sandbox)
@@ -258,7 +245,6 @@ def test_a_frame_that_is_not_an_offer_is_never_taken(sandbox, hostile, lie):
     assert_real_lease(lease, real, 120)
 
 
-@FALLBACK
 @pytest.mark.parametrize("lie", hostile_dhcp.BAD_PARAMETERS)
 def test_an_offer_whose_lease_cannot_be_used_is_given_up_quickly(sandbox, hostile, lie):
     """A client may take such an OFFER (it reads the lease in the ACK), but the ACK lies
@@ -272,8 +258,6 @@ def test_an_offer_whose_lease_cannot_be_used_is_given_up_quickly(sandbox, hostil
     assert_real_lease(lease, real, 120)
 
 
-@FALLBACK
-@OFFER_CHECKS
 def test_a_bridged_job_gets_the_real_lease_among_every_liar(sandbox, host, hostile):
     """All the liars at once, and the black hole, against a bridged job."""
     real = kea_behind_a_slow_link(sandbox)
