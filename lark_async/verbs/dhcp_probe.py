@@ -115,7 +115,6 @@ def _acquire(sockets: Sockets, ifindex: int, options: Options, on_link: LeaseOnL
             vendor_class=options.vendor,
             hostname=options.hostname,
             timeout_s=options.timeout_s,
-            retransmit_initial_s=1.0,
             probe=options.probe,
         )
         client = Client(config, rng=random.Random())

@@ -194,7 +194,6 @@ class BridgeAddress:
                 client_id=client_identity(self.plan.name, self.mac),
                 hostname=None,
                 timeout_s=self.bridge.dhcp_timeout_s,
-                retransmit_initial_s=1.0,
                 probe=arp.FAST,
             )
             client = Client(config, rng=random.Random(), remembered=remembered)
