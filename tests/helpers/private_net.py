@@ -21,7 +21,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import select
 import socket
+import struct
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -33,6 +35,7 @@ import trio
 from lark_async.backends.netns import NETNS_RUN_DIR, in_fresh_thread, setns
 
 CLONE_NEWNET = 0x40000000
+ETH_P_ALL, LOCAL_ETHERTYPE = 0x0003, 0x88B5
 _libc = ctypes.CDLL(None, use_errno=True)
 T = TypeVar("T")
 C = TypeVar("C", bound="Closeable")
@@ -42,11 +45,15 @@ class Closeable(Protocol):
     def close(self) -> None: ...
 
 
-def ip(*args: str) -> str:
-    """``ip ARGS`` in the calling thread's namespace (call it inside ``PrivateNet.run``)."""
-    done = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+def ip(*args: str, batch: list[str] | None = None) -> str:
+    """``ip ARGS`` in the calling thread's namespace (call it inside ``PrivateNet.run``);
+    with ``batch``, ``ip -batch -`` runs those command lines, in one process."""
+    if batch is not None:
+        args = ("-batch", "-", *args)
+    stdin = "".join(f"{line}\n" for line in batch or ())
+    done = subprocess.run(["ip", *args], input=stdin, capture_output=True, text=True, check=False)
     if done.returncode:
-        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+        raise RuntimeError(f"ip {' '.join(args)} {batch or ''}: {done.stderr.strip()}")
     return done.stdout
 
 
@@ -87,27 +94,61 @@ class PrivateNet:
         (a UDP socket on the leased address) is opened there."""
         return self.run(lambda: trio.run(fn))
 
-    def ip(self, *args: str) -> str:
-        return self.run(lambda: ip(*args))
+    def ip(self, *args: str, batch: list[str] | None = None) -> str:
+        return self.run(lambda: ip(*args, batch=batch))
 
     def veth(self, name: str, mac: str, peer: str, peer_mac: str) -> None:
         """A veth pair, both ends up, with the MACs given."""
         self.links += [name, peer]
         self.ip(
-            *("link", "add", name, "address", mac, "type", "veth"),
-            *("peer", "name", peer, "address", peer_mac),
+            batch=[
+                f"link add {name} address {mac} type veth peer name {peer} address {peer_mac}",
+                f"link set {name} up",
+                f"link set {peer} up",
+            ]
         )
-        self.ip("link", "set", name, "up")
-        self.ip("link", "set", peer, "up")
         assert not {name, peer} & own_links(), "made in the caller's namespace"
+        self.await_passing(name, peer)
+        self.await_passing(peer, name)
 
     def bridge(self, name: str, *ports: str) -> None:
         """A bridge (no STP: its ports forward at once) with ``ports``, up."""
         self.links.append(name)
-        self.ip("link", "add", name, "type", "bridge", "stp_state", "0")
-        for port in ports:
-            self.ip("link", "set", port, "master", name)
-        self.ip("link", "set", name, "up")
+        self.ip(
+            batch=[
+                f"link add {name} type bridge stp_state 0",
+                *(f"link set {port} master {name}" for port in ports),
+                f"link set {name} up",
+            ]
+        )
+        for port in ports:  # (what the bridge sends out of a port shows on the port)
+            self.await_passing(name, port)
+
+    def await_passing(self, src: str, dst: str, timeout_s: float = 2.0) -> None:
+        """Until a frame sent on link ``src`` shows on link ``dst``. A veth's end that came
+        up while its peer was down gets its transmit queue only once the kernel's link
+        watch sees the carrier, and until then drops what is sent (``ip link`` tells
+        nothing of it; the operational state, ``state UP``, comes with it, but a bridge's may
+        come a second later than its queue). Frames of a type of their own (0x88b5, local
+        experimental), before any socket of the test is open."""
+        marker = os.urandom(8)
+        data = b"\xff" * 6 + bytes(6) + struct.pack("!H", LOCAL_ETHERTYPE) + marker + bytes(32)
+
+        def passing() -> None:
+            with (
+                socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)) as rx,
+                socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as tx,
+            ):
+                rx.bind((dst, ETH_P_ALL))
+                deadline = time.monotonic() + timeout_s
+                while time.monotonic() < deadline:
+                    tx.sendto(data, (src, LOCAL_ETHERTYPE))
+                    while select.select([rx], [], [], 0.01)[0]:
+                        if marker in rx.recv(2048):
+                            return
+                raise AssertionError(f"no frame passes from {src} to {dst}")
+
+        self.run(passing)
 
     def keep(self, thing: C) -> C:
         """Close ``thing`` (a socket, Sockets, ...) when the namespace goes."""
