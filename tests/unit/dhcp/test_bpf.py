@@ -105,6 +105,18 @@ def test_replies_for_another_chaddr_fragments_and_other_ports_are_not_heard():
     assert run(port_replies(), bytes(fragment), PACKET_OUTGOING) == 0
     request = frame.build_udp(b"x" * 300, MAC, SERVER, BCAST, src_port=68, dst_port=67)
     assert run(port_replies(), request, PACKET_OUTGOING) == 0
+    far = bytes.fromhex("12aabbccddee")  # another chaddr in its first four bytes
+    assert run(port_replies(), ack(far), PACKET_OUTGOING) == 0
+    tcp = bytearray(ack())
+    tcp[23] = 6
+    assert run(port_replies(), bytes(tcp), PACKET_OUTGOING) == 0
+    ipv6 = bytearray(ack())
+    ipv6[12:14] = b"\x86\xdd"
+    assert run(port_replies(), bytes(ipv6), PACKET_OUTGOING) == 0
+
+
+def test_the_reply_filter_takes_the_first_six_bytes_of_a_longer_chaddr():
+    assert reply_filter(MAC + bytes(10)) == reply_filter(MAC)  # chaddr is 16 bytes in BOOTP
 
 
 def test_every_truncation_is_dropped_until_the_chaddr_is_in():

@@ -226,6 +226,9 @@ def test_open_listens_on_the_interface_for_its_mac_with_an_arp_socket(veth):
 
 BAD = {
     "for another chaddr": reply_frame(0, chaddr=OTHER_MAC),
+    "for a chaddr other in its first four bytes": reply_frame(
+        0, chaddr=bytes.fromhex("12000000a001")
+    ),
     "to port 67": reply_frame(0, dst_port=67),
     "with a bad IP checksum": spoilt(0, 24, b"\x12\x34", fix_ip_checksum=False),
     "with a bad UDP checksum": spoilt(0, 40, b"\x12\x34"),
@@ -259,6 +262,24 @@ def test_receive_returns_good_replies_for_us_only_with_their_source_mac(veth):
             assert await plain.receive() == (reply(100), SERVER_MAC)
 
     veth.run_trio(check)
+
+
+def test_the_kernel_filter_queues_nothing_but_udp_to_port_68_for_our_chaddr(veth):
+    """What the filter drops never wakes the client: the first frame its socket has is the
+    reply that came after them all."""
+    socks = veth.open(lambda: Sockets.open(CLIENT))
+    wire = Wire(veth, PEER)
+    for bad in (
+        reply_frame(1, chaddr=OTHER_MAC),  # the last two bytes of the chaddr differ
+        reply_frame(2, chaddr=bytes.fromhex("12000000a001")),  # the first four
+        reply_frame(3, dst_port=67),
+        BAD["a later fragment"],
+        BAD["TCP"],
+    ):
+        wire.send(bad)
+    wire.send(reply_frame(9))
+    readable(socks.raw)
+    assert socks.raw.recv(4096) == reply_frame(9)
 
 
 def test_receive_takes_a_reply_whose_checksum_the_kernel_left_to_offload(veth):
