@@ -366,8 +366,11 @@ def test_from_an_address_not_on_the_interface_a_raw_frame_to_the_next_hop(veth, 
     assert frame.parse_udp(first, dst_port=67) == encode(request(1, MT.REQUEST, LEASED))
     assert second[:6] == frame.BROADCAST_MAC and ip_header(second)[3:] == (LEASED, SERVER)
     assert socks.udp is None
-    assert f"no UDP socket on {LEASED} ([Errno 99] " in caplog.text  # EADDRNOTAVAIL
-    assert caplog.text.count("sending a raw frame") == 2
+    why = os.strerror(errno.EADDRNOTAVAIL)
+    assert (
+        caplog.messages
+        == [f"no UDP socket on {LEASED} ([Errno 99] {why}); sending a raw frame"] * 2
+    )
 
 
 def test_from_the_leased_address_on_the_interface_the_kernels_udp_sends(veth):
@@ -592,7 +595,8 @@ def test_a_free_address_is_probed_then_announced(veth):
     assert took[0] >= 0.01 + 0.05  # the second probe after the first, then the last wait
 
 
-def test_an_address_in_use_names_the_peer_that_answered(veth):
+def test_an_address_in_use_names_the_peer_that_answered(veth, caplog):
+    caplog.set_level(logging.INFO, logger="dhcp.driver")
     veth.ip("addr", "add", f"{LEASED}/24", "dev", PEER)  # the peer's kernel holds it
     sock = veth.open(lambda: arp.open_socket(CLIENT)[0])
     wire = Wire(veth, PEER)
@@ -604,6 +608,7 @@ def test_an_address_in_use_names_the_peer_that_answered(veth):
         assert heard and arp.build(arp.REQUEST, CLIENT_MAC, LEASED, LEASED) not in heard
 
     veth.run_trio(check)
+    assert caplog.messages == ["10.99.0.50 is in use on the link by 02:00:00:00:a0:02"]
 
 
 def test_a_port_probe_goes_into_the_bridge_and_hears_the_lan(bridged):
