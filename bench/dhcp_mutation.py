@@ -32,6 +32,11 @@ Equivalent mutants (no test can tell them from the original; each checked by han
   only jumps read them.
 * ``socket.socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, )`` for ``..., 0)`` (bpf.packet_socket,
   bpf.send_socket): the protocol argument defaults to 0, the value the code passes.
+* trio_driver.py (44, by test_sockets.py's kernel tests and test_driver.py): jt/jf of a load
+  or a return in reply_filter and in Sockets.open's placeholder filter, as above; buffer
+  sizes one byte larger; socket options set to 2 instead of 1; a PACKET_AUXDATA check
+  loosened where no other ancillary message comes; None for False where only its truth is
+  read; a deadline that is never None while the loop runs; the rest one by one below.
 """
 
 from __future__ import annotations
@@ -53,6 +58,22 @@ _BIG = "the byte order defaults to big since Python 3.11"
 _NUL = "only what comes before the first NUL is kept, however many splits follow"
 _JUMPS = "jt/jf of a load or a return are ignored (kernel and model): only jumps read them"
 _PROTO = "socket.socket's protocol defaults to 0, the value the code passes"
+# trio_driver.py
+_SNAP = "the length a filter keeps: no frame is longer than 65,535 bytes (receive reads 4,096)"
+_BUFSIZE = "a byte more of buffer than any frame read there needs (a reply, an ARP frame: 42)"
+_VIA = "tx is None exactly when via is None (the second test is for mypy)"
+_RETURN = "what on_action returns is never used"
+_BUFFER = "17 facts of buffer between the readers and the loop instead of 16: back-pressure only"
+_FALSY = "None is as falsy as False where it is read (`not self._running`, `not started`)"
+_LAST = "a probe's SendArp is the only order in its list (client._probe_frames): none to skip"
+_DEADLINE = "next_deadline is never None while the loop runs (only before Started, once STOPPED)"
+_AUX = "the raw socket's only ancillary message is PACKET_AUXDATA, 20 bytes long"
+_SIGNED = "signed or unsigned, the status bits tested (3 and 7) read the same"
+_PLACEHOLDER = (
+    "the placeholder filter then keeps one byte of a frame that comes in the microseconds"
+    " before the real filter, and receive() drops a one-byte frame as any broken one"
+)
+_ON = "any value but 0 turns the socket option on"
 EQUIVALENT: dict[str, tuple[str, str]] = {
     "dhcp.options.x_u32__mutmut_7": ("return int.from_bytes(value, )", _BIG),
     "dhcp.options.x_u16__mutmut_7": ("return int.from_bytes(value, )", _BIG),
@@ -89,6 +110,143 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dhcp.bpf.x_send_socket__mutmut_6": (
         "return socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, )",
         _PROTO,
+    ),
+    "dhcp.trio_driver.x_probe_address__mutmut_20": ("if tx is None and via is None:", _VIA),
+    "dhcp.trio_driver.x_probe_address__mutmut_40": (
+        "if prober.hear(await tsock.recv(129)):",
+        _BUFSIZE,
+    ),
+    "dhcp.trio_driver.x_reply_filter__mutmut_12": ("(0x28, 1, 0, 12),  # 0: ethertype", _JUMPS),
+    "dhcp.trio_driver.x_reply_filter__mutmut_13": ("(0x28, 0, 1, 12),  # 0: ethertype", _JUMPS),
+    "dhcp.trio_driver.x_reply_filter__mutmut_20": ("(0x30, 1, 0, 23),  # 2: IP protocol", _JUMPS),
+    "dhcp.trio_driver.x_reply_filter__mutmut_21": ("(0x30, 0, 1, 23),  # 2: IP protocol", _JUMPS),
+    "dhcp.trio_driver.x_reply_filter__mutmut_29": (
+        "(0x28, 1, 0, 20),  # 4: fragment offset",
+        _JUMPS,
+    ),
+    "dhcp.trio_driver.x_reply_filter__mutmut_30": (
+        "(0x28, 0, 1, 20),  # 4: fragment offset",
+        _JUMPS,
+    ),
+    "dhcp.trio_driver.x_reply_filter__mutmut_38": (
+        "(0xB1, 1, 0, 14),  # 6: x = IP header length",
+        _JUMPS,
+    ),
+    "dhcp.trio_driver.x_reply_filter__mutmut_39": (
+        "(0xB1, 0, 1, 14),  # 6: x = IP header length",
+        _JUMPS,
+    ),
+    "dhcp.trio_driver.x_reply_filter__mutmut_42": (
+        "(0x48, 1, 0, 14 + 2),  # UDP destination port",
+        _JUMPS,
+    ),
+    "dhcp.trio_driver.x_reply_filter__mutmut_43": (
+        "(0x48, 0, 1, 14 + 2),  # UDP destination port",
+        _JUMPS,
+    ),
+    "dhcp.trio_driver.x_reply_filter__mutmut_52": (
+        "(0x40, 1, 0, 14 + _CHADDR_AT),  # 9: chaddr[0:4]",
+        _JUMPS,
+    ),
+    "dhcp.trio_driver.x_reply_filter__mutmut_53": (
+        "(0x40, 0, 1, 14 + _CHADDR_AT),  # 9: chaddr[0:4]",
+        _JUMPS,
+    ),
+    "dhcp.trio_driver.x_reply_filter__mutmut_61": (
+        "(0x48, 1, 0, 14 + _CHADDR_AT + 4),  # 11: chaddr[4:6]",
+        _JUMPS,
+    ),
+    "dhcp.trio_driver.x_reply_filter__mutmut_62": (
+        "(0x48, 0, 1, 14 + _CHADDR_AT + 4),  # 11: chaddr[4:6]",
+        _JUMPS,
+    ),
+    "dhcp.trio_driver.x_reply_filter__mutmut_72": ("(0x06, 1, 0, 0xFFFF),  # 13: accept", _JUMPS),
+    "dhcp.trio_driver.x_reply_filter__mutmut_73": ("(0x06, 0, 1, 0xFFFF),  # 13: accept", _JUMPS),
+    "dhcp.trio_driver.x_reply_filter__mutmut_74": ("(0x06, 0, 0, 65536),  # 13: accept", _SNAP),
+    "dhcp.trio_driver.x_reply_filter__mutmut_76": ("(0x06, 1, 0, 0),  # 14: drop", _JUMPS),
+    "dhcp.trio_driver.x_reply_filter__mutmut_77": ("(0x06, 0, 1, 0),  # 14: drop", _JUMPS),
+    "dhcp.trio_driver.xǁDriverǁ__init____mutmut_16": (
+        "self.on_action = on_action or (lambda action: 0)",
+        _RETURN,
+    ),
+    "dhcp.trio_driver.xǁDriverǁ__init____mutmut_22": (
+        "self._to_loop, self._inbox = trio.open_memory_channel[Input | trio.Event](17)",
+        _BUFFER,
+    ),
+    "dhcp.trio_driver.xǁDriverǁ__init____mutmut_23": ("self._running = None", _FALSY),
+    "dhcp.trio_driver.xǁDriverǁ_carry_out__mutmut_8": ("break", _LAST),
+    "dhcp.trio_driver.xǁDriverǁ_next_fact__mutmut_4": (
+        'with trio.move_on_at(float("inf") if (deadline is None) and False else deadline):',
+        _DEADLINE,
+    ),
+    "dhcp.trio_driver.xǁDriverǁ_next_fact__mutmut_6": (
+        "with trio.move_on_at(float(None) if deadline is None else deadline):",
+        _DEADLINE,
+    ),
+    "dhcp.trio_driver.xǁDriverǁ_next_fact__mutmut_7": (
+        'with trio.move_on_at(float("XXinfXX") if deadline is None else deadline):',
+        _DEADLINE,
+    ),
+    "dhcp.trio_driver.xǁDriverǁ_next_fact__mutmut_8": (
+        'with trio.move_on_at(float("INF") if deadline is None else deadline):',
+        _DEADLINE,
+    ),
+    "dhcp.trio_driver.xǁDriverǁrun__mutmut_1": ("started = None", _FALSY),
+    "dhcp.trio_driver.xǁSocketLinkǁreceive__mutmut_10": (
+        "if level == SOL_PACKET and kind == PACKET_AUXDATA or len(aux) >= 4:",
+        _AUX,
+    ),
+    "dhcp.trio_driver.xǁSocketLinkǁreceive__mutmut_11": (
+        "if level == SOL_PACKET or kind == PACKET_AUXDATA and len(aux) >= 4:",
+        _AUX,
+    ),
+    "dhcp.trio_driver.xǁSocketLinkǁreceive__mutmut_14": (
+        "if level == SOL_PACKET and kind == PACKET_AUXDATA and len(aux) > 4:",
+        _AUX,
+    ),
+    "dhcp.trio_driver.xǁSocketLinkǁreceive__mutmut_15": (
+        "if level == SOL_PACKET and kind == PACKET_AUXDATA and len(aux) >= 5:",
+        _AUX,
+    ),
+    "dhcp.trio_driver.xǁSocketLinkǁreceive__mutmut_22": (
+        'status = struct.unpack_from("=i", aux)[0]',
+        _SIGNED,
+    ),
+    "dhcp.trio_driver.xǁSocketLinkǁreceive__mutmut_7": (
+        "data, ancdata, _flags, _addr = await self.raw.recvmsg(4097, _AUX_SPACE)",
+        _BUFSIZE,
+    ),
+    "dhcp.trio_driver.xǁSocketLinkǁreceive_arp__mutmut_3": (
+        "return await self.arp.recv(129)",
+        _BUFSIZE,
+    ),
+    "dhcp.trio_driver.xǁSocketsǁopen__mutmut_10": (
+        "raw = packet_socket(ifname, ETH_P_IP, [(0x06, 1, 0, 0)])  # nothing until filtered",
+        _JUMPS,
+    ),
+    "dhcp.trio_driver.xǁSocketsǁopen__mutmut_11": (
+        "raw = packet_socket(ifname, ETH_P_IP, [(0x06, 0, 1, 0)])  # nothing until filtered",
+        _JUMPS,
+    ),
+    "dhcp.trio_driver.xǁSocketsǁopen__mutmut_12": (
+        "raw = packet_socket(ifname, ETH_P_IP, [(0x06, 0, 0, 1)])  # nothing until filtered",
+        _PLACEHOLDER,
+    ),
+    "dhcp.trio_driver.xǁSocketsǁopen__mutmut_19": (
+        "raw.setsockopt(SOL_PACKET, PACKET_AUXDATA, 2)",
+        _ON,
+    ),
+    "dhcp.trio_driver.xǁSocketsǁopen_port__mutmut_18": (
+        "raw.setsockopt(SOL_PACKET, PACKET_AUXDATA, 2)",
+        _ON,
+    ),
+    "dhcp.trio_driver.xǁSocketsǁopen_udp__mutmut_13": (
+        "udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 2)",
+        _ON,
+    ),
+    "dhcp.trio_driver.xǁSocketsǁopen_udp__mutmut_20": (
+        "udp.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 2)",
+        _ON,
     ),
 }
 

@@ -14,8 +14,10 @@ import os
 import select
 import socket
 import struct
+from collections.abc import Iterator
 
 import pytest
+from helpers.private_net import PrivateNet, private_net
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -103,6 +105,18 @@ def test_replies_for_another_chaddr_fragments_and_other_ports_are_not_heard():
     assert run(port_replies(), bytes(fragment), PACKET_OUTGOING) == 0
     request = frame.build_udp(b"x" * 300, MAC, SERVER, BCAST, src_port=68, dst_port=67)
     assert run(port_replies(), request, PACKET_OUTGOING) == 0
+    far = bytes.fromhex("12aabbccddee")  # another chaddr in its first four bytes
+    assert run(port_replies(), ack(far), PACKET_OUTGOING) == 0
+    tcp = bytearray(ack())
+    tcp[23] = 6
+    assert run(port_replies(), bytes(tcp), PACKET_OUTGOING) == 0
+    ipv6 = bytearray(ack())
+    ipv6[12:14] = b"\x86\xdd"
+    assert run(port_replies(), bytes(ipv6), PACKET_OUTGOING) == 0
+
+
+def test_the_reply_filter_takes_the_first_six_bytes_of_a_longer_chaddr():
+    assert reply_filter(MAC + bytes(10)) == reply_filter(MAC)  # chaddr is 16 bytes in BOOTP
 
 
 def test_every_truncation_is_dropped_until_the_chaddr_is_in():
@@ -135,12 +149,19 @@ def test_fuzz_nothing_received_is_ever_heard(data, pkttype):
 # -- the same programs in the kernel -------------------------------------------------------
 # attach_filter works on any socket: a datagram socket pair needs no privilege, and there the
 # filter sees each datagram from its first byte. packet_socket and send_socket need root
-# (CAP_NET_RAW); they are tried on the loopback interface with an EtherType of their own
-# (0x88b5, "local experimental") that no protocol stack takes, so nothing else hears them.
+# (CAP_NET_RAW); they are tried on the loopback interface of a private network namespace
+# (helpers/private_net.py: new, unnamed, gone with the test), never on this machine's own,
+# with an EtherType of their own (0x88b5, "local experimental") that no protocol stack takes.
 
 FIRST_BYTE_A = [(0x30, 0, 0, 0), (0x15, 0, 1, ord("A")), (0x06, 0, 0, 0xFFFF), (0x06, 0, 0, 0)]
 LOCAL_ETHERTYPE = 0x88B5
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="AF_PACKET sockets need root")
+
+
+@pytest.fixture
+def net() -> Iterator[PrivateNet]:
+    with private_net() as made:
+        yield made
 
 
 def heard(sock: socket.socket, marker: bytes = b"", wait: float = 0.0) -> list[bytes]:
@@ -184,50 +205,47 @@ def _local_frame(marker: bytes, ethertype: int = LOCAL_ETHERTYPE) -> bytes:
 
 
 @needs_root
-def test_packet_socket_is_bound_to_its_interface_and_protocol_and_filtered_on_loopback():
+def test_packet_socket_is_bound_to_its_interface_and_protocol_and_filtered_on_loopback(net):
     marker = os.urandom(8)
     only_local = [(0x28, 0, 0, 12), (0x15, 0, 1, LOCAL_ETHERTYPE), (0x06, 0, 0, 0xFFFF)]
     only_local.append((0x06, 0, 0, 0))
-    with contextlib.ExitStack() as stack:
-        rx = stack.enter_context(packet_socket("lo", ETH_P_ALL, only_local))
-        tx = stack.enter_context(send_socket())
-        assert (rx.family, rx.type) == (socket.AF_PACKET, socket.SOCK_RAW)
-        assert rx.proto == 0  # made with no protocol: bind() gives it ETH_P_ALL
-        assert rx.getsockname()[:2] == ("lo", ETH_P_ALL)
-        tx.sendto(_local_frame(marker, LOCAL_ETHERTYPE + 1), ("lo", LOCAL_ETHERTYPE + 1))
-        tx.sendto(_local_frame(marker), ("lo", LOCAL_ETHERTYPE))
-        got = heard(rx, marker, wait=0.2)
-        # on loopback a frame passes twice: as sent, then as received; the other type never
-        assert [f[12:14] for f in got] == [struct.pack("!H", LOCAL_ETHERTYPE)] * 2
+    rx = net.open(lambda: packet_socket("lo", ETH_P_ALL, only_local))
+    tx = net.open(send_socket)
+    assert (rx.family, rx.type) == (socket.AF_PACKET, socket.SOCK_RAW)
+    assert rx.proto == 0  # made with no protocol: bind() gives it ETH_P_ALL
+    assert rx.getsockname()[:2] == ("lo", ETH_P_ALL)
+    tx.sendto(_local_frame(marker, LOCAL_ETHERTYPE + 1), ("lo", LOCAL_ETHERTYPE + 1))
+    tx.sendto(_local_frame(marker), ("lo", LOCAL_ETHERTYPE))
+    got = heard(rx, marker, wait=0.2)
+    # on loopback a frame passes twice: as sent, then as received; the other type never
+    assert [f[12:14] for f in got] == [struct.pack("!H", LOCAL_ETHERTYPE)] * 2
 
 
 @needs_root
-def test_outgoing_only_hears_loopback_frames_once_as_they_are_sent():
+def test_outgoing_only_hears_loopback_frames_once_as_they_are_sent(net):
     marker = os.urandom(8)
-    with contextlib.ExitStack() as stack:
-        rx = stack.enter_context(packet_socket("lo", ETH_P_ALL, outgoing_only(FIRST_BYTE_A)))
-        tx = stack.enter_context(send_socket())
-        frame_a = b"A" + _local_frame(marker)[1:]  # destination MAC starting with "A"
-        tx.sendto(frame_a, ("lo", LOCAL_ETHERTYPE))
-        tx.sendto(_local_frame(marker), ("lo", LOCAL_ETHERTYPE))
-        assert heard(rx, marker, wait=0.2) == [frame_a]
+    rx = net.open(lambda: packet_socket("lo", ETH_P_ALL, outgoing_only(FIRST_BYTE_A)))
+    tx = net.open(send_socket)
+    frame_a = b"A" + _local_frame(marker)[1:]  # destination MAC starting with "A"
+    tx.sendto(frame_a, ("lo", LOCAL_ETHERTYPE))
+    tx.sendto(_local_frame(marker), ("lo", LOCAL_ETHERTYPE))
+    assert heard(rx, marker, wait=0.2) == [frame_a]
 
 
 @needs_root
-def test_send_socket_sends_but_never_queues_what_it_sees():
+def test_send_socket_sends_but_never_queues_what_it_sees(net):
     marker = os.urandom(8)
-    with contextlib.ExitStack() as stack:
-        tx = stack.enter_context(send_socket())
-        rx = stack.enter_context(packet_socket("lo", ETH_P_ALL, [(0x06, 0, 0, 0xFFFF)]))
-        assert (tx.family, tx.type, tx.proto) == (socket.AF_PACKET, socket.SOCK_RAW, 0)
-        tx.sendto(_local_frame(marker), ("lo", LOCAL_ETHERTYPE))
-        assert heard(rx, marker, wait=0.2)  # it went out
-        assert heard(tx, marker) == []  # and the sender kept nothing
+    tx = net.open(send_socket)
+    rx = net.open(lambda: packet_socket("lo", ETH_P_ALL, [(0x06, 0, 0, 0xFFFF)]))
+    assert (tx.family, tx.type, tx.proto) == (socket.AF_PACKET, socket.SOCK_RAW, 0)
+    tx.sendto(_local_frame(marker), ("lo", LOCAL_ETHERTYPE))
+    assert heard(rx, marker, wait=0.2)  # it went out
+    assert heard(tx, marker) == []  # and the sender kept nothing
 
 
 @needs_root
-def test_a_packet_socket_that_cannot_be_bound_is_closed_not_leaked():
+def test_a_packet_socket_that_cannot_be_bound_is_closed_not_leaked(net):
     fds = set(os.listdir("/proc/self/fd"))
     with pytest.raises(OSError):
-        packet_socket("no-such-if0", ETH_P_ALL, FIRST_BYTE_A)
+        net.run(lambda: packet_socket("no-such-if0", ETH_P_ALL, FIRST_BYTE_A))
     assert set(os.listdir("/proc/self/fd")) == fds

@@ -28,6 +28,7 @@ from dhcp.events import (
     SendArp,
     Transmit,
 )
+from dhcp.lease import Lease
 from dhcp.message import BOOTREPLY, Message, encode
 from dhcp.trio_driver import Driver
 
@@ -95,6 +96,7 @@ class ScriptedLink:
         self._in, self._out = trio.open_memory_channel[tuple[bytes, bytes]](math.inf)
         self._arp_in, self._arp_out = trio.open_memory_channel[bytes](math.inf)
         self.address_gone_at: list[float] = []
+        self.forgot_arp = 0  # forget_arp calls: one as each probe begins
 
     async def receive(self) -> tuple[bytes, bytes]:
         return await self._out.receive()
@@ -103,6 +105,7 @@ class ScriptedLink:
         return await self._arp_out.receive()
 
     def forget_arp(self) -> None:
+        self.forgot_arp += 1
         while True:
             try:
                 self._arp_out.receive_nowait()
@@ -242,7 +245,7 @@ async def test_a_black_hole_and_a_server_that_refuses_are_both_named(clock):
         nursery.cancel_scope.cancel()
 
 
-async def test_an_address_in_use_is_declined_and_another_lease_follows(clock):
+async def test_an_address_in_use_is_declined_and_another_lease_follows(clock, caplog):
     site = fresh(SITE, delay_s=0.01)
     seen: list[Action] = []
     holder_mac = bytes.fromhex("020000000077")
@@ -254,6 +257,9 @@ async def test_an_address_in_use_is_declined_and_another_lease_follows(clock):
         await trio.sleep(1)
         [in_use] = [a for a in seen if isinstance(a, AddressInUse)]
         assert in_use == AddressInUse(site.address, site.ident, holder_mac)
+        assert caplog.messages == [
+            "10.77.0.50 from 10.77.0.1 is already used by 02:00:00:00:00:77: declining it"
+        ]
         assert link.kinds()[-1] is MT.DECLINE and not any(isinstance(a, LeaseBound) for a in seen)
         link.holder = None
         site.address = IP("10.77.0.51")
@@ -265,7 +271,7 @@ async def test_an_address_in_use_is_declined_and_another_lease_follows(clock):
         nursery.cancel_scope.cancel()
 
 
-async def test_a_host_the_driver_knows_of_counts_as_an_answer_to_the_probe(clock):
+async def test_a_host_the_driver_knows_of_counts_as_an_answer_to_the_probe(clock, caplog):
     site = fresh(SITE, delay_s=0.01)
     seen: list[Action] = []
     async with trio.open_nursery() as nursery:
@@ -275,6 +281,9 @@ async def test_a_host_the_driver_knows_of_counts_as_an_answer_to_the_probe(clock
         await trio.sleep(1)
         assert [a.holder for a in seen if isinstance(a, AddressInUse)] == [b""]
         assert link.arp_sent == []  # never probed on the wire: known taken
+        assert caplog.messages == [
+            "10.77.0.50 from 10.77.0.1 is already used by this host: declining it"
+        ]
         nursery.cancel_scope.cancel()
 
 
@@ -298,8 +307,9 @@ async def test_a_probing_client_needs_a_link_that_can_probe():
         can_probe = False
 
     async with trio.open_nursery() as nursery:
-        with pytest.raises(LocalProtocolError, match="no ARP"):
+        with pytest.raises(LocalProtocolError) as refused:
             Driver(make_client(), NoArp(nursery))
+        assert str(refused.value) == "the client probes (RFC 5227) but the link has no ARP"
         Driver(make_client(probe=None), NoArp(nursery))  # fine without a probe
         nursery.cancel_scope.cancel()
 
@@ -320,3 +330,66 @@ def test_the_scripted_server_answers_only_what_names_it():
     assert s.answer(request) == []
     named = Message(**{**request.__dict__, "options": {**request.options, 54: s.ident.packed}})
     assert len(s.answer(named)) == 1
+
+
+async def test_arp_is_heard_only_while_probing(clock):
+    """A busy LAN's ARP never wakes a bound client: the frames wait unread, and what queued
+    up before a probe is forgotten as it begins, once per probe."""
+    site = fresh(SITE, delay_s=0.01)
+    async with trio.open_nursery() as nursery:
+        link = ScriptedLink(nursery, site)
+        driver = Driver(make_client(), link)
+        lease = await nursery.start(driver.run)
+        assert link.forgot_arp == 1
+        chatter = arp.build(arp.REQUEST, b"\x02\0\0\0\0\x09", IP("10.77.0.9"), IP("10.77.0.8"))
+        for _ in range(3):
+            link._arp_in.send_nowait(chatter)
+        await trio.sleep_until(lease.renew_at + 1)  # renewed meanwhile: the loop went round
+        assert driver.client.state is State.BOUND and driver.lease != lease
+        assert link.forgot_arp == 1 and link._arp_out.statistics().current_buffer_used == 3
+        nursery.cancel_scope.cancel()
+
+
+async def test_run_ends_by_itself_once_released(clock):
+    site = fresh(SITE, delay_s=0.01)
+    async with trio.open_nursery() as nursery:
+        link = ScriptedLink(nursery, site)
+        driver = Driver(make_client(probe=None), link)
+        ended = trio.Event()
+
+        async def run(task_status: trio.TaskStatus[Lease] = trio.TASK_STATUS_IGNORED) -> None:
+            await driver.run(task_status=task_status)
+            ended.set()
+
+        await nursery.start(run)
+        with trio.fail_after(1):
+            await driver.release()
+            await ended.wait()  # no cancellation: the loop saw the client stop
+        assert link.kinds()[-1] is MT.RELEASE
+        nursery.cancel_scope.cancel()
+
+
+async def test_released_before_any_lease_run_ends_quietly(clock):
+    """A release while still acquiring stops the client: run() returns, it does not fail."""
+    async with trio.open_nursery() as nursery:
+        link = ScriptedLink(nursery, fresh(HOLE))  # offers, never acknowledges
+        driver = Driver(make_client(probe=None), link)
+        nursery.start_soon(driver.run)
+        await trio.sleep(0.5)
+        with trio.fail_after(1):
+            await driver.release()
+        await trio.sleep(1)
+        assert driver.client.state is State.STOPPED and driver.failure is None
+        assert driver._running is False  # run() returned, and without DhcpFailed
+        assert MT.RELEASE not in link.kinds()  # nothing to release: no lease was had
+        nursery.cancel_scope.cancel()
+
+
+async def test_release_of_a_driver_never_run_is_carried_out_at_once(clock):
+    async with trio.open_nursery() as nursery:
+        link = ScriptedLink(nursery, fresh(SITE))
+        driver = Driver(make_client(probe=None), link)
+        with trio.fail_after(1):
+            await driver.release()
+        assert driver.client.state is State.STOPPED and link.sent == []
+        nursery.cancel_scope.cancel()
