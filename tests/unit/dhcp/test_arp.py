@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -49,3 +51,65 @@ def test_non_arp_and_short_frames_are_none():
 @given(st.binary(max_size=80))
 def test_parse_never_raises(data):
     arp.parse(data)
+
+
+# -- the Prober machine: RFC 5227 section 2.1.1 timings ---------------------------------
+
+
+class Fraction(random.Random):
+    """An rng whose uniform(a, b) is always the same fraction of the way from a to b."""
+
+    def __init__(self, f: float) -> None:
+        super().__init__(0)
+        self.f = f
+
+    def uniform(self, a: float, b: float) -> float:
+        return a + (b - a) * self.f
+
+
+CONFIG = arp.ProbeConfig(initial_wait_s=1.0, count=3, interval_s=(1.0, 2.0), final_wait_s=2.0)
+
+
+def run_probe(f: float, start: float = 10.0) -> list[float]:
+    """When each probe goes out, ticking at every deadline; and the time it finishes."""
+    addr = A("10.0.0.5")
+    p = arp.Prober(ME, addr, CONFIG, Fraction(f))
+    p.start(start)
+    sent = []
+    while not p.finished(p.next_at):
+        now = p.next_at
+        assert p.tick(now - 0.001) is None  # nothing before it is due
+        assert p.tick(now) == arp.build(arp.REQUEST, ME, ZERO, addr)  # due exactly then
+        assert p.tick(now) is None  # once
+        sent.append(now)
+    return [*sent, p.next_at]
+
+
+@pytest.mark.parametrize(
+    ("f", "times"),
+    [
+        (0.0, [10.0, 11.0, 12.0, 14.0]),  # PROBE_WAIT 0, PROBE_MIN apart, ANNOUNCE_WAIT
+        (1.0, [11.0, 13.0, 15.0, 17.0]),  # PROBE_WAIT 1, PROBE_MAX apart
+        (0.5, [10.5, 12.0, 13.5, 15.5]),
+    ],
+)
+def test_a_probe_sends_count_probes_on_the_rfc5227_schedule(f, times):
+    assert run_probe(f) == pytest.approx(times)
+
+
+def test_after_the_last_probe_nothing_more_is_sent_and_it_finishes_quiet():
+    p = arp.Prober(ME, A("10.0.0.5"), CONFIG, Fraction(0.0))
+    p.start(0.0)
+    assert [p.tick(t) is not None for t in (0.0, 1.0, 2.0, 4.0, 100.0)] == [True] * 3 + [False] * 2
+    assert p.sent == 3 and not p.finished(3.9) and p.finished(4.0)
+    assert p.announcement() == arp.build(arp.REQUEST, ME, A("10.0.0.5"), A("10.0.0.5"))
+
+
+def test_an_answer_ends_the_probe_naming_the_holder():
+    addr = A("10.0.0.5")
+    p = arp.Prober(ME, addr, CONFIG, Fraction(0.0))
+    p.start(0.0)
+    p.tick(0.0)
+    assert not p.hear(arp.build(arp.REQUEST, ME, ZERO, addr))  # our own probe, looped back
+    assert p.hear(arp.build(arp.REPLY, OTHER, addr, ZERO))
+    assert p.holder == OTHER and not p.finished(100.0)
