@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
 import random
+import select
+import socket
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from dhcp import arp
+from dhcp.bpf import send_socket
 
 A = ipaddress.IPv4Address
 ME, OTHER = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
@@ -113,3 +119,65 @@ def test_an_answer_ends_the_probe_naming_the_holder():
     assert not p.hear(arp.build(arp.REQUEST, ME, ZERO, addr))  # our own probe, looped back
     assert p.hear(arp.build(arp.REPLY, OTHER, addr, ZERO))
     assert p.holder == OTHER and not p.finished(100.0)
+
+
+# -- the sockets, in the kernel on loopback (root only, as test_bpf.py) -----------------
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="AF_PACKET sockets need root")
+PROBE_FOR = A("192.0.2.77")  # TEST-NET-1: no host anywhere holds it
+
+
+def _queued(sock: socket.socket, marker: bytes, wait: float = 0.2) -> list[bytes]:
+    out = []
+    while select.select([sock], [], [], wait)[0]:
+        data = sock.recv(65536)
+        if data.endswith(marker):
+            out.append(data)
+    return out
+
+
+@needs_root
+def test_the_arp_socket_hears_arp_only_and_gives_the_interfaces_mac():
+    marker = os.urandom(8)
+    probe = arp.build(arp.REQUEST, OTHER, ZERO, PROBE_FOR) + marker  # padded past 42 bytes
+    not_arp = probe[:12] + b"\x08\x00" + probe[14:]
+    with contextlib.ExitStack() as stack:
+        rx, mac = arp.open_socket("lo")
+        stack.enter_context(rx)
+        tx = stack.enter_context(send_socket())
+        assert rx.getsockname()[:2] == ("lo", arp.ETH_P_ARP) and mac == bytes(6)  # lo's MAC
+        tx.sendto(not_arp, ("lo", 0x0800))
+        tx.sendto(probe, ("lo", arp.ETH_P_ARP))
+        got = _queued(rx, marker)
+        assert got and all(arp.parse(f) == arp.parse(probe) for f in got)
+
+
+@needs_root
+def test_a_ports_arp_socket_hears_what_goes_out_of_the_port_once():
+    marker = os.urandom(8)
+    probe = arp.build(arp.REQUEST, OTHER, ZERO, PROBE_FOR) + marker
+    with contextlib.ExitStack() as stack:
+        rx = stack.enter_context(arp.open_port_socket("lo"))
+        tx = stack.enter_context(send_socket())
+        tx.sendto(probe[:12] + b"\x08\x00" + probe[14:], ("lo", 0x0800))
+        tx.sendto(probe, ("lo", arp.ETH_P_ARP))
+        # on loopback a frame passes as sent and again as received: only the first is heard
+        assert _queued(rx, marker) == [probe]
+
+
+@needs_root
+def test_drain_drops_what_queued_before_and_returns_at_once():
+    marker = os.urandom(8)
+    probe = arp.build(arp.REQUEST, OTHER, ZERO, PROBE_FOR) + marker
+    with contextlib.ExitStack() as stack:
+        rx, _ = arp.open_socket("lo")
+        stack.enter_context(rx)
+        tx = stack.enter_context(send_socket())
+        for _ in range(3):
+            tx.sendto(probe, ("lo", arp.ETH_P_ARP))
+        assert select.select([rx], [], [], 0.2)[0]
+        time.sleep(0.05)  # all six copies queued
+        arp.drain(rx)
+        assert _queued(rx, marker, wait=0.0) == []
+        tx.sendto(probe, ("lo", arp.ETH_P_ARP))
+        assert _queued(rx, marker)  # still open and hearing
