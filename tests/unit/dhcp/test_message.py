@@ -306,3 +306,31 @@ def test_the_reasons_a_message_is_malformed_are_named():
         decode(b"\0" + wire[1:])
     with pytest.raises(MalformedMessage, match=r"^hardware address length 17 is over 16$"):
         decode(wire[:2] + b"\x11" + wire[3:])
+
+
+def test_the_reasons_a_body_is_malformed_name_the_field_and_the_rule():
+    head = encode(Message(op=BOOTREPLY, xid=1, chaddr=MAC))[:MIN_SIZE]
+    with pytest.raises(MalformedMessage, match=r"^no DHCP magic cookie$"):
+        decode(head[:HEADER_SIZE] + b"\0\0\0\0")
+    with pytest.raises(MalformedMessage, match=r"^option 12 in options runs past the end$"):
+        decode(head + bytes([53, 1, 5, 12, 9]) + b"short")
+    with pytest.raises(MalformedMessage, match=r"^option overload must be 1, 2 or 3$"):
+        decode(head + bytes([52, 1, 4, 255]))
+    lying_file = _reply_with_overload(1, bytes(126) + bytes([12, 9]), b"")  # PADs, then 12
+    with pytest.raises(MalformedMessage, match=r"^option 12 in file runs past the end$"):
+        decode(lying_file)
+    lying_sname = _reply_with_overload(2, b"", bytes(62) + bytes([12, 9]))
+    with pytest.raises(MalformedMessage, match=r"^option 12 in sname runs past the end$"):
+        decode(lying_sname)
+
+
+def test_overload_2_reads_sname_only_and_keeps_the_boot_file_name():
+    wire = _reply_with_overload(2, b"pxelinux.0", bytes([12, 2]) + b"cd" + b"\xff")
+    msg = decode(wire)
+    assert msg.options[12] == b"cd" and msg.sname == b"" and msg.file == b"pxelinux.0"
+    assert opt.OVERLOAD not in msg.options
+
+
+def test_equal_messages_hash_alike_so_a_retransmitted_reply_is_seen_once():
+    msg, wire = _golden()
+    assert decode(wire) is not msg and len({decode(wire), msg, decode(encode(msg))}) == 1
