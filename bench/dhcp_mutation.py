@@ -32,6 +32,12 @@ Equivalent mutants (no test can tell them from the original; each checked by han
   only jumps read them.
 * ``socket.socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, )`` for ``..., 0)`` (bpf.packet_socket,
   bpf.send_socket): the protocol argument defaults to 0, the value the code passes.
+* ``float("INF")`` for ``float("inf")`` (lease.lease_from_reply): float() reads infinity in
+  any case.
+* ``opt.address(mask, None)`` for ``opt.address(mask, opt.SUBNET_MASK)`` (lease._prefixlen):
+  the MalformedMessage naming the option is caught and replaced by Rejected's fixed text.
+* a longer ``ljust`` or slice of chaddr, sname or file (message.encode): struct's 16s, 64s and
+  128s pad with NULs and cut to the field's size, so the header packs the same bytes.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ _BIG = "the byte order defaults to big since Python 3.11"
 _NUL = "only what comes before the first NUL is kept, however many splits follow"
 _JUMPS = "jt/jf of a load or a return are ignored (kernel and model): only jumps read them"
 _PROTO = "socket.socket's protocol defaults to 0, the value the code passes"
+_FIELD = "struct's 16s/64s/128s pad with NULs and cut to the field: the same header bytes"
 EQUIVALENT: dict[str, tuple[str, str]] = {
     "dhcp.options.x_u32__mutmut_7": ("return int.from_bytes(value, )", _BIG),
     "dhcp.options.x_u16__mutmut_7": ("return int.from_bytes(value, )", _BIG),
@@ -90,6 +97,19 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "return socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, )",
         _PROTO,
     ),
+    "dhcp.lease.x_lease_from_reply__mutmut_40": (
+        'lifetime = float("INF") if raw == INFINITE else float(raw)',
+        "float() reads infinity in any case",
+    ),
+    "dhcp.lease.x__prefixlen__mutmut_3": (
+        'return ipaddress.IPv4Network(f"0.0.0.0/{opt.address(mask, None)}").prefixlen',
+        "the MalformedMessage naming the option is replaced by Rejected's fixed text",
+    ),
+    "dhcp.message.x_encode__mutmut_40": ('msg.chaddr.ljust(17, b"\\0"),', _FIELD),
+    "dhcp.message.x_encode__mutmut_47": ('msg.sname.ljust(65, b"\\0")[:64],', _FIELD),
+    "dhcp.message.x_encode__mutmut_49": ('msg.sname.ljust(64, b"\\0")[:65],', _FIELD),
+    "dhcp.message.x_encode__mutmut_55": ('msg.file.ljust(129, b"\\0")[:128],', _FIELD),
+    "dhcp.message.x_encode__mutmut_57": ('msg.file.ljust(128, b"\\0")[:129],', _FIELD),
 }
 
 # mutmut's exit codes per mutant (mutmut/stats.py), grouped as this report counts them
