@@ -81,6 +81,11 @@ def test_what_the_client_asks_for_comes_from_its_config():
     assert msg.options[opt.CLIENT_ID] == b"\1id"
 
 
+def test_the_maximum_message_size_is_an_unsigned_16_bit_count_rfc2132_9_10():
+    config = Config(chaddr=MAC, client_id=CID, max_message_size=65535)
+    assert on_the_wire(build.discover(config, 1, 0)).options[opt.MAX_MESSAGE_SIZE] == b"\xff\xff"
+
+
 @pytest.mark.parametrize(("secs", "field"), [(0.99, 0), (65535.5, 65535), (1e9, 65535)])
 def test_secs_is_whole_seconds_and_saturates_at_16_bits(secs, field):
     assert on_the_wire(build.discover(CONFIG, 1, secs)).secs == field
