@@ -38,6 +38,10 @@ Equivalent mutants (no test can tell them from the original; each checked by han
   the MalformedMessage naming the option is caught and replaced by Rejected's fixed text.
 * a longer ``ljust`` or slice of chaddr, sname or file (message.encode): struct's 16s, 64s and
   128s pad with NULs and cut to the field's size, so the header packs the same bytes.
+* ``hash(None)`` for ``hash(self._key())`` (message.Message.__hash__): a constant hash keeps
+  the contract (equal messages hash alike); only the speed of a set or dict of them differs.
+* ``sock.recv(129, ...)`` for ``sock.recv(128, ...)`` (arp.drain): the frames are dropped
+  unread, and recv discards whatever of a datagram does not fit its buffer.
 """
 
 from __future__ import annotations
@@ -110,6 +114,14 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dhcp.message.x_encode__mutmut_49": ('msg.sname.ljust(64, b"\\0")[:65],', _FIELD),
     "dhcp.message.x_encode__mutmut_55": ('msg.file.ljust(129, b"\\0")[:128],', _FIELD),
     "dhcp.message.x_encode__mutmut_57": ('msg.file.ljust(128, b"\\0")[:129],', _FIELD),
+    "dhcp.message.xǁMessageǁ__hash____mutmut_1": (
+        "return hash(None)",
+        "a constant hash keeps the contract (equal messages hash alike); only speed differs",
+    ),
+    "dhcp.arp.x_drain__mutmut_6": (
+        "sock.recv(129, socket.MSG_DONTWAIT)",
+        "the frames are dropped unread: the buffer's size changes nothing",
+    ),
 }
 
 # mutmut's exit codes per mutant (mutmut/stats.py), grouped as this report counts them
