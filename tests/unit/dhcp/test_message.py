@@ -334,3 +334,9 @@ def test_overload_2_reads_sname_only_and_keeps_the_boot_file_name():
 def test_equal_messages_hash_alike_so_a_retransmitted_reply_is_seen_once():
     msg, wire = _golden()
     assert decode(wire) is not msg and len({decode(wire), msg, decode(encode(msg))}) == 1
+
+
+def test_overload_1_reads_file_only_and_keeps_the_server_name():
+    wire = _reply_with_overload(1, bytes([12, 2]) + b"ab" + b"\xff", b"dhcp-1.example")
+    msg = decode(wire)
+    assert msg.options[12] == b"ab" and msg.file == b"" and msg.sname == b"dhcp-1.example"
