@@ -37,6 +37,16 @@ Equivalent mutants (no test can tell them from the original; each checked by han
   sizes one byte larger; socket options set to 2 instead of 1; a PACKET_AUXDATA check
   loosened where no other ancillary message comes; None for False where only its truth is
   read; a deadline that is never None while the loop runs; the rest one by one below.
+* ``float("INF")`` for ``float("inf")`` (lease.lease_from_reply): float() reads infinity in
+  any case.
+* ``opt.address(mask, None)`` for ``opt.address(mask, opt.SUBNET_MASK)`` (lease._prefixlen):
+  the MalformedMessage naming the option is caught and replaced by Rejected's fixed text.
+* a longer ``ljust`` or slice of chaddr, sname or file (message.encode): struct's 16s, 64s and
+  128s pad with NULs and cut to the field's size, so the header packs the same bytes.
+* ``hash(None)`` for ``hash(self._key())`` (message.Message.__hash__): a constant hash keeps
+  the contract (equal messages hash alike); only the speed of a set or dict of them differs.
+* ``sock.recv(129, ...)`` for ``sock.recv(128, ...)`` (arp.drain): the frames are dropped
+  unread, and recv discards whatever of a datagram does not fit its buffer.
 """
 
 from __future__ import annotations
@@ -74,6 +84,7 @@ _PLACEHOLDER = (
     " before the real filter, and receive() drops a one-byte frame as any broken one"
 )
 _ON = "any value but 0 turns the socket option on"
+_FIELD = "struct's 16s/64s/128s pad with NULs and cut to the field: the same header bytes"
 EQUIVALENT: dict[str, tuple[str, str]] = {
     "dhcp.options.x_u32__mutmut_7": ("return int.from_bytes(value, )", _BIG),
     "dhcp.options.x_u16__mutmut_7": ("return int.from_bytes(value, )", _BIG),
@@ -247,6 +258,27 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dhcp.trio_driver.xǁSocketsǁopen_udp__mutmut_20": (
         "udp.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 2)",
         _ON,
+    ),
+    "dhcp.lease.x_lease_from_reply__mutmut_40": (
+        'lifetime = float("INF") if raw == INFINITE else float(raw)',
+        "float() reads infinity in any case",
+    ),
+    "dhcp.lease.x__prefixlen__mutmut_3": (
+        'return ipaddress.IPv4Network(f"0.0.0.0/{opt.address(mask, None)}").prefixlen',
+        "the MalformedMessage naming the option is replaced by Rejected's fixed text",
+    ),
+    "dhcp.message.x_encode__mutmut_40": ('msg.chaddr.ljust(17, b"\\0"),', _FIELD),
+    "dhcp.message.x_encode__mutmut_47": ('msg.sname.ljust(65, b"\\0")[:64],', _FIELD),
+    "dhcp.message.x_encode__mutmut_49": ('msg.sname.ljust(64, b"\\0")[:65],', _FIELD),
+    "dhcp.message.x_encode__mutmut_55": ('msg.file.ljust(129, b"\\0")[:128],', _FIELD),
+    "dhcp.message.x_encode__mutmut_57": ('msg.file.ljust(128, b"\\0")[:129],', _FIELD),
+    "dhcp.message.xǁMessageǁ__hash____mutmut_1": (
+        "return hash(None)",
+        "a constant hash keeps the contract (equal messages hash alike); only speed differs",
+    ),
+    "dhcp.arp.x_drain__mutmut_6": (
+        "sock.recv(129, socket.MSG_DONTWAIT)",
+        "the frames are dropped unread: the buffer's size changes nothing",
     ),
 }
 

@@ -226,3 +226,117 @@ def test_fuzz_encode_decode_round_trip(options, xid, chaddr):
 def test_fuzz_classless_routes(data):
     with contextlib.suppress(MalformedMessage):
         opt.classless_routes(data)
+
+
+# -- the wire layout of RFC 2131 figure 1, byte by byte ---------------------------------
+
+
+def _golden() -> tuple[Message, bytes]:
+    msg = Message(
+        op=BOOTREPLY,
+        xid=0x01020304,
+        chaddr=MAC,
+        secs=0x0506,
+        flags=0x8000,
+        ciaddr=IP("10.0.0.1"),
+        yiaddr=IP("10.0.0.2"),
+        siaddr=IP("10.0.0.3"),
+        giaddr=IP("10.0.0.4"),
+        hops=2,
+        sname=b"srv",
+        file=b"boot",
+        options={opt.MESSAGE_TYPE: b"\x05", opt.SERVER_ID: IP("10.0.0.3").packed},
+    )
+    wire = (
+        bytes([2, 1, 6, 2])  # op, htype (Ethernet), hlen, hops
+        + bytes.fromhex("01020304 0506 8000")  # xid, secs, flags
+        + bytes([10, 0, 0, 1, 10, 0, 0, 2, 10, 0, 0, 3, 10, 0, 0, 4])  # ciaddr..giaddr
+        + MAC.ljust(16, b"\0")
+        + b"srv".ljust(64, b"\0")
+        + b"boot".ljust(128, b"\0")
+        + MAGIC_COOKIE
+        + bytes([53, 1, 5, 54, 4, 10, 0, 0, 3, 255])
+    )
+    return msg, wire
+
+
+def test_encode_puts_every_field_at_its_rfc2131_offset():
+    msg, wire = _golden()
+    assert encode(msg) == wire
+
+
+def test_decode_reads_every_field_from_its_rfc2131_offset():
+    msg, wire = _golden()
+    assert decode(wire) == msg
+
+
+def test_option_order_puts_the_given_codes_first_then_the_rest_by_code():
+    msg = discover(o61=b"\1id", o12=b"h", o55=b"\1\3")
+    options = encode(msg, option_order=(55, 53, 99))[MIN_SIZE:]
+    assert options == bytes([55, 2, 1, 3, 53, 1, 1, 12, 1]) + b"h" + bytes([61, 3]) + b"\1id\xff"
+    default = encode(msg)[MIN_SIZE:]
+    assert default == bytes([53, 1, 1, 12, 1]) + b"h" + bytes([55, 2, 1, 3, 61, 3]) + b"\1id\xff"
+
+
+def test_a_message_with_no_options_at_all_is_still_a_message():
+    wire = encode(Message(op=BOOTREPLY, xid=1, chaddr=MAC))[:MIN_SIZE]  # no END either
+    assert decode(wire) == Message(op=BOOTREPLY, xid=1, chaddr=MAC)
+
+
+def test_a_hardware_address_of_16_bytes_is_the_longest():
+    msg = Message(op=BOOTREQUEST, xid=1, chaddr=bytes(range(1, 17)))
+    assert decode(encode(msg)).chaddr == bytes(range(1, 17))
+    with pytest.raises(ValueError, match=r"^chaddr is at most 16 bytes$"):
+        encode(Message(op=BOOTREQUEST, xid=1, chaddr=bytes(17)))
+
+
+def test_sname_and_file_are_cut_to_their_fields_and_read_without_padding():
+    msg = Message(op=BOOTREPLY, xid=1, chaddr=MAC, sname=b"s" * 70, file=b"f" * 130)
+    wire = encode(msg)
+    assert len(wire) == MIN_SIZE + 1
+    back = decode(wire)
+    assert (back.sname, back.file) == (b"s" * 64, b"f" * 128)
+
+
+def test_the_reasons_a_message_is_malformed_are_named():
+    wire = encode(discover())
+    with pytest.raises(MalformedMessage, match=r"^239 bytes is shorter than a DHCP message$"):
+        decode(wire[: MIN_SIZE - 1])
+    with pytest.raises(MalformedMessage, match=r"^op 0 is neither request nor reply$"):
+        decode(b"\0" + wire[1:])
+    with pytest.raises(MalformedMessage, match=r"^hardware address length 17 is over 16$"):
+        decode(wire[:2] + b"\x11" + wire[3:])
+
+
+def test_the_reasons_a_body_is_malformed_name_the_field_and_the_rule():
+    head = encode(Message(op=BOOTREPLY, xid=1, chaddr=MAC))[:MIN_SIZE]
+    with pytest.raises(MalformedMessage, match=r"^no DHCP magic cookie$"):
+        decode(head[:HEADER_SIZE] + b"\0\0\0\0")
+    with pytest.raises(MalformedMessage, match=r"^option 12 in options runs past the end$"):
+        decode(head + bytes([53, 1, 5, 12, 9]) + b"short")
+    with pytest.raises(MalformedMessage, match=r"^option overload must be 1, 2 or 3$"):
+        decode(head + bytes([52, 1, 4, 255]))
+    lying_file = _reply_with_overload(1, bytes(126) + bytes([12, 9]), b"")  # PADs, then 12
+    with pytest.raises(MalformedMessage, match=r"^option 12 in file runs past the end$"):
+        decode(lying_file)
+    lying_sname = _reply_with_overload(2, b"", bytes(62) + bytes([12, 9]))
+    with pytest.raises(MalformedMessage, match=r"^option 12 in sname runs past the end$"):
+        decode(lying_sname)
+
+
+def test_overload_2_reads_sname_only_and_keeps_the_boot_file_name():
+    wire = _reply_with_overload(2, b"pxelinux.0", bytes([12, 2]) + b"cd" + b"\xff")
+    msg = decode(wire)
+    assert msg.options[12] == b"cd" and msg.sname == b"" and msg.file == b"pxelinux.0"
+    assert opt.OVERLOAD not in msg.options
+
+
+def test_equal_messages_hash_alike_so_a_retransmitted_reply_is_seen_once():
+    msg, wire = _golden()
+    assert decode(wire) is not msg and len({decode(wire), msg, decode(encode(msg))}) == 1
+
+
+def test_overload_1_reads_file_only_and_keeps_the_server_name():
+    wire = _reply_with_overload(1, bytes([12, 2]) + b"ab" + b"\xff", b"dhcp-1.example")
+    msg = decode(wire)
+    assert msg.options[12] == b"ab" and msg.file == b"" and msg.sname == b"dhcp-1.example"
