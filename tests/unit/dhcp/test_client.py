@@ -893,6 +893,17 @@ def test_discover_retransmissions_double_up_to_64_s_with_a_second_of_spread(high
     assert c.stats.sent == len(gaps) + 1
 
 
+def test_a_client_with_a_long_timeout_keeps_discovering_every_64_s():
+    """With no server for a day (a timeout of days): 2 ** attempt overflowed a float at the
+    1,024th retransmission, about 18 hours in, and handle() raised OverflowError."""
+    c = make_client(timeout_s=3 * 86400.0, retransmit_initial_s=1.0)
+    c.handle(Started(0))
+    for _ in range(1100):
+        at = c.next_deadline
+        only_transmit(c.handle(TimerFired(at)))
+    assert 63 <= c.next_deadline - at <= 65 and c.state is State.SELECTING
+
+
 def test_the_give_up_line_names_each_server_once_in_order_and_counts_each_rule():
     def server(now: float, msg: Message) -> list[bytes]:
         if msg.message_type is MT.DISCOVER:
