@@ -742,8 +742,9 @@ class _Spread(random.Random):
         return b if self.high else a
 
 
-def _declined(holder: bytes | None, **kw) -> tuple[Client, Message, list]:
+def _declined(holder: bytes | None, seed: int = 1, **kw) -> tuple[Client, Message, list]:
     c = make_client(probe=arp.ProbeConfig(initial_wait_s=0, count=2, interval_s=(1, 1)), **kw)
+    c.rng = random.Random(seed)
     discover = selecting(c)
     request = only_transmit(c.handle(PacketReceived(0, reply(discover, MT.OFFER)))).message
     c.handle(PacketReceived(0.1, reply(request, MT.ACK)))
@@ -1016,3 +1017,107 @@ def test_renewal_retries_halve_the_time_to_t2_down_to_the_minimum():
         times.append(c.next_deadline)
         c.handle(TimerFired(c.next_deadline))
     assert times[5:] == [937.5, 997.5, 1000.0]
+
+
+def test_every_drop_is_counted_under_its_reason():
+    c = make_client()
+    discover = selecting(c)
+    c.handle(PacketReceived(0, b"\x02garbage"))
+    c.handle(PacketReceived(0, reply(discover, MT.ACK)))  # not an answer to a DISCOVER
+    c.handle(PacketReceived(0, reply(discover, MT.NAK)))
+    bad_lease = reply(discover, MT.OFFER, extra={opt.LEASE_TIME: b"\0\0\1"})  # 3 octets
+    c.handle(PacketReceived(0, bad_lease))
+    assert c.stats.dropped_why == {
+        "malformed": 1,
+        "ACK while SELECTING": 1,
+        "NAK while SELECTING": 1,
+        "a malformed option": 1,
+    }
+    assert c.stats.dropped == 4 and c.state is State.SELECTING
+    request = only_transmit(c.handle(PacketReceived(0, reply(discover, MT.OFFER)))).message
+    assert c.handle(PacketReceived(0, reply(request, MT.ACK, server=OTHER))) == []
+    assert c.stats.dropped_why["an answer from a server not asked"] == 1
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda m: {"op": 1},
+        lambda m: {"xid": m.xid ^ 1},
+        lambda m: {"chaddr": b"\x02\0\0\0\0\1"},
+        lambda m: {"options": {**m.options, opt.CLIENT_ID: b"\xffsomeone-else"}},
+    ],
+)
+def test_a_good_offer_for_another_transaction_is_dropped_as_such(mutate):
+    """One field off, the rest an offer this client would take: not ours."""
+    c = make_client()
+    good = decode(reply(selecting(c), MT.OFFER))
+    assert c.handle(PacketReceived(0, encode(dataclasses.replace(good, **mutate(good))))) == []
+    assert c.stats.dropped_why == {"another transaction": 1} and c.state is State.SELECTING
+
+
+def test_first_sends_and_retransmissions_are_whole_broadcasts_from_no_address():
+    c = make_client()
+    d = c.handle(Started(0))
+    assert d == [Transmit(d[0].message, BROADCAST, ZERO, b"")]
+    [again] = c.handle(TimerFired(c.next_deadline))
+    assert again == Transmit(again.message, BROADCAST, ZERO, b"")
+    request = only_transmit(c.handle(PacketReceived(4, reply(d[0].message, MT.OFFER))))
+    [retry] = c.handle(TimerFired(c.next_deadline))
+    secs = retry.message.secs
+    assert retry == Transmit(dataclasses.replace(request.message, secs=secs), BROADCAST, ZERO, b"")
+
+
+def test_rebinding_broadcasts_to_every_mac():
+    c = make_client()
+    discover = selecting(c)
+    request = only_transmit(c.handle(PacketReceived(0, reply(discover, MT.OFFER)))).message
+    c.handle(PacketReceived(0, reply(request, MT.ACK), SERVER_MAC))
+    while c.state is not State.REBINDING:
+        [sent] = c.handle(TimerFired(c.next_deadline))
+    assert (sent.dest, sent.src, sent.dst_mac) == (BROADCAST, ADDR, b"")
+    [again] = c.handle(TimerFired(c.next_deadline))
+    assert (again.dest, again.src, again.dst_mac) == (BROADCAST, ADDR, b"")
+
+
+def test_a_nak_while_renewing_reports_the_lease_lost_and_forgets_it():
+    c = make_client()
+    bound(c)
+    lease = c.lease
+    renew = only_transmit(c.handle(TimerFired(c.next_deadline))).message
+    assert c.handle(PacketReceived(51, reply(renew, MT.NAK))) == [LeaseLost(lease, "nak")]
+    assert c.remembered is None  # no INIT-REBOOT for an address refused
+
+
+def test_without_announcement_the_probe_ends_in_the_lease_alone():
+    c = make_client(probe=dataclasses.replace(PROBE, announce=False))
+    discover = selecting(c)
+    request = only_transmit(c.handle(PacketReceived(0, reply(discover, MT.OFFER)))).message
+    c.handle(PacketReceived(0, reply(request, MT.ACK)))
+    actions = []
+    while c.state is State.PROBING:
+        actions = c.handle(TimerFired(c.next_deadline))
+    assert [type(a) for a in actions] == [LeaseBound]
+
+
+def test_the_first_probe_waits_for_its_random_delay():
+    """RFC 5227 section 2.1.1: wait up to PROBE_WAIT before the first probe; the ACK
+    itself sends nothing."""
+    c = make_client(probe=dataclasses.replace(PROBE, initial_wait_s=1.0))
+    discover = selecting(c)
+    request = only_transmit(c.handle(PacketReceived(0, reply(discover, MT.OFFER)))).message
+    assert c.handle(PacketReceived(0, reply(request, MT.ACK))) == []
+    assert c.state is State.PROBING and 0 < c.next_deadline <= 1.0
+    [probe] = c.handle(TimerFired(c.next_deadline))
+    assert probe == SendArp(arp.build(arp.REQUEST, MAC, ZERO, ADDR), ADDR)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_decline_and_release_xids_fit_the_32_bit_field(seed):
+    _, _, [send, _] = _declined(HOLDER, seed=seed)
+    assert 0 <= send.message.xid < 2**32
+    d = make_client()
+    d.rng = random.Random(seed)
+    bound(d)
+    release, _ = d.handle(ReleaseRequested(5))
+    assert 0 <= release.message.xid < 2**32
