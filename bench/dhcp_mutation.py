@@ -32,6 +32,11 @@ Equivalent mutants (no test can tell them from the original; each checked by han
   only jumps read them.
 * ``socket.socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, )`` for ``..., 0)`` (bpf.packet_socket,
   bpf.send_socket): the protocol argument defaults to 0, the value the code passes.
+* client.py and trio_driver.py's Driver: arguments no caller passes or nothing reads
+  (``_again``'s retry_at and dst_mac, ``_Heard.began``, an offer's lease start, a count reset
+  again before it is read), branches no input reaches (``_enter``'s error, ``_next_offer``
+  with no offer, the Driver's loop with no deadline) and falsy values read only as such;
+  each with its reason in EQUIVALENT below.
 """
 
 from __future__ import annotations
@@ -53,6 +58,16 @@ _BIG = "the byte order defaults to big since Python 3.11"
 _NUL = "only what comes before the first NUL is kept, however many splits follow"
 _JUMPS = "jt/jf of a load or a return are ignored (kernel and model): only jumps read them"
 _PROTO = "socket.socket's protocol defaults to 0, the value the code passes"
+_RESTARTS = (
+    "every way from a bound lease to a restart (a NAK, expiry) begins a new acquisition,"
+    " which resets the count; nothing reads it before"
+)
+_OFFER = "an offer's lease is read for its server and address only: its start is never read"
+_FALSY = "_running is only read as `not self._running`: None is false, as False is"
+_DEADLINE = (
+    "unreachable: the loop runs only until STOPPED, and every other state has a deadline"
+    " (an infinite lease's is inf, not None)"
+)
 EQUIVALENT: dict[str, tuple[str, str]] = {
     "dhcp.options.x_u32__mutmut_7": ("return int.from_bytes(value, )", _BIG),
     "dhcp.options.x_u16__mutmut_7": ("return int.from_bytes(value, )", _BIG),
@@ -89,6 +104,81 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dhcp.bpf.x_send_socket__mutmut_6": (
         "return socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, )",
         _PROTO,
+    ),
+    # client.py
+    "dhcp.client.xǁClientǁ_again__mutmut_20": (
+        "return self._send(x, now, msg, last.dest, last.src, None, last.dst_mac)",
+        "every caller of _again passes no retry_at: its retries follow section 4.1's doubling",
+    ),
+    "dhcp.client.xǁClientǁ_again__mutmut_28": (
+        "return self._send(x, now, msg, last.dest, last.src, retry_at, )",
+        "_again resends only SELECTING, REBOOTING and REQUESTING broadcasts: dst_mac is b''",
+    ),
+    "dhcp.client.xǁClientǁ_arp__mutmut_9": (
+        'return self._decline(event.now, s.prober.holder or b"XXXX")',
+        "hear() is True only once holder is the answering frame's 6-byte MAC, never empty",
+    ),
+    "dhcp.client.xǁClientǁ_bind__mutmut_4": ("self._restarts = None", _RESTARTS),
+    "dhcp.client.xǁClientǁ_bind__mutmut_5": ("self._restarts = 1", _RESTARTS),
+    "dhcp.client.xǁClientǁ_enter__mutmut_2": (
+        "raise LocalProtocolError(None)",
+        "no input reaches it: every state a handler enters is one NEXT_STATES allows",
+    ),
+    "dhcp.client.xǁClientǁ_new_acquisition__mutmut_6": (
+        "self._heard = _Heard(None)",
+        "_Heard.began is never read (the give-up line names the timeout, not the start)",
+    ),
+    "dhcp.client.xǁClientǁ_next_offer__mutmut_3": (
+        "return self._restart(None)  # every offer failed: start over (section 3.1 step 5)",
+        "unreachable: both callers call _next_offer only while an offer waits",
+    ),
+    "dhcp.client.xǁClientǁ_packet__mutmut_39": (
+        "server = opt.address(msg.options[opt.SERVER_ID], None)",
+        "the code only names the option in MalformedMessage's text, which _packet replaces"
+        " with 'no server identifier'",
+    ),
+    "dhcp.client.xǁClientǁ_valid_offer__mutmut_3": (
+        "lease = lease_from_reply(reply.message, start=None)",
+        _OFFER,
+    ),
+    "dhcp.client.xǁClientǁ_valid_offer__mutmut_6": (
+        "lease = lease_from_reply(reply.message, start=1.0)",
+        _OFFER,
+    ),
+    # trio_driver.py's Driver
+    "dhcp.trio_driver.xǁDriverǁ__init____mutmut_16": (
+        "self.on_action = on_action or (lambda action: 0)",
+        "the on_action callback's return value is never read",
+    ),
+    "dhcp.trio_driver.xǁDriverǁ__init____mutmut_22": (
+        "self._to_loop, self._inbox = trio.open_memory_channel[Input | trio.Event](17)",
+        "the inbox's size only bounds how far the readers run ahead of the loop",
+    ),
+    "dhcp.trio_driver.xǁDriverǁ__init____mutmut_23": ("self._running = None", _FALSY),
+    "dhcp.trio_driver.xǁDriverǁrun__mutmut_1": (
+        "started = None",
+        "started is only read as `not started`: None is false",
+    ),
+    "dhcp.trio_driver.xǁDriverǁrun__mutmut_17": ("self._running = None", _FALSY),
+    "dhcp.trio_driver.xǁDriverǁ_next_fact__mutmut_4": (
+        'with trio.move_on_at(float("inf") if (deadline is None) and False else deadline):',
+        _DEADLINE,
+    ),
+    "dhcp.trio_driver.xǁDriverǁ_next_fact__mutmut_6": (
+        "with trio.move_on_at(float(None) if deadline is None else deadline):",
+        _DEADLINE,
+    ),
+    "dhcp.trio_driver.xǁDriverǁ_next_fact__mutmut_7": (
+        'with trio.move_on_at(float("XXinfXX") if deadline is None else deadline):',
+        _DEADLINE,
+    ),
+    "dhcp.trio_driver.xǁDriverǁ_next_fact__mutmut_8": (
+        'with trio.move_on_at(float("INF") if deadline is None else deadline):',
+        _DEADLINE,
+    ),
+    "dhcp.trio_driver.xǁDriverǁ_carry_out__mutmut_8": (
+        "break",
+        "a probe's SendArp is the only order of its list (_probe_frames): nothing follows it",
     ),
 }
 
