@@ -47,6 +47,11 @@ Equivalent mutants (no test can tell them from the original; each checked by han
   the contract (equal messages hash alike); only the speed of a set or dict of them differs.
 * ``sock.recv(129, ...)`` for ``sock.recv(128, ...)`` (arp.drain): the frames are dropped
   unread, and recv discards whatever of a datagram does not fit its buffer.
+* client.py and trio_driver.py's Driver: arguments no caller passes or nothing reads
+  (``_again``'s retry_at and dst_mac, ``_Heard.began``, an offer's lease start, a count reset
+  again before it is read), branches no input reaches (``_enter``'s error, ``_next_offer``
+  with no offer, the Driver's loop with no deadline) and falsy values read only as such;
+  each with its reason in EQUIVALENT below.
 """
 
 from __future__ import annotations
@@ -85,6 +90,16 @@ _PLACEHOLDER = (
 )
 _ON = "any value but 0 turns the socket option on"
 _FIELD = "struct's 16s/64s/128s pad with NULs and cut to the field: the same header bytes"
+_RESTARTS = (
+    "every way from a bound lease to a restart (a NAK, expiry) begins a new acquisition,"
+    " which resets the count; nothing reads it before"
+)
+_OFFER = "an offer's lease is read for its server and address only: its start is never read"
+_FALSY = "_running is only read as `not self._running`: None is false, as False is"
+_DEADLINE = (
+    "unreachable: the loop runs only until STOPPED, and every other state has a deadline"
+    " (an infinite lease's is inf, not None)"
+)
 EQUIVALENT: dict[str, tuple[str, str]] = {
     "dhcp.options.x_u32__mutmut_7": ("return int.from_bytes(value, )", _BIG),
     "dhcp.options.x_u16__mutmut_7": ("return int.from_bytes(value, )", _BIG),
@@ -186,6 +201,52 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     ),
     "dhcp.trio_driver.xǁDriverǁ__init____mutmut_23": ("self._running = None", _FALSY),
     "dhcp.trio_driver.xǁDriverǁ_carry_out__mutmut_8": ("break", _LAST),
+    # client.py
+    "dhcp.client.xǁClientǁ_again__mutmut_20": (
+        "return self._send(x, now, msg, last.dest, last.src, None, last.dst_mac)",
+        "every caller of _again passes no retry_at: its retries follow section 4.1's doubling",
+    ),
+    "dhcp.client.xǁClientǁ_again__mutmut_28": (
+        "return self._send(x, now, msg, last.dest, last.src, retry_at, )",
+        "_again resends only SELECTING, REBOOTING and REQUESTING broadcasts: dst_mac is b''",
+    ),
+    "dhcp.client.xǁClientǁ_arp__mutmut_9": (
+        'return self._decline(event.now, s.prober.holder or b"XXXX")',
+        "hear() is True only once holder is the answering frame's 6-byte MAC, never empty",
+    ),
+    "dhcp.client.xǁClientǁ_bind__mutmut_4": ("self._restarts = None", _RESTARTS),
+    "dhcp.client.xǁClientǁ_bind__mutmut_5": ("self._restarts = 1", _RESTARTS),
+    "dhcp.client.xǁClientǁ_enter__mutmut_2": (
+        "raise LocalProtocolError(None)",
+        "no input reaches it: every state a handler enters is one NEXT_STATES allows",
+    ),
+    "dhcp.client.xǁClientǁ_new_acquisition__mutmut_6": (
+        "self._heard = _Heard(None)",
+        "_Heard.began is never read (the give-up line names the timeout, not the start)",
+    ),
+    "dhcp.client.xǁClientǁ_next_offer__mutmut_3": (
+        "return self._restart(None)  # every offer failed: start over (section 3.1 step 5)",
+        "unreachable: both callers call _next_offer only while an offer waits",
+    ),
+    "dhcp.client.xǁClientǁ_packet__mutmut_39": (
+        "server = opt.address(msg.options[opt.SERVER_ID], None)",
+        "the code only names the option in MalformedMessage's text, which _packet replaces"
+        " with 'no server identifier'",
+    ),
+    "dhcp.client.xǁClientǁ_valid_offer__mutmut_3": (
+        "lease = lease_from_reply(reply.message, start=None)",
+        _OFFER,
+    ),
+    "dhcp.client.xǁClientǁ_valid_offer__mutmut_6": (
+        "lease = lease_from_reply(reply.message, start=1.0)",
+        _OFFER,
+    ),
+    # trio_driver.py's Driver
+    "dhcp.trio_driver.xǁDriverǁrun__mutmut_1": (
+        "started = None",
+        "started is only read as `not started`: None is false",
+    ),
+    "dhcp.trio_driver.xǁDriverǁrun__mutmut_17": ("self._running = None", _FALSY),
     "dhcp.trio_driver.xǁDriverǁ_next_fact__mutmut_4": (
         'with trio.move_on_at(float("inf") if (deadline is None) and False else deadline):',
         _DEADLINE,
@@ -202,7 +263,6 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         'with trio.move_on_at(float("INF") if deadline is None else deadline):',
         _DEADLINE,
     ),
-    "dhcp.trio_driver.xǁDriverǁrun__mutmut_1": ("started = None", _FALSY),
     "dhcp.trio_driver.xǁSocketLinkǁreceive__mutmut_10": (
         "if level == SOL_PACKET and kind == PACKET_AUXDATA or len(aux) >= 4:",
         _AUX,

@@ -378,7 +378,9 @@ class Client:
         self.stats.sent += 1
         if retry_at is None:
             c = self.config
-            delay = min(c.retransmit_initial_s * 2**x.attempt, c.retransmit_max_s)
+            # (the doubling stops counting at 2**64: a float overflows at 2**1024, a DISCOVER
+            # retransmitted for 18 hours against no server)
+            delay = min(c.retransmit_initial_s * 2 ** min(x.attempt, 64), c.retransmit_max_s)
             retry_at = now + max(delay / 2, delay + self.rng.uniform(-1, 1))
         x.attempt += 1
         x.retry_at = retry_at

@@ -723,3 +723,401 @@ def test_everything_but_the_trio_driver_imports_without_trio():
         text=True,
     )
     assert done.returncode == 0, done.stderr
+
+
+# -- what goes on the wire, exactly (mutation testing: bench/dhcp_mutation.py) -----------
+
+HOLDER = bytes.fromhex("020000000099")
+SERVER_MAC = bytes.fromhex("02000000aa01")
+
+
+class _Spread(random.Random):
+    """An rng whose every spread is at one end: uniform(a, b) is a (low) or b (high)."""
+
+    def __init__(self, high: bool) -> None:
+        super().__init__(1)
+        self.high = high
+
+    def uniform(self, a: float, b: float) -> float:
+        return b if self.high else a
+
+
+def _declined(holder: bytes | None, seed: int = 1, **kw) -> tuple[Client, Message, list]:
+    c = make_client(probe=arp.ProbeConfig(initial_wait_s=0, count=2, interval_s=(1, 1)), **kw)
+    c.rng = random.Random(seed)
+    discover = selecting(c)
+    request = only_transmit(c.handle(PacketReceived(0, reply(discover, MT.OFFER)))).message
+    c.handle(PacketReceived(0.1, reply(request, MT.ACK)))
+    sent_before = c.stats.sent
+    if holder is None:
+        actions = c.handle(ConflictDetected(0.5))
+    else:
+        actions = c.handle(ArpReceived(0.5, arp.build(arp.REPLY, holder, ADDR, ZERO)))
+    assert c.stats.sent == sent_before + 1  # the DECLINE is counted as sent
+    return c, request, actions
+
+
+def test_a_decline_carries_exactly_table_5s_fields_and_goes_broadcast_from_no_address():
+    _, request, actions = _declined(HOLDER)
+    send, in_use = actions
+    m = send.message
+    assert (send.dest, send.src, send.dst_mac) == (BROADCAST, ZERO, b"")
+    assert m.op == 1 and m.chaddr == MAC and m.ciaddr == ZERO and m.yiaddr == ZERO
+    assert m.options == {
+        opt.MESSAGE_TYPE: bytes([MT.DECLINE]),
+        opt.CLIENT_ID: CID,
+        opt.REQUESTED_ADDRESS: ADDR.packed,
+        opt.SERVER_ID: SERVER.packed,
+    }
+    assert m.xid != request.xid  # a DECLINE begins a transaction of its own
+    assert in_use == AddressInUse(ADDR, SERVER, HOLDER)
+    assert decode(encode(m)) == m  # and it goes on the wire as it is
+
+
+def test_the_wait_after_a_decline_is_the_configured_one_at_least():
+    c, _, _ = _declined(HOLDER, decline_wait_s=30)
+    assert c.state is State.INIT and 30.5 <= c.next_deadline <= 30.5 + RESTART_FIRST_S * 1.25
+
+
+@pytest.mark.parametrize(("holder", "who"), [(HOLDER, "02:00:00:00:00:99"), (None, "this host")])
+def test_a_give_up_after_a_decline_names_the_address_its_server_and_its_holder(holder, who):
+    c, _, _ = _declined(holder, timeout_s=5)
+    [give_up] = c.handle(TimerFired(c.next_deadline))
+    assert c.next_deadline is None and c.state is State.STOPPED
+    assert give_up == GaveUp(f"no lease after 5 s: {SERVER} offered {ADDR}, in use by {who}")
+
+
+def test_a_release_carries_exactly_table_5s_fields_to_the_servers_mac():
+    c = make_client()
+    discover = selecting(c)
+    request = only_transmit(c.handle(PacketReceived(0, reply(discover, MT.OFFER)))).message
+    [b] = c.handle(PacketReceived(0.1, reply(request, MT.ACK), SERVER_MAC))
+    assert b.lease.server_mac == SERVER_MAC
+    sent_before = c.stats.sent
+    send, lost = c.handle(ReleaseRequested(5))
+    m = send.message
+    assert (send.dest, send.src, send.dst_mac) == (SERVER, ADDR, SERVER_MAC)
+    assert m.op == 1 and m.chaddr == MAC and m.ciaddr == ADDR and m.yiaddr == ZERO
+    assert m.options == {
+        opt.MESSAGE_TYPE: bytes([MT.RELEASE]),
+        opt.CLIENT_ID: CID,
+        opt.SERVER_ID: SERVER.packed,
+    }
+    assert m.xid != request.xid and decode(encode(m)) == m
+    assert lost == LeaseLost(b.lease, "released") and c.stats.sent == sent_before + 1
+
+
+def test_a_release_while_probing_goes_to_the_servers_mac_too():
+    c = make_client(probe=PROBE)
+    discover = selecting(c)
+    request = only_transmit(c.handle(PacketReceived(0, reply(discover, MT.OFFER)))).message
+    c.handle(PacketReceived(0, reply(request, MT.ACK), SERVER_MAC))
+    [send] = c.handle(ReleaseRequested(0.5))
+    assert send.dst_mac == SERVER_MAC and send.message.ciaddr == ADDR
+    assert send.message.options[opt.CLIENT_ID] == CID and send.message.chaddr == MAC
+
+
+@pytest.mark.parametrize("state", ["INIT", "SELECTING", "REQUESTING", "REBOOTING"])
+def test_a_release_with_no_lease_sends_nothing_and_stops(state):
+    old = make_client()
+    bound(old)
+    c = make_client() if state != "REBOOTING" else Client(old.config, remembered=old.lease)
+    if state != "INIT":
+        first = only_transmit(c.handle(Started(1))).message
+        if state == "REQUESTING":
+            c.handle(PacketReceived(1, reply(first, MT.OFFER)))
+    assert c.state.value == state
+    sent = c.stats.sent
+    assert c.handle(ReleaseRequested(2)) == [] and c.stats.sent == sent
+    assert c.state is State.STOPPED and c.next_deadline is None
+
+
+def test_retransmissions_carry_the_seconds_since_the_acquisition_began():
+    """RFC 2131 section 4.4.1: ``secs`` counts from the start of the acquisition, in every
+    retransmission of the DISCOVER and of the REQUEST (same xid: the same transaction)."""
+    c = make_client(timeout_s=1000)
+    discover = selecting(c, now=100.0)
+    assert discover.secs == 0
+    at = c.next_deadline
+    again = only_transmit(c.handle(TimerFired(at))).message
+    assert again.secs == int(at - 100.0) >= 1 and again.xid == discover.xid
+    at = 100.0 + 7.9
+    request = only_transmit(c.handle(PacketReceived(at, reply(discover, MT.OFFER)))).message
+    assert request.secs == 7
+    retry = only_transmit(c.handle(TimerFired(c.next_deadline))).message  # at 108.4
+    assert retry.secs == 8 and retry.xid == discover.xid
+    assert dataclasses.replace(retry, secs=7) == request  # nothing else changes
+
+
+def test_secs_stops_at_its_16_bit_maximum():
+    c = make_client()
+    bound(c, lease=1_000_000)  # T1 at 500,000 s, T2 at 875,000 s
+    first = only_transmit(c.handle(TimerFired(c.next_deadline))).message
+    again = only_transmit(c.handle(TimerFired(c.next_deadline))).message  # 187,500 s later
+    assert (first.secs, again.secs) == (0, 0xFFFF) and again.xid == first.xid
+
+
+def test_a_renewal_retransmission_goes_where_the_first_went_with_its_own_secs():
+    c = make_client()
+    discover = selecting(c)
+    request = only_transmit(c.handle(PacketReceived(0, reply(discover, MT.OFFER)))).message
+    c.handle(PacketReceived(0, reply(request, MT.ACK), SERVER_MAC))
+    first = only_transmit(c.handle(TimerFired(c.next_deadline)))
+    assert first.message.secs == 0 and first.message.xid != discover.xid
+    assert (first.dest, first.src, first.dst_mac) == (SERVER, ADDR, SERVER_MAC)
+    at = c.next_deadline
+    again = only_transmit(c.handle(TimerFired(at)))
+    assert (again.dest, again.src, again.dst_mac) == (SERVER, ADDR, SERVER_MAC)
+    assert again.message.secs == int(at - 50) and again.message.xid == first.message.xid
+
+
+@pytest.mark.parametrize(
+    ("high", "gaps"),
+    [
+        (False, [0.5, 1.0, 3.0, 7.0, 15.0, 31.0, 63.0, 63.0]),  # -1 s, but never under half
+        (True, [2.0, 3.0, 5.0, 9.0, 17.0, 33.0, 65.0, 65.0]),  # +1 s, doubling up to 64 s
+    ],
+)
+def test_discover_retransmissions_double_up_to_64_s_with_a_second_of_spread(high, gaps):
+    """RFC 2131 section 4.1: doubling from the first delay up to 64 s, each randomised by
+    -1..+1 s; this client's first delay is 1 s here, and no wait is under half its delay."""
+    c = Client(
+        Config(chaddr=MAC, client_id=CID, retransmit_initial_s=1.0, timeout_s=1e6, probe=None),
+        rng=_Spread(high),
+    )
+    c.handle(Started(0))
+    times = [0.0]
+    for _ in gaps:
+        times.append(c.next_deadline)
+        only_transmit(c.handle(TimerFired(c.next_deadline)))
+    assert [b - a for a, b in itertools.pairwise(times)] == gaps
+    assert c.stats.sent == len(gaps) + 1
+
+
+def test_a_client_with_a_long_timeout_keeps_discovering_every_64_s():
+    """With no server for a day (a timeout of days): 2 ** attempt overflowed a float at the
+    1,024th retransmission, about 18 hours in, and handle() raised OverflowError."""
+    c = make_client(timeout_s=3 * 86400.0, retransmit_initial_s=1.0)
+    c.handle(Started(0))
+    for _ in range(1100):
+        at = c.next_deadline
+        only_transmit(c.handle(TimerFired(at)))
+    assert 63 <= c.next_deadline - at <= 65 and c.state is State.SELECTING
+
+
+def test_the_give_up_line_names_each_server_once_in_order_and_counts_each_rule():
+    def server(now: float, msg: Message) -> list[bytes]:
+        if msg.message_type is MT.DISCOVER:
+            return [
+                reply(msg, MT.OFFER, server=BLACK_HOLE, yiaddr=ELSEWHERE),
+                reply(msg, MT.OFFER, server=OTHER),
+                reply(msg, MT.OFFER, lease=0),
+                reply(msg, MT.OFFER, extra={opt.SUBNET_MASK: bytes([255, 0, 255, 0])}),
+            ]
+        return []
+
+    c = make_client(timeout_s=40)
+    _, log = run_against(c, server, until=1e9)
+    [give_up] = [a for a in log if isinstance(a, GaveUp)]
+    assert c._heard.unacknowledged.count(BLACK_HOLE) >= 2  # named once all the same
+    assert give_up.reason.startswith(
+        f"no lease after 40 s: offers from {BLACK_HOLE}, {OTHER} were never acknowledged; "
+        "replies dropped (a lease time of 0: "
+    )
+    n = c.stats.dropped_why["a lease time of 0"]
+    assert n >= 2 and give_up.reason.endswith(
+        f"a lease time of 0: {n}, a non-contiguous subnet mask: {n})"
+    )
+
+
+def test_the_give_up_line_names_every_server_that_naked():
+    discovers = itertools.count()
+
+    def server(now: float, msg: Message) -> list[bytes]:
+        if msg.message_type is MT.DISCOVER:  # SERVER, OTHER, SERVER, OTHER, ... offer
+            return [reply(msg, MT.OFFER, server=(SERVER, OTHER)[next(discovers) % 2])]
+        return [reply(msg, MT.NAK, server=IP(msg.options[opt.SERVER_ID]))]
+
+    c = make_client(timeout_s=20)
+    _, log = run_against(c, server, until=1e9)
+    [give_up] = [a for a in log if isinstance(a, GaveUp)]
+    assert next(discovers) >= 4  # each NAKed twice or more, named once
+    assert give_up.reason == f"no lease after 20 s: {SERVER}, {OTHER} NAKed"
+
+
+def test_started_again_while_waiting_to_start_over_is_local_misuse():
+    c = make_client()
+    discover = selecting(c)
+    request = only_transmit(c.handle(PacketReceived(0, reply(discover, MT.OFFER)))).message
+    c.handle(PacketReceived(0, reply(request, MT.NAK)))
+    assert c.state is State.INIT
+    with pytest.raises(LocalProtocolError, match="Started while INIT"):
+        c.handle(Started(1))
+
+
+def test_init_reboot_sends_secs_0_broadcast_and_gives_up_after_the_timeout():
+    old = make_client()
+    bound(old)
+    config = dataclasses.replace(old.config, timeout_s=30, retransmit_initial_s=1.0)
+    c = Client(config, rng=random.Random(2), remembered=old.lease)
+    r = only_transmit(c.handle(Started(10)))
+    assert r.message.secs == 0 and (r.dest, r.src) == (BROADCAST, ZERO)
+    kinds = []
+    while c.state is not State.STOPPED:
+        for a in c.handle(TimerFired(c.next_deadline)):
+            kinds.append(a.message.message_type if isinstance(a, Transmit) else a)
+    # four REQUESTs for the old address in all (section 3.2), then DISCOVERs to the end
+    assert kinds[: REQUESTING_ATTEMPTS - 1] == [MT.REQUEST] * (REQUESTING_ATTEMPTS - 1)
+    assert kinds[REQUESTING_ATTEMPTS - 1] is MT.DISCOVER
+    assert kinds[-1] == GaveUp("no lease after 30 s: no server answered")
+    assert c.stats.sent == len(kinds)  # every message, and the give-up came at 10 + 30 s
+
+
+def test_a_lease_counts_from_the_first_request_not_its_retransmission():
+    """RFC 2131 section 4.4.1: T1, T2 and expiry count from when the REQUEST was sent."""
+    c = make_client()
+    discover = selecting(c)
+    request = only_transmit(c.handle(PacketReceived(0.3, reply(discover, MT.OFFER)))).message
+    c.handle(TimerFired(c.next_deadline))  # the REQUEST again, at 0.8
+    [b] = c.handle(PacketReceived(0.9, reply(request, MT.ACK)))
+    assert b.lease.start == 0.3 and c.next_deadline == 0.3 + 50
+
+
+def test_an_ack_that_comes_when_its_lease_is_already_over_is_dropped():
+    c = make_client()
+    discover = selecting(c)
+    request = only_transmit(c.handle(PacketReceived(0, reply(discover, MT.OFFER)))).message
+    assert c.handle(PacketReceived(10, reply(request, MT.ACK, lease=10))) == []
+    assert c.stats.dropped_why == {"a lease over when it came": 1} and c.lease is None
+    [b] = c.handle(PacketReceived(9.9, reply(request, MT.ACK, lease=10)))
+    assert isinstance(b, LeaseBound)
+
+
+def test_a_renewed_lease_is_the_one_remembered_for_the_next_start():
+    c = make_client()
+    bound(c)
+    assert c.remembered == c.lease
+    renew = only_transmit(c.handle(TimerFired(c.next_deadline))).message
+    [renewed] = c.handle(PacketReceived(51, reply(renew, MT.ACK), SERVER_MAC))
+    assert c.remembered == renewed.lease == c.lease and renewed.lease.server_mac == SERVER_MAC
+
+
+def test_renewal_retries_halve_the_time_to_t2_down_to_the_minimum():
+    """RFC 2131 section 4.4.5: wait half the time left to T2 (REBINDING: to expiry), but
+    no less than the minimum (60 s in the RFC), and never past T2."""
+    c = Client(Config(chaddr=MAC, client_id=CID, probe=None, renew_retry_min_s=60.0))
+    c.rng = random.Random(1)
+    bound(c, lease=1000)
+    times = []
+    while c.state in (State.BOUND, State.RENEWING):
+        times.append(c.next_deadline)
+        c.handle(TimerFired(c.next_deadline))
+    assert times == [500.0, 687.5, 781.25, 841.25, 875.0]
+    while c.state is State.REBINDING:
+        times.append(c.next_deadline)
+        c.handle(TimerFired(c.next_deadline))
+    assert times[5:] == [937.5, 997.5, 1000.0]
+
+
+def test_every_drop_is_counted_under_its_reason():
+    c = make_client()
+    discover = selecting(c)
+    c.handle(PacketReceived(0, b"\x02garbage"))
+    c.handle(PacketReceived(0, reply(discover, MT.ACK)))  # not an answer to a DISCOVER
+    c.handle(PacketReceived(0, reply(discover, MT.NAK)))
+    bad_lease = reply(discover, MT.OFFER, extra={opt.LEASE_TIME: b"\0\0\1"})  # 3 octets
+    c.handle(PacketReceived(0, bad_lease))
+    assert c.stats.dropped_why == {
+        "malformed": 1,
+        "ACK while SELECTING": 1,
+        "NAK while SELECTING": 1,
+        "a malformed option": 1,
+    }
+    assert c.stats.dropped == 4 and c.state is State.SELECTING
+    request = only_transmit(c.handle(PacketReceived(0, reply(discover, MT.OFFER)))).message
+    assert c.handle(PacketReceived(0, reply(request, MT.ACK, server=OTHER))) == []
+    assert c.stats.dropped_why["an answer from a server not asked"] == 1
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda m: {"op": 1},
+        lambda m: {"xid": m.xid ^ 1},
+        lambda m: {"chaddr": b"\x02\0\0\0\0\1"},
+        lambda m: {"options": {**m.options, opt.CLIENT_ID: b"\xffsomeone-else"}},
+    ],
+)
+def test_a_good_offer_for_another_transaction_is_dropped_as_such(mutate):
+    """One field off, the rest an offer this client would take: not ours."""
+    c = make_client()
+    good = decode(reply(selecting(c), MT.OFFER))
+    assert c.handle(PacketReceived(0, encode(dataclasses.replace(good, **mutate(good))))) == []
+    assert c.stats.dropped_why == {"another transaction": 1} and c.state is State.SELECTING
+
+
+def test_first_sends_and_retransmissions_are_whole_broadcasts_from_no_address():
+    c = make_client()
+    d = c.handle(Started(0))
+    assert d == [Transmit(d[0].message, BROADCAST, ZERO, b"")]
+    [again] = c.handle(TimerFired(c.next_deadline))
+    assert again == Transmit(again.message, BROADCAST, ZERO, b"")
+    request = only_transmit(c.handle(PacketReceived(4, reply(d[0].message, MT.OFFER))))
+    [retry] = c.handle(TimerFired(c.next_deadline))
+    secs = retry.message.secs
+    assert retry == Transmit(dataclasses.replace(request.message, secs=secs), BROADCAST, ZERO, b"")
+
+
+def test_rebinding_broadcasts_to_every_mac():
+    c = make_client()
+    discover = selecting(c)
+    request = only_transmit(c.handle(PacketReceived(0, reply(discover, MT.OFFER)))).message
+    c.handle(PacketReceived(0, reply(request, MT.ACK), SERVER_MAC))
+    while c.state is not State.REBINDING:
+        [sent] = c.handle(TimerFired(c.next_deadline))
+    assert (sent.dest, sent.src, sent.dst_mac) == (BROADCAST, ADDR, b"")
+    [again] = c.handle(TimerFired(c.next_deadline))
+    assert (again.dest, again.src, again.dst_mac) == (BROADCAST, ADDR, b"")
+
+
+def test_a_nak_while_renewing_reports_the_lease_lost_and_forgets_it():
+    c = make_client()
+    bound(c)
+    lease = c.lease
+    renew = only_transmit(c.handle(TimerFired(c.next_deadline))).message
+    assert c.handle(PacketReceived(51, reply(renew, MT.NAK))) == [LeaseLost(lease, "nak")]
+    assert c.remembered is None  # no INIT-REBOOT for an address refused
+
+
+def test_without_announcement_the_probe_ends_in_the_lease_alone():
+    c = make_client(probe=dataclasses.replace(PROBE, announce=False))
+    discover = selecting(c)
+    request = only_transmit(c.handle(PacketReceived(0, reply(discover, MT.OFFER)))).message
+    c.handle(PacketReceived(0, reply(request, MT.ACK)))
+    actions = []
+    while c.state is State.PROBING:
+        actions = c.handle(TimerFired(c.next_deadline))
+    assert [type(a) for a in actions] == [LeaseBound]
+
+
+def test_the_first_probe_waits_for_its_random_delay():
+    """RFC 5227 section 2.1.1: wait up to PROBE_WAIT before the first probe; the ACK
+    itself sends nothing."""
+    c = make_client(probe=dataclasses.replace(PROBE, initial_wait_s=1.0))
+    discover = selecting(c)
+    request = only_transmit(c.handle(PacketReceived(0, reply(discover, MT.OFFER)))).message
+    assert c.handle(PacketReceived(0, reply(request, MT.ACK))) == []
+    assert c.state is State.PROBING and 0 < c.next_deadline <= 1.0
+    [probe] = c.handle(TimerFired(c.next_deadline))
+    assert probe == SendArp(arp.build(arp.REQUEST, MAC, ZERO, ADDR), ADDR)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_decline_and_release_xids_fit_the_32_bit_field(seed):
+    _, _, [send, _] = _declined(HOLDER, seed=seed)
+    assert 0 <= send.message.xid < 2**32
+    d = make_client()
+    d.rng = random.Random(seed)
+    bound(d)
+    release, _ = d.handle(ReleaseRequested(5))
+    assert 0 <= release.message.xid < 2**32

@@ -393,3 +393,124 @@ async def test_release_of_a_driver_never_run_is_carried_out_at_once(clock):
             await driver.release()
         assert driver.client.state is State.STOPPED and link.sent == []
         nursery.cancel_scope.cancel()
+
+
+# -- pinned by mutation testing (bench/dhcp_mutation.py) ---------------------------------
+
+
+async def test_a_release_before_any_lease_ends_run_quietly_and_sends_nothing(clock):
+    """A job torn down while its address is still being sought: run() returns (no
+    DhcpFailed: nothing failed), at once, and no RELEASE goes out for a lease never had."""
+    finished: list[float] = []
+    async with trio.open_nursery() as nursery:
+        link = ScriptedLink(nursery, fresh(HOLE))  # offers, never acknowledges
+        driver = Driver(make_client(probe=None), link)
+
+        async def run() -> None:
+            await driver.run()
+            finished.append(trio.current_time())
+
+        nursery.start_soon(run)
+        await trio.sleep(0.3)
+        await driver.release()
+        released_at = trio.current_time()
+        await trio.testing.wait_all_tasks_blocked()
+        assert finished == [released_at] and driver.failure is None
+        assert MT.RELEASE not in link.kinds() and driver.client.state is State.STOPPED
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_loop_ends_as_soon_as_a_release_is_carried_out(clock):
+    """release() goes through the loop while it runs; it does not wait for the next T1."""
+    finished: list[float] = []
+    async with trio.open_nursery() as nursery:
+        link = ScriptedLink(nursery, fresh(SITE, delay_s=0.01))
+        driver = Driver(make_client(probe=None), link)
+
+        async def run(task_status=trio.TASK_STATUS_IGNORED) -> None:
+            await driver.run(task_status=task_status)
+            finished.append(trio.current_time())
+
+        lease = await nursery.start(run)
+        await driver.release()
+        released_at = trio.current_time()
+        await trio.testing.wait_all_tasks_blocked()
+        assert finished == [released_at] and released_at < lease.renew_at
+        assert link.kinds()[-1] is MT.RELEASE and driver.lease is None
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_driver_never_run_carries_a_release_out_itself(clock):
+    async with trio.open_nursery() as nursery:
+        link = ScriptedLink(nursery, fresh(SITE))
+        driver = Driver(make_client(probe=None), link)
+        with trio.fail_after(1):  # never handed to a loop that is not there
+            await driver.release()
+        assert driver.client.state is State.STOPPED and link.sent == []
+        nursery.cancel_scope.cancel()
+
+
+class CountingLink(ScriptedLink):
+    def __init__(self, nursery: trio.Nursery, *servers: Server) -> None:
+        super().__init__(nursery, *servers)
+        self.arp_reads = 0
+        self.forgotten = 0
+
+    async def receive_arp(self) -> bytes:
+        self.arp_reads += 1
+        return await super().receive_arp()
+
+    def forget_arp(self) -> None:
+        self.forgotten += 1
+        super().forget_arp()
+
+
+@pytest.mark.parametrize("probe", [PROBE, None])
+async def test_arp_is_read_only_while_probing(clock, probe):
+    """A busy LAN's ARP never wakes a client that is not probing: the ARP reader runs
+    from the ACK to the end of the probe, once, and not at all without a probe."""
+    async with trio.open_nursery() as nursery:
+        link = CountingLink(nursery, fresh(SITE, delay_s=0.01))
+        driver = Driver(make_client(probe=probe), link)
+        lease = await nursery.start(driver.run)
+        await trio.sleep_until(lease.renew_at + 1)  # renewed: the loop went round again
+        assert link.forgotten == (1 if probe else 0) and link.arp_reads == link.forgotten
+        link._arp_in.send_nowait(b"\0" * 28)  # ARP heard while bound stays unread
+        await trio.sleep(1)
+        assert link.arp_reads == link.forgotten
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("holder", "who"), [(bytes.fromhex("020000000077"), "02:00:00:00:00:77"), (b"", "this host")]
+)
+async def test_an_address_in_use_is_logged_with_its_server_and_holder(clock, caplog, holder, who):
+    site = fresh(SITE, delay_s=0.01)
+    async with trio.open_nursery() as nursery:
+        link = ScriptedLink(nursery, site)
+        if holder:
+            link.holder = (site.address, holder)
+        driver = Driver(make_client(), link, taken=lambda a: not holder and a == site.address)
+        with caplog.at_level("WARNING", logger="dhcp.driver"):
+            nursery.start_soon(driver.run)
+            await trio.sleep(1)
+        assert [r.getMessage() for r in caplog.records if r.name == "dhcp.driver"] == [
+            f"{site.address} from {site.ident} is already used by {who}: declining it"
+        ]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_driver_over_sockets_speaks_through_a_socket_link():
+    import socket
+
+    from dhcp.trio_driver import SocketLink, Sockets
+
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with a, b:
+        sockets = Sockets("eth0", MAC, raw=a, arp=None)
+        driver = Driver(make_client(probe=None), sockets)
+        assert isinstance(driver.link, SocketLink) and driver.link.sockets is sockets
+        with pytest.raises(
+            LocalProtocolError, match=r"^the client probes \(RFC 5227\) but the link has no ARP$"
+        ):
+            Driver(make_client(), sockets)  # no ARP socket: no probe
