@@ -11,6 +11,7 @@ import socket
 import time
 
 import pytest
+from helpers.private_net import private_net
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -141,10 +142,10 @@ def test_the_arp_socket_hears_arp_only_and_gives_the_interfaces_mac():
     marker = os.urandom(8)
     probe = arp.build(arp.REQUEST, OTHER, ZERO, PROBE_FOR) + marker  # padded past 42 bytes
     not_arp = probe[:12] + b"\x08\x00" + probe[14:]
-    with contextlib.ExitStack() as stack:
-        rx, mac = arp.open_socket("lo")
+    with private_net() as net, contextlib.ExitStack() as stack:
+        rx, mac = net.run(lambda: arp.open_socket("lo"))
         stack.enter_context(rx)
-        tx = stack.enter_context(send_socket())
+        tx = stack.enter_context(net.run(send_socket))
         assert rx.getsockname()[:2] == ("lo", arp.ETH_P_ARP) and mac == bytes(6)  # lo's MAC
         tx.sendto(not_arp, ("lo", 0x0800))
         tx.sendto(probe, ("lo", arp.ETH_P_ARP))
@@ -156,9 +157,9 @@ def test_the_arp_socket_hears_arp_only_and_gives_the_interfaces_mac():
 def test_a_ports_arp_socket_hears_what_goes_out_of_the_port_once():
     marker = os.urandom(8)
     probe = arp.build(arp.REQUEST, OTHER, ZERO, PROBE_FOR) + marker
-    with contextlib.ExitStack() as stack:
-        rx = stack.enter_context(arp.open_port_socket("lo"))
-        tx = stack.enter_context(send_socket())
+    with private_net() as net, contextlib.ExitStack() as stack:
+        rx = stack.enter_context(net.run(lambda: arp.open_port_socket("lo")))
+        tx = stack.enter_context(net.run(send_socket))
         tx.sendto(probe[:12] + b"\x08\x00" + probe[14:], ("lo", 0x0800))
         tx.sendto(probe, ("lo", arp.ETH_P_ARP))
         # on loopback a frame passes as sent and again as received: only the first is heard
@@ -169,10 +170,10 @@ def test_a_ports_arp_socket_hears_what_goes_out_of_the_port_once():
 def test_drain_drops_what_queued_before_and_returns_at_once():
     marker = os.urandom(8)
     probe = arp.build(arp.REQUEST, OTHER, ZERO, PROBE_FOR) + marker
-    with contextlib.ExitStack() as stack:
-        rx, _ = arp.open_socket("lo")
+    with private_net() as net, contextlib.ExitStack() as stack:
+        rx, _ = net.run(lambda: arp.open_socket("lo"))
         stack.enter_context(rx)
-        tx = stack.enter_context(send_socket())
+        tx = stack.enter_context(net.run(send_socket))
         for _ in range(3):
             tx.sendto(probe, ("lo", arp.ETH_P_ARP))
         assert select.select([rx], [], [], 0.2)[0]
