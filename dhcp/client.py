@@ -540,10 +540,8 @@ class Client:
             self._new_acquisition(now)  # a lease lost: a new acquisition, with its timeout
         self._heard.naked.append(reply.server)
         self.remembered = None
-        if isinstance(s, _Requesting):
-            s.x.tried.append(s.chosen)
-            if s.waiting:
-                return self._next_offer(now)
+        if isinstance(s, _Requesting) and s.waiting:
+            return self._next_offer(now)  # (a NAKed offer is not "tried": no late ACK for it)
         return [*lost, *self._restart(now)]
 
     # -- the probe of a new address (RFC 5227) -------------------------------------------

@@ -87,7 +87,7 @@ def lease_from_reply(reply: Message, start: float) -> Lease:
     badly sized option) when Lark will not act on it. Each rule names its RFC.
 
     T1/T2 default to 0.5 and 0.875 of the lease (RFC 2131 section 4.4.5) and are
-    reset to those when the server's values are inconsistent (T1 <= T2 <= lease).
+    reset to those unless the server's values keep T1 < T2 < lease.
     """
     o = reply.options
     # RFC 2132 section 9.6: one octet. Two message type options concatenate (RFC 3396

@@ -1121,3 +1121,13 @@ def test_decline_and_release_xids_fit_the_32_bit_field(seed):
     bound(d)
     release, _ = d.handle(ReleaseRequested(5))
     assert 0 <= release.message.xid < 2**32
+
+
+def test_an_ack_from_a_server_that_naked_this_exchange_is_not_taken_as_late():
+    c = make_client()
+    discover = selecting(c)
+    first = only_transmit(c.handle(PacketReceived(0, reply(discover, MT.OFFER, server=OTHER))))
+    c.handle(PacketReceived(0, reply(discover, MT.OFFER)))
+    c.handle(PacketReceived(0.1, reply(first.message, MT.NAK, server=OTHER)))  # next offer
+    assert c.handle(PacketReceived(0.2, reply(first.message, MT.ACK, server=OTHER))) == []
+    assert c.state is State.REQUESTING and c.lease is None
