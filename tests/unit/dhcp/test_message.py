@@ -340,3 +340,11 @@ def test_overload_1_reads_file_only_and_keeps_the_server_name():
     wire = _reply_with_overload(1, bytes([12, 2]) + b"ab" + b"\xff", b"dhcp-1.example")
     msg = decode(wire)
     assert msg.options[12] == b"ab" and msg.file == b"" and msg.sname == b"dhcp-1.example"
+
+
+def test_htype_sname_and_file_are_read_as_sent():
+    msg = Message(op=BOOTREPLY, xid=1, chaddr=MAC, htype=6, sname=b"BOX", file=b"IMGX")
+    assert decode(encode(msg)) == msg  # only NUL padding is stripped
+    inner = bytes([52, 1, 3, 255])
+    with pytest.raises(MalformedMessage, match=r"^option overload inside the file or sname field$"):
+        decode(_reply_with_overload(1, inner, b""))
