@@ -210,6 +210,10 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "return self._send(x, now, msg, last.dest, last.src, retry_at, )",
         "_again resends only SELECTING, REBOOTING and REQUESTING broadcasts: dst_mac is b''",
     ),
+    "dhcp.client.xǁClientǁ_send__mutmut_41": (
+        "delay = min(c.retransmit_initial_s * 2 ** min(x.attempt, 65), c.retransmit_max_s)",
+        "2**64 or 2**65 times the first delay: either is far past any maximum delay",
+    ),
     "dhcp.client.xǁClientǁ_arp__mutmut_9": (
         'return self._decline(event.now, s.prober.holder or b"XXXX")',
         "hear() is True only once holder is the answering frame's 6-byte MAC, never empty",

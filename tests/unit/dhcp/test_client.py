@@ -901,8 +901,9 @@ def test_a_client_with_a_long_timeout_keeps_discovering_every_64_s():
     c.handle(Started(0))
     for _ in range(1100):
         at = c.next_deadline
-        only_transmit(c.handle(TimerFired(at)))
+        last = only_transmit(c.handle(TimerFired(at))).message
     assert 63 <= c.next_deadline - at <= 65 and c.state is State.SELECTING
+    assert at > 0xFFFF and last.secs == 0xFFFF  # secs stops at its 16-bit maximum
 
 
 def test_the_give_up_line_names_each_server_once_in_order_and_counts_each_rule():
