@@ -14,6 +14,7 @@ from . import ads, names
 from .connpolicy import ConnectionPolicy
 from .modes import CONNECTED, AddressType, FirewallBackend, NetworkType
 from .policy import Grant
+from .reach import NodePort, Service
 from .request import JobRequest
 from .scripts import Script
 from .settings import DEFAULT_AUDIT_MAX_BYTES, Settings
@@ -42,6 +43,12 @@ class JobNetwork:
     audit_dir: Path | None = None
     audit_max_bytes: int = DEFAULT_AUDIT_MAX_BYTES
     job_mtu: int | None = None  # NAT mode: cap on the uplink's MTU (backends/mtu.py)
+    # what the job sees and reaches (decide/reach.py, decide/resolver.py)
+    job_dns: tuple[ipaddress.IPv4Address, ...] | None = None  # bridge static: its DNS servers
+    job_resolv_conf: Path | None = None  # the admin's resolv.conf for every job, as it is
+    loopback_services: tuple[Service, ...] = ()  # the admin's, relayed into the namespace
+    node_ports: tuple[NodePort, ...] = ()  # NAT: node ports the job may reach
+    job_to_job: bool = False  # NAT: the job may reach other NAT jobs
 
     def __post_init__(self) -> None:
         """Enum members even when built from words, so ``mode is NetworkType.NAT`` holds."""
@@ -170,6 +177,11 @@ def derive_plan(grant: Grant, name: str) -> JobNetwork:
         audit_dir=settings.audit_dir if connections is not None else None,
         audit_max_bytes=settings.audit_max_bytes,
         job_mtu=settings.job_mtu if mode is NetworkType.NAT else None,
+        job_dns=settings.job_dns,
+        job_resolv_conf=settings.job_resolv_conf,
+        loopback_services=settings.loopback_services if mode is not NetworkType.OFF else (),
+        node_ports=settings.node_ports,
+        job_to_job=settings.job_to_job,
     )
 
 

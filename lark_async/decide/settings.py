@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import classad2
 
     from .connpolicy import Rule
+    from .reach import NodePort, Service
 
 NETWORK_TYPES = tuple(t.value for t in CHOSEN_NETWORK_TYPES)
 ADDRESS_TYPES = tuple(t.value for t in AddressType)
@@ -209,6 +210,36 @@ def _bytes(low: int, high: int) -> Callable[[Any], int]:
         return size
 
     return parse
+
+
+def _node_ports(value: Any) -> tuple[NodePort, ...]:
+    from .reach import parse_node_ports
+
+    return parse_node_ports(value)
+
+
+def _services(value: Any) -> tuple[Service, ...]:
+    from .reach import parse_services
+
+    return parse_services(value)
+
+
+MAX_NAMESERVERS = 3  # glibc's MAXNS: resolv.conf lines past it are ignored
+
+
+def _nameservers(value: Any) -> tuple[ipaddress.IPv4Address, ...]:
+    words = str(value).replace(",", " ").split()
+    if not words:
+        raise ValueError("is empty: name one to three DNS servers")
+    if len(words) > MAX_NAMESERVERS:
+        raise ValueError(f"names {len(words)} servers; a resolver uses at most {MAX_NAMESERVERS}")
+    try:
+        found = tuple(ipaddress.IPv4Address(w) for w in words)
+    except ValueError:
+        raise ValueError("is not a list of IPv4 addresses") from None
+    if any(a.is_unspecified or a.is_multicast for a in found):
+        raise ValueError("names an address no DNS server has")
+    return tuple(dict.fromkeys(found))
 
 
 def _path(value: Any) -> Path:
@@ -585,6 +616,59 @@ class Settings:
         metavar="SIZE",
         help="the cap of each job's audit log; past it decisions are only counted",
         shown_default="``16M``",
+    )
+    job_dns: tuple[ipaddress.IPv4Address, ...] | None = _knob(  # static addresses only
+        None,
+        _nameservers,
+        "The DNS servers of a bridged job with a static address (one to three); unset, it "
+        "gets the node's. See `What a job sees and reaches`_.",
+        config="LARK_JOB_DNS",
+        flag="--job-dns",
+        metavar="ADDRS",
+        help="DNS servers for a bridged job with a static address (unset: the node's)",
+        shown_default="the node's",
+    )
+    job_resolv_conf: Path | None = _knob(
+        None,
+        _path,
+        "A file every job gets as its ``/etc/resolv.conf``, as it is (a root-owned file).",
+        config="LARK_JOB_RESOLV_CONF",
+        flag="--job-resolv-conf",
+        metavar="FILE",
+        help="a root-owned file every job gets as its /etc/resolv.conf, as it is",
+    )
+    loopback_services: tuple[Service, ...] = _knob(
+        (),
+        _services,
+        "Node loopback services a job may use, on the same address and port inside its "
+        "namespace: ``tcp 127.0.0.1:3128, udp 127.0.0.1:53``. The starter's chirp server and "
+        "the node's loopback resolver need no entry.",
+        config="LARK_JOB_LOOPBACK_SERVICES",
+        flag="--job-loopback-services",
+        metavar="LIST",
+        help="node loopback services relayed into each job's namespace on the same address "
+        "and port, 'tcp|udp ADDRESS:PORT' separated by commas",
+        shown_default="none",
+    )
+    node_ports: tuple[NodePort, ...] = _knob(
+        (),
+        _node_ports,
+        "Ports of the node's own addresses that NAT jobs may reach, e.g. a squid: "
+        "``tcp 3128``; every other node port is closed to them.",
+        config="LARK_NODE_PORTS",
+        flag="--node-ports",
+        metavar="LIST",
+        help="ports on the node's own addresses open to NAT jobs, 'tcp|udp PORT[-PORT]' "
+        "separated by commas (all others are closed)",
+        shown_default="none",
+    )
+    job_to_job: bool = _knob(
+        False,
+        _bool,
+        "Let NAT jobs on this node reach each other by their inner addresses.",
+        config="LARK_JOB_TO_JOB",
+        flag="--job-to-job",
+        help="let NAT jobs on this node reach each other",
     )
 
     def __post_init__(self) -> None:

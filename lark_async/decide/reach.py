@@ -1,0 +1,110 @@
+"""What a job may reach on its node, as the admin writes it: the node ports it opens
+(``LARK_NODE_PORTS``) and the node's loopback services relayed into the job's namespace
+(``LARK_JOB_LOOPBACK_SERVICES``).
+
+Pure. Everything else on the node is closed to a NAT job (DESIGN.md section 4): the node's
+addresses, its gateway address on the job's veth included, and the other jobs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+MAX_ENTRIES = 64  # an admin's list, not a firewall: more is a mistake, said as such
+
+
+class Proto(StrEnum):
+    TCP = "tcp"
+    UDP = "udp"
+
+
+@dataclass(frozen=True)
+class NodePort:
+    """A port range on every node address that the admin opens to NAT jobs."""
+
+    proto: Proto
+    low: int
+    high: int
+
+    def __str__(self) -> str:
+        ports = str(self.low) if self.low == self.high else f"{self.low}-{self.high}"
+        return f"{self.proto} {ports}"
+
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class Service:
+    """A node loopback service that reaches the job on the same address and port inside its
+    namespace (the agent listens there and relays to the node's)."""
+
+    proto: Proto
+    address: Address
+    port: int
+    why: str = "LARK_JOB_LOOPBACK_SERVICES"  # for the log: chirp, DNS, the admin's list
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if self.address.version == 6 else str(self.address)
+        return f"{self.proto} {host}:{self.port}"
+
+    @property
+    def key(self) -> tuple[Proto, Address, int]:
+        return (self.proto, self.address, self.port)
+
+
+_PORTS = re.compile(r"^(tcp|udp)\s+([0-9]{1,5})(?:-([0-9]{1,5}))?$", re.IGNORECASE)
+_SERVICE = re.compile(
+    r"^(tcp|udp)\s+(?:\[([0-9A-Fa-f:]+)\]|([0-9.]+)):([0-9]{1,5})$", re.IGNORECASE
+)
+
+
+def _entries(text: str) -> list[str]:
+    entries = [" ".join(e.split()) for e in re.split(r"[,\n]", text) if e.strip()]
+    if len(entries) > MAX_ENTRIES:
+        raise ValueError(f"has {len(entries)} entries; at most {MAX_ENTRIES}")
+    return entries
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {text} is not between 1 and 65535")
+    return port
+
+
+def parse_node_ports(value: object) -> tuple[NodePort, ...]:
+    """``tcp 3128, udp 8000-8010``; ValueError ends a sentence about the value."""
+    found: list[NodePort] = []
+    for entry in _entries(str(value)):
+        m = _PORTS.match(entry)
+        if m is None:
+            raise ValueError(f"entry {entry!r} is not 'tcp|udp PORT[-PORT]'")
+        low = _port(m[2])
+        high = _port(m[3]) if m[3] else low
+        if high < low:
+            raise ValueError(f"entry {entry!r} has its range backwards")
+        found.append(NodePort(Proto(m[1].lower()), low, high))
+    return tuple(dict.fromkeys(found))
+
+
+def parse_services(value: object) -> tuple[Service, ...]:
+    """``tcp 127.0.0.1:3128, udp [::1]:53``: loopback addresses only (anything else is
+    reachable, or not, by routing and the firewall, never by the relay)."""
+    found: dict[tuple[Proto, Address, int], Service] = {}
+    for entry in _entries(str(value)):
+        m = _SERVICE.match(entry)
+        if m is None:
+            raise ValueError(f"entry {entry!r} is not 'tcp|udp ADDRESS:PORT'")
+        try:
+            address: Address = ipaddress.ip_address(m[2] or m[3])
+        except ValueError:
+            raise ValueError(f"entry {entry!r} has no valid address") from None
+        if not address.is_loopback:
+            raise ValueError(f"entry {entry!r} is not a loopback address (127.0.0.0/8 or ::1)")
+        service = Service(Proto(m[1].lower()), address, _port(m[4]))
+        found.setdefault(service.key, service)
+    return tuple(found.values())
