@@ -108,3 +108,13 @@ def parse_services(value: object) -> tuple[Service, ...]:
         service = Service(Proto(m[1].lower()), address, _port(m[4]))
         found.setdefault(service.key, service)
     return tuple(found.values())
+
+
+@dataclass(frozen=True)
+class NodeReach:
+    """What of the node a NAT job's firewall lets through; the rest of the node's addresses
+    (its gateway address on the job's veth included) and the other NAT jobs are closed."""
+
+    ports: tuple[NodePort, ...] = ()  # LARK_NODE_PORTS, on every node address
+    dns: tuple[ipaddress.IPv4Address, ...] = ()  # node addresses serving the job's DNS (53)
+    job_to_job: bool = False  # LARK_JOB_TO_JOB
