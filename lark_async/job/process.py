@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import pwd
 import signal
@@ -20,9 +21,11 @@ from pathlib import Path
 import trio
 
 from ..backends import netns as netns_backend
+from ..backends import view
 from ..backends.cgroup import JobCgroup
 from ..errors import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, JobStartError, UsageError
 
+log = logging.getLogger("lark.supervisor")
 FORWARDED_SIGNALS = (
     signal.SIGTERM,
     signal.SIGINT,
@@ -75,13 +78,18 @@ class Job:
         env: Mapping[str, str],
         cwd: Path | None,
         cgroup: JobCgroup | None = None,
+        mounts: Sequence[tuple[Path, Path]] | None = None,
     ) -> Job:
-        """Start the job (born in ``cgroup`` when given); raise JobStartError (126/127)
-        when it cannot be executed."""
+        """Start the job (born in ``cgroup`` when given; with ``mounts``, in a mount
+        namespace of its own with those files bound over the node's: backends/view.py);
+        raise JobStartError (126/127) when it cannot be executed."""
 
         def fork() -> subprocess.Popen[bytes]:
             if netns is not None:  # (a namespace gone by now is Lark's error, not the job's)
                 netns_backend.enter(netns)
+            if mounts is not None:
+                for skipped in view.enter_own_mounts(mounts):
+                    log.warning("the job sees the node's %s", skipped)
             with cgroup.joined() if cgroup is not None else contextlib.nullcontext():
                 return subprocess.Popen(
                     list(argv),

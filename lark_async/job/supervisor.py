@@ -26,6 +26,7 @@ from ..backends import cgroup, locks, netns
 from ..backends.connguard import ConnectionGuard
 from ..backends.netlink.watch import watch_link
 from ..decide import ads
+from ..decide.modes import NetworkType
 from ..decide.plan import JobNetwork
 from ..errors import Interrupted, LarkError, map_errors
 from ..state.record import Record
@@ -35,6 +36,7 @@ from .books import Books, Route
 from .chirp import FINAL_PUSH_TIMEOUT_S, ChirpPublisher
 from .counting import Counting
 from .process import FORWARDED_SIGNALS, Job, JobUser
+from .world import JobWorld
 
 CLEANUP_BUDGET_S = 30.0
 JOB_LOCK_WAIT_S = 60.0  # a sweeper holds a dead job's name through its delete script
@@ -76,6 +78,7 @@ class Supervisor:
         self.guard: ConnectionGuard | None = None  # the connection policy's queue
         self.chirp: ChirpPublisher | None = None  # decided once, before the job starts
         self.cgroup: cgroup.JobCgroup | None = None
+        self.world: JobWorld | None = None  # the job's resolv.conf and hosts, once decided
         self.job: Job | None = None
         self.setup_scope = trio.CancelScope()
         self._job_nursery: trio.Nursery | None = None
@@ -139,7 +142,11 @@ class Supervisor:
             ChirpPublisher.for_job, self.req.env, user.uid, user.gid, abandon_on_cancel=True
         )
         self.network.validate()  # before anything exists
+        self.world = await trio.to_thread.run_sync(JobWorld.read, plan)
+        if plan.mode is not NetworkType.NONE:
+            self.network.allow_dns(await trio.to_thread.run_sync(self.world.node_dns))
         record = await self.setup_network(nursery)
+        await trio.to_thread.run_sync(self.world.settle, record, self.network.lan())
         if plan.connections is not None:
             self.guard = await prepare.open_guard(plan)
             await self._step_done("policy")
@@ -192,8 +199,9 @@ class Supervisor:
     async def _spawn(self, job_netns: str | None) -> None:
         req = self.req
         self.books.spawning()
+        mounts = self.world.mounts() if self.world is not None else None
         self.job = await trio.to_thread.run_sync(
-            lambda: Job.spawn(req.argv, job_netns, req.user, req.env, req.cwd, self.cgroup)
+            lambda: Job.spawn(req.argv, job_netns, req.user, req.env, req.cwd, self.cgroup, mounts)
         )
         for signum in self.books.spawned(time.monotonic()):
             self.job.signal(signum)
@@ -268,6 +276,9 @@ class Supervisor:
         found: dict[str, object] = {}
         if self.network is not None:
             found.update(self.network.attributes())
+        if self.world is not None and self.network is not None:
+            self.world.safe_update(self.network.lan())  # (a bridged job's lease changed)
+            found.update(self.world.attributes())
         if self.guard is not None:
             found.update(self.guard.attributes())
         counted = self.network is not None and self.network.rules is not None

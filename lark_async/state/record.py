@@ -198,6 +198,10 @@ def check(data: object, name: str) -> None:
         _want(isinstance(env, dict), "script env")
         _want(all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()), "env")
         _str(script, "job", name)
+    if "view" in steps:  # (its undo removes files there: only the job's own directory)
+        where = _str(steps["view"], "dir")
+        _want(os.path.normpath(where) == where and os.path.isabs(where), "the view directory")
+        _want(Path(where).name == f"{name}.view", "the view directory is not the job's")
     if "dhcp" in steps:
         dhcp = steps["dhcp"]
         _ipv4(dhcp.get("address"), "the DHCP address")

@@ -18,7 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..backends import address, cgroup, firewall, netns
+from ..backends import address, cgroup, firewall, netns, view
 from ..backends.procs import kill_netns_processes
 from ..backends.scripts import Script, run_script
 from ..errors import KernelError
@@ -38,6 +38,7 @@ class StepName(StrEnum):
     VETH = "veth"
     NETNS = "netns"
     ADDRESS = "address"
+    VIEW = "view"
 
 
 RECORDED = frozenset(StepName) - {StepName.PROCESSES}
@@ -56,6 +57,7 @@ UNDO_ORDER: tuple[StepName, ...] = (
     StepName.VETH,
     StepName.NETNS,
     StepName.ADDRESS,
+    StepName.VIEW,
 )
 
 
@@ -202,6 +204,20 @@ class AddressStep(Step):
         return f"address lock {self.lock}"
 
 
+@dataclass(frozen=True)
+class ViewStep(Step):
+    """The job's own resolv.conf and hosts (backends/view.py): files in the state dir."""
+
+    name: ClassVar[StepName] = StepName.VIEW
+    dir: Path
+
+    def undo(self) -> None:
+        view.discard(self.dir)
+
+    def describe(self) -> str:
+        return f"job files {self.dir}"
+
+
 def from_record(
     steps: Mapping[str, Mapping[str, Any]], release_address: Callable[[], None] | None = None
 ) -> list[Step]:
@@ -238,6 +254,8 @@ def _build(
         case StepName.ADDRESS:
             lock = Path(d["lock"]) if d.get("lock") else None
             return AddressStep(lock, release_address)
+        case StepName.VIEW:
+            return ViewStep(Path(d["dir"]))
     raise AssertionError(name)
 
 

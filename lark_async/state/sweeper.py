@@ -12,8 +12,8 @@ things stay, whatever the scan said. What goes:
   it wrote one, a record lost or damaged): ``lark-X`` cgroups (their processes
   killed at once) and namespaces with any
   process left in them, ``e_X`` veths, ``LARK_X`` chains of both nft tables
-  and both iptables builds with their jumps and masquerade rules, the damaged
-  record and records' temporary files;
+  and both iptables builds with their jumps and masquerade rules, the job's own
+  resolv.conf and hosts (``X.view``), the damaged record and records' temporary files;
 * NAT sources (addresses in nftables' ``nat_sources``) that no record claims:
   an address belongs to whoever holds its pair's lock (backends/address.py)
   and goes only while the sweeper holds that lock;
@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..backends import address, cgroup, firewall, locks, netns
+from ..backends import address, cgroup, firewall, locks, netns, view
 from ..backends.netlink import rtnl
 from ..decide.names import CHAIN_PREFIX, EXTERNAL_PREFIX, NETNS_PREFIX, job_of
 from ..errors import KernelError, LarkError, map_errors
@@ -44,6 +44,7 @@ from .steps import (
     Step,
     StepName,
     VethStep,
+    ViewStep,
     in_order,
 )
 from .undo import undo_record, undo_steps
@@ -279,6 +280,9 @@ def find_orphans(
             named.setdefault(job, []).append(
                 FirewallStep(leftover.kind, leftover.chain, leftover.discard)
             )
+    for path in sorted(state_dir.glob(f"*{view.VIEW_SUFFIX}")) if state_dir.is_dir() else []:
+        if job := unrecorded(path.name.removesuffix(view.VIEW_SUFFIX)):
+            named.setdefault(job, []).append(ViewStep(path))
     for job, things in named.items():
         steps = in_order(things)
         undo_all = functools.partial(_undo, steps, job, lingering)

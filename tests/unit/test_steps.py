@@ -22,12 +22,13 @@ RECORD = {
     "script": {"path": "/usr/sbin/del", "timeout": 5, "args": [], "job": "j"},
     "dhcp": {"address": "10.0.0.5"},
     "cgroup": {"path": "/sys/fs/cgroup/lark/lark-j"},
+    "view": {"dir": "/run/lark/state/j.view"},
 }
 
 
 def test_design_md_order_dhcp_release_before_the_delete_script_then_firewall_then_links():
     assert steps.UNDO_ORDER == (
-        "cgroup", "dhcp", "script", "firewall", "processes", "veth", "netns", "address"
+        "cgroup", "dhcp", "script", "firewall", "processes", "veth", "netns", "address", "view"
     )  # fmt: skip
 
 
@@ -61,6 +62,7 @@ def test_descriptions_name_the_thing_as_cleanup_prints_it():
         "veth e_j",
         "netns lark-j",
         "address lock /run/lark/lock/addr-192.168.181.2.lock",
+        "job files /run/lark/state/j.view",
     ]
     found = steps.FirewallStep("iptables-nft", "LARK_k", lambda: None)  # (the sweeper's)
     assert found.describe() == "iptables-nft chain LARK_k"

@@ -33,6 +33,7 @@ from dhcp.events import Action, GaveUp, LeaseBound, LeaseLost, LeaseRenewed
 from dhcp.lease import Lease
 from dhcp.trio_driver import Driver, Sockets, probe_address
 
+from ...decide.resolver import Lan
 from ...errors import KernelError, LarkError, ResourceError, map_errors
 from .. import firewall
 from ..netlink import rtnl
@@ -295,6 +296,16 @@ class BridgeAddress:
             return []
         left = lease.expires_at - trio.current_time()
         return [(lease.address, None if left == float("inf") else left)]
+
+    def lan(self) -> Lan:
+        """What the job's view of its LAN says (decide/resolver.py): the lease's servers and
+        names, or the static address (whose DNS is the admin's)."""
+        if self.static is not None:
+            return Lan(self.static.interface.ip)
+        lease = self.lease
+        if lease is None:
+            return Lan(None)
+        return Lan(lease.address, lease.dns_servers, lease.domain, lease.hostname)
 
     # -- what the update ad says -------------------------------------------------
 

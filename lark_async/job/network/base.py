@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import threading
@@ -25,6 +26,7 @@ from ...backends import firewall
 from ...backends.netlink import probe
 from ...decide.modes import NetworkType
 from ...decide.plan import JobNetwork
+from ...decide.resolver import Lan
 from ...state.record import Record
 from ...state.steps import StepName
 
@@ -114,6 +116,14 @@ class NetworkDriver(ABC):
     def script_addresses(self) -> tuple[str, str]:
         """(external, internal) IPv4 for the admin's scripts."""
         return "", ""
+
+    def lan(self) -> Lan | None:
+        """A bridged job's address, DNS servers and names on its LAN now (its view follows)."""
+        return None
+
+    def allow_dns(self, servers: tuple[ipaddress.IPv4Address, ...]) -> None:
+        """Before setup: the node's own addresses that serve the job's DNS (NAT opens them)."""
+        return None
 
     def address_release(self) -> Callable[[], None] | None:
         """For the record's undo: how to drop the address lock this agent holds itself."""

@@ -21,6 +21,7 @@ from ...backends.lan.job_address import BridgeAddress, JobSide
 from ...backends.netlink import rtnl
 from ...backends.netlink.watch import open_link_watch
 from ...decide.modes import NetworkType
+from ...decide.resolver import Lan
 from ...errors import LarkError, ResourceError
 from ...state.record import Record
 from ...state.steps import StepName
@@ -141,6 +142,9 @@ class BridgeDriver(ConnectedDriver):
 
     def attributes(self) -> dict[str, object]:
         return self.address.attributes() if self.address is not None else {}
+
+    def lan(self) -> Lan | None:
+        return self.address.lan() if self.address is not None else None
 
     def script_addresses(self) -> tuple[str, str]:
         """A bridged job has no external address."""
