@@ -391,9 +391,11 @@ def start_kea(
     pool: tuple = KEA_POOL,
     authoritative: bool = False,
     subnet: str = f"{SITE_NET}.0/24",
+    options: tuple[tuple[str, str], ...] = (),
 ):
     """Kea in the site namespace (or ``netns``), its files under the test's (or bench's)
-    directory; returns its log and process."""
+    directory, with ``options`` ((name, data) pairs) besides the router; returns its log
+    and process."""
     run_dir = sandbox.tmp / tag
     run_dir.mkdir()
     log = run_dir / "kea.log"
@@ -413,7 +415,10 @@ def start_kea(
                             "id": 1,
                             "subnet": subnet,
                             "pools": [{"pool": f"{pool[0]} - {pool[1]}"}],
-                            "option-data": [{"name": "routers", "data": SITE_ADDR}],
+                            "option-data": [
+                                {"name": "routers", "data": SITE_ADDR},
+                                *({"name": n, "data": d} for n, d in options),
+                            ],
                         }
                     ],
                     "loggers": [

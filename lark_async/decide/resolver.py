@@ -201,6 +201,24 @@ def _hosts(src: Sources, lan: Lan | None) -> str | None:
         names.append(src.node_hostname)
     if not names:
         return None
+    names = list(dict.fromkeys(names))
     head = "# This job's own address on the LAN, written by Lark.\n"
-    line = f"{lan.address}\t{' '.join(dict.fromkeys(names))}\n"
-    return head + line + (src.node_hosts or "")[:MAX_FILE_BYTES]
+    line = f"{lan.address}\t{' '.join(names)}\n"
+    return head + line + _without(src.node_hosts or "", set(names))
+
+
+def _without(hosts: str, names: set[str]) -> str:
+    """The node's hosts file with ``names`` taken off its lines (a line left with no name
+    goes): getaddrinfo returns every address a name has there, loopback ones first, so a
+    Debian node's ``127.0.1.1 NODE`` would win over the job's own line."""
+    kept = []
+    for line in hosts[:MAX_FILE_BYTES].splitlines():
+        body, hash_, comment = line.partition("#")
+        words = body.split()
+        if len(words) < 2 or not names.intersection(words[1:]):
+            kept.append(line)
+            continue
+        rest = [w for w in words[1:] if w not in names]
+        if rest:
+            kept.append(" ".join([words[0], *rest]) + (f" {hash_}{comment}" if hash_ else ""))
+    return "".join(f"{k}\n" for k in kept)

@@ -47,6 +47,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "address": status.get("LarkInnerAddressIPv4"),
                 "external": status.get("LarkExternalAddressIPv4"),
                 "lease_expires_epoch": lease_end,
+                "dns": status.get("LarkJobDNS"),
                 "bytes_in": counters.get("Incoming", (None, None))[0],
                 "bytes_out": counters.get("Outgoing", (None, None))[0],
                 "agent_pid": pid,
