@@ -68,9 +68,9 @@ class ViewFiles:
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o755)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             try:
+                os.fchmod(fd, 0o644)  # (readable by the job's user, whatever the umask)
                 if os.pread(fd, len(data) + 1, 0) == data:
                     return False
-                os.fchmod(fd, 0o644)  # (readable by the job's user, whatever the umask)
                 os.pwrite(fd, data, 0)
                 os.ftruncate(fd, len(data))
             finally:

@@ -31,8 +31,8 @@ from .reach import Proto, Service
 MAX_FILE_BYTES = 64 * 1024  # a resolv.conf or hosts file we read or write
 MAX_NAMESERVERS = 3  # glibc's MAXNS: later lines are ignored by the resolver
 DNS_PORT = 53
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")  # fmt: skip
+_HOSTNAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")  # fmt: skip
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -52,7 +52,7 @@ def parse_resolv_conf(text: str) -> ResolvConf:
     servers: list[Address] = []
     search: tuple[str, ...] = ()
     options: list[str] = []
-    for line in text[:MAX_FILE_BYTES].splitlines():
+    for line in _bounded(text).split("\n"):
         words = line.split("#", 1)[0].split(";", 1)[0].split()
         if len(words) < 2:
             continue
@@ -70,8 +70,16 @@ def parse_resolv_conf(text: str) -> ResolvConf:
     return ResolvConf(tuple(servers), search, tuple(options))
 
 
+def _bounded(text: str) -> str:
+    """The first ``MAX_FILE_BYTES`` of a file, without a line cut in half there (a cut
+    ``nameserver 10.0.0.22`` must not read as ``10.0.0.2``)."""
+    if len(text) <= MAX_FILE_BYTES:
+        return text
+    return text[:MAX_FILE_BYTES].rpartition("\n")[0]
+
+
 def is_hostname(text: str) -> bool:
-    return bool(_HOSTNAME.match(text))
+    return bool(_HOSTNAME.fullmatch(text))
 
 
 def render_resolv_conf(conf: ResolvConf, source: str) -> str:
@@ -153,15 +161,17 @@ def decide(src: Sources, lan: Lan | None = None) -> JobView:
         path = "LARK_JOB_DNS: " + " ".join(map(str, conf.nameservers))
         text = render_resolv_conf(conf, "LARK_JOB_DNS")
         return JobView(text, hosts, path, (), conf.nameservers)
-    relayed = _relayed(node.nameservers, src.networked)
+    # (a file naming no server makes glibc ask 127.0.0.1: relayed like any loopback one)
+    servers = node.nameservers or (ipaddress.IPv4Address("127.0.0.1"),)
+    relayed = _relayed(servers, src.networked)
     path = "node: " + " ".join(
-        f"{a} (relayed)" if any(s.address == a for s in relayed) else str(a)
-        for a in node.nameservers
+        f"{a} (relayed)" if any(s.address == a for s in relayed) else str(a) for a in servers
     )
     # (a bridged job always has a file of its own: a later lease may bring servers)
     own = (src.node_resolv_conf or "") if src.bridged else None
-    return JobView(own, hosts, path if node.nameservers else "node: no nameserver",
-                   relayed, node.nameservers)  # fmt: skip
+    if not node.nameservers:
+        path = "node: no nameserver, 127.0.0.1" + (" (relayed)" if relayed else "")
+    return JobView(own, hosts, path, relayed, servers)
 
 
 def _as_is(text: str, source: str, hosts: str | None, src: Sources) -> JobView:
@@ -212,13 +222,14 @@ def _without(hosts: str, names: set[str]) -> str:
     goes): getaddrinfo returns every address a name has there, loopback ones first, so a
     Debian node's ``127.0.1.1 NODE`` would win over the job's own line."""
     kept = []
-    for line in hosts[:MAX_FILE_BYTES].splitlines():
+    folded = {n.lower() for n in names}  # (glibc matches names whatever their case)
+    for line in _bounded(hosts).splitlines():
         body, hash_, comment = line.partition("#")
         words = body.split()
-        if len(words) < 2 or not names.intersection(words[1:]):
+        if len(words) < 2 or not folded.intersection(w.lower() for w in words[1:]):
             kept.append(line)
             continue
-        rest = [w for w in words[1:] if w not in names]
+        rest = [w for w in words[1:] if w.lower() not in folded]
         if rest:
             kept.append(" ".join([words[0], *rest]) + (f" {hash_}{comment}" if hash_ else ""))
     return "".join(f"{k}\n" for k in kept)
