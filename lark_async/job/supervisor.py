@@ -28,6 +28,7 @@ from ..backends.netlink.watch import watch_link
 from ..decide import ads
 from ..decide.modes import NetworkType
 from ..decide.plan import JobNetwork
+from ..decide.reach import Proto, Service
 from ..errors import Interrupted, LarkError, map_errors
 from ..state.record import Record
 from ..state.undo import undo_record
@@ -36,6 +37,7 @@ from .books import Books, Route
 from .chirp import FINAL_PUSH_TIMEOUT_S, ChirpPublisher
 from .counting import Counting
 from .process import FORWARDED_SIGNALS, Job, JobUser
+from .relay import Relay, decided_by
 from .world import JobWorld
 
 CLEANUP_BUDGET_S = 30.0
@@ -79,6 +81,7 @@ class Supervisor:
         self.chirp: ChirpPublisher | None = None  # decided once, before the job starts
         self.cgroup: cgroup.JobCgroup | None = None
         self.world: JobWorld | None = None  # the job's resolv.conf and hosts, once decided
+        self.relay: Relay | None = None  # node loopback services inside the job's namespace
         self.job: Job | None = None
         self.setup_scope = trio.CancelScope()
         self._job_nursery: trio.Nursery | None = None
@@ -156,6 +159,7 @@ class Supervisor:
                 plan, record, addresses, self.req.job_ad, self.req.machine_ad
             )
             await self._step_done("script")
+        await self._open_relay(nursery)
         self._publish()
         self.cgroup = prepare.open_cgroup(plan, record)
         await self._step_done("cgroup")
@@ -168,6 +172,36 @@ class Supervisor:
             list(self.req.argv),
         )
         await self._spawn(plan.netns)
+
+    async def _open_relay(self, nursery: trio.Nursery) -> None:
+        """The node loopback services the job uses, on the same address and port inside its
+        namespace (job/relay.py): the starter's chirp server, the node's loopback resolver
+        the job's DNS names, the admin's list. Served from before the job starts."""
+        plan = self.plan
+        services = list(plan.loopback_services)
+        if self.chirp is not None:
+            contact = self.chirp.contact
+            services.append(Service(Proto.TCP, contact.host, contact.port, "chirp"))
+        if self.world is not None:
+            services += self.world.relayed
+        if not services:
+            return
+        guard = self.guard
+        self.relay = await trio.to_thread.run_sync(
+            lambda: Relay.open(
+                services,
+                listen_in=functools.partial(netns.inside, plan.netns),
+                decide=decided_by(guard) if guard is not None else None,
+                job=plan.name,
+            )
+        )
+        await nursery.start(self.relay.serve)
+        log.info(
+            "%s: relaying into the job's namespace: %s",
+            plan.name,
+            ", ".join(f"{s} ({s.why})" for s in self.relay.services),
+        )
+        await self._step_done("relay")
 
     async def setup_network(self, nursery: trio.Nursery | None = None) -> Record:
         """Everything but the job: the job lock, the record, and the driver's setup (address,
@@ -281,6 +315,8 @@ class Supervisor:
             found.update(self.world.attributes())
         if self.guard is not None:
             found.update(self.guard.attributes())
+        if self.relay is not None:
+            found.update(self.relay.attributes())
         counted = self.network is not None and self.network.rules is not None
         published = self.books.publication(found, counted, time.monotonic())
         if self.record is not None and self.record.path.exists():
@@ -315,11 +351,13 @@ class Supervisor:
                 await self.counting.final_read()
             if self.guard is not None:  # the audit's pending counts, before they are published
                 self.guard.flush_audit()
-            if counted or self.guard is not None:
+            if counted or self.guard is not None or self.relay is not None:
                 await self._publish_all(final=True)
             self.job.close()
         if self.guard is not None:  # (its counts are published above)
             self.guard.close()
+        if self.relay is not None:  # (likewise)
+            self.relay.close()
         closing = await network.teardown() if network is not None else []
         try:
             return await self._undo()
