@@ -47,6 +47,7 @@ class Service:
     address: Address
     port: int
     why: str = "LARK_JOB_LOOPBACK_SERVICES"  # for the log: chirp, DNS, the admin's list
+    checked: bool = False  # its flows go through the job's connection policy (DNS's do)
 
     def __str__(self) -> str:
         host = f"[{self.address}]" if self.address.version == 6 else str(self.address)

@@ -30,6 +30,7 @@ def test_services_in_both_families_and_protocols():
 def test_a_service_is_listed_once():
     found = parse_services("tcp 127.0.0.1:53, TCP  127.0.0.1:00053,\tudp 127.0.0.1:53")
     assert [str(s) for s in found] == ["tcp 127.0.0.1:53", "udp 127.0.0.1:53"]
+    assert not any(s.checked for s in found)  # an admin's service: no policy asked
 
 
 @pytest.mark.parametrize("value", ["", ",", " , \n ,", "\n"])
