@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import logging
 import os
 import socket
 import subprocess
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -147,6 +149,18 @@ def install_rules(iptables_command: str) -> str:
     return f"{iptables_command} NFQUEUE"
 
 
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPV6_REFUSED = "IPv6: the connection policy speaks IPv4 only"
+
+
+def _describe(name: str | int | None, destination: Address | None, port: int | None) -> str:
+    """``NetworkLastDeniedDestination``: ``10.0.0.1:443/tcp``, ``[::1]:53/udp``, ``non-IPv4``."""
+    if destination is None:
+        return "non-IPv4"
+    host = f"[{destination}]" if destination.version == 6 else str(destination)
+    return f"{host}:{port}/{name}" if port else f"{host}/{name}"
+
+
 @dataclass
 class Counts:
     allowed: int = 0
@@ -233,28 +247,62 @@ class ConnectionGuard:
 
     def _verdict(self, packet: Any) -> None:
         flow = parse_flow(packet.get_payload())
+
+        def deliver(allow: bool) -> None:
+            if allow:
+                packet.accept()
+            else:
+                packet.set_mark(MARK_REFUSED)
+                packet.repeat()  # back through the hook, to the reject rules
+
         if flow is None:
-            decision = Decision(False, "not an IPv4 packet")
+            self._judge(None, None, None, None, deliver, refused="not an IPv4 packet")
         else:
-            decision = self.policy.decide(flow.proto, flow.destination, flow.port)
+            self._judge(flow.proto, flow.source, flow.destination, flow.port, deliver)
+
+    def decide_relayed(self, proto: int, source: Address, destination: Address, port: int) -> bool:
+        """A flow the loopback relay (job/relay.py) would carry to the node: the job's
+        ``source`` and the loopback ``destination`` it used, decided, counted and audited as
+        any first packet is. The policy speaks IPv4, and IPv6 is off in a guarded namespace:
+        an IPv6 flow is denied, with that reason."""
+        return self._judge(proto, source, destination, port).allow
+
+    def _judge(
+        self,
+        proto: int | None,
+        source: Address | None,
+        destination: Address | None,
+        port: int | None,
+        deliver: Callable[[bool], None] | None = None,
+        refused: str | None = None,
+    ) -> Decision:
+        """Every decision's one path (the queue's and the relay's): the policy's verdict,
+        ``deliver``-ed before anything else can fail, then counted and audited."""
+        if refused is not None or proto is None or destination is None:
+            decision = Decision(False, refused or "no destination")
+        elif not isinstance(destination, ipaddress.IPv4Address):
+            decision = Decision(False, IPV6_REFUSED)
+        else:
+            decision = self.policy.decide(proto, destination, port)
+        if deliver is not None:
+            deliver(decision.allow)
+        name = PROTOCOL_NAMES.get(proto, proto) if proto is not None else None
         if decision.allow:
-            packet.accept()
             self.counts.allowed += 1
         else:
-            packet.set_mark(MARK_REFUSED)
-            packet.repeat()  # back through the hook, to the reject rules
             self.counts.denied += 1
-            self.counts.last_denied = flow.describe() if flow else "non-IPv4"
+            self.counts.last_denied = _describe(name, destination, port)
         if self.audit is not None:
             key = AuditKey(
-                PROTOCOL_NAMES.get(flow.proto, flow.proto) if flow else None,
-                str(flow.source) if flow else None,
-                str(flow.destination) if flow else None,
-                flow.port if flow else None,
+                name,
+                str(source) if source is not None else None,
+                str(destination) if destination is not None else None,
+                port,
                 "allow" if decision.allow else "deny",
                 decision.rule,
             )
             self._write(self.trail.decided(key, trio.current_time(), time.time()))
+        return decision
 
     def _write(self, lines: list[str]) -> None:
         if lines and self.audit is not None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 MAX_ENTRIES = 64  # an admin's list, not a firewall: more is a mistake, said as such
+SHOWN_CHARS = 60  # of an entry quoted in an error: the message stays one short line
 
 
 class Proto(StrEnum):
@@ -46,7 +47,7 @@ class Service:
     address: Address
     port: int
     why: str = "LARK_JOB_LOOPBACK_SERVICES"  # for the log: chirp, DNS, the admin's list
-    checked: bool = False  # the connection policy decides its flows (DNS)
+    checked: bool = False  # its flows go through the job's connection policy (DNS's do)
 
     def __str__(self) -> str:
         host = f"[{self.address}]" if self.address.version == 6 else str(self.address)
@@ -70,10 +71,14 @@ def _entries(text: str) -> list[str]:
     return entries
 
 
-def _port(text: str) -> int:
+def _shown(entry: str) -> str:
+    return repr(entry if len(entry) <= SHOWN_CHARS else entry[: SHOWN_CHARS - 3] + "...")
+
+
+def _port(text: str, entry: str) -> int:
     port = int(text)
     if not 1 <= port <= 65535:
-        raise ValueError(f"port {text} is not between 1 and 65535")
+        raise ValueError(f"entry {_shown(entry)} has port {text}, not between 1 and 65535")
     return port
 
 
@@ -83,11 +88,11 @@ def parse_node_ports(value: object) -> tuple[NodePort, ...]:
     for entry in _entries(str(value)):
         m = _PORTS.match(entry)
         if m is None:
-            raise ValueError(f"entry {entry!r} is not 'tcp|udp PORT[-PORT]'")
-        low = _port(m[2])
-        high = _port(m[3]) if m[3] else low
+            raise ValueError(f"entry {_shown(entry)} is not 'tcp|udp PORT[-PORT]'")
+        low = _port(m[2], entry)
+        high = _port(m[3], entry) if m[3] else low
         if high < low:
-            raise ValueError(f"entry {entry!r} has its range backwards")
+            raise ValueError(f"entry {_shown(entry)} has its range backwards")
         found.append(NodePort(Proto(m[1].lower()), low, high))
     return tuple(dict.fromkeys(found))
 
@@ -99,14 +104,16 @@ def parse_services(value: object) -> tuple[Service, ...]:
     for entry in _entries(str(value)):
         m = _SERVICE.match(entry)
         if m is None:
-            raise ValueError(f"entry {entry!r} is not 'tcp|udp ADDRESS:PORT'")
+            raise ValueError(f"entry {_shown(entry)} is not 'tcp|udp ADDRESS:PORT'")
         try:
             address: Address = ipaddress.ip_address(m[2] or m[3])
         except ValueError:
-            raise ValueError(f"entry {entry!r} has no valid address") from None
+            raise ValueError(f"entry {_shown(entry)} has no valid address") from None
         if not address.is_loopback:
-            raise ValueError(f"entry {entry!r} is not a loopback address (127.0.0.0/8 or ::1)")
-        service = Service(Proto(m[1].lower()), address, _port(m[4]))
+            raise ValueError(
+                f"entry {_shown(entry)} is not a loopback address (127.0.0.0/8 or ::1)"
+            )
+        service = Service(Proto(m[1].lower()), address, _port(m[4], entry))
         found.setdefault(service.key, service)
     return tuple(found.values())
 
