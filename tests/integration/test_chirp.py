@@ -172,3 +172,50 @@ def test_a_starter_that_hangs_up_or_never_answers_costs_one_log_line(sandbox, ho
     if mode == "hangup":
         assert warned and "closed the connection" in warned[0]
     assert "Traceback" not in sandbox.log_file.read_text()
+
+
+JOB_CHIRPS = r"""
+import os, socket
+config = os.path.join(os.environ["_CONDOR_SCRATCH_DIR"], ".chirp.config")
+host, port, cookie = open(config).read().split()
+try:
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        f = s.makefile("rwb", buffering=0)
+        f.write(f"cookie {cookie}\n".encode()); print("cookie", f.readline().decode().strip())
+        f.write(b"set_job_attr_delayed JobProgress 42\n"); print("set", f.readline().decode().strip())
+except OSError as exc:
+    print("unreachable", exc.errno)
+"""
+
+
+@pytest.mark.parametrize("network", ["nat", "none"])
+def test_the_job_reaches_the_starters_chirp_server_at_the_address_in_its_config(
+    sandbox, host, network
+):
+    """condor_chirp in the job talks to 127.0.0.1:PORT as .chirp.config says: inside the
+    job's namespace the agent listens there and relays to the starter's server."""
+    port, record = start_fake_starter(sandbox, host)
+    scratch = job_scratch(sandbox, f"127.0.0.1 {port} {COOKIE}\n")
+    r = sandbox.run_agent(
+        host, *sandbox.who(), "--network-type", network, "--", *python_job(JOB_CHIRPS),
+        env={"_CONDOR_SCRATCH_DIR": str(scratch)},
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["cookie 0", "set 0"], r.stdout
+    assert "attr JobProgress = 42" in record.read_text()
+    ad = (scratch / ".lark.update.ad").read_text()
+    assert "NetworkRelayedOutgoing" in ad
+
+
+def test_a_config_naming_another_node_service_gets_no_relay(sandbox, host):
+    """The agent relays only the starter's own server: a job's config naming some other
+    node loopback service reaches nothing."""
+    port, record = start_fake_starter(sandbox, host, name="nodesvc")
+    scratch = job_scratch(sandbox, f"127.0.0.1 {port} {COOKIE}\n")
+    r = sandbox.run_agent(
+        host, *sandbox.who(), "--", *python_job(JOB_CHIRPS),
+        env={"_CONDOR_SCRATCH_DIR": str(scratch)},
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("unreachable"), r.stdout
+    assert record.read_text() == ""

@@ -232,7 +232,9 @@ def test_status_json_shows_each_jobs_dns_path(sandbox, host):
     )  # fmt: skip
     try:
         assert sandbox.read_line(agent.stdout) == "up\n"
-        status = sandbox.run_agent(host, "--json", verb="status")
+        status = sandbox.run_agent(
+            host, "--json", "--state-dir", str(sandbox.state_dir), verb="status"
+        )
         rows = json.loads(status.stdout)
         (row,) = [r for r in rows if r["name"] == sandbox.job_name()]
         assert row["dns"] == "node: 127.0.0.53 (relayed)"
