@@ -181,8 +181,10 @@ host, port, cookie = open(config).read().split()
 try:
     with socket.create_connection((host, int(port)), timeout=5) as s:
         f = s.makefile("rwb", buffering=0)
-        f.write(f"cookie {cookie}\n".encode()); print("cookie", f.readline().decode().strip())
-        f.write(b"set_job_attr_delayed JobProgress 42\n"); print("set", f.readline().decode().strip())
+        f.write(f"cookie {cookie}\n".encode())
+        print("cookie", f.readline().decode().strip())
+        f.write(b"set_job_attr_delayed JobProgress 42\n")
+        print("set", f.readline().decode().strip())
 except OSError as exc:
     print("unreachable", exc.errno)
 """
