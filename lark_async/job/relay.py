@@ -74,6 +74,7 @@ import contextlib
 import errno
 import ipaddress
 import logging
+import os
 import socket
 import struct
 from collections import OrderedDict
@@ -203,14 +204,31 @@ def _merged(services: Iterable[Service]) -> list[Service]:
     return list(found.values())
 
 
-async def _readable(sock: socket.socket | trio.socket.SocketType) -> None:
+async def _readable(sock: socket.socket) -> None:
     """``wait_readable``, for a socket ``close()`` may have closed before the wait began."""
     if sock.fileno() < 0:
         raise trio.ClosedResourceError("the relay is closed")
     await trio.lowlevel.wait_readable(sock)
 
 
-def _reset(sock: socket.socket | trio.socket.SocketType) -> None:
+async def _writable(sock: socket.socket) -> None:
+    if sock.fileno() < 0:
+        raise trio.ClosedResourceError("the relay is closed")
+    await trio.lowlevel.wait_writable(sock)
+
+
+async def _connect(sock: socket.socket, address: tuple[str, int]) -> None:
+    """A non-blocking socket's connect, its outcome awaited."""
+    try:
+        sock.connect(address)
+    except BlockingIOError:  # (in progress)
+        await _writable(sock)
+        error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            raise OSError(error, os.strerror(error)) from None
+
+
+def _reset(sock: socket.socket) -> None:
     """Close with a reset (RST), not an orderly end: the peer must not take a stream cut short
     for a whole one."""
     with contextlib.suppress(OSError):
@@ -252,7 +270,7 @@ class Relay:
         self.counts = {listener.service: listener.counts for listener in listeners}
         self.buffered = 0
         self.buffered_peak = 0
-        self._open: set[trio.socket.SocketType] = set()  # TCP sockets of open connections
+        self._open: set[socket.socket] = set()  # TCP sockets of open connections
         self._once = _Once()
         self._closed = False
 
@@ -323,21 +341,21 @@ class Relay:
     def close(self) -> None:
         """Every socket released: listening, open connections', flows'."""
         self._closed = True
-        socks: list[socket.socket | trio.socket.SocketType] = []
+        socks: list[socket.socket] = []
         for listener in self._listeners:
             socks.append(listener.sock)
             socks += [f.sock for f in listener.flows.values() if f.sock is not None]
             listener.flows.clear()
-        socks += self._open
+        connections = list(self._open)
         self._open.clear()
-        for sock in socks:
+        for sock in socks + connections:
             if sock.fileno() >= 0:
                 with contextlib.suppress(RuntimeError):  # (outside trio: nobody waits on it)
                     trio.lowlevel.notify_closing(sock)
-            if isinstance(sock, trio.socket.SocketType):
-                _reset(sock)
-            else:
-                sock.close()
+        for sock in socks:
+            sock.close()
+        for sock in connections:
+            _reset(sock)
 
     def __enter__(self) -> Relay:
         return self
@@ -393,20 +411,27 @@ class Relay:
     # TCP
 
     async def _accept(self, listener: _Listener, nursery: trio.Nursery) -> None:
-        service, counts, limits = listener.service, listener.counts, self.limits
-        server = trio.socket.from_stdlib_socket(listener.sock)
+        service, counts, limits, server = (
+            listener.service,
+            listener.counts,
+            self.limits,
+            listener.sock,
+        )
         while True:
             try:
-                conn, source = await server.accept()
+                conn, source = server.accept()
+            except BlockingIOError:
+                await _readable(server)
+                continue
             except OSError as exc:
-                if exc.errno in _ACCEPT_SKIPPED:
-                    continue
-                if exc.errno not in _ACCEPT_SHORT:
+                if exc.errno not in _ACCEPT_SKIPPED | _ACCEPT_SHORT:
                     raise
-                self._once.warn(
-                    (service.key, "accept"), "%s: cannot accept: %s", self._name(service), exc
-                )
-                await trio.sleep(RESOURCE_PAUSE_S)
+                if exc.errno in _ACCEPT_SHORT:
+                    self._once.warn(
+                        (service.key, "accept"), "%s: cannot accept: %s", self._name(service), exc
+                    )
+                    await trio.sleep(RESOURCE_PAUSE_S)
+                await trio.lowlevel.checkpoint()
                 continue
             if counts.open >= limits.tcp_connections:
                 _reset(conn)
@@ -418,28 +443,28 @@ class Relay:
                     self._name(service),
                     limits.tcp_connections,
                 )
-                continue
-            if not self._allowed(service, source):
+            elif not self._allowed(service, source):
                 _reset(conn)
                 counts.refused += 1
-                continue
-            counts.open += 1
-            self._open.add(conn)
-            nursery.start_soon(self._carry, listener, conn)
+            else:
+                counts.open += 1
+                self._open.add(conn)
+                nursery.start_soon(self._carry, listener, conn)
+            await trio.lowlevel.checkpoint()  # (a flood of connects: the others' turn too)
 
-    async def _carry(self, listener: _Listener, conn: trio.socket.SocketType) -> None:
+    async def _carry(self, listener: _Listener, conn: socket.socket) -> None:
         service, counts = listener.service, listener.counts
-        node: trio.socket.SocketType | None = None
+        address = (str(service.address), service.port)
+        node: socket.socket | None = None
         broken = True
         try:
             try:
+                conn.setblocking(False)
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                node = trio.socket.from_stdlib_socket(
-                    self._node_socket(service, socket.SOCK_STREAM)
-                )
+                node = self._node_socket(service, socket.SOCK_STREAM)
                 self._open.add(node)
                 with trio.fail_after(self.limits.connect_timeout_s):
-                    await node.connect((str(service.address), service.port))
+                    await _connect(node, address)
             except (OSError, LarkError, trio.TooSlowError, trio.ClosedResourceError) as exc:
                 counts.failed += 1
                 why = "timed out" if isinstance(exc, trio.TooSlowError) else exc
@@ -465,7 +490,7 @@ class Relay:
                         sock.close()
 
     async def _both_ways(
-        self, job: trio.socket.SocketType, node: trio.socket.SocketType, counts: ServiceCounts
+        self, job: socket.socket, node: socket.socket, counts: ServiceCounts
     ) -> bool:
         """Copy until both sides have ended; True if either broke (reset, error) instead."""
         broken: list[Exception] = []
@@ -481,19 +506,25 @@ class Relay:
 
     async def _pipe(
         self,
-        src: trio.socket.SocketType,
-        dst: trio.socket.SocketType,
+        src: socket.socket,
+        dst: socket.socket,
         counts: ServiceCounts,
         outgoing: bool,
         fail: Callable[[Exception], None],
     ) -> None:
-        """One direction: a chunk read is written whole before the next is read."""
+        """One direction: a chunk read is written whole before the next is read. Plain
+        non-blocking calls, and a wait only when one would block: a hop costs one pass of
+        the loop's scheduler, not one per call as trio's socket methods do."""
         try:
             await _readable(src)
             chunk = bytearray(self.limits.chunk_bytes)  # (made once there is something to read)
             view = memoryview(chunk)
             while True:
-                n = await src.recv_into(chunk)
+                try:
+                    n = src.recv_into(chunk)
+                except BlockingIOError:
+                    await _readable(src)
+                    continue
                 if not n:
                     dst.shutdown(socket.SHUT_WR)  # the half-close, passed on
                     return
@@ -502,7 +533,11 @@ class Relay:
                 try:
                     done = 0
                     while done < n:
-                        sent = await dst.send(view[done:n])
+                        try:
+                            sent = dst.send(view[done:n])
+                        except BlockingIOError:
+                            await _writable(dst)
+                            continue
                         done += sent
                         if outgoing:
                             counts.outgoing += sent
@@ -510,6 +545,10 @@ class Relay:
                             counts.incoming += sent
                 finally:
                     self.buffered -= n
+                if n < len(chunk):
+                    await _readable(src)  # (all there was: wait for more, don't ask)
+                else:
+                    await trio.lowlevel.checkpoint()  # (more may be there: the others first)
         except (OSError, trio.ClosedResourceError) as exc:  # (a reset, say; or close())
             fail(exc)
 
