@@ -43,7 +43,7 @@ def test_add_is_chain_rules_map_entry_and_nat_source_in_that_order():
     kinds = [m.kind for m in add()]
     assert kinds == [
         nfnl.NFT_MSG_NEWCHAIN,
-        *[nfnl.NFT_MSG_NEWRULE] * 6,  # 2 counters, spoofing, node (2), other jobs
+        *[nfnl.NFT_MSG_NEWRULE] * 8,  # 2 counters, spoofing, node (4), other jobs
         nfnl.NFT_MSG_NEWSETELEM,
         nfnl.NFT_MSG_NEWSETELEM,
     ]
@@ -52,7 +52,7 @@ def test_add_is_chain_rules_map_entry_and_nat_source_in_that_order():
 
 def test_without_an_address_there_is_no_spoof_rule_and_no_nat_source():
     kinds = [m.kind for m in add(nat_set=None, internal=None)]
-    assert kinds.count(nfnl.NFT_MSG_NEWRULE) == 5
+    assert kinds.count(nfnl.NFT_MSG_NEWRULE) == 7
     assert kinds.count(nfnl.NFT_MSG_NEWSETELEM) == 1
 
 
@@ -62,20 +62,23 @@ def test_the_counters_count_every_family():
         assert expressions(counting) == ["meta", "cmp", "counter"]
 
 
-def test_the_node_is_closed_but_for_replies_and_other_jobs_are_closed():
-    rules = add()[4:7]
+def test_the_node_is_closed_but_for_replies_and_neighbour_discovery_and_so_are_other_jobs():
+    rules = add()[4:9]
+    icmpv6 = ["meta", "cmp", "meta", "cmp", "payload", "cmp", "fib", "cmp", "immediate"]
     assert [expressions(r) for r in rules] == [
         ["meta", "cmp", "fib", "cmp", "ct", "bitwise", "cmp", "immediate"],
+        ["meta", "cmp", *icmpv6],
+        ["meta", "cmp", *icmpv6],
         ["meta", "cmp", "fib", "cmp", "immediate"],
         ["meta", "cmp", "meta", "cmp", "ct", "bitwise", "cmp", "immediate"],
     ]
-    assert [verdict(r) for r in rules] == [nfnl.NFT_RETURN, nfnl.NF_DROP, nfnl.NF_DROP]
+    assert [verdict(r) for r in rules] == [nfnl.NFT_RETURN] * 3 + [nfnl.NF_DROP] * 2
 
 
 def test_each_opened_port_and_dns_address_lets_on_before_the_node_drop():
     rules = [m for m in add(reach=OPEN) if m.kind == nfnl.NFT_MSG_NEWRULE][3:]
-    assert [verdict(r) for r in rules] == [nfnl.NFT_RETURN] * 5 + [nfnl.NF_DROP] * 2
-    assert expressions(rules[2])[-6:] == ["payload", "cmp", "cmp", "fib", "cmp", "immediate"]
+    assert [verdict(r) for r in rules] == [nfnl.NFT_RETURN] * 7 + [nfnl.NF_DROP] * 2
+    assert expressions(rules[4])[-6:] == ["payload", "cmp", "cmp", "fib", "cmp", "immediate"]
     assert all("fib" in expressions(r) for r in rules[:-1])  # inert where the node forwards
 
 

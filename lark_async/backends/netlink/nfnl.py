@@ -89,6 +89,8 @@ NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_DATA = 1, 2
 NFT_REG_VERDICT, NFT_REG_1 = 0, 1
 NF_DROP, NFT_JUMP, NFT_RETURN = 0, -3, -5
 IPPROTO = {Proto.TCP: 6, Proto.UDP: 17}
+IPPROTO_ICMPV6 = 58
+ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT = 135, 136  # (RFC 4861 4.3, 4.4)
 DNS_PORT = 53
 NFTNL_UDATA_RULE_COMMENT = 0
 IFNAMSIZ = 16
@@ -149,6 +151,13 @@ def _payload(base: int, offset: int, length: int) -> bytes:
 def _ipv4_address_is(offset: int, op: int, addr: ipaddress.IPv4Address) -> bytes:
     """``ip saddr`` (offset 12) or ``ip daddr`` (16); nft's own dependency on IPv4 first."""
     return _is_ipv4() + _payload(NFT_PAYLOAD_NETWORK_HEADER, offset, 4) + _cmp(op, addr.packed)
+
+
+def _icmpv6_type_is(kind: int) -> bytes:
+    """``icmpv6 type K``, with nft's own dependencies (IPv6, then ICMPv6) first."""
+    found = _meta(NFT_META_NFPROTO) + _cmp(NFT_CMP_EQ, bytes([NFPROTO_IPV6]))
+    found += _meta(NFT_META_L4PROTO) + _cmp(NFT_CMP_EQ, bytes([IPPROTO_ICMPV6]))
+    return found + _payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1) + _cmp(NFT_CMP_EQ, bytes([kind]))
 
 
 def _dport_is(proto: int, low: int, high: int) -> bytes:
@@ -317,6 +326,10 @@ def reach_rules(reach: NodeReach) -> list[bytes]:
 
     * ``fib daddr type != unicast ct state established,related return``: replies to what
       the node opened to the job (the node still reaches it);
+    * ``icmpv6 type nd-neighbor-solicit fib daddr type != unicast return`` and the same for
+      ``nd-neighbor-advert``: IPv6 neighbour discovery, what ARP (which the inet hooks never
+      see) is to IPv4, so that where IPv6 is on the node still reaches the job (conntrack
+      leaves it untracked: no reply of a connection);
     * ``tcp dport P fib daddr type != unicast return`` for each of ``LARK_NODE_PORTS``;
     * ``ip daddr D udp dport 53 fib daddr type != unicast return`` and the same for tcp,
       for each node address serving the job's DNS;
@@ -330,6 +343,8 @@ def reach_rules(reach: NodeReach) -> list[bytes]:
     """
     node = _to_the_node()
     rules = [node + _ct_established(True) + _then(NFT_RETURN)]
+    for kind in (ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT):
+        rules.append(_icmpv6_type_is(kind) + node + _then(NFT_RETURN))
     for port in reach.ports:
         rules.append(_dport_is(IPPROTO[port.proto], port.low, port.high) + node + _then(NFT_RETURN))
     for addr in reach.dns:
