@@ -119,6 +119,12 @@ class NodeReach:
     dns: tuple[ipaddress.IPv4Address, ...] = ()  # node addresses serving the job's DNS (53)
     job_to_job: bool = False  # LARK_JOB_TO_JOB
 
+    def __str__(self) -> str:
+        """For the log: ``tcp 3128, DNS on 10.0.0.1; other NAT jobs closed``."""
+        opened = [str(port) for port in self.ports] + [f"DNS on {a}" for a in self.dns]
+        jobs = "open" if self.job_to_job else "closed"
+        return f"{', '.join(opened) or 'nothing'}; other NAT jobs {jobs}"
+
     def to_record(self) -> dict[str, object]:
         """For the state record's firewall step, so that a restore puts back the same rules."""
         return {

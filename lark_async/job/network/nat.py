@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import trio
 
+from ... import testhooks
 from ...backends import address, firewall, mtu, netns
 from ...backends.netlink import rtnl
 from ...backends.netlink.watch import open_link_watch
@@ -29,7 +30,7 @@ class NatDriver(ConnectedDriver):
         # what of the node the job's firewall opens (LARK_NODE_PORTS, LARK_JOB_TO_JOB); the
         # supervisor may replace it before setup (with the node addresses serving the job's
         # DNS), so it is read when the rules are made
-        self.reach = NodeReach(plan.node_ports, (), plan.job_to_job)
+        self.reach = NodeReach(plan.node_ports, testhooks.node_dns(), plan.job_to_job)
 
     async def _setup(self, ctx: Setup) -> None:
         plan, record = self.plan, ctx.record
@@ -95,6 +96,7 @@ class NatDriver(ConnectedDriver):
                 build,
                 firewall.ACCEPT_CHAIN,
             )
+        log.info("%s: of the node the job reaches %s", plan.name, self.reach)
         job = backend.job(
             plan.chain,
             plan.external_interface,
