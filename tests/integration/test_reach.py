@@ -14,7 +14,7 @@ import pytest
 from helpers.agent import python_job, read_update_ad
 from helpers.bridge import static_flags
 from helpers.firewall import BACKENDS
-from sandbox import HTTP_PORT, PING, SITE_ADDR, sh
+from sandbox import HTTP_PORT, PING, SITE_ADDR, sh, wait_for
 
 NODE_PORT, OTHER_PORT, JOB_PORT, UDP_PORT, CLOSED_UDP_PORT = 7000, 7002, 7001, 7003, 7004
 TIMEOUT_S = 1.5  # a dropped connection's wait: a refused one ends at once
@@ -214,6 +214,56 @@ def test_a_node_port_the_admin_opens_is_open_and_no_other(sandbox, host, backend
     assert f"the job reaches tcp {NODE_PORT}, udp {UDP_PORT};" in sandbox.log_file.read_text()
 
 
+# For each line ``probe`` on stdin: whether the job reaches its gateway's NODE_PORT and
+# OTHER_PORT; another line ends it.
+PROBE_EACH_LINE = f"""
+import socket, struct, sys
+
+def reaches(port):
+    for line in open('/proc/net/route').read().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == '00000000':
+            gateway = socket.inet_ntoa(struct.pack('<I', int(fields[2], 16)))
+    try:
+        socket.create_connection((gateway, port), {TIMEOUT_S}).close()
+        return 'open'
+    except OSError:
+        return 'closed'
+
+while sys.stdin.readline() == 'probe\\n':
+    print(reaches({NODE_PORT}), reaches({OTHER_PORT}), flush=True)
+"""
+
+
+def test_a_flushed_firewall_comes_back_as_open_and_as_closed_as_it_was(sandbox, host, backend):
+    """The job's rules put back after a flush (nft's whole ruleset, iptables' filter table)
+    are made from what the agent keeps of them: the opened port is open, the rest closed."""
+    serve(sandbox, host, f"tcp:{NODE_PORT}", f"tcp:{OTHER_PORT}")
+    if backend[1] == "nftables":
+        flush, listing = ("nft", "flush", "ruleset"), ("nft", "list", "table", "inet", "lark")
+        closing = "fib daddr type != unicast drop"
+    else:
+        flush, listing = (backend[3], "-w", "-F"), (f"{backend[3]}-save", "-t", "filter")
+        closing = "! --dst-type UNICAST -j DROP"  # (the agent logs before it restores)
+    flags = (*backend, "--node-ports", f"tcp {NODE_PORT}", "--accounting-interval", "0.1")
+    running = RunningJob(sandbox, host, "j1", *flags, job=python_job(PROBE_EACH_LINE))
+    try:
+
+        def round_() -> str:
+            running.agent.stdin.write("probe\n")
+            running.agent.stdin.flush()
+            return running.line()
+
+        assert round_() == "open closed"
+        sh(*flush, netns=host.netns)
+        assert wait_for(lambda: "restoring it" in sandbox.log_file.read_text(), 10)
+        assert wait_for(lambda: closing in sh(*listing, netns=host.netns, check=False).stdout, 10)
+        assert round_() == "open closed"
+        running.finish()
+    finally:
+        running.close()
+
+
 def test_dns_is_open_to_the_node_addresses_serving_the_jobs_resolver(sandbox, host, backend):
     """(The supervisor names them; here the test hook does.) Port 53 of any other node
     address stays closed."""
@@ -321,4 +371,6 @@ def test_ipv6_a_node_turns_on_is_counted_and_the_node_stays_closed(sandbox, host
         assert running.finish().split() == ["fd77::1", str(IPV6_BYTES)]
     finally:
         running.close()
-    assert IPV6_BYTES <= read_update_ad(update)["NetworkIncoming"] <= IPV6_BYTES * 1.06
+    counted = read_update_ad(update)
+    assert IPV6_BYTES <= counted["NetworkIncoming"] <= IPV6_BYTES * 1.06
+    assert 0 < counted["NetworkOutgoing"] < IPV6_BYTES * 0.05  # (its acknowledgements: IPv6)
