@@ -336,10 +336,10 @@ def reach_rules(reach: NodeReach) -> list[bytes]:
     * ``fib daddr type != unicast drop``: the rest, to any of the node's addresses (its
       gateway address on the job's veth too), broadcast and multicast included.
 
-    ``return`` leaves the job's chain and lets the packet on, Lark's table not accepting it
-    for the others: a table of the node's own still decides as it did. Each rule is inert
-    in the forward hook (``fib daddr type`` is unicast there), so the job's traffic to the
-    world is not touched, and a job's rules cost one address lookup per packet it sends.
+    ``return`` leaves the job's chain without a verdict: Lark's table lets the packet on and
+    the node's own tables still decide as they did. Each rule is inert in the forward hook
+    (``fib daddr type`` is unicast there), so the job's traffic to the world is not touched;
+    it costs two lookups in the node's local routes per packet the job sends.
     """
     node = _to_the_node()
     rules = [node + _ct_established(True) + _then(NFT_RETURN)]
@@ -348,11 +348,10 @@ def reach_rules(reach: NodeReach) -> list[bytes]:
     for port in reach.ports:
         rules.append(_dport_is(IPPROTO[port.proto], port.low, port.high) + node + _then(NFT_RETURN))
     for addr in reach.dns:
+        to = _ipv4_address_is(16, NFT_CMP_EQ, addr)
         for proto in (Proto.UDP, Proto.TCP):
-            dns = _ipv4_address_is(16, NFT_CMP_EQ, addr) + _dport_is(
-                IPPROTO[proto], DNS_PORT, DNS_PORT
-            )
-            rules.append(dns + node + _then(NFT_RETURN))
+            dns = _dport_is(IPPROTO[proto], DNS_PORT, DNS_PORT)
+            rules.append(to + dns + node + _then(NFT_RETURN))
     rules.append(node + _then(NF_DROP))
     return rules
 
