@@ -7,8 +7,9 @@ Contenders, interleaved round by round (in rotating order) so drift hits all ali
   driver validated before, untimed, as the agent validates before it sets up)
   (address lock, state record, netns, veth, addresses, route, nft chain + NAT).
 * shell, one command per step: ``ip netns add``, ``ip link add ... netns``,
+  IPv6 off at both ends (``echo``, ``ip netns exec ... sysctl``),
   ``ip addr``/``ip link``/``ip route`` one by one, ``nft -f`` with Lark's own
-  rendered ruleset; teardown ``nft -f``, ``ip link del``, ``ip netns del``.
+  rules; teardown ``nft -f``, ``ip link del``, ``ip netns del``.
 * shell, batched: the same through ``ip -batch`` and one ``nft -f``.
 * the CNI bridge plugin (host-local IPAM, ``ipMasq``), invoked the CNI way
   (CNI_COMMAND=ADD/DEL, config on stdin), and netavark ``setup``/``teardown``
@@ -65,12 +66,19 @@ def peer_rules(chain: str, ifname: str, inner: str) -> tuple[str, str]:
     as one nfnetlink batch (backends/netlink/nfnl.py ``job_add``/``job_remove``), written
     as a script doing Lark's work by hand would write them."""
     t, port = f"{nft.FAMILY} {nft.TABLE}", f'"{ifname}"'
+    node = "fib daddr type != unicast"  # (the node closed to the job, Lark's default)
     add = [
         nft.render_base(),
         f"add chain {t} {chain}",
-        f'add rule {t} {chain} iifname {port} meta nfproto ipv4 counter comment "Outgoing"',
-        f'add rule {t} {chain} oifname {port} meta nfproto ipv4 counter comment "Incoming"',
+        f'add rule {t} {chain} iifname {port} counter comment "Outgoing"',
+        f'add rule {t} {chain} oifname {port} counter comment "Incoming"',
         f"add rule {t} {chain} iifname {port} ip saddr != {inner} drop",
+        f"add rule {t} {chain} iifname {port} {node} ct state established,related return",
+        f"add rule {t} {chain} iifname {port} icmpv6 type nd-neighbor-solicit {node} return",
+        f"add rule {t} {chain} iifname {port} icmpv6 type nd-neighbor-advert {node} return",
+        f"add rule {t} {chain} iifname {port} {node} drop",
+        f'add rule {t} {chain} iifname {port} oifname "e_*" '
+        "ct state & (established | related) == 0 drop",
         f"add element {t} {nft.JOB_MAP} {{ {port} : jump {chain} }}",
         f"add element {t} {nft.NAT_SET} {{ {inner} }}",
     ]
@@ -90,6 +98,8 @@ def shell_scripts(name: str, ext: str = EXT, inner: str = INT) -> tuple[str, str
 ip netns add {ns}
 ip -n {ns} link set lo up
 ip link add {e} type veth peer name {i} netns {ns}
+echo 1 > /proc/sys/net/ipv6/conf/{e}/disable_ipv6
+ip netns exec {ns} sysctl -qw net.ipv6.conf.{i}.disable_ipv6=1
 ip addr add {ext} peer {inner} dev {e}
 ip link set {e} up
 ip -n {ns} addr add {inner} peer {ext} dev {i}
@@ -106,6 +116,8 @@ link add {e} type veth peer name {i} netns {ns}
 addr add {ext} peer {inner} dev {e}
 link set {e} up
 EOF
+echo 1 > /proc/sys/net/ipv6/conf/{e}/disable_ipv6
+ip netns exec {ns} sysctl -qw net.ipv6.conf.{i}.disable_ipv6=1
 ip -n {ns} -batch - <<EOF
 link set lo up
 addr add {inner} peer {ext} dev {i}

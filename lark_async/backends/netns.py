@@ -137,9 +137,17 @@ def setup_job_netns(
     when the object already existed (someone else's: undo must not remove it).
     ``inside(ifindex)`` runs last, inside the job's namespace, with the index of
     the job's end of the veth (to open a socket there); its result is returned.
-    ``mtu``: both ends' (backends/mtu.py). Runs on a throwaway thread.
+    ``mtu``: both ends' (backends/mtu.py). Neither end of the veth has IPv6
+    (``disable_ipv6``, set before the job's end is up): no link-local address on either,
+    and IPv6 reaching the node's end is dropped before any netfilter hook. The job's
+    loopback keeps its ``::1`` (``all``/``default`` stay as they are). Runs on a
+    throwaway thread.
     """
-    with rtnl.Channel() as host:
+    with rtnl.Channel() as host, contextlib.ExitStack() as stack:
+        node_ns = -1
+        if external is not None:  # (this thread leaves the node's namespace below)
+            node_ns = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            stack.callback(os.close, node_ns)
         before("netns")
         try:
             with map_errors(f"create network namespace {netns}"):
@@ -162,6 +170,9 @@ def setup_job_netns(
                     if getattr(exc.__cause__, "errno", None) == errno.EEXIST:
                         not_ours("veth")
                     raise
+                with map_errors(f"turn IPv6 off on {external}/{internal}"):
+                    in_fresh_thread(lambda: _ipv6_off(external, node_ns))
+                    _ipv6_off(internal)  # (this thread is in the job's namespace)
                 with map_errors(f"configure {external}"):
                     if addresses is not None:
                         host.request(
@@ -192,6 +203,20 @@ def setup_job_netns(
                 return inside(index) if inside is not None else None
         finally:
             os.close(ns_fd)
+
+
+def _ipv6_off(ifname: str, netns_fd: int | None = None) -> None:
+    """``disable_ipv6`` on one link, in the calling thread's namespace or (``netns_fd``)
+    that one: /proc/sys/net is the namespace of the thread that opens it. The link gets no
+    IPv6 address, and what IPv6 comes to it is dropped before any netfilter hook. A kernel
+    without IPv6 has no such file: nothing to turn off."""
+    if netns_fd is not None:
+        setns(netns_fd)
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "w") as knob:
+            knob.write("1\n")
+    except FileNotFoundError:
+        pass
 
 
 LINGER_S = 1.0  # how long a finished job's veth may take to go with its namespace

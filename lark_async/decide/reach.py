@@ -126,3 +126,38 @@ class NodeReach:
     ports: tuple[NodePort, ...] = ()  # LARK_NODE_PORTS, on every node address
     dns: tuple[ipaddress.IPv4Address, ...] = ()  # node addresses serving the job's DNS (53)
     job_to_job: bool = False  # LARK_JOB_TO_JOB
+
+    def __str__(self) -> str:
+        """For the log: ``tcp 3128, DNS on 10.0.0.1; other NAT jobs closed``."""
+        opened = [str(port) for port in self.ports] + [f"DNS on {a}" for a in self.dns]
+        jobs = "open" if self.job_to_job else "closed"
+        return f"{', '.join(opened) or 'nothing'}; other NAT jobs {jobs}"
+
+    def to_record(self) -> dict[str, object]:
+        """For the state record's firewall step, so that a restore puts back the same rules."""
+        return {
+            "ports": [str(port) for port in self.ports],
+            "dns": [str(addr) for addr in self.dns],
+            "job_to_job": self.job_to_job,
+        }
+
+    @classmethod
+    def from_record(cls, value: object) -> NodeReach:
+        """``to_record``'s shape back; ValueError ends a sentence about what is wrong."""
+        if not isinstance(value, dict):
+            raise ValueError("is not an object")
+        ports, dns, job_to_job = value.get("ports"), value.get("dns"), value.get("job_to_job")
+        if not isinstance(ports, list) or not all(isinstance(p, str) for p in ports):
+            raise ValueError(f"ports {ports!r} is not a list of 'tcp|udp PORT[-PORT]'")
+        if not isinstance(dns, list) or not all(isinstance(a, str) for a in dns):
+            raise ValueError(f"dns {dns!r} is not a list of IPv4 addresses")
+        if not isinstance(job_to_job, bool):
+            raise ValueError(f"job_to_job {job_to_job!r} is not true or false")
+        try:
+            addresses = tuple(ipaddress.IPv4Address(a) for a in dns)
+        except ValueError:
+            raise ValueError(f"dns {dns!r} is not a list of IPv4 addresses") from None
+        return cls(parse_node_ports(", ".join(ports)), addresses, job_to_job)
+
+
+CLOSED = NodeReach()  # nothing of the node opened: a NAT job's default

@@ -533,10 +533,16 @@ def test_fast_path_rules_read_like_nft_text_and_admin_counters_are_published(san
         re.sub(r"packets \d+ bytes \d+", "packets 0 bytes 0", ln.strip())
         for ln in listed.splitlines()[2:-2]
     ]
+    node = "fib daddr type != unicast"
     assert rules == [
-        f'iifname "e_{name}" meta nfproto ipv4 counter packets 0 bytes 0 comment "Outgoing"',
-        f'oifname "e_{name}" meta nfproto ipv4 counter packets 0 bytes 0 comment "Incoming"',
+        f'iifname "e_{name}" counter packets 0 bytes 0 comment "Outgoing"',
+        f'oifname "e_{name}" counter packets 0 bytes 0 comment "Incoming"',
         f'iifname "e_{name}" ip saddr != {inner} drop',
+        f'iifname "e_{name}" {node} ct state established,related return',
+        f'iifname "e_{name}" icmpv6 type nd-neighbor-solicit {node} return',
+        f'iifname "e_{name}" icmpv6 type nd-neighbor-advert {node} return',
+        f'iifname "e_{name}" {node} drop',
+        f'iifname "e_{name}" oifname "e_*" ct state ! established,related drop',
     ]
     sh(
         "nft",

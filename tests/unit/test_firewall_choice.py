@@ -11,6 +11,7 @@ from lark_async.backends import firewall
 from lark_async.backends.firewall import iptables_jobs, nft_jobs
 from lark_async.decide.plan import derive_plan
 from lark_async.decide.policy import Grant
+from lark_async.decide.reach import CLOSED, NodePort, NodeReach, Proto
 from lark_async.decide.settings import Settings
 
 ADDR = ipaddress.IPv4Address("192.168.181.3")
@@ -19,6 +20,7 @@ NAT = {  # as the supervisor writes them: these strings are the record format, k
     "external_interface": "e_x",
     "internal_address": "192.168.181.3",
     "nat": True,
+    "reach": {"ports": ["tcp 3128"], "dns": ["192.168.181.2"], "job_to_job": False},
     "accept": ["iptables-legacy"],
 }
 IPTABLES = {
@@ -27,8 +29,10 @@ IPTABLES = {
     "chain": "LARK_x",
     "external_interface": "e_x",
     "internal_address": "192.168.181.3",
+    "reach": {"ports": [], "dns": [], "job_to_job": True},
     "accept": [],
 }
+REACH = NodeReach((NodePort(Proto.TCP, 3128, 3128),), (ipaddress.IPv4Address("192.168.181.2"),))
 BRIDGE = {"family": "bridge", "chain": "LARK_x", "external_interface": "e_x",
           "mac": "02:00:00:00:00:01"}  # fmt: skip
 
@@ -66,9 +70,11 @@ def test_a_record_reads_back_as_it_was_written(step):
 
 
 def test_what_the_drivers_make_is_what_the_record_says():
-    nat = nft_jobs.NatDriver().job("LARK_x", "e_x", ADDR, accept=["iptables-legacy"])
+    nat = nft_jobs.NatDriver().job("LARK_x", "e_x", ADDR, accept=["iptables-legacy"], reach=REACH)
     assert nat.to_record() == NAT
-    ipt = iptables_jobs.Driver("iptables-nft").job("LARK_x", "e_x", ADDR)
+    ipt = iptables_jobs.Driver("iptables-nft").job(
+        "LARK_x", "e_x", ADDR, reach=NodeReach(job_to_job=True)
+    )
     assert ipt.to_record() == IPTABLES
     bridged = nft_jobs.BridgeDriver().job("LARK_x", "e_x", mac="02:00:00:00:00:01")
     assert bridged.to_record() == BRIDGE
@@ -79,6 +85,13 @@ def test_an_old_record_without_accept_or_address_still_loads():
     assert isinstance(job, nft_jobs.NatJob)
     assert job.rules.internal_address is None and not job.rules.nat and job.accept == ()
     assert isinstance(firewall.from_record({**NAT, "family": "inet"}), nft_jobs.NatJob)
+
+
+@pytest.mark.parametrize("step", [NAT, IPTABLES], ids=["inet", "iptables"])
+def test_a_record_from_before_reach_loads_with_the_node_closed(step):
+    job = firewall.from_record({k: v for k, v in step.items() if k != "reach"})
+    assert job.rules.reach == CLOSED  # type: ignore[attr-defined]
+    assert job.to_record()["reach"] == {"ports": [], "dns": [], "job_to_job": False}
 
 
 def test_a_swept_job_whose_address_is_taken_keeps_the_nat_source():
@@ -110,6 +123,17 @@ def test_a_swept_job_whose_address_is_taken_keeps_the_nat_source():
         ({**IPTABLES, "internal_address": None}, "internal_address is not a string"),
         ({**BRIDGE, "mac": "02:00:00:00:00:01; drop"}, "is not a MAC address"),
         ({**BRIDGE, "accept": ["/bin/sh"]}, "accepting iptables builds"),
+        ({**NAT, "reach": "all"}, "reach is not an object"),
+        (
+            {**NAT, "reach": {**NAT["reach"], "ports": ["tcp 0"]}},
+            "reach port 0 is not between 1 and 65535",
+        ),
+        ({**NAT, "reach": {**NAT["reach"], "ports": "tcp 22"}}, "reach ports 'tcp 22' is not"),
+        ({**NAT, "reach": {**NAT["reach"], "ports": ["icmp 1"]}}, "reach entry 'icmp 1'"),
+        ({**IPTABLES, "reach": {**NAT["reach"], "dns": ["::1"]}}, "reach dns ['::1'] is not"),
+        ({**IPTABLES, "reach": {**NAT["reach"], "dns": [1]}}, "reach dns [1] is not"),
+        ({**NAT, "reach": {**NAT["reach"], "job_to_job": 1}}, "reach job_to_job 1 is not"),
+        ({**NAT, "reach": {"ports": []}}, "reach dns None is not"),
     ],
 )
 def test_a_hostile_or_unknown_firewall_step_is_one_clear_error(step, says):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+
+import pytest
 
 from lark_async.backends.firewall import iptables
 from lark_async.backends.firewall.iptables import Wanted, needs_accept, plan_discard, plan_repairs
 from lark_async.backends.firewall.xtables import parse_save
+from lark_async.decide.reach import NodeReach, parse_node_ports
 
 JOB = iptables.IptablesRules(
     "iptables-legacy", "LARK_j1", "e_j1", ipaddress.IPv4Address("192.168.181.3")
@@ -14,12 +18,15 @@ JOB = iptables.IptablesRules(
 COUNTING = Wanted(JOB, counting=True, accept=False)
 BOTH = Wanted(JOB, counting=True, accept=True)
 
-CHAIN = """\
+NODE_DROP = "[0:0] -A LARK_j1 -i e_j1 -m addrtype ! --dst-type UNICAST -j DROP\n"
+JOBS_DROP = "[0:0] -A LARK_j1 -i e_j1 -o e_+ -m conntrack ! --ctstate RELATED,ESTABLISHED -j DROP\n"
+CHAIN = f"""\
 :LARK_j1 - [0:0]
 [10:1000] -A LARK_j1 -i e_j1 -m comment --comment Outgoing
 [20:2000] -A LARK_j1 -o e_j1 -m comment --comment Incoming
-[0:0] -A LARK_j1 -i e_j1 ! -s 192.168.181.3/32 -j DROP
-"""
+[0:0] -A LARK_j1 ! -s 192.168.181.3/32 -i e_j1 -j DROP
+[0:0] -A LARK_j1 -i e_j1 -m addrtype ! --dst-type UNICAST -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN
+{NODE_DROP}{JOBS_DROP}"""  # noqa: E501  (as iptables-save writes it)
 JUMPS = """\
 [0:0] -A INPUT -i e_j1 -j LARK_j1
 [0:0] -A FORWARD -o e_j1 -j LARK_j1
@@ -48,7 +55,7 @@ def test_parse_save_keeps_order_policies_and_counters():
     tables = parse_save(save(CHAIN + JUMPS, "DROP"))
     filt = tables["filter"]
     assert filt.policies["FORWARD"] == "DROP"
-    assert [r.comment for r in filt.rules("LARK_j1")] == ["Outgoing", "Incoming", ""]
+    assert [r.comment for r in filt.rules("LARK_j1")] == ["Outgoing", "Incoming", "", "", "", ""]
     assert filt.rules("LARK_j1")[1].nbytes == 2000
     assert filt.rules("LARK_j1")[2].options["!-s"] == "192.168.181.3/32"
     assert [r.target for r in filt.rules("FORWARD")] == ["LARK_j1", "LARK_j1"]
@@ -91,6 +98,43 @@ def test_a_full_restore_without_the_job_gets_chain_jumps_and_nat_back():
     assert "-N LARK-FORWARD" in batch
     # the accept chain's jump goes below the job's two FORWARD jumps
     assert batch.index("-I FORWARD 1 -o e_j1") < batch.index("-I FORWARD 3 -j LARK-FORWARD")
+
+
+def test_the_job_is_closed_to_the_node_and_other_jobs_in_that_order():
+    """Its counters first, every packet; then replies to what the node opened, the node's
+    opened ports and DNS let on (RETURN: INPUT's own rules still decide), the rest of the
+    node dropped; other jobs' veths (``e_+``) dropped but for replies."""
+    reach = NodeReach(parse_node_ports("tcp 3128, udp 8000-8010"),
+                      (ipaddress.IPv4Address("10.77.0.11"),))  # fmt: skip
+    job = iptables.IptablesRules("iptables-nft", "LARK_j1", "e_j1", JOB.internal_address, reach)
+    lines = [ln for ln in iptables.render_add(job).splitlines() if ln.startswith("-A LARK_j1")]
+    node = "-m addrtype ! --dst-type UNICAST"
+    assert lines[3:] == [
+        f"-A LARK_j1 -i e_j1 {node} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
+        f"-A LARK_j1 -i e_j1 -p tcp -m tcp --dport 3128 {node} -j RETURN",
+        f"-A LARK_j1 -i e_j1 -p udp -m udp --dport 8000:8010 {node} -j RETURN",
+        f"-A LARK_j1 -i e_j1 -d 10.77.0.11/32 -p udp -m udp --dport 53 {node} -j RETURN",
+        f"-A LARK_j1 -i e_j1 -d 10.77.0.11/32 -p tcp -m tcp --dport 53 {node} -j RETURN",
+        f"-A LARK_j1 -i e_j1 {node} -j DROP",
+        "-A LARK_j1 -i e_j1 -o e_+ -m conntrack ! --ctstate RELATED,ESTABLISHED -j DROP",
+    ]
+    together = dataclasses.replace(job, reach=NodeReach(job_to_job=True))
+    assert "e_+" not in iptables.render_add(together).replace("! -o e_+", "")
+
+
+@pytest.mark.parametrize("gone", [NODE_DROP, JOBS_DROP], ids=["node", "other jobs"])
+def test_a_chain_that_no_longer_closes_is_refilled(gone):
+    fix = plan_repairs(COUNTING, parse_save(save(CHAIN.replace(gone, "") + JUMPS)))
+    assert fix.problems == ["its chain LARK_j1 lost the rules that close the node to it"]
+    assert fix.resets_counters and "-F LARK_j1" in (fix.batch() or "")
+
+
+def test_jobs_reaching_each_other_need_no_rule_against_it():
+    together = Wanted(dataclasses.replace(JOB, reach=NodeReach(job_to_job=True)), True, False)
+    assert (
+        plan_repairs(together, parse_save(save(CHAIN.replace(JOBS_DROP, "") + JUMPS))).batch()
+        is None
+    )
 
 
 def test_an_emptied_chain_is_refilled():

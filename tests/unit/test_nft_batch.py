@@ -2,11 +2,14 @@
 and removals, captured from the public functions and decoded to text (nftdecode.py).
 
 The golden files under golden/ are the rules as the kernel gets them; a change to the
-encoder that changes one byte changes this text. ``192.168.181.3`` is ``0xc0a8b503``.
+encoder that changes one byte changes this text. ``192.168.181.3`` is ``0xc0a8b503``,
+``10.77.0.11`` is ``0x0a4d000b``; a fib address type or a ct state is in host byte order
+(``0x01000000`` is unicast here), as nft writes it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import ipaddress
 from pathlib import Path
@@ -18,6 +21,7 @@ from lark_async.backends.firewall import nft
 from lark_async.backends.netlink import nfnl
 from lark_async.backends.netlink.core import NLM_F_ACK, Received, Socket, attr, nest
 from lark_async.backends.netlink.nftdecode import describe_batch, describe_message
+from lark_async.decide.reach import NodeReach, parse_node_ports
 from lark_async.errors import KernelError
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -50,11 +54,21 @@ def sent(kernel: FakeKernel) -> str:
     return "".join(describe_batch(data) + "\n" for data in kernel.sent)
 
 
-def test_a_nat_job_is_one_batch_counting_both_ways_dropping_spoofed_sources_and_masqueraded(
-    kernel,
-):
+def test_a_nat_job_is_one_batch_counting_both_ways_closed_to_the_node_and_other_jobs(kernel):
+    """Counted in every family, spoofed sources dropped, the node and the other NAT jobs
+    closed to it (replies to what the node opened go), masqueraded."""
     nft.apply_job(NAT_JOB)
     assert sent(kernel) == golden("inet_add_nat_job")
+
+
+def test_what_the_admin_opens_of_the_node_is_in_the_same_batch(kernel):
+    """``tcp 3128, udp 8000-8010`` and DNS on a node address let on before the node's drop;
+    with LARK_JOB_TO_JOB no rule keeps the job from the others."""
+    reach = NodeReach(parse_node_ports("tcp 3128, udp 8000-8010"),
+                      (ipaddress.IPv4Address("10.77.0.11"),), job_to_job=True)  # fmt: skip
+    nft.apply_job(dataclasses.replace(NAT_JOB, reach=reach))
+    assert len(kernel.sent) == 1
+    assert sent(kernel) == golden("inet_add_nat_job_reaching_the_node")
 
 
 def test_a_job_without_nat_has_no_nat_source(kernel):

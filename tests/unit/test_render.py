@@ -17,6 +17,7 @@ from lark_async.backends.firewall.nft import (
     render_bridge_addresses,
     render_bridge_base,
 )
+from lark_async.decide.reach import CLOSED, NodeReach, parse_node_ports
 
 BASE = """\
 add table inet lark
@@ -64,13 +65,24 @@ def test_job_rules_record_is_plain_json():
         "external_interface": "e_s1-123_0",
         "internal_address": "192.168.181.3",
         "nat": True,
+        "reach": {"ports": [], "dns": [], "job_to_job": False},
     }
     assert NO_ADDRESS_JOB.to_record()["internal_address"] is None
 
 
+def test_what_the_job_reaches_of_the_node_is_in_its_record():
+    reach = NodeReach(parse_node_ports("tcp 3128, udp 8000-8010"),
+                      (ipaddress.IPv4Address("10.77.0.11"),), job_to_job=True)  # fmt: skip
+    job = JobRules("LARK_x", "e_x", ipaddress.IPv4Address("192.168.181.3"), True, reach)
+    record = json.loads(json.dumps(job.to_record()))
+    assert record["reach"] == {"ports": ["tcp 3128", "udp 8000-8010"], "dns": ["10.77.0.11"],
+                               "job_to_job": True}  # fmt: skip
+    assert JobRules.from_record(record) == job
+
+
 def test_job_rules_from_an_older_record_without_optional_fields():
     assert JobRules.from_record({"chain": "LARK_x", "external_interface": "e_x"}) == JobRules(
-        "LARK_x", "e_x", None, nat=False
+        "LARK_x", "e_x", None, nat=False, reach=CLOSED
     )
 
 

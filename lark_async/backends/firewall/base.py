@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from ...decide.reach import CLOSED, NodeReach
 from ...errors import ResourceError
 
 if TYPE_CHECKING:
@@ -136,9 +137,12 @@ class FirewallDriver(Protocol):
         internal_address: ipaddress.IPv4Address | None = None,
         mac: str | None = None,
         accept: Sequence[str] = (),
+        reach: NodeReach = CLOSED,
     ) -> JobFirewall:
         """The job's firewall (not yet applied); ``accept``: the iptables builds whose
-        FORWARD needs the job's traffic accepted (``survey``)."""
+        FORWARD needs the job's traffic accepted (``survey``); ``reach``: what of the node
+        a NAT job may reach (the rest of the node is closed to it; a bridged job is a LAN
+        host like any other, its traffic to the node never crossing a NAT job's rules)."""
         ...
 
 
@@ -169,6 +173,18 @@ def mac(details: Mapping[str, object], key: str) -> str:
     value = text(details, key)
     want(bool(_MAC.fullmatch(value)), f"{key} {value!r} is not a MAC address")
     return value
+
+
+def reach(details: Mapping[str, object]) -> NodeReach:
+    """What of the node the job may reach; a record from before there was any (only ever
+    discarded) reads as closed."""
+    value = details.get("reach")
+    if value is None:
+        return CLOSED
+    try:
+        return NodeReach.from_record(value)
+    except ValueError as exc:
+        raise FirewallRecordError(f"firewall step: reach {exc}") from None
 
 
 def builds(details: Mapping[str, object]) -> tuple[str, ...]:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from ...decide.accounting import INCOMING, OUTGOING
 from ...decide.modes import RuleFamily
 from ...decide.names import CHAIN_PREFIX
+from ...decide.reach import CLOSED, NodeReach
 from . import xtables
 from .xtables import IptablesError, Table
 
@@ -46,12 +47,14 @@ ATTEMPTS = 5  # reads and batches, when another agent's batch came in between
 
 @dataclass(frozen=True)
 class IptablesRules:
-    """What iptables holds of one NAT job; also what the state record keeps for undo."""
+    """What iptables holds of one NAT job; also what the state record keeps for undo, and
+    for a restore (``reach``: what of the node the job may reach; closed by default)."""
 
     command: str  # iptables, iptables-nft, iptables-legacy
     chain: str
     external_interface: str
     internal_address: ipaddress.IPv4Address
+    reach: NodeReach = CLOSED
 
     def to_record(self) -> dict[str, object]:
         return {
@@ -60,15 +63,18 @@ class IptablesRules:
             "chain": self.chain,
             "external_interface": self.external_interface,
             "internal_address": str(self.internal_address),
+            "reach": self.reach.to_record(),
         }
 
     @classmethod
     def from_record(cls, data: dict[str, object]) -> IptablesRules:
+        reach = data.get("reach")
         return cls(
             str(data["command"]),
             str(data["chain"]),
             str(data["external_interface"]),
             ipaddress.IPv4Address(str(data["internal_address"])),
+            CLOSED if reach is None else NodeReach.from_record(reach),
         )
 
     def jumps(self) -> list[str]:
@@ -118,13 +124,52 @@ def _batch(filter_lines: list[str], nat_lines: list[str]) -> str:
     return "\n".join([*text, ""])
 
 
+TO_THE_NODE = "-m addrtype ! --dst-type UNICAST"  # (see _chain_rules)
+OTHER_JOBS = "e_+"
+
+
 def _chain_rules(job: IptablesRules) -> list[str]:
-    c, e = job.chain, job.external_interface
-    return [
+    """The job's chain: its counters (IPv4: iptables sees no other family; IPv6 is off on
+    the job's veth, so the node drops it before any hook), its source address, what it may
+    reach of the node, and no other NAT job unless ``reach.job_to_job``.
+
+    The chain is jumped to from FORWARD, INPUT and OUTPUT; ``TO_THE_NODE`` (the destination
+    is a local, broadcast, anycast or multicast address: the node's own) is never true in
+    FORWARD and always in INPUT, so the reach rules decide only what the job sends to the
+    node. What they let on is RETURNed, not ACCEPTed: INPUT's own rules (the node's) still
+    decide after Lark's, as they did. The rules that close (the DROPs) are what
+    ``plan_repairs`` looks for."""
+    c, e, reach = job.chain, job.external_interface, job.reach
+    rules = [
         f"-A {c} -i {e} -m comment --comment {OUTGOING}",
         f"-A {c} -o {e} -m comment --comment {INCOMING}",
         f"-A {c} -i {e} ! -s {job.internal_address}/32 -j DROP",
+        f"-A {c} -i {e} {TO_THE_NODE} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
     ]
+    for port in reach.ports:
+        ports = str(port.low) if port.low == port.high else f"{port.low}:{port.high}"
+        p = port.proto
+        rules.append(f"-A {c} -i {e} -p {p} -m {p} --dport {ports} {TO_THE_NODE} -j RETURN")
+    for addr in reach.dns:
+        for dns in ("udp", "tcp"):
+            rules.append(
+                f"-A {c} -i {e} -d {addr}/32 -p {dns} -m {dns} --dport 53 {TO_THE_NODE} -j RETURN"
+            )
+    rules.append(f"-A {c} -i {e} {TO_THE_NODE} -j DROP")
+    if not reach.job_to_job:
+        rules.append(
+            f"-A {c} -i {e} -o {OTHER_JOBS} -m conntrack ! --ctstate RELATED,ESTABLISHED -j DROP"
+        )
+    return rules
+
+
+def _closes(job: IptablesRules, rules: list[xtables.Rule]) -> bool:
+    """The chain still has the rules that keep the job from the node and the other jobs."""
+    node = any(r.target == "DROP" and r.options.get("!--dst-type") == "UNICAST" for r in rules)
+    jobs = job.reach.job_to_job or any(
+        r.target == "DROP" and r.options.get("-o") == OTHER_JOBS for r in rules
+    )
+    return node and jobs
 
 
 def _accept_rules(job: IptablesRules) -> list[str]:
@@ -166,12 +211,14 @@ def plan_repairs(want: Wanted, tables: dict[str, Table]) -> Repairs:
         rules = filt.rules(c)
         comments = {r.comment for r in rules}
         spoof = any(r.target == "DROP" and "!-s" in r.options for r in rules)
+        counting = {OUTGOING, INCOMING} <= comments and spoof
         if not filt.has_chain(c):
             fix.problems.append(f"its chain {c} is gone")
             fix.filter_lines += [f":{c} - [0:0]", *_chain_rules(job)]
             fix.resets_counters = True
-        elif not ({OUTGOING, INCOMING} <= comments and spoof):
-            fix.problems.append(f"its chain {c} was emptied")
+        elif not (counting and _closes(job, rules)):
+            why = "lost the rules that close the node to it" if counting else "was emptied"
+            fix.problems.append(f"its chain {c} {why}")
             fix.filter_lines += [f"-F {c}", *_chain_rules(job)]
             fix.resets_counters = True
         for builtin in ("FORWARD", "INPUT", "OUTPUT"):

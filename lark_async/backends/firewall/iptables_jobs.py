@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ...decide.names import CHAIN_PREFIX
+from ...decide.reach import CLOSED, NodeReach
 from ...errors import KernelError
 from . import iptables, nodefilter, xtables
 from .base import (
@@ -22,6 +23,7 @@ from .base import (
     Leftover,
     builds,
     ipv4,
+    reach,
     text,
     want,
 )
@@ -60,6 +62,7 @@ class IptablesJob:
             text(details, "chain"),
             text(details, "external_interface"),
             ipv4(details, "internal_address"),
+            reach(details),
         )
         return cls(rules, builds(details))
 
@@ -122,9 +125,12 @@ class Driver:
         internal_address: ipaddress.IPv4Address | None = None,
         mac: str | None = None,
         accept: Sequence[str] = (),
+        reach: NodeReach = CLOSED,
     ) -> JobFirewall:
         assert internal_address is not None, "an iptables job's firewall needs its address"
-        rules = iptables.IptablesRules(self.command, chain, external_interface, internal_address)
+        rules = iptables.IptablesRules(
+            self.command, chain, external_interface, internal_address, reach
+        )
         return IptablesJob(rules, tuple(accept), self.build)
 
 

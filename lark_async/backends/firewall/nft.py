@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from ...decide.accounting import INCOMING, OUTGOING
 from ...decide.modes import RuleFamily
+from ...decide.reach import CLOSED, NodeReach
 from ...errors import KernelError, map_errors
 from ..netlink import NetlinkError, nfnl
 
@@ -78,12 +79,14 @@ def render_base() -> str:
 
 @dataclass(frozen=True)
 class JobRules:
-    """What the firewall knows of one job; also what the state record keeps for undo."""
+    """What the firewall knows of one job; also what the state record keeps for undo, and
+    for a restore (``reach``: what of the node the job may reach; closed by default)."""
 
     chain: str
     external_interface: str
     internal_address: ipaddress.IPv4Address | None
     nat: bool
+    reach: NodeReach = CLOSED
 
     def to_record(self) -> dict[str, object]:
         return {
@@ -91,16 +94,19 @@ class JobRules:
             "external_interface": self.external_interface,
             "internal_address": str(self.internal_address) if self.internal_address else None,
             "nat": self.nat,
+            "reach": self.reach.to_record(),
         }
 
     @classmethod
     def from_record(cls, data: dict[str, object]) -> JobRules:
         addr = data.get("internal_address")
+        reach = data.get("reach")
         return cls(
             chain=str(data["chain"]),
             external_interface=str(data["external_interface"]),
             internal_address=ipaddress.IPv4Address(str(addr)) if addr else None,
             nat=bool(data.get("nat")),
+            reach=CLOSED if reach is None else NodeReach.from_record(reach),
         )
 
 
@@ -197,6 +203,7 @@ def _job_messages(job: JobRules, add: bool) -> list[nfnl.Message]:
             JOB_MAP,
             nat_set,
             (OUTGOING, INCOMING),
+            job.reach,
         )
     return nfnl.job_remove(
         TABLE, job.chain, job.external_interface, job.internal_address, JOB_MAP, nat_set

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ...decide.names import CHAIN_PREFIX, external_interface
+from ...decide.reach import CLOSED, NodeReach
 from ...errors import LarkError
 from . import iptables, nft, nodefilter
 from .base import (
@@ -26,6 +27,7 @@ from .base import (
     builds,
     ipv4,
     mac,
+    reach,
     text,
     want,
 )
@@ -84,7 +86,11 @@ class NatJob:
         nat = details.get("nat", False)
         want(isinstance(nat, bool), "nat is not true or false")
         rules = nft.JobRules(
-            text(details, "chain"), text(details, "external_interface"), internal, bool(nat)
+            text(details, "chain"),
+            text(details, "external_interface"),
+            internal,
+            bool(nat),
+            reach(details),
         )
         return cls(rules, builds(details))
 
@@ -199,9 +205,10 @@ class NatDriver:
         internal_address: ipaddress.IPv4Address | None = None,
         mac: str | None = None,
         accept: Sequence[str] = (),
+        reach: NodeReach = CLOSED,
     ) -> JobFirewall:
-        return NatJob(nft.JobRules(chain, external_interface, internal_address, nat=True),
-                      tuple(accept))  # fmt: skip
+        rules = nft.JobRules(chain, external_interface, internal_address, True, reach)
+        return NatJob(rules, tuple(accept))
 
 
 @dataclass(frozen=True)
@@ -223,7 +230,9 @@ class BridgeDriver:
         internal_address: ipaddress.IPv4Address | None = None,
         mac: str | None = None,
         accept: Sequence[str] = (),
+        reach: NodeReach = CLOSED,
     ) -> JobFirewall:
+        """(``reach``: a bridged job reaches the node as a LAN host does, by the bridge.)"""
         assert mac is not None, "a bridged job's firewall needs its MAC"
         return BridgeJob(nft.BridgeRules(chain, external_interface, mac))
 

@@ -20,6 +20,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
+from ...decide.reach import NodeReach, Proto
 from .core import (
     NLM_F_ACK,
     NLM_F_APPEND,
@@ -67,21 +68,33 @@ NFTA_RULE_TABLE, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_RULE_USERDATA = 1,
 NFTA_LIST_ELEM = 1
 NFTA_EXPR_NAME, NFTA_EXPR_DATA = 1, 2
 NFTA_META_DREG, NFTA_META_KEY = 1, 2
-NFT_META_NFPROTO, NFT_META_IIFNAME, NFT_META_OIFNAME = 15, 6, 7
+NFT_META_NFPROTO, NFT_META_IIFNAME, NFT_META_OIFNAME, NFT_META_L4PROTO = 15, 6, 7, 16
 NFTA_CMP_SREG, NFTA_CMP_OP, NFTA_CMP_DATA = 1, 2, 3
-NFT_CMP_EQ, NFT_CMP_NEQ = 0, 1
+NFT_CMP_EQ, NFT_CMP_NEQ, NFT_CMP_LTE, NFT_CMP_GTE = 0, 1, 3, 5
 NFTA_DATA_VALUE, NFTA_DATA_VERDICT = 1, 2
 NFTA_VERDICT_CODE, NFTA_VERDICT_CHAIN = 1, 2
 NFTA_PAYLOAD_DREG, NFTA_PAYLOAD_BASE, NFTA_PAYLOAD_OFFSET, NFTA_PAYLOAD_LEN = 1, 2, 3, 4
-NFT_PAYLOAD_NETWORK_HEADER = 1
+NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER = 1, 2
+NFTA_FIB_DREG, NFTA_FIB_RESULT, NFTA_FIB_FLAGS = 1, 2, 3
+NFT_FIB_RESULT_ADDRTYPE, NFTA_FIB_F_DADDR = 3, 1 << 1
+RTN_UNICAST = 1  # (linux/rtnetlink.h: a fib address type)
+NFTA_CT_DREG, NFTA_CT_KEY, NFT_CT_STATE = 1, 2, 0
+CT_ESTABLISHED, CT_RELATED = 1 << 1, 1 << 2  # ct state bits (NF_CT_STATE_BIT)
+NFTA_BITWISE_SREG, NFTA_BITWISE_DREG, NFTA_BITWISE_LEN = 1, 2, 3
+NFTA_BITWISE_MASK, NFTA_BITWISE_XOR = 4, 5
 NFTA_IMMEDIATE_DREG, NFTA_IMMEDIATE_DATA = 1, 2
 NFTA_COUNTER_BYTES, NFTA_COUNTER_PACKETS = 1, 2
 NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_LIST_SET, NFTA_SET_ELEM_LIST_ELEMENTS = 1, 2, 3
 NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_DATA = 1, 2
 NFT_REG_VERDICT, NFT_REG_1 = 0, 1
-NF_DROP, NFT_JUMP = 0, -3
+NF_DROP, NFT_JUMP, NFT_RETURN = 0, -3, -5
+IPPROTO = {Proto.TCP: 6, Proto.UDP: 17}
+IPPROTO_ICMPV6 = 58
+ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT = 135, 136  # (RFC 4861 4.3, 4.4)
+DNS_PORT = 53
 NFTNL_UDATA_RULE_COMMENT = 0
 IFNAMSIZ = 16
+JOB_PORTS = b"e_"  # ``oifname "e_*"``: a prefix, compared without its NUL
 
 
 def _str(kind: int, text: str) -> bytes:
@@ -119,6 +132,85 @@ def _cmp(op: int, value: bytes) -> bytes:
 
 def _ifname_is(direction: int, ifname: str) -> bytes:
     return _meta(direction) + _cmp(NFT_CMP_EQ, ifname.encode() + b"\0")
+
+
+def _is_ipv4() -> bytes:
+    return _meta(NFT_META_NFPROTO) + _cmp(NFT_CMP_EQ, bytes([NFPROTO_IPV4]))
+
+
+def _payload(base: int, offset: int, length: int) -> bytes:
+    return _expr(
+        "payload",
+        _u32(NFTA_PAYLOAD_DREG, NFT_REG_1),
+        _u32(NFTA_PAYLOAD_BASE, base),
+        _u32(NFTA_PAYLOAD_OFFSET, offset),
+        _u32(NFTA_PAYLOAD_LEN, length),
+    )
+
+
+def _ipv4_address_is(offset: int, op: int, addr: ipaddress.IPv4Address) -> bytes:
+    """``ip saddr`` (offset 12) or ``ip daddr`` (16); nft's own dependency on IPv4 first."""
+    return _is_ipv4() + _payload(NFT_PAYLOAD_NETWORK_HEADER, offset, 4) + _cmp(op, addr.packed)
+
+
+def _icmpv6_type_is(kind: int) -> bytes:
+    """``icmpv6 type K``, with nft's own dependencies (IPv6, then ICMPv6) first."""
+    found = _meta(NFT_META_NFPROTO) + _cmp(NFT_CMP_EQ, bytes([NFPROTO_IPV6]))
+    found += _meta(NFT_META_L4PROTO) + _cmp(NFT_CMP_EQ, bytes([IPPROTO_ICMPV6]))
+    return found + _payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1) + _cmp(NFT_CMP_EQ, bytes([kind]))
+
+
+def _dport_is(proto: int, low: int, high: int) -> bytes:
+    """``tcp dport 3128`` or ``udp dport 8000-8010``, encoded as nft encodes them (the
+    protocol, then the port, one compare or two)."""
+    found = _meta(NFT_META_L4PROTO) + _cmp(NFT_CMP_EQ, bytes([proto]))
+    found += _payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2)
+    if low == high:
+        return found + _cmp(NFT_CMP_EQ, struct.pack(">H", low))
+    return (
+        found
+        + _cmp(NFT_CMP_GTE, struct.pack(">H", low))
+        + _cmp(NFT_CMP_LTE, struct.pack(">H", high))
+    )
+
+
+def _to_the_node() -> bytes:
+    """``fib daddr type != unicast``: the packet is for the node itself (a local, broadcast,
+    anycast or multicast address; nft asks the node's local routes). False for every packet
+    the node forwards, true for every packet it delivers to itself: in a chain both the
+    forward and the input hook jump to, it tells them apart."""
+    fib = _expr(
+        "fib",
+        _u32(NFTA_FIB_DREG, NFT_REG_1),
+        _u32(NFTA_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE),
+        _u32(NFTA_FIB_FLAGS, NFTA_FIB_F_DADDR),
+    )
+    return fib + _cmp(NFT_CMP_NEQ, struct.pack("=I", RTN_UNICAST))
+
+
+def _ct_established(yes: bool) -> bytes:
+    """``ct state established,related`` (or ``ct state ! established,related``: new, invalid
+    or untracked): the packet belongs to a connection the other side opened, or not."""
+    state = _expr("ct", _u32(NFTA_CT_DREG, NFT_REG_1), _u32(NFTA_CT_KEY, NFT_CT_STATE))
+    mask = struct.pack("=I", CT_ESTABLISHED | CT_RELATED)
+    zero = struct.pack("=I", 0)
+    bitwise = _expr(
+        "bitwise",
+        _u32(NFTA_BITWISE_SREG, NFT_REG_1),
+        _u32(NFTA_BITWISE_DREG, NFT_REG_1),
+        _u32(NFTA_BITWISE_LEN, 4),
+        nest(NFTA_BITWISE_MASK, attr(NFTA_DATA_VALUE, mask)),
+        nest(NFTA_BITWISE_XOR, attr(NFTA_DATA_VALUE, zero)),
+    )
+    return state + bitwise + _cmp(NFT_CMP_NEQ if yes else NFT_CMP_EQ, zero)
+
+
+def _then(code: int) -> bytes:
+    return _expr(
+        "immediate",
+        _u32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT),
+        nest(NFTA_IMMEDIATE_DATA, _verdict(code)),
+    )
 
 
 def _counter() -> bytes:
@@ -192,35 +284,31 @@ def job_add(
     job_map: str,
     nat_set: str | None,
     comments: tuple[str, str],
+    reach: NodeReach,
 ) -> list[Message]:
-    """The job's chain (counters both ways, anti-spoof drop), its map entry and NAT source."""
+    """The job's chain, its map entry and NAT source. In the chain, as nft lists it:
+
+    * ``iifname X counter comment "Outgoing"``, ``oifname X counter comment "Incoming"``:
+      every packet that crosses the veth, in either family (the inet hooks see only IP);
+    * ``iifname X ip saddr != INNER drop``: no other source address (with an address);
+    * what the job may reach of the node (``reach_rules``);
+    * ``iifname X oifname "e_*" ct state ! established,related drop``: no other NAT job,
+      unless ``reach.job_to_job`` (replies to a job that may open to this one still go).
+    """
     outgoing, incoming = comments
-    ipv4 = _meta(NFT_META_NFPROTO) + _cmp(NFT_CMP_EQ, bytes([NFPROTO_IPV4]))
+    iif = _ifname_is(NFT_META_IIFNAME, ifname)
     msgs = [
         _chain(NFT_MSG_NEWCHAIN, NLM_F_CREATE | NLM_F_EXCL, table, chain),
-        _rule(table, chain, _ifname_is(NFT_META_IIFNAME, ifname) + ipv4 + _counter(), outgoing),
-        _rule(table, chain, _ifname_is(NFT_META_OIFNAME, ifname) + ipv4 + _counter(), incoming),
+        _rule(table, chain, iif + _counter(), outgoing),
+        _rule(table, chain, _ifname_is(NFT_META_OIFNAME, ifname) + _counter(), incoming),
     ]
     if internal is not None:
-        spoof = (
-            _ifname_is(NFT_META_IIFNAME, ifname)
-            + _meta(NFT_META_NFPROTO)
-            + _cmp(NFT_CMP_EQ, bytes([NFPROTO_IPV4]))
-            + _expr(
-                "payload",
-                _u32(NFTA_PAYLOAD_DREG, NFT_REG_1),
-                _u32(NFTA_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER),
-                _u32(NFTA_PAYLOAD_OFFSET, 12),
-                _u32(NFTA_PAYLOAD_LEN, 4),
-            )
-            + _cmp(NFT_CMP_NEQ, internal.packed)
-            + _expr(
-                "immediate",
-                _u32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT),
-                nest(NFTA_IMMEDIATE_DATA, _verdict(NF_DROP)),
-            )
-        )
+        spoof = iif + _ipv4_address_is(12, NFT_CMP_NEQ, internal) + _then(NF_DROP)
         msgs.append(_rule(table, chain, spoof))
+    msgs += [_rule(table, chain, iif + exprs) for exprs in reach_rules(reach)]
+    if not reach.job_to_job:
+        other_job = _meta(NFT_META_OIFNAME) + _cmp(NFT_CMP_EQ, JOB_PORTS)
+        msgs.append(_rule(table, chain, iif + other_job + _ct_established(False) + _then(NF_DROP)))
     entry = nest(
         NFTA_LIST_ELEM,
         _ifname_key(ifname),
@@ -231,6 +319,41 @@ def job_add(
         elem = nest(NFTA_LIST_ELEM, _addr_key(internal))
         msgs.append(_elements(NFT_MSG_NEWSETELEM, NLM_F_CREATE, table, nat_set, elem))
     return msgs
+
+
+def reach_rules(reach: NodeReach) -> list[bytes]:
+    """What a NAT job may send to the node itself (after ``iifname X``), in order:
+
+    * ``fib daddr type != unicast ct state established,related return``: replies to what
+      the node opened to the job (the node still reaches it);
+    * ``icmpv6 type nd-neighbor-solicit fib daddr type != unicast return`` and the same for
+      ``nd-neighbor-advert``: IPv6 neighbour discovery, what ARP (which the inet hooks never
+      see) is to IPv4, so that where IPv6 is on the node still reaches the job (conntrack
+      leaves it untracked: no reply of a connection);
+    * ``tcp dport P fib daddr type != unicast return`` for each of ``LARK_NODE_PORTS``;
+    * ``ip daddr D udp dport 53 fib daddr type != unicast return`` and the same for tcp,
+      for each node address serving the job's DNS;
+    * ``fib daddr type != unicast drop``: the rest, to any of the node's addresses (its
+      gateway address on the job's veth too), broadcast and multicast included.
+
+    ``return`` leaves the job's chain without a verdict: Lark's table lets the packet on and
+    the node's own tables still decide as they did. Each rule is inert in the forward hook
+    (``fib daddr type`` is unicast there), so the job's traffic to the world is not touched;
+    it costs two lookups in the node's local routes per packet the job sends.
+    """
+    node = _to_the_node()
+    rules = [node + _ct_established(True) + _then(NFT_RETURN)]
+    for kind in (ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT):
+        rules.append(_icmpv6_type_is(kind) + node + _then(NFT_RETURN))
+    for port in reach.ports:
+        rules.append(_dport_is(IPPROTO[port.proto], port.low, port.high) + node + _then(NFT_RETURN))
+    for addr in reach.dns:
+        to = _ipv4_address_is(16, NFT_CMP_EQ, addr)
+        for proto in (Proto.UDP, Proto.TCP):
+            dns = _dport_is(IPPROTO[proto], DNS_PORT, DNS_PORT)
+            rules.append(to + dns + node + _then(NFT_RETURN))
+    rules.append(node + _then(NF_DROP))
+    return rules
 
 
 def job_remove(

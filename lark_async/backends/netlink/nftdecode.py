@@ -12,7 +12,7 @@ Format: one line per message (type, family, flags), then one line per
 top-level attribute (``name=value``); expressions and set elements one per
 line below them. Nested attributes are ``name(...)``; strings are quoted
 without their terminating NUL, or ``"name"/16`` for a fixed-size field
-padded with NULs; other data is hex.
+padded with NULs; other data (zeros too) is hex.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def _flags(flags: int) -> str:
 
 def _string(data: bytes) -> str:
     text, nul, tail = data.partition(b"\0")
-    if nul and not tail.strip(b"\0") and text.isascii() and text.decode().isprintable():
+    if nul and text and not tail.strip(b"\0") and text.isascii() and text.decode().isprintable():
         quoted = '"' + text.decode() + '"'
         return quoted if not tail else f"{quoted}/{len(data)}"
     return "0x" + data.hex()
@@ -128,24 +128,59 @@ _EXPRS: dict[str, Schema] = {
                     nfnl.NFT_META_NFPROTO: "nfproto",
                     nfnl.NFT_META_IIFNAME: "iifname",
                     nfnl.NFT_META_OIFNAME: "oifname",
+                    nfnl.NFT_META_L4PROTO: "l4proto",
                 }
             ),
         ),
     },
     "cmp": {
         nfnl.NFTA_CMP_SREG: ("sreg", _REG),
-        nfnl.NFTA_CMP_OP: ("op", _u32({nfnl.NFT_CMP_EQ: "eq", nfnl.NFT_CMP_NEQ: "neq"})),
+        nfnl.NFTA_CMP_OP: (
+            "op",
+            _u32(
+                {
+                    nfnl.NFT_CMP_EQ: "eq",
+                    nfnl.NFT_CMP_NEQ: "neq",
+                    nfnl.NFT_CMP_LTE: "lte",
+                    nfnl.NFT_CMP_GTE: "gte",
+                }
+            ),
+        ),
         nfnl.NFTA_CMP_DATA: ("data", _DATA),
     },
     "payload": {
         nfnl.NFTA_PAYLOAD_DREG: ("dreg", _REG),
-        nfnl.NFTA_PAYLOAD_BASE: ("base", _u32({nfnl.NFT_PAYLOAD_NETWORK_HEADER: "network"})),
+        nfnl.NFTA_PAYLOAD_BASE: (
+            "base",
+            _u32(
+                {
+                    nfnl.NFT_PAYLOAD_NETWORK_HEADER: "network",
+                    nfnl.NFT_PAYLOAD_TRANSPORT_HEADER: "transport",
+                }
+            ),
+        ),
         nfnl.NFTA_PAYLOAD_OFFSET: ("offset", _u32()),
         nfnl.NFTA_PAYLOAD_LEN: ("len", _u32()),
     },
     "immediate": {
         nfnl.NFTA_IMMEDIATE_DREG: ("dreg", _REG),
         nfnl.NFTA_IMMEDIATE_DATA: ("data", _DATA),
+    },
+    "fib": {
+        nfnl.NFTA_FIB_DREG: ("dreg", _REG),
+        nfnl.NFTA_FIB_RESULT: ("result", _u32({nfnl.NFT_FIB_RESULT_ADDRTYPE: "type"})),
+        nfnl.NFTA_FIB_FLAGS: ("flags", _u32({nfnl.NFTA_FIB_F_DADDR: "daddr"})),
+    },
+    "ct": {
+        nfnl.NFTA_CT_DREG: ("dreg", _REG),
+        nfnl.NFTA_CT_KEY: ("key", _u32({nfnl.NFT_CT_STATE: "state"})),
+    },
+    "bitwise": {
+        nfnl.NFTA_BITWISE_SREG: ("sreg", _REG),
+        nfnl.NFTA_BITWISE_DREG: ("dreg", _REG),
+        nfnl.NFTA_BITWISE_LEN: ("len", _u32()),
+        nfnl.NFTA_BITWISE_MASK: ("mask", _DATA),
+        nfnl.NFTA_BITWISE_XOR: ("xor", _DATA),
     },
     "counter": {
         nfnl.NFTA_COUNTER_BYTES: ("bytes", _u64),

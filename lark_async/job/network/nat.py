@@ -8,10 +8,13 @@ from collections.abc import Callable
 
 import trio
 
+from ... import testhooks
 from ...backends import address, firewall, mtu, netns
 from ...backends.netlink import rtnl
 from ...backends.netlink.watch import open_link_watch
 from ...decide.modes import NetworkType
+from ...decide.plan import JobNetwork
+from ...decide.reach import NodeReach
 from ...errors import map_errors
 from ...state.record import Record
 from ...state.steps import StepName
@@ -21,6 +24,13 @@ from .base import ConnectedDriver, Setup, Watch, log, note_links
 class NatDriver(ConnectedDriver):
     mode = NetworkType.NAT
     lease: address.AddressLease | None = None  # the job's address pair, locked
+
+    def __init__(self, plan: JobNetwork) -> None:
+        super().__init__(plan)
+        # what of the node the job's firewall opens (LARK_NODE_PORTS, LARK_JOB_TO_JOB); the
+        # supervisor may replace it before setup (with the node addresses serving the job's
+        # DNS), so it is read when the rules are made
+        self.reach = NodeReach(plan.node_ports, testhooks.node_dns(), plan.job_to_job)
 
     async def _setup(self, ctx: Setup) -> None:
         plan, record = self.plan, ctx.record
@@ -86,7 +96,14 @@ class NatDriver(ConnectedDriver):
                 build,
                 firewall.ACCEPT_CHAIN,
             )
-        job = backend.job(plan.chain, plan.external_interface, internal, accept=sorted(node.accept))
+        log.info("%s: of the node the job reaches %s", plan.name, self.reach)
+        job = backend.job(
+            plan.chain,
+            plan.external_interface,
+            internal,
+            accept=sorted(node.accept),
+            reach=self.reach,
+        )
         record.note(StepName.FIREWALL, **job.to_record())
         if job.quick:  # (one netlink transaction: a thread hop would cost more)
             job.apply()
