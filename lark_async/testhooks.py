@@ -7,7 +7,6 @@ Root-only like everything else here; unset in production."""
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
 import os
 import time
@@ -58,12 +57,3 @@ class TestFailure(OSError):
     def __init__(self, step: str) -> None:
         super().__init__(errno.EIO, "injected by _LARK_TEST_FAIL_AFTER")
         self.what = f"test failure after {step}"
-
-
-# ``_LARK_TEST_NODE_DNS=address[,...]``: node addresses a NAT job's firewall opens DNS (53) to, as
-# the supervisor's choice of the job's resolver will (decide/reach.py ``NodeReach.dns``).
-NODE_DNS = tuple(filter(None, os.environ.get("_LARK_TEST_NODE_DNS", "").split(",")))
-
-
-def node_dns() -> tuple[ipaddress.IPv4Address, ...]:
-    return tuple(ipaddress.IPv4Address(a) for a in NODE_DNS)

@@ -13,6 +13,7 @@ import sys
 import pytest
 from helpers.agent import python_job, read_update_ad
 from helpers.bridge import static_flags
+from helpers.dns import run, with_node_resolv_conf
 from helpers.firewall import BACKENDS
 from sandbox import HTTP_PORT, PING, SITE_ADDR, sh, wait_for
 
@@ -265,13 +266,29 @@ def test_a_flushed_firewall_comes_back_as_open_and_as_closed_as_it_was(sandbox, 
 
 
 def test_dns_is_open_to_the_node_addresses_serving_the_jobs_resolver(sandbox, host, backend):
-    """(The supervisor names them; here the test hook does.) Port 53 of any other node
-    address stays closed."""
+    """The node's resolv.conf names one of the node's own addresses: the job's firewall opens
+    port 53 there (UDP and TCP), and port 53 of any other node address stays closed."""
     serve(sandbox, host, "tcp:53", "udp:53")
-    found = probe(sandbox, host, "a", *backend, env={"_LARK_TEST_NODE_DNS": host.address},
-                  targets=[f"udp={host.address}:53/udp", f"tcp={host.address}:53/tcp",
-                           "gateway-udp=GATEWAY:53/udp", "gateway-tcp=GATEWAY:53/tcp"])  # fmt: skip
+    argv = sandbox.agent_argv(
+        host, *sandbox.who(sandbox.job_name("a")), *backend, "--",
+        *python_job(PROBE, f"udp={host.address}:53/udp", f"tcp={host.address}:53/tcp",
+                    "gateway-udp=GATEWAY:53/udp", "gateway-tcp=GATEWAY:53/tcp"),
+    )  # fmt: skip
+    r = run(with_node_resolv_conf(sandbox, f"nameserver {host.address}\n", argv))
+    assert r.returncode == 0, r.stderr
+    found = r.stdout.splitlines()
     assert found == ["udp open", "tcp open", "gateway-udp closed", "gateway-tcp closed"]
+
+
+def test_dns_stays_closed_when_the_jobs_resolver_is_elsewhere(sandbox, host, backend):
+    serve(sandbox, host, "tcp:53", "udp:53")
+    argv = sandbox.agent_argv(
+        host, *sandbox.who(sandbox.job_name("a")), *backend, "--",
+        *python_job(PROBE, f"udp={host.address}:53/udp", f"tcp={host.address}:53/tcp"),
+    )  # fmt: skip
+    r = run(with_node_resolv_conf(sandbox, f"nameserver {SITE_ADDR}\n", argv))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["udp closed", "tcp closed"]
 
 
 # The job (as root, for ICMPv6), on one line: its veth end's disable_ipv6, the links with an

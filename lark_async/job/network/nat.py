@@ -3,12 +3,12 @@ the uplink), forwarding, and the job's rules behind NAT on the node."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Callable
 
 import trio
 
-from ... import testhooks
 from ...backends import address, firewall, mtu, netns
 from ...backends.netlink import rtnl
 from ...backends.netlink.watch import open_link_watch
@@ -27,10 +27,12 @@ class NatDriver(ConnectedDriver):
 
     def __init__(self, plan: JobNetwork) -> None:
         super().__init__(plan)
-        # what of the node the job's firewall opens (LARK_NODE_PORTS, LARK_JOB_TO_JOB); the
-        # supervisor may replace it before setup (with the node addresses serving the job's
-        # DNS), so it is read when the rules are made
-        self.reach = NodeReach(plan.node_ports, testhooks.node_dns(), plan.job_to_job)
+        # what of the node the job's firewall opens (LARK_NODE_PORTS, LARK_JOB_TO_JOB, and the
+        # node addresses serving the job's DNS: ``allow_dns``, before setup)
+        self.reach = NodeReach(plan.node_ports, (), plan.job_to_job)
+
+    def allow_dns(self, servers: tuple[ipaddress.IPv4Address, ...]) -> None:
+        self.reach = dataclasses.replace(self.reach, dns=servers)
 
     async def _setup(self, ctx: Setup) -> None:
         plan, record = self.plan, ctx.record
