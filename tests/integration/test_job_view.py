@@ -261,3 +261,84 @@ def test_a_job_killed_hard_leaves_its_files_to_the_sweeper(sandbox, host):
     assert r.returncode == 0, r.stderr
     assert not view.exists()
     assert wait_for(lambda: not sandbox.leftovers(), 10), sandbox.leftovers()
+
+
+@pytest.mark.parametrize("verdict", ["allow", "deny"])
+def test_relayed_dns_is_decided_and_audited_by_the_connection_policy(sandbox, host, verdict):
+    """The job's DNS to the node's loopback resolver is a UDP flow like any other to the
+    policy: decided by the address the job used, written to the audit log."""
+    add_loopback_address(host.netns, "127.0.0.53")
+    log = start_dns(sandbox, host.netns, "127.0.0.53")
+    policy = f"{verdict} udp 127.0.0.53:53, allow tcp {SITE_ADDR}:8080, deny any 0.0.0.0/0"
+    job = python_job(
+        "import socket\n"
+        "try:\n    print(socket.gethostbyname('site.example'))\n"
+        "except OSError:\n    print('unresolved')\n"
+    )
+    argv = sandbox.agent_argv(
+        host, *sandbox.who(), "--connection-policy", policy,
+        "--audit-dir", str(sandbox.tmp / "audit"), "--", *job,
+    )  # fmt: skip
+    r = run(with_node_resolv_conf(sandbox, "nameserver 127.0.0.53\n", argv))
+    assert r.returncode == 0, r.stderr
+    audit = sandbox.tmp / "audit" / f"{sandbox.job_name()}.jsonl"
+    lines = [json.loads(line) for line in audit.read_text().splitlines()]
+    dns = [x for x in lines if x["destination"] == "127.0.0.53"]
+    assert dns and {(x["protocol"], x["port"], x["verdict"]) for x in dns} == {("udp", 53, verdict)}
+    if verdict == "allow":
+        assert r.stdout.strip() == SITE_ADDR
+        assert dns_queries(log) >= 1
+    else:
+        assert r.stdout.strip() == "unresolved"
+        assert dns_queries(log) == 0  # (refused in the relay: the node's resolver never asked)
+
+
+def test_an_admins_loopback_service_reaches_the_job_and_no_other(sandbox, host):
+    """``--job-loopback-services`` relays exactly what it lists: another service on the
+    node's loopback stays out of the job's reach."""
+    code = (
+        "import socket, sys, threading\n"
+        "def serve(port):\n"
+        "    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "    s.bind(('127.0.0.1', port)); s.listen(8)\n"
+        "    while True:\n"
+        "        c = s.accept()[0]; c.sendall(b'squid %d' % port); c.close()\n"
+        "for p in (3128, 3129):\n"
+        "    threading.Thread(target=serve, args=(p,)).start()\n"
+    )
+    sandbox.start_in(host.netns, ["/usr/bin/python3", "-I", "-c", code])
+    sandbox.wait_for_port(host.netns, "127.0.0.1", 3129)
+    job = python_job(
+        "import socket\n"
+        "for port in (3128, 3129):\n"
+        "    try:\n"
+        "        with socket.create_connection(('127.0.0.1', port), timeout=3) as s:\n"
+        "            print(s.recv(64).decode())\n"
+        "    except OSError:\n"
+        "        print('closed', port)\n"
+    )
+    r = sandbox.run_agent(
+        host, *sandbox.who(), "--job-loopback-services", "tcp 127.0.0.1:3128", "--", *job
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["squid 3128", "closed 3129"]
+    assert "relaying into the job's namespace: tcp 127.0.0.1:3128" in sandbox.log_file.read_text()
+
+
+def test_the_job_has_a_mount_namespace_of_its_own_that_never_reaches_the_node(sandbox, host):
+    """The job (root here, to try) mounts in its namespace: the node never sees it; and its
+    mount namespace is not the agent's."""
+    job = python_job(
+        "import os, subprocess\n"
+        "print(os.readlink('/proc/self/ns/mnt'))\n"
+        "subprocess.run(['mount', '-t', 'tmpfs', 'lark-test', '/mnt'], check=True)\n"
+        "print(open('/proc/self/mounts').read().count('lark-test'))\n"
+    )
+    r = sandbox.run_agent(host, "--user", "root", "--allow-root", "--name", sandbox.job_name(),
+                          "--", *job)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    own, seen = r.stdout.split()
+    assert own != os.readlink("/proc/self/ns/mnt")
+    assert seen == "1"
+    with open("/proc/self/mounts") as f:
+        assert "lark-test" not in f.read()
