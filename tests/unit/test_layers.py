@@ -70,3 +70,11 @@ def test_decisions_import_no_kernel_library():
             elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
                 tops.add(node.module.split(".")[0])
         assert not tops & kernel, f"{path.name} imports {tops & kernel}"
+
+
+def test_every_test_file_has_a_name_of_its_own():
+    """pytest imports test files by basename (no packages here): two files of one name make
+    the whole run stop at collection."""
+    tests = Path(__file__).resolve().parents[1]
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
