@@ -21,6 +21,7 @@ import ctypes
 import errno
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,15 +100,29 @@ def _check(result: int, doing: str) -> None:
 
 def enter_own_mounts(binds: Sequence[tuple[Path, Path]]) -> list[str]:
     """On the thread that forks the job: a mount namespace of its own, slave to the node's,
-    with each file bound over the node path it covers. Returns what could not be covered
-    (a node without that file: nothing to bind over, and Lark never creates files in the
-    node's /etc) for the caller to log; raises ResourceError when the namespace cannot be
-    made."""
+    with each file bound over the node path it covers. Returns what could not be covered,
+    for the caller to log: a node without that file (nothing to bind over, and Lark never
+    creates files in the node's /etc), or a file on a mount this namespace cannot make a
+    slave (below). Raises ResourceError when the namespace cannot be made.
+
+    Where ``/`` is not a mount point (the agent runs in a chroot) it cannot be made a slave
+    by name: each mount this namespace can name is made one instead, and a file on a mount
+    it cannot name (the one holding the chroot) is not covered, since a bind there could
+    reach the node's own view if that mount is shared."""
     with map_errors("make the job's mount namespace", ResourceError):
         _check(_libc.unshare(CLONE_NEWNS), "unshare")
-        _check(_libc.mount(b"none", b"/", None, MS_REC | MS_SLAVE, None), "make / a slave")
+        if _libc.mount(b"none", b"/", None, MS_REC | MS_SLAVE, None) == 0:
+            slaves = None  # (every mount: all of them are the job's own now)
+        elif ctypes.get_errno() == errno.EINVAL:
+            slaves = _each_mount_a_slave()
+        else:
+            _check(-1, "make / a slave")
     skipped: list[str] = []
     for source, target in binds:
+        if slaves is not None and _mount_of(target) not in slaves:
+            skipped.append(f"{target} (/ is not a mount point, as in a chroot: the mount "
+                           "holding it cannot be made the job's own)")  # fmt: skip
+            continue
         if _libc.mount(bytes(source), bytes(target), None, MS_BIND, None) == 0:
             continue
         err = ctypes.get_errno()
@@ -116,3 +131,40 @@ def enter_own_mounts(binds: Sequence[tuple[Path, Path]]) -> list[str]:
             continue
         raise ResourceError(f"bind the job's {source.name} over {target}: {os.strerror(err)}")
     return skipped
+
+
+def _mountinfo() -> list[tuple[int, bytes]]:
+    """(mount id, mount point) of each mount this thread can name (mountinfo leaves out
+    those outside its root), mount points unescaped (``\\040`` for a space)."""
+    found = []
+    with open("/proc/thread-self/mountinfo", "rb") as f:
+        for line in f:
+            fields = line.split(b" ")
+            point = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), fields[4])
+            found.append((int(fields[0]), point))
+    return found
+
+
+def _each_mount_a_slave() -> set[int]:
+    """Every mount this namespace can name made a slave; their ids."""
+    made = set()
+    for mount_id, point in _mountinfo():
+        if _libc.mount(b"none", point, None, MS_SLAVE, None) == 0:
+            made.add(mount_id)
+    return made
+
+
+def _mount_of(path: Path) -> int | None:
+    """The id of the mount ``path`` is on (its fdinfo's ``mnt_id``)."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        with open(f"/proc/thread-self/fdinfo/{fd}", "rb") as f:
+            for line in f:
+                if line.startswith(b"mnt_id:"):
+                    return int(line.split()[1])
+    finally:
+        os.close(fd)
+    return None

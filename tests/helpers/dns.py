@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
 from sandbox import HTTP_PORT, SITE_ADDR, sh, wait_for
 
 SITE_NAME = "site.example"
@@ -78,11 +79,20 @@ def add_loopback_address(netns: str, address: str) -> None:
     sh("ip", "addr", "add", f"{address}/8", "dev", "lo", netns=netns)
 
 
+def needs_own_root() -> None:
+    """Skip where ``/`` is not a mount point (a chroot, as the fresh-Debian CI runs in): a
+    private view of /etc there could reach the machine's own, so neither the test nor the
+    agent makes one (the agent says so in its log and the job sees the node's files)."""
+    if not os.path.ismount("/"):
+        pytest.skip("/ is not a mount point here (a chroot): no private view of /etc")
+
+
 def with_node_resolv_conf(sandbox, text: str, argv: list[str]) -> list[str]:
     """``argv`` in a private mount namespace where /etc/resolv.conf says ``text``: the
     machine's own file is never touched. Mounts there are slaves of the machine's (nothing
     goes back), so the job namespace the agent names is seen only by the agent and its job
     (its name file in /run/netns is still on the shared tmpfs, and removed)."""
+    needs_own_root()
     path = sandbox.tmp / "node-resolv.conf"
     path.write_text(text)
     return [

@@ -19,6 +19,7 @@ from helpers.dns import (
     add_loopback_address,
     dns_queries,
     machine_resolv_conf,
+    needs_own_root,
     run,
     start_dns,
     with_node_resolv_conf,
@@ -102,6 +103,7 @@ def test_a_nat_job_uses_a_resolver_elsewhere_on_the_lan_directly(sandbox, host):
 
 
 def _bridged_view(sandbox, host, *flags: str) -> tuple[str, str, str]:
+    needs_own_root()
     sandbox.kept_links.add("lark")
     before = machine_resolv_conf()
     argv = sandbox.agent_argv(host, *sandbox.who(), *flags, "--", *SHOW_FILES)
@@ -146,6 +148,7 @@ def test_a_static_bridged_job_gets_lark_job_dns(sandbox, host):
 
 
 def test_the_jobs_resolv_conf_follows_a_renewed_lease(sandbox, host):
+    needs_own_root()
     sandbox.kept_links.add("lark")
     _, kea = start_kea(sandbox, lifetime=6, options=(("domain-name-servers", SITE_ADDR),))
     job = python_job(
@@ -184,6 +187,7 @@ def test_the_jobs_resolv_conf_follows_a_renewed_lease(sandbox, host):
 
 
 def test_the_admins_resolv_conf_is_used_as_is(sandbox, host):
+    needs_own_root()
     own = sandbox.tmp / "job-resolv.conf"
     own.write_text(f"# the site's\nnameserver {SITE_ADDR}\noptions ndots:2\n")
     before = machine_resolv_conf()
@@ -328,6 +332,7 @@ def test_an_admins_loopback_service_reaches_the_job_and_no_other(sandbox, host):
 def test_the_job_has_a_mount_namespace_of_its_own_that_never_reaches_the_node(sandbox, host):
     """The job (root here, to try) mounts in its namespace: the node never sees it; and its
     mount namespace is not the agent's."""
+    needs_own_root()
     job = python_job(
         "import os, subprocess\n"
         "print(os.readlink('/proc/self/ns/mnt'))\n"
