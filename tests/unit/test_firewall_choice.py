@@ -126,7 +126,7 @@ def test_a_swept_job_whose_address_is_taken_keeps_the_nat_source():
         ({**NAT, "reach": "all"}, "reach is not an object"),
         (
             {**NAT, "reach": {**NAT["reach"], "ports": ["tcp 0"]}},
-            "reach port 0 is not between 1 and 65535",
+            "reach entry 'tcp 0' has port 0, not between 1 and 65535",
         ),
         ({**NAT, "reach": {**NAT["reach"], "ports": "tcp 22"}}, "reach ports 'tcp 22' is not"),
         ({**NAT, "reach": {**NAT["reach"], "ports": ["icmp 1"]}}, "reach entry 'icmp 1'"),
