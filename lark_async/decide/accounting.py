@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
-BYTES_PER_MB = 1024 * 1024  # HTCondor's NetworkInputMb/NetworkOutputMb are MiB
+# HTCondor's NetworkInputMb/NetworkOutputMb are decimal megabytes: its docker universe
+# publishes them as ``double(netIn) / (1000 * 1000)`` (src/condor_starter.V6.1/docker_proc.cpp),
+# and a site's monitoring stores a Lark job's in the same field as a docker job's
+BYTES_PER_MB = 1000 * 1000
 _ATTR_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 

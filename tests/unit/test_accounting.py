@@ -7,7 +7,7 @@ import pytest
 from lark_async.decide import ads
 from lark_async.decide.accounting import BYTES_PER_MB, derive_accounting
 
-MIB = 1024 * 1024
+MB = 1000 * 1000  # HTCondor's unit (docker_proc.cpp), not MiB
 BASE_KEYS = {
     "NetworkIncoming",
     "NetworkOutgoing",
@@ -19,22 +19,21 @@ BASE_KEYS = {
 
 
 def test_bytes_mib_and_averages_from_the_two_lark_counters():
-    values = derive_accounting({"Incoming": (3 * MIB, 10), "Outgoing": (MIB // 2, 7)}, 4.0)
+    values = derive_accounting({"Incoming": (3 * MB, 10), "Outgoing": (MB // 2, 7)}, 4.0)
     assert values == {
-        "NetworkIncoming": 3 * MIB,
-        "NetworkOutgoing": MIB // 2,
+        "NetworkIncoming": 3 * MB,
+        "NetworkOutgoing": MB // 2,
         "NetworkInputMb": 3.0,
         "NetworkOutputMb": 0.5,
-        "AverageBandwidthUsageIncoming": 3 * MIB / 4.0,
-        "AverageBandwidthUsageOutgoing": MIB / 8.0,
+        "AverageBandwidthUsageIncoming": 3 * MB / 4.0,
+        "AverageBandwidthUsageOutgoing": MB / 8.0,
     }
 
 
-def test_mb_means_mebibytes():
-    assert BYTES_PER_MB == 1048576
-    assert derive_accounting({"Incoming": (1_000_000, 1)}, 1.0)["NetworkInputMb"] == (
-        1_000_000 / 1048576
-    )
+def test_mb_means_a_million_bytes_as_htcondors_docker_universe_publishes_it():
+    assert BYTES_PER_MB == 1_000_000
+    assert derive_accounting({"Incoming": (10_010_826, 1)}, 1.0)["NetworkInputMb"] == 10.010826
+    assert derive_accounting({"Outgoing": (1_048_576, 1)}, 1.0)["NetworkOutputMb"] == 1.048576
 
 
 def test_no_counters_yet_gives_zeros():
@@ -58,10 +57,10 @@ def test_zero_elapsed_time_does_not_divide_by_zero():
 
 @pytest.mark.parametrize("elapsed", [0.0, -0.0, -1.0, -1e-9])
 def test_averages_are_zero_when_no_time_has_elapsed(elapsed):
-    values = derive_accounting({"Incoming": (3 * MIB, 1), "Outgoing": (MIB, 1)}, elapsed)
+    values = derive_accounting({"Incoming": (3 * MB, 1), "Outgoing": (MB, 1)}, elapsed)
     assert values["AverageBandwidthUsageIncoming"] == 0.0
     assert values["AverageBandwidthUsageOutgoing"] == 0.0
-    assert values["NetworkIncoming"] == 3 * MIB  # the byte counts are still reported
+    assert values["NetworkIncoming"] == 3 * MB  # the byte counts are still reported
     assert values["NetworkOutputMb"] == 1.0
 
 
@@ -88,7 +87,7 @@ def test_incoming_and_outgoing_comments_are_not_duplicated():
 
 
 def test_an_admin_comment_cannot_override_a_lark_attribute():
-    values = derive_accounting({"Incoming": (MIB, 1), "InputMb": (7, 1)}, 1.0)
+    values = derive_accounting({"Incoming": (MB, 1), "InputMb": (7, 1)}, 1.0)
     assert values["NetworkInputMb"] == 1.0
 
 
@@ -106,7 +105,7 @@ def test_a_64_character_comment_is_accepted():
 
 
 def test_accounting_values_make_a_valid_update_ad():
-    values = derive_accounting({"Incoming": (MIB, 1), "Outgoing": (2, 1), "ssh": (3, 1)}, 2.0)
+    values = derive_accounting({"Incoming": (MB, 1), "Outgoing": (2, 1), "ssh": (3, 1)}, 2.0)
     parsed = ads.parse_ad(ads.format_old(values), "update ad")
     assert {key: parsed.eval(key) for key in parsed} == values
 
@@ -119,8 +118,8 @@ def test_a_comment_differing_only_in_case_cannot_override_a_lark_attribute(comme
     assert len(parsed) == len(BASE_KEYS)
     assert parsed.eval("NetworkIncoming") == 1000
     assert parsed.eval("NetworkOutgoing") == 2000
-    assert parsed.eval("NetworkInputMb") == 1000 / MIB
-    assert parsed.eval("NetworkOutputMb") == 2000 / MIB
+    assert parsed.eval("NetworkInputMb") == 1000 / MB
+    assert parsed.eval("NetworkOutputMb") == 2000 / MB
 
 
 def test_comments_differing_only_in_case_give_one_attribute():

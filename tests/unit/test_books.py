@@ -44,11 +44,11 @@ def test_a_nat_job_publishes_the_plan_then_what_was_found_then_its_counts():
     assert "NetworkIncoming" not in before.status
 
     b.spawned(100.0)
-    b.observe({"Incoming": (4 * 2**20, 10), "Outgoing": (1000, 2)})
+    b.observe({"Incoming": (4_000_000, 10), "Outgoing": (1000, 2)})
     after = b.publication(found, counted=True, now=104.0)
-    assert after.values["NetworkIncoming"] == 4 * 2**20
+    assert after.values["NetworkIncoming"] == 4_000_000
     assert after.values["NetworkInputMb"] == 4.0
-    assert after.values["AverageBandwidthUsageIncoming"] == 2**20  # (over 4 s)
+    assert after.values["AverageBandwidthUsageIncoming"] == 1_000_000  # (over 4 s)
     assert after.values["NetworkOutgoing"] == 1000
 
 
