@@ -11,10 +11,10 @@ writes ``cgroup.kill`` and SIGKILLs every pid of the tree, ``kill_family``
 freezes around it, ``trimCgroupTree`` then removes the directories bottom
 up, ``current_parent_cgroup`` reads the ``0::`` line of /proc/self/cgroup).
 
-The job's cgroup ``lark-<name>`` is a child of the agent's own cgroup (so a
-starter that freezes or kills the agent's cgroup covers the job too) and is
-not delegated to the job's user: the job can neither leave it nor make
-sub-cgroups in it.
+The job's cgroup ``lark-<name>`` is a child of the cgroup the agent was started in,
+the starter's job cgroup (backends/placement.py), so that whatever the starter does
+to its cgroup covers the job too; it is not delegated to the job's user: the job can
+neither leave it nor make sub-cgroups in it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import os
 import re
 import signal
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +51,7 @@ class Mount:
     root: str
 
 
-def _unescape(field: str) -> str:
+def unescape(field: str) -> str:
     """mountinfo writes space, tab, newline and backslash as octal escapes (proc(5))."""
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
@@ -69,35 +68,8 @@ def parse_v2_mounts(mountinfo: str) -> list[Mount]:
         left, sep, right = line.partition(" - ")
         fields, tail = left.split(), right.split()
         if sep and len(fields) >= 5 and tail and tail[0] == "cgroup2":
-            mounts.append(Mount(Path(_unescape(fields[4])), _unescape(fields[3])))
+            mounts.append(Mount(Path(unescape(fields[4])), unescape(fields[3])))
     return mounts
-
-
-def parse_v2_path(proc_cgroup: str) -> str | None:
-    """A process's cgroup v2 path: the ``0::/path`` line of /proc/PID/cgroup (cgroups(7)).
-
-    None when it has none (a v1-only system) or its cgroup was removed (`` (deleted)``).
-    """
-    for line in proc_cgroup.splitlines():
-        if line.startswith("0::"):
-            path = line[3:]
-            if path.startswith("/") and not path.endswith(" (deleted)"):
-                return path
-    return None
-
-
-def derive_dir(mounts: list[Mount], path: str) -> Path | None:
-    """Where cgroup ``path`` is in the file system: below the mount whose root holds it
-    most closely (the hierarchy's root, or a bind mount of a subtree, as in a container)."""
-    best: tuple[int, Path] | None = None
-    for mount in mounts:
-        root = mount.root.rstrip("/")
-        if path != mount.root and not path.startswith(f"{root}/"):
-            continue
-        rest = path[len(root) :].strip("/")
-        if best is None or len(root) > best[0]:
-            best = (len(root), mount.point / rest if rest else mount.point)
-    return best[1] if best else None
 
 
 def parse_events(text: str) -> dict[str, int]:
@@ -127,36 +99,12 @@ def job_of(dirname: str) -> str | None:
 # -- the kernel ---------------------------------------------------------------
 
 
-def _write(path: Path, text: str) -> None:
+def write_control(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     try:
         os.write(fd, text.encode())
     finally:
         os.close(fd)
-
-
-def own_path() -> str | None:
-    """This process's cgroup v2 path (``/`` when it is in the root)."""
-    return parse_v2_path(Path("/proc/self/cgroup").read_text())
-
-
-def locate() -> tuple[Path | None, str]:
-    """The directory of this process's own cgroup v2, or None and why there is none."""
-    if testhooks.pretend_lacks("cgroup2"):
-        return None, "cgroup v2 pretended missing by _LARK_TEST_KERNEL_LACKS"
-    try:
-        mounts = parse_v2_mounts(Path("/proc/self/mountinfo").read_text())
-        path = own_path()
-    except OSError as exc:
-        return None, f"cannot read /proc/self: {exc.strerror}"
-    if not mounts:
-        return None, "cgroup v2 is not mounted"
-    if path is None:
-        return None, "this process is in no cgroup v2"
-    where = derive_dir(mounts, path)
-    if where is None or not (where / "cgroup.procs").exists():
-        return None, f"this process's cgroup {path} is not visible under a cgroup2 mount"
-    return where, ""
 
 
 def populated(path: Path) -> bool:
@@ -215,7 +163,7 @@ def kill_all(path: Path, bound_s: float = KILL_BOUND_S) -> int:
                     f"processes of cgroup {path} still alive {bound_s:g} s after SIGKILL"
                 )
             if (path / "cgroup.kill").exists() and not testhooks.pretend_lacks("cgroup.kill"):
-                _write(path / "cgroup.kill", "1")
+                write_control(path / "cgroup.kill", "1")
             else:
                 _freeze_and_kill(path, deadline)
             _wait_events(path, "populated", 0, min(deadline, time.monotonic() + 1.0))
@@ -226,7 +174,7 @@ def _freeze_and_kill(path: Path, deadline: float) -> None:
     """cgroup.freeze, wait for ``frozen 1`` (bounded: a task in uninterruptible sleep
     freezes late), SIGKILL every pid of the tree, thaw."""
     try:
-        _write(path / "cgroup.freeze", "1")
+        write_control(path / "cgroup.freeze", "1")
         _wait_events(path, "frozen", 1, min(deadline, time.monotonic() + FREEZE_BOUND_S))
         for pid in _pids(path):
             if pid != os.getpid():
@@ -234,7 +182,7 @@ def _freeze_and_kill(path: Path, deadline: float) -> None:
                     os.kill(pid, signal.SIGKILL)
     finally:
         with contextlib.suppress(FileNotFoundError):
-            _write(path / "cgroup.freeze", "0")
+            write_control(path / "cgroup.freeze", "0")
 
 
 def discard(path: Path, bound_s: float = KILL_BOUND_S) -> int:
@@ -263,10 +211,9 @@ def job_dir(home: Path, name: str) -> Path:
 
 @dataclass
 class JobCgroup:
-    """The job's cgroup, and the agent's own, where the agent goes back after the fork."""
+    """The job's own cgroup, below the cgroup the agent was started in (backends/placement.py)."""
 
     path: Path
-    home: Path
 
     @property
     def method(self) -> str:
@@ -275,49 +222,22 @@ class JobCgroup:
         return "cgroup.freeze, then SIGKILL of each process"
 
     @classmethod
-    def create(cls, name: str, home: Path) -> JobCgroup:
-        """Make ``lark-<name>`` below ``home``. The name is this agent's (its state
+    def create(cls, name: str, parent: Path) -> JobCgroup:
+        """Make ``lark-<name>`` below ``parent``. The name is this agent's (its state
         record was created exclusively), so one already there is a dead job's leftover:
         it is emptied and made afresh, as HTCondor's makeCgroup trims an existing one."""
-        path = job_dir(home, name)
+        path = job_dir(parent, name)
         with map_errors(f"create cgroup {path}"):
             try:
                 path.mkdir(mode=0o755)
             except FileExistsError:
                 discard(path)
                 path.mkdir(mode=0o755)
-        group = cls(path, home)
+        group = cls(path)
         if not (path / "cgroup.kill").exists() and not (path / "cgroup.freeze").exists():
             discard(path)
             raise KernelError(f"cgroup {path} has neither cgroup.kill nor cgroup.freeze")
         return group
-
-    @contextlib.contextmanager
-    def joined(self) -> Iterator[None]:
-        """The agent joins the job's cgroup while it forks the job, so the job is born in
-        it (a child starts in its parent's cgroup) before it runs an instruction of its
-        own; moving the job's pid after the fork would race with the job's first fork.
-        (clone3's CLONE_INTO_CGROUP would spare the agent the move; Python's subprocess
-        cannot ask for it.) The agent goes home right after."""
-        pid = str(os.getpid())
-        try:
-            _write(self.path / "cgroup.procs", pid)
-        except OSError as exc:
-            log.warning(
-                "could not join the job's cgroup %s (%s): the job's processes are found "
-                "through its network namespace",
-                self.path,
-                exc.strerror,
-            )
-            yield
-            return
-        try:
-            yield
-        finally:
-            try:
-                _write(self.home / "cgroup.procs", pid)
-            except OSError as exc:  # kill_all refuses to kill a cgroup holding the agent
-                log.error("could not leave the job's cgroup %s: %s", self.path, exc.strerror)
 
     def kill_all(self) -> int:
         return kill_all(self.path)

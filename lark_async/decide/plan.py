@@ -49,6 +49,7 @@ class JobNetwork:
     loopback_services: tuple[Service, ...] = ()  # the admin's, relayed into the namespace
     node_ports: tuple[NodePort, ...] = ()  # NAT: node ports the job may reach
     job_to_job: bool = False  # NAT: the job may reach other NAT jobs
+    kill_grace_s: float = 5.0  # run: a forwarded TERM/INT, then KILL after this
 
     def __post_init__(self) -> None:
         """Enum members even when built from words, so ``mode is NetworkType.NAT`` holds."""
@@ -182,6 +183,7 @@ def derive_plan(grant: Grant, name: str) -> JobNetwork:
         loopback_services=settings.loopback_services if mode is not NetworkType.OFF else (),
         node_ports=settings.node_ports,
         job_to_job=settings.job_to_job,
+        kill_grace_s=settings.kill_grace_s,
     )
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from ..errors import ConfigError
 from .modes import CHOSEN_NETWORK_TYPES, AddressType, FirewallBackend, NetworkType
@@ -240,6 +240,20 @@ def _nameservers(value: Any) -> tuple[ipaddress.IPv4Address, ...]:
     if any(a.is_unspecified or a.is_multicast for a in found):
         raise ValueError("names an address no DNS server has")
     return tuple(dict.fromkeys(found))
+
+
+def _agent_cgroup(value: Any) -> str | None:
+    """``none``, or a cgroup path whose names are plain (backends/placement.py resolves it)."""
+    text = str(value).strip()
+    if text.lower() == "none":
+        return None
+    names = [n for n in text.split("/") if n not in ("", ".")]
+    if not names or len(text) > 512:
+        raise ValueError("is not none or a cgroup path")
+    for name in names:
+        if name != ".." and (not name.isprintable() or name.startswith(("lark-", "cgroup."))):
+            raise ValueError(f"names {name!r}, which is not a name for the agent's own cgroup")
+    return text
 
 
 def _path(value: Any) -> Path:
@@ -671,6 +685,33 @@ class Settings:
         help="let NAT jobs on this node reach each other",
     )
 
+    agent_cgroup: str | None = _knob(  # None: the agent stays where it was started
+        cast(str | None, "../lark.agents"),
+        _agent_cgroup,
+        "Where the agent lives while its job runs under ``wrap``, out of the job's cgroup, "
+        "so that the starter's freeze, kill and memory limit reach the job and never the "
+        "agent: a cgroup path from each hierarchy's root (``/lark.slice/agents``) or from "
+        "the job's cgroup (the default: ``lark.agents`` beside it), made when missing, in "
+        "cgroup v2 and the v1 memory, cpu, cpuacct and freezer hierarchies; ``none`` keeps "
+        "the agent in the job's cgroup. ``run`` moves only when given ``--agent-cgroup``.",
+        config="LARK_AGENT_CGROUP",
+        flag="--agent-cgroup",
+        metavar="PATH",
+        help="move the agent to this cgroup, absolute or relative to the one it was started "
+        "in, and start the job back there (without it, run stays where it was started)",
+    )
+    kill_grace_s: float = _knob(
+        5.0,
+        _seconds(0, 3600),
+        "Under ``run``, seconds a job has to exit after a forwarded TERM or INT before "
+        "the agent KILLs it. Under ``wrap`` the starter gives the hard kill, after the "
+        "job's ``JobMaxVacateTime``; the agent forwards the soft one and waits.",
+        config="LARK_KILL_GRACE",
+        flag="--kill-grace",
+        metavar="S",
+        help="seconds between a forwarded TERM/INT and the agent's KILL (run only)",
+    )
+
     def __post_init__(self) -> None:
         """The modes as enum members, whoever built this (tests and callers pass words)."""
         coerce = object.__setattr__  # (frozen)
@@ -742,6 +783,19 @@ def resolve_settings(
                 raise ConfigError(f"{name} {_shown(raw)} ({source}) {exc}") from exc
             break
     return Settings(**values)
+
+
+def config_setting(config: Mapping[str, str], field_name: str) -> Any:
+    """One setting from the HTCondor config alone, validated (ConfigError), else its
+    default: for what ``wrap`` must know before the ads are read."""
+    knob = next(k for k in KNOBS if k.field == field_name)
+    raw = config.get(knob.config) if knob.config else None
+    if raw is None:
+        return knob.default
+    try:
+        return knob.parse(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{knob.name} {_shown(raw)} (HTCondor config) {exc}") from exc
 
 
 def config_machine_ad(config: Mapping[str, str]) -> classad2.ClassAd:

@@ -58,6 +58,7 @@ class Books:
         self.held_signals: list[int] = []
         self.stopping = False  # a stop signal was forwarded and the KILL is scheduled
         self.lost = False  # the job's network was taken from outside
+        self.suspended: bool | None = None  # the starter froze the job (None: not asked yet)
         self.tearing_down = False  # from now on, damage to the firewall is not repaired
 
     # -- setup's steps ----------------------------------------------------------
@@ -104,6 +105,11 @@ class Books:
             return Route.INTERRUPT
         return Route.IGNORE
 
+    def note_suspended(self, suspended: bool) -> bool:
+        """What the last look at the job's freezer said; whether that is news."""
+        news, self.suspended = suspended != self.suspended, suspended
+        return news
+
     def network_lost(self) -> bool:
         """Someone removed the job's network: whether to stop the job (the first time only)."""
         first, self.lost = not self.lost, True
@@ -125,6 +131,8 @@ class Books:
         accounting over the job's life so far (``now`` monotonic)."""
         values = lark_attributes(self.plan)
         values.update(found)
+        if self.suspended is not None:
+            values["LarkJobSuspended"] = self.suspended
         status = {k: v for k, v in values.items() if k.startswith("Lark")}
         if self.plan.accounting and counted:
             elapsed = now - self.job_started if self.job_started else 0.0

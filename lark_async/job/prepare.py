@@ -9,7 +9,7 @@ import logging
 import classad2
 import trio
 
-from ..backends import cgroup, locks, netns, scripts
+from ..backends import cgroup, locks, netns, placement, scripts
 from ..backends.connguard import ConnectionGuard
 from ..decide import ads
 from ..decide.plan import JobNetwork
@@ -89,16 +89,19 @@ async def run_create_script(
         )
 
 
-def open_cgroup(plan: JobNetwork, record: Record) -> cgroup.JobCgroup | None:
-    """The job's own cgroup, noted before it is made, so that teardown can kill all the
-    job forked at once. Without a usable cgroup v2 the job's processes are found
-    through its network namespace (backends/procs.py)."""
+def open_cgroup(
+    plan: JobNetwork, record: Record, seats: placement.Placement
+) -> cgroup.JobCgroup | None:
+    """The job's own cgroup, below the cgroup v2 the agent was started in (the starter's
+    job cgroup), noted before it is made, so that teardown can kill all the job forked at
+    once. Without a usable cgroup v2 the job's processes are found through its network
+    namespace (backends/procs.py)."""
     made: cgroup.JobCgroup | None = None
-    home, why = cgroup.locate()
-    if home is not None:
-        record.note(StepName.CGROUP, path=str(cgroup.job_dir(home, plan.name)))
+    seat, why = seats.v2, seats.why_no_v2
+    if seat is not None:
+        record.note(StepName.CGROUP, path=str(cgroup.job_dir(seat.start, plan.name)))
         try:
-            made = cgroup.JobCgroup.create(plan.name, home)
+            made = cgroup.JobCgroup.create(plan.name, seat.start)
         except LarkError as exc:
             why = str(exc)
     if made is not None:

@@ -23,6 +23,7 @@ import trio
 from ..backends import netns as netns_backend
 from ..backends import view
 from ..backends.cgroup import JobCgroup
+from ..backends.placement import Placement
 from ..errors import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, JobStartError, UsageError
 
 log = logging.getLogger("lark.supervisor")
@@ -77,12 +78,14 @@ class Job:
         user: JobUser,
         env: Mapping[str, str],
         cwd: Path | None,
+        placement: Placement | None = None,
         cgroup: JobCgroup | None = None,
         mounts: Sequence[tuple[Path, Path]] | None = None,
     ) -> Job:
-        """Start the job (born in ``cgroup`` when given; with ``mounts``, in a mount
-        namespace of its own with those files bound over the node's: backends/view.py);
-        raise JobStartError (126/127) when it cannot be executed."""
+        """Start the job (born in the cgroups the agent was started in, ``placement``, and
+        in its own ``cgroup`` there when given; with ``mounts``, in a mount namespace of its
+        own with those files bound over the node's: backends/view.py); raise JobStartError
+        (126/127) when it cannot be executed."""
 
         def fork() -> subprocess.Popen[bytes]:
             if netns is not None:  # (a namespace gone by now is Lark's error, not the job's)
@@ -90,7 +93,12 @@ class Job:
             if mounts is not None:
                 for skipped in view.enter_own_mounts(mounts):
                     log.warning("the job sees the node's %s", skipped)
-            with cgroup.joined() if cgroup is not None else contextlib.nullcontext():
+            born_in = (
+                placement.joined(cgroup.path if cgroup is not None else None)
+                if placement is not None
+                else contextlib.nullcontext()
+            )
+            with born_in:
                 return subprocess.Popen(
                     list(argv),
                     env=dict(env),

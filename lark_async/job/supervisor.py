@@ -22,7 +22,7 @@ import classad2
 import trio
 
 from .. import testhooks, userfiles
-from ..backends import cgroup, locks, netns
+from ..backends import cgroup, locks, netns, placement
 from ..backends.connguard import ConnectionGuard
 from ..backends.netlink.watch import watch_link
 from ..decide import ads
@@ -42,7 +42,7 @@ from .world import JobWorld
 
 CLEANUP_BUDGET_S = 30.0
 JOB_LOCK_WAIT_S = 60.0  # a sweeper holds a dead job's name through its delete script
-JOB_TERM_GRACE_S = 5.0
+JOB_TERM_GRACE_S = 5.0  # teardown's, for a job still running then (within CLEANUP_BUDGET_S)
 
 log = logging.getLogger("lark.supervisor")
 
@@ -57,6 +57,8 @@ class RunRequest:
     update_ad: Path | None
     job_ad: classad2.ClassAd = field(default_factory=classad2.ClassAd)
     machine_ad: classad2.ClassAd = field(default_factory=classad2.ClassAd)
+    placement: placement.Placement | None = None  # None: where the agent is, unmoved
+    wrapped: bool = False  # under the starter (wrap), which gives the hard kill
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Supervisor:
         self.guard: ConnectionGuard | None = None  # the connection policy's queue
         self.chirp: ChirpPublisher | None = None  # decided once, before the job starts
         self.cgroup: cgroup.JobCgroup | None = None
+        self.placement = request.placement  # the job's cgroups and the agent's, once known
         self.world: JobWorld | None = None  # the job's resolv.conf and hosts, once decided
         self.relay: Relay | None = None  # node loopback services inside the job's namespace
         self.job: Job | None = None
@@ -124,8 +127,8 @@ class Supervisor:
                 assert self.job is not None
                 log.info("forwarding signal %d to job %s", signum, self.plan.name)
                 self.job.signal(signum)
-                if route is Route.FORWARD_AND_STOP:  # TERM or INT: KILL after a grace period
-                    assert self._job_nursery is not None
+                if route is Route.FORWARD_AND_STOP and not self.req.wrapped:
+                    assert self._job_nursery is not None  # TERM or INT: KILL after a grace
                     self._job_nursery.start_soon(self._kill_after_grace)
             elif route is Route.INTERRUPT:
                 log.info("signal %d during setup of %s: cleaning up", signum, self.plan.name)
@@ -161,7 +164,7 @@ class Supervisor:
             await self._step_done("script")
         await self._open_relay(nursery)
         self._publish()
-        self.cgroup = prepare.open_cgroup(plan, record)
+        self.cgroup = prepare.open_cgroup(plan, record, self._placement())
         await self._step_done("cgroup")
         log.info(
             "%s: network ready (%s) in %.1f ms (%s), starting job %s",
@@ -238,15 +241,24 @@ class Supervisor:
             await trio.sleep(60)  # cancellable: a signal still ends it
         await trio.lowlevel.checkpoint()
 
+    def _placement(self) -> placement.Placement:
+        if self.placement is None:
+            self.placement = placement.Placement.here()
+        return self.placement
+
     async def _spawn(self, job_netns: str | None) -> None:
         req = self.req
         self.books.spawning()
         mounts = self.world.mounts() if self.world is not None else None
+        seats = self._placement()
         self.job = await trio.to_thread.run_sync(
-            lambda: Job.spawn(req.argv, job_netns, req.user, req.env, req.cwd, self.cgroup, mounts)
+            lambda: Job.spawn(
+                req.argv, job_netns, req.user, req.env, req.cwd, seats, self.cgroup, mounts
+            )
         )
         for signum in self.books.spawned(time.monotonic()):
             self.job.signal(signum)
+        placement.protect_from_oom()  # after the fork: the job keeps the starter's score
 
     # -- while the job runs -------------------------------------------------
 
@@ -261,6 +273,7 @@ class Supervisor:
                 nursery.start_soon(self._poll)
             if self.guard is not None:
                 await nursery.start(self.guard.serve)
+            nursery.start_soon(self._watch_suspension)
             for watch in self.network.take_watches() if self.network is not None else []:
                 lost = functools.partial(_gone, self._network_lost, watch.lost)
                 await nursery.start(watch_link, watch.socket, watch.name, lost)
@@ -268,6 +281,21 @@ class Supervisor:
             nursery.cancel_scope.cancel()
         log.info("%s: job exited with status %d", self.plan.name, status)
         return status
+
+    async def _watch_suspension(self) -> None:
+        """The starter suspends a job by freezing its cgroup (or SIGSTOP without cgroups):
+        the agent, outside it, goes on counting and renewing, and says so once per change
+        (``LarkJobSuspended``)."""
+        assert self.job is not None
+        seats, pid = self._placement(), self.job.proc.pid
+        job_cgroup = self.cgroup.path if self.cgroup is not None else None
+        while True:
+            now, before = seats.frozen(job_cgroup) or placement.stopped(pid), self.books.suspended
+            if self.books.note_suspended(now):
+                if now or before is not None:
+                    log.info("%s: job %s", self.plan.name, "suspended" if now else "running")
+                self._publish()
+            await trio.sleep(min(self.plan.accounting_interval_s, 1.0))
 
     async def _poll(self) -> None:
         assert self.counting is not None
@@ -294,11 +322,10 @@ class Supervisor:
 
     async def _kill_after_grace(self) -> None:
         assert self.job is not None
-        await trio.sleep(JOB_TERM_GRACE_S)
+        grace = self.plan.kill_grace_s
+        await trio.sleep(grace)
         if self.job.proc.poll() is None:
-            log.warning(
-                "%s: the job outlived %g s after TERM: killing it", self.plan.name, JOB_TERM_GRACE_S
-            )
+            log.warning("%s: the job outlived %g s after TERM: killing it", self.plan.name, grace)
             self.job.signal(9)
 
     async def _publish_all(self, final: bool = False) -> None:

@@ -42,6 +42,7 @@ def cmd_wrap(args: argparse.Namespace) -> int:
     the caller and only ever requests; the job's name carries the agent's pid; the caller
     may hold at most LARK_MAX_JOBS_PER_USER agents."""
     from .. import userfiles
+    from ..backends.placement import Placement
     from ..decide import ads, settings
     from ..job.process import resolve_user
 
@@ -51,6 +52,9 @@ def cmd_wrap(args: argparse.Namespace) -> int:
     if not (uid and gid and uid.isdigit() and gid.isdigit()):
         raise UsageError("wrap is run through sudo by contrib/htcondor/lark-job-wrapper")
     config = settings.root_htcondor_config()
+    # out of the job's cgroup before the agent grows: what it allocates there stays
+    # charged to the job's memory (cgroup v2 never moves a charge)
+    seats = Placement.leave(settings.config_setting(config, "agent_cgroup"))
     userfiles.set_owner(int(uid), int(gid))
     env = _job_environment()
     if "_CONDOR_WRAPPER_ERROR_FILE" in env:  # written as the job user (cli._wrapper_error)
@@ -63,7 +67,7 @@ def cmd_wrap(args: argparse.Namespace) -> int:
     update_ad = Path(scratch) / ".lark.update.ad" if scratch else None
     job = _Job(argv, user, env, Path.cwd(), update_ad, job_ad, machine_ad)
     admin_ad = settings.config_machine_ad(config)
-    return _run_job(job, admin_ad, "HTCondor config", config, argparse.Namespace(), wrapped=True)
+    return _run_job(job, admin_ad, "HTCondor config", config, argparse.Namespace(), seats)
 
 
 def _job_environment() -> dict[str, str]:
@@ -118,14 +122,16 @@ def _run_job(
     admin_source: str,
     config: Any,
     args: argparse.Namespace,
-    wrapped: bool = False,
+    seats: Any = None,
 ) -> int:
     """Evaluate what Lark reads of the ads (bounded), settings (``admin_ad`` holds the
     admin's machine attributes), the job's requests, the policy script, the plan, then the
-    supervisor."""
+    supervisor. ``seats``: wrap's Placement, made first thing; ``run`` moves only when
+    given --agent-cgroup."""
     import trio
 
     from ..backends import quota, scripts
+    from ..backends.placement import Placement
     from ..decide import ads, plan, policy, settings
     from ..decide.request import JOB_ATTRIBUTES, read_request
     from ..decide.scripts import Script
@@ -144,6 +150,9 @@ def _run_job(
     )
     asked = read_request(job_view)
     grant = policy.decide(resolved, asked)
+    wrapped = seats is not None
+    if not wrapped:
+        seats = Placement.leave(getattr(args, "agent_cgroup", None) and resolved.agent_cgroup)
     slot = None
     if wrapped:
         slot = quota.hold_user_slot(
@@ -172,6 +181,8 @@ def _run_job(
             job.update_ad,
             job.job_ad,
             job.machine_ad,
+            seats,
+            wrapped,
         )
         outcome = trio.run(Supervisor(request).run)
     finally:

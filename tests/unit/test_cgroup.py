@@ -57,41 +57,6 @@ def test_cgroup2_mounts_are_read_from_mountinfo(mountinfo, mounts):
     assert cgroup.parse_v2_mounts(mountinfo) == mounts
 
 
-@pytest.mark.parametrize(
-    ("text", "path"),
-    [
-        (HYBRID_SELF, "/"),
-        (UNIFIED_SELF, "/system.slice/condor.service"),
-        ("4:memory:/x\n1:cpu:/\n", None),  # v1 only
-        ("0::/system.slice/gone.scope (deleted)\n", None),
-        ("0::relative\n", None),
-        ("", None),
-        ("10::/not-v2\n0::/a/b\n", "/a/b"),
-    ],
-)
-def test_a_process_cgroup_v2_path_is_its_0_line(text, path):
-    assert cgroup.parse_v2_path(text) == path
-
-
-@pytest.mark.parametrize(
-    ("mounts", "path", "where"),
-    [
-        (cgroup.parse_v2_mounts(HYBRID), "/", Path("/sys/fs/cgroup/unified")),
-        (cgroup.parse_v2_mounts(UNIFIED), "/system.slice/condor.service",
-         Path("/sys/fs/cgroup/system.slice/condor.service")),
-        (cgroup.parse_v2_mounts(CONTAINER), "/docker/abc", Path("/sys/fs/cgroup")),
-        (cgroup.parse_v2_mounts(CONTAINER), "/docker/abc/job", Path("/sys/fs/cgroup/job")),
-        (cgroup.parse_v2_mounts(CONTAINER), "/docker/abcd", None),  # a prefix, not a parent
-        (cgroup.parse_v2_mounts(CONTAINER), "/", None),  # not visible in this mount
-        ([], "/", None),
-        # the hierarchy's root and a bind mount of a subtree: the closest root wins
-        ([Mount(Path("/r"), "/"), Mount(Path("/b"), "/x")], "/x/y", Path("/b/y")),
-    ],
-)  # fmt: skip
-def test_a_cgroup_is_found_under_the_mount_that_shows_it(mounts, path, where):
-    assert cgroup.derive_dir(mounts, path) == where
-
-
 def test_cgroup_events_are_keys_and_counts():
     assert cgroup.parse_events("populated 1\nfrozen 0\n") == {"populated": 1, "frozen": 0}
     assert cgroup.parse_events("populated\nx y\n\n") == {}
