@@ -139,7 +139,7 @@ def resolve_home(start: str, setting: str) -> str:
             parts.append(part)
     home = "/" + "/".join(parts)
     if home == start or home.startswith(start.rstrip("/") + "/"):
-        raise ValueError(f"is inside the cgroup the agent was started in ({start})")
+        raise ValueError(f"is inside the job's cgroup ({start})")
     return home
 
 
@@ -225,8 +225,9 @@ class Placement:
             home = start
             if setting is not None and moved(hierarchy) and path != "/":
                 try:
-                    home = _move(hierarchy, path, setting)
-                    moves.append(f"{hierarchy.label} {path} -> {home}")
+                    target = resolve_home(path, setting)
+                    home = _move(hierarchy, target)
+                    moves.append(f"{hierarchy.label} {path} -> {target}")
                 except (OSError, ValueError) as exc:
                     why = exc.strerror if isinstance(exc, OSError) else f"LARK_AGENT_CGROUP {exc}"
                     stays.append(f"{hierarchy.label} {path} ({why})")
@@ -293,9 +294,9 @@ class Placement:
         return False
 
 
-def _move(hierarchy: Hierarchy, start: str, setting: str) -> Path:
+def _move(hierarchy: Hierarchy, target: str) -> Path:
     """Make the agent's cgroup (parents too) and move this process there."""
-    home = under(hierarchy, resolve_home(start, setting))
+    home = under(hierarchy, target)
     if home is None:
         raise ValueError("is outside what this node's cgroup mount shows")
     home.mkdir(mode=0o755, parents=True, exist_ok=True)

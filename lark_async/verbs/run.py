@@ -52,11 +52,11 @@ def cmd_wrap(args: argparse.Namespace) -> int:
     if not (uid and gid and uid.isdigit() and gid.isdigit()):
         raise UsageError("wrap is run through sudo by contrib/htcondor/lark-job-wrapper")
     config = settings.root_htcondor_config()
+    userfiles.set_owner(int(uid), int(gid))
+    env = _job_environment()
     # out of the job's cgroup before the agent grows: what it allocates there stays
     # charged to the job's memory (cgroup v2 never moves a charge)
     seats = Placement.leave(settings.config_setting(config, "agent_cgroup"))
-    userfiles.set_owner(int(uid), int(gid))
-    env = _job_environment()
     if "_CONDOR_WRAPPER_ERROR_FILE" in env:  # written as the job user (cli._wrapper_error)
         os.environ["_CONDOR_WRAPPER_ERROR_FILE"] = env["_CONDOR_WRAPPER_ERROR_FILE"]
     user = resolve_user(uid, False, None)

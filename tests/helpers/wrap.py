@@ -46,7 +46,10 @@ def wrap_command(
         f"LARK_STATE_DIR = {sandbox.state_dir}\nLARK_LOCK_DIR = {sandbox.lock_dir}\n"
         f"LARK_LOG_FILE = {sandbox.log_file}\n"
         # htcondor2 resolves the host's name when it loads; a sandbox has no DNS
-        "NO_DNS = true\nDEFAULT_DOMAIN_NAME = lark.invalid\n" + config
+        "NO_DNS = true\nDEFAULT_DOMAIN_NAME = lark.invalid\n"
+        # started from the test's own cgroups, not a starter's: the agent stays there
+        # (tests/helpers/starter.py runs it where a starter would)
+        "LARK_AGENT_CGROUP = none\n" + config
     )
     payload = b"".join(f"{k}={v}".encode() + b"\0" for k, v in job_env.items())
     read, write = os.pipe()

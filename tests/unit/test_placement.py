@@ -121,7 +121,7 @@ def test_a_cgroup_is_found_under_the_mount_that_shows_it(hierarchy, path, where)
         ("/system.slice/condor.service/htcondor/e_slot1.slice/e_slot1.scope",
          "/system.slice/condor.service/htcondor/e_slot1.slice"),
         # 24.0, and v1: the job's cgroup is where it starts
-        ("/system.slice/condor.service/htcondor/e_slot1", "/system.slice/condor.service/htcondor/e_slot1"),
+        ("/s/condor.service/htcondor/e_slot1", "/s/condor.service/htcondor/e_slot1"),
         ("/htcondor/e_slot1", "/htcondor/e_slot1"),
         # a scope in another slice is a scope, not HTCondor's job
         ("/user.slice/session-4.scope", "/user.slice/session-4.scope"),
@@ -153,7 +153,7 @@ def test_the_agent_cgroup_is_resolved_from_the_job_cgroup(start, setting, home):
     ("start", "setting", "error"),
     [
         ("/htcondor/x", "../../../up", "climbs above the hierarchy's root"),
-        ("/htcondor/x", "agents", "is inside the cgroup the agent was started in"),
+        ("/htcondor/x", "agents", "is inside the job.s cgroup"),
         ("/htcondor/x", ".", "is inside"),
         ("/htcondor/x", "/htcondor/x/sub", "is inside"),
         ("/c/x.slice/x.scope", "agents", "is inside"),  # in the slice: killed with the job
