@@ -50,11 +50,18 @@ class Mount:
 
     point: Path
     root: str
+    read_only: bool = False
 
 
 def _unescape(field: str) -> str:
     """mountinfo writes space, tab, newline and backslash as octal escapes (proc(5))."""
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_read_only(options: str, super_options: str = "") -> bool:
+    """Whether a mount is read-only: ``ro`` in its own options (a read-only bind, as a
+    container runtime mounts /sys/fs/cgroup) or in its file system's (proc(5))."""
+    return "ro" in options.split(",") or "ro" in super_options.split(",")
 
 
 def parse_v2_mounts(mountinfo: str) -> list[Mount]:
@@ -68,8 +75,9 @@ def parse_v2_mounts(mountinfo: str) -> list[Mount]:
     for line in mountinfo.splitlines():
         left, sep, right = line.partition(" - ")
         fields, tail = left.split(), right.split()
-        if sep and len(fields) >= 5 and tail and tail[0] == "cgroup2":
-            mounts.append(Mount(Path(_unescape(fields[4])), _unescape(fields[3])))
+        if sep and len(fields) >= 6 and tail and tail[0] == "cgroup2":
+            read_only = parse_read_only(fields[5], tail[2] if len(tail) > 2 else "")
+            mounts.append(Mount(Path(_unescape(fields[4])), _unescape(fields[3]), read_only))
     return mounts
 
 
@@ -86,18 +94,26 @@ def parse_v2_path(proc_cgroup: str) -> str | None:
     return None
 
 
-def derive_dir(mounts: list[Mount], path: str) -> Path | None:
-    """Where cgroup ``path`` is in the file system: below the mount whose root holds it
-    most closely (the hierarchy's root, or a bind mount of a subtree, as in a container)."""
-    best: tuple[int, Path] | None = None
+def derive_mount(mounts: list[Mount], path: str) -> Mount | None:
+    """The mount that shows cgroup ``path``: the one whose root holds it most closely (the
+    hierarchy's root, or a bind mount of a subtree, as in a container)."""
+    best: Mount | None = None
     for mount in mounts:
         root = mount.root.rstrip("/")
         if path != mount.root and not path.startswith(f"{root}/"):
             continue
-        rest = path[len(root) :].strip("/")
-        if best is None or len(root) > best[0]:
-            best = (len(root), mount.point / rest if rest else mount.point)
-    return best[1] if best else None
+        if best is None or len(root) > len(best.root.rstrip("/")):
+            best = mount
+    return best
+
+
+def derive_dir(mounts: list[Mount], path: str) -> Path | None:
+    """Where cgroup ``path`` is in the file system, below the mount that shows it."""
+    mount = derive_mount(mounts, path)
+    if mount is None:
+        return None
+    rest = path[len(mount.root.rstrip("/")) :].strip("/")
+    return mount.point / rest if rest else mount.point
 
 
 def parse_events(text: str) -> dict[str, int]:
