@@ -49,11 +49,18 @@ class Mount:
 
     point: Path
     root: str
+    read_only: bool = False
 
 
 def unescape(field: str) -> str:
     """mountinfo writes space, tab, newline and backslash as octal escapes (proc(5))."""
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_read_only(options: str, super_options: str = "") -> bool:
+    """Whether a mount is read-only: ``ro`` in its own options (a read-only bind, as a
+    container runtime mounts /sys/fs/cgroup) or in its file system's (proc(5))."""
+    return "ro" in options.split(",") or "ro" in super_options.split(",")
 
 
 def parse_v2_mounts(mountinfo: str) -> list[Mount]:
@@ -67,9 +74,36 @@ def parse_v2_mounts(mountinfo: str) -> list[Mount]:
     for line in mountinfo.splitlines():
         left, sep, right = line.partition(" - ")
         fields, tail = left.split(), right.split()
-        if sep and len(fields) >= 5 and tail and tail[0] == "cgroup2":
-            mounts.append(Mount(Path(unescape(fields[4])), unescape(fields[3])))
+        if sep and len(fields) >= 6 and tail and tail[0] == "cgroup2":
+            read_only = parse_read_only(fields[5], tail[2] if len(tail) > 2 else "")
+            mounts.append(Mount(Path(unescape(fields[4])), unescape(fields[3]), read_only))
     return mounts
+
+
+def parse_v2_path(proc_cgroup: str) -> str | None:
+    """A process's cgroup v2 path: the ``0::/path`` line of /proc/PID/cgroup (cgroups(7)).
+
+    None when it has none (a v1-only system) or its cgroup was removed (`` (deleted)``).
+    """
+    for line in proc_cgroup.splitlines():
+        if line.startswith("0::"):
+            path = line[3:]
+            if path.startswith("/") and not path.endswith(" (deleted)"):
+                return path
+    return None
+
+
+def derive_mount(mounts: list[Mount], path: str) -> Mount | None:
+    """The mount that shows cgroup ``path``: the one whose root holds it most closely (the
+    hierarchy's root, or a bind mount of a subtree, as in a container)."""
+    best: Mount | None = None
+    for mount in mounts:
+        root = mount.root.rstrip("/")
+        if path != mount.root and not path.startswith(f"{root}/"):
+            continue
+        if best is None or len(root) > len(best.root.rstrip("/")):
+            best = mount
+    return best
 
 
 def parse_events(text: str) -> dict[str, int]:

@@ -319,5 +319,7 @@ def protect_from_oom() -> None:
     the one the starter gave it (800: vanilla_proc.cpp, ``setupOOMScore``)."""
     try:
         Path("/proc/self/oom_score_adj").write_text("-1000")
+    except PermissionError:  # lowering it takes CAP_SYS_RESOURCE, which a container may drop
+        log.info("the agent keeps its OOM score: no CAP_SYS_RESOURCE to lower it")
     except OSError as exc:
         log.warning("could not protect the agent from the OOM killer: %s", exc.strerror)

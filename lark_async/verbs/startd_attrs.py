@@ -11,7 +11,7 @@ def cmd_startd_attrs(args: argparse.Namespace) -> int:
     """STARTD_CRON: what this node offers, so jobs can match on it."""
     import shutil
 
-    from ..backends import address
+    from ..backends import address, usable
     from ..backends.netlink import rtnl
     from ..decide import ads, settings
     from ..decide.modes import FirewallBackend
@@ -43,5 +43,9 @@ def cmd_startd_attrs(args: argparse.Namespace) -> int:
     )
     if resolved.firewall_backend is FirewallBackend.IPTABLES:
         values["LarkIptablesAvailable"] = shutil.which(resolved.iptables_command) is not None
+    problems = usable.find_problems()
+    values["LarkUsable"] = not problems
+    if problems:
+        values["LarkUnusableReason"] = "; ".join(problems)
     print(ads.format_old(values))
     return 0

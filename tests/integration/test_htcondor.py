@@ -3,24 +3,60 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import classad2
+import pytest
 from helpers.agent import NOBODY, python_job
 from helpers.chirp import COOKIE as CHIRP_COOKIE
 from helpers.chirp import job_scratch, start_fake_starter
+from helpers.dns import needs_own_root
 from helpers.scripts import recorder
 from helpers.wrap import JOB, starter, wrap
-from sandbox import SITE_ADDR, sh
+from sandbox import SITE_ADDR
+
+from lark_async.backends import cgroup, placement
+from lark_async.backends.usable import AGENT_PATH
+
+CONTRIB = Path(__file__).resolve().parents[2] / "contrib" / "htcondor"
 
 
-def startd_attrs(sandbox, host, *flags: str) -> dict:
+def startd_attrs(sandbox, host, *flags: str, before: tuple[str, ...] = ()) -> dict:
+    """The attributes ``startd-attrs`` prints, run in ``host``'s network namespace (under
+    ``before``, e.g. ``setpriv --no-new-privs``)."""
     lock = ("--lock-dir", str(sandbox.lock_dir))
     argv = sandbox.agent_argv(host, *lock, *flags, verb="startd-attrs")
-    out = sh(*argv[2:], netns=host.netns).stdout
-    return dict(classad2.parseOne(out, classad2.ParserType.Old).items())
+    r = subprocess.run([*before, *argv], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return dict(classad2.parseOne(r.stdout, classad2.ParserType.Old).items())
+
+
+def with_sudo_rule(
+    sandbox, rule: str | None, agent: bool = True, read_only: Path | None = None
+) -> tuple[str, ...]:
+    """A private mount namespace where /etc/sudoers.d holds only ``rule`` (as ``50-lark``,
+    mode 0440, root's), /usr/local/sbin only the agent's link (``sudo -l COMMAND`` says
+    "command not found" without it) and the mount at ``read_only`` is read-only: the
+    machine's own are never touched, and the mounts go with the namespace's last process."""
+    needs_own_root()
+    sudoers, sbin = sandbox.tmp / "sudoers.d", sandbox.tmp / "sbin"
+    sudoers.mkdir(mode=0o755)
+    sbin.mkdir(mode=0o755)
+    if rule is not None:
+        (sudoers / "50-lark").write_text(rule)
+        (sudoers / "50-lark").chmod(0o440)
+    if agent:
+        (sbin / Path(AGENT_PATH).name).write_text("#!/bin/sh\nexit 99\n")  # never run
+        (sbin / Path(AGENT_PATH).name).chmod(0o755)
+    binds = 'mount --bind "$1" /etc/sudoers.d && mount --bind "$2" "$3" && shift 3 && '
+    if read_only is not None:
+        binds += f"mount -o remount,bind,ro {shlex.quote(str(read_only))} && "
+    sh_argv = ("sh", "-c", binds + 'exec "$@"', "sh", str(sudoers), str(sbin))
+    sh_argv += (str(Path(AGENT_PATH).parent),)
+    return ("unshare", "--mount", "--propagation", "private", *sh_argv)
 
 
 def test_startd_attrs_say_what_the_node_offers(sandbox, host):
@@ -28,6 +64,8 @@ def test_startd_attrs_say_what_the_node_offers(sandbox, host):
     assert attrs["HasLark"] is True and attrs["LarkNetworkTypes"] == "nat,none"
     assert attrs["LarkLocalAddressesFree"] == 126 and attrs["LarkBridgeAvailable"] is False
     assert attrs["LarkDefaultNetworkType"] == "nat" and attrs["LarkFirewallBackend"] == "nftables"
+    assert isinstance(attrs["LarkUsable"], bool)
+    assert attrs["LarkUsable"] is ("LarkUnusableReason" not in attrs)
     offered = startd_attrs(
         sandbox, host, "--allowed-network-types", "nat,bridge,none", "--bridge-device", "uplink"
     )
@@ -42,6 +80,55 @@ def test_startd_attrs_say_what_the_node_offers(sandbox, host):
     finally:
         agent.terminate()
         agent.communicate(timeout=30)
+
+
+def test_with_no_new_privs_the_node_says_it_cannot_run_lark_jobs(sandbox, host):
+    attrs = startd_attrs(sandbox, host, before=("setpriv", "--no-new-privs"))
+    assert attrs["LarkUsable"] is False and attrs["HasLark"] is True
+    assert "no_new_privs" in attrs["LarkUnusableReason"]
+    assert "DISABLE_SETUID" in attrs["LarkUnusableReason"]
+
+
+def test_with_the_shipped_sudo_rule_the_node_can_run_lark_jobs(sandbox, host):
+    rule = (CONTRIB / "50-lark.sudoers").read_text()
+    attrs = startd_attrs(sandbox, host, before=with_sudo_rule(sandbox, rule))
+    assert attrs["LarkUsable"] is True and "LarkUnusableReason" not in attrs
+
+
+def test_with_a_read_only_cgroup_the_node_says_it_cannot_run_lark_jobs(sandbox, host):
+    mounts = cgroup.parse_v2_mounts(Path("/proc/self/mountinfo").read_text())
+    own = placement.parse_memberships(Path("/proc/self/cgroup").read_text()).get(frozenset())
+    mount = cgroup.derive_mount(mounts, own) if own else None
+    if mount is None:
+        pytest.skip("no cgroup v2 mount shows this process's cgroup here")
+    rule = (CONTRIB / "50-lark.sudoers").read_text()
+    attrs = startd_attrs(sandbox, host, before=with_sudo_rule(sandbox, rule, read_only=mount.point))
+    assert attrs["LarkUsable"] is False
+    assert attrs["LarkUnusableReason"] == f"cgroup v2 at {mount.point} is mounted read-only"
+    after = cgroup.parse_v2_mounts(Path("/proc/self/mountinfo").read_text())
+    assert mount in after and not mount.read_only  # the machine's mount is as it was
+
+
+@pytest.mark.parametrize(
+    ("rule", "agent", "why"),
+    [
+        (None, True, ""),  # no rule at all
+        ("ALL ALL=(root) NOPASSWD: /usr/local/sbin/lark-agent cleanup *\n", True, ""),
+        ("ALL ALL=(nobody) NOPASSWD: /usr/local/sbin/lark-agent wrap *\n", True, ""),
+        ("ALL ALL=(root) NOPASSWD: /usr/local/bin/lark-agent wrap *\n", True, ""),
+        ("root ALL=(root) NOPASSWD: /usr/local/sbin/lark-agent wrap *\n", True, ""),
+        ((CONTRIB / "50-lark.sudoers").read_text(), False, "command not found"),
+    ],
+    ids=["absent", "other-verb", "runas-nobody", "other-path", "root-only", "no-agent-link"],
+)
+def test_without_a_sudo_rule_for_wrap_the_node_says_it_cannot_run_lark_jobs(
+    sandbox, host, rule, agent, why
+):
+    attrs = startd_attrs(sandbox, host, before=with_sudo_rule(sandbox, rule, agent))
+    assert attrs["LarkUsable"] is False
+    reason = attrs["LarkUnusableReason"]
+    assert reason.startswith(f"sudo does not let users run {AGENT_PATH} wrap") and why in reason
+    assert ";" not in reason  # the only failed check
 
 
 def test_the_job_wrapper_path_runs_the_job_as_its_user_with_root_owned_settings(sandbox, host):

@@ -39,7 +39,7 @@ CONTAINER = "1200 1100 0:23 /docker/abc /sys/fs/cgroup ro,nosuid master:9 - cgro
     [
         (HYBRID, [Mount(Path("/sys/fs/cgroup/unified"), "/")]),
         (UNIFIED, [Mount(Path("/sys/fs/cgroup"), "/")]),
-        (CONTAINER, [Mount(Path("/sys/fs/cgroup"), "/docker/abc")]),
+        (CONTAINER, [Mount(Path("/sys/fs/cgroup"), "/docker/abc", read_only=True)]),
         (HYBRID.replace("cgroup2 cgroup2", "tmpfs tmpfs"), []),  # a v1-only node
         ("", []),
         ("garbage\n - cgroup2\n1 2 3 - cgroup2\n", []),  # too few fields: not a mount line
@@ -55,6 +55,45 @@ CONTAINER = "1200 1100 0:23 /docker/abc /sys/fs/cgroup ro,nosuid master:9 - cgro
 )
 def test_cgroup2_mounts_are_read_from_mountinfo(mountinfo, mounts):
     assert cgroup.parse_v2_mounts(mountinfo) == mounts
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        (HYBRID_SELF, "/"),
+        (UNIFIED_SELF, "/system.slice/condor.service"),
+        ("4:memory:/x\n1:cpu:/\n", None),  # v1 only
+        ("0::/system.slice/gone.scope (deleted)\n", None),
+        ("0::relative\n", None),
+        ("", None),
+        ("10::/not-v2\n0::/a/b\n", "/a/b"),
+    ],
+)
+def test_a_process_cgroup_v2_path_is_its_0_line(text, path):
+    assert cgroup.parse_v2_path(text) == path
+
+
+@pytest.mark.parametrize(
+    ("options", "super_options", "read_only"),
+    [
+        ("rw,nosuid,nodev,noexec,relatime", "rw,nsdelegate,memory_recursiveprot", False),
+        ("ro,nosuid,nodev,noexec,relatime", "rw", True),  # a read-only bind (a container)
+        ("rw,relatime", "ro", True),  # the file system itself read-only
+        ("rw,errors=remount-ro", "rw,errors=remount-ro", False),  # "ro" inside an option
+        ("rw", "", False),
+    ],
+)
+def test_a_mount_is_read_only_when_either_option_list_says_ro(options, super_options, read_only):
+    assert cgroup.parse_read_only(options, super_options) is read_only
+
+
+def test_the_mount_that_shows_a_cgroup_carries_its_read_only_flag():
+    rw_root = "9 1 0:9 / /sys/fs/cgroup rw shared:2 - cgroup2 cgroup2 rw\n"
+    ro_subtree = "10 1 0:9 /jobs /mnt/jobs ro shared:2 - cgroup2 cgroup2 rw\n"
+    mounts = cgroup.parse_v2_mounts(rw_root + ro_subtree)
+    assert cgroup.derive_mount(mounts, "/jobs/a") == Mount(Path("/mnt/jobs"), "/jobs", True)
+    assert cgroup.derive_mount(mounts, "/other") == Mount(Path("/sys/fs/cgroup"), "/", False)
+    assert cgroup.derive_mount(cgroup.parse_v2_mounts(CONTAINER), "/") is None
 
 
 def test_cgroup_events_are_keys_and_counts():
