@@ -28,12 +28,17 @@ def cmd_startd_attrs(args: argparse.Namespace) -> int:
         "LarkFirewallBackend": resolved.firewall_backend,
     }
     network = resolved.local_network
-    busy = sum(
-        1
-        for k in range(address.pool_size(network))
-        if address.is_locked(address.lock_path(resolved.lock_dir, address.pool_pair(network, k)))
-    )
-    values["LarkLocalAddressesFree"] = address.pool_size(network) - busy
+    try:
+        busy = sum(
+            1
+            for k in range(address.pool_size(network))
+            if address.is_locked(
+                address.lock_path(resolved.lock_dir, address.pool_pair(network, k))
+            )
+        )
+        values["LarkLocalAddressesFree"] = address.pool_size(network) - busy
+    except PermissionError:  # STARTD_CRON runs as condor; the locks are root's alone
+        pass
     with rtnl.Channel() as host:
         bridge = host.link(resolved.bridge_name)
         device = host.link(resolved.bridge_device) if resolved.bridge_device else None

@@ -89,6 +89,24 @@ def test_with_no_new_privs_the_node_says_it_cannot_run_lark_jobs(sandbox, host):
     assert "DISABLE_SETUID" in attrs["LarkUnusableReason"]
 
 
+def test_startd_attrs_as_the_condor_user_leave_out_what_only_root_may_read(sandbox, host):
+    """STARTD_CRON runs as HTCondor's user: the address locks (root's, mode 0700) are
+    unreadable to it, and the rest is still published."""
+    sandbox.lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lock = sandbox.lock_dir / "addr-192.168.181.2.lock"
+    lock.touch()
+    argv = sandbox.agent_argv(host, "--lock-dir", str(sandbox.lock_dir), verb="startd-attrs")
+    drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    try:
+        r = subprocess.run([*argv[:2], *drop, *argv[2:]], capture_output=True, text=True)
+    finally:
+        lock.unlink()
+    assert r.returncode == 0, r.stderr
+    attrs = dict(classad2.parseOne(r.stdout, classad2.ParserType.Old).items())
+    assert attrs["HasLark"] is True and "LarkUsable" in attrs
+    assert "LarkLocalAddressesFree" not in attrs
+
+
 def test_with_the_shipped_sudo_rule_the_node_can_run_lark_jobs(sandbox, host):
     rule = (CONTRIB / "50-lark.sudoers").read_text()
     attrs = startd_attrs(sandbox, host, before=with_sudo_rule(sandbox, rule))
