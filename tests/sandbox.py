@@ -31,7 +31,7 @@ SITE_NET = "10.77.0"
 SITE_ADDR = f"{SITE_NET}.1"
 KEA_POOL = (f"{SITE_NET}.100", f"{SITE_NET}.150")  # the DHCP servers' range in tests
 HTTP_PORT = 8080
-FILE_SIZES = {"1k": 1_000, "1m": 1_000_000, "10m": 10_000_000}
+FILE_SIZES = {"1k": 1_000, "1m": 1_000_000, "3m": 3_000_000, "10m": 10_000_000}
 AGENT = [sys.executable, "-m", "lark_async.cli"]
 TEST_PREFIX = "lkt"
 _LOGGED_NAME = re.compile(r"([A-Za-z0-9][A-Za-z0-9_-]{0,12}): (?:addresses|network ready)")
@@ -461,35 +461,80 @@ def iptables_job_objects(netns: str) -> list[str]:
 
 def cgroup_v2_mounts() -> list[Path]:
     """Where cgroup v2 is mounted (/sys/fs/cgroup/unified here, /sys/fs/cgroup on Debian 12)."""
-    points = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        left, _, right = line.partition(" - ")
-        if right.split()[:1] == ["cgroup2"]:
-            points.append(Path(left.split()[4]))
-    return points
+    return [mount.point for mount in cgroup_mount_table() if mount.version == 2]
+
+
+@dataclass(frozen=True)
+class CgroupMount:
+    """A cgroup file system mount: v2, or a v1 hierarchy and its controllers (a named one
+    such as ``name=systemd`` has none)."""
+
+    point: Path
+    root: str  # the cgroup of the hierarchy the mount shows (``/``, or a subtree)
+    version: int
+    controllers: frozenset[str]
+
+    def dir_of(self, path: str) -> Path | None:
+        """Where cgroup ``path`` (as /proc/PID/cgroup names it) is below this mount."""
+        root = self.root.rstrip("/")
+        if path != self.root and not path.startswith(f"{root}/"):
+            return None
+        rest = path[len(root) :].strip("/")
+        return self.point / rest if rest else self.point
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes (proc(5))."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+_V1_MOUNT_OPTIONS = {"rw", "ro", "noprefix", "clone_children", "xattr", "cpuset_v2_mode"}
+
+
+def cgroup_mount_table(mountinfo: str | None = None) -> list[CgroupMount]:
+    """The cgroup mounts of /proc/self/mountinfo: ``ID PARENT MAJ:MIN ROOT POINT OPTIONS
+    [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS``; a v1 mount's controllers are among its
+    super options (``rw,cpu,cpuacct``)."""
+    if mountinfo is None:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    mounts = []
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if not sep or len(fields) < 5 or len(tail) < 3 or tail[0] not in ("cgroup", "cgroup2"):
+            continue
+        point, root = _unescape(fields[4]), _unescape(fields[3])
+        if tail[0] == "cgroup2":
+            mounts.append(CgroupMount(Path(point), root, 2, frozenset()))
+        else:
+            opts = tail[2].split(",")
+            controllers = frozenset(o for o in opts if o not in _V1_MOUNT_OPTIONS and "=" not in o)
+            mounts.append(CgroupMount(Path(point), root, 1, controllers))
+    return mounts
+
+
+def _cgroup_dirs(wanted) -> list[Path]:
+    """Every cgroup directory, in every hierarchy (v2 and v1), whose name ``wanted`` takes."""
+    found = []
+    for mount in cgroup_mount_table():
+        for top, dirs, _ in os.walk(mount.point):
+            found += [Path(top) / d for d in dirs if wanted(d)]
+    return found
 
 
 def job_cgroups(prefix: str, exact: bool = False) -> list[Path]:
     """The cgroups of this test's jobs (``lark-<prefix>...``, or exactly ``lark-<prefix>``),
-    wherever they are."""
-    found = []
-    for point in cgroup_v2_mounts():
-        for top, dirs, _ in os.walk(point):
-            found += [
-                Path(top) / d
-                for d in dirs
-                if (d == f"lark-{prefix}" if exact else d.startswith(f"lark-{prefix}"))
-            ]
-    return found
+    wherever they are, in any hierarchy."""
+    if exact:
+        return _cgroup_dirs(lambda d: d == f"lark-{prefix}")
+    return _cgroup_dirs(lambda d: d.startswith(f"lark-{prefix}"))
 
 
 def test_cgroups(prefix: str) -> list[Path]:
-    """Every cgroup of this test: its jobs' (``lark-<prefix>...``) and those a test made
-    itself (``<prefix>...``, e.g. a cgroup the agent is started in), innermost first."""
-    found = []
-    for point in cgroup_v2_mounts():
-        for top, dirs, _ in os.walk(point):
-            found += [Path(top) / d for d in dirs if d.startswith((prefix, f"lark-{prefix}"))]
+    """Every cgroup of this test, in cgroup v2 and in each v1 hierarchy: its jobs'
+    (``lark-<prefix>...``) and those a test made itself (``<prefix>...``, e.g. a cgroup the
+    agent is started in, or the simulated starter's), innermost first."""
+    found = _cgroup_dirs(lambda d: d.startswith((prefix, f"lark-{prefix}")))
     return sorted(found, key=lambda path: len(path.parts), reverse=True)
 
 
@@ -503,7 +548,11 @@ def cgroup_pids(path: Path) -> list[int]:
 def discard_cgroup(path: Path) -> None:
     """Kill what is in it and below, and remove it. A cgroup whose last task was just
     killed is busy (EBUSY) until that task has fully exited, after cgroup.procs is
-    already empty: the removal is tried again for a while."""
+    already empty: the removal is tried again for a while. A frozen one is thawed first
+    (a task of a frozen v1 freezer cgroup does not die of SIGKILL until it is thawed)."""
+    for name, thawed in (("cgroup.freeze", "0"), ("freezer.state", "THAWED")):
+        with contextlib.suppress(OSError):
+            (path / name).write_text(thawed)
     for child in sorted(path.glob("*/"), reverse=True):
         if (child / "cgroup.procs").exists():
             discard_cgroup(child)
@@ -525,6 +574,9 @@ def discard_cgroup(path: Path) -> None:
             if exc.errno != errno.EBUSY:
                 return
         time.sleep(0.02)
+
+
+_PREFIX = re.compile(f"{TEST_PREFIX}[0-9a-f]{{4}}")
 
 
 def new_prefix() -> str:
@@ -600,6 +652,8 @@ def sweep_stale() -> None:
     groups = test_cgroups(TEST_PREFIX)  # and the cgroups of such runs
     prefixes |= {g.name.removeprefix("lark-")[: len(TEST_PREFIX) + 4] for g in groups}
     for prefix in prefixes:
+        if not _PREFIX.fullmatch(prefix):  # not one new_prefix() makes: another tool's
+            continue
         if _claimed(prefix) or _has_processes(f"{prefix}-site"):
             continue
         for ns in names:
