@@ -54,12 +54,17 @@ from helpers.wrap import wrap_command
 # HTCondor's v1 ``controllers`` (proc_family_direct_cgroup_v1.cpp), devices left out;
 # ``cpu,cpuacct`` is one mount on EL, two here
 JOB_V1 = frozenset({"memory", "cpu", "cpuacct", "freezer"})
-# the agent moves itself in these too (LARK_AGENT_CGROUP); HTCondor makes no job cgroup
+# HTCondor makes no job cgroup in these; the agent may move in them too (the issue's
+# contract names them), so it is started below the test's prefix there as well
 STARTER_V1 = frozenset({"blkio", "pids"})
 EXECUTE = "/var/lib/condor/execute"
 SLOT = "slot1_1@node.lark.invalid"
 AGENTS = "lark.agents"  # LARK_AGENT_CGROUP's default, ../lark.agents
 FREEZE_BOUND_S = 5.0
+# vanilla_proc.cpp StartJob: setupOOMScore(4, 800) before the fork, "the child will
+# inherit it. This way, the job will be heavily preferred to be killed"
+OOM_SCORE_ADJ = 800
+CAP_SYS_RESOURCE = 24
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,15 @@ def proc_cgroup(pid: int | str) -> dict[str, str]:
 def slot_cgroup_name() -> str:
     """vanilla_proc.cpp: ``condor`` + ``<EXECUTE>_<slot Name>``, each ``/`` made ``_``."""
     return "condor" + f"{EXECUTE}_{SLOT}".replace("/", "_")
+
+
+def may_lower_oom_scores() -> bool:
+    """Whether this process has CAP_SYS_RESOURCE, which lowering an oom_score_adj takes
+    (proc(5)); a container may withhold it (this machine does), and so may a node."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> CAP_SYS_RESOURCE & 1)
+    return False
 
 
 def _write(path: Path, text: str) -> None:
@@ -161,9 +175,13 @@ class Starter:
         return next((k for k in self.hierarchies if "freezer" in k.split(",")), None)
 
     def agent_keys(self) -> list[str]:
-        """The hierarchies the agent moves itself in (LARK_AGENT_CGROUP): v2, memory,
-        freezer, cpu, cpuacct, blkio, pids."""
-        return list(self.hierarchies)
+        """The hierarchies where the starter acts on the job's cgroup (v2, and v1 memory,
+        cpu, cpuacct, freezer), which the agent must leave (LARK_AGENT_CGROUP)."""
+        return [
+            key
+            for key, h in self.hierarchies.items()
+            if h.version == 2 or h.mount.controllers & JOB_V1
+        ]
 
     def holds(self, proc_cgroup_text: str) -> list[str]:
         """What of a process's /proc/PID/cgroup is NOT in the job's cgroup or below it, in
@@ -198,7 +216,8 @@ class Starter:
         return {d: cgroup_pids(d) for key in self.hierarchies for d in self.tree(key)}
 
     def job_pids(self) -> set[int]:
-        return {pid for pids in self.members().values() for pid in pids}
+        """The pids in the job's cgroups where the starter acts on them."""
+        return {pid for key in self.agent_keys() for d in self.tree(key) for pid in cgroup_pids(d)}
 
     # -- making it: makeCgroup / makeCgroupV1, cgroupify_myself ------------
 
@@ -250,8 +269,10 @@ class Starter:
     def _born_here(self, read_fd: int) -> None:
         """In the child, after fork and before exec (``cgroupify_myself``): fd 3 is the
         job's environment, as sudo keeps it for lark-job-wrapper; the child's pid goes
-        into each of the job's cgroups, so the wrapper is born in them."""
+        into each of the job's cgroups, so the wrapper is born in them, with the starter's
+        raised OOM score."""
         os.dup2(read_fd, 3)
+        _write(Path("/proc/self/oom_score_adj"), str(OOM_SCORE_ADJ))
         pid = str(os.getpid())
         for key in self.hierarchies:
             _write(self.dir(key) / "cgroup.procs", pid)
@@ -264,7 +285,9 @@ class Starter:
         """``lark-agent wrap -- JOB`` as sudo runs it for lark-job-wrapper (root, SUDO_UID
         and SUDO_GID of nobody, the job's environment on fd 3), born in the job's cgroups;
         its pid is the agent's (nsenter execs it)."""
-        argv, env, read = wrap_command(self.sandbox, host, job_env, *job, config=config)
+        argv, env, read = wrap_command(
+            self.sandbox, host, job_env, *job, config=config, agent_cgroup=None
+        )
         try:
             self.agent = subprocess.Popen(
                 argv,
@@ -290,28 +313,50 @@ class Starter:
 
     def freeze(self) -> None:
         """``suspend_family``: v2 cgroup.freeze 1, v1 freezer.state FROZEN; returns once the
-        kernel says the whole family is frozen."""
-        self._freezer("1", "FROZEN")
+        kernel says the whole family is frozen. One after the other: a task the v1 freezer
+        holds never reaches the point where the v2 freezer counts it, so v2 goes first."""
+        if self.has("v2"):
+            _write(self.dir("v2") / "cgroup.freeze", "1")
+            self._until(self._v2_frozen)
+        if self.v1_freezer:
+            _write(self.dir(self.v1_freezer) / "freezer.state", "FROZEN")
+            self._until(self.frozen)
+
+    def _until(self, frozen) -> None:
         end = time.monotonic() + FREEZE_BOUND_S
-        while not self.frozen():
-            assert time.monotonic() < end, f"not frozen within {FREEZE_BOUND_S} s"
+        while not frozen():
+            assert time.monotonic() < end, f"not frozen within {FREEZE_BOUND_S} s: {self.states()}"
             time.sleep(0.01)
 
     def thaw(self) -> None:
-        """``continue_family``: cgroup.freeze 0, freezer.state THAWED."""
-        self._freezer("0", "THAWED")
-
-    def _freezer(self, v2: str, v1: str) -> None:
-        if self.has("v2"):
-            _write(self.dir("v2") / "cgroup.freeze", v2)
+        """``continue_family``: freezer.state THAWED, cgroup.freeze 0 (the other way round)."""
         if self.v1_freezer:
-            _write(self.dir(self.v1_freezer) / "freezer.state", v1)
+            _write(self.dir(self.v1_freezer) / "freezer.state", "THAWED")
+        if self.has("v2"):
+            _write(self.dir("v2") / "cgroup.freeze", "0")
+
+    def states(self) -> dict[str, str]:
+        """What the freezers say, and the state of each of the job's processes."""
+        said = {}
+        if self.has("v2"):
+            said["v2"] = (self.dir("v2") / "cgroup.events").read_text().replace("\n", " ")
+        if self.v1_freezer:
+            said["v1"] = (self.dir(self.v1_freezer) / "freezer.state").read_text().strip()
+        for pid in self.job_pids():
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                said[str(pid)] = stat[stat.rfind(")") + 2 :].split()[0] + " " + stat.split()[1]
+        return said
+
+    def _v2_frozen(self) -> bool:
+        return "frozen 1" in (self.dir("v2") / "cgroup.events").read_text().splitlines()
 
     def frozen(self) -> bool:
-        """v2 ``cgroup.events`` says ``frozen 1`` and the v1 freezer says FROZEN."""
+        """v2 ``cgroup.events`` says ``frozen 1`` and the v1 freezer says FROZEN (FREEZING
+        while on the way)."""
         done = True
         if self.has("v2"):
-            done &= "frozen 1" in (self.dir("v2") / "cgroup.events").read_text().splitlines()
+            done &= self._v2_frozen()
         if self.v1_freezer:
             state = (self.dir(self.v1_freezer) / "freezer.state").read_text().strip()
             done &= state == "FROZEN"

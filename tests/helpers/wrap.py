@@ -37,10 +37,17 @@ def starter(sandbox, ads_text: dict[str, str]) -> tuple[os.PathLike, dict[str, s
 
 
 def wrap_command(
-    sandbox, host, job_env: dict[str, str], *job: str, config: str = "", sudo_env=None
+    sandbox,
+    host,
+    job_env: dict[str, str],
+    *job: str,
+    config: str = "",
+    sudo_env=None,
+    agent_cgroup: str | None = "none",
 ):
     """What sudo does for lark-job-wrapper: a reset environment, SUDO_* set, fd 3 kept.
-    Returns (argv, env, fd) for subprocess; ``fd`` is the read end of the job's environment."""
+    Returns (argv, env, fd) for subprocess; ``fd`` is the read end of the job's environment.
+    ``agent_cgroup``: LARK_AGENT_CGROUP, or None to leave it unset (the agent's default)."""
     path = sandbox.tmp / "condor_config"
     path.write_text(
         f"LARK_STATE_DIR = {sandbox.state_dir}\nLARK_LOCK_DIR = {sandbox.lock_dir}\n"
@@ -48,8 +55,9 @@ def wrap_command(
         # htcondor2 resolves the host's name when it loads; a sandbox has no DNS
         "NO_DNS = true\nDEFAULT_DOMAIN_NAME = lark.invalid\n"
         # started from the test's own cgroups, not a starter's: the agent stays there
-        # (tests/helpers/starter.py runs it where a starter would)
-        "LARK_AGENT_CGROUP = none\n" + config
+        # (tests/helpers/starter.py runs it where a starter would, with the default)
+        + (f"LARK_AGENT_CGROUP = {agent_cgroup}\n" if agent_cgroup is not None else "")
+        + config
     )
     payload = b"".join(f"{k}={v}".encode() + b"\0" for k, v in job_env.items())
     read, write = os.pipe()
