@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -342,6 +343,9 @@ class Sandbox:
                     proc.wait()
         mine = (f"lark-{self.prefix}", f"{self.prefix}-")
         ours = [ns for ns in netns_list() if ns.startswith(mine)]
+        # and the job namespaces of this test's agents whose names carry no prefix (wrap's)
+        ours += [f"lark-{name}" for name in self.logged_job_names() if f"lark-{name}" not in ours]
+        ours = [ns for ns in ours if os.path.exists(f"/run/netns/{ns}")]
         for ns in ours:  # whatever a failed test left running in them (a job, a server)
             for pid in _pids_in(ns):
                 with contextlib.suppress(ProcessLookupError):
@@ -632,6 +636,24 @@ def _pids_in(netns: str) -> list[int]:
     return found
 
 
+AGENTS = "lark.agents"  # LARK_AGENT_CGROUP's default, beside the starter's job cgroup
+AGENTS_STOP_S = 15.0
+
+
+def _stop_agents(group: Path) -> None:
+    """A stale simulated starter's agents (tests/helpers/starter.py): the group thawed, each
+    agent TERMed, and waited for a while, so that each tears its job down (its namespace
+    carries no test prefix: nothing else would find it)."""
+    for top, _, _ in os.walk(group):
+        for name, thawed in (("cgroup.freeze", "0"), ("freezer.state", "THAWED")):
+            with contextlib.suppress(OSError):
+                (Path(top) / name).write_text(thawed)
+    for pid in cgroup_pids(group / AGENTS):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not cgroup_pids(group / AGENTS), AGENTS_STOP_S)
+
+
 def _has_processes(netns: str) -> bool:
     return bool(_pids_in(netns))
 
@@ -656,6 +678,17 @@ def sweep_stale() -> None:
             continue
         if _claimed(prefix) or _has_processes(f"{prefix}-site"):
             continue
+        for group in groups:  # agents a simulated starter ran: they clean up after themselves
+            if group.name.startswith(prefix) and (group / AGENTS).exists():
+                _stop_agents(group)
+        for tmp in Path(tempfile.gettempdir()).glob(f"{prefix}.*"):  # and after dead ones:
+            box = Sandbox(prefix, tmp, f"{prefix}-site")  # the names their log gives
+            for name in box.logged_job_names():
+                if os.path.exists(f"/run/netns/lark-{name}"):
+                    for pid in _pids_in(f"lark-{name}"):
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+                    sh("ip", "netns", "del", f"lark-{name}", check=False)
         for ns in names:
             if ns.startswith((prefix, f"lark-{prefix}")):
                 sh("ip", "netns", "del", ns, check=False)

@@ -46,7 +46,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox import CgroupMount, cgroup_mount_table, cgroup_pids, discard_cgroup
+from sandbox import AGENTS, CgroupMount, cgroup_mount_table, cgroup_pids, discard_cgroup
 
 from helpers.agent import NOBODY
 from helpers.wrap import wrap_command
@@ -59,7 +59,6 @@ JOB_V1 = frozenset({"memory", "cpu", "cpuacct", "freezer"})
 STARTER_V1 = frozenset({"blkio", "pids"})
 EXECUTE = "/var/lib/condor/execute"
 SLOT = "slot1_1@node.lark.invalid"
-AGENTS = "lark.agents"  # LARK_AGENT_CGROUP's default, ../lark.agents
 FREEZE_BOUND_S = 5.0
 # vanilla_proc.cpp StartJob: setupOOMScore(4, 800) before the fork, "the child will
 # inherit it. This way, the job will be heavily preferred to be killed"
