@@ -111,8 +111,8 @@ def test_a_job_finishes_in_the_starters_cgroup_and_the_agent_outside_it(sandbox,
     if may_lower_oom_scores():
         assert agent_score == "-1000"
     else:  # (no CAP_SYS_RESOURCE here: the agent says so, once, and keeps the starter's)
-        said = "could not protect the agent from the OOM killer"
-        assert sandbox.log_file.read_text().count(said) == 1, log_tail(sandbox)
+        said = [line for line in sandbox.log_file.read_text().splitlines() if "OOM" in line]
+        assert len(said) == 1, log_tail(sandbox)
         assert agent_score == str(OOM_SCORE_ADJ)
     assert (scratch / "job.oom").read_text().strip() == str(OOM_SCORE_ADJ)  # the starter's
     (scratch / "go").touch()
