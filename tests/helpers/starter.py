@@ -39,6 +39,7 @@ cgroup it is started in, then stays under the test's prefix in every hierarchy i
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
@@ -132,7 +133,11 @@ class Starter:
     ``<prefix>.condor``. While they exist the sandbox's leftover check leaves them out.
     """
 
-    def __init__(self, sandbox) -> None:
+    def __init__(self, sandbox, layout: str = "flat") -> None:
+        """``layout``: ``flat``, HTCondor 24.0's v2 job cgroup, the job right in
+        ``<slot>``; ``scope``, 24.x and later (HTCONDOR-3008: ``makeCgroup``,
+        ``cgroupify_myself``), the job in ``<slot>.slice/<slot>.scope`` with limits,
+        freeze and kill at ``<slot>.slice``."""
         self.sandbox = sandbox
         self.agent: subprocess.Popen | None = None
         self.hierarchies: dict[str, Hierarchy] = {}
@@ -146,12 +151,18 @@ class Starter:
                 self.hierarchies[key] = Hierarchy(key, mount, own[key])
         self.top: dict[str, str] = {}
         self.job: dict[str, str] = {}
+        self.born: dict[str, str] = {}  # where the wrapper starts: the job's cgroup, or .scope
         for key, h in self.hierarchies.items():
             top = f"{h.own.rstrip('/')}/{sandbox.prefix}.condor"
             leaf = slot_cgroup_name()
             if h.version == 1 and not h.mount.controllers & JOB_V1:
                 leaf = "starter"
-            self.top[key], self.job[key] = top, f"{top}/{leaf}"
+            if h.version == 2 and layout == "scope":
+                self.top[key], self.job[key] = top, f"{top}/{leaf}.slice"
+                self.born[key] = f"{top}/{leaf}.slice/{leaf}.scope"
+            else:
+                self.top[key], self.job[key] = top, f"{top}/{leaf}"
+                self.born[key] = self.job[key]
         for key in self.hierarchies:
             sandbox.own_cgroups.add(self.dir(key, self.top[key]))
         self._make()
@@ -228,9 +239,14 @@ class Starter:
             top.mkdir(mode=0o755, exist_ok=True)
             leaf.mkdir(mode=0o755)
             if h.version == 2:
-                for controller in ("cpu", "io", "memory", "pids"):  # interior nodes
+                interior = [top] if self.born[key] == self.job[key] else [top, leaf]
+                for node, controller in itertools.product(
+                    interior, ("cpu", "io", "memory", "pids")
+                ):
                     with contextlib.suppress(OSError):
-                        _write(top / "cgroup.subtree_control", f"+{controller}")
+                        _write(node / "cgroup.subtree_control", f"+{controller}")
+                if self.born[key] != self.job[key]:
+                    self.dir(key, self.born[key]).mkdir(mode=0o755)
                 with contextlib.suppress(OSError):  # only with the memory controller
                     _write(leaf / "memory.oom.group", "1")
                 for name in ("", "cgroup.procs", "cgroup.subtree_control"):  # delegation
@@ -274,7 +290,7 @@ class Starter:
         _write(Path("/proc/self/oom_score_adj"), str(OOM_SCORE_ADJ))
         pid = str(os.getpid())
         for key in self.hierarchies:
-            _write(self.dir(key) / "cgroup.procs", pid)
+            _write(self.dir(key, self.born[key]) / "cgroup.procs", pid)
 
     # -- running the wrapper -----------------------------------------------
 
@@ -422,7 +438,7 @@ class Starter:
             top = self.dir(key, self.top[key])
             if not top.exists():
                 continue
-            expected = {top, self.dir(key), top / AGENTS}
+            expected = {top, self.dir(key), self.dir(key, self.born[key]), top / AGENTS}
             for path in sorted(top.rglob("*/")):
                 if (path / "cgroup.procs").exists() and path not in expected:
                     strays.append(str(path))

@@ -35,8 +35,8 @@ TRAPS = "".join(f'trap "kill \\$!; echo {s} > got; sleep 7; exit 42" {s}; ' for 
 
 
 @pytest.fixture
-def starter(sandbox):
-    made = Starter(sandbox)
+def starter(sandbox, request):
+    made = Starter(sandbox, getattr(request, "param", "flat"))
     try:
         yield made
     finally:
@@ -98,6 +98,7 @@ def finished(sandbox, starter, timeout: float) -> int:
     return status
 
 
+@pytest.mark.parametrize("starter", ["flat", "scope"], indirect=True)
 def test_a_job_finishes_in_the_starters_cgroup_and_the_agent_outside_it(sandbox, host, starter):
     scratch = start_job(
         sandbox, host, starter, RECORD + FETCHES + READY + WAIT_GO + "exit 7", sandbox.url("3m")
@@ -187,7 +188,11 @@ def test_a_suspended_bridged_jobs_lease_is_renewed(sandbox, host, starter):
     assert sandbox.wait_clean() == []
 
 
-@pytest.mark.parametrize("how", ["cgroup.kill", "SIGKILL of each pid"])
+@pytest.mark.parametrize(
+    ("how", "starter"),
+    [("cgroup.kill", "flat"), ("cgroup.kill", "scope"), ("SIGKILL of each pid", "flat")],
+    indirect=["starter"],
+)
 def test_a_killed_family_is_counted_and_gone_within_3_s(sandbox, host, starter, how):
     """HTCondor's kill_family, with cgroup.kill (Linux 5.14+) and without (EL9: SIGKILL to
     every pid of the cgroup tree): the agent, outside the family, sees its job die, writes
