@@ -347,9 +347,10 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(args, "log_file"):
             log_path = _setup_logging(args.log_file, args.verbose)
         elif command == "wrap":  # no options through sudo: the log file is the admin's
-            from .decide.settings import root_htcondor_config
+            from .verbs.run import wrap_start
 
-            log_path = _setup_logging(root_htcondor_config().get("LARK_LOG_FILE"), False)
+            args.wrap_config, args.wrap_placement = wrap_start(may_exec=argv is None)
+            log_path = _setup_logging(args.wrap_config.get("LARK_LOG_FILE"), False)
         from . import verbs
 
         try:

@@ -24,8 +24,9 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from .. import testhooks
 from .cgroup import parse_events, unescape, write_control
@@ -166,6 +167,7 @@ class Seat:
     """One hierarchy: the cgroup the agent was started in (the job's), and the agent's."""
 
     hierarchy: Hierarchy
+    path: str  # the start cgroup, as /proc/self/cgroup names it
     start: Path
     home: Path
 
@@ -180,6 +182,8 @@ class Placement:
 
     seats: list[Seat] = field(default_factory=list)
     why_no_v2: str = "cgroup v2 is not mounted"
+    moves: list[str] = field(default_factory=list)
+    stays: list[str] = field(default_factory=list)
 
     @property
     def v2(self) -> Seat | None:
@@ -195,7 +199,7 @@ class Placement:
         return cls.leave(None)
 
     @classmethod
-    def leave(cls, setting: str | None) -> Placement:
+    def leave(cls, setting: str | None, quiet: bool = False) -> Placement:
         """Note the cgroups this process was started in and, unless ``setting`` is None,
         move it to its own (``resolve_home``) in each: v2 and the v1 hierarchies the
         starter acts on. Where it cannot move it says why, once, and stays; nothing here
@@ -209,7 +213,6 @@ class Placement:
         if testhooks.pretend_lacks("cgroup2"):
             hierarchies = [h for h in hierarchies if h.version != 2]
             placement.why_no_v2 = "cgroup v2 pretended missing by _LARK_TEST_KERNEL_LACKS"
-        moves, stays = [], []
         for hierarchy in hierarchies:
             key = frozenset() if hierarchy.version == 2 else hierarchy.controllers
             path = member.get(key)
@@ -222,25 +225,60 @@ class Placement:
                         else "this process is in no cgroup v2"
                     )
                 continue
-            home = start
-            if setting is not None and moved(hierarchy) and path != "/":
-                try:
-                    target = resolve_home(path, setting)
-                    home = _move(hierarchy, target)
-                    moves.append(f"{hierarchy.label} {path} -> {target}")
-                except (OSError, ValueError) as exc:
-                    why = exc.strerror if isinstance(exc, OSError) else f"LARK_AGENT_CGROUP {exc}"
-                    stays.append(f"{hierarchy.label} {path} ({why})")
-            placement.seats.append(Seat(hierarchy, start, home))
-        if moves:
-            log.info("the agent left the job's cgroups: %s", "; ".join(moves))
-        if stays:
+            placement.seats.append(Seat(hierarchy, path, start, start))
+        if setting is not None:
+            placement.seats = [placement._leave(seat, setting) for seat in placement.seats]
+        if not quiet:
+            placement.report()
+        return placement
+
+    def to_record(self) -> dict[str, object]:
+        return {
+            "seats": [
+                [s.hierarchy.version, sorted(s.hierarchy.controllers), s.path, str(s.home)]
+                for s in self.seats
+            ],
+            "why_no_v2": self.why_no_v2,
+            "moves": self.moves,
+            "stays": self.stays,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Placement:
+        """A placement ``to_record`` wrote (wrap's first image), its hierarchies found
+        again in mountinfo."""
+        hierarchies = parse_hierarchies(Path("/proc/self/mountinfo").read_text())
+        found = {(h.version, h.controllers): h for h in hierarchies}
+        placement = cls([], str(record["why_no_v2"]), list(record["moves"]), list(record["stays"]))
+        for version, controllers, path, home in record["seats"]:
+            hierarchy = found[(int(version), frozenset(controllers))]
+            start = under(hierarchy, str(path))
+            if start is not None:
+                placement.seats.append(Seat(hierarchy, str(path), start, Path(home)))
+        return placement
+
+    def _leave(self, seat: Seat, setting: str) -> Seat:
+        if not moved(seat.hierarchy) or seat.path == "/":  # (the root is never frozen)
+            return seat
+        try:
+            target = resolve_home(seat.path, setting)
+            home = _move(seat.hierarchy, target)
+        except (OSError, ValueError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else f"LARK_AGENT_CGROUP {exc}"
+            self.stays.append(f"{seat.hierarchy.label} {seat.path} ({why})")
+            return seat
+        self.moves.append(f"{seat.hierarchy.label} {seat.path} -> {target}")
+        return replace(seat, home=home)
+
+    def report(self) -> None:
+        if self.moves:
+            log.info("the agent left the job's cgroups: %s", "; ".join(self.moves))
+        if self.stays:
             log.warning(
                 "the agent stays in the job's cgroup: %s; the starter's freeze, kill and "
                 "limits reach the agent there too",
-                "; ".join(stays),
+                "; ".join(self.stays),
             )
-        return placement
 
     @contextlib.contextmanager
     def joined(self, job_v2: Path | None) -> Iterator[None]:
@@ -295,11 +333,18 @@ class Placement:
 
 
 def _move(hierarchy: Hierarchy, target: str) -> Path:
-    """Make the agent's cgroup (parents too) and move this process there."""
+    """Make the agent's cgroup (parents too) and move this process there. In v1 memory the
+    agent's pages go with it (``move_charge_at_immigrate``, anonymous pages): what it
+    allocated before, the job's limit would otherwise carry for the agent's life. cgroup
+    v2 never moves a charge: what the agent allocated before it read the config (about
+    11 MB) stays the job's."""
     home = under(hierarchy, target)
     if home is None:
         raise ValueError("is outside what this node's cgroup mount shows")
     home.mkdir(mode=0o755, parents=True, exist_ok=True)
+    if "memory" in hierarchy.controllers:
+        with contextlib.suppress(OSError):  # (gone from newer kernels' v1)
+            write_control(home / "memory.move_charge_at_immigrate", "1")
     write_control(home / "cgroup.procs", str(os.getpid()))
     return home
 

@@ -785,6 +785,13 @@ def resolve_settings(
     return Settings(**values)
 
 
+def config_snapshot(config: Mapping[str, str]) -> dict[str, str]:
+    """What Lark reads of the HTCondor config (its knobs, its machine attributes, the log
+    file), as plain strings: all ``wrap`` needs, handed to its second image."""
+    keys = [k.config for k in KNOBS if k.config] + list(MACHINE_ATTRIBUTES) + ["LARK_LOG_FILE"]
+    return {key: str(config[key]) for key in keys if config.get(key) is not None}
+
+
 def config_setting(config: Mapping[str, str], field_name: str) -> Any:
     """One setting from the HTCondor config alone, validated (ConfigError), else its
     default: for what ``wrap`` must know before the ads are read."""

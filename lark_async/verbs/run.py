@@ -42,7 +42,6 @@ def cmd_wrap(args: argparse.Namespace) -> int:
     the caller and only ever requests; the job's name carries the agent's pid; the caller
     may hold at most LARK_MAX_JOBS_PER_USER agents."""
     from .. import userfiles
-    from ..backends.placement import Placement
     from ..decide import ads, settings
     from ..job.process import resolve_user
 
@@ -51,12 +50,10 @@ def cmd_wrap(args: argparse.Namespace) -> int:
     uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
     if not (uid and gid and uid.isdigit() and gid.isdigit()):
         raise UsageError("wrap is run through sudo by contrib/htcondor/lark-job-wrapper")
-    config = settings.root_htcondor_config()
+    config, seats = args.wrap_config, args.wrap_placement  # (wrap_start, before logging)
+    seats.report()
     userfiles.set_owner(int(uid), int(gid))
     env = _job_environment()
-    # out of the job's cgroup before the agent grows: what it allocates there stays
-    # charged to the job's memory (cgroup v2 never moves a charge)
-    seats = Placement.leave(settings.config_setting(config, "agent_cgroup"))
     if "_CONDOR_WRAPPER_ERROR_FILE" in env:  # written as the job user (cli._wrapper_error)
         os.environ["_CONDOR_WRAPPER_ERROR_FILE"] = env["_CONDOR_WRAPPER_ERROR_FILE"]
     user = resolve_user(uid, False, None)
@@ -68,6 +65,30 @@ def cmd_wrap(args: argparse.Namespace) -> int:
     job = _Job(argv, user, env, Path.cwd(), update_ad, job_ad, machine_ad)
     admin_ad = settings.config_machine_ad(config)
     return _run_job(job, admin_ad, "HTCondor config", config, argparse.Namespace(), seats)
+
+
+def wrap_start(may_exec: bool) -> tuple[dict[str, str], Any]:
+    """``wrap``'s first step, before it loads much: the HTCondor config (root's files only;
+    the keys Lark reads), and the agent out of the job's cgroups (backends/placement.py).
+    When it moved, in a fresh process image (backends/reexec.py), so that nothing it
+    touched before stays charged to the job's memory; the new image gets both back."""
+    from ..backends import reexec
+    from ..backends.placement import Placement
+    from ..decide import settings
+    from ..errors import LarkError
+
+    handed = reexec.take_over() if may_exec else None
+    if handed is not None:
+        try:
+            config = {str(k): str(v) for k, v in handed["config"].items()}
+            return config, Placement.from_record(handed["placement"])
+        except (KeyError, TypeError, ValueError, AttributeError, OSError) as exc:
+            raise LarkError(f"wrap's second image cannot read its placement: {exc!r}") from exc
+    config = settings.config_snapshot(settings.root_htcondor_config())
+    seats = Placement.leave(settings.config_setting(config, "agent_cgroup"), quiet=True)
+    if may_exec and any(seat.moved for seat in seats.seats):
+        reexec.hand_over({"config": config, "placement": seats.to_record()})
+    return config, seats
 
 
 def _job_environment() -> dict[str, str]:

@@ -267,6 +267,16 @@ class Starter:
             return "v1 memory.limit_in_bytes"
         return None
 
+    def memory(self) -> int | None:
+        """Bytes charged to the job's memory cgroup (``get_usage``: v2 ``memory.current``
+        where the job's cgroup has the controller, else v1 ``memory.usage_in_bytes``), or
+        None without a memory controller."""
+        if self.has("v2") and (self.dir("v2") / "memory.current").exists():
+            return int((self.dir("v2") / "memory.current").read_text())
+        if self.v1_memory:
+            return int((self.dir(self.v1_memory) / "memory.usage_in_bytes").read_text())
+        return None
+
     def oom_kills(self) -> int:
         """How many times the OOM killer struck in the job's cgroup (``has_been_oom_killed``:
         v2 memory.events; v1 memory.oom_control's ``oom_kill``)."""

@@ -30,6 +30,7 @@ RECORD = "cat /proc/self/cgroup > job.cgroup; cat /proc/self/oom_score_adj > job
 FETCHES = '/usr/bin/python3 -I -c "$1" "$2" > fetched || exit 99; '
 READY = "touch ready; "
 WAIT_GO = "while [ ! -e go ]; do sleep 0.05; done; "
+CHARGED_MAX = 4 << 20  # the job's own; without the agent's second image it held 17 MB
 SIGNALS = ("TERM", "QUIT", "INT", "HUP", "USR1", "USR2")
 TRAPS = "".join(f'trap "kill \\$!; echo {s} > got; sleep 7; exit 42" {s}; ' for s in SIGNALS)
 
@@ -105,6 +106,8 @@ def test_a_job_finishes_in_the_starters_cgroup_and_the_agent_outside_it(sandbox,
     )
     wait_ready(sandbox, starter, scratch)
     check_family(sandbox, starter, scratch)
+    charged = starter.memory()  # the job is a waiting shell; the agent's ~20 MB are elsewhere
+    assert charged is None or charged < CHARGED_MAX, f"{charged} bytes charged to the job"
     agent = proc_cgroup(starter.agent.pid)
     for key in starter.agent_keys():  # LARK_AGENT_CGROUP's default: ../lark.agents
         assert agent[key] == f"{starter.top[key]}/{AGENTS}", (key, agent[key])

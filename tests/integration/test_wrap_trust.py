@@ -175,6 +175,8 @@ def test_one_user_holds_at_most_its_share_of_agents(sandbox, host):
 def test_the_job_environment_pipe_held_open_is_bounded(sandbox, host):
     """fd 3 is the caller's: a pipe it never closes is one line after a few seconds."""
     read, write = os.pipe()
+    config = sandbox.tmp / "condor_config"  # (started from the test's cgroups: stay there)
+    config.write_text("LARK_AGENT_CGROUP = none\nNO_DNS = true\nDEFAULT_DOMAIN_NAME = x.invalid\n")
     argv = ["nsenter", f"--net=/run/netns/{host.netns}", sys.executable, "-I", "-m"]
     argv += ["lark_async.cli", "wrap", "--", "true"]
     proc = subprocess.run(
@@ -183,7 +185,7 @@ def test_the_job_environment_pipe_held_open_is_bounded(sandbox, host):
             "PATH": "/usr/bin:/bin",
             "SUDO_UID": str(NOBODY),
             "SUDO_GID": str(NOBODY),
-            "CONDOR_CONFIG": os.devnull,
+            "CONDOR_CONFIG": str(config),
         },
         capture_output=True,
         text=True,
