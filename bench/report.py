@@ -224,6 +224,24 @@ def agent_rows(res: dict, group: str) -> list[Row]:
     return rows
 
 
+def starter_kill_rows(res: dict, group: str) -> list[Row]:
+    """bench/starter_kill.py (issue 18): the hard kill's time to a clean node, what was
+    left, and the memory the agent no longer charges to the job."""
+    rows = []
+    for name, values in res.items():
+        unit = "ms" if name.startswith("cgroup.kill") else "MB" if "MB" in name else ""
+        rows.append(Row(group, name, ms(values) if unit == "ms" else values, unit))
+    kill = rows[0]
+    left = res["rounds with leftovers at the agent's exit"][0]
+    kill.target, kill.got = "nothing left at the agent's exit", f"{left} rounds with leftovers"
+    kill.ok = left == 0
+    out = next(r for r in rows if r.name == "job cgroup MB, agent out")
+    if out.values:
+        out.target, out.got = "<= 4 MB (the job's own)", f"{out.median:.1f} MB"
+        out.ok = out.median <= 4
+    return rows
+
+
 def seconds_rows(res: dict, group: str) -> list[Row]:
     """Any bench returning {row: [seconds]}: milliseconds, ratios to the first row."""
     first = next(iter(res))
@@ -407,6 +425,19 @@ BENCHES = [
             f"policy on >= {POLICY_CONN_VS_OFF:g}x the new connections/s of no policy",
             "established flow >= 0.98x no policy",
         ),
+    ),
+    Bench(
+        "starter_kill",
+        "starter_kill",
+        "measure",
+        {"rounds": 20},
+        {"rounds": 3},
+        starter_kill_rows,
+        "Under a simulated HTCondor starter (issue 18): its cgroup.kill of a NAT job, "
+        "{rounds} rounds",
+        ("nothing left at the agent's exit", "job cgroup <= 4 MB with the agent out"),
+        "Agent in: LARK_AGENT_CGROUP = none, the agent dies with its job and its leftovers "
+        "wait for `lark-agent cleanup`. MB: the job's memory cgroup while the job sleeps.",
     ),
 ]
 # Benchmarks that may not be there yet: one line each; skipped while their module is missing.

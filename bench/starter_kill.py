@@ -93,17 +93,51 @@ def one_round(box, host, agent_cgroup: str) -> dict:
         starter.cleanup()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=20)
-    args = parser.parse_args()
+def rounds_of(rounds: int) -> dict[str, list[dict]]:
+    """``rounds`` of each setting, alternating which goes first."""
     results: dict[str, list[dict]] = {"default": [], "none": []}
     with site_sandbox() as box:
         box.create_site()
         host = box.add_host()
-        for k in range(args.rounds):
+        for k in range(rounds):
             for setting in ("default", "none") if k % 2 == 0 else ("none", "default"):
                 results[setting].append(one_round(box, host, setting))
+    return results
+
+
+MB = 1e6
+
+
+def measure(rounds: int = 20) -> dict[str, list[float]]:
+    """For bench/report.py: seconds from cgroup.kill to the agent's exit; rounds with
+    something left (at the exit, and 3 s after the kill, agent out and agent in); MB
+    charged to the job's cgroup (agent out and in) and the agent's RssAnon."""
+    results = rounds_of(rounds)
+    moved, stayed = results["default"], results["none"]
+    return {
+        "cgroup.kill to the agent's exit, nothing left": [r["exit_s"] for r in moved],
+        "rounds with leftovers at the agent's exit": [sum(1 for r in moved if r["at_exit"])],
+        f"rounds with leftovers {AFTER_S:g} s after, agent out": [
+            sum(1 for r in moved if r["after"])
+        ],
+        f"rounds with leftovers {AFTER_S:g} s after, agent in (none)": [
+            sum(1 for r in stayed if r["after"])
+        ],
+        "job cgroup MB, agent out": [
+            r["job_cgroup"] / MB for r in moved if r["job_cgroup"] is not None
+        ],
+        "job cgroup MB, agent in (none)": [
+            r["job_cgroup"] / MB for r in stayed if r["job_cgroup"] is not None
+        ],
+        "agent RssAnon MB": [r["anon"] / MB for r in moved],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+    results = rounds_of(args.rounds)
     moved, stayed = results["default"], results["none"]
     print_table(
         f"cgroup.kill of a running NAT job's cgroup to the agent's exit, {args.rounds} rounds",

@@ -442,6 +442,8 @@ class Starter:
                 self.agent.communicate(timeout=15)
             except subprocess.TimeoutExpired:
                 self.agent.kill()
+                with contextlib.suppress(OSError, AssertionError):  # the job holds its pipes
+                    self._kill_family(use_cgroup_kill=True)
                 self.agent.communicate(timeout=10)
         strays = []
         for key in self.hierarchies:
