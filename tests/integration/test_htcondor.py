@@ -91,16 +91,19 @@ def test_with_no_new_privs_the_node_says_it_cannot_run_lark_jobs(sandbox, host):
 
 def test_startd_attrs_as_the_condor_user_leave_out_what_only_root_may_read(sandbox, host):
     """STARTD_CRON runs as HTCondor's user: the address locks (root's, mode 0700) are
-    unreadable to it, and the rest is still published."""
-    sandbox.lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    lock = sandbox.lock_dir / "addr-192.168.181.2.lock"
-    lock.touch()
-    argv = sandbox.agent_argv(host, "--lock-dir", str(sandbox.lock_dir), verb="startd-attrs")
-    drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    unreadable to it, and the rest is still published. Played by root without the
+    capabilities that read past file modes, on a lock dir of another user's (the checkout,
+    and so the agent, may be where the job user cannot read, such as /root)."""
+    locks = sandbox.tmp / "others-locks"
+    locks.mkdir(mode=0o700)
+    (locks / "addr-192.168.181.2.lock").touch()
+    os.chown(locks, NOBODY, NOBODY)
+    argv = sandbox.agent_argv(host, "--lock-dir", str(locks), verb="startd-attrs")
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
     try:
         r = subprocess.run([*argv[:2], *drop, *argv[2:]], capture_output=True, text=True)
     finally:
-        lock.unlink()
+        shutil.rmtree(locks)
     assert r.returncode == 0, r.stderr
     attrs = dict(classad2.parseOne(r.stdout, classad2.ParserType.Old).items())
     assert attrs["HasLark"] is True and "LarkUsable" in attrs

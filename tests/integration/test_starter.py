@@ -262,6 +262,22 @@ def test_the_soft_kill_signal_reaches_the_job_which_may_take_its_time(sandbox, h
     assert sandbox.wait_clean() == []
 
 
+def test_an_agent_that_cannot_leave_says_so_once_and_works_as_before(sandbox, host, starter):
+    """LARK_AGENT_CGROUP inside the job's cgroup is refused: the agent stays, logs one
+    warning, and the job runs and is torn down as before issue 18."""
+    config = CONFIG + "LARK_AGENT_CGROUP = inside/the/job\n"
+    scratch = start_job(sandbox, host, starter, RECORD + READY + WAIT_GO + "exit 3", config=config)
+    wait_ready(sandbox, starter, scratch)
+    assert starter.holds((scratch / "job.cgroup").read_text()) == []
+    agent = proc_cgroup(starter.agent.pid)
+    assert starter.inside(Path(f"/proc/{starter.agent.pid}/cgroup").read_text()), agent
+    (scratch / "go").touch()
+    assert finished(sandbox, starter, 30) == 3
+    said = [line for line in sandbox.log_file.read_text().splitlines() if "stays in" in line]
+    assert len(said) == 1 and "is inside the job's cgroup" in said[0], said
+    assert sandbox.wait_clean() == []
+
+
 def test_the_starters_cgroups_are_checked_for_leftovers(sandbox, starter):
     """A cgroup left in a v1 hierarchy fails a test like a v2 one."""
     key = starter.v1_freezer or starter.v1_memory

@@ -29,6 +29,8 @@ def job_dir():
         sudo = top / "bin" / "sudo"
         sudo.write_text(FAKE_SUDO)
         sudo.chmod(0o755)
+        # a copy where the job user can read it (a checkout may be under /root, 0700)
+        shutil.copy2(WRAPPER, top / "bin" / WRAPPER.name)
         for path in (top / "bin", top):
             os.chown(path, NOBODY, NOBODY)
         yield top
@@ -38,7 +40,7 @@ def job_dir():
 
 def run_wrapper(top: Path, *setpriv: str) -> subprocess.CompletedProcess:
     argv = ["setpriv", *setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    argv += [str(WRAPPER), "sh", "-c", f"touch {top}/job-ran"]
+    argv += [str(top / "bin" / WRAPPER.name), "sh", "-c", f"touch {top}/job-ran"]
     env = {
         "PATH": f"{top}/bin:/usr/bin:/bin",
         "FOO": "bar baz",
