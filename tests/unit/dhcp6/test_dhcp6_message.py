@@ -205,7 +205,10 @@ def test_deep_nesting_is_refused_by_the_table_not_the_stack():
     [
         (tlv(5, ADDR.packed + bytes(8)), r"IAADDR \(5\) inside the message"),
         (tlv(3, bytes(12) + tlv(1, CLIENT_DUID)), r"CLIENTID \(1\) inside an IA_NA"),
-        (tlv(3, bytes(12) + tlv(5, ADDR.packed + bytes(8) + tlv(5, bytes(24)))), "inside an IAADDR"),
+        (
+            tlv(3, bytes(12) + tlv(5, ADDR.packed + bytes(8) + tlv(5, bytes(24)))),
+            "inside an IAADDR",
+        ),
         (tlv(9, b"x" * 20), r"RELAY_MSG \(9\) inside the message"),
         (tlv(18, b"eth0"), r"INTERFACE_ID \(18\) inside"),
     ],
