@@ -72,13 +72,14 @@ def test_a_reply_gives_its_lease():
 
 def test_check_reply_rules_of_section_16():
     assert check_reply(reply(), xid=5, client_duid=CLIENT) == SERVER
-    with pytest.raises(Rejected, match="another transaction"):
+    # the texts are fixed words: a client counts its drops by them
+    with pytest.raises(Rejected, match=r"^another transaction$"):
         check_reply(reply(), xid=6, client_duid=CLIENT)
-    with pytest.raises(Rejected, match="no server identifier"):
+    with pytest.raises(Rejected, match=r"^no server identifier$"):
         check_reply(Message(MT.REPLY, 5, (opt.ClientId(CLIENT),)), xid=5, client_duid=CLIENT)
-    with pytest.raises(Rejected, match="no client identifier"):
+    with pytest.raises(Rejected, match=r"^no client identifier$"):
         check_reply(Message(MT.REPLY, 5, (opt.ServerId(SERVER),)), xid=5, client_duid=CLIENT)
-    with pytest.raises(Rejected, match="another client's identifier"):
+    with pytest.raises(Rejected, match=r"^another client's identifier$"):
         check_reply(reply(), xid=5, client_duid=SERVER)
 
 
@@ -114,7 +115,7 @@ def test_t1_after_t2_discards_the_ia_21_4():
     [
         (addr(preferred=400, valid=300), "a preferred lifetime over the valid one"),
         (addr(valid=0, preferred=0), "valid lifetime of 0"),
-        (addr(status=2), "failure status"),
+        (addr(status=2), "^an address with a failure status$"),
         *[(addr(a=IP6(a)), "no host can have") for a in ("::", "::1", "ff02::1:2", "fe80::1")],
     ],
 )
@@ -127,7 +128,7 @@ def test_unusable_addresses(address, reason):
 
 
 def test_no_address_at_all():
-    with pytest.raises(Rejected, match="no address"):
+    with pytest.raises(Rejected, match=r"^no address$"):
         lease_from_reply(reply(ia()), iaid=7, start=0)
 
 
@@ -140,7 +141,7 @@ def test_the_same_address_twice_counts_once_and_the_shortest_lifetime_rules():
 def test_our_ia_na_only():
     with pytest.raises(Rejected, match="no IA_NA for our IAID"):
         lease_from_reply(reply(ia(addr(), iaid=8)), iaid=7, start=0)
-    with pytest.raises(Rejected, match="two IA_NA for one IAID"):
+    with pytest.raises(Rejected, match=r"^two IA_NA for one IAID$"):
         lease_from_reply(reply(ia(addr()), ia(addr(a=ADDR2))), iaid=7, start=0)
     lease = lease_from_reply(reply(ia(addr(a=ADDR2), iaid=8), ia(addr())), iaid=7, start=0)
     assert lease.address == ADDR
@@ -148,11 +149,12 @@ def test_our_ia_na_only():
 
 @pytest.mark.parametrize("status", [s for s in opt.Status if s is not opt.Status.SUCCESS])
 def test_a_status_refuses(status):
-    for msg in (reply(ia(addr(), status=status)), reply(ia(addr()), opt.StatusCode(status))):
-        with pytest.raises(Refused) as info:
-            lease_from_reply(msg, iaid=7, start=0)
-        assert info.value.status == status and info.value.name == status.name
-        assert str(info.value) == f"{status.name}: sorry" or str(info.value) == status.name
+    with pytest.raises(Refused) as info:
+        lease_from_reply(reply(ia(addr(), status=status)), iaid=7, start=0)
+    assert info.value.status == status and info.value.name == status.name
+    assert str(info.value) == f"{status.name}: sorry"
+    with pytest.raises(Refused, match=rf"^{status.name}$"):
+        lease_from_reply(reply(opt.StatusCode(status)), iaid=7, start=0)
 
 
 def test_success_statuses_are_no_refusal():

@@ -135,7 +135,7 @@ def test_status_text_is_printable_only():
 def test_relay_messages_are_refused(kind):
     with pytest.raises(MalformedMessage, match="relay message"):
         decode(header(kind) + tlv(9, GOLDEN_REPLY))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^relay messages are not client/server messages$"):
         encode(Message(MT(kind), 1))
 
 
@@ -167,8 +167,9 @@ def test_trailing_junk_is_malformed():
 
 
 def test_too_big_is_refused_before_parsing():
-    with pytest.raises(MalformedMessage, match="over 4096"):
-        decode(header(7) + tlv(999, bytes(MAX_SIZE)))
+    with pytest.raises(MalformedMessage, match=r"^4097 bytes is over 4096$"):
+        decode(header(7) + tlv(999, bytes(MAX_SIZE - 8 + 1)))
+    assert decode(header(7) + tlv(999, bytes(MAX_SIZE - 8))).options[0].code == 999
 
 
 def test_too_many_options():
