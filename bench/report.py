@@ -229,7 +229,7 @@ def starter_kill_rows(res: dict, group: str) -> list[Row]:
     left, and the memory the agent no longer charges to the job."""
     rows = []
     for name, values in res.items():
-        unit = "ms" if name.startswith("cgroup.kill") else "MB" if "MB" in name else ""
+        unit = "ms" if name.startswith(("cgroup.kill", "wrap")) else "MB" if "MB" in name else ""
         rows.append(Row(group, name, ms(values) if unit == "ms" else values, unit))
     kill = rows[0]
     left = res["rounds with leftovers at the agent's exit"][0]

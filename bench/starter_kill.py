@@ -93,15 +93,39 @@ def one_round(box, host, agent_cgroup: str) -> dict:
         starter.cleanup()
 
 
+def wrap_true(box, host, agent_cgroup: str) -> float:
+    """Seconds of ``wrap -- true`` under the starter, from its start to the agent's exit:
+    with the agent out of the job's cgroup, that is two process images (reexec.py)."""
+    starter = Starter(box)
+    try:
+        scratch, env = scratch_with_ads(box, ADS)
+        config = "" if agent_cgroup == "default" else f"LARK_AGENT_CGROUP = {agent_cgroup}\n"
+        started = time.perf_counter()
+        agent = starter.start(host, env, "/bin/true", cwd=scratch, config=config)
+        agent.communicate(timeout=60)
+        took = time.perf_counter() - started
+        if agent.returncode != 0:
+            raise RuntimeError(f"wrap -- true exited {agent.returncode}")
+        return took
+    finally:
+        starter.cleanup()
+
+
 def rounds_of(rounds: int) -> dict[str, list[dict]]:
     """``rounds`` of each setting, alternating which goes first."""
-    results: dict[str, list[dict]] = {"default": [], "none": []}
+    results: dict[str, list[dict]] = {
+        "default": [],
+        "none": [],
+        "wrap default": [],
+        "wrap none": [],
+    }
     with site_sandbox() as box:
         box.create_site()
         host = box.add_host()
         for k in range(rounds):
             for setting in ("default", "none") if k % 2 == 0 else ("none", "default"):
                 results[setting].append(one_round(box, host, setting))
+                results[f"wrap {setting}"].append({"s": wrap_true(box, host, setting)})
     return results
 
 
@@ -130,6 +154,8 @@ def measure(rounds: int = 20) -> dict[str, list[float]]:
             r["job_cgroup"] / MB for r in stayed if r["job_cgroup"] is not None
         ],
         "agent RssAnon MB": [r["anon"] / MB for r in moved],
+        "wrap -- true, agent out (two images)": [r["s"] for r in results["wrap default"]],
+        "wrap -- true, agent in (none, one image)": [r["s"] for r in results["wrap none"]],
     }
 
 
@@ -142,6 +168,14 @@ def main() -> int:
     print_table(
         f"cgroup.kill of a running NAT job's cgroup to the agent's exit, {args.rounds} rounds",
         [("agent out of the job's cgroup (default)", [r["exit_s"] for r in moved])],
+    )
+    print_table(
+        "wrap -- true under the starter, start to exit (ratio: to the agent left in)",
+        [
+            ("agent in (none): one process image", [r["s"] for r in results["wrap none"]]),
+            ("agent out (default): two images", [r["s"] for r in results["wrap default"]]),
+        ],
+        baselines=["agent in (none): one process image"],
     )
     mib = 1 << 20
 
