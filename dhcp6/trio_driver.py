@@ -136,7 +136,13 @@ class Driver:
         await self._nl.send(ifaddr.render_dump_request(self._seq))
         found: list[ifaddr.IfAddr] = []
         while True:
-            addresses, done = ifaddr.parse_addresses(await self._nl.recv(_MAX_PAYLOAD))
+            try:
+                data = await self._nl.recv(_MAX_PAYLOAD)
+            except OSError as exc:  # notifications overflowed before: ask again
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                return await self._dump()
+            addresses, done = ifaddr.parse_addresses(data)
             found += addresses
             if done:
                 return found
@@ -237,7 +243,7 @@ class Driver:
         if not self._running:
             await self._carry_out(self.client.handle(ReleaseRequested(trio.current_time())))
             with trio.move_on_after(wait_s):
-                while self.client.state is State.RELEASED and self.client.next_deadline:
+                while self.client.state is State.RELEASED and self.client.next_deadline is not None:
                     with trio.move_on_at(self.client.next_deadline):
                         payload, _peer = await self._udp.recvfrom(_MAX_PAYLOAD)
                         fact: Input = PacketReceived(trio.current_time(), payload)
