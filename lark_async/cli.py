@@ -186,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Lark's DHCPv6 client (IA_NA, rapid commit when the server allows it): from IF's "
         "IPv6 link-local address (waited for while duplicate address detection runs), UDP "
         "port 546 to ff02::1:2 port 547; renewals at T1, rebinding at T2, a RELEASE at the "
-        "end; the lease's DNS servers and search domains (options 23, 24) are printed; "
+        "end; the lease's DNS servers and search domains (options 23, 24) are printed; the "
+        "address is configured nowhere (replies come to the link-local address); "
         "--vendor-class, --hostname and --probe do not apply.",
     )
     dht.add_argument(
