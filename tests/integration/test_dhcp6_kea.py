@@ -243,3 +243,24 @@ def test_dhcp_test_6_on_a_bridge_uses_a_throwaway_port_and_removes_it(sandbox):
     assert throwaway() == before
     assert " e_dt" not in sh("ip", "-o", "link", "show", netns=sandbox.site).stdout
     assert wait_for(lambda: "DHCP6_RELEASE_NA" in (run_dir / "kea.log").read_text())
+
+
+async def test_a_leased_address_failing_dad_is_declined_to_kea(sandbox, host):
+    """The site already uses the leased address: put on the uplink with DAD, it fails; the
+    driver hears it from the kernel and the client DECLINEs it (RFC 8415 section 18.2.8)."""
+    run_dir, _ = start_kea6(sandbox, timers=(30, 45, 50, 60))
+    seen: list = []
+    with uplink_sockets(host) as socks:
+        driver = Driver(make_client(), socks, on_action=seen.append)
+        async with bound(driver) as lease:
+            taken = f"{lease.address}/64"
+            sh("ip", "addr", "add", taken, "dev", "br0", "nodad", netns=sandbox.site)
+            try:
+                sh("ip", "addr", "add", taken, "dev", "uplink", netns=host.netns)
+                declined = [LeaseLost(lease, "declined")]
+                assert await wait_until(lambda: [a for a in seen if a in declined], 5)
+            finally:
+                sh("ip", "addr", "del", taken, "dev", "uplink", netns=host.netns, check=False)
+                sh("ip", "addr", "del", taken, "dev", "br0", netns=sandbox.site, check=False)
+    assert MessageType.DECLINE in sent(seen)
+    assert wait_for(lambda: "DECLINE" in (run_dir / "kea.log").read_text())
