@@ -12,8 +12,10 @@ Layers (each usable alone):
   (``dhcp6.events``); ``Client.next_deadline`` is the one timer. Its legal (state, input)
   pairs are the tables ``REPLIES``, ``EVENTS`` and ``IGNORED``; retransmission is section
   15's.
-* A trio driver (sockets in the job's namespace, UDP 546 -> ff02::1:2 port 547) is yet to
-  come, shaped like ``dhcp.trio_driver``.
+* ``dhcp6.trio_driver`` -- sockets and a clock (shaped like ``dhcp.trio_driver``):
+  ``Sockets.open`` in the interface's namespace (UDP [::]:546 and rtnetlink), ``Driver``
+  speaks from the link-local address once it is usable to ff02::1:2 port 547. The only
+  module importing trio or socket; ``dhcp6.ifaddr`` parses what rtnetlink says.
 """
 
 from .client import Client, State

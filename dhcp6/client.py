@@ -226,9 +226,13 @@ class _Heard:
 
     refused: dict[bytes, str] = field(default_factory=dict)
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
+    # servers whose ADVERTISE offered no address (section 18.2.9: ignored, not a refusal;
+    # named in a give-up all the same, so that "every server is full" is what it says)
+    advertised_nothing: dict[bytes, str] = field(default_factory=dict)
 
     def reason(self, timeout_s: float) -> str:
-        parts = [f"server {_who(d)} {why}" for d, why in self.refused.items()]
+        said = {**self.advertised_nothing, **self.refused}
+        parts = [f"server {_who(d)} {why}" for d, why in said.items()]
         if self.rejected:
             rules = ", ".join(f"{rule}: {n}" for rule, n in sorted(self.rejected.items()))
             parts.append(f"replies dropped ({rules})")
@@ -411,6 +415,7 @@ class Client:
         try:
             ad = advert_from(msg, iaid=self.config.iaid)
         except Refused as exc:  # section 18.2.9: an ADVERTISE with no address is ignored
+            self._heard.advertised_nothing[server] = f"said {exc.name}"
             return self._drop(f"an ADVERTISE saying {exc.name}")
         except Rejected as exc:
             return self._reject(exc)

@@ -182,7 +182,20 @@ def build_parser() -> argparse.ArgumentParser:
         "ClassAd (or JSON), optionally hold it and show each renewal, then release it and "
         "remove what it made. The address is not configured on IF; on the throwaway veth it "
         "is, so that unicast renewals are answered. A new lease is first probed for with ARP "
-        "(RFC 5227) and declined when another host already uses it.",
+        "(RFC 5227) and declined when another host already uses it. With -6, the same with "
+        "Lark's DHCPv6 client (IA_NA, rapid commit when the server allows it): from IF's "
+        "IPv6 link-local address (waited for while duplicate address detection runs), UDP "
+        "port 546 to ff02::1:2 port 547; renewals at T1, rebinding at T2, a RELEASE at the "
+        "end; the lease's DNS servers and search domains (options 23, 24) are printed; the "
+        "address is configured nowhere (replies come to the link-local address); "
+        "--vendor-class, --hostname and --probe do not apply.",
+    )
+    dht.add_argument(
+        "-6",
+        "--ipv6",
+        action="store_true",
+        help="DHCPv6 instead of DHCPv4 (IF needs an IPv6 link-local address; no other "
+        "DHCPv6 client may hold UDP port 546 on it)",
     )
     where = dht.add_mutually_exclusive_group(required=True)
     where.add_argument("--interface", metavar="IF", help="use this interface as it is")

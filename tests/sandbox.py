@@ -695,3 +695,111 @@ def sweep_stale() -> None:
         for group in groups:
             if group.name.startswith((prefix, f"lark-{prefix}")) and group.exists():
                 discard_cgroup(group)
+
+
+SITE_NET6 = "fd77:0:0:1"
+SITE_ADDR6 = f"{SITE_NET6}::1"
+KEA6_POOL = (f"{SITE_NET6}::100", f"{SITE_NET6}::1ff")  # the DHCPv6 servers' range in tests
+KEA6_DNS = (f"{SITE_NET6}::53", f"{SITE_NET6}::54")
+KEA6_DOMAINS = ("site.lark.test", "lark.test")
+
+
+def ensure_site_ipv6(netns: str, iface: str = "br0", address: str = SITE_ADDR6) -> None:
+    """An IPv6 address on ``iface`` of a test's own namespace (without DAD: it is the test's),
+    and its link-local address usable, so that Kea listens there."""
+    sh("ip", "addr", "replace", f"{address}/64", "dev", iface, "nodad", netns=netns)
+
+    def ready() -> bool:
+        out = sh("ip", "-6", "-o", "addr", "show", "dev", iface, netns=netns).stdout
+        return "fe80::" in out and "tentative" not in out
+
+    assert wait_for(ready, 5), f"{iface} in {netns} has no usable IPv6 link-local address"
+
+
+def start_kea6(
+    sandbox,
+    *,
+    netns: str | None = None,
+    iface: str = "br0",
+    address: str = SITE_ADDR6,
+    tag: str = "kea6",
+    pool: tuple[str, str] = KEA6_POOL,
+    rapid_commit: bool = True,
+    timers: tuple[int, int, int, int] = (2, 3, 5, 6),  # T1, T2, preferred, valid (s)
+    server_id: str = "01:02:03:04",
+):
+    """Kea's DHCPv6 server in the site namespace (or ``netns``) on ``iface``, which gets the
+    IPv6 address ``address``: its config, lease file, control socket and log under the
+    test's directory; a pool, DNS servers and search domains (options 23/24). Returns its
+    run directory (``kea.log``, ``leases6.csv``) and process."""
+    netns = netns or sandbox.site
+    ensure_site_ipv6(netns, iface, address)
+    run_dir = sandbox.tmp / tag
+    run_dir.mkdir()
+    log = run_dir / "kea.log"
+    conf = run_dir / "kea-dhcp6.conf"
+    t1, t2, preferred, valid = timers
+    conf.write_text(
+        json.dumps(
+            {
+                "Dhcp6": {
+                    "interfaces-config": {"interfaces": [iface]},
+                    "data-directory": str(run_dir),
+                    "server-id": {
+                        "type": "EN",
+                        "enterprise-id": 2495,
+                        "identifier": server_id.replace(":", ""),
+                        "persist": False,
+                    },
+                    "control-socket": {
+                        "socket-type": "unix",
+                        "socket-name": str(run_dir / "kea6.sock"),
+                    },
+                    "lease-database": {
+                        "type": "memfile",
+                        "persist": True,
+                        "name": str(run_dir / "leases6.csv"),
+                        "lfc-interval": 0,
+                    },
+                    "renew-timer": t1,
+                    "rebind-timer": t2,
+                    "preferred-lifetime": preferred,
+                    "valid-lifetime": valid,
+                    "subnet6": [
+                        {
+                            "id": 1,
+                            "subnet": f"{SITE_NET6}::/64",
+                            "interface": iface,
+                            "rapid-commit": rapid_commit,
+                            "pools": [{"pool": f"{pool[0]} - {pool[1]}"}],
+                            "option-data": [
+                                {"name": "dns-servers", "data": ", ".join(KEA6_DNS)},
+                                {"name": "domain-search", "data": ", ".join(KEA6_DOMAINS)},
+                            ],
+                        }
+                    ],
+                    "loggers": [
+                        {
+                            "name": "kea-dhcp6",
+                            "severity": "DEBUG",
+                            "debuglevel": 40,
+                            "output_options": [{"output": str(log)}],
+                        }
+                    ],
+                }
+            }
+        )
+    )
+    proc = sandbox.start_in(
+        netns,
+        [
+            "env",
+            f"KEA_PIDFILE_DIR={run_dir}",
+            f"KEA_LOCKFILE_DIR={run_dir}",
+            "kea-dhcp6",
+            "-c",
+            str(conf),
+        ],
+    )
+    assert wait_for(lambda: log.exists() and "DHCP6_STARTED" in log.read_text(), 10), proc
+    return run_dir, proc

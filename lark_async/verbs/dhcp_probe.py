@@ -1,4 +1,5 @@
-"""``lark-agent dhcp-test``: Lark's DHCP client on one interface, for an admin to try."""
+"""``lark-agent dhcp-test``: Lark's DHCP client on one interface, for an admin to try; with
+``-6``, its DHCPv6 client (dhcp6/), loaded only then."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import os
 import random
 import socket
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
@@ -26,6 +30,10 @@ from ..backends.netlink import rtnl
 from ..decide.names import external_interface, internal_interface, netns_name
 from ..errors import LarkError, ResourceError, map_errors
 from .common import need_root
+
+if TYPE_CHECKING:
+    import dhcp6
+    from dhcp6.trio_driver import Sockets as Sockets6
 
 
 class DhcpTestError(LarkError):
@@ -67,6 +75,48 @@ def run_on_bridge(bridge: str, options: Options) -> int:
     """Like the original lark_dhcp_client_tester: a throwaway namespace whose veth peer is
     attached to ``bridge``, so the lease is had the way a bridged job would have it. The
     lease is put on the throwaway interface, so unicast renewals are answered."""
+
+    def use(sockets: Sockets, inner: str, channel: rtnl.Channel) -> int:
+        bridge_index = socket.if_nametoindex(bridge)
+        return _acquire(sockets, bridge_index, options, LeaseOnLink(channel, inner))
+
+    return _on_throwaway_port(
+        bridge,
+        lambda inner: None,
+        lambda inner: Sockets.open(inner, arp_probe=options.probe is not None),
+        use,
+    )
+
+
+def run6_on_bridge(bridge: str, options: Options) -> int:
+    """``run_on_bridge`` for DHCPv6: the throwaway interface's link-local address is made
+    without duplicate address detection (the interface and its MAC are new), so the client
+    speaks at once; the leased address is not configured (replies come to the link-local
+    address)."""
+    from dhcp6.trio_driver import Sockets as Sockets6
+
+    def no_dad(inner: str) -> None:  # (inside the throwaway namespace, before it is up)
+        with open(f"/proc/sys/net/ipv6/conf/{inner}/accept_dad", "w") as knob:
+            knob.write("0")
+
+    def use(sockets: Sockets6, inner: str, channel: rtnl.Channel) -> int:
+        return _acquire6(sockets, options)
+
+    return _on_throwaway_port(bridge, no_dad, Sockets6.open, use)
+
+
+S = TypeVar("S")
+
+
+def _on_throwaway_port(
+    bridge: str,
+    prepare: Callable[[str], None],
+    open_sockets: Callable[[str], S],
+    use: Callable[[S, str, rtnl.Channel], int],
+) -> int:
+    """A throwaway namespace and veth whose outer end is a port of ``bridge``: ``prepare``
+    runs inside it before the inner end is up, ``open_sockets`` after; ``use`` runs here
+    with them and a netlink channel inside it. Everything made is removed afterwards."""
     try:
         bridge_index = socket.if_nametoindex(bridge)
     except OSError as exc:
@@ -76,7 +126,7 @@ def run_on_bridge(bridge: str, options: Options) -> int:
 
     made: list[str] = []  # only what we created is removed afterwards
 
-    def setup() -> tuple[Sockets, rtnl.Channel]:
+    def setup() -> tuple[S, rtnl.Channel]:
         with rtnl.Channel() as host:
             ns_fd, channel = netns.create_netns(ns_name)  # this thread is now inside it
             made.append("netns")
@@ -85,8 +135,9 @@ def run_on_bridge(bridge: str, options: Options) -> int:
                 host.request(rtnl.new_veth(outer, inner, ns_fd))
                 made.append("veth")
                 host.request(rtnl.set_master(host.index(outer), bridge_index, outer))
+                prepare(inner)
                 channel.request(rtnl.set_up(channel.index(inner), inner))
-                return Sockets.open(inner, arp_probe=options.probe is not None), channel
+                return open_sockets(inner), channel
             except BaseException:
                 channel.close()
                 raise
@@ -97,7 +148,7 @@ def run_on_bridge(bridge: str, options: Options) -> int:
         with map_errors(f"set up a test interface on {bridge}"):
             sockets, channel = netns.in_fresh_thread(setup)
         with channel:
-            return _acquire(sockets, bridge_index, options, LeaseOnLink(channel, inner))
+            return use(sockets, inner, channel)
     finally:
         if "veth" in made:
             netns.discard_link(outer)
@@ -152,10 +203,96 @@ async def _session(
     return 0
 
 
+def run6(ifname: str, options: Options) -> int:
+    """DHCPv6 on ``ifname`` as it is: from its link-local address, UDP port 546."""
+    from dhcp6.trio_driver import Sockets as Sockets6
+
+    try:
+        socket.if_nametoindex(ifname)
+    except OSError as exc:
+        raise ResourceError(f"interface {ifname} does not exist in this network namespace") from exc
+    with map_errors(f"open the DHCPv6 client's socket (UDP port 546) on {ifname}"):
+        sockets = Sockets6.open(ifname)
+    return _acquire6(sockets, options)
+
+
+def _acquire6(sockets: Sockets6, options: Options) -> int:
+    from dhcp6 import Client as Client6
+    from dhcp6 import Config as Config6
+    from dhcp6 import derive_iaid, derive_job_duid
+
+    try:
+        # one identity per (node, interface, process): two testers never share a DUID
+        identity = f"lark-agent dhcp-test {socket.gethostname()} {sockets.ifname} {os.getpid()}"
+        duid = derive_job_duid(identity)
+        config = Config6(
+            duid=duid, iaid=derive_iaid(duid), solicit_delay_max_s=0.0, timeout_s=options.timeout_s
+        )
+        return trio.run(_session6, Client6(config, rng=random.Random()), sockets, options)
+    finally:
+        sockets.close()
+
+
+def lease6_attributes(lease: dhcp6.Lease, duid: bytes, now_monotonic: float) -> dict[str, object]:
+    """A DHCPv6 lease as ClassAd attributes, named after the DHCPv4 ones."""
+    start_epoch = time.time() - (now_monotonic - lease.start)
+
+    def seconds(s: float) -> int:
+        return -1 if s == float("inf") else int(s)
+
+    values: dict[str, object] = {
+        "LarkInnerAddressIPv6": str(lease.address),
+        "LarkDHCPv6Server": lease.server_duid.hex(":"),
+        "LarkDHCPv6LeaseLifetime": seconds(lease.valid_s),
+        "LarkDHCPv6LeaseStart": int(start_epoch),
+        "LarkDHCPv6RenewTime": seconds(lease.t1_s),
+        "LarkDHCPv6RebindTime": seconds(lease.t2_s),
+        "LarkDHCPv6DUID": duid.hex(":"),
+    }
+    if len(lease.addresses) > 1:
+        values["LarkDHCPv6Addresses"] = ",".join(str(a.address) for a in lease.addresses)
+    if lease.dns_servers:
+        values["LarkDHCPv6DNSServers"] = ",".join(str(a) for a in lease.dns_servers)
+    if lease.domains:
+        values["LarkDHCPv6Domains"] = ",".join(lease.domains)
+    return values
+
+
+async def _session6(client: dhcp6.Client, sockets: Sockets6, options: Options) -> int:
+    from dhcp6 import Dhcp6Error, LeaseLost, LeaseRenewed
+    from dhcp6.trio_driver import Driver as Driver6
+
+    duid = client.config.duid
+
+    def show(action: object) -> None:
+        if isinstance(action, LeaseRenewed):
+            print("# renewed", file=sys.stderr)
+            _print(lease6_attributes(action.lease, duid, trio.current_time()), options.as_json)
+        elif isinstance(action, LeaseLost) and action.reason != "released":
+            print(f"# lease on {action.lease.address} lost ({action.reason})", file=sys.stderr)
+
+    driver = Driver6(client, sockets, on_action=show)
+    async with trio.open_nursery() as nursery:
+        try:
+            lease = await nursery.start(driver.run)
+        except Dhcp6Error as exc:
+            raise DhcpTestError(f"no DHCPv6 lease on {sockets.ifname}: {exc}") from exc
+        _print(lease6_attributes(lease, duid, trio.current_time()), options.as_json)
+        await trio.sleep(options.hold_s)
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await driver.release()
+        nursery.cancel_scope.cancel()
+    return 0
+
+
 def cmd_dhcp_test(args: argparse.Namespace) -> int:
-    """``lark-agent dhcp-test``: on an interface, or on a throwaway port of a bridge."""
+    """``lark-agent dhcp-test``: on an interface, or on a throwaway port of a bridge; DHCPv4,
+    or DHCPv6 with ``-6``."""
     need_root()
-    probe, where = (run, args.interface) if args.interface else (run_on_bridge, args.bridge)
+    if args.ipv6:
+        probe, where = (run6, args.interface) if args.interface else (run6_on_bridge, args.bridge)
+    else:
+        probe, where = (run, args.interface) if args.interface else (run_on_bridge, args.bridge)
     options = Options(
         as_json=args.json,
         hold_s=args.hold,

@@ -334,6 +334,20 @@ def test_no_addrs_avail_from_every_server_ends_in_giving_up_with_a_reason():
     assert c.stats.sent < 15
 
 
+def test_adverts_offering_nothing_are_named_when_giving_up():
+    """Section 18.2.9: an ADVERTISE saying NoAddrsAvail is ignored, yet the give-up says
+    which server said it rather than "no server answered"."""
+    c = make_client(timeout_s=10.0, rapid_commit=False)
+    actions = c.handle(Started(0.0))
+    while c.state is State.SOLICITING:
+        for a in actions:
+            if isinstance(a, Transmit):
+                full = answer(a.message, MT.ADVERTISE, ia_status=ST.NO_ADDRS_AVAIL)
+                assert c.handle(PacketReceived(c.next_deadline - 0.01, full)) == []
+        actions = c.handle(TimerFired(c.next_deadline))
+    assert actions == [GaveUp(f"no lease after 10 s: server {SERVER.hex()} said NO_ADDRS_AVAIL")]
+
+
 def test_silence_gives_up_at_the_timeout():
     c = make_client(timeout_s=10.0)
     c.handle(Started(0.0))
