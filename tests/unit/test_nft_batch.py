@@ -181,24 +181,20 @@ def answering_lookups(err: int) -> FakeKernel:
     return FakeKernel(answer)
 
 
-@pytest.mark.parametrize(("lookup", "retried"), [(errno.ENOENT, True), (0, False)])
-def test_a_bridged_job_creates_the_bridge_table_only_when_its_port_map_is_absent(
-    monkeypatch, lookup, retried
-):
-    fake_nft, fake = FailingNft(failures=1), answering_lookups(lookup)
+@pytest.mark.parametrize("failures", [1, 2])
+def test_a_bridged_job_that_fails_is_tried_once_more_with_the_base(monkeypatch, failures):
+    """No look at the port map in between: an agent starting at the same moment may create
+    the table between the failure and the look (a CI run reported such a failure)."""
+    fake_nft = FailingNft(failures=failures)
     monkeypatch.setattr(nft, "_nft", fake_nft)
-    monkeypatch.setattr(nft, "_channel", nfnl.Channel(Socket(fake)))
-    if retried:
+    if failures == 1:
         nft.apply_bridge_job(BRIDGE_JOB)
-        assert fake_nft.commands[1] == nft.render_bridge_base() + "\n" + fake_nft.commands[0]
     else:
         with pytest.raises(nft.NftError):
             nft.apply_bridge_job(BRIDGE_JOB)
-        assert len(fake_nft.commands) == 1
-    assert messages(describe_batch(fake.sent[0])) == [
-        "getset bridge [request]",
-        '  table="lark"',
-        '  name="ports"',
+    assert fake_nft.commands == [
+        nft.render_bridge_add(BRIDGE_JOB),
+        nft.render_bridge_base() + "\n" + nft.render_bridge_add(BRIDGE_JOB),
     ]
 
 

@@ -392,20 +392,16 @@ def render_bridge_add(job: BridgeRules) -> str:
     )
 
 
-def _has_set(family: int, set_name: str) -> bool:
-    with map_errors(f"look up set {set_name}"), _nfnl() as channel:
-        return channel.has_set(family, TABLE, set_name)
-
-
 def apply_bridge_job(job: BridgeRules) -> None:
-    """The job's chain; the shared table is created too when it (or its port map) is not
-    there, which nfnetlink tells by errno (libnftables would only say it in words)."""
+    """The job's chain; when that fails (most often: no shared table yet), it is tried once
+    more together with the idempotent base. Not "is the table there?" first: an agent
+    starting at the same moment may create it between the failure and the look, and the
+    failure would be reported for a table that is now in place (seen in CI). A failure of
+    the second try is the real one."""
     doing = f"add bridge firewall chain {job.chain}"
     try:
         nft().run(render_bridge_add(job), doing)
     except NftError:
-        if _has_set(nfnl.NFPROTO_BRIDGE, PORT_MAP):
-            raise
         nft().run(render_bridge_base() + "\n" + render_bridge_add(job), doing)
 
 

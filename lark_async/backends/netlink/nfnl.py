@@ -477,11 +477,6 @@ class Channel:
         body = _nfgen(family) + _str(NFTA_TABLE_NAME, table)
         return self._exists(_request(NFT_MSG_GETTABLE, 0, body, f"look up table {table}"))
 
-    def has_set(self, family: int, table: str, set_name: str) -> bool:
-        """Whether the set (or map) exists: False too when its table does not."""
-        body = _nfgen(family) + _str(NFTA_SET_TABLE, table) + _str(NFTA_SET_NAME, set_name)
-        return self._exists(_request(NFT_MSG_GETSET, 0, body, f"look up set {set_name}"))
-
     def _exists(self, request: Request) -> bool:
         """Whether the lookup found something: the kernel answers ENOENT for an absent
         object, or for an absent table or set holding it."""
