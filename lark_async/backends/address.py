@@ -19,12 +19,20 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Generic, TypeVar, overload
 
 from ..decide.names import external_interface
 from ..errors import ResourceError, map_errors
 from . import locks
 from .netlink import rtnl
-from .netns import Addresses
+from .netns import Addresses, Addresses6
+
+MAX_SCAN = 1 << 16  # pairs an allocation looks at, at most
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Pair = Addresses | Addresses6
+P = TypeVar("P", Addresses, Addresses6)
 
 
 def pool_pairs(network: ipaddress.IPv4Network) -> list[Addresses]:
@@ -32,24 +40,31 @@ def pool_pairs(network: ipaddress.IPv4Network) -> list[Addresses]:
     return [pool_pair(network, k) for k in range(pool_size(network))]
 
 
-def pool_size(network: ipaddress.IPv4Network) -> int:
+def pool_size(network: Network) -> int:
     return max(0, network.num_addresses // 2 - 2)
 
 
-def pool_pair(network: ipaddress.IPv4Network, k: int) -> Addresses:
+@overload
+def pool_pair(network: ipaddress.IPv4Network, k: int) -> Addresses: ...
+@overload
+def pool_pair(network: ipaddress.IPv6Network, k: int) -> Addresses6: ...
+def pool_pair(network: Network, k: int) -> Pair:
     """Pair k of the pool: the pair holding the network address is skipped (the last pair,
-    holding the broadcast address, is beyond pool_size)."""
+    holding the broadcast address, is beyond pool_size). IPv6 the same way: its first pair
+    would hold the subnet-router anycast address."""
     base = int(network.network_address) + 2 * (k + 1)
+    if isinstance(network, ipaddress.IPv6Network):
+        return Addresses6(ipaddress.IPv6Address(base), ipaddress.IPv6Address(base + 1))
     return Addresses(ipaddress.IPv4Address(base), ipaddress.IPv4Address(base + 1))
 
 
-def lock_path(lock_dir: Path, addresses: Addresses) -> Path:
+def lock_path(lock_dir: Path, addresses: Pair) -> Path:
     return lock_dir / f"addr-{addresses.external}.lock"
 
 
 @dataclass
-class AddressLease:
-    addresses: Addresses
+class AddressLease(Generic[P]):
+    addresses: P
     path: Path
     fd: int
 
@@ -84,23 +99,45 @@ def _left_by_a_dead_agent(fd: int, name: str, state_dir: Path | None) -> bool:
     return True
 
 
+@overload
 def allocate(
-    network: ipaddress.IPv4Network, lock_dir: Path, name: str, state_dir: Path | None = None
-) -> AddressLease:
+    network: ipaddress.IPv4Network,
+    lock_dir: Path,
+    name: str,
+    state_dir: Path | None = None,
+    setting: str = "LARK_LOCAL_NETWORK",
+) -> AddressLease[Addresses]: ...
+@overload
+def allocate(
+    network: ipaddress.IPv6Network,
+    lock_dir: Path,
+    name: str,
+    state_dir: Path | None = None,
+    setting: str = "LARK_LOCAL_NETWORK",
+) -> AddressLease[Addresses6]: ...
+def allocate(
+    network: Network,
+    lock_dir: Path,
+    name: str,
+    state_dir: Path | None = None,
+    setting: str = "LARK_LOCAL_NETWORK",
+) -> AddressLease[Any]:
     """Lock the first free pair, scanning from a point derived from the job name.
 
     Starting at a name-derived offset keeps concurrent agents from all
     fighting over the lowest pair, so setup time does not grow with the
-    number of jobs already running.
+    number of jobs already running. ``setting`` names the pool in errors. An IPv6
+    pool (2^63 pairs in a /64) is scanned for ``MAX_SCAN`` pairs at most: beyond that,
+    something other than jobs holds them.
     """
     size = pool_size(network)
     if size <= 0:
-        raise ResourceError(f"LARK_LOCAL_NETWORK {network} has no address pairs")
+        raise ResourceError(f"{setting} {network} has no address pairs")
     with map_errors(f"create lock dir {lock_dir}", ResourceError):
         lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     start = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % size
     with rtnl.Channel() as host:
-        for i in range(size):
+        for i in range(min(size, MAX_SCAN)):
             addresses = pool_pair(network, (start + i) % size)
             path = lock_path(lock_dir, addresses)
             with map_errors(f"lock {path}", ResourceError):
@@ -118,7 +155,8 @@ def allocate(
                 os.write(fd, f"{os.getpid()} {name}\n".encode())
             return AddressLease(addresses, path, fd)
     raise ResourceError(
-        f"address pool LARK_LOCAL_NETWORK {network} is exhausted: all {size} pairs are in use "
+        f"address pool {setting} {network} is exhausted: all {min(size, MAX_SCAN)} "
+        f"pairs {'are' if size <= MAX_SCAN else 'looked at are'} in use "
         "(pairs of dead agents come back with `lark-agent cleanup --orphans`)"
     )
 

@@ -14,29 +14,22 @@ from __future__ import annotations
 import socket
 import struct
 
+from . import nodeip
 from .netlink import rtnl
 
-RTA_METRICS, RTA_MULTIPATH, RTAX_MTU, RTN_UNICAST = 8, 9, 2, 1
+RTA_METRICS, RTA_MULTIPATH, RTAX_MTU = 8, 9, 2
 DEFAULT_MTU = 1500
 
 
 def uplink_mtu(channel: rtnl.Channel) -> int | None:
-    """The MTU of the node's IPv4 default route (main table, lowest metric), or None when
-    the node has none."""
-    best: tuple[int, bytes] | None = None
-    for body in channel.dump(rtnl.RTM_GETROUTE, socket.AF_INET):
-        dst_len, table, kind = body[1], body[4], body[7]  # rtmsg
-        a = rtnl.parse_attrs(body, 12)
-        if rtnl.RTA_TABLE in a:
-            table = struct.unpack("=I", a[rtnl.RTA_TABLE])[0]
-        if dst_len or table != rtnl.RT_TABLE_MAIN or kind != RTN_UNICAST:
-            continue
-        priority = struct.unpack("=I", a[rtnl.RTA_PRIORITY])[0] if rtnl.RTA_PRIORITY in a else 0
-        if best is None or priority < best[0]:
-            best = (priority, body)
-    if best is None:
+    """The MTU of the node's default route (IPv4's, else IPv6's on an IPv6-only node; main
+    table, lowest metric), or None when the node has none."""
+    route = nodeip.default_route(channel, socket.AF_INET)
+    if route is None:
+        route = nodeip.default_route(channel, socket.AF_INET6)
+    if route is None:
         return None
-    a = rtnl.parse_attrs(best[1], 12)
+    a = rtnl.parse_attrs(route, 12)
     sizes = [
         link.mtu
         for index in _links(a)

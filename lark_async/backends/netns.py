@@ -104,6 +104,12 @@ class Addresses:
     internal: ipaddress.IPv4Address
 
 
+@dataclass(frozen=True)
+class Addresses6:
+    external: ipaddress.IPv6Address
+    internal: ipaddress.IPv6Address
+
+
 def create_netns(netns: str) -> tuple[int, rtnl.Channel]:
     """Create and name a namespace; return its fd and a netlink channel inside it.
 
@@ -127,6 +133,7 @@ def setup_job_netns(
     inside: Callable[[int], T] | None = None,
     bridge: int | None = None,
     mtu: int | None = None,
+    addresses6: Addresses6 | None = None,
 ) -> T | None:
     """Namespace, loopback, veth pair, addresses and default route, in the fewest round trips.
 
@@ -137,11 +144,14 @@ def setup_job_netns(
     when the object already existed (someone else's: undo must not remove it).
     ``inside(ifindex)`` runs last, inside the job's namespace, with the index of
     the job's end of the veth (to open a socket there); its result is returned.
-    ``mtu``: both ends' (backends/mtu.py). Neither end of the veth has IPv6
-    (``disable_ipv6``, set before the job's end is up): no link-local address on either,
-    and IPv6 reaching the node's end is dropped before any netfilter hook. The job's
-    loopback keeps its ``::1`` (``all``/``default`` stay as they are). Runs on a
-    throwaway thread.
+    ``mtu``: both ends' (backends/mtu.py). ``addresses6`` (NAT with IPv6, alone on an
+    IPv6-only node or beside ``addresses``): both ends get IPv6 without duplicate address
+    detection (``accept_dad`` 0: the pair is Lark's, and link-locals on a two-end link
+    cannot collide) nor router advertisements, the pair and an IPv6 default route. Without
+    it neither end has IPv6 (``disable_ipv6``, set before the job's end is up): no
+    link-local address on either, and IPv6 reaching the node's end is dropped before any
+    netfilter hook. The job's loopback keeps its ``::1`` (``all``/``default`` stay as they
+    are). Runs on a throwaway thread.
     """
     with rtnl.Channel() as host, contextlib.ExitStack() as stack:
         node_ns = -1
@@ -170,17 +180,18 @@ def setup_job_netns(
                     if getattr(exc.__cause__, "errno", None) == errno.EEXIST:
                         not_ours("veth")
                     raise
-                with map_errors(f"turn IPv6 off on {external}/{internal}"):
-                    in_fresh_thread(lambda: _ipv6_off(external, node_ns))
-                    _ipv6_off(internal)  # (this thread is in the job's namespace)
+                knobs = IPV6_ON if addresses6 is not None else IPV6_OFF
+                with map_errors(f"set IPv6 on {external}/{internal}"):
+                    in_fresh_thread(lambda: _ipv6_knobs(external, knobs, node_ns))
+                    _ipv6_knobs(internal, knobs)  # (this thread is in the job's namespace)
+                pairs = [p for p in (addresses, addresses6) if p is not None]
                 with map_errors(f"configure {external}"):
-                    if addresses is not None:
+                    if pairs:
+                        index = host.index(external)
                         host.request(
-                            rtnl.new_peer_address(
-                                host.index(external),
-                                addresses.external,
-                                addresses.internal,
-                                external,
+                            *(
+                                rtnl.new_peer_address(index, p.external, p.internal, external)
+                                for p in pairs
                             )
                         )
                     elif bridge is not None:
@@ -190,33 +201,36 @@ def setup_job_netns(
                     inner.request(
                         rtnl.set_up(index, internal),
                         *(
-                            [
-                                rtnl.new_peer_address(
-                                    index, addresses.internal, addresses.external, internal
-                                ),
-                                rtnl.new_default_route(addresses.external, index),
-                            ]
-                            if addresses is not None
-                            else []
+                            rtnl.new_peer_address(index, p.internal, p.external, internal)
+                            for p in pairs
                         ),
+                        *(rtnl.new_default_route(p.external, index) for p in pairs),
                     )
                 return inside(index) if inside is not None else None
         finally:
             os.close(ns_fd)
 
 
-def _ipv6_off(ifname: str, netns_fd: int | None = None) -> None:
-    """``disable_ipv6`` on one link, in the calling thread's namespace or (``netns_fd``)
-    that one: /proc/sys/net is the namespace of the thread that opens it. The link gets no
-    IPv6 address, and what IPv6 comes to it is dropped before any netfilter hook. A kernel
-    without IPv6 has no such file: nothing to turn off."""
+# /proc/sys/net/ipv6/conf/DEV knobs, in the order written (before the link is up)
+IPV6_OFF = (("disable_ipv6", "1"),)
+IPV6_ON = (("disable_ipv6", "0"), ("accept_dad", "0"), ("accept_ra", "0"))
+
+
+def _ipv6_knobs(
+    ifname: str, knobs: tuple[tuple[str, str], ...], netns_fd: int | None = None
+) -> None:
+    """IPv6 settings of one link, in the calling thread's namespace or (``netns_fd``) that
+    one: /proc/sys/net is the namespace of the thread that opens it. A kernel without IPv6
+    has no such files: nothing to turn off (and ``addresses6`` fails when the address is
+    added, with the kernel's words)."""
     if netns_fd is not None:
         setns(netns_fd)
-    try:
-        with open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "w") as knob:
-            knob.write("1\n")
-    except FileNotFoundError:
-        pass
+    for knob, value in knobs:
+        try:
+            with open(f"/proc/sys/net/ipv6/conf/{ifname}/{knob}", "w") as f:
+                f.write(f"{value}\n")
+        except FileNotFoundError:
+            return
 
 
 LINGER_S = 1.0  # how long a finished job's veth may take to go with its namespace
@@ -282,3 +296,22 @@ def enable_forwarding() -> None:
     with map_errors("enable IPv4 forwarding"):
         if path.read_text().strip() != "1":
             path.write_text("1\n")
+
+
+def enable_forwarding6() -> list[str]:
+    """IPv6 forwarding in the host namespace, for NAT66 and routed jobs; written only when
+    off. A forwarding node ignores router advertisements on links with ``accept_ra`` 1, and
+    would lose an RA-learned default route when it expires: those links (and ``default``,
+    for links to come) get 2, which accepts them while forwarding. Returns the links so
+    changed, for the log."""
+    conf = Path("/proc/sys/net/ipv6/conf")
+    changed = []
+    with map_errors("enable IPv6 forwarding"):
+        if (conf / "all" / "forwarding").read_text().strip() == "1":
+            return []
+        for knob in sorted(conf.glob("*/accept_ra")):
+            if knob.parent.name not in ("all", "lo") and knob.read_text().strip() == "1":
+                knob.write_text("2\n")
+                changed.append(knob.parent.name)
+        (conf / "all" / "forwarding").write_text("1\n")
+    return changed

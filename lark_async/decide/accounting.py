@@ -14,6 +14,8 @@ _ATTR_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 # The comments of the job chain's two counting rules, whichever backend holds them: the
 # names the ad's Network<Comment> attributes come from (NetworkOutgoing, NetworkIncoming).
 OUTGOING, INCOMING = "Outgoing", "Incoming"
+# the IPv6 part of each, counted by a job with IPv6: NetworkOutgoingIPv6, NetworkIncomingIPv6
+OUTGOING_IPV6, INCOMING_IPV6 = "OutgoingIPv6", "IncomingIPv6"
 
 
 def derive_accounting(counters: dict[str, tuple[int, int]], elapsed_s: float) -> dict[str, object]:

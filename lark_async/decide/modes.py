@@ -36,6 +36,21 @@ class AddressType(StrEnum):
     STATIC = "static"  # the machine ad's LarkInnerAddressIPv4 (bridge mode)
 
 
+class IPv6Use(StrEnum):
+    """``LARK_IPV6``: whether jobs get IPv6."""
+
+    AUTO = "auto"  # the default: when the node has it (a global address and a default route)
+    ON = "on"  # always: a node without IPv6 refuses the job
+    OFF = "off"  # IPv4 only (what Lark did before IPv6)
+
+
+class IPv6Mode(StrEnum):
+    """``LARK_IPV6_MODE``: how a NAT job's IPv6 reaches the world."""
+
+    NAT66 = "nat66"  # a pair from LARK_LOCAL_NETWORK6 (a ULA), masqueraded by the node
+    ROUTED = "routed"  # a pair from LARK_ROUTED_PREFIX6, routed by the site: reachable
+
+
 class FirewallBackend(StrEnum):
     """``LARK_FIREWALL_BACKEND``: which tool's rules carry the job's chain."""
 

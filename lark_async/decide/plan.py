@@ -12,12 +12,12 @@ import classad2
 from ..errors import ConfigError
 from . import ads, names
 from .connpolicy import ConnectionPolicy
-from .modes import CONNECTED, AddressType, FirewallBackend, NetworkType
+from .modes import CONNECTED, AddressType, FirewallBackend, IPv6Mode, IPv6Use, NetworkType
 from .policy import Grant
 from .reach import NodePort, Service
 from .request import JobRequest
 from .scripts import Script
-from .settings import DEFAULT_AUDIT_MAX_BYTES, Settings
+from .settings import DEFAULT_AUDIT_MAX_BYTES, DEFAULT_LOCAL_NETWORK6, Settings
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,19 @@ class JobNetwork:
     node_ports: tuple[NodePort, ...] = ()  # NAT: node ports the job may reach
     job_to_job: bool = False  # NAT: the job may reach other NAT jobs
     kill_grace_s: float = 5.0  # run: a forwarded TERM/INT, then KILL after this
+    # NAT: IPv6 (LARK_IPV6; OFF in the other modes) and where its pair comes from
+    ipv6: IPv6Use = IPv6Use.OFF
+    ipv6_mode: IPv6Mode = IPv6Mode.NAT66
+    local_network6: ipaddress.IPv6Network = DEFAULT_LOCAL_NETWORK6
+    routed_prefix6: ipaddress.IPv6Network | None = None
+
+    @property
+    def network6(self) -> ipaddress.IPv6Network:
+        """Where the job's IPv6 pair comes from, by LARK_IPV6_MODE."""
+        if self.ipv6_mode is IPv6Mode.ROUTED:
+            assert self.routed_prefix6 is not None  # (derive_plan refuses it unset)
+            return self.routed_prefix6
+        return self.local_network6
 
     def __post_init__(self) -> None:
         """Enum members even when built from words, so ``mode is NetworkType.NAT`` holds."""
@@ -57,6 +70,8 @@ class JobNetwork:
         if self.address_type is not None:
             object.__setattr__(self, "address_type", AddressType(self.address_type))
         object.__setattr__(self, "firewall_backend", FirewallBackend(self.firewall_backend))
+        object.__setattr__(self, "ipv6", IPv6Use(self.ipv6))
+        object.__setattr__(self, "ipv6_mode", IPv6Mode(self.ipv6_mode))
 
 
 @dataclass(frozen=True)
@@ -154,6 +169,7 @@ def derive_plan(grant: Grant, name: str) -> JobNetwork:
             )
     else:
         address_type = None
+    ipv6 = _ipv6(settings) if mode is NetworkType.NAT else IPv6Use.OFF
     # (mode none has only loopback; off has no namespace: nothing to guard)
     connections = grant.connections if mode in CONNECTED else None
     return JobNetwork(
@@ -184,7 +200,30 @@ def derive_plan(grant: Grant, name: str) -> JobNetwork:
         node_ports=settings.node_ports,
         job_to_job=settings.job_to_job,
         kill_grace_s=settings.kill_grace_s,
+        ipv6=ipv6,
+        ipv6_mode=settings.ipv6_mode,
+        local_network6=settings.local_network6,
+        routed_prefix6=settings.routed_prefix6,
     )
+
+
+def _ipv6(settings: Settings) -> IPv6Use:
+    """What of LARK_IPV6 a NAT job can have: the node's side is looked at by the driver."""
+    if settings.ipv6 is IPv6Use.OFF:
+        return IPv6Use.OFF
+    if settings.ipv6_mode is IPv6Mode.ROUTED and settings.routed_prefix6 is None:
+        raise ConfigError(
+            'LARK_IPV6_MODE "routed" needs LARK_ROUTED_PREFIX6, the prefix the site routes to '
+            'this node (or LARK_IPV6 "off")'
+        )
+    if settings.firewall_backend is FirewallBackend.IPTABLES:
+        if settings.ipv6 is IPv6Use.ON:
+            raise ConfigError(
+                'LARK_IPV6 "on" needs LARK_FIREWALL_BACKEND "nftables": the iptables backend '
+                "does not drive ip6tables yet"
+            )
+        return IPv6Use.OFF
+    return settings.ipv6
 
 
 def _script(kind: str, path: str | None, settings: Settings, mode: NetworkType) -> Script | None:

@@ -124,7 +124,7 @@ class NodeReach:
     (its gateway address on the job's veth included) and the other NAT jobs are closed."""
 
     ports: tuple[NodePort, ...] = ()  # LARK_NODE_PORTS, on every node address
-    dns: tuple[ipaddress.IPv4Address, ...] = ()  # node addresses serving the job's DNS (53)
+    dns: tuple[Address, ...] = ()  # node addresses serving the job's DNS (53), either family
     job_to_job: bool = False  # LARK_JOB_TO_JOB
 
     def __str__(self) -> str:
@@ -150,13 +150,13 @@ class NodeReach:
         if not isinstance(ports, list) or not all(isinstance(p, str) for p in ports):
             raise ValueError(f"ports {ports!r} is not a list of 'tcp|udp PORT[-PORT]'")
         if not isinstance(dns, list) or not all(isinstance(a, str) for a in dns):
-            raise ValueError(f"dns {dns!r} is not a list of IPv4 addresses")
+            raise ValueError(f"dns {dns!r} is not a list of IP addresses")
         if not isinstance(job_to_job, bool):
             raise ValueError(f"job_to_job {job_to_job!r} is not true or false")
         try:
-            addresses = tuple(ipaddress.IPv4Address(a) for a in dns)
+            addresses = tuple(ipaddress.ip_address(a) for a in dns)
         except ValueError:
-            raise ValueError(f"dns {dns!r} is not a list of IPv4 addresses") from None
+            raise ValueError(f"dns {dns!r} is not a list of IP addresses") from None
         return cls(parse_node_ports(", ".join(ports)), addresses, job_to_job)
 
 

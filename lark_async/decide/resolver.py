@@ -128,16 +128,10 @@ class JobView:
     relayed: tuple[Service, ...] = ()  # the node's loopback resolvers, into the namespace
     servers: tuple[Address, ...] = field(default=())  # what the job's resolver asks
 
-    def node_dns(
-        self, is_local: Callable[[ipaddress.IPv4Address], bool]
-    ) -> tuple[ipaddress.IPv4Address, ...]:
-        """The servers that are the node's own non-loopback addresses: a NAT job's firewall
-        opens port 53 to them (the rest of the node stays closed)."""
-        return tuple(
-            a
-            for a in self.servers
-            if isinstance(a, ipaddress.IPv4Address) and not a.is_loopback and is_local(a)
-        )
+    def node_dns(self, is_local: Callable[[Address], bool]) -> tuple[Address, ...]:
+        """The servers that are the node's own non-loopback addresses, either family: a
+        NAT job's firewall opens port 53 to them (the rest of the node stays closed)."""
+        return tuple(a for a in self.servers if not a.is_loopback and is_local(a))
 
 
 def decide(src: Sources, lan: Lan | None = None) -> JobView:

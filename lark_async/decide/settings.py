@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from ..errors import ConfigError
-from .modes import CHOSEN_NETWORK_TYPES, AddressType, FirewallBackend, NetworkType
+from .modes import (
+    CHOSEN_NETWORK_TYPES,
+    AddressType,
+    FirewallBackend,
+    IPv6Mode,
+    IPv6Use,
+    NetworkType,
+)
 
 if TYPE_CHECKING:
     import classad2
@@ -101,6 +108,42 @@ def _network(value: Any) -> ipaddress.IPv4Network:
         raise ValueError("is too small: it needs a prefix of /29 or shorter")
     if net.prefixlen < 16:
         raise ValueError("is too large: use a prefix of /16 (32766 jobs) or longer")
+    return net
+
+
+ULA = ipaddress.IPv6Network("fc00::/7")
+DEFAULT_LOCAL_NETWORK6 = ipaddress.IPv6Network("fd4c:6172:6b00::/64")  # "Lark" in a ULA
+
+
+def _network6(value: Any) -> ipaddress.IPv6Network:
+    try:
+        net = ipaddress.IPv6Network(str(value).strip(), strict=True)
+    except ValueError as exc:
+        raise ValueError("is not an IPv6 prefix like fd4c:6172:6b00::/64") from exc
+    if net.prefixlen > 64:
+        raise ValueError("is too small: it needs a prefix of /64 or shorter")
+    return net
+
+
+def _local_network6(value: Any) -> ipaddress.IPv6Network:
+    """A unique local prefix: NAT66 hides it, so no site routes it (RFC 4193)."""
+    net = _network6(value)
+    if not net.subnet_of(ULA):
+        raise ValueError("is not a unique local prefix (fc00::/7), which NAT66 needs")
+    return net
+
+
+_NOT_ROUTED = ipaddress.IPv6Network("::/64")  # unspecified, loopback, IPv4-compatible
+
+
+def _routed_prefix6(value: Any) -> ipaddress.IPv6Network | None:
+    """The site's prefix for this node's jobs: global or ULA, never link-local or
+    multicast (a job would share it with the link)."""
+    if str(value).strip().lower() in ("", "none"):
+        return None
+    net = _network6(value)
+    if net.is_link_local or net.is_multicast or net.network_address in _NOT_ROUTED:
+        raise ValueError("is not a prefix a site can route (link-local, multicast, loopback)")
     return net
 
 
@@ -379,6 +422,46 @@ class Settings:
         flag="--local-network",
         metavar="NET/PREFIX",
         help="pool for NAT addresses",
+    )
+    ipv6: IPv6Use = _knob(
+        IPv6Use.AUTO,
+        _Mode(IPv6Use, tuple(IPv6Use)),
+        "``auto`` gives NAT jobs IPv6 when the node has it (a global IPv6 address and an IPv6 "
+        "default route where the agent runs); ``on`` refuses a job on a node without it; "
+        "``off`` gives jobs IPv4 only. An IPv6-only node gives its jobs IPv6 only.",
+        config="LARK_IPV6",
+        flag="--ipv6",
+        help="auto (IPv6 when the node has it), on (refuse the job without it) or off",
+    )
+    ipv6_mode: IPv6Mode = _knob(
+        IPv6Mode.NAT66,
+        _Mode(IPv6Mode, tuple(IPv6Mode)),
+        "``nat66``: a NAT job's IPv6 pair comes from ``LARK_LOCAL_NETWORK6`` and leaves "
+        "masqueraded; ``routed``: from ``LARK_ROUTED_PREFIX6``, reachable from the site.",
+        config="LARK_IPV6_MODE",
+        flag="--ipv6-mode",
+        help="nat66 (masqueraded ULA pair) or routed (a pair of LARK_ROUTED_PREFIX6)",
+    )
+    local_network6: ipaddress.IPv6Network = _knob(
+        DEFAULT_LOCAL_NETWORK6,
+        _local_network6,
+        "The NAT66 address pool: a unique local prefix (fc00::/7) of /64 or shorter.",
+        config="LARK_LOCAL_NETWORK6",
+        flag="--local-network6",
+        metavar="NET/PREFIX",
+        help="pool for NAT66 addresses (a ULA prefix, /64 or shorter)",
+    )
+    routed_prefix6: ipaddress.IPv6Network | None = _knob(
+        None,
+        _routed_prefix6,
+        "``LARK_IPV6_MODE = routed``: the prefix the site routes to this node (or has on-link "
+        "on its uplink: the node then answers neighbour discovery for its jobs), /64 or "
+        "shorter.",
+        config="LARK_ROUTED_PREFIX6",
+        flag="--routed-prefix6",
+        metavar="NET/PREFIX",
+        help="prefix the site routes to this node, for LARK_IPV6_MODE routed",
+        shown_default="none",
     )
     accounting_interval_s: float = _knob(
         5.0,
@@ -719,6 +802,8 @@ class Settings:
         if self.address_type is not None:
             coerce(self, "address_type", AddressType(self.address_type))
         coerce(self, "firewall_backend", FirewallBackend(self.firewall_backend))
+        coerce(self, "ipv6", IPv6Use(self.ipv6))
+        coerce(self, "ipv6_mode", IPv6Mode(self.ipv6_mode))
         coerce(self, "allowed_network_types", tuple(map(NetworkType, self.allowed_network_types)))
         coerce(self, "allowed_address_types", tuple(map(AddressType, self.allowed_address_types)))
 

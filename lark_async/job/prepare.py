@@ -60,9 +60,12 @@ async def run_create_script(
     addresses: tuple[str, str],
     job_ad: classad2.ClassAd,
     machine_ad: classad2.ClassAd,
+    extra_env: dict[str, str] | None = None,
 ) -> None:
     """The delete script is noted first: it runs at cleanup even if create fails.
-    ``addresses``: (external, internal) IPv4, as the network driver gives them."""
+    ``addresses``: (external, internal) IPv4, as the network driver gives them (the
+    positional arguments stay the original Lark's); ``extra_env``: the driver's
+    ``script_env`` (the job's IPv6)."""
     external, internal = addresses
     stdin = scripts.ads_stdin(ads.format_for_script(job_ad), ads.format_for_script(machine_ad))
     env = {
@@ -70,6 +73,7 @@ async def run_create_script(
         "LARK_NETWORK_TYPE": plan.mode,
         "LARK_FIREWALL_BACKEND": plan.firewall_backend,
         "LARK_IPTABLES": plan.iptables_command,
+        **(extra_env or {}),
     }
     if plan.delete_script is not None:
         record.note(

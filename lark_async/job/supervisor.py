@@ -159,7 +159,12 @@ class Supervisor:
         if plan.create_script is not None or plan.delete_script is not None:
             addresses = self.network.script_addresses()
             await prepare.run_create_script(
-                plan, record, addresses, self.req.job_ad, self.req.machine_ad
+                plan,
+                record,
+                addresses,
+                self.req.job_ad,
+                self.req.machine_ad,
+                self.network.script_env(),
             )
             await self._step_done("script")
         await self._open_relay(nursery)

@@ -88,7 +88,7 @@ class JobWorld:
         the relay listens before the job starts)."""
         return self.view.relayed
 
-    def node_dns(self) -> tuple[ipaddress.IPv4Address, ...]:
+    def node_dns(self) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
         """The job's servers that are the node's own (non-loopback) addresses."""
         if not any(not a.is_loopback for a in self.view.servers):
             return ()

@@ -31,7 +31,8 @@ from ..errors import LarkError, ResourceError, map_errors
 from .steps import RECORDED, StepName
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-_ADDR_LOCK = re.compile(r"^addr-(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})\.lock$")
+_IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,14}")
+_ADDR_LOCK = re.compile(r"^addr-([0-9a-f.:]{2,39})\.lock$")
 
 
 class UnreadableRecord(ResourceError):
@@ -176,14 +177,14 @@ def check(data: object, name: str) -> None:
     if "veth" in steps:
         _str(steps["veth"], "external", names.external_interface(name))
     if "address" in steps:
-        lock = steps["address"].get("lock")
-        if lock is not None:
-            _want(isinstance(lock, str), "the address lock is not a string")
-            path = Path(lock)
-            found = _ADDR_LOCK.fullmatch(path.name)
-            _want(path.is_absolute() and ".." not in path.parts, f"address lock {lock!r}")
-            _want(found is not None, f"address lock {lock!r} is not an addr-<IPv4>.lock")
-            _ipv4(found.group(1) if found else None, "address lock")
+        for key, version in (("lock", 4), ("lock6", 6)):
+            lock = steps["address"].get(key)
+            if lock is not None:
+                _check_address_lock(lock, version)
+        link = steps["address"].get("proxy6_link")
+        if link is not None:  # (its undo removes a proxy NDP entry on a node link)
+            _want(isinstance(link, str) and bool(_IFNAME.fullmatch(link)), "the proxy's link")
+            ipaddress.IPv6Address(_str(steps["address"], "proxy6"))
     if "firewall" in steps:
         _check_firewall(steps["firewall"], name)
     if "script" in steps:
@@ -208,6 +209,24 @@ def check(data: object, name: str) -> None:
         _ipv4(dhcp.get("server"), "the DHCP server")
         _want(bool(_MAC.fullmatch(_str(dhcp, "mac"))), "the DHCP MAC")
         bytes.fromhex(_str(dhcp, "client_id"))
+
+
+def _check_address_lock(lock: object, version: int) -> None:
+    """An absolute ``addr-<address>.lock`` of the family (undo unlinks it), the address
+    written as Python writes it (so as the pool named the file)."""
+    _want(isinstance(lock, str), "the address lock is not a string")
+    assert isinstance(lock, str)
+    path = Path(lock)
+    found = _ADDR_LOCK.fullmatch(path.name)
+    _want(path.is_absolute() and ".." not in path.parts, f"address lock {lock!r}")
+    _want(found is not None, f"address lock {lock!r} is not an addr-<address>.lock")
+    assert found is not None
+    try:
+        addr = ipaddress.ip_address(found.group(1))
+    except ValueError:
+        addr = None
+    named = addr is not None and addr.version == version and str(addr) == found.group(1)
+    _want(named, f"address lock {lock!r} does not name an IPv{version} address")
 
 
 def _check_firewall(fw: dict[str, Any], name: str) -> None:

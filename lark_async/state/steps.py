@@ -10,6 +10,7 @@ the same objects (``sweeper.py``).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -18,7 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..backends import address, cgroup, firewall, netns, view
+from ..backends import address, cgroup, firewall, netns, proxyndp, view
 from ..backends.procs import kill_netns_processes
 from ..backends.scripts import Script, run_script
 from ..errors import KernelError
@@ -183,25 +184,31 @@ class NetnsStep(Step):
 
 @dataclass(frozen=True)
 class AddressStep(Step):
-    """The NAT address pair's lock; ``release`` is the live agent's own (its open lock would
-    otherwise look like someone else's)."""
+    """The NAT address pairs' locks (IPv4's, IPv6's); ``release`` is the live agent's own
+    (its open locks would otherwise look like someone else's)."""
 
     name: ClassVar[StepName] = StepName.ADDRESS
     lock: Path | None
     release: Callable[[], None] | None = field(default=None, compare=False)
+    lock6: Path | None = None
+    proxy6: tuple[str, ipaddress.IPv6Address] | None = None  # (uplink, address): proxy NDP
 
     def undo(self) -> None:
+        if self.proxy6 is not None:
+            proxyndp.discard(*self.proxy6)
         if self.release is not None:
             self.release()
             return
-        if self.lock is None:
-            return
-        if address.is_locked(self.lock):
-            raise KernelError(f"address lock {self.lock} is still held by a running agent")
-        address.release_lock(self.lock, None)
+        for lock in (self.lock, self.lock6):
+            if lock is None:
+                continue
+            if address.is_locked(lock):
+                raise KernelError(f"address lock {lock} is still held by a running agent")
+            address.release_lock(lock, None)
 
     def describe(self) -> str:
-        return f"address lock {self.lock}"
+        locks = [str(p) for p in (self.lock, self.lock6) if p is not None]
+        return f"address lock {' and '.join(locks) or None}"
 
 
 @dataclass(frozen=True)
@@ -253,7 +260,11 @@ def _build(
             return NetnsStep(str(d["netns"]))
         case StepName.ADDRESS:
             lock = Path(d["lock"]) if d.get("lock") else None
-            return AddressStep(lock, release_address)
+            lock6 = Path(d["lock6"]) if d.get("lock6") else None
+            proxy6 = None
+            if d.get("proxy6_link") and d.get("proxy6"):
+                proxy6 = (str(d["proxy6_link"]), ipaddress.IPv6Address(d["proxy6"]))
+            return AddressStep(lock, release_address, lock6, proxy6)
         case StepName.VIEW:
             return ViewStep(Path(d["dir"]))
     raise AssertionError(name)

@@ -105,36 +105,39 @@ class _Sweep:
             return True
 
     def _undo(self, record: Record) -> None:
-        """The record's steps; its address pair's NAT source and lock only while the sweeper
-        holds that lock (a live agent that holds it now uses that address)."""
-        lock = record.steps.get("address", {}).get("lock")
-        pair = Path(lock) if lock else None
-        fd = None
-        if pair is not None and pair.parent == self.lock_dir:
-            with map_errors(f"lock {pair}"):
-                self.lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-                fd = locks.try_lock(pair)
-        if pair is not None and fd is None:
+        """The record's steps; its address pairs' NAT sources and locks only while the
+        sweeper holds those locks (a live agent that holds one now uses that address)."""
+        step = record.steps.get("address", {})
+        held: dict[Path, int] = {}
+        for key in ("lock", "lock6"):
+            pair = Path(step[key]) if step.get(key) else None
+            if pair is None:
+                continue
+            fd = None
+            if pair.parent == self.lock_dir:
+                with map_errors(f"lock {pair}"):
+                    self.lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                    fd = locks.try_lock(pair)
+            if fd is not None:
+                held[pair] = fd
+                continue
             log.info("%s: address pair %s is not free: its NAT source stays",
                      record.data["name"], pair.name)  # fmt: skip
-            record.steps.pop("address", None)
+            del step[key]
             fw = record.steps.get("firewall")
             if fw is not None:
                 spared = firewall.from_record(fw).without_nat_source()
                 record.steps["firewall"] = spared.to_record()
-        held = fd
 
         def release() -> None:
-            nonlocal held
-            assert pair is not None and held is not None
-            address.release_lock(pair, held)
-            held = None
+            for pair in list(held):
+                address.release_lock(pair, held.pop(pair))
 
         try:
-            errors = undo_record(record, release if fd is not None else None, self.lingering)
+            errors = undo_record(record, release if held else None, self.lingering)
         finally:
-            if held is not None:
-                os.close(held)
+            for fd in held.values():
+                os.close(fd)
         if errors:
             raise errors[0]
 
@@ -148,9 +151,10 @@ class _Sweep:
             action()
             return True
 
-    def nat_source(self, addr: ipaddress.IPv4Address) -> bool:
-        """An address in ``nat_sources``: removed only while the sweeper holds its pair's lock."""
-        pair = address.lock_path(self.lock_dir, address.Addresses(addr - 1, addr))
+    def nat_source(self, addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        """An address in ``nat_sources`` (``nat_sources6``): removed only while the sweeper
+        holds its pair's lock."""
+        pair = address.lock_path(self.lock_dir, _pair_of(addr))
         with map_errors(f"lock {pair}"):
             self.lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = locks.try_lock(pair)
@@ -223,7 +227,7 @@ def find_orphans(
     orphans: list[Orphan] = []
     recorded: set[str] = set()  # jobs with a readable record: theirs is the record's business
     damaged: dict[str, Path] = {}
-    claimed_addresses: set[ipaddress.IPv4Address] = set()
+    claimed_addresses: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
     claimed_locks: set[Path] = set()
     for path in sorted(state_dir.glob("*.json")) if state_dir.is_dir() else []:
         job = job_of(path.stem)
@@ -240,10 +244,12 @@ def find_orphans(
             continue  # gone since the listing
         recorded.add(job)
         fw = record.steps.get("firewall", {})
-        if fw.get("internal_address"):
-            claimed_addresses.add(ipaddress.IPv4Address(fw["internal_address"]))
-        if record.steps.get("address", {}).get("lock"):
-            claimed_locks.add(Path(record.steps["address"]["lock"]))
+        for key in ("internal_address", "internal_address6"):  # (checked by Record.load)
+            if fw.get(key):
+                claimed_addresses.add(ipaddress.ip_address(fw[key]))
+        for key in ("lock", "lock6"):
+            if record.steps.get("address", {}).get(key):
+                claimed_locks.add(Path(record.steps["address"][key]))
         if locks.job_alive(lock_dir, job) or agent_alive(int(record.data["pid"])):
             continue
         orphans.append(Orphan("record", job, functools.partial(sweep.record, path, job)))
@@ -301,13 +307,12 @@ def find_orphans(
     owned: dict[Path, str | None] = {}  # address lock -> the job it names
     for lock in sorted(lock_dir.glob("addr-*.lock")) if lock_dir.is_dir() else []:
         owned[lock] = _read_owner(lock)
-    if only is None:
-        nat_wanted = None
-    else:  # one job's NAT source: the pair its address lock names it as owner of
+    nat_wanted: set[ipaddress.IPv4Address | ipaddress.IPv6Address] | None = None
+    if only is not None:  # one job's NAT source: the pair its address lock names it as owner of
         nat_wanted = set()
         for lock, owner in owned.items():
             if owner == only and (found := re.fullmatch(r"addr-(.+)\.lock", lock.name)):
-                nat_wanted.add(ipaddress.IPv4Address(found.group(1)) + 1)
+                nat_wanted.add(ipaddress.ip_address(found.group(1)) + 1)
     for addr in firewall.nat_sources():
         if addr in claimed_addresses or (nat_wanted is not None and addr not in nat_wanted):
             continue
@@ -336,6 +341,13 @@ def _free_lock(path: Path) -> bool:
         return False
     locks.release(path, fd)
     return True
+
+
+def _pair_of(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> address.Pair:
+    """The pool pair whose internal address ``addr`` is (its lock is named by the other)."""
+    if isinstance(addr, ipaddress.IPv6Address):
+        return address.Addresses6(addr - 1, addr)
+    return address.Addresses(addr - 1, addr)
 
 
 def _unlink(path: Path) -> None:

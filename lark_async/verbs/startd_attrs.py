@@ -11,10 +11,10 @@ def cmd_startd_attrs(args: argparse.Namespace) -> int:
     """STARTD_CRON: what this node offers, so jobs can match on it."""
     import shutil
 
-    from ..backends import address, usable
+    from ..backends import address, nodeip, usable
     from ..backends.netlink import rtnl
     from ..decide import ads, settings
-    from ..decide.modes import FirewallBackend
+    from ..decide.modes import FirewallBackend, IPv6Use
 
     no_ad = ads.read_ad(None, "")
     resolved = settings.resolve_settings(
@@ -42,9 +42,16 @@ def cmd_startd_attrs(args: argparse.Namespace) -> int:
     with rtnl.Channel() as host:
         bridge = host.link(resolved.bridge_name)
         device = host.link(resolved.bridge_device) if resolved.bridge_device else None
+        families = nodeip.node_families(host)
     values["LarkBridgeAvailable"] = bool(
         (bridge is not None and bridge.kind == "bridge" and bridge.up)
         or (bridge is None and device is not None and device.up)
+    )
+    # NAT jobs get IPv6 here (LARK_IPV6 and the node's; the iptables backend has none yet)
+    values["LarkIPv6"] = (
+        families.ipv6
+        and resolved.ipv6 is not IPv6Use.OFF
+        and resolved.firewall_backend is FirewallBackend.NFTABLES
     )
     if resolved.firewall_backend is FirewallBackend.IPTABLES:
         values["LarkIptablesAvailable"] = shutil.which(resolved.iptables_command) is not None

@@ -36,6 +36,13 @@ newsetelem inet [request,ack,create]
   elements
     key(value=0xc0a8b503)
 """
+NAT6_ELEMENT = """\
+newsetelem inet [request,ack,create]
+  table="lark"
+  set="nat_sources6"
+  elements
+    key(value=0xfd4c61726b0000000000000000000003)
+"""
 
 
 def golden(name: str) -> str:
@@ -80,6 +87,44 @@ def test_a_job_without_nat_has_no_nat_source(kernel):
 def test_a_job_without_an_address_has_no_spoofing_rule_and_no_nat_source(kernel):
     nft.apply_job(NO_ADDRESS_JOB)
     assert sent(kernel) == golden("inet_add_job_without_address")
+
+
+ADDR6 = ipaddress.IPv6Address("fd4c:6172:6b00::3")
+DUAL_STACK_JOB = dataclasses.replace(NAT_JOB, internal_address6=ADDR6, nat6=True)
+
+
+def test_a_dual_stack_job_counts_its_ipv6_part_drops_spoofed_ipv6_and_is_masqueraded(kernel):
+    """Beside the IPv4 job's rules: the IPv6 part of each count, IPv6 only from its address
+    or a link-local one, and its address in ``nat_sources6``; still one batch."""
+    nft.apply_job(DUAL_STACK_JOB)
+    assert len(kernel.sent) == 1
+    assert sent(kernel) == golden("inet_add_dual_stack_job")
+
+
+def test_an_ipv6_only_job_has_no_ipv4_at_all(kernel):
+    """On an IPv6-only node: no IPv4 address, so any IPv4 from the job is dropped."""
+    nft.apply_job(dataclasses.replace(DUAL_STACK_JOB, internal_address=None))
+    assert sent(kernel) == golden("inet_add_ipv6_only_job")
+
+
+def test_a_routed_job_has_no_nat66_source(kernel):
+    routed = dataclasses.replace(DUAL_STACK_JOB, nat6=False)
+    nft.apply_job(routed)
+    added = golden("inet_add_dual_stack_job")
+    assert NAT6_ELEMENT in added
+    assert sent(kernel) == added.replace(NAT6_ELEMENT, "")
+
+
+def test_removing_a_dual_stack_job_takes_both_nat_sources(kernel):
+    nft.discard_job(DUAL_STACK_JOB)
+    assert sent(kernel) == golden("inet_remove_dual_stack_job")
+
+
+def test_a_stray_nat66_source_is_removed_from_the_ipv6_set(kernel):
+    nft.discard_nat_source(ADDR6)
+    assert sent(kernel) == golden("remove_nat_source").replace(
+        'set="nat_sources"', 'set="nat_sources6"'
+    ).replace("0xc0a8b503", "0x" + ADDR6.packed.hex())
 
 
 def test_removing_a_nat_job_unhooks_it_before_deleting_its_chain(kernel):

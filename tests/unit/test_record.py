@@ -88,6 +88,20 @@ HOSTILE = {  # what undo would act on, were it trusted: none of it is this job's
     "address": ("firewall", "internal_address", "0.0.0.0/0"),
     "lock": ("address", "lock", "/etc/passwd"),
     "lock path": ("address", "lock", "/run/lark/lock/../../../etc/addr-1.2.3.4.lock"),
+    "IPv4 lock as IPv6": ("address", "lock6", "/run/lark/lock/addr-1.2.3.4.lock"),
+    "IPv6 lock as IPv4": ("address", "lock", "/run/lark/lock/addr-fd4c::2.lock"),
+    "IPv6 lock not as the pool names it": (
+        "address",
+        "lock6",
+        "/run/lark/lock/addr-fd4c:0::2.lock",
+    ),
+    "IPv6 lock path": ("address", "lock6", "/run/lark/lock/../../etc/addr-fd4c::2.lock"),
+    "IPv6 lock relative": ("address", "lock6", "addr-fd4c::2.lock"),
+    "IPv6 address": ("firewall", "internal_address6", "::/0"),
+    "nat6": ("firewall", "nat6", "yes"),
+    "proxy link": ("address", "proxy6_link", "../../x"),
+    "proxy link name": ("address", "proxy6_link", "eth0 up"),
+    "proxy address": ("address", "proxy6", "fd4c::/64"),
     "script": ("script", "path", "rm"),
     "script args": ("script", "args", "-rf /"),
     "script job": ("script", "job", "other"),
@@ -104,10 +118,23 @@ def test_a_record_naming_what_is_not_its_jobs_is_unreadable(tmp_path, what):
     if step == "dhcp":
         record.steps["dhcp"] = {"address": "10.0.0.5", "mac": "02:00:00:00:00:01",
                                 "client_id": "ff"}  # fmt: skip
+    if key == "proxy6":
+        record.steps["address"]["proxy6_link"] = "uplink"
+    if key == "proxy6_link":
+        record.steps["address"]["proxy6"] = "fd4c::3"
     record.steps[step][key] = value
     record.save()
     with pytest.raises(UnreadableRecord):
         Record.load(record.path)
+
+
+def test_a_dual_stack_records_ipv6_is_read_back(tmp_path):
+    record = nat_record(tmp_path / "state")
+    record.steps["address"] |= {"lock6": "/run/lark/lock/addr-fd4c:6172:6b00::2.lock",
+                                "proxy6_link": "uplink", "proxy6": "fd4c:6172:6b00::3"}  # fmt: skip
+    record.steps["firewall"] |= {"internal_address6": "fd4c:6172:6b00::3", "nat6": True}
+    record.save()
+    assert Record.load(record.path).steps == record.steps
 
 
 def test_temporary_files_name_their_job():

@@ -23,6 +23,7 @@ BASE = """\
 add table inet lark
 add map inet lark jobs { type ifname : verdict ; }
 add set inet lark nat_sources { type ipv4_addr ; }
+add set inet lark nat_sources6 { type ipv6_addr ; }
 add chain inet lark forward { type filter hook forward priority filter ; policy accept ; }
 add chain inet lark input { type filter hook input priority filter ; policy accept ; }
 add chain inet lark output { type filter hook output priority filter ; policy accept ; }
@@ -35,7 +36,8 @@ add rule inet lark input iifname vmap @jobs
 flush chain inet lark output
 add rule inet lark output oifname vmap @jobs
 flush chain inet lark postrouting
-add rule inet lark postrouting ip saddr @nat_sources oifname != "e_*" masquerade"""
+add rule inet lark postrouting ip saddr @nat_sources oifname != "e_*" masquerade
+add rule inet lark postrouting ip6 saddr @nat_sources6 oifname != "e_*" masquerade"""
 
 NAT_JOB = JobRules(
     chain="LARK_s1-123_0",

@@ -12,6 +12,7 @@ import pytest
 
 from lark_async.backends.address import pool_size
 from lark_async.decide.connpolicy import ConnectionPolicy, admin_policy, parse_rules
+from lark_async.decide.modes import IPv6Use
 from lark_async.decide.plan import JobNetwork, derive_job_name
 from lark_async.decide.plan import derive_plan as plan_of_grant
 from lark_async.decide.policy import Grant, decide
@@ -455,7 +456,72 @@ def test_plan_carries_the_derived_names_and_the_settings():
         accounting_interval_s=0.5,
         state_dir=Path("/s"),
         lock_dir=Path("/l"),
+        ipv6="auto",
     )
+
+
+def test_a_nat_job_may_have_ipv6_and_the_other_modes_have_none():
+    assert derive_plan(Settings(), "x").ipv6 is IPv6Use.AUTO
+    assert derive_plan(Settings(ipv6="on"), "x").ipv6 is IPv6Use.ON
+    assert derive_plan(Settings(ipv6="off"), "x").ipv6 is IPv6Use.OFF
+    assert derive_plan(Settings(network_type="none", ipv6="on"), "x").ipv6 is IPv6Use.OFF
+
+
+def test_ipv6_pools_by_mode():
+    routed = ipaddress.IPv6Network("2001:db8:7::/64")
+    nat66 = derive_plan(Settings(routed_prefix6=routed), "x")
+    assert nat66.network6 == ipaddress.IPv6Network("fd4c:6172:6b00::/64")
+    assert derive_plan(Settings(ipv6_mode="routed", routed_prefix6=routed), "x").network6 == routed
+
+
+def test_routed_ipv6_without_a_prefix_is_refused_unless_ipv6_is_off():
+    with pytest.raises(ConfigError, match="LARK_ROUTED_PREFIX6"):
+        derive_plan(Settings(ipv6_mode="routed"), "x")
+    assert derive_plan(Settings(ipv6_mode="routed", ipv6="off"), "x").ipv6 is IPv6Use.OFF
+
+
+def test_the_iptables_backend_gives_no_ipv6_and_refuses_it_when_asked_for():
+    assert derive_plan(Settings(firewall_backend="iptables"), "x").ipv6 is IPv6Use.OFF
+    with pytest.raises(ConfigError, match='LARK_IPV6 "on" needs LARK_FIREWALL_BACKEND'):
+        derive_plan(Settings(firewall_backend="iptables", ipv6="on"), "x")
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("192.168.0.0/24", "is not an IPv6 prefix"),
+        ("fd00::1/64", "is not an IPv6 prefix"),  # host bits set
+        ("fd00::/65", "/64 or shorter"),
+        ("2001:db8::/64", "not a unique local prefix"),
+        ("fe80::/64", "not a unique local prefix"),
+        ("fd00::/64%eth0", "is not an IPv6 prefix"),
+        ("x" * 5000, "is not an IPv6 prefix"),
+    ],
+)
+def test_hostile_nat66_pools_are_refused(value, error):
+    with pytest.raises(ConfigError, match=error):
+        resolve(config={"LARK_LOCAL_NETWORK6": value})
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("fe80::/64", "a site can route"),
+        ("ff02::/64", "a site can route"),
+        ("::/64", "a site can route"),
+        ("2001:db8::/96", "/64 or shorter"),
+    ],
+)
+def test_routed_prefixes_a_site_cannot_route_are_refused(value, error):
+    with pytest.raises(ConfigError, match=error):
+        resolve(config={"LARK_ROUTED_PREFIX6": value})
+
+
+def test_ipv6_words():
+    assert resolve(config={"LARK_IPV6": "ON"}).ipv6 is IPv6Use.ON
+    assert resolve(config={"LARK_ROUTED_PREFIX6": "none"}).routed_prefix6 is None
+    with pytest.raises(ConfigError, match="LARK_IPV6"):
+        resolve(config={"LARK_IPV6": "yes please"})
 
 
 def test_plan_is_frozen():

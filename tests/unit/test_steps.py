@@ -121,3 +121,21 @@ def test_a_veth_in_a_live_namespace_goes_with_it(monkeypatch):
 def test_a_name_outside_the_set_is_no_step(name):
     with pytest.raises(ValueError):
         StepName(name)
+
+
+def test_a_dual_stack_address_step_frees_both_locks_and_the_proxy_first(tmp_path, monkeypatch):
+    """A dead agent's pairs: both lock files go (nobody holds them), after the proxy entry."""
+    import ipaddress
+
+    done = []
+    monkeypatch.setattr(steps.proxyndp, "discard", lambda *a: done.append(("proxy", *a)))
+    locks = [tmp_path / "addr-192.168.181.2.lock", tmp_path / "addr-fd4c:6172:6b00::2.lock"]
+    for lock in locks:
+        lock.write_text("1 j\n")
+    details = {"lock": str(locks[0]), "lock6": str(locks[1]),
+               "proxy6_link": "uplink", "proxy6": "fd4c:6172:6b00::3"}  # fmt: skip
+    (step,) = steps.from_record({"address": details})
+    assert step.describe() == f"address lock {locks[0]} and {locks[1]}"
+    step.undo()
+    assert done == [("proxy", "uplink", ipaddress.IPv6Address("fd4c:6172:6b00::3"))]
+    assert not any(lock.exists() for lock in locks)

@@ -138,11 +138,14 @@ class FirewallDriver(Protocol):
         mac: str | None = None,
         accept: Sequence[str] = (),
         reach: NodeReach = CLOSED,
+        internal_address6: ipaddress.IPv6Address | None = None,
+        nat6: bool = False,
     ) -> JobFirewall:
         """The job's firewall (not yet applied); ``accept``: the iptables builds whose
         FORWARD needs the job's traffic accepted (``survey``); ``reach``: what of the node
         a NAT job may reach (the rest of the node is closed to it; a bridged job is a LAN
-        host like any other, its traffic to the node never crossing a NAT job's rules)."""
+        host like any other, its traffic to the node never crossing a NAT job's rules);
+        ``internal_address6``: a NAT job's IPv6, masqueraded when ``nat6``."""
         ...
 
 
@@ -167,6 +170,17 @@ def ipv4(details: Mapping[str, object], key: str) -> ipaddress.IPv4Address:
         return ipaddress.IPv4Address(value)
     except ValueError as exc:
         raise FirewallRecordError(f"firewall step: {key} {value!r} is not an IPv4 address") from exc
+
+
+def ipv6(details: Mapping[str, object], key: str) -> ipaddress.IPv6Address | None:
+    """An IPv6 address, or None when the record has none (a job without IPv6)."""
+    if details.get(key) is None:
+        return None
+    value = text(details, key)
+    try:
+        return ipaddress.IPv6Address(value)
+    except ValueError as exc:
+        raise FirewallRecordError(f"firewall step: {key} {value!r} is not an IPv6 address") from exc
 
 
 def mac(details: Mapping[str, object], key: str) -> str:

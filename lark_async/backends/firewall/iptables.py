@@ -150,7 +150,7 @@ def _chain_rules(job: IptablesRules) -> list[str]:
         ports = str(port.low) if port.low == port.high else f"{port.low}:{port.high}"
         p = port.proto
         rules.append(f"-A {c} -i {e} -p {p} -m {p} --dport {ports} {TO_THE_NODE} -j RETURN")
-    for addr in reach.dns:
+    for addr in (a for a in reach.dns if a.version == 4):  # (iptables: IPv4 alone)
         for dns in ("udp", "tcp"):
             rules.append(
                 f"-A {c} -i {e} -d {addr}/32 -p {dns} -m {dns} --dport 53 {TO_THE_NODE} -j RETURN"

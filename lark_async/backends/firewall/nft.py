@@ -31,7 +31,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ...decide.accounting import INCOMING, OUTGOING
+from ...decide.accounting import INCOMING, INCOMING_IPV6, OUTGOING, OUTGOING_IPV6
 from ...decide.modes import RuleFamily
 from ...decide.reach import CLOSED, NodeReach
 from ...errors import KernelError, map_errors
@@ -41,6 +41,7 @@ TABLE = "lark"
 FAMILY = RuleFamily.INET
 JOB_MAP = "jobs"
 NAT_SET = "nat_sources"
+NAT_SET6 = "nat_sources6"
 
 
 def _q(text: str) -> str:
@@ -57,6 +58,7 @@ def render_base() -> str:
             f"add table {t}",
             f"add map {t} {JOB_MAP} {{ type ifname : verdict ; }}",
             f"add set {t} {NAT_SET} {{ type ipv4_addr ; }}",
+            f"add set {t} {NAT_SET6} {{ type ipv6_addr ; }}",
             *(
                 f"add chain {t} {hook} {{ type filter hook {hook} priority filter ; "
                 "policy accept ; }"
@@ -73,6 +75,7 @@ def render_base() -> str:
             f"add rule {t} output oifname vmap @{JOB_MAP}",
             f"flush chain {t} postrouting",
             f'add rule {t} postrouting ip saddr @{NAT_SET} oifname != "e_*" masquerade',
+            f'add rule {t} postrouting ip6 saddr @{NAT_SET6} oifname != "e_*" masquerade',
         ]
     )
 
@@ -80,26 +83,32 @@ def render_base() -> str:
 @dataclass(frozen=True)
 class JobRules:
     """What the firewall knows of one job; also what the state record keeps for undo, and
-    for a restore (``reach``: what of the node the job may reach; closed by default)."""
+    for a restore (``reach``: what of the node the job may reach; closed by default).
+    ``internal_address6``: the job's IPv6 (NAT66 when ``nat6``, else routed)."""
 
     chain: str
     external_interface: str
     internal_address: ipaddress.IPv4Address | None
     nat: bool
     reach: NodeReach = CLOSED
+    internal_address6: ipaddress.IPv6Address | None = None
+    nat6: bool = False
 
     def to_record(self) -> dict[str, object]:
-        return {
+        found: dict[str, object] = {
             "chain": self.chain,
             "external_interface": self.external_interface,
             "internal_address": str(self.internal_address) if self.internal_address else None,
             "nat": self.nat,
             "reach": self.reach.to_record(),
         }
+        if self.internal_address6 is not None:
+            found |= {"internal_address6": str(self.internal_address6), "nat6": self.nat6}
+        return found
 
     @classmethod
     def from_record(cls, data: dict[str, object]) -> JobRules:
-        addr = data.get("internal_address")
+        addr, addr6 = data.get("internal_address"), data.get("internal_address6")
         reach = data.get("reach")
         return cls(
             chain=str(data["chain"]),
@@ -107,7 +116,16 @@ class JobRules:
             internal_address=ipaddress.IPv4Address(str(addr)) if addr else None,
             nat=bool(data.get("nat")),
             reach=CLOSED if reach is None else NodeReach.from_record(reach),
+            internal_address6=ipaddress.IPv6Address(str(addr6)) if addr6 else None,
+            nat6=bool(data.get("nat6")),
         )
+
+    @property
+    def family6(self) -> nfnl.Family6 | None:
+        if self.internal_address6 is None:
+            return None
+        nat_set = NAT_SET6 if self.nat6 else None
+        return nfnl.Family6(self.internal_address6, nat_set, (OUTGOING_IPV6, INCOMING_IPV6))
 
 
 class _Nft:
@@ -204,9 +222,16 @@ def _job_messages(job: JobRules, add: bool) -> list[nfnl.Message]:
             nat_set,
             (OUTGOING, INCOMING),
             job.reach,
+            job.family6,
         )
     return nfnl.job_remove(
-        TABLE, job.chain, job.external_interface, job.internal_address, JOB_MAP, nat_set
+        TABLE,
+        job.chain,
+        job.external_interface,
+        job.internal_address,
+        JOB_MAP,
+        nat_set,
+        job.family6,
     )
 
 
@@ -267,10 +292,15 @@ def list_tables() -> list[tuple[str, str]]:
     return [(nfnl.FAMILY_NAMES.get(family, str(family)), name) for family, name in found]
 
 
-def has_nat_source(addr: ipaddress.IPv4Address) -> bool:
-    """Whether ``nat_sources`` still holds the job's address (one netlink lookup)."""
+def has_nat_source(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether ``nat_sources`` (``nat_sources6``) still holds the job's address (one
+    netlink lookup)."""
     with map_errors(f"look up NAT source {addr}"), _nfnl() as channel:
-        return channel.has_address(TABLE, NAT_SET, addr)
+        return channel.has_address(TABLE, _nat_set(addr), addr)
+
+
+def _nat_set(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    return NAT_SET6 if addr.version == 6 else NAT_SET
 
 
 def read_counters(chain: str, family: str = FAMILY) -> dict[str, tuple[int, int]]:
@@ -452,6 +482,7 @@ def dump_table(family: str) -> str:
         raise
 
 
-def discard_nat_source(addr: ipaddress.IPv4Address) -> None:
-    """An address left in ``nat_sources`` by a job whose chain is gone (idempotent)."""
-    _discard([nfnl.address_remove(TABLE, NAT_SET, addr)], f"remove NAT source {addr}")
+def discard_nat_source(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+    """An address left in ``nat_sources`` (``nat_sources6``) by a job whose chain is gone
+    (idempotent)."""
+    _discard([nfnl.address_remove(TABLE, _nat_set(addr), addr)], f"remove NAT source {addr}")

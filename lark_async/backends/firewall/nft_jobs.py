@@ -26,6 +26,7 @@ from .base import (
     Leftover,
     builds,
     ipv4,
+    ipv6,
     mac,
     reach,
     text,
@@ -83,14 +84,17 @@ class NatJob:
         internal = None
         if details.get("internal_address") is not None:
             internal = ipv4(details, "internal_address")
-        nat = details.get("nat", False)
+        nat, nat6 = details.get("nat", False), details.get("nat6", False)
         want(isinstance(nat, bool), "nat is not true or false")
+        want(isinstance(nat6, bool), "nat6 is not true or false")
         rules = nft.JobRules(
             text(details, "chain"),
             text(details, "external_interface"),
             internal,
             bool(nat),
             reach(details),
+            ipv6(details, "internal_address6"),
+            bool(nat6),
         )
         return cls(rules, builds(details))
 
@@ -118,12 +122,16 @@ class NatJob:
         admin may take the address out of ``nat_sources`` alone: the job's traffic would
         leave with an address nobody answers), the accept rules of each build."""
         found = [_counter_check(self.chain, nft.FAMILY, self.restore)] if counting else []
-        addr = self.rules.internal_address
-        if self.rules.nat and addr is not None:
-            found.append(Check("cannot check the NAT source", self._nat_source_look(addr)))
+        r = self.rules
+        sources = [(r.nat, r.internal_address), (r.nat6, r.internal_address6)]
+        for nat, addr in sources:
+            if nat and addr is not None:
+                found.append(Check("cannot check the NAT source", self._nat_source_look(addr)))
         return found + [check_build(w, counting) for w in self._accept_only()]
 
-    def _nat_source_look(self, addr: ipaddress.IPv4Address) -> Callable[[], Finding]:
+    def _nat_source_look(
+        self, addr: ipaddress.IPv4Address | ipaddress.IPv6Address
+    ) -> Callable[[], Finding]:
         def look() -> Finding:
             if nft.has_nat_source(addr):
                 return Finding()
@@ -136,7 +144,9 @@ class NatJob:
         """(The job's address is in its rules.)"""
 
     def without_nat_source(self) -> JobFirewall:
-        return dataclasses.replace(self, rules=dataclasses.replace(self.rules, nat=False))
+        return dataclasses.replace(
+            self, rules=dataclasses.replace(self.rules, nat=False, nat6=False)
+        )
 
 
 @dataclass(frozen=True)
@@ -206,8 +216,12 @@ class NatDriver:
         mac: str | None = None,
         accept: Sequence[str] = (),
         reach: NodeReach = CLOSED,
+        internal_address6: ipaddress.IPv6Address | None = None,
+        nat6: bool = False,
     ) -> JobFirewall:
-        rules = nft.JobRules(chain, external_interface, internal_address, True, reach)
+        rules = nft.JobRules(
+            chain, external_interface, internal_address, True, reach, internal_address6, nat6
+        )
         return NatJob(rules, tuple(accept))
 
 
@@ -231,6 +245,8 @@ class BridgeDriver:
         mac: str | None = None,
         accept: Sequence[str] = (),
         reach: NodeReach = CLOSED,
+        internal_address6: ipaddress.IPv6Address | None = None,
+        nat6: bool = False,
     ) -> JobFirewall:
         """(``reach``: a bridged job reaches the node as a LAN host does, by the bridge.)"""
         assert mac is not None, "a bridged job's firewall needs its MAC"
@@ -252,13 +268,17 @@ def leftovers() -> list[Leftover]:
     return found
 
 
-def nat_sources() -> list[ipaddress.IPv4Address]:
-    """The addresses in ``nat_sources`` (the sweeper finds whose by their address locks)."""
+def nat_sources() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses in ``nat_sources`` and ``nat_sources6`` (the sweeper finds whose by
+    their address locks)."""
     dumped = nft.dump_table(nft.FAMILY)
-    sources = re.search(rf"set {nft.NAT_SET} {{[^}}]*?elements = {{ ([^}}]*) }}", dumped)
-    items = sources.group(1).replace("\n", " ").split(",") if sources else []
-    return [ipaddress.IPv4Address(item.strip()) for item in items if item.strip()]
+    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for name in (nft.NAT_SET, nft.NAT_SET6):
+        sources = re.search(rf"set {name} {{[^}}]*?elements = {{ ([^}}]*) }}", dumped)
+        items = sources.group(1).replace("\n", " ").split(",") if sources else []
+        found += [ipaddress.ip_address(item.strip()) for item in items if item.strip()]
+    return found
 
 
-def discard_nat_source(addr: ipaddress.IPv4Address) -> None:
+def discard_nat_source(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
     nft.discard_nat_source(addr)

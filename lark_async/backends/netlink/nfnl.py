@@ -153,9 +153,34 @@ def _ipv4_address_is(offset: int, op: int, addr: ipaddress.IPv4Address) -> bytes
     return _is_ipv4() + _payload(NFT_PAYLOAD_NETWORK_HEADER, offset, 4) + _cmp(op, addr.packed)
 
 
+def _is_ipv6() -> bytes:
+    return _meta(NFT_META_NFPROTO) + _cmp(NFT_CMP_EQ, bytes([NFPROTO_IPV6]))
+
+
+def _ipv6_source_not(addr: ipaddress.IPv6Address) -> bytes:
+    """``ip6 saddr != ADDR ip6 saddr != fe80::/10``: neither the job's address nor a
+    link-local one (neighbour discovery's; the kernel forwards no link-local source)."""
+    mask, zero = b"\xff\xc0", b"\0\0"
+    link_local = _payload(NFT_PAYLOAD_NETWORK_HEADER, 8, 2) + _expr(
+        "bitwise",
+        _u32(NFTA_BITWISE_SREG, NFT_REG_1),
+        _u32(NFTA_BITWISE_DREG, NFT_REG_1),
+        _u32(NFTA_BITWISE_LEN, 2),
+        nest(NFTA_BITWISE_MASK, attr(NFTA_DATA_VALUE, mask)),
+        nest(NFTA_BITWISE_XOR, attr(NFTA_DATA_VALUE, zero)),
+    )
+    return (
+        _is_ipv6()
+        + _payload(NFT_PAYLOAD_NETWORK_HEADER, 8, 16)
+        + _cmp(NFT_CMP_NEQ, addr.packed)
+        + link_local
+        + _cmp(NFT_CMP_NEQ, b"\xfe\x80")
+    )
+
+
 def _icmpv6_type_is(kind: int) -> bytes:
     """``icmpv6 type K``, with nft's own dependencies (IPv6, then ICMPv6) first."""
-    found = _meta(NFT_META_NFPROTO) + _cmp(NFT_CMP_EQ, bytes([NFPROTO_IPV6]))
+    found = _is_ipv6()
     found += _meta(NFT_META_L4PROTO) + _cmp(NFT_CMP_EQ, bytes([IPPROTO_ICMPV6]))
     return found + _payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1) + _cmp(NFT_CMP_EQ, bytes([kind]))
 
@@ -267,13 +292,23 @@ def _ifname_key(ifname: str) -> bytes:
     return nest(NFTA_SET_ELEM_KEY, attr(NFTA_DATA_VALUE, ifname.encode().ljust(IFNAMSIZ, b"\0")))
 
 
-def _addr_key(addr: ipaddress.IPv4Address) -> bytes:
+def _addr_key(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
     return nest(NFTA_SET_ELEM_KEY, attr(NFTA_DATA_VALUE, addr.packed))
 
 
 def _chain(kind: int, flags: int, table: str, chain: str, family: int = NFPROTO_INET) -> Message:
     body = _nfgen(family) + _str(NFTA_CHAIN_TABLE, table) + _str(NFTA_CHAIN_NAME, chain)
     return Message(kind, flags, body)
+
+
+@dataclass(frozen=True)
+class Family6:
+    """A job's IPv6, beside or instead of IPv4: its address, its NAT66 source set (None:
+    routed, not masqueraded) and the comments of its IPv6 counters."""
+
+    internal: ipaddress.IPv6Address
+    nat_set: str | None
+    comments: tuple[str, str]
 
 
 def job_add(
@@ -285,26 +320,40 @@ def job_add(
     nat_set: str | None,
     comments: tuple[str, str],
     reach: NodeReach,
+    ipv6: Family6 | None = None,
 ) -> list[Message]:
-    """The job's chain, its map entry and NAT source. In the chain, as nft lists it:
+    """The job's chain, its map entry and NAT source(s). In the chain, as nft lists it:
 
     * ``iifname X counter comment "Outgoing"``, ``oifname X counter comment "Incoming"``:
       every packet that crosses the veth, in either family (the inet hooks see only IP);
+    * with ``ipv6``, the IPv6 part of each: ``iifname X meta nfproto ipv6 counter comment
+      "OutgoingIPv6"`` and the same with ``oifname`` for ``"IncomingIPv6"``;
     * ``iifname X ip saddr != INNER drop``: no other source address (with an address);
+    * with ``ipv6``, ``iifname X ip6 saddr != INNER6 ip6 saddr != fe80::/10 drop``; a job
+      with IPv6 and no IPv4 (on an IPv6-only node): ``iifname X meta nfproto ipv4 drop``;
     * what the job may reach of the node (``reach_rules``);
     * ``iifname X oifname "e_*" ct state ! established,related drop``: no other NAT job,
       unless ``reach.job_to_job`` (replies to a job that may open to this one still go).
     """
     outgoing, incoming = comments
     iif = _ifname_is(NFT_META_IIFNAME, ifname)
+    oif = _ifname_is(NFT_META_OIFNAME, ifname)
     msgs = [
         _chain(NFT_MSG_NEWCHAIN, NLM_F_CREATE | NLM_F_EXCL, table, chain),
         _rule(table, chain, iif + _counter(), outgoing),
-        _rule(table, chain, _ifname_is(NFT_META_OIFNAME, ifname) + _counter(), incoming),
+        _rule(table, chain, oif + _counter(), incoming),
     ]
+    if ipv6 is not None:
+        outgoing6, incoming6 = ipv6.comments
+        msgs.append(_rule(table, chain, iif + _is_ipv6() + _counter(), outgoing6))
+        msgs.append(_rule(table, chain, oif + _is_ipv6() + _counter(), incoming6))
     if internal is not None:
         spoof = iif + _ipv4_address_is(12, NFT_CMP_NEQ, internal) + _then(NF_DROP)
         msgs.append(_rule(table, chain, spoof))
+    if ipv6 is not None:
+        msgs.append(_rule(table, chain, iif + _ipv6_source_not(ipv6.internal) + _then(NF_DROP)))
+        if internal is None:
+            msgs.append(_rule(table, chain, iif + _is_ipv4() + _then(NF_DROP)))
     msgs += [_rule(table, chain, iif + exprs) for exprs in reach_rules(reach)]
     if not reach.job_to_job:
         other_job = _meta(NFT_META_OIFNAME) + _cmp(NFT_CMP_EQ, JOB_PORTS)
@@ -315,9 +364,14 @@ def job_add(
         nest(NFTA_SET_ELEM_DATA, _verdict(NFT_JUMP, chain)),
     )
     msgs.append(_elements(NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL, table, job_map, entry))
+    sources: list[tuple[str, ipaddress.IPv4Address | ipaddress.IPv6Address]] = []
     if nat_set is not None and internal is not None:
-        elem = nest(NFTA_LIST_ELEM, _addr_key(internal))
-        msgs.append(_elements(NFT_MSG_NEWSETELEM, NLM_F_CREATE, table, nat_set, elem))
+        sources.append((nat_set, internal))
+    if ipv6 is not None and ipv6.nat_set is not None:
+        sources.append((ipv6.nat_set, ipv6.internal))
+    for set_name, addr in sources:
+        elem = nest(NFTA_LIST_ELEM, _addr_key(addr))
+        msgs.append(_elements(NFT_MSG_NEWSETELEM, NLM_F_CREATE, table, set_name, elem))
     return msgs
 
 
@@ -331,8 +385,8 @@ def reach_rules(reach: NodeReach) -> list[bytes]:
       see) is to IPv4, so that where IPv6 is on the node still reaches the job (conntrack
       leaves it untracked: no reply of a connection);
     * ``tcp dport P fib daddr type != unicast return`` for each of ``LARK_NODE_PORTS``;
-    * ``ip daddr D udp dport 53 fib daddr type != unicast return`` and the same for tcp,
-      for each node address serving the job's DNS;
+    * ``ip daddr D udp dport 53 fib daddr type != unicast return`` (``ip6 daddr`` for an
+      IPv6 one) and the same for tcp, for each node address serving the job's DNS;
     * ``fib daddr type != unicast drop``: the rest, to any of the node's addresses (its
       gateway address on the job's veth too), broadcast and multicast included.
 
@@ -348,7 +402,11 @@ def reach_rules(reach: NodeReach) -> list[bytes]:
     for port in reach.ports:
         rules.append(_dport_is(IPPROTO[port.proto], port.low, port.high) + node + _then(NFT_RETURN))
     for addr in reach.dns:
-        to = _ipv4_address_is(16, NFT_CMP_EQ, addr)
+        if isinstance(addr, ipaddress.IPv6Address):
+            to = _is_ipv6() + _payload(NFT_PAYLOAD_NETWORK_HEADER, 24, 16)
+            to += _cmp(NFT_CMP_EQ, addr.packed)
+        else:
+            to = _ipv4_address_is(16, NFT_CMP_EQ, addr)
         for proto in (Proto.UDP, Proto.TCP):
             dns = _dport_is(IPPROTO[proto], DNS_PORT, DNS_PORT)
             rules.append(to + dns + node + _then(NFT_RETURN))
@@ -363,11 +421,15 @@ def job_remove(
     internal: ipaddress.IPv4Address | None,
     job_map: str,
     nat_set: str | None,
+    ipv6: Family6 | None = None,
 ) -> list[Message]:
-    """Map entry and NAT source first (nothing may jump to the chain), then flush and delete."""
+    """Map entry and NAT source(s) first (nothing may jump to the chain), then flush and
+    delete."""
     msgs = [_port_remove(table, job_map, ifname, NFPROTO_INET)]
     if nat_set is not None and internal is not None:
         msgs.append(address_remove(table, nat_set, internal))
+    if ipv6 is not None and ipv6.nat_set is not None:
+        msgs.append(address_remove(table, ipv6.nat_set, ipv6.internal))
     return msgs + _chain_remove(table, chain, NFPROTO_INET)
 
 
@@ -382,7 +444,9 @@ def bridge_job_remove(
     return [*msgs, Message(NFT_MSG_DELSET, 0, body)]
 
 
-def address_remove(table: str, set_name: str, addr: ipaddress.IPv4Address) -> Message:
+def address_remove(
+    table: str, set_name: str, addr: ipaddress.IPv4Address | ipaddress.IPv6Address
+) -> Message:
     """One address out of an inet set (a NAT source)."""
     elem = nest(NFTA_LIST_ELEM, _addr_key(addr))
     return _elements(NFT_MSG_DELSETELEM, 0, table, set_name, elem)
@@ -464,8 +528,10 @@ class Channel:
         """One transaction: all messages or none. NetlinkError for the first refusal."""
         send_batch(self.netlink, messages)
 
-    def has_address(self, table: str, set_name: str, addr: ipaddress.IPv4Address) -> bool:
-        """Whether an IPv4 set holds ``addr``: one lookup, whatever the set's size (a
+    def has_address(
+        self, table: str, set_name: str, addr: ipaddress.IPv4Address | ipaddress.IPv6Address
+    ) -> bool:
+        """Whether an address set holds ``addr``: one lookup, whatever the set's size (a
         missing table or set is False)."""
         elem = nest(NFTA_LIST_ELEM, _addr_key(addr))
         body = _elements(NFT_MSG_GETSETELEM, 0, table, set_name, elem).body

@@ -51,12 +51,14 @@ IFLA_BR_VLAN_FILTERING, IFLA_BR_VLAN_DEFAULT_PVID = 7, 39
 RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
 AF_BRIDGE, NDA_LLADDR, NDA_VLAN = 7, 2, 5
 NUD_NOARP, NTF_MASTER, NTF_STICKY = 0x40, 0x04, 0x40
+NDA_DST, NUD_PERMANENT, NTF_PROXY = 1, 0x80, 0x08
 IF_OPER_UNKNOWN, IF_OPER_UP = 0, 6
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
 IFF_UP, IFF_RUNNING = 0x1, 0x40  # (linux/if.h)
 RT_TABLE_MAIN, RTPROT_KERNEL, RTPROT_BOOT, RTPROT_DHCP, RTN_UNICAST = 254, 2, 3, 16, 1
 RTN_LOCAL = 2
+RTNH_F_ONLINK = 4
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
 SIOCGIFINDEX = 0x8933
 # what a delete may find already gone: a link, a route or rule, a neighbour, an address
@@ -137,23 +139,45 @@ def static_fdb(index: int, mac: bytes, vid: int | None, sticky: bool, what: str)
     )
 
 
+def proxy_neighbour(kind: int, index: int, addr: ipaddress.IPv6Address, what: str) -> Message:
+    """Add (RTM_NEWNEIGH) or remove (RTM_DELNEIGH) a proxy NDP entry: the node answers
+    neighbour solicitations for ``addr`` on link ``index`` (``ip -6 neigh add proxy``)."""
+    body = _NDMSG.pack(socket.AF_INET6, 0, 0, index, NUD_PERMANENT, NTF_PROXY, 0)
+    body += attr(NDA_DST, addr.packed)
+    if kind == RTM_NEWNEIGH:
+        return Message(kind, NLM_F_CREATE | NLM_F_REPLACE, body, f"proxy {addr} on {what}")
+    return Message(kind, 0, body, f"remove the proxy of {addr} on {what}")
+
+
 def del_link(name: str) -> Message:
     return Message(RTM_DELLINK, 0, ifinfo() + _ifname(name), f"delete link {name}")
 
 
-def new_peer_address(
-    index: int, local: ipaddress.IPv4Address, peer: ipaddress.IPv4Address, what: str
-) -> Message:
-    """A /32 with a peer: each job is a point-to-point link, no shared subnet route."""
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IFA_FLAGS, IFA_F_NODAD = 8, 0x02
+
+
+def new_peer_address(index: int, local: IPAddress, peer: IPAddress, what: str) -> Message:
+    """A /32 (IPv6: /128) with a peer: each job is a point-to-point link, no shared subnet
+    route. An IPv6 one without duplicate address detection: the pair is Lark's own, locked,
+    so the job's IPv6 costs no wait (DAD would hold it tentative for a second)."""
+    v6 = local.version == 6
     body = (
-        _IFADDRMSG.pack(socket.AF_INET, 32, 0, 0, index)
+        _IFADDRMSG.pack(socket.AF_INET6 if v6 else socket.AF_INET, 128 if v6 else 32, 0, 0, index)
         + attr(IFA_LOCAL, local.packed)
         + attr(IFA_ADDRESS, peer.packed)
     )
+    if v6:
+        body += attr(IFA_FLAGS, struct.pack("=I", IFA_F_NODAD))
     return Message(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, f"add address {local} to {what}")
 
 
-def new_default_route(gateway: ipaddress.IPv4Address, index: int) -> Message:
+def new_default_route(gateway: IPAddress, index: int) -> Message:
+    """IPv4 via the peer of the link's /32; IPv6 ``onlink``: the route to the /128 peer
+    comes with the address only once its (skipped) DAD completes, on a kernel work queue."""
+    if gateway.version == 6:
+        anywhere = ipaddress.IPv6Network("::/0")
+        return route(RTM_NEWROUTE, anywhere, gateway, index, RTPROT_BOOT, RTNH_F_ONLINK)
     return route(RTM_NEWROUTE, ipaddress.IPv4Network("0.0.0.0/0"), gateway, index, RTPROT_BOOT)
 
 
@@ -169,15 +193,24 @@ def address(kind: int, index: int, iface: ipaddress.IPv4Interface, what: str) ->
 
 def route(
     kind: int,
-    dest: ipaddress.IPv4Network,
-    gateway: ipaddress.IPv4Address | None,
+    dest: ipaddress.IPv4Network | ipaddress.IPv6Network,
+    gateway: IPAddress | None,
     index: int,
     protocol: int = RTPROT_DHCP,
+    flags: int = 0,
 ) -> Message:
     """Add (RTM_NEWROUTE) or remove (RTM_DELROUTE) a route; no gateway: on-link."""
     scope = RT_SCOPE_UNIVERSE if gateway is not None else RT_SCOPE_LINK
     body = _RTMSG.pack(
-        socket.AF_INET, dest.prefixlen, 0, 0, RT_TABLE_MAIN, protocol, scope, RTN_UNICAST, 0
+        socket.AF_INET6 if dest.version == 6 else socket.AF_INET,
+        dest.prefixlen,
+        0,
+        0,
+        RT_TABLE_MAIN,
+        protocol,
+        scope,
+        RTN_UNICAST,
+        flags,
     )
     if dest.prefixlen:
         body += attr(RTA_DST, dest.network_address.packed)
@@ -307,15 +340,32 @@ class Channel:
                 names.append(name.rstrip(b"\0").decode(errors="replace"))
         return names
 
-    def is_local(self, ip: ipaddress.IPv4Address) -> bool:
+    def is_local(self, ip: IPAddress) -> bool:
         """Whether ``ip`` is one of this namespace's own addresses (a route lookup: one
         round trip, whatever the number of links)."""
-        body = _RTMSG.pack(socket.AF_INET, 32, 0, 0, 0, 0, 0, 0, 0) + attr(RTA_DST, ip.packed)
+        family, bits = (socket.AF_INET6, 128) if ip.version == 6 else (socket.AF_INET, 32)
+        body = _RTMSG.pack(family, bits, 0, 0, 0, 0, 0, 0, 0) + attr(RTA_DST, ip.packed)
         try:
             found = self.query(RTM_GETROUTE, body)
         except NetlinkError:  # unreachable: certainly not local
             return False
         return bool(found) and _RTMSG.unpack_from(found[0])[7] == RTN_LOCAL
+
+    def on_link(self, ip: IPAddress) -> int | None:
+        """The link ``ip`` is on here (its route has no gateway), or None (routed on by a
+        gateway, local, or unreachable)."""
+        family, bits = (socket.AF_INET6, 128) if ip.version == 6 else (socket.AF_INET, 32)
+        body = _RTMSG.pack(family, bits, 0, 0, 0, 0, 0, 0, 0) + attr(RTA_DST, ip.packed)
+        try:
+            found = self.query(RTM_GETROUTE, body)
+        except NetlinkError:
+            return None
+        if not found or _RTMSG.unpack_from(found[0])[7] != RTN_UNICAST:
+            return None
+        a = parse_attrs(found[0], _RTMSG.size)
+        if RTA_GATEWAY in a or RTA_OIF not in a:
+            return None
+        return int(struct.unpack("=i", a[RTA_OIF])[0])
 
     def dump(self, kind: int, family: int = socket.AF_UNSPEC) -> list[bytes]:
         """Every object of one kind (RTM_GETADDR, RTM_GETROUTE, RTM_GETNEIGH, ...), as the

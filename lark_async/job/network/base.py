@@ -117,11 +117,15 @@ class NetworkDriver(ABC):
         """(external, internal) IPv4 for the admin's scripts."""
         return "", ""
 
+    def script_env(self) -> dict[str, str]:
+        """What else the admin's scripts get in their environment (the job's IPv6)."""
+        return {}
+
     def lan(self) -> Lan | None:
         """A bridged job's address, DNS servers and names on its LAN now (its view follows)."""
         return None
 
-    def allow_dns(self, servers: tuple[ipaddress.IPv4Address, ...]) -> None:
+    def allow_dns(self, servers: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]) -> None:
         """Before setup: the node's own addresses that serve the job's DNS (NAT opens them)."""
         return None
 
