@@ -110,7 +110,8 @@ def netns_list() -> list[str]:
 @dataclass
 class Host:
     netns: str
-    address: str
+    address: str  # "" on an IPv6-only host
+    address6: str | None = None  # a dual-stack or IPv6-only host's
 
 
 @dataclass
@@ -123,6 +124,7 @@ class Sandbox:
     kept_links: set[str] = field(default_factory=set)  # e.g. the bridge bridge mode leaves
     # cgroups a test made itself and removes itself (checked at the end of the test)
     own_cgroups: set[Path] = field(default_factory=set)
+    serving6: bool = False  # the site's IPv6 HTTP server runs (serve_ipv6)
 
     @property
     def state_dir(self) -> Path:
@@ -181,9 +183,33 @@ class Sandbox:
         )
         self.wait_for_port(self.site, SITE_ADDR, HTTP_PORT)
 
-    def add_host(self) -> Host:
+    def url6(self, size: str) -> str:
+        return f"http://[{SITE_ADDR6}]:{HTTP_PORT}/{size}"
+
+    def serve_ipv6(self) -> None:
+        """The site's IPv6 (``SITE_ADDR6`` on br0) and its HTTP server there, once."""
+        if self.serving6:
+            return
+        ensure_site_ipv6(self.site)
+        www = str(self.tmp / "www")
+        argv = [sys.executable, "-m", "http.server", "-d", www, "-b", SITE_ADDR6, str(HTTP_PORT)]
+        self.start_in(self.site, argv)
+        self.wait_for_port(self.site, SITE_ADDR6, HTTP_PORT)
+        self.serving6 = True
+
+    def add_host(self, ipv4: bool = True, ipv6: bool = False) -> Host:
+        """An execute host on the site LAN: IPv4 (``10.77.0.1x``), and with ``ipv6`` a
+        global IPv6 address (``fd77:0:0:1::1x``) and an IPv6 default route (dual-stack, or
+        IPv6-only without ``ipv4``), as a node whose jobs get IPv6 has."""
+        assert ipv4 or ipv6
         index = len(self.hosts) + 1
-        host = Host(f"{self.prefix}-h{index}", f"{SITE_NET}.{10 + index}")
+        host = Host(
+            f"{self.prefix}-h{index}",
+            f"{SITE_NET}.{10 + index}" if ipv4 else "",
+            f"{SITE_NET6}::{10 + index}" if ipv6 else None,
+        )
+        if ipv6:
+            self.serve_ipv6()
         sh("ip", "netns", "add", host.netns)
         up = f"up{index}"
         sh(
@@ -201,12 +227,17 @@ class Sandbox:
             netns=self.site,
         )
         sh("ip", "link", "set", up, "master", "br0", "up", netns=self.site)
-        for step in (
-            ("link", "set", "lo", "up"),
-            ("addr", "add", f"{host.address}/24", "dev", "uplink"),
-            ("link", "set", "uplink", "up"),
-            ("route", "add", "default", "via", SITE_ADDR),
-        ):
+        steps: list[tuple[str, ...]] = [("link", "set", "lo", "up")]
+        if ipv4:
+            steps.append(("addr", "add", f"{host.address}/24", "dev", "uplink"))
+        if ipv6:
+            steps.append(("addr", "add", f"{host.address6}/64", "dev", "uplink", "nodad"))
+        steps.append(("link", "set", "uplink", "up"))
+        if ipv4:
+            steps.append(("route", "add", "default", "via", SITE_ADDR))
+        if ipv6:
+            steps.append(("-6", "route", "add", "default", "via", SITE_ADDR6, "dev", "uplink"))
+        for step in steps:
             sh("ip", *step, netns=host.netns)
         self.hosts.append(host)
         return host
