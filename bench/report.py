@@ -242,6 +242,23 @@ def starter_kill_rows(res: dict, group: str) -> list[Row]:
     return rows
 
 
+def ipv6_rows(res: dict, group: str) -> list[Row]:
+    """bench/ipv6.py (issue 19): a dual-stack NAT66 job's setup+teardown against an
+    IPv4-only one's, same rounds."""
+    import ipv6
+
+    rows = []
+    for what in ("setup+teardown", "setup", "teardown"):
+        base = f"{ipv6.IPV4_ONLY} {what}"
+        for label in (ipv6.IPV4_ONLY, ipv6.DUAL_STACK):
+            rows.append(Row(group, f"{label} {what}", ms(res[f"{label} {what}"]), "ms", base))
+    dual = rows[1]
+    ratio = dual.median / rows[0].median
+    dual.target = f"<= {ipv6.TARGET:g}x IPv4 only"
+    dual.got, dual.ok = f"{ratio:.2f}x", ratio <= ipv6.TARGET
+    return rows
+
+
 def seconds_rows(res: dict, group: str) -> list[Row]:
     """Any bench returning {row: [seconds]}: milliseconds, ratios to the first row."""
     first = next(iter(res))
@@ -438,6 +455,17 @@ BENCHES = [
         ("nothing left at the agent's exit", "job cgroup <= 4 MB with the agent out"),
         "Agent in: LARK_AGENT_CGROUP = none, the agent dies with its job and its leftovers "
         "wait for `lark-agent cleanup`. MB: the job's memory cgroup while the job sleeps.",
+    ),
+    Bench(
+        "ipv6",
+        "ipv6",
+        "measure",
+        {"rounds": 30},
+        {"rounds": 5},
+        ipv6_rows,
+        "A NAT job with IPv6 (issue 19): dual-stack NAT66 against IPv4 only, {rounds} rounds",
+        ("dual-stack <= 1.3x IPv4 only",),
+        "In-process setup and teardown on a dual-stack bench host, LARK_IPV6 off vs auto.",
     ),
 ]
 # Benchmarks that may not be there yet: one line each; skipped while their module is missing.
