@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import ipaddress
 import logging
 import os
 import socket
@@ -46,14 +45,14 @@ from typing import Any, TextIO
 import trio
 
 from ..decide.audit import AuditKey, AuditTrail
-from ..decide.connpolicy import PROTOCOL_NAMES, ConnectionPolicy, Decision, parse_flow
+from ..decide.connpolicy import PROTOCOL_NAMES, Address, ConnectionPolicy, Decision
+from ..decide.firstpacket import COPY_BYTES, Unreadable, parse_flow
 from ..errors import KernelError, ResourceError, map_errors
 
 log = logging.getLogger("lark.guard")
 
 QUEUE = 0
 MARK_REFUSED = 0x4C41524B  # "LARK": set on a refused first packet, which comes back to be rejected
-COPY_BYTES = 128  # IPv4 header with options and the ports: all the decision needs
 BATCH = 64  # first packets decided per wake-up before the other tasks get their turn
 
 MARK_KNOWN = 0x4C41524C  # set on a packet of a UDP flow the agent allowed before
@@ -149,15 +148,14 @@ def install_rules(iptables_command: str) -> str:
     return f"{iptables_command} NFQUEUE"
 
 
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPV6_REFUSED = "IPv6: the connection policy speaks IPv4 only"
-
-
 def _describe(name: str | int | None, destination: Address | None, port: int | None) -> str:
-    """``NetworkLastDeniedDestination``: ``10.0.0.1:443/tcp``, ``[::1]:53/udp``, ``non-IPv4``."""
+    """``NetworkLastDeniedDestination``: ``10.0.0.1:443/tcp``, ``[::1]:53/udp``, ``unreadable``
+    (a packet the guard could not read, without the addresses to say where it went)."""
     if destination is None:
-        return "non-IPv4"
+        return "unreadable"
     host = f"[{destination}]" if destination.version == 6 else str(destination)
+    if name is None:
+        return host
     return f"{host}:{port}/{name}" if port else f"{host}/{name}"
 
 
@@ -255,16 +253,16 @@ class ConnectionGuard:
                 packet.set_mark(MARK_REFUSED)
                 packet.repeat()  # back through the hook, to the reject rules
 
-        if flow is None:
-            self._judge(None, None, None, None, deliver, refused="not an IPv4 packet")
+        if isinstance(flow, Unreadable):
+            refused = f"unreadable: {flow.why}"
+            self._judge(None, flow.source, flow.destination, None, deliver, refused=refused)
         else:
             self._judge(flow.proto, flow.source, flow.destination, flow.port, deliver)
 
     def decide_relayed(self, proto: int, source: Address, destination: Address, port: int) -> bool:
         """A flow the loopback relay (job/relay.py) would carry to the node: the job's
         ``source`` and the loopback ``destination`` it used, decided, counted and audited as
-        any first packet is. The policy speaks IPv4, and IPv6 is off in a guarded namespace:
-        an IPv6 flow is denied, with that reason."""
+        any first packet is, in either family."""
         return self._judge(proto, source, destination, port).allow
 
     def _judge(
@@ -280,8 +278,6 @@ class ConnectionGuard:
         ``deliver``-ed before anything else can fail, then counted and audited."""
         if refused is not None or proto is None or destination is None:
             decision = Decision(False, refused or "no destination")
-        elif not isinstance(destination, ipaddress.IPv4Address):
-            decision = Decision(False, IPV6_REFUSED)
         else:
             decision = self.policy.decide(proto, destination, port)
         if deliver is not None:
