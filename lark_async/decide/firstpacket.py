@@ -4,7 +4,8 @@ is ``Unreadable`` out, never an exception.
 
 The packet comes from the job, which may be root in its namespace and craft it, so what
 cannot be read with certainty is unreadable, and the caller refuses it. IPv4 (RFC 791):
-options are skipped, fragments are unreadable (a packet is fragmented after the output
+options are walked (a source route is unreadable: the packet would go on to an address that
+is not its destination), fragments are unreadable (a packet is fragmented after the output
 hook that queues it, so a fragment there was made by hand, and a later fragment's
 "ports" are payload). IPv6 (RFC 8200 4.1): hop-by-hop options first and destination
 options once are walked (their options must tile them); a routing header (the packet
@@ -24,6 +25,7 @@ from .connpolicy import PROTOCOL_NAMES, Address
 COPY_BYTES = 256  # what the queue copies of a packet: the fixed header, a few options, ports
 TCP, UDP = 6, 17
 HOP_BY_HOP, DESTINATION_OPTIONS = 0, 60
+_LSRR, _SSRR = 0x83, 0x89
 # RFC 8200 4 and the IANA "IPv6 Extension Header Types" registry: headers we do not walk
 _REFUSED_EXTENSIONS = {
     43: "a routing header",
@@ -82,7 +84,31 @@ def _ipv4(packet: bytes) -> Flow | Unreadable:
         return Unreadable("an IPv4 header with impossible lengths", source, destination)
     if fragment & 0x3FFF:  # more fragments, or an offset
         return Unreadable("an IPv4 fragment", source, destination)
+    if len(packet) < ihl:
+        return Unreadable("IPv4 options past the copy", source, destination)
+    why = _ipv4_options(packet[20:ihl])
+    if why is not None:
+        return Unreadable(why, source, destination)
     return _upper(packet, proto, ihl, total, source, destination)
+
+
+def _ipv4_options(options: bytes) -> str | None:
+    """RFC 791 3.1: why the options make the packet unreadable, or None. A loose or strict
+    source route sends it on from its destination to a hop the option names."""
+    at = 0
+    while at < len(options):
+        kind = options[at]
+        if kind == 0:  # end of options
+            return None
+        if kind == 1:  # no operation
+            at += 1
+            continue
+        if at + 2 > len(options) or options[at + 1] < 2:
+            return "malformed IPv4 options"
+        if kind in (_LSRR, _SSRR):
+            return "an IPv4 source route"
+        at += options[at + 1]
+    return None if at == len(options) else "malformed IPv4 options"
 
 
 def _ipv6(packet: bytes) -> Flow | Unreadable:

@@ -44,6 +44,26 @@ def ext(next_header: int, options: bytes = b"\x01\x04\0\0\0\0") -> bytes:
 PORTS = struct.pack("!HHII", 40000, 443, 0, 0)  # (source, destination port, TCP's seq/ack)
 
 
+def with_options(options: bytes) -> bytes:
+    assert len(options) % 4 == 0
+    header = bytearray(ipv4(17, PORTS, ihl=5 + len(options) // 4))
+    header[20 : 20 + len(options)] = options
+    return bytes(header)
+
+
+def test_ipv4_options_are_walked():
+    for options in (
+        bytes(8),  # end of options, then anything
+        b"\x01\x01\x01\x00" + b"\x83\x03\x04\x00",  # (after the end: not read)
+        b"\x07\x07\x04" + bytes(5),  # record route
+        b"\x44\x08\x05\x00" + bytes(4),  # timestamp
+        b"\x94\x04\x00\x00",  # router alert
+        b"\x01\x01\x01\x01",
+    ):
+        flow = parse_flow(with_options(options))
+        assert isinstance(flow, Flow) and flow.port == 443, options
+
+
 def test_ipv4_flows_are_read_from_the_first_packet():
     flow = parse_flow(ipv4(6, PORTS + b"\0" * 8))
     assert flow == Flow(6, IP("10.0.0.1"), IP("10.0.0.2"), 443)
@@ -67,7 +87,15 @@ def test_ipv4_flows_are_read_from_the_first_packet():
         (ipv4(6, PORTS, total=22), "ports cut short", True),  # shorter than it is copied
         (ipv4(6, PORTS, ihl=4), "an IPv4 header with impossible lengths", True),
         (ipv4(6, PORTS, total=19), "an IPv4 header with impossible lengths", True),
-        (ipv4(6, PORTS, ihl=15)[:40], "ports cut short", True),
+        (ipv4(6, PORTS, ihl=15)[:40], "IPv4 options past the copy", True),
+        (with_options(b"\x83\x07\x04" + bytes(5)), "an IPv4 source route", True),  # loose
+        (with_options(b"\x89\x07\x04" + bytes(5)), "an IPv4 source route", True),  # strict
+        (with_options(b"\x01\x01\x01\x83\x03\x04\x00\x00"), "an IPv4 source route", True),
+        (with_options(b"\x07\x03\x04\x83\x03\x04\x00\x00"), "an IPv4 source route", True),
+        (with_options(b"\x07\x01" + bytes(6)), "malformed IPv4 options", True),  # length 1
+        (with_options(b"\x07\x00" + bytes(6)), "malformed IPv4 options", True),
+        (with_options(b"\x01" * 7 + b"\x07"), "malformed IPv4 options", True),  # no length
+        (with_options(b"\x07\x09\x04" + bytes(5)), "malformed IPv4 options", True),  # past
         (ipv4(17, PORTS, fragment=0x2000), "an IPv4 fragment", True),  # more fragments
         (ipv4(17, PORTS, fragment=0x0001), "an IPv4 fragment", True),  # a later one
         (ipv4(17, PORTS, fragment=0x1FFF), "an IPv4 fragment", True),
