@@ -10,6 +10,7 @@ from lark_async.decide.connpolicy import (
     ConnectionPolicy,
     admin_policy,
     job_policy,
+    parse_rule,
     parse_rules,
 )
 
@@ -361,3 +362,103 @@ def test_any_ipv6_destination_is_decided(value, proto, port):
     policy = admin_policy(POLICY6, "deny")
     decision = policy.decide(proto, ipaddress.IPv6Address(value), port)
     assert decision.rule
+
+
+# exact words and boundaries (mutation testing found them untested)
+
+
+@pytest.mark.parametrize(
+    ("text", "job", "message"),
+    [
+        ("", False, "has no entries"),
+        (" , \n ,", False, "has no entries"),
+        ("allow icmp 1.2.3.4:7", False, "entry 1 'allow icmp 1.2.3.4:7': icmp has no ports"),
+        ("deny tcp 1.2.3.4", True,
+         "entry 1 'deny tcp 1.2.3.4': a job may only list what it wants allowed"),
+        ("allow tcp 2001:db8::1", False,
+         "entry 1 'allow tcp 2001:db8::1': an IPv6 address goes in brackets: "
+         "[ADDRESS/PREFIX]:PORT"),
+        ("deny [::1] 2001:db8::1", False,
+         "entry 1 'deny [::1] 2001:db8::1': an IPv6 address goes in brackets: "
+         "[ADDRESS/PREFIX]:PORT"),
+        ("deny [::1] [2001:db8::1", False,
+         "entry 1 'deny [::1] [2001:db8::1': is not [allow|deny] [tcp|udp|icmp|any] "
+         "ADDRESS[/PREFIX][:PORT[-PORT]]"),
+        ("allow tcp [2001:db8::1] 2001:db8::1", False,
+         "entry 1 'allow tcp [2001:db8::1] 2001:db8::1': an IPv6 address goes in brackets: "
+         "[ADDRESS/PREFIX]:PORT"),
+        ("allow tcp " + "1" * 50, False, "entry 1 'allow tcp " + "1" * 50 + "': '" + "1" * 50
+         + "' is not an IPv4 address or network (Expected 4 octets in '" + "1" * 50 + "')"),
+        ("allow tcp " + "1" * 51, False, "entry 1 'allow tcp " + "1" * 47 + "...': '"
+         + "1" * 51 + "' is not an IPv4 address or network (Expected 4 octets in '"
+         + "1" * 51 + "')"),
+    ],
+)  # fmt: skip
+def test_messages_word_for_word(text, job, message):
+    with pytest.raises(ValueError) as caught:
+        parse_rules(text, job=job)
+    assert str(caught.value) == message
+
+
+def test_port_and_prefix_boundaries():
+    assert parse_rules("allow tcp 1.2.3.4:1")[0].ports == (1, 1)
+    assert parse_rules("allow tcp 1.2.3.4:65535")[0].ports == (65535, 65535)
+    assert parse_rules("allow tcp 1.2.3.4:1-65535")[0].ports == (1, 65535)
+    assert parse_rules("allow tcp 10.1.2.3/8")[0].network == ipaddress.ip_network("10.0.0.0/8")
+    assert parse_rules("allow udp [2001:db8::1/32]")[0].network == ipaddress.ip_network(
+        "2001:db8::/32"
+    )
+
+
+@pytest.mark.parametrize(
+    ("wanted", "ok"),
+    [
+        ("tcp 10.0.0.1:150", False),  # inside the deny
+        ("tcp 10.0.0.1:50-100", False),  # touching its low end
+        ("tcp 10.0.0.1:200-300", False),  # touching its high end
+        ("tcp 10.0.0.1:50-99", True),
+        ("tcp 10.0.0.1:201-300", True),
+    ],
+)
+def test_a_deny_touching_a_jobs_port_range_refuses_it(wanted, ok):
+    policy = ConnectionPolicy(
+        parse_rules("deny tcp 10.0.0.0/8:100-200, allow tcp 0.0.0.0/0"), False
+    )
+    if ok:
+        assert policy.narrowed(parse_rules(wanted, job=True)).job_rules is not None
+    else:
+        with pytest.raises(ValueError, match="asks for more"):
+            policy.narrowed(parse_rules(wanted, job=True))
+
+
+def test_a_refused_job_entry_is_named_by_its_number():
+    with pytest.raises(ValueError) as caught:
+        ConnectionPolicy(ADMIN, False).narrowed(
+            parse_rules("tcp 10.0.0.5:443, tcp 8.8.8.8:443", job=True)
+        )
+    assert str(caught.value) == (
+        "entry 2 'tcp 8.8.8.8:443' asks for more than this node's connection policy allows"
+    )
+
+
+def test_a_job_outside_its_list_is_denied_and_without_one_gets_the_admins_policy():
+    narrowed = job_policy(ADMIN, "deny", parse_rules("tcp 10.0.0.5:443", job=True))
+    assert narrowed is not None
+    refused = narrowed.decide(6, ip("10.0.0.6"), 443)
+    assert (refused.allow, refused.rule) == (False, "job: not in LarkAllowedConnections")
+    plain = job_policy(ADMIN, "allow", None)
+    assert plain == ConnectionPolicy(ADMIN, True)
+
+
+def test_a_nat64_address_is_decided_by_its_protocol_and_port_in_ipv6_too():
+    policy = admin_policy(parse_rules("allow tcp [64:ff9b::/96]:443, allow any 0.0.0.0/0"), "deny")
+    assert policy.decide(6, ip("64:ff9b::808:808"), 443).allow
+    assert policy.decide(6, ip("64:ff9b::808:808"), 80).rule == "default deny"
+    assert policy.decide(17, ip("64:ff9b::808:808"), 443).rule == "default deny"
+
+
+def test_one_entry_alone_is_the_admins_unless_said():
+    assert parse_rule("allow tcp [::1]:53").allow
+    with pytest.raises(ValueError, match=r"^needs allow or deny$"):
+        parse_rule("tcp [::1]:53")
+    assert parse_rule("tcp [::1]:53", job=True).allow

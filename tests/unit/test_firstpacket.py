@@ -214,3 +214,49 @@ def test_any_chain_of_ipv6_headers_gives_a_flow_or_a_reason(chain, data):
     assert isinstance(result, Flow | Unreadable)
     if isinstance(result, Flow):
         assert result.proto not in (0, 60, 43, 44, 51)
+
+
+# boundaries (mutation testing found them untested)
+
+
+def test_headers_exactly_as_long_as_they_say():
+    bare = ipv4(50, b"")
+    assert len(bare) == 20 and parse_flow(bare) == Flow(50, IP("10.0.0.1"), IP("10.0.0.2"), None)
+    optioned = with_options(b"\x01\x01\x01\x01")[:24]
+    assert isinstance(parse_flow(optioned), Unreadable)  # (UDP: its ports are missing)
+    icmp_options = bytearray(ipv4(1, b"", ihl=6))
+    icmp_options[20:24] = b"\x01\x01\x01\x01"
+    assert len(icmp_options) == 24 and isinstance(parse_flow(bytes(icmp_options)), Flow)
+    chain_end = ipv6(0, ext(59))
+    assert len(chain_end) == 48 and parse_flow(chain_end) == Flow(59, IP(SRC6), IP(DST6), None)
+    longer = ipv6(0, ext(59, b"\x01\x0c" + bytes(12)))
+    assert parse_flow(longer) == Flow(59, IP(SRC6), IP(DST6), None)
+
+
+def test_large_numbers_are_unsigned():
+    big = struct.pack("!HHII", 40000, 50000, 0, 0)
+    assert parse_flow(ipv4(17, big, total=40000)) == Flow(17, IP("10.0.0.1"), IP("10.0.0.2"), 50000)
+    assert parse_flow(ipv6(17, big, length=40000)) == Flow(17, IP(SRC6), IP(DST6), 50000)
+
+
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        (b"\x01\x01\x44\x02", None),  # a 2-byte option, last
+        (b"\x07\x02\x01\x01", None),
+        (b"\x01\x07\x03\x04\x83\x03\x04\x00", "an IPv4 source route"),
+    ],
+)
+def test_ipv4_option_lengths(options, why):
+    result = parse_flow(with_options(options))
+    if why is None:
+        assert isinstance(result, Flow)
+    else:
+        assert isinstance(result, Unreadable) and result.why == why
+
+
+def test_an_option_type_on_the_last_byte_of_its_header():
+    packet = ipv6(0, bytes([59, 0, 1, 3, 0, 0, 0, 7]))
+    assert len(packet) == 48
+    result = parse_flow(packet)
+    assert isinstance(result, Unreadable) and result.why == "malformed IPv6 options"
