@@ -91,21 +91,25 @@ def _each_family(rule: str) -> str:
 KNOWN = f"FAMILY udp sport . IP daddr . udp dport @SET meta mark set {MARK_KNOWN:#x}"
 # A packet that names a hop to pass on the way (an IPv6 routing header, an IPv4 source
 # route: a job may set either without privileges) is never known: it goes to the queue,
-# where it is refused, whichever flow it claims to belong to.
+# where it is refused, whichever flow it claims to belong to. Each chain's first rule lets
+# everything but UDP leave at once (a bulk TCP transfer pays one rule per chain).
 FLOWS = f"""table inet lark_guard {{
 {_SETS}    chain known {{
         type filter hook output priority -10;
+        meta l4proto != udp return
         meta nfproto ipv6 exthdr rt exists return
         meta nfproto ipv4 ip option lsrr exists return
         meta nfproto ipv4 ip option ssrr exists return
 {_each_family(KNOWN)}    }}
     chain allowed {{
         type filter hook output priority 10;
-{_each_family("FAMILY meta l4proto udp update @SET { udp sport . IP daddr . udp dport }")}\
+        meta l4proto != udp return
+{_each_family("FAMILY update @SET { udp sport . IP daddr . udp dport }")}\
     }}
     chain answered {{
         type filter hook input priority 10;
-{_each_family("FAMILY meta l4proto udp update @SET { udp dport . IP saddr . udp sport }")}\
+        meta l4proto != udp return
+{_each_family("FAMILY update @SET { udp dport . IP saddr . udp sport }")}\
     }}
 }}
 """

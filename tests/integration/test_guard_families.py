@@ -37,7 +37,7 @@ WAIT_S = 5.0
 QUIET_S = 0.5
 POLICY = (
     f"allow tcp [{PEER6}]:8080, allow udp [{PEER6}]:5353, allow icmp [{PEER6}], "
-    f"allow tcp {PEER4}:8080, deny any 0.0.0.0/0"
+    f"allow tcp {PEER4}:8080, allow udp {PEER4}:5353, deny any 0.0.0.0/0"
 )
 
 
@@ -340,12 +340,25 @@ def test_crafted_extension_headers_and_source_routes(nets, tmp_path):
                     await raw.sendto(crafted_udp(sport, 5353, extensions, b"sneaky"), (PEER6, 0))
                     await trio.sleep(0.05)  # (their lines in order)
                 await nothing_comes(listener)
-                # IPv4: a loose source route through the allowed peer to another address
-                # (refused; the reset names the peer, not the address the socket connects
-                # to, so the connect retries, refused each time, until given up)
+                # IPv4: a loose source route through the allowed peer to another address,
+                # on a UDP flow allowed before (never taken for it) and as a connection's
+                # first packet (refused; the reset names the peer, not the address the
+                # socket connects to, so the connect retries, refused each time)
+                route = b"\x83\x07\x04" + socket.inet_aton(PEER4) + b"\x00"
+                listener4 = made_in(peer, socket.AF_INET, socket.SOCK_DGRAM)
+                await listener4.bind((PEER4, 5353))
+                flow = made_in(job, socket.AF_INET, socket.SOCK_DGRAM)
+                await flow.sendto(b"plain", (PEER4, 5353))
+                assert await listener4.recv(100) == b"plain"
+                flow.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, route)
+                denied = guard.counts.denied
+                await flow.sendto(b"routed", ("10.66.0.77", 5353))
+                while guard.counts.denied == denied:  # queued, not taken for the flow's
+                    await trio.sleep(0.01)
+                flow.close()
+                listener4.close()
                 await tcp_echo_server(peer, PEER4, 8080, nursery)
                 client = made_in(job, socket.AF_INET, socket.SOCK_STREAM)
-                route = b"\x83\x07\x04" + socket.inet_aton(PEER4) + b"\x00"
                 client.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, route)
                 with trio.move_on_after(1.5):
                     await client.connect(("10.66.0.77", 8080))
@@ -355,18 +368,19 @@ def test_crafted_extension_headers_and_source_routes(nets, tmp_path):
             listener.close()
             nursery.cancel_scope.cancel()
         guard.close()
-        retries = guard.counts.denied - 7
+        attempts = guard.counts.denied - 7
         assert audit_lines(audit) == [
             ("udp", PEER6, 5353, "allow", f"allow udp [{PEER6}]:5353"),
             ("udp", PEER6, 5354, "deny", "default deny"),
             (None, PEER6, None, "deny", "unreadable: IPv6 with a routing header"),
             (None, PEER6, None, "deny", "unreadable: IPv6 with a fragment header"),
             (None, PEER6, None, "deny", "unreadable: malformed IPv6 options"),
-            (None, PEER4, None, "deny", "unreadable: an IPv4 source route"),
+            ("udp", PEER4, 5353, "allow", f"allow udp {PEER4}:5353"),
+            (None, PEER4, None, "deny", "unreadable: an IPv4 source route"),  # (the UDP one)
             (None, PEER6, None, "deny", "unreadable: IPv6 with a routing header", 2),  # (coalesced)
-            (None, PEER4, None, "deny", "unreadable: an IPv4 source route", retries),
+            (None, PEER4, None, "deny", "unreadable: an IPv4 source route", attempts),
         ]
-        assert retries >= 1
+        assert attempts >= 1
 
     peer.run_trio(main)
 
