@@ -9,29 +9,30 @@ transfer there cost 3-5% of its throughput): a TCP connection's first packet
 is its SYN, and a UDP flow (source port, destination, port) the agent allowed
 is remembered in an nft set, refreshed by its packets, for two minutes after
 its last one, as is a flow someone else started (so the job's answers are
-not new flows). ICMP echo requests and other protocols (SCTP, ...) are queued
-packet by packet; ICMP errors and replies, and IGMP, which only the kernel
-sends for an unprivileged job, are not. A refused first packet comes back
-marked and is rejected there (TCP reset, ICMP "administratively prohibited"),
-so a denied connect fails at once instead of timing out.
+not new flows). ICMP and ICMPv6 echo requests and other protocols (SCTP, ...)
+are queued packet by packet; ICMP and ICMPv6 errors and replies, neighbour
+discovery, MLD and IGMP, which only the kernel sends for an unprivileged job,
+are not. A refused first packet comes back marked and is rejected there (TCP
+reset, ICMP or ICMPv6 "administratively prohibited"), so a denied connect fails
+at once instead of timing out. Both families, one policy: IPv6 is queued and
+decided as IPv4 is (``decide/firstpacket.py`` reads the packets, strictly).
 
 Fail closed: without ``--queue-bypass`` the kernel drops what a queue with no
 reader would get, so if the agent dies the job's new connections fail. The
-rules go with the namespace. DHCP client traffic (the agent's own renewals;
-port 68 is privileged) and loopback are not queued; IPv6 is switched off in
-the namespace, as the rules speak IPv4.
+rules go with the namespace. DHCP and DHCPv6 client traffic (the agent's own;
+ports 68 and 546 are privileged) and loopback are not queued.
 
 nft's ``queue`` statement is used when the kernel has it; otherwise (as on
-kernels without nft_queue) the iptables ``NFQUEUE`` target, through the
-configured iptables build, which works whichever firewall backend the host
-side uses.
+kernels without nft_queue) the ``NFQUEUE`` target of the configured iptables
+build and of its ip6tables twin, which works whichever firewall backend the
+host side uses; and without ip6tables, the job's IPv6 is refused but for
+loopback. The log says which.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import ipaddress
 import logging
 import os
 import socket
@@ -46,14 +47,14 @@ from typing import Any, TextIO
 import trio
 
 from ..decide.audit import AuditKey, AuditTrail
-from ..decide.connpolicy import PROTOCOL_NAMES, ConnectionPolicy, Decision, parse_flow
+from ..decide.connpolicy import PROTOCOL_NAMES, Address, ConnectionPolicy, Decision
+from ..decide.firstpacket import COPY_BYTES, Unreadable, parse_flow
 from ..errors import KernelError, ResourceError, map_errors
 
 log = logging.getLogger("lark.guard")
 
 QUEUE = 0
 MARK_REFUSED = 0x4C41524B  # "LARK": set on a refused first packet, which comes back to be rejected
-COPY_BYTES = 128  # IPv4 header with options and the ports: all the decision needs
 BATCH = 64  # first packets decided per wake-up before the other tasks get their turn
 
 MARK_KNOWN = 0x4C41524C  # set on a packet of a UDP flow the agent allowed before
@@ -63,40 +64,73 @@ UDP_FLOW_S = 120  # a UDP flow is forgotten this long after its last packet
 # allowed is remembered (by the packets that got through: a refused one never reaches
 # the later hook) and its packets marked, so that only a flow's first packet is queued;
 # so is a flow someone else started, so the job's answers are not decided as new flows.
-FLOWS = f"""table inet lark_guard {{
-    set udp_flows {{
-        type inet_service . ipv4_addr . inet_service
+# One set per family (a set's key has one address type).
+_FAMILIES = (("udp_flows", "ipv4", "ip"), ("udp_flows6", "ipv6", "ip6"))
+_SETS = "".join(
+    f"""    set {name} {{
+        type inet_service . {family}_addr . inet_service
         flags dynamic,timeout
         timeout {UDP_FLOW_S}s
         size 65536
     }}
-    chain known {{
+"""
+    for name, family, _ in _FAMILIES
+)
+
+
+def _each_family(rule: str) -> str:
+    """``rule`` for both families: ``SET``, ``FAMILY`` and ``IP`` filled in."""
+    return "".join(
+        "        meta nfproto "
+        + rule.replace("SET", name).replace("FAMILY", family).replace("IP", ip)
+        + "\n"
+        for name, family, ip in _FAMILIES
+    )
+
+
+KNOWN = f"FAMILY udp sport . IP daddr . udp dport @SET meta mark set {MARK_KNOWN:#x}"
+# A packet that names a hop to pass on the way (an IPv6 routing header, an IPv4 source
+# route: a job may set either without privileges) is never known: it goes to the queue,
+# where it is refused, whichever flow it claims to belong to. Each chain's first rule lets
+# everything but UDP leave at once (a bulk TCP transfer pays one rule per chain).
+FLOWS = f"""table inet lark_guard {{
+{_SETS}    chain known {{
         type filter hook output priority -10;
-        udp sport . ip daddr . udp dport @udp_flows meta mark set {MARK_KNOWN:#x}
-    }}
+        meta l4proto != udp return
+        meta nfproto ipv6 exthdr rt exists return
+        meta nfproto ipv4 ip option lsrr exists return
+        meta nfproto ipv4 ip option ssrr exists return
+{_each_family(KNOWN)}    }}
     chain allowed {{
         type filter hook output priority 10;
-        meta l4proto udp update @udp_flows {{ udp sport . ip daddr . udp dport }}
+        meta l4proto != udp return
+{_each_family("FAMILY update @SET { udp sport . IP daddr . udp dport }")}\
     }}
     chain answered {{
         type filter hook input priority 10;
-        meta l4proto udp update @udp_flows {{ udp dport . ip saddr . udp sport }}
+        meta l4proto != udp return
+{_each_family("FAMILY update @SET { udp dport . IP saddr . udp sport }")}\
     }}
 }}
 """
-# The decision: the same rules through nft's queue statement or iptables' NFQUEUE target.
-# An established TCP flow's packets (not a bare SYN) leave at the first rule.
+# The decision: the same rules through nft's queue statement or the iptables and ip6tables
+# NFQUEUE target. An established TCP flow's packets (not a bare SYN) leave at the first
+# rule. Not queued: loopback, the agent's own DHCP and DHCPv6 client traffic (ports 68 and
+# 546 are privileged), ICMP and ICMPv6 but echo requests (neighbour discovery, MLD and the
+# errors among them), IGMP; everything else is, first packets only.
 NFT_QUEUE = f"""table inet lark_guard {{
     chain decide {{
         type filter hook output priority 0;
         tcp flags & (syn | ack) != syn accept
         oif "lo" accept
         udp sport 68 udp dport 67 accept
+        udp sport 546 udp dport 547 accept
         meta mark {MARK_REFUSED:#x} meta l4proto tcp reject with tcp reset
-        meta mark {MARK_REFUSED:#x} reject with icmp type admin-prohibited
+        meta mark {MARK_REFUSED:#x} reject with icmpx type admin-prohibited
         meta l4proto tcp queue num {QUEUE}
         meta mark {MARK_KNOWN:#x} accept
         icmp type != echo-request accept
+        icmpv6 type != echo-request accept
         meta l4proto igmp accept
         queue num {QUEUE}
     }}
@@ -116,16 +150,61 @@ IPTABLES_QUEUE = f"""*filter
 -A OUTPUT -j NFQUEUE --queue-num {QUEUE}
 COMMIT
 """
+IP6TABLES_QUEUE = f"""*filter
+:OUTPUT ACCEPT [0:0]
+-A OUTPUT -p tcp ! --syn -j ACCEPT
+-A OUTPUT -o lo -j ACCEPT
+-A OUTPUT -p udp --sport 546 --dport 547 -j ACCEPT
+-A OUTPUT -p tcp -m mark --mark {MARK_REFUSED:#x} -j REJECT --reject-with tcp-reset
+-A OUTPUT -m mark --mark {MARK_REFUSED:#x} -j REJECT --reject-with icmp6-adm-prohibited
+-A OUTPUT -p tcp -j NFQUEUE --queue-num {QUEUE}
+-A OUTPUT -m mark --mark {MARK_KNOWN:#x} -j ACCEPT
+-A OUTPUT -p ipv6-icmp ! --icmpv6-type echo-request -j ACCEPT
+-A OUTPUT -j NFQUEUE --queue-num {QUEUE}
+COMMIT
+"""
+# Where neither nft's queue nor ip6tables' NFQUEUE can be had, the job's IPv6 is refused
+# but for loopback (IPv6 never gets round the policy): connections at once, by a reset
+# or "administratively prohibited"; neighbour discovery and the like pass, harmless.
+NFT_IPV6_REFUSED = f"""table inet lark_guard {{
+    chain refuse6 {{
+        type filter hook output priority 0;
+        meta nfproto != ipv6 accept
+        oif "lo" accept
+        tcp flags & (syn | ack) != syn accept
+        udp sport 546 udp dport 547 accept
+        meta l4proto tcp reject with tcp reset
+        meta mark {MARK_KNOWN:#x} accept
+        icmpv6 type != echo-request accept
+        reject with icmpx type admin-prohibited
+    }}
+}}
+"""
 
 
-def _disable_ipv6() -> None:
-    for where in ("all", "default"):
-        with contextlib.suppress(FileNotFoundError):  # a kernel without IPv6
-            Path(f"/proc/sys/net/ipv6/conf/{where}/disable_ipv6").write_text("1")
+def ip6tables_for(iptables_command: str) -> str:
+    """The IPv6 twin of an iptables build: ``iptables-legacy`` -> ``ip6tables-legacy``."""
+    return "ip6" + iptables_command.removeprefix("ip")
 
 
-def install_rules(iptables_command: str) -> str:
-    """In the calling thread's namespace (the job's): the queue rules; returns which way."""
+def _restore(command: str, rules: str) -> str | None:
+    """``COMMAND-restore`` of ``rules`` in the calling thread's namespace (forked from this
+    thread, the child runs in the job's); None when done, else why not, in one line."""
+    argv = [f"{command}-restore", "--wait"]
+    try:
+        done = subprocess.run(argv, input=rules, capture_output=True, text=True)
+    except FileNotFoundError:
+        return f"{argv[0]} is not installed"
+    if done.returncode != 0:
+        return (done.stderr.strip().splitlines() or ["no message"])[-1]
+    return None
+
+
+def install_rules(iptables_command: str, ip6tables_command: str | None = None) -> str:
+    """In the calling thread's namespace (the job's): the queue rules for both families, the
+    best way this kernel has; returns which. nft's queue statement; else the NFQUEUE target
+    of ``iptables_command`` and of its IPv6 twin; else (no ip6tables) that of
+    ``iptables_command``, with the job's IPv6 refused but for loopback."""
     from .firewall import nft
 
     nft.run_here(FLOWS, "connection policy: nft flow rules")
@@ -134,30 +213,36 @@ def install_rules(iptables_command: str) -> str:
         return "nft queue"
     except KernelError as exc:
         log.debug("nft queue not available (%s): trying %s NFQUEUE", exc, iptables_command)
-    argv = [f"{iptables_command}-restore", "--wait"]
-    try:
-        # forked from this thread, so it runs in the job's namespace
-        done = subprocess.run(argv, input=IPTABLES_QUEUE, capture_output=True, text=True)
-    except FileNotFoundError:
+    failed = _restore(iptables_command, IPTABLES_QUEUE)
+    if failed is not None:
         raise KernelError(
-            f"the connection policy needs nft's queue statement, which this kernel lacks, or "
-            f"{iptables_command}'s NFQUEUE target: {argv[0]} is not installed"
-        ) from None
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        raise KernelError(f"connection policy: {argv[0]} NFQUEUE rules failed: {last}")
-    return f"{iptables_command} NFQUEUE"
-
-
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPV6_REFUSED = "IPv6: the connection policy speaks IPv4 only"
+            f"the connection policy needs nft's queue statement, which this kernel lacks, "
+            f"or {iptables_command}'s NFQUEUE target: {iptables_command}-restore: {failed}"
+        )
+    if not Path("/proc/sys/net/ipv6").is_dir():  # (booted with ipv6.disable=1)
+        return f"{iptables_command} NFQUEUE; no IPv6 in this kernel"
+    ip6tables_command = ip6tables_command or ip6tables_for(iptables_command)
+    failed = _restore(ip6tables_command, IP6TABLES_QUEUE)
+    if failed is None:
+        return f"{iptables_command} and {ip6tables_command} NFQUEUE"
+    nft.run_here(NFT_IPV6_REFUSED, "connection policy: nft rules refusing IPv6")
+    log.warning(
+        "connection policy: no way to queue IPv6 (%s-restore: %s): the job's IPv6 is refused "
+        "but for loopback",
+        ip6tables_command,
+        failed,
+    )
+    return f"{iptables_command} NFQUEUE, IPv6 refused"
 
 
 def _describe(name: str | int | None, destination: Address | None, port: int | None) -> str:
-    """``NetworkLastDeniedDestination``: ``10.0.0.1:443/tcp``, ``[::1]:53/udp``, ``non-IPv4``."""
+    """``NetworkLastDeniedDestination``: ``10.0.0.1:443/tcp``, ``[::1]:53/udp``, ``unreadable``
+    (a packet the guard could not read, without the addresses to say where it went)."""
     if destination is None:
-        return "non-IPv4"
+        return "unreadable"
     host = f"[{destination}]" if destination.version == 6 else str(destination)
+    if name is None:
+        return host
     return f"{host}:{port}/{name}" if port else f"{host}/{name}"
 
 
@@ -211,7 +296,6 @@ class ConnectionGuard:
                 audit = os.fdopen(fd, "a", buffering=1)  # a line is on disk when decided
         guard = cls(policy, job, audit, AuditTrail(job, audit_max_bytes))
         try:
-            _disable_ipv6()
             queue = NetfilterQueue()
             with (
                 warnings.catch_warnings()
@@ -255,16 +339,16 @@ class ConnectionGuard:
                 packet.set_mark(MARK_REFUSED)
                 packet.repeat()  # back through the hook, to the reject rules
 
-        if flow is None:
-            self._judge(None, None, None, None, deliver, refused="not an IPv4 packet")
+        if isinstance(flow, Unreadable):
+            refused = f"unreadable: {flow.why}"
+            self._judge(None, flow.source, flow.destination, None, deliver, refused=refused)
         else:
             self._judge(flow.proto, flow.source, flow.destination, flow.port, deliver)
 
     def decide_relayed(self, proto: int, source: Address, destination: Address, port: int) -> bool:
         """A flow the loopback relay (job/relay.py) would carry to the node: the job's
         ``source`` and the loopback ``destination`` it used, decided, counted and audited as
-        any first packet is. The policy speaks IPv4, and IPv6 is off in a guarded namespace:
-        an IPv6 flow is denied, with that reason."""
+        any first packet is, in either family."""
         return self._judge(proto, source, destination, port).allow
 
     def _judge(
@@ -280,8 +364,6 @@ class ConnectionGuard:
         ``deliver``-ed before anything else can fail, then counted and audited."""
         if refused is not None or proto is None or destination is None:
             decision = Decision(False, refused or "no destination")
-        elif not isinstance(destination, ipaddress.IPv4Address):
-            decision = Decision(False, IPV6_REFUSED)
         else:
             decision = self.policy.decide(proto, destination, port)
         if deliver is not None:

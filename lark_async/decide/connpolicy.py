@@ -1,11 +1,23 @@
 """Where a job may connect: the admin's rules, a job's narrower allow-list, one decision.
 
 Pure (sans-IO): the queue reader (``connguard``) feeds it the first packet of
-each new connection and answers with what it returns.
+each new connection (``firstpacket``) and answers with what it returns.
 
 An entry (entries are separated by commas or new lines)::
 
     allow|deny [tcp|udp|icmp|any] ADDRESS[/PREFIX][:PORT[-PORT]]
+    allow|deny [tcp|udp|icmp|any] [IPV6-ADDRESS[/PREFIX]][:PORT[-PORT]]
+
+An IPv6 address or prefix is in brackets, as in a URL (``[2001:db8::/32]:443``,
+``[::1]:53``); ``icmp`` is ICMPv6 towards IPv6 destinations. One list covers
+both families: a connection is matched against the entries of its own family
+(``0.0.0.0/0`` is every IPv4 destination, ``[::/0]`` every IPv6 one), so with
+the default ``deny`` an IPv4-only list denies all IPv6 and IPv6 is never a way
+around it. An IPv6 destination that stands for an IPv4 one is decided as that
+IPv4 destination too: an IPv4-mapped address (``::ffff:10.0.0.1``) as its IPv4
+address only, and one in the NAT64 well-known prefix ``64:ff9b::/96`` (RFC 6052)
+needs the IPv6 entries and the admin's IPv4 ones for the address it embeds to allow
+it.
 
 The admin's list (``LARK_CONNECTION_POLICY`` / ``LarkConnectionPolicy``) is
 read top down, the first matching entry decides, and a connection no entry
@@ -19,30 +31,39 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import struct
 from dataclasses import dataclass
 
-PROTOCOLS: dict[str, int | None] = {"tcp": 6, "udp": 17, "icmp": 1, "any": None}
-PROTOCOL_NAMES = {6: "tcp", 17: "udp", 1: "icmp"}
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+ICMP, ICMPV6 = 1, 58
+PROTOCOLS: dict[str, int | None] = {"tcp": 6, "udp": 17, "icmp": ICMP, "any": None}
+PROTOCOL_NAMES = {6: "tcp", 17: "udp", ICMP: "icmp", ICMPV6: "icmpv6"}
+MAX_ENTRY_CHARS = 100  # the longest sensible entry is 66 (a whole IPv6 address, a port range)
+MAX_JOB_ENTRIES = 256  # a job's list is checked against every admin entry: bounded work
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 2.1: the IPv4 address in its last 32 bits
+_SYNTAX = "is not [allow|deny] [tcp|udp|icmp|any] ADDRESS[/PREFIX][:PORT[-PORT]]"
 _ENTRY = re.compile(
     r"^(?:(?P<verdict>\w+)\s+)??(?:(?P<proto>tcp|udp|icmp|any)\s+)?"
-    r"(?P<net>[0-9.]+(?:/\d+)?)(?::(?P<ports>\d+(?:-\d+)?))?$",
-    re.IGNORECASE,
+    r"(?:(?P<net4>[0-9.]+(?:/[0-9]+)?)|\[(?P<net6>[^\[\]\s]+)\])"
+    r"(?::(?P<ports>[0-9]+(?:-[0-9]+)?))?$",
+    re.IGNORECASE | re.ASCII,
 )
+_IPV6_TEXT = re.compile(r"^[0-9a-f:.]+(?:/[0-9]+)?$", re.IGNORECASE | re.ASCII)
 
 
 @dataclass(frozen=True)
 class Rule:
     allow: bool
-    proto: int | None  # None: any protocol
-    network: ipaddress.IPv4Network
+    proto: int | None  # None: any protocol; ICMP: ICMP or ICMPv6, as the network's family
+    network: Network
     ports: tuple[int, int] | None  # None: any port (and protocols without ports)
     text: str
 
-    def matches(self, proto: int, dst: ipaddress.IPv4Address, port: int | None) -> bool:
-        if self.proto is not None and self.proto != proto:
+    def matches(self, proto: int, dst: Address, port: int | None) -> bool:
+        if self.proto is not None and self.proto != (ICMP if proto == ICMPV6 else proto):
             return False
-        if dst not in self.network:
+        if dst not in self.network:  # (never for the other family's addresses)
             return False
         if self.ports is None:
             return True
@@ -52,7 +73,9 @@ class Rule:
         """Every connection ``other`` matches, this matches too."""
         if self.proto is not None and self.proto != other.proto:
             return False
-        if not other.network.subnet_of(self.network):
+        if self.network.version != other.network.version:
+            return False
+        if not other.network.subnet_of(self.network):  # type: ignore[arg-type]
             return False
         if self.ports is None:
             return True
@@ -63,7 +86,7 @@ class Rule:
     def overlaps(self, other: Rule) -> bool:
         if None not in (self.proto, other.proto) and self.proto != other.proto:
             return False
-        if not self.network.overlaps(other.network):
+        if not self.network.overlaps(other.network):  # (False across families)
             return False
         if self.ports is None or other.ports is None:
             return True
@@ -74,11 +97,21 @@ def _entries(text: str) -> list[str]:
     return [e.strip() for e in re.split(r"[,\n]", text) if e.strip()]
 
 
+def _shown(entry: str) -> str:
+    return entry if len(entry) <= 60 else entry[:57] + "..."
+
+
 def parse_rule(entry: str, *, job: bool = False) -> Rule:
     """One entry; ValueError says what is wrong with it."""
-    m = _ENTRY.match(" ".join(entry.split()))
+    text = " ".join(entry.split())
+    if len(text) > MAX_ENTRY_CHARS:
+        raise ValueError(f"is longer than {MAX_ENTRY_CHARS} characters")
+    m = _ENTRY.match(text)
     if m is None:
-        raise ValueError("is not [allow|deny] [tcp|udp|icmp|any] ADDRESS[/PREFIX][:PORT[-PORT]]")
+        target = text.rsplit(" ", 1)[-1]
+        if target.count(":") > 1 and "[" not in target:
+            raise ValueError("an IPv6 address goes in brackets: [ADDRESS/PREFIX]:PORT")
+        raise ValueError(_SYNTAX)
     verdict = (m["verdict"] or ("allow" if job else "")).lower()
     if verdict not in ("allow", "deny"):
         raise ValueError(
@@ -86,10 +119,7 @@ def parse_rule(entry: str, *, job: bool = False) -> Rule:
         )
     if job and verdict != "allow":
         raise ValueError("a job may only list what it wants allowed")
-    try:
-        network = ipaddress.IPv4Network(m["net"], strict=False)
-    except ValueError as exc:
-        raise ValueError(f"{m['net']!r} is not an IPv4 address or network ({exc})") from None
+    network = _network(m["net4"], m["net6"])
     proto = PROTOCOLS[(m["proto"] or "any").lower()]
     ports = None
     if m["ports"]:
@@ -97,18 +127,48 @@ def parse_rule(entry: str, *, job: bool = False) -> Rule:
         ports = (int(lo), int(hi or lo))
         if not (0 < ports[0] <= ports[1] <= 65535):
             raise ValueError(f"port range {m['ports']} is not within 1-65535, low to high")
-        if proto == PROTOCOLS["icmp"]:
+        if proto == ICMP:
             raise ValueError("icmp has no ports")
-    return Rule(verdict == "allow", proto, network, ports, " ".join(entry.split()))
+    return Rule(verdict == "allow", proto, network, ports, text)
+
+
+def _network(net4: str | None, net6: str | None) -> Network:
+    if net6 is None:
+        assert net4 is not None
+        try:
+            return ipaddress.IPv4Network(net4, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{net4!r} is not an IPv4 address or network ({exc})") from None
+    if "%" in net6:
+        raise ValueError(f"[{net6}]: a zone (%...) names a link, which a policy cannot")
+    if ":" not in net6:
+        raise ValueError(f"[{net6}]: brackets are for IPv6; write an IPv4 address without")
+    if not _IPV6_TEXT.match(net6):
+        raise ValueError(f"[{net6}] is not an IPv6 address or network")
+    try:
+        network = ipaddress.IPv6Network(net6, strict=False)
+    except ValueError as exc:
+        raise ValueError(f"[{net6}] is not an IPv6 address or network ({exc})") from None
+    mapped = network.network_address.ipv4_mapped
+    if mapped is not None and network.prefixlen >= 96:
+        raise ValueError(
+            f"[{net6}] is IPv4-mapped: write {mapped}"
+            + (f"/{network.prefixlen - 96}" if network.prefixlen < 128 else "")
+            + " (it is decided as that IPv4 destination)"
+        )
+    return network
 
 
 def parse_rules(text: str, *, job: bool = False) -> tuple[Rule, ...]:
     rules = []
-    for n, entry in enumerate(_entries(text), 1):
+    entries = _entries(text)
+    if job and len(entries) > MAX_JOB_ENTRIES:
+        raise ValueError(f"has {len(entries)} entries; a job may list at most {MAX_JOB_ENTRIES}")
+    for n, entry in enumerate(entries, 1):
         try:
             rules.append(parse_rule(entry, job=job))
         except ValueError as exc:
-            raise ValueError(f"entry {n} {entry!r}: {exc}") from None
+            raise ValueError(f"entry {n} {_shown(entry)!r}: {exc}") from None
     if not rules:
         raise ValueError("has no entries")
     return tuple(rules)
@@ -126,13 +186,13 @@ class ConnectionPolicy:
     default_allow: bool
     job_rules: tuple[Rule, ...] | None = None  # the job's own, narrower allow-list
 
-    def _admin(self, proto: int, dst: ipaddress.IPv4Address, port: int | None) -> Decision:
+    def _admin(self, proto: int, dst: Address, port: int | None) -> Decision:
         for rule in self.rules:
             if rule.matches(proto, dst, port):
                 return Decision(rule.allow, rule.text)
         return Decision(self.default_allow, f"default {'allow' if self.default_allow else 'deny'}")
 
-    def decide(self, proto: int, dst: ipaddress.IPv4Address, port: int | None) -> Decision:
+    def _one(self, proto: int, dst: Address, port: int | None) -> Decision:
         admin = self._admin(proto, dst, port)
         if not admin.allow or self.job_rules is None:
             return admin
@@ -140,6 +200,23 @@ class ConnectionPolicy:
             if rule.matches(proto, dst, port):
                 return Decision(True, f"job: {rule.text}")
         return Decision(False, "job: not in LarkAllowedConnections")
+
+    def decide(self, proto: int, dst: Address, port: int | None) -> Decision:
+        """The verdict on a first packet (or relayed flow) to ``dst``. An IPv6 address that
+        stands for an IPv4 one is decided as that one too (see the module)."""
+        if isinstance(dst, ipaddress.IPv6Address):
+            mapped = dst.ipv4_mapped
+            if mapped is not None:
+                decision = self._one(proto, mapped, port)
+                return Decision(decision.allow, f"{decision.rule} (as {mapped})")
+            if dst in NAT64:  # (the job's own list narrows by the address it used)
+                six = self._one(proto, dst, port)
+                if not six.allow:
+                    return six
+                embedded = ipaddress.IPv4Address(int(dst) & 0xFFFFFFFF)
+                four = self._admin(proto, embedded, port)
+                return Decision(four.allow, f"{six.rule}; {four.rule} (NAT64 to {embedded})")
+        return self._one(proto, dst, port)
 
     def narrowed(self, job_rules: tuple[Rule, ...]) -> ConnectionPolicy:
         """This policy limited to the job's entries; ValueError names an entry that asks
@@ -177,34 +254,3 @@ def job_policy(
         return None
     policy = admin_policy(rules, default)
     return policy.narrowed(job_rules) if job_rules is not None else policy
-
-
-@dataclass(frozen=True)
-class Flow:
-    proto: int
-    source: ipaddress.IPv4Address
-    destination: ipaddress.IPv4Address
-    port: int | None
-
-    def describe(self) -> str:
-        name = PROTOCOL_NAMES.get(self.proto, str(self.proto))
-        return (
-            f"{self.destination}:{self.port}/{name}" if self.port else f"{self.destination}/{name}"
-        )
-
-
-def parse_flow(packet: bytes) -> Flow | None:
-    """The first packet of a connection, as the queue hands it over (IPv4 header on);
-    None for anything else, which the caller refuses."""
-    if len(packet) < 20 or packet[0] >> 4 != 4:
-        return None
-    ihl = (packet[0] & 0x0F) * 4
-    proto = packet[9]
-    src = ipaddress.IPv4Address(packet[12:16])
-    dst = ipaddress.IPv4Address(packet[16:20])
-    port = None
-    if proto in (6, 17):
-        if len(packet) < ihl + 4 or ihl < 20:
-            return None
-        (port,) = struct.unpack_from("!H", packet, ihl + 2)
-    return Flow(proto, src, dst, port)

@@ -33,7 +33,7 @@ in the agent's namespace (a ``connect_in`` is called on the loop's thread, which
 it runs). The same (protocol, address, port) listed twice is one listener. ``decide(service,
 source_ip, source_port) -> bool`` is asked once per new TCP connection and per new UDP flow
 of a ``checked`` service (DNS's, through ``decided_by(guard)``: the job's connection policy,
-its counts and audit log; that policy speaks IPv4, so it denies a ::1 service's flows);
+its counts and audit log, in both families: a ::1 service's flows by its IPv6 entries);
 False refuses, as does an exception (logged). Then:
 
 * ``await relay.serve(task_status=...)``: until cancelled (``nursery.start``);

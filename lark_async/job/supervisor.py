@@ -192,15 +192,7 @@ class Supervisor:
             services.append(Service(Proto.TCP, contact.host, contact.port, "chirp"))
         if self.world is not None:
             services += self.world.relayed
-        guard = self.guard
-        if guard is not None and any(s.address.version == 6 for s in services):
-            log.warning(
-                "%s: the connection policy switches IPv6 off in the job's namespace: %s not "
-                "relayed",
-                plan.name,
-                ", ".join(str(s) for s in services if s.address.version == 6),
-            )
-            services = [s for s in services if s.address.version == 4]
+        guard = self.guard  # (decides the checked services' flows, in both families)
         if not services:
             return
         self.relay = await trio.to_thread.run_sync(

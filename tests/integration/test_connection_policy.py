@@ -71,15 +71,16 @@ def audit_lines(sandbox) -> list[dict]:
 
 
 BACKENDS = {
-    # host side nftables (the default); the kernel here has no nft queue: iptables' NFQUEUE
-    "nftables": ((), ("nft queue", "iptables NFQUEUE")),
+    # host side nftables (the default); the kernel here has no nft queue: the NFQUEUE target
+    # of iptables and ip6tables
+    "nftables": ((), ("nft queue", "iptables and ip6tables NFQUEUE")),
     "iptables-legacy": (
         ("--firewall-backend", "iptables", "--iptables", "iptables-legacy"),
-        ("iptables-legacy NFQUEUE",),
+        ("iptables-legacy and ip6tables-legacy NFQUEUE",),
     ),
     "iptables-nft": (
         ("--firewall-backend", "iptables", "--iptables", "iptables-nft"),
-        ("nft queue", "iptables-nft NFQUEUE"),
+        ("nft queue", "iptables-nft and ip6tables-nft NFQUEUE"),
     ),
 }
 
@@ -160,9 +161,13 @@ def test_no_policy_no_queue_and_the_queue_rules_when_there_is_one(sandbox, host)
         )
         try:
             assert sandbox.read_line(agent.stdout).strip() == "ready"
-            rules = sh("iptables-save", netns=f"lark-{name}").stdout
-            rules += sh("nft", "list", "ruleset", netns=f"lark-{name}").stdout
-            assert ("NFQUEUE" in rules or "queue" in rules) == queued, rules
+            nft = sh("nft", "list", "ruleset", netns=f"lark-{name}").stdout
+            for family in ("iptables-save", "ip6tables-save"):  # both families, or neither
+                rules = sh(family, netns=f"lark-{name}").stdout + nft
+                assert ("NFQUEUE" in rules or "queue" in rules) == queued, rules
+            knob = "/proc/sys/net/ipv6/conf/lo/disable_ipv6"  # (the job keeps its ::1)
+            kept = sh("cat", knob, netns=f"lark-{name}").stdout.strip()
+            assert kept == "0", "IPv6 switched off in the job's namespace"
         finally:
             agent.send_signal(signal.SIGTERM)
             agent.communicate(timeout=20)

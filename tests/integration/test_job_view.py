@@ -297,6 +297,39 @@ def test_relayed_dns_is_decided_and_audited_by_the_connection_policy(sandbox, ho
         assert dns_queries(log) == 0  # (refused in the relay: the node's resolver never asked)
 
 
+@pytest.mark.parametrize("verdict", ["allow", "deny"])
+def test_a_node_resolver_on_ipv6_loopback_is_relayed_and_decided_by_ipv6_entries(
+    sandbox, host, verdict
+):
+    """A node resolver on ::1 under a connection policy: relayed into the job's namespace
+    (which keeps its ::1), each flow decided by the policy's IPv6 entries and audited."""
+    log = start_dns(sandbox, host.netns, "::1")
+    policy = f"{verdict} udp [::1]:53, {verdict} tcp [::1]:53, deny any 0.0.0.0/0"
+    job = python_job(
+        "import socket\n"
+        "try:\n    print(socket.gethostbyname('site.example'))\n"
+        "except OSError:\n    print('unresolved')\n"
+    )
+    argv = sandbox.agent_argv(
+        host, *sandbox.who(), "--connection-policy", policy,
+        "--audit-dir", str(sandbox.tmp / "audit"), "--", *job,
+    )  # fmt: skip
+    r = run(with_node_resolv_conf(sandbox, "nameserver ::1\n", argv))
+    assert r.returncode == 0, r.stderr
+    assert "relaying into the job's namespace: udp [::1]:53" in sandbox.log_file.read_text()
+    audit = sandbox.tmp / "audit" / f"{sandbox.job_name()}.jsonl"
+    lines = [json.loads(line) for line in audit.read_text().splitlines()]
+    dns = [x for x in lines if x["destination"] == "::1"]
+    assert dns and {(x["protocol"], x["port"], x["verdict"]) for x in dns} == {("udp", 53, verdict)}
+    assert {x["source"] for x in dns} == {"::1"}
+    if verdict == "allow":
+        assert r.stdout.strip() == SITE_ADDR
+        assert dns_queries(log) >= 1
+    else:
+        assert r.stdout.strip() == "unresolved"
+        assert dns_queries(log) == 0
+
+
 def test_an_admins_loopback_service_reaches_the_job_and_no_other(sandbox, host):
     """``--job-loopback-services`` relays exactly what it lists: another service on the
     node's loopback stays out of the job's reach."""

@@ -11,13 +11,17 @@ import struct
 
 import pytest
 
-from lark_async.backends.connguard import IPV6_REFUSED, MARK_REFUSED, ConnectionGuard
+from lark_async.backends.connguard import MARK_REFUSED, ConnectionGuard
 from lark_async.decide.audit import AuditTrail
 from lark_async.decide.connpolicy import admin_policy, parse_rules
 
 IP = ipaddress.ip_address
 POLICY = admin_policy(
-    parse_rules("allow udp 127.0.0.53:53, allow tcp 10.0.0.0/8:443, deny any 0.0.0.0/0"), "deny"
+    parse_rules(
+        "allow udp 127.0.0.53:53, allow tcp 10.0.0.0/8:443, deny any 0.0.0.0/0, "
+        "allow udp [::1]:53, allow tcp [2001:db8::/32]:443, allow icmp [2001:db8::/32]"
+    ),
+    "deny",
 )
 
 
@@ -46,6 +50,15 @@ def ipv4(proto: int, src: str, dst: str, sport: int = 40000, dport: int = 0) -> 
         "!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, proto, 0, IP(src).packed, IP(dst).packed
     )
     return header + struct.pack("!HHHH", sport, dport, 8, 0)
+
+
+def ipv6(next_header: int, src: str, dst: str, payload: bytes) -> bytes:
+    return (
+        struct.pack("!IHBB", 0x60000000, len(payload), next_header, 64)
+        + IP(src).packed
+        + IP(dst).packed
+        + payload
+    )
 
 
 def guard(audit: io.StringIO | None = None) -> ConnectionGuard:
@@ -77,16 +90,68 @@ async def test_a_queued_first_packet_is_accepted_or_sent_back_to_be_rejected():
     ]  # fmt: skip
 
 
-async def test_a_packet_that_is_not_ipv4_is_refused_and_said_so():
+async def test_ipv6_first_packets_are_decided_by_the_same_policy():
     audit = io.StringIO()
     g = guard(audit)
-    packet = Packet(b"\x60" + bytes(39))
+    syn = Packet(ipv6(6, "2001:db8:5::2", "2001:db8::443", struct.pack("!HHII", 40000, 443, 0, 0)))
+    udp = Packet(ipv6(17, "2001:db8:5::2", "2001:4860::8888", struct.pack("!HHHH", 5000, 53, 8, 0)))
+    echo = Packet(ipv6(58, "2001:db8:5::2", "2001:db8::1", b"\x80\0\0\0\0\1\0\1"))
+    for packet in (syn, udp, echo):
+        g._decide(packet)
+    assert syn.calls == ["accept"] and echo.calls == ["accept"]
+    assert udp.calls == [("mark", MARK_REFUSED), "repeat"]
+    assert (g.counts.allowed, g.counts.denied) == (2, 1)
+    assert g.counts.last_denied == "[2001:4860::8888]:53/udp"
+    assert records(audit) == [
+        {"job": "job.1", "protocol": "tcp", "source": "2001:db8:5::2",
+         "destination": "2001:db8::443", "port": 443, "verdict": "allow",
+         "rule": "allow tcp [2001:db8::/32]:443"},
+        {"job": "job.1", "protocol": "udp", "source": "2001:db8:5::2",
+         "destination": "2001:4860::8888", "port": 53, "verdict": "deny",
+         "rule": "default deny"},
+        {"job": "job.1", "protocol": "icmpv6", "source": "2001:db8:5::2",
+         "destination": "2001:db8::1", "port": None, "verdict": "allow",
+         "rule": "allow icmp [2001:db8::/32]"},
+    ]  # fmt: skip
+
+
+async def test_a_mapped_destination_is_decided_as_its_ipv4_one():
+    audit = io.StringIO()
+    g = guard(audit)
+    packet = Packet(ipv6(6, "::ffff:10.1.0.2", "::ffff:8.8.8.8", struct.pack("!HH", 1, 443)))
     g._decide(packet)
     assert packet.calls == [("mark", MARK_REFUSED), "repeat"]
-    assert (g.counts.denied, g.counts.last_denied) == (1, "non-IPv4")
+    assert g.counts.last_denied == "[::ffff:808:808]:443/tcp"
+    assert records(audit)[0]["rule"] == "deny any 0.0.0.0/0 (as 8.8.8.8)"
+
+
+@pytest.mark.parametrize(
+    ("payload", "rule", "source", "destination", "last"),
+    [
+        (b"", "unreadable: an empty packet", None, None, "unreadable"),
+        (b"\x60" + bytes(38), "unreadable: an IPv6 header cut short", None, None, "unreadable"),
+        (ipv6(43, "2001:db8:5::2", "2001:db8::1", bytes([6, 0, 4, 0]) + bytes(8)),
+         "unreadable: IPv6 with a routing header", "2001:db8:5::2", "2001:db8::1",
+         "[2001:db8::1]"),
+        (ipv6(44, "2001:db8:5::2", "2001:db8::1", bytes([17, 0, 0, 1]) + bytes(8)),
+         "unreadable: IPv6 with a fragment header", "2001:db8:5::2", "2001:db8::1",
+         "[2001:db8::1]"),
+        (ipv4(17, "10.1.0.2", "10.9.9.9")[:6] + b"\x20\0" + ipv4(17, "10.1.0.2", "10.9.9.9")[8:],
+         "unreadable: an IPv4 fragment", "10.1.0.2", "10.9.9.9", "10.9.9.9"),
+    ],
+)  # fmt: skip
+async def test_an_unreadable_packet_is_refused_and_said_why(
+    payload, rule, source, destination, last
+):
+    audit = io.StringIO()
+    g = guard(audit)
+    packet = Packet(payload)
+    g._decide(packet)
+    assert packet.calls == [("mark", MARK_REFUSED), "repeat"]
+    assert (g.counts.denied, g.counts.last_denied) == (1, last)
     assert records(audit) == [
-        {"job": "job.1", "protocol": None, "source": None, "destination": None, "port": None,
-         "verdict": "deny", "rule": "not an IPv4 packet"}
+        {"job": "job.1", "protocol": None, "source": source, "destination": destination,
+         "port": None, "verdict": "deny", "rule": rule}
     ]  # fmt: skip
 
 
@@ -119,14 +184,17 @@ async def test_relayed_decisions_are_coalesced_like_queued_ones():
     assert g.counts.allowed == 5
 
 
-async def test_a_relayed_ipv6_flow_is_denied_with_its_reason():
+async def test_a_relayed_ipv6_flow_is_decided_by_the_ipv6_entries():
     audit = io.StringIO()
     g = guard(audit)
-    assert g.decide_relayed(17, IP("::1"), IP("::1"), 53) is False
-    assert g.counts.last_denied == "[::1]:53/udp"
+    assert g.decide_relayed(17, IP("::1"), IP("::1"), 53) is True
+    assert g.decide_relayed(6, IP("::1"), IP("::1"), 53) is False
+    assert g.counts.last_denied == "[::1]:53/tcp"
     assert records(audit) == [
         {"job": "job.1", "protocol": "udp", "source": "::1", "destination": "::1", "port": 53,
-         "verdict": "deny", "rule": IPV6_REFUSED}
+         "verdict": "allow", "rule": "allow udp [::1]:53"},
+        {"job": "job.1", "protocol": "tcp", "source": "::1", "destination": "::1", "port": 53,
+         "verdict": "deny", "rule": "default deny"},
     ]  # fmt: skip
 
 
