@@ -349,3 +349,38 @@ def test_an_ipv6_only_job_resolves_through_the_nodes_ipv6_resolver(sandbox):
     assert result.stdout.split() == ["resolved", SITE_ADDR6, "fetched", "1000"]
     assert dns_queries(log) >= 1
     assert f"DNS on {host.address6}" in sandbox.log_file.read_text()
+
+
+def test_a_connection_policy_decides_a_nat66_jobs_ipv6_by_its_ipv6_entries(sandbox):
+    """The site's IPv6 web server allowed, everything else denied: IPv6 is no way around a
+    policy that names only IPv4 (and the IPv4 entry does not open IPv6)."""
+    host = sandbox.add_host(ipv6=True)
+    serve = (
+        "import socket, sys\n"
+        "s = socket.create_server((sys.argv[1], 8081), family=socket.AF_INET6)\n"
+        "print('ready', flush=True)\n"
+        "while True: s.accept()[0].close()\n"
+    )
+    server = start_piped(sandbox, sandbox.site, serve, SITE_ADDR6)
+    assert sandbox.read_line(server.stdout).strip() == "ready"  # (8081 open: not the policy)
+    policy = f"allow tcp [{SITE_ADDR6}]:8080, allow tcp 10.77.0.1:8080"
+    probe = (
+        "import socket, sys\n"
+        "for addr, port in (sys.argv[1], 8080), (sys.argv[1], 8081):\n"
+        "    try:\n"
+        "        socket.create_connection((addr, port), 3).close(); print('ok')\n"
+        "    except OSError: print('refused')\n"
+    )
+    r = sandbox.run_agent(
+        host, *sandbox.who(), "--connection-policy", policy, "--", *python_job(probe, SITE_ADDR6)
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["ok", "refused"]
+    only4 = "allow tcp 10.77.0.1:8080"
+    r = sandbox.run_agent(
+        host, *sandbox.who(), "--connection-policy", only4, "--", *python_job(probe, SITE_ADDR6)
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["refused", "refused"]
+    r = sandbox.run_agent(host, *sandbox.who(), "--", *python_job(probe, SITE_ADDR6))
+    assert r.stdout.split() == ["ok", "ok"]  # (without a policy both are open)
