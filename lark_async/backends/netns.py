@@ -134,6 +134,7 @@ def setup_job_netns(
     bridge: int | None = None,
     mtu: int | None = None,
     addresses6: Addresses6 | None = None,
+    slaac: bool = False,
 ) -> T | None:
     """Namespace, loopback, veth pair, addresses and default route, in the fewest round trips.
 
@@ -151,7 +152,10 @@ def setup_job_netns(
     it neither end has IPv6 (``disable_ipv6``, set before the job's end is up): no
     link-local address on either, and IPv6 reaching the node's end is dropped before any
     netfilter hook. The job's loopback keeps its ``::1`` (``all``/``default`` stay as they
-    are). Runs on a throwaway thread.
+    are). ``slaac`` (bridge mode with IPv6): the job's end takes the LAN's router
+    advertisements and forms its addresses from them (stable, from its MAC: no temporary
+    ones; optimistic DAD, so they serve at once), the port end stays without IPv6. Runs on
+    a throwaway thread.
     """
     with rtnl.Channel() as host, contextlib.ExitStack() as stack:
         node_ns = -1
@@ -183,7 +187,8 @@ def setup_job_netns(
                 knobs = IPV6_ON if addresses6 is not None else IPV6_OFF
                 with map_errors(f"set IPv6 on {external}/{internal}"):
                     in_fresh_thread(lambda: _ipv6_knobs(external, knobs, node_ns))
-                    _ipv6_knobs(internal, knobs)  # (this thread is in the job's namespace)
+                    # (this thread is in the job's namespace)
+                    _ipv6_knobs(internal, IPV6_SLAAC if slaac else knobs)
                 pairs = [p for p in (addresses, addresses6) if p is not None]
                 with map_errors(f"configure {external}"):
                     if pairs:
@@ -214,6 +219,14 @@ def setup_job_netns(
 # /proc/sys/net/ipv6/conf/DEV knobs, in the order written (before the link is up)
 IPV6_OFF = (("disable_ipv6", "1"),)
 IPV6_ON = (("disable_ipv6", "0"), ("accept_dad", "0"), ("accept_ra", "0"))
+IPV6_SLAAC = (
+    ("disable_ipv6", "0"),
+    ("accept_ra", "1"),
+    ("autoconf", "1"),
+    ("use_tempaddr", "0"),
+    ("optimistic_dad", "1"),
+    ("use_optimistic", "1"),
+)
 
 
 def _ipv6_knobs(

@@ -50,7 +50,7 @@ class JobNetwork:
     node_ports: tuple[NodePort, ...] = ()  # NAT: node ports the job may reach
     job_to_job: bool = False  # NAT: the job may reach other NAT jobs
     kill_grace_s: float = 5.0  # run: a forwarded TERM/INT, then KILL after this
-    # NAT: IPv6 (LARK_IPV6; OFF in the other modes) and where its pair comes from
+    # NAT and bridge: IPv6 (LARK_IPV6; OFF in mode none), where a NAT job's pair comes from
     ipv6: IPv6Use = IPv6Use.OFF
     ipv6_mode: IPv6Mode = IPv6Mode.NAT66
     local_network6: ipaddress.IPv6Network = DEFAULT_LOCAL_NETWORK6
@@ -169,7 +169,7 @@ def derive_plan(grant: Grant, name: str) -> JobNetwork:
             )
     else:
         address_type = None
-    ipv6 = _ipv6(settings) if mode is NetworkType.NAT else IPv6Use.OFF
+    ipv6 = _ipv6(settings) if mode in CONNECTED else IPv6Use.OFF
     # (mode none has only loopback; off has no namespace: nothing to guard)
     connections = grant.connections if mode in CONNECTED else None
     return JobNetwork(

@@ -123,6 +123,9 @@ def test_a_swept_job_whose_address_is_taken_keeps_the_nat_source():
         ({**IPTABLES, "internal_address": None}, "internal_address is not a string"),
         ({**BRIDGE, "mac": "02:00:00:00:00:01; drop"}, "is not a MAC address"),
         ({**BRIDGE, "accept": ["/bin/sh"]}, "accepting iptables builds"),
+        ({**BRIDGE, "ipv6": "yes"}, "ipv6 is not true or false"),
+        ({**NAT, "internal_address6": "::/0"}, "internal_address6 '::/0' is not an IPv6"),
+        ({**NAT, "internal_address6": "fd00::3", "nat6": 1}, "nat6 is not true or false"),
         ({**NAT, "reach": "all"}, "reach is not an object"),
         (
             {**NAT, "reach": {**NAT["reach"], "ports": ["tcp 0"]}},

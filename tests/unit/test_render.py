@@ -4,6 +4,7 @@ batches, golden-tested as sent in test_nft_batch.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 
@@ -15,6 +16,7 @@ from lark_async.backends.firewall.nft import (
     render_base,
     render_bridge_add,
     render_bridge_addresses,
+    render_bridge_addresses6,
     render_bridge_base,
 )
 from lark_async.decide.reach import CLOSED, NodeReach, parse_node_ports
@@ -186,3 +188,45 @@ def test_a_lease_binding_expires_with_the_lease_and_a_static_one_never():
 def test_bridge_rules_record_round_trip():
     record = json.loads(json.dumps(BRIDGE_JOB.to_record()))
     assert record["family"] == "bridge" and BridgeRules.from_record(record) == BRIDGE_JOB
+
+
+def test_a_bridged_job_with_ipv6_is_guarded_before_ipv4_and_counted_in_both():
+    """RA guard, DHCPv6 shield, :: only for DAD/RS/MLD, its own sources and neighbour
+    advertisement targets (one set of 128-bit keys), then the IPv4 guard as before."""
+    job = dataclasses.replace(BRIDGE_JOB, ipv6=True)
+    text = render_bridge_add(job)
+    v6 = "ether type ip6"
+    guard = text.split(" jump { ", 1)[1].split(" ; }", 1)[0].split(" ; ")
+    assert guard[2:10] == [
+        f"{v6} icmpv6 type {{ nd-router-advert, nd-redirect, 138 }} drop",
+        f"{v6} udp sport 547 drop",
+        f"{v6} udp dport 546 drop",
+        f"{v6} ip6 saddr :: icmpv6 type {{ nd-neighbor-solicit, nd-router-solicit, "
+        "mld-listener-report, mld2-listener-report } return",
+        f"{v6} @nh,64,128 != @LARK_b7_ip6 drop",
+        f"{v6} icmpv6 type nd-neighbor-advert @th,64,128 != @LARK_b7_ip6 drop",
+        f"{v6} meta l4proto 0-255 return",
+        "ether type != ip drop",
+    ]
+    assert "add set bridge lark LARK_b7_ip6 { typeof @nh,64,128 ; flags timeout ; }" in text
+    c = "add rule bridge lark LARK_b7"
+    for line in (
+        f'{c} iifname "e_b7" ether type {{ ip, ip6 }} counter comment "Outgoing"',
+        f'{c} oifname "e_b7" ether type {{ ip, ip6 }} counter comment "Incoming"',
+        f'{c} iifname "e_b7" ether type ip6 counter comment "OutgoingIPv6"',
+        f'{c} oifname "e_b7" ether type ip6 counter comment "IncomingIPv6"',
+    ):
+        assert line in text.splitlines()
+    assert "ip6" not in render_bridge_add(BRIDGE_JOB)  # (without: IPv6 dropped at the guard)
+    assert BridgeRules.from_record(json.loads(json.dumps(job.to_record()))) == job
+
+
+def test_the_jobs_ipv6_addresses_are_128_bit_keys_expiring_with_their_lifetime():
+    ll, slaac = ipaddress.IPv6Address("fe80::1"), ipaddress.IPv6Address("fd77::1:2")
+    job = dataclasses.replace(BRIDGE_JOB, ipv6=True)
+    assert render_bridge_addresses6(job, [(ll, None), (slaac, 86405.0), (slaac, 0.0)]) == (
+        "flush set bridge lark LARK_b7_ip6\n"
+        "add element bridge lark LARK_b7_ip6 { 0xfe800000000000000000000000000001, "
+        "0xfd770000000000000000000000010002 timeout 86405s }"
+    )
+    assert render_bridge_addresses6(job, []) == "flush set bridge lark LARK_b7_ip6"

@@ -140,12 +140,14 @@ class FirewallDriver(Protocol):
         reach: NodeReach = CLOSED,
         internal_address6: ipaddress.IPv6Address | None = None,
         nat6: bool = False,
+        ipv6: bool = False,
     ) -> JobFirewall:
         """The job's firewall (not yet applied); ``accept``: the iptables builds whose
         FORWARD needs the job's traffic accepted (``survey``); ``reach``: what of the node
         a NAT job may reach (the rest of the node is closed to it; a bridged job is a LAN
         host like any other, its traffic to the node never crossing a NAT job's rules);
-        ``internal_address6``: a NAT job's IPv6, masqueraded when ``nat6``."""
+        ``internal_address6``: a NAT job's IPv6, masqueraded when ``nat6``; ``ipv6``: a
+        bridged job's IPv6 on the LAN (SLAAC), guarded."""
         ...
 
 

@@ -128,6 +128,7 @@ class Driver:
         reach: NodeReach = CLOSED,
         internal_address6: ipaddress.IPv6Address | None = None,
         nat6: bool = False,
+        ipv6: bool = False,
     ) -> JobFirewall:
         assert internal_address is not None, "an iptables job's firewall needs its address"
         assert internal_address6 is None, "the iptables backend has no IPv6 (plan.py)"

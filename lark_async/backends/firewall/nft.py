@@ -368,18 +368,60 @@ class BridgeRules:
     chain: str
     external_interface: str
     mac: str  # the job's own MAC, aa:bb:cc:dd:ee:ff
+    ipv6: bool = False  # the job has IPv6 on the LAN (SLAAC): guarded, not dropped
 
     def to_record(self) -> dict[str, object]:
-        return {
+        found: dict[str, object] = {
             "family": BRIDGE_FAMILY,
             "chain": self.chain,
             "external_interface": self.external_interface,
             "mac": self.mac,
         }
+        return found | {"ipv6": True} if self.ipv6 else found
 
     @classmethod
     def from_record(cls, data: dict[str, object]) -> BridgeRules:
-        return cls(str(data["chain"]), str(data["external_interface"]), str(data["mac"]))
+        return cls(
+            str(data["chain"]),
+            str(data["external_interface"]),
+            str(data["mac"]),
+            bool(data.get("ipv6")),
+        )
+
+
+def _addr_set6(chain: str) -> str:
+    return f"{chain}_ip6"
+
+
+# ICMPv6 a job never sends on a LAN (RFC 6105's RA guard): router advertisements,
+# redirects, router renumbering
+ROUTER_ICMPV6 = "{ nd-router-advert, nd-redirect, 138 }"
+# what a host sends from :: before it has an address: DAD's solicitation, a router
+# solicitation, MLD reports
+UNSPECIFIED_ICMPV6 = (
+    "{ nd-neighbor-solicit, nd-router-solicit, mld-listener-report, mld2-listener-report }"
+)
+
+
+def _ipv6_guard(addrs: str) -> list[str]:
+    """A bridged job's IPv6, in its guard: no router messages (RA guard), no DHCPv6
+    server or relay messages (RFC 7610's shield: UDP from 547 or to 546; the agent's own
+    client sends from 546 to 547), from :: only DAD, router solicitations and MLD, else
+    only from its own
+    addresses (``addrs``: link-local, SLAAC, leased; the agent keeps it as the kernel forms
+    and drops them), and a neighbour advertisement only for one of them. The set holds
+    128-bit keys (``typeof @nh,64,128``) so that the advertisement's target, which nft
+    1.0 has no name for, is looked up in it too."""
+    v6 = "ether type ip6"
+    return [
+        f"{v6} icmpv6 type {ROUTER_ICMPV6} drop",
+        f"{v6} udp sport 547 drop",
+        f"{v6} udp dport 546 drop",
+        f"{v6} ip6 saddr :: icmpv6 type {UNSPECIFIED_ICMPV6} return",
+        f"{v6} @nh,64,128 != @{addrs} drop",
+        f"{v6} icmpv6 type nd-neighbor-advert @th,64,128 != @{addrs} drop",
+        f"{v6} meta l4proto 0-255 return",
+    ]
 
 
 def render_bridge_add(job: BridgeRules) -> str:
@@ -400,6 +442,7 @@ def render_bridge_add(job: BridgeRules) -> str:
         f"ether saddr != {mac} drop",
         f"arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether {mac} "
         f"arp saddr ip @{ips} return",
+        *(_ipv6_guard(_addr_set6(c)) if job.ipv6 else []),
         "ether type != ip drop",
         f"ip saddr != @{ips} drop",
         f"udp sport {DHCP_PORTS} drop",
@@ -407,15 +450,23 @@ def render_bridge_add(job: BridgeRules) -> str:
         "meta l4proto 0-255 return",  # (a header nft cannot parse has no l4proto: dropped)
         "drop",
     ]
+    families = "ether type { ip, ip6 }" if job.ipv6 else "ether type ip"
     rules = [
         f"iifname {port} jump {{ {' ; '.join(guard)} ; }}",
-        f"iifname {port} ether type ip counter comment {_q(OUTGOING)}",
-        f"oifname {port} ether type ip counter comment {_q(INCOMING)}",
+        f"iifname {port} {families} counter comment {_q(OUTGOING)}",
+        f"oifname {port} {families} counter comment {_q(INCOMING)}",
     ]
+    sets = [f"add set {t} {ips} {{ type ipv4_addr ; flags timeout ; }}"]
+    if job.ipv6:
+        rules += [
+            f"iifname {port} ether type ip6 counter comment {_q(OUTGOING_IPV6)}",
+            f"oifname {port} ether type ip6 counter comment {_q(INCOMING_IPV6)}",
+        ]
+        sets.append(f"add set {t} {_addr_set6(c)} {{ typeof @nh,64,128 ; flags timeout ; }}")
     return "\n".join(
         [
             f"add chain {t} {c}",
-            f"add set {t} {ips} {{ type ipv4_addr ; flags timeout ; }}",
+            *sets,
             *(f"add rule {t} {c} {rule}" for rule in rules),
             f"add element {t} {PORT_MAP} {{ {port} : jump {c} }}",
         ]
@@ -437,9 +488,8 @@ def apply_bridge_job(job: BridgeRules) -> None:
 
 def discard_bridge_job(job: BridgeRules) -> None:
     """Idempotent: one nfnetlink transaction, or, when part is already gone, each piece."""
-    messages = nfnl.bridge_job_remove(
-        TABLE, job.chain, job.external_interface, PORT_MAP, _addr_set(job.chain)
-    )
+    sets = [_addr_set(job.chain)] + ([_addr_set6(job.chain)] if job.ipv6 else [])
+    messages = nfnl.bridge_job_remove(TABLE, job.chain, job.external_interface, PORT_MAP, sets)
     _discard(messages, f"remove bridge firewall chain {job.chain}")
 
 
@@ -461,6 +511,28 @@ def render_bridge_addresses(job: BridgeRules, bindings: list[Binding]) -> str:
     if elements:
         lines.append(f"add element {t} {ips} {{ {', '.join(elements)} }}")
     return "\n".join(lines)
+
+
+Binding6 = tuple[ipaddress.IPv6Address, float | None]
+
+
+def render_bridge_addresses6(job: BridgeRules, bindings: list[Binding6]) -> str:
+    """The job's IPv6 addresses as the kernel has them now, in one transaction; each
+    element expires with the address's valid lifetime."""
+    t, ips = f"{BRIDGE_FAMILY} {TABLE}", _addr_set6(job.chain)
+    elements = [
+        f"0x{addr.packed.hex()}" + ("" if stay is None else f" timeout {max(int(stay), 1)}s")
+        for addr, stay in bindings
+        if stay is None or stay > 0
+    ]
+    lines = [f"flush set {t} {ips}"]
+    if elements:
+        lines.append(f"add element {t} {ips} {{ {', '.join(elements)} }}")
+    return "\n".join(lines)
+
+
+def set_bridge_addresses6(job: BridgeRules, bindings: list[Binding6]) -> None:
+    nft().run(render_bridge_addresses6(job, bindings), f"set the IPv6 addresses of {job.chain}")
 
 
 def set_bridge_addresses(job: BridgeRules, bindings: list[Binding]) -> None:

@@ -170,7 +170,9 @@ class BridgeJob:
     def from_record(cls, details: Mapping[str, object]) -> BridgeJob:
         builds(details)  # (checked: a bridged job has none, its frames never meet FORWARD)
         chain, port = text(details, "chain"), text(details, "external_interface")
-        return cls(nft.BridgeRules(chain, port, mac(details, "mac")))
+        ipv6 = details.get("ipv6", False)
+        want(isinstance(ipv6, bool), "ipv6 is not true or false")
+        return cls(nft.BridgeRules(chain, port, mac(details, "mac"), bool(ipv6)))
 
     def apply(self) -> None:
         nft.apply_bridge_job(self.rules)
@@ -191,6 +193,10 @@ class BridgeJob:
 
     def set_addresses(self, bindings: Sequence[Binding]) -> None:
         nft.set_bridge_addresses(self.rules, list(bindings))
+
+    def set_addresses6(self, bindings: Sequence[nft.Binding6]) -> None:
+        """The job's IPv6 addresses on the LAN (link-local, SLAAC, leased)."""
+        nft.set_bridge_addresses6(self.rules, list(bindings))
 
     def without_nat_source(self) -> JobFirewall:
         return self
@@ -218,6 +224,7 @@ class NatDriver:
         reach: NodeReach = CLOSED,
         internal_address6: ipaddress.IPv6Address | None = None,
         nat6: bool = False,
+        ipv6: bool = False,
     ) -> JobFirewall:
         rules = nft.JobRules(
             chain, external_interface, internal_address, True, reach, internal_address6, nat6
@@ -247,10 +254,13 @@ class BridgeDriver:
         reach: NodeReach = CLOSED,
         internal_address6: ipaddress.IPv6Address | None = None,
         nat6: bool = False,
+        ipv6: bool = False,
     ) -> JobFirewall:
-        """(``reach``: a bridged job reaches the node as a LAN host does, by the bridge.)"""
+        """(``reach``: a bridged job reaches the node as a LAN host does, by the bridge;
+        ``ipv6``: the job has IPv6 on the LAN, its addresses set as the kernel forms them,
+        ``set_addresses6``.)"""
         assert mac is not None, "a bridged job's firewall needs its MAC"
-        return BridgeJob(nft.BridgeRules(chain, external_interface, mac))
+        return BridgeJob(nft.BridgeRules(chain, external_interface, mac, ipv6))
 
 
 def leftovers() -> list[Leftover]:

@@ -239,9 +239,13 @@ def _nexthops_on(data: bytes, old: int, new: int) -> bytes:
 
 
 def add_route(r: Route, old: int, new: int, what: str) -> rtnl.Message:
-    """IPv4 appends (alternatives to one destination keep their order); IPv6 adds."""
+    """IPv4 appends (alternatives to one destination keep their order); IPv6 adds, beside
+    a route of the same metric a router advertisement may have put there first (the new
+    link solicits one as it comes up): not exclusive, which the kernel refuses whenever
+    any route of that metric is there, whatever its gateway. The same route twice is
+    still refused."""
     flags = rtnl.NLM_F_CREATE
-    flags |= rtnl.NLM_F_APPEND if r.family == socket.AF_INET else rtnl.NLM_F_EXCL
+    flags |= rtnl.NLM_F_APPEND if r.family == socket.AF_INET else 0
     return rtnl.Message(rtnl.RTM_NEWROUTE, flags, r.on(old, new), f"add {r} on {what}")
 
 

@@ -434,14 +434,16 @@ def job_remove(
 
 
 def bridge_job_remove(
-    table: str, chain: str, port: str, port_map: str, addr_set: str
+    table: str, chain: str, port: str, port_map: str, addr_sets: list[str]
 ) -> list[Message]:
     """A bridged job: its port's map entry, its chain (with the guard chain bound to its
-    rule), then the set of its addresses, which only that chain used."""
+    rule), then the sets of its addresses, which only that chain used."""
     msgs = [_port_remove(table, port_map, port, NFPROTO_BRIDGE)]
     msgs += _chain_remove(table, chain, NFPROTO_BRIDGE)
-    body = _nfgen(NFPROTO_BRIDGE) + _str(NFTA_SET_TABLE, table) + _str(NFTA_SET_NAME, addr_set)
-    return [*msgs, Message(NFT_MSG_DELSET, 0, body)]
+    for addr_set in addr_sets:
+        body = _nfgen(NFPROTO_BRIDGE) + _str(NFTA_SET_TABLE, table)
+        msgs.append(Message(NFT_MSG_DELSET, 0, body + _str(NFTA_SET_NAME, addr_set)))
+    return msgs
 
 
 def address_remove(

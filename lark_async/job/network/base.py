@@ -22,11 +22,12 @@ from dataclasses import dataclass
 
 import trio
 
-from ...backends import firewall
-from ...backends.netlink import probe
-from ...decide.modes import NetworkType
+from ...backends import firewall, nodeip
+from ...backends.netlink import probe, rtnl
+from ...decide.modes import IPv6Use, NetworkType
 from ...decide.plan import JobNetwork
 from ...decide.resolver import Lan
+from ...errors import ConfigError, map_errors
 from ...state.record import Record
 from ...state.steps import StepName
 
@@ -174,6 +175,20 @@ class ConnectedDriver(NetworkDriver):
     @property
     def rules(self) -> firewall.JobFirewall | None:
         return self._rules
+
+
+def node_ipv6(plan: JobNetwork) -> nodeip.NodeFamilies | None:
+    """The node's families when LARK_IPV6 may give the job IPv6 (None: it is off), logged
+    when the node lacks IPv6; LARK_IPV6 = on refuses the job then."""
+    if plan.ipv6 is IPv6Use.OFF:
+        return None
+    with rtnl.Channel() as host, map_errors("read the node's addresses and routes"):
+        node = nodeip.node_families(host)
+    if not node.ipv6:
+        if plan.ipv6 is IPv6Use.ON:
+            raise ConfigError(f"LARK_IPV6 is on, but this node has {node.why_not6}")
+        log.info("%s: no IPv6 for the job: the node has %s", plan.name, node.why_not6)
+    return node
 
 
 def note_links(record: Record, plan: JobNetwork) -> tuple[Callable[[str], None], ...]:

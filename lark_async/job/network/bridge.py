@@ -9,6 +9,7 @@ is still there.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Callable
@@ -16,16 +17,21 @@ from collections.abc import Callable
 import trio
 
 from ...backends import netns
+from ...backends.firewall.nft_jobs import BridgeJob
+from ...backends.lan import slaac
 from ...backends.lan.bridge import ensure_bridge, pin_port, wait_forwarding
 from ...backends.lan.job_address import BridgeAddress, JobSide
 from ...backends.netlink import rtnl
 from ...backends.netlink.watch import open_link_watch
 from ...decide.modes import NetworkType
+from ...decide.plan import JobNetwork
 from ...decide.resolver import Lan
 from ...errors import LarkError, ResourceError
 from ...state.record import Record
 from ...state.steps import StepName
-from .base import ConnectedDriver, Setup, Watch, log, note_links
+from .base import ConnectedDriver, Setup, Watch, log, node_ipv6, note_links
+
+Watch6 = tuple[socket.socket, rtnl.Channel, int]  # the address watch, a channel, the link
 
 
 class BridgeDriver(ConnectedDriver):
@@ -33,6 +39,18 @@ class BridgeDriver(ConnectedDriver):
     link_features = ("veth", "bridge")
     address: BridgeAddress | None = None  # the job's LAN address, static or leased
     side: JobSide | None = None  # the job's interface as the agent reaches it
+    ipv6 = False  # IPv6 on the LAN (SLAAC): where LARK_IPV6 allows it and the node has it
+
+    def __init__(self, plan: JobNetwork) -> None:
+        super().__init__(plan)
+        self.addresses6: list[slaac.Binding6] = []  # as the firewall's set has them
+
+    def validate(self) -> None:
+        super().validate()
+        node = node_ipv6(self.plan)
+        if node is not None and node.ipv6:
+            self.ipv6 = True
+            log.info("%s: IPv6 on the LAN: SLAAC from its router advertisements", self.plan.name)
 
     async def _setup(self, ctx: Setup) -> None:
         plan, bridge, record = self.plan, self.plan.bridge, ctx.record
@@ -53,13 +71,19 @@ class BridgeDriver(ConnectedDriver):
             raise ResourceError(f"bridge {bridge.name} was deleted while the job was set up")
         await ctx.done("bridge")
 
-        def inside(ifindex: int) -> tuple[socket.socket, JobSide]:
-            watch = open_link_watch(ifindex)
-            try:
-                return watch, JobSide.open(plan.internal_interface)
-            except BaseException:
-                watch.close()
-                raise
+        def inside(ifindex: int) -> tuple[socket.socket, JobSide, Watch6 | None]:
+            with contextlib.ExitStack() as undo:
+                watch = open_link_watch(ifindex)
+                undo.callback(watch.close)
+                side = JobSide.open(plan.internal_interface)
+                undo.callback(side.close)
+                watch6 = None
+                if self.ipv6:  # (the job's addresses, as its kernel forms them)
+                    sock6 = slaac.open_watch()
+                    undo.callback(sock6.close)
+                    watch6 = (sock6, rtnl.Channel(), ifindex)
+                undo.pop_all()
+                return watch, side, watch6
 
         before, not_ours = note_links(record, plan)
         opened = netns.in_fresh_thread(
@@ -73,10 +97,11 @@ class BridgeDriver(ConnectedDriver):
                 inside,
                 bridge=index,
                 mtu=found.mtu or None,  # the LAN's: the bridge (and node) keep theirs
+                slaac=self.ipv6,
             ),
         )
         assert opened is not None
-        veth_watch, self.side = opened
+        veth_watch, self.side, watch6 = opened
         lost = (
             f"the veth pair {plan.external_interface}/{plan.internal_interface} was deleted "
             "while the job ran"
@@ -94,7 +119,9 @@ class BridgeDriver(ConnectedDriver):
         if bridge.static is None:
             self.side.open_port(plan.external_interface, bridge.name)
         await ctx.done("port")
-        job = self.firewall.job(plan.chain, plan.external_interface, mac=mac.hex(":"))
+        job = self.firewall.job(
+            plan.chain, plan.external_interface, mac=mac.hex(":"), ipv6=self.ipv6
+        )
         self._rules = job
         record.note(StepName.FIREWALL, **job.to_record())
         await trio.to_thread.run_sync(job.apply)
@@ -102,6 +129,12 @@ class BridgeDriver(ConnectedDriver):
         with rtnl.Channel() as host:
             await wait_forwarding(host, plan.external_interface, bridge.name, bridge.wait_s)
         await ctx.done("forwarding")
+        if watch6 is not None:
+            assert ctx.nursery is not None and isinstance(job, BridgeJob)
+            sock6, channel6, ifindex = watch6
+            await ctx.nursery.start(
+                slaac.keep, sock6, channel6, ifindex, self._addresses6(job), ctx.changed
+            )
         self.address = BridgeAddress(plan, self.side, job, ctx.changed, self._lease_noter(record))
         if bridge.static is not None:
             await self.address.use_static()
@@ -109,6 +142,13 @@ class BridgeDriver(ConnectedDriver):
             assert ctx.nursery is not None  # (the lease is kept for the job's life)
             await ctx.nursery.start(self.address.keep_lease)
         await ctx.done("address")
+
+    def _addresses6(self, job: BridgeJob) -> Callable[[list[slaac.Binding6]], None]:
+        def apply(bindings: list[slaac.Binding6]) -> None:
+            job.set_addresses6(bindings)
+            self.addresses6 = bindings
+
+        return apply
 
     def _lease_noter(self, record: Record) -> Callable[[dict[str, object] | None], None]:
         """The lease in the record as it changes, for a sweeper to release after a crash."""
@@ -141,7 +181,15 @@ class BridgeDriver(ConnectedDriver):
         return closing
 
     def attributes(self) -> dict[str, object]:
-        return self.address.attributes() if self.address is not None else {}
+        found = self.address.attributes() if self.address is not None else {}
+        usable = [a for a, _ in self.addresses6 if not a.is_link_local]
+        if usable:  # (the first: SLAAC's, stable, from the job's MAC)
+            found["LarkInnerAddressIPv6"] = str(usable[0])
+        return found
+
+    def script_env(self) -> dict[str, str]:
+        usable = [str(a) for a, _ in self.addresses6 if not a.is_link_local]
+        return {"LARK_INNER_ADDRESS_IPV6": usable[0]} if usable else {}
 
     def lan(self) -> Lan | None:
         return self.address.lan() if self.address is not None else None
@@ -151,6 +199,9 @@ class BridgeDriver(ConnectedDriver):
         return "", str(self.attributes().get("LarkInnerAddressIPv4", ""))
 
     async def rules_restored(self) -> None:
-        """The lease's addresses are kept apart from the rules: set them again."""
+        """The lease's and the kernel's IPv6 addresses are kept apart from the rules: set
+        them again."""
         if self.address is not None and self._rules is not None:
             await trio.to_thread.run_sync(self._rules.set_addresses, self.address.bindings())
+        if self.ipv6 and isinstance(self._rules, BridgeJob):
+            await trio.to_thread.run_sync(self._rules.set_addresses6, self.addresses6)

@@ -11,16 +11,16 @@ from collections.abc import Callable
 
 import trio
 
-from ...backends import address, firewall, mtu, netns, nodeip, proxyndp
+from ...backends import address, firewall, mtu, netns, proxyndp
 from ...backends.netlink import rtnl
 from ...backends.netlink.watch import open_link_watch
-from ...decide.modes import IPv6Mode, IPv6Use, NetworkType
+from ...decide.modes import IPv6Mode, NetworkType
 from ...decide.plan import JobNetwork
 from ...decide.reach import NodeReach
-from ...errors import ConfigError, map_errors
+from ...errors import map_errors
 from ...state.record import Record
 from ...state.steps import StepName
-from .base import ConnectedDriver, Setup, Watch, log, note_links
+from .base import ConnectedDriver, Setup, Watch, log, node_ipv6, note_links
 
 
 class NatDriver(ConnectedDriver):
@@ -43,22 +43,15 @@ class NatDriver(ConnectedDriver):
     def _families(self) -> None:
         """IPv6 when LARK_IPV6 allows it and the node has it; IPv4 when the node has it, or
         when the job would have nothing else (today's behaviour on a node with neither)."""
-        plan = self.plan
-        if plan.ipv6 is IPv6Use.OFF:
-            return
-        with rtnl.Channel() as host, map_errors("read the node's addresses and routes"):
-            node = nodeip.node_families(host)
-        if not node.ipv6:
-            if plan.ipv6 is IPv6Use.ON:
-                raise ConfigError(f"LARK_IPV6 is on, but this node has {node.why_not6}")
-            log.info("%s: no IPv6 for the job: the node has %s", plan.name, node.why_not6)
+        node = node_ipv6(self.plan)
+        if node is None or not node.ipv6:
             return
         self.ipv6, self.ipv4 = True, node.ipv4
         log.info(
             "%s: IPv6 %s from %s%s",
-            plan.name,
-            plan.ipv6_mode,
-            plan.network6,
+            self.plan.name,
+            self.plan.ipv6_mode,
+            self.plan.network6,
             "" if node.ipv4 else " (IPv6 only: the node has no IPv4 default route)",
         )
 

@@ -1,0 +1,110 @@
+"""A bridged job's IPv6 addresses as its kernel forms them (link-local, SLAAC), kept in its
+firewall's set for its whole life: anti-spoofing lets through exactly what the job has.
+
+The job cannot add addresses (no CAP_NET_ADMIN in its namespace): what its interface holds
+is the kernel's doing, from the LAN's router advertisements. A netlink socket in the job's
+namespace, on the IPv6 address group, wakes the agent when one comes, goes or has its
+lifetime renewed; the agent then reads them all (one dump) and replaces the set, each
+element expiring with its valid lifetime, so an address the agent has not renewed is
+dropped even if the agent is gone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import struct
+from collections.abc import Callable
+
+import trio
+
+from ..netlink import rtnl
+
+log = logging.getLogger("lark.bridged")
+
+RTMGRP_IPV6_IFADDR = 0x100
+IFA_ADDRESS, IFA_CACHEINFO, IFA_FLAGS = 1, 6, 8
+IFA_F_DADFAILED = 0x08
+FOREVER = 0xFFFFFFFF
+REFRESH_S = 60.0  # the set is written again at least this often (lifetimes count down)
+MARGIN_S = 5  # added to an element's timeout: a renewal arrives before it runs out
+
+Binding6 = tuple[ipaddress.IPv6Address, float | None]  # an address, seconds it stays
+
+
+def open_watch() -> socket.socket:
+    """A netlink socket on the IPv6 address group, in the calling thread's namespace."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+    try:
+        sock.bind((0, RTMGRP_IPV6_IFADDR))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def parse_address(body: bytes, index: int) -> Binding6 | None:
+    """An RTM_NEWADDR body of link ``index``: its address and valid lifetime, or None (another
+    link, another family, or an address whose DAD failed)."""
+    if len(body) < 8:
+        return None
+    family, _plen, flags, _scope, link = struct.unpack_from("=BBBBi", body)
+    if family != socket.AF_INET6 or link != index:
+        return None
+    a = rtnl.parse_attrs(body, 8)
+    if IFA_FLAGS in a and len(a[IFA_FLAGS]) >= 4:
+        flags = struct.unpack_from("=I", a[IFA_FLAGS])[0]
+    raw = a.get(IFA_ADDRESS, b"")
+    if flags & IFA_F_DADFAILED or len(raw) != 16:
+        return None
+    valid: float | None = None
+    info = a.get(IFA_CACHEINFO, b"")
+    if len(info) >= 8:
+        lifetime = struct.unpack_from("=I", info, 4)[0]
+        valid = None if lifetime == FOREVER else float(lifetime + MARGIN_S)
+    return ipaddress.IPv6Address(raw), valid
+
+
+def addresses(channel: rtnl.Channel, index: int) -> list[Binding6]:
+    """The IPv6 addresses of link ``index`` (one dump of the channel's namespace)."""
+    found = (parse_address(body, index) for body in channel.dump(rtnl.RTM_GETADDR, socket.AF_INET6))
+    return sorted((b for b in found if b is not None), key=lambda b: b[0])
+
+
+async def keep(
+    watch: socket.socket,
+    channel: rtnl.Channel,
+    index: int,
+    apply: Callable[[list[Binding6]], None],
+    changed: Callable[[], object],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Keep ``apply``ing the link's addresses for the job's life (started once the first
+    are in the set); ``changed()`` when the addresses themselves changed (the update ad).
+    Owns and closes ``watch`` and ``channel``."""
+    with trio.socket.from_stdlib_socket(watch) as sock, channel:
+        known: list[ipaddress.IPv6Address] | None = None
+        while True:
+            found = addresses(channel, index)
+            await trio.to_thread.run_sync(apply, found)
+            now = [addr for addr, _ in found]
+            if now != known:
+                if known is not None:
+                    log.info("IPv6 addresses of the job now %s", ", ".join(map(str, now)))
+                    changed()
+                else:
+                    task_status.started()
+                known = now
+            with trio.move_on_after(REFRESH_S):
+                try:
+                    await sock.recv(65536)
+                except OSError as exc:  # ENOBUFS: events dropped; the dump sees all
+                    log.debug("IPv6 address watch: %s", exc.strerror)
+                await trio.sleep(0.01)  # (a burst of events: one dump for all)
+                while True:
+                    try:
+                        watch.recv(65536, socket.MSG_DONTWAIT)  # (trio's, non-blocking)
+                    except (BlockingIOError, OSError):
+                        break
