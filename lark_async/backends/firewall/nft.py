@@ -431,9 +431,10 @@ def render_bridge_add(job: BridgeRules) -> str:
     (so no RFC 5227 probe from 0.0.0.0: the agent probes for the job, from the bridge's
     side), IPv4 from its bound address with a valid header and no DHCP (UDP 67 or 68 either
     way: the agent's client speaks for the job from the bridge's side, so a job sends
-    neither DHCP requests nor forged replies). Everything else (IPv6 with its router
-    advertisements and DHCPv6, VLAN tags, other ethertypes) is dropped there. Then IPv4 is
-    counted both ways, and the chain ends open: an admin's create script appends its own
+    neither DHCP requests nor forged replies). A job with IPv6 (SLAAC) has its IPv6
+    guarded there too (``_ipv6_guard``); without, IPv6 is dropped there, as are VLAN tags
+    and other ethertypes. Then IP is counted both ways (and IPv6 apart), and the chain
+    ends open: an admin's create script appends its own
     counting and dropping rules, which every frame of the job still reaches. The established
     path is a few compares, one set lookup and the counter."""
     t = f"{BRIDGE_FAMILY} {TABLE}"
