@@ -2,7 +2,7 @@
 
     sudo .venv/bin/python bench/ipv6.py [--rounds N]
 
-In a throwaway host namespace made dual-stack (a dummy uplink with an IPv4 and a global
+In a throwaway host namespace made dual-stack (a veth uplink with an IPv4 and a global
 IPv6 address and both default routes, so that LARK_IPV6 = auto gives jobs IPv6), Lark's
 in-process setup and teardown of one NAT job (bench/setup_teardown.py's ``Lark``), with
 ``LARK_IPV6 = off`` (IPv4 only) and ``auto`` (IPv4 and NAT66: a second locked pair,
@@ -33,7 +33,8 @@ from lark_async.decide.modes import IPv6Use
 TARGET = 1.3  # dual-stack setup+teardown over IPv4-only's, at most (issue 19)
 IPV4_ONLY, DUAL_STACK = "IPv4 only (LARK_IPV6 off)", "dual-stack NAT66 (LARK_IPV6 auto)"
 UPLINK = (
-    ("link", "add", "uplink", "type", "dummy"),
+    ("link", "add", "uplink", "type", "veth", "peer", "name", "uplink-peer"),
+    ("link", "set", "uplink-peer", "up"),
     ("addr", "add", "10.99.0.2/24", "dev", "uplink"),
     ("addr", "add", "fd99::2/64", "dev", "uplink", "nodad"),
     ("link", "set", "uplink", "up"),
