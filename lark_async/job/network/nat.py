@@ -53,6 +53,12 @@ class NatDriver(ConnectedDriver):
                 raise ConfigError(f"LARK_IPV6 is on, but this node has {node.why_not6}")
             log.info("%s: no IPv6 for the job: the node has %s", plan.name, node.why_not6)
             return
+        missing = self.firewall.ipv6_unavailable()
+        if missing is not None:
+            if plan.ipv6 is IPv6Use.ON:
+                raise ConfigError(f"LARK_IPV6 is on, but {missing}")
+            log.info("%s: no IPv6 for the job: %s", plan.name, missing)
+            return
         self.ipv6, self.ipv4 = True, node.ipv4
         log.info(
             "%s: IPv6 %s from %s%s",
@@ -168,7 +174,8 @@ class NatDriver(ConnectedDriver):
         node = await trio.to_thread.run_sync(backend.survey, str(plan.local_network))
         for warning in node.warnings:
             log.warning("%s: %s", plan.name, warning)
-        for build, why in sorted(node.accept.items()):
+        accept = node.for_families(addresses is not None, addresses6 is not None)
+        for build, why in sorted(accept.items()):
             log.info(
                 "%s: %s on this node (%s): accepting the job's traffic in filter FORWARD via %s",
                 plan.name,
@@ -181,7 +188,7 @@ class NatDriver(ConnectedDriver):
             plan.chain,
             plan.external_interface,
             addresses.internal if addresses is not None else None,
-            accept=sorted(node.accept),
+            accept=sorted(accept),
             reach=self.reach,
             internal_address6=addresses6.internal if addresses6 is not None else None,
             nat6=plan.ipv6_mode is IPv6Mode.NAT66,
