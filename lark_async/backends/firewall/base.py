@@ -133,8 +133,10 @@ class FirewallDriver(Protocol):
         not installed), or None when it can."""
         ...
 
-    def survey(self, local_network: str) -> NodeFilter:
-        """Blocking, before a NAT job's rules: where the node's own filter would drop them."""
+    def survey(self, local_network: str, ipv4: bool = True, ipv6: bool = False) -> NodeFilter:
+        """Blocking, before a NAT job's rules: where the node's own filter would drop them
+        (the builds of the families the job has: iptables for ``ipv4``, ip6tables for
+        ``ipv6``)."""
         ...
 
     def job(

@@ -170,10 +170,12 @@ class Driver:
     def ipv6_unavailable(self) -> str | None:
         return iptables.missing6(self.command)
 
-    def survey(self, local_network: str) -> nodefilter.NodeFilter:
-        node = nodefilter.inspect_node(local_network)
+    def survey(
+        self, local_network: str, ipv4: bool = True, ipv6: bool = False
+    ) -> nodefilter.NodeFilter:
+        node = nodefilter.inspect_node(local_network, ipv4, ipv6)
         self.build = nodefilter.resolve_build(self.command)
-        if iptables.missing6(self.command) is None:
+        if ipv6:
             self.build6 = nodefilter.resolve_build(iptables.command6(self.command))
         return node
 

@@ -215,8 +215,10 @@ class NatDriver:
     def ipv6_unavailable(self) -> str | None:
         return None  # (the inet table: both families in one)
 
-    def survey(self, local_network: str) -> nodefilter.NodeFilter:
-        return nodefilter.inspect_node(local_network)
+    def survey(
+        self, local_network: str, ipv4: bool = True, ipv6: bool = False
+    ) -> nodefilter.NodeFilter:
+        return nodefilter.inspect_node(local_network, ipv4, ipv6)
 
     def job(
         self,
@@ -247,7 +249,9 @@ class BridgeDriver:
     def ipv6_unavailable(self) -> str | None:
         return None  # (the inet table: both families in one)
 
-    def survey(self, local_network: str) -> nodefilter.NodeFilter:
+    def survey(
+        self, local_network: str, ipv4: bool = True, ipv6: bool = False
+    ) -> nodefilter.NodeFilter:
         return nodefilter.NodeFilter()  # (the node's FORWARD never sees bridged frames)
 
     def job(

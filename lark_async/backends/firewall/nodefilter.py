@@ -37,10 +37,10 @@ class NodeFilter:
     accept: dict[str, str] = field(default_factory=dict)  # iptables/ip6tables build -> why
     warnings: list[str] = field(default_factory=list)  # what Lark cannot open itself
 
-    def for_families(self, ipv4: bool, ipv6: bool) -> dict[str, str]:
-        """The builds of ``accept`` that see a job with these families' traffic."""
-        return {b: why for b, why in self.accept.items()
-                if (ipv6 if iptables.is_ipv6(b) else ipv4)}  # fmt: skip
+
+def builds_for(ipv4: bool, ipv6: bool) -> list[str]:
+    """The builds that see a job's traffic: iptables' for its IPv4, ip6tables' for its IPv6."""
+    return [*(iptables.BUILDS if ipv4 else ()), *(iptables.BUILDS6 if ipv6 else ())]
 
 
 def resolve_build(command: str) -> str:
@@ -58,11 +58,12 @@ def _nft_tables() -> list[tuple[str, str]] | None:
         return None  # (no nf_tables: read every build, say nothing of nft tables)
 
 
-def inspect_node(local_network: str) -> NodeFilter:
-    """What the node's firewall does with forwarded packets, for a job starting now."""
+def inspect_node(local_network: str, ipv4: bool = True, ipv6: bool = False) -> NodeFilter:
+    """What the node's firewall does with forwarded packets, for a job starting now (with
+    IPv4, IPv6 or both: the builds of the others are not read)."""
     result = NodeFilter()
     tables = _nft_tables()
-    for build in (*iptables.BUILDS, *iptables.BUILDS6):
+    for build in builds_for(ipv4, ipv6):
         if shutil.which(f"{build}-save") is None:
             continue
         ipv6 = iptables.is_ipv6(build)

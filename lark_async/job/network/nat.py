@@ -171,11 +171,11 @@ class NatDriver(ConnectedDriver):
         """The job's rules, and its way through the node's own FORWARD where that would drop
         it (the backend's survey): noted in the record before any of it is added."""
         plan, backend = self.plan, self.firewall
-        node = await trio.to_thread.run_sync(backend.survey, str(plan.local_network))
+        has4, has6 = addresses is not None, addresses6 is not None
+        node = await trio.to_thread.run_sync(backend.survey, str(plan.local_network), has4, has6)
         for warning in node.warnings:
             log.warning("%s: %s", plan.name, warning)
-        accept = node.for_families(addresses is not None, addresses6 is not None)
-        for build, why in sorted(accept.items()):
+        for build, why in sorted(node.accept.items()):
             log.info(
                 "%s: %s on this node (%s): accepting the job's traffic in filter FORWARD via %s",
                 plan.name,
@@ -188,7 +188,7 @@ class NatDriver(ConnectedDriver):
             plan.chain,
             plan.external_interface,
             addresses.internal if addresses is not None else None,
-            accept=sorted(accept),
+            accept=sorted(node.accept),
             reach=self.reach,
             internal_address6=addresses6.internal if addresses6 is not None else None,
             nat6=plan.ipv6_mode is IPv6Mode.NAT66,
