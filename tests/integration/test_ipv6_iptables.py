@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 from helpers.agent import FETCH_JOB, cleanup, killed_after_setup, python_job, read_update_ad
+from helpers.dns import SITE_NAME, dns_queries, run, start_dns, with_node_resolv_conf
 from helpers.firewall import BACKENDS, fetch_around_a_flush
 from sandbox import FILE_SIZES, SITE_ADDR6, iptables_job_objects, sh, wait_for
 
@@ -246,3 +247,65 @@ def test_an_ip6tables_forward_drop_is_opened_for_the_jobs_ipv6(sandbox, backend6
     assert f"FORWARD policy DROP on this node ({build}): accepting the job's traffic" in log
     after = saved(host, build)
     assert ":FORWARD DROP" in after and "LARK" not in after  # the node's own, as it was
+
+
+# Another job: a TCP service on port 7001 of its IPv6 address, which it prints; serves until
+# its stdin ends.
+SERVICE6 = f"""
+import socket, sys, threading
+s = socket.create_server(('::', 7001), family=socket.AF_INET6)
+u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+u.connect(('{SITE_ADDR6}', 9))
+print(u.getsockname()[0], flush=True)
+threading.Thread(target=lambda: [s.accept()[0].close() for _ in iter(int, 1)], daemon=True).start()
+sys.stdin.readline()
+"""
+DIAL6 = """
+import socket, sys
+for where in sys.argv[1:]:
+    try: socket.create_connection((where, 7001), 1.5).close(); print('open')
+    except OSError: print('closed')
+"""
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["apart", "job-to-job"])
+def test_another_jobs_ipv6_is_closed_unless_job_to_job_and_the_node_reaches_it(
+    sandbox, backend, together
+):
+    host = sandbox.add_host(ipv6=True)
+    flags = (*backend, *(["--job-to-job"] if together else []))
+    argv = sandbox.agent_argv(host, *sandbox.who(sandbox.job_name("b")), *flags, "--",
+                              *python_job(SERVICE6))  # fmt: skip
+    other = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    sandbox.procs.append(other)
+    inner = sandbox.read_line(other.stdout).strip()
+    assert ipaddress.IPv6Address(inner) in POOL6
+    r = sandbox.run_agent(host, *sandbox.who(sandbox.job_name("a")), *flags, "--",
+                          *python_job(DIAL6, inner))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["open" if together else "closed"]
+    node = sh("python3", "-c", DIAL6, inner, netns=host.netns).stdout.split()
+    assert node == ["open"]  # the node still reaches a job over IPv6
+    other.stdin.write("\n")
+    other.stdin.flush()
+    assert other.wait(timeout=30) == 0
+
+
+def test_an_ipv6_only_job_resolves_through_the_nodes_ipv6_resolver(sandbox, backend):
+    """Port 53 on the node's own IPv6 address is opened in the ip6tables chain (and nothing
+    else of the node), and the name leads to the site."""
+    host = sandbox.add_host(ipv4=False, ipv6=True)
+    log = start_dns(sandbox, host.netns, host.address6, answer=SITE_ADDR6)
+    resolve = (
+        "import socket, sys, urllib.request\n"
+        "addr = socket.getaddrinfo(sys.argv[1], 8080, socket.AF_INET6)[0][4][0]\n"
+        "print('resolved', addr)\n"
+        "print('fetched', len(urllib.request.urlopen(f'http://{sys.argv[1]}:8080/1k', "
+        "timeout=10).read()))\n"
+    )
+    argv = sandbox.agent_argv(host, *sandbox.who(), *backend, "--",
+                              *python_job(resolve, SITE_NAME))  # fmt: skip
+    result = run(with_node_resolv_conf(sandbox, f"nameserver {host.address6}\n", argv))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["resolved", SITE_ADDR6, "fetched", "1000"]
+    assert dns_queries(log) >= 1
