@@ -484,9 +484,10 @@ def start_kea(
 
 def iptables_job_objects(netns: str) -> list[str]:
     """Lark's chains (LARK_<job>, LARK-FORWARD), jumps and masquerade rules in either iptables
-    build of a namespace."""
+    build of a namespace, and in either ip6tables build."""
     found = []
-    for save in ("iptables-nft-save", "iptables-legacy-save"):
+    for save in ("iptables-nft-save", "iptables-legacy-save", "ip6tables-nft-save",
+                 "ip6tables-legacy-save"):  # fmt: skip
         if shutil.which(save) is None:
             continue
         out = sh(save, netns=netns, check=False).stdout

@@ -208,7 +208,8 @@ def derive_plan(grant: Grant, name: str) -> JobNetwork:
 
 
 def _ipv6(settings: Settings) -> IPv6Use:
-    """What of LARK_IPV6 a NAT job can have: the node's side is looked at by the driver."""
+    """What of LARK_IPV6 a NAT job can have: the node's side (its addresses and routes, the
+    firewall backend's programs: ip6tables for iptables) is looked at by the driver."""
     if settings.ipv6 is IPv6Use.OFF:
         return IPv6Use.OFF
     if settings.ipv6_mode is IPv6Mode.ROUTED and settings.routed_prefix6 is None:
@@ -216,13 +217,6 @@ def _ipv6(settings: Settings) -> IPv6Use:
             'LARK_IPV6_MODE "routed" needs LARK_ROUTED_PREFIX6, the prefix the site routes to '
             'this node (or LARK_IPV6 "off")'
         )
-    if settings.firewall_backend is FirewallBackend.IPTABLES:
-        if settings.ipv6 is IPv6Use.ON:
-            raise ConfigError(
-                'LARK_IPV6 "on" needs LARK_FIREWALL_BACKEND "nftables": the iptables backend '
-                "does not drive ip6tables yet"
-            )
-        return IPv6Use.OFF
     return settings.ipv6
 
 

@@ -617,7 +617,8 @@ class Settings:
         "iptables",
         _Choice(IPTABLES_COMMANDS),
         "The iptables build the iptables backend runs: ``iptables`` (whatever the system's "
-        "alternative is), ``iptables-nft`` or ``iptables-legacy``.",
+        "alternative is), ``iptables-nft`` or ``iptables-legacy``. A job with IPv6 also uses "
+        "the matching ip6tables build (``ip6tables``, ``ip6tables-nft``, ``ip6tables-legacy``).",
         config="LARK_IPTABLES",
         flag="--iptables",
         help="which iptables build the iptables backend uses",

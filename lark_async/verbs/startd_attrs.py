@@ -12,6 +12,7 @@ def cmd_startd_attrs(args: argparse.Namespace) -> int:
     import shutil
 
     from ..backends import address, nodeip, usable
+    from ..backends.firewall import iptables
     from ..backends.netlink import rtnl
     from ..decide import ads, settings
     from ..decide.modes import FirewallBackend, IPv6Use
@@ -47,11 +48,14 @@ def cmd_startd_attrs(args: argparse.Namespace) -> int:
         (bridge is not None and bridge.kind == "bridge" and bridge.up)
         or (bridge is None and device is not None and device.up)
     )
-    # NAT jobs get IPv6 here (LARK_IPV6 and the node's; the iptables backend has none yet)
+    # NAT jobs get IPv6 here (LARK_IPV6 and the node's; with iptables, its ip6tables build)
     values["LarkIPv6"] = (
         families.ipv6
         and resolved.ipv6 is not IPv6Use.OFF
-        and resolved.firewall_backend is FirewallBackend.NFTABLES
+        and (
+            resolved.firewall_backend is FirewallBackend.NFTABLES
+            or iptables.missing6(resolved.iptables_command) is None
+        )
     )
     if resolved.firewall_backend is FirewallBackend.IPTABLES:
         values["LarkIptablesAvailable"] = shutil.which(resolved.iptables_command) is not None

@@ -26,10 +26,20 @@ TWICE = (
 )
 
 
-def fetch_around_a_flush(sandbox, host, flags, flush, check=lambda: None) -> tuple[int, int]:
-    """A job downloads, someone flushes the firewall (a command, or a function of the job's
-    address; ``check`` looks at it once the agent had its poll), the job downloads again:
-    (bytes counted before the flush, at the end)."""
+def fetch_around_a_flush(
+    sandbox,
+    host,
+    flags,
+    flush,
+    check=lambda: None,
+    url: str | None = None,
+    counter: str = "NetworkIncoming",
+    address: str = "LarkInnerAddressIPv4",
+) -> tuple[int, int]:
+    """A job downloads (``url``, the site's 1m by default), someone flushes the firewall (a
+    command, or a function of the job's ``address``; ``check`` looks at it once the agent had
+    its poll), the job downloads again: (bytes ``counter`` counted before the flush, at the
+    end)."""
     update = sandbox.tmp / "update.ad"
     argv = sandbox.agent_argv(
         host,
@@ -40,7 +50,7 @@ def fetch_around_a_flush(sandbox, host, flags, flush, check=lambda: None) -> tup
         "0.1",
         *flags,
         "--",
-        *python_job(TWICE, sandbox.url("1m")),
+        *python_job(TWICE, url or sandbox.url("1m")),
     )
     agent = subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -48,9 +58,9 @@ def fetch_around_a_flush(sandbox, host, flags, flush, check=lambda: None) -> tup
     try:
         assert sandbox.read_line(agent.stdout).startswith("first")
         time.sleep(0.3)  # a poll or two: the first download is counted
-        before = read_update_ad(update)["NetworkIncoming"]
+        before = read_update_ad(update)[counter]
         if callable(flush):
-            flush(read_update_ad(update)["LarkInnerAddressIPv4"])
+            flush(read_update_ad(update)[address])
         else:
             sh(*flush, netns=host.netns)
         time.sleep(0.5)  # the agent notices within a poll and puts its rules back
@@ -65,4 +75,4 @@ def fetch_around_a_flush(sandbox, host, flags, flush, check=lambda: None) -> tup
     assert agent.returncode == 0, err
     assert out.split() == ["second", str(2 * FILE_SIZES["1m"])]
     assert "restoring it" in sandbox.log_file.read_text()
-    return before, read_update_ad(update)["NetworkIncoming"]
+    return before, read_update_ad(update)[counter]

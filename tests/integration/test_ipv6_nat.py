@@ -309,7 +309,8 @@ def test_startd_attrs_says_where_jobs_get_ipv6(sandbox, host):
 
     assert ipv6_attr(dual) is True
     assert ipv6_attr(dual, "--ipv6", "off") is False
-    assert ipv6_attr(dual, "--firewall-backend", "iptables") is False
+    assert ipv6_attr(dual, "--firewall-backend", "iptables") is True  # (ip6tables is here)
+    assert ipv6_attr(host, "--firewall-backend", "iptables") is False
     assert ipv6_attr(host) is False
 
 

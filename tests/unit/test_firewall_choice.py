@@ -137,6 +137,11 @@ def test_a_swept_job_whose_address_is_taken_keeps_the_nat_source():
             {**IPTABLES, "reach": {**NAT["reach"], "dns": ["::1/128"]}},
             "reach dns ['::1/128'] is not",
         ),
+        ({**IPTABLES, "reach": {**NAT["reach"], "dns": ["::/0"]}}, "reach dns ['::/0'] is not"),
+        (
+            {**IPTABLES, "reach": {**NAT["reach"], "dns": ["10.0.0.1 -j ACCEPT"]}},
+            "reach dns ['10.0.0.1 -j ACCEPT'] is not",
+        ),
         ({**IPTABLES, "reach": {**NAT["reach"], "dns": [1]}}, "reach dns [1] is not"),
         ({**NAT, "reach": {**NAT["reach"], "job_to_job": 1}}, "reach job_to_job 1 is not"),
         ({**NAT, "reach": {"ports": []}}, "reach dns None is not"),

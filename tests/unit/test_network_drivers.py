@@ -83,3 +83,35 @@ def test_nothing_found_before_setup():
         assert driver.script_addresses() == ("", "")
         assert driver.address_release() is None
         assert driver.take_watches() == []
+
+
+@pytest.mark.parametrize("ipv6", ["auto", "on"])
+def test_a_node_whose_ip6tables_is_missing_gives_no_ipv6_with_iptables(ipv6, monkeypatch):
+    """LARK_IPV6 auto: the job gets IPv4 alone (and the log says why); on: refused, one line
+    naming the missing program. (The nftables backend needs nothing more.)"""
+    import contextlib
+
+    from lark_async.backends import nodeip
+    from lark_async.backends.firewall import iptables
+    from lark_async.errors import ConfigError
+    from lark_async.job.network import nat
+
+    monkeypatch.setattr(nat.rtnl, "Channel", contextlib.nullcontext)
+    monkeypatch.setattr(nodeip, "node_families", lambda _: nodeip.NodeFamilies(True, True))
+    monkeypatch.setattr(iptables.shutil, "which", lambda p: None if p.startswith("ip6") else p)
+    nftables = network.driver_for(plan(ipv6=ipv6))
+    assert isinstance(nftables, NatDriver)
+    nftables._families()
+    assert nftables.ipv6 and nftables.ipv4
+    driver = network.driver_for(plan(ipv6=ipv6, firewall_backend="iptables"))
+    assert isinstance(driver, NatDriver)
+    if ipv6 == "on":
+        with pytest.raises(ConfigError) as info:
+            driver._families()
+        assert str(info.value) == (
+            "LARK_IPV6 is on, but LARK_FIREWALL_BACKEND iptables (LARK_IPTABLES iptables) needs "
+            "ip6tables for the job's IPv6, which is not installed"
+        )
+    else:
+        driver._families()
+        assert not driver.ipv6 and driver.ipv4

@@ -99,6 +99,13 @@ HOSTILE = {  # what undo would act on, were it trusted: none of it is this job's
     "IPv6 lock relative": ("address", "lock6", "addr-fd4c::2.lock"),
     "IPv6 address": ("firewall", "internal_address6", "::/0"),
     "nat6": ("firewall", "nat6", "yes"),
+    "iptables IPv6 address": ("iptables", "internal_address6", "::/0"),
+    "iptables IPv6 address with a rule": ("iptables", "internal_address6", "fd4c::3 -j ACCEPT"),
+    "iptables IPv6 address as IPv4": ("iptables", "internal_address6", "192.168.181.3"),
+    "iptables nat6": ("iptables", "nat6", "yes"),
+    "iptables command of IPv6": ("iptables", "command", "ip6tables-nft"),
+    "iptables accepting build of IPv6": ("iptables", "accept", ["ip6tables"]),
+    "iptables IPv6 DNS": ("iptables", "reach", {"ports": [], "dns": ["::/0"], "job_to_job": False}),
     "proxy link": ("address", "proxy6_link", "../../x"),
     "proxy link name": ("address", "proxy6_link", "eth0 up"),
     "proxy address": ("address", "proxy6", "fd4c::/64"),
@@ -115,6 +122,9 @@ def test_a_record_naming_what_is_not_its_jobs_is_unreadable(tmp_path, what):
     step, key, value = HOSTILE[what]
     if step == "firewall" and key == "command":
         record.steps["firewall"]["family"] = "iptables"
+    if step == "iptables":  # a dual-stack job's step of the iptables backend
+        record.steps["firewall"] |= IPTABLES6
+        step = "firewall"
     if step == "dhcp":
         record.steps["dhcp"] = {"address": "10.0.0.5", "mac": "02:00:00:00:00:01",
                                 "client_id": "ff"}  # fmt: skip
@@ -135,6 +145,24 @@ def test_a_dual_stack_records_ipv6_is_read_back(tmp_path):
     record.steps["firewall"] |= {"internal_address6": "fd4c:6172:6b00::3", "nat6": True}
     record.save()
     assert Record.load(record.path).steps == record.steps
+
+
+IPTABLES6 = {"family": "iptables", "command": "iptables-nft", "accept": ["ip6tables-legacy"],
+             "internal_address6": "fd4c:6172:6b00::3", "nat6": True}  # fmt: skip
+
+
+def test_an_iptables_jobs_ipv6_is_read_back_and_an_ipv6_only_one_has_no_ipv4(tmp_path):
+    record = nat_record(tmp_path / "state")
+    record.steps["firewall"] |= IPTABLES6
+    record.save()
+    assert Record.load(record.path).steps == record.steps
+    record.steps["firewall"]["internal_address"] = None  # (an IPv6-only node's job)
+    record.save()
+    assert Record.load(record.path).steps == record.steps
+    del record.steps["firewall"]["internal_address6"]  # no address at all: not a job's
+    record.save()
+    with pytest.raises(UnreadableRecord, match="internal_address is not a string"):
+        Record.load(record.path)
 
 
 def test_temporary_files_name_their_job():

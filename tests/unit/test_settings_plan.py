@@ -480,10 +480,11 @@ def test_routed_ipv6_without_a_prefix_is_refused_unless_ipv6_is_off():
     assert derive_plan(Settings(ipv6_mode="routed", ipv6="off"), "x").ipv6 is IPv6Use.OFF
 
 
-def test_the_iptables_backend_gives_no_ipv6_and_refuses_it_when_asked_for():
-    assert derive_plan(Settings(firewall_backend="iptables"), "x").ipv6 is IPv6Use.OFF
-    with pytest.raises(ConfigError, match='LARK_IPV6 "on" needs LARK_FIREWALL_BACKEND'):
-        derive_plan(Settings(firewall_backend="iptables", ipv6="on"), "x")
+@pytest.mark.parametrize("ipv6", ["auto", "on", "off"])
+def test_the_iptables_backend_gives_ipv6_as_nftables_does(ipv6):
+    """(Its ip6tables build is the driver's to look for, with the node's IPv6.)"""
+    iptables = derive_plan(Settings(firewall_backend="iptables", ipv6=ipv6), "x")
+    assert iptables.ipv6 is derive_plan(Settings(ipv6=ipv6), "x").ipv6 is IPv6Use(ipv6)
 
 
 @pytest.mark.parametrize(

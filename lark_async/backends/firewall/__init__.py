@@ -3,9 +3,10 @@
 * nftables (default): a NAT job in the ``inet lark`` table, a bridged job in
   ``bridge lark`` (nft.py; nft_jobs.py puts it behind the interface);
 * iptables (``LARK_FIREWALL_BACKEND = iptables``, NAT only): the job's chain in a
-  build's filter table (iptables.py, xtables.py; iptables_jobs.py);
-* either way, a NAT job's traffic accepted in each iptables build whose FORWARD
-  would drop it (nodefilter.py finds them, forward.py).
+  build's filter table, and for its IPv6 in the matching ip6tables build's
+  (iptables.py, xtables.py; iptables_jobs.py);
+* either way, a NAT job's traffic accepted in each iptables (ip6tables) build
+  whose FORWARD would drop it (nodefilter.py finds them, forward.py).
 
 Outside this package, code speaks only to ``FirewallDriver`` (a live job),
 ``JobFirewall`` (one job: apply, discard, counters, poll checks, restore, record)

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 Counters = dict[str, tuple[int, int]]  # a counting rule's comment -> (bytes, packets)
 Binding = tuple[ipaddress.IPv4Address, float | None]  # an address, seconds it stays (None: ever)
-IPTABLES_BUILDS = ("iptables", "iptables-nft", "iptables-legacy")
+IPTABLES_BUILDS = ("iptables", "iptables-nft", "iptables-legacy")  # LARK_IPTABLES's
+# the builds whose FORWARD may accept a job's traffic (``survey``): both families'
+ACCEPT_BUILDS = (*IPTABLES_BUILDS, "ip6tables-nft", "ip6tables-legacy")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
@@ -126,8 +128,15 @@ class FirewallDriver(Protocol):
         """Before anything is created: the backend's library or programs are installed."""
         ...
 
-    def survey(self, local_network: str) -> NodeFilter:
-        """Blocking, before a NAT job's rules: where the node's own filter would drop them."""
+    def ipv6_unavailable(self) -> str | None:
+        """Why this backend cannot give a NAT job IPv6 on this node (a program it needs is
+        not installed), or None when it can."""
+        ...
+
+    def survey(self, local_network: str, ipv4: bool = True, ipv6: bool = False) -> NodeFilter:
+        """Blocking, before a NAT job's rules: where the node's own filter would drop them
+        (the builds of the families the job has: iptables for ``ipv4``, ip6tables for
+        ``ipv6``)."""
         ...
 
     def job(
@@ -204,9 +213,10 @@ def reach(details: Mapping[str, object]) -> NodeReach:
 
 
 def builds(details: Mapping[str, object]) -> tuple[str, ...]:
-    """The iptables builds whose FORWARD accepts the job (``accept``; none when absent)."""
+    """The iptables and ip6tables builds whose FORWARD accepts the job (``accept``; none
+    when absent)."""
     value = details.get("accept", [])
-    ok = isinstance(value, list) and all(b in IPTABLES_BUILDS for b in value)
+    ok = isinstance(value, list) and all(b in ACCEPT_BUILDS for b in value)
     want(ok, f"accepting iptables builds {value!r}")
     assert isinstance(value, list)
     return tuple(value)

@@ -1,5 +1,6 @@
 """A NAT job's iptables side, whichever backend counts it: its way through each build's
-FORWARD that would drop it (LARK-FORWARD, iptables.py), and a poll's look at one build.
+FORWARD that would drop it (LARK-FORWARD, iptables.py; ip6tables builds for its IPv6),
+and a poll's look at one build.
 
 Both backends need this: the node's filter is not Lark's (nodefilter.py), and a
 drop in any base chain is final. One read per build per poll gives the counters
@@ -9,7 +10,6 @@ drop in any base chain is final. One read per build per poll gives the counters
 from __future__ import annotations
 
 import functools
-import ipaddress
 from collections.abc import Callable, Sequence
 
 from ...errors import LarkError
@@ -37,26 +37,30 @@ def check_build(want: iptables.Wanted, counting: bool) -> Check:
 def accept_only(
     chain: str,
     external_interface: str,
-    internal_address: ipaddress.IPv4Address | None,
     builds: Sequence[str],
+    ipv4: bool = True,
+    ipv6: bool = False,
 ) -> list[iptables.Wanted]:
-    """The builds where only the job's accept rules are Lark's (not its counting chain)."""
-    if internal_address is None:
-        return []
+    """The builds where only the job's accept rules are Lark's (not its counting chain):
+    an iptables build where the job has IPv4 (``ipv4``), an ip6tables one where it has IPv6."""
     return [
         iptables.Wanted(
-            iptables.IptablesRules(build, chain, external_interface, internal_address),
+            iptables.IptablesRules(build, chain, external_interface, None),
             counting=False,
             accept=True,
         )
         for build in builds
+        if (ipv6 if iptables.is_ipv6(build) else ipv4)
     ]
 
 
-def discard_with_accept(rules: Callable[[], None], builds: Sequence[str], chain: str) -> None:
-    """The job's own rules (``rules`` discards them), then its accept rules in each build
-    (LARK-FORWARD with the last of them): every part is tried, the first failure raised."""
-    parts: list[Callable[[], None]] = [rules]
+def discard_with_accept(
+    rules: Sequence[Callable[[], None]], builds: Sequence[str], chain: str
+) -> None:
+    """The job's own rules (``rules`` discard them, a build each), then its accept rules in
+    each build (LARK-FORWARD with the last of them): every part is tried, the first failure
+    raised."""
+    parts: list[Callable[[], None]] = list(rules)
     parts += [functools.partial(iptables.discard, build, chain) for build in builds]
     failed: list[LarkError] = []
     for discard in parts:

@@ -26,14 +26,22 @@ chains count and drop spoofed packets first), as CNI's firewall plugin does with
 CNI-FORWARD and netavark with NETAVARK_FORWARD: out of the job's veth, and back
 to it for connections already established. Each job's rules there carry its
 chain name as a comment; the chain and its jump go with the last job.
+
+A job with IPv6 has the same in ip6tables, the build matching ``LARK_IPTABLES``
+(``command6``: ``ip6tables``, ``ip6tables-nft``, ``ip6tables-legacy``): a chain of the
+same name counting the IPv6 part (``OutgoingIPv6``, ``IncomingIPv6``), its jumps, its
+MASQUERADE for NAT66 (none for a routed job), and LARK-FORWARD where that build's FORWARD
+would drop. Its IPv4 chain stays (the scripts' ``iptables -A "$3"``); a job with no IPv4
+(an IPv6-only node) has everything it sends there dropped.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import shutil
 from dataclasses import dataclass, field
 
-from ...decide.accounting import INCOMING, OUTGOING
+from ...decide.accounting import INCOMING, INCOMING_IPV6, OUTGOING, OUTGOING_IPV6
 from ...decide.modes import RuleFamily
 from ...decide.names import CHAIN_PREFIX
 from ...decide.reach import CLOSED, NodeReach
@@ -42,50 +50,72 @@ from .xtables import IptablesError, Table
 
 ACCEPT_CHAIN = "LARK-FORWARD"
 BUILDS = ("iptables-nft", "iptables-legacy")
+BUILDS6 = ("ip6tables-nft", "ip6tables-legacy")  # (the same two, for IPv6)
 ATTEMPTS = 5  # reads and batches, when another agent's batch came in between
+Counters = dict[str, tuple[int, int]]  # a counting rule's comment -> (bytes, packets)
+
+
+def command6(command: str) -> str:
+    """The ip6tables build matching an iptables one: iptables-nft -> ip6tables-nft."""
+    assert command.startswith("iptables"), command
+    return "ip6" + command.removeprefix("ip")
+
+
+def is_ipv6(command: str) -> bool:
+    """An ip6tables build (the only programs this module runs are iptables' and these)."""
+    return command.startswith("ip6tables")
+
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True)
 class IptablesRules:
-    """What iptables holds of one NAT job; also what the state record keeps for undo, and
-    for a restore (``reach``: what of the node the job may reach; closed by default)."""
+    """What one build (of the family of ``command``) holds of one NAT job; the IPv4 ones are
+    also what the state record keeps for undo, and for a restore (``reach``: what of the
+    node the job may reach; closed by default). ``internal_address`` is None where the job
+    has no address of the family (all it sends of that family is dropped); ``nat``: its
+    source is masqueraded (not for a routed IPv6 job)."""
 
-    command: str  # iptables, iptables-nft, iptables-legacy
+    command: str  # iptables, iptables-nft, iptables-legacy, or an ip6tables build
     chain: str
     external_interface: str
-    internal_address: ipaddress.IPv4Address
+    internal_address: Address | None
     reach: NodeReach = CLOSED
+    nat: bool = True
+
+    @property
+    def ipv6(self) -> bool:
+        return is_ipv6(self.command)
+
+    @property
+    def counter_names(self) -> tuple[str, str]:
+        """The comments of the chain's two counting rules (outgoing, incoming)."""
+        return (OUTGOING_IPV6, INCOMING_IPV6) if self.ipv6 else (OUTGOING, INCOMING)
 
     def to_record(self) -> dict[str, object]:
+        addr = self.internal_address
         return {
             "family": RuleFamily.IPTABLES,
             "command": self.command,
             "chain": self.chain,
             "external_interface": self.external_interface,
-            "internal_address": str(self.internal_address),
+            "internal_address": str(addr) if addr is not None else None,
             "reach": self.reach.to_record(),
         }
-
-    @classmethod
-    def from_record(cls, data: dict[str, object]) -> IptablesRules:
-        reach = data.get("reach")
-        return cls(
-            str(data["command"]),
-            str(data["chain"]),
-            str(data["external_interface"]),
-            ipaddress.IPv4Address(str(data["internal_address"])),
-            CLOSED if reach is None else NodeReach.from_record(reach),
-        )
 
     def jumps(self) -> list[str]:
         c, e = self.chain, self.external_interface
         return [f"FORWARD -i {e} -j {c}", f"FORWARD -o {e} -j {c}", f"INPUT -i {e} -j {c}",
                 f"OUTPUT -o {e} -j {c}"]  # fmt: skip
 
-    def masquerade(self) -> str:
+    def masquerade(self) -> str | None:
+        """The POSTROUTING rule of its NAT (NAT66 in ip6tables); None without NAT."""
+        if not self.nat or self.internal_address is None:
+            return None
         return (
-            f"POSTROUTING -s {self.internal_address}/32 ! -o e_+ -m comment --comment "
-            f"{self.chain} -j MASQUERADE"
+            f"POSTROUTING -s {self.internal_address}/{self.internal_address.max_prefixlen} "
+            f"! -o e_+ -m comment --comment {self.chain} -j MASQUERADE"
         )
 
 
@@ -125,37 +155,65 @@ def _batch(filter_lines: list[str], nat_lines: list[str]) -> str:
 
 
 TO_THE_NODE = "-m addrtype ! --dst-type UNICAST"  # (see _chain_rules)
+# IPv6's addrtype calls every unicast address UNICAST, the node's own too (it looks up a
+# route only for LOCAL, ANYCAST and UNREACHABLE, and ANDs MULTICAST): the node is its local
+# and anycast addresses (routes), and multicast, two rules for each of IPv4's one
+TO_THE_NODE6 = ("-m addrtype --dst-type LOCAL,ANYCAST", "-d ff00::/8")
+LINK_LOCAL6 = "fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff"  # fe80::/10, as iprange says it
+NEIGHBOUR_DISCOVERY = ("neighbour-solicitation", "neighbour-advertisement")
 OTHER_JOBS = "e_+"
 
 
+def _spoof_rule(job: IptablesRules) -> str:
+    """The rule that drops what the job sends from an address not its own (IPv6: its
+    link-local addresses are its own too); without an address of the family, everything."""
+    c, e, addr = job.chain, job.external_interface, job.internal_address
+    if addr is None:
+        return f"-A {c} -i {e} -j DROP"
+    if job.ipv6:
+        return f"-A {c} -i {e} ! -s {addr}/128 -m iprange ! --src-range {LINK_LOCAL6} -j DROP"
+    return f"-A {c} -i {e} ! -s {addr}/32 -j DROP"
+
+
 def _chain_rules(job: IptablesRules) -> list[str]:
-    """The job's chain: its counters (IPv4: iptables sees no other family; IPv6 is off on
-    the job's veth, so the node drops it before any hook), its source address, what it may
-    reach of the node, and no other NAT job unless ``reach.job_to_job``.
+    """The job's chain: its counters (each build sees its own family: the IPv4 chain's are
+    ``Outgoing``/``Incoming``, the ip6tables chain's ``OutgoingIPv6``/``IncomingIPv6``), its
+    source address, what it may reach of the node, and no other NAT job unless
+    ``reach.job_to_job``. A job with no address of the family: counters, then a drop.
 
     The chain is jumped to from FORWARD, INPUT and OUTPUT; ``TO_THE_NODE`` (the destination
-    is a local, broadcast, anycast or multicast address: the node's own) is never true in
-    FORWARD and always in INPUT, so the reach rules decide only what the job sends to the
-    node. What they let on is RETURNed, not ACCEPTed: INPUT's own rules (the node's) still
-    decide after Lark's, as they did. The rules that close (the DROPs) are what
-    ``plan_repairs`` looks for."""
+    is a local, broadcast, anycast or multicast address: the node's own; ``TO_THE_NODE6``
+    for IPv6) is never true in FORWARD and always in INPUT, so the reach rules decide only
+    what the job sends to the node. What they let on is RETURNed, not ACCEPTed: INPUT's own
+    rules (the node's) still decide after Lark's, as they did. IPv6 lets neighbour
+    discovery through (what ARP, which iptables never sees, is to IPv4). The rules that
+    close (the DROPs) are what ``plan_repairs`` looks for."""
     c, e, reach = job.chain, job.external_interface, job.reach
+    outgoing, incoming = job.counter_names
     rules = [
-        f"-A {c} -i {e} -m comment --comment {OUTGOING}",
-        f"-A {c} -o {e} -m comment --comment {INCOMING}",
-        f"-A {c} -i {e} ! -s {job.internal_address}/32 -j DROP",
-        f"-A {c} -i {e} {TO_THE_NODE} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
+        f"-A {c} -i {e} -m comment --comment {outgoing}",
+        f"-A {c} -o {e} -m comment --comment {incoming}",
+        _spoof_rule(job),
     ]
-    for port in reach.ports:
-        ports = str(port.low) if port.low == port.high else f"{port.low}:{port.high}"
-        p = port.proto
-        rules.append(f"-A {c} -i {e} -p {p} -m {p} --dport {ports} {TO_THE_NODE} -j RETURN")
-    for addr in (a for a in reach.dns if a.version == 4):  # (iptables: IPv4 alone)
-        for dns in ("udp", "tcp"):
-            rules.append(
-                f"-A {c} -i {e} -d {addr}/32 -p {dns} -m {dns} --dport 53 {TO_THE_NODE} -j RETURN"
-            )
-    rules.append(f"-A {c} -i {e} {TO_THE_NODE} -j DROP")
+    if job.internal_address is None:
+        return rules
+    version = 6 if job.ipv6 else 4
+    for node in TO_THE_NODE6 if job.ipv6 else (TO_THE_NODE,):
+        rules.append(f"-A {c} -i {e} {node} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN")
+        if job.ipv6:
+            rules += [f"-A {c} -i {e} {node} -p ipv6-icmp -m icmp6 --icmpv6-type {kind} -j RETURN"
+                      for kind in NEIGHBOUR_DISCOVERY]  # fmt: skip
+        for port in reach.ports:
+            ports = str(port.low) if port.low == port.high else f"{port.low}:{port.high}"
+            p = port.proto
+            rules.append(f"-A {c} -i {e} -p {p} -m {p} --dport {ports} {node} -j RETURN")
+        for addr in (a for a in reach.dns if a.version == version and "-d " not in node):
+            for dns in ("udp", "tcp"):
+                rules.append(
+                    f"-A {c} -i {e} -d {addr}/{addr.max_prefixlen} -p {dns} -m {dns} --dport 53 "
+                    f"{node} -j RETURN"
+                )
+        rules.append(f"-A {c} -i {e} {node} -j DROP")
     if not reach.job_to_job:
         rules.append(
             f"-A {c} -i {e} -o {OTHER_JOBS} -m conntrack ! --ctstate RELATED,ESTABLISHED -j DROP"
@@ -163,13 +221,22 @@ def _chain_rules(job: IptablesRules) -> list[str]:
     return rules
 
 
+def _options(line: str) -> dict[str, str]:
+    """A rule of ``_chain_rules`` as iptables-save's would parse (order is not compared)."""
+    chain, _, spec = line.removeprefix("-A ").partition(" ")
+    return xtables.Rule(chain, spec).options
+
+
+def _has(rules: list[xtables.Rule], line: str) -> bool:
+    want = _options(line)
+    return any(r.options == want for r in rules)
+
+
 def _closes(job: IptablesRules, rules: list[xtables.Rule]) -> bool:
-    """The chain still has the rules that keep the job from the node and the other jobs."""
-    node = any(r.target == "DROP" and r.options.get("!--dst-type") == "UNICAST" for r in rules)
-    jobs = job.reach.job_to_job or any(
-        r.target == "DROP" and r.options.get("-o") == OTHER_JOBS for r in rules
-    )
-    return node and jobs
+    """The chain still has the rules that keep the job from the node and the other jobs
+    (every DROP it was made with)."""
+    drops = [line for line in _chain_rules(job) if line.endswith(" -j DROP")]
+    return all(_has(rules, line) for line in drops)
 
 
 def _accept_rules(job: IptablesRules) -> list[str]:
@@ -198,11 +265,12 @@ def _leading_job_jumps(targets: list[str]) -> int:
     return n
 
 
-def plan_repairs(want: Wanted, tables: dict[str, Table]) -> Repairs:
+def plan_repairs(want: Wanted, tables: dict[str, Table], renew: bool = False) -> Repairs:
     """Pure: the batch that gives ``want`` on a build whose tables are ``tables`` (empty
     when all is in place). Lark's jumps are "in place" when no rule of someone else's is
     above them: the job's jumps follow only other jobs' jumps, LARK-FORWARD's jump follows
-    only job jumps."""
+    only job jumps. ``renew``: the counting chain's counters start from zero even where its
+    rules are in place (as the other family's, made anew, just did)."""
     job, fix = want.job, Repairs()
     filt = tables.get("filter") or Table("filter")
     c = job.chain
@@ -210,8 +278,7 @@ def plan_repairs(want: Wanted, tables: dict[str, Table]) -> Repairs:
     if want.counting:
         rules = filt.rules(c)
         comments = {r.comment for r in rules}
-        spoof = any(r.target == "DROP" and "!-s" in r.options for r in rules)
-        counting = {OUTGOING, INCOMING} <= comments and spoof
+        counting = set(job.counter_names) <= comments and _has(rules, _spoof_rule(job))
         if not filt.has_chain(c):
             fix.problems.append(f"its chain {c} is gone")
             fix.filter_lines += [f":{c} - [0:0]", *_chain_rules(job)]
@@ -220,6 +287,9 @@ def plan_repairs(want: Wanted, tables: dict[str, Table]) -> Repairs:
             why = "lost the rules that close the node to it" if counting else "was emptied"
             fix.problems.append(f"its chain {c} {why}")
             fix.filter_lines += [f"-F {c}", *_chain_rules(job)]
+            fix.resets_counters = True
+        elif renew:  # (its rules stay, the admin's too: all of them count from zero)
+            fix.filter_lines.append(f"-Z {c}")
             fix.resets_counters = True
         for builtin in ("FORWARD", "INPUT", "OUTPUT"):
             wanted = [j.split(" ", 1)[1] for j in job.jumps() if j.startswith(builtin + " ")]
@@ -239,12 +309,13 @@ def plan_repairs(want: Wanted, tables: dict[str, Table]) -> Repairs:
             if builtin == "FORWARD":
                 forward = [t for t in forward if t != c]
                 forward = [c] * len(wanted) + forward
-        if not any(
+        masquerade = job.masquerade()
+        if masquerade is not None and not any(
             r.target == "MASQUERADE" and r.comment == c
             for r in (tables.get("nat") or Table("nat")).rules("POSTROUTING")
         ):
             fix.problems.append(f"its NAT source {job.internal_address} (MASQUERADE) is gone")
-            fix.nat_lines.append(f"-A {job.masquerade()}")
+            fix.nat_lines.append(f"-A {masquerade}")
     if want.accept:
         if not filt.has_chain(ACCEPT_CHAIN):
             fix.problems.append(f"{ACCEPT_CHAIN} is gone")
@@ -314,27 +385,42 @@ def needs_accept(tables: dict[str, Table]) -> str | None:
     return None
 
 
+def _programs(command: str) -> tuple[str, ...]:
+    return (command, f"{command}-restore", f"{command}-save")
+
+
 def check_installed(command: str) -> None:
     """Before anything is created: the backend's programs are there."""
-    import shutil
-
     from ...errors import ConfigError
 
-    for program in (command, f"{command}-restore", f"{command}-save"):
+    for program in _programs(command):
         if shutil.which(program) is None:
             raise ConfigError(
                 f"LARK_FIREWALL_BACKEND iptables needs {program}, which is not installed"
             )
 
 
-def ensure(want: Wanted) -> Repairs:
+def missing6(command: str) -> str | None:
+    """Why the iptables backend of ``LARK_IPTABLES`` ``command`` cannot give a job IPv6 (its
+    ip6tables build is not installed), or None when it can."""
+    for program in _programs(command6(command)):
+        if shutil.which(program) is None:
+            return (
+                f"LARK_FIREWALL_BACKEND iptables (LARK_IPTABLES {command}) needs {program} for "
+                "the job's IPv6, which is not installed"
+            )
+    return None
+
+
+def ensure(want: Wanted, renew: bool = False) -> Repairs:
     """Read the build, put back what the job misses (nothing when all is in place); the
     repairs made, with their reasons. A batch that fails is planned again from a fresh read
-    (another agent's batch may have come in between) before the failure is reported."""
+    (another agent's batch may have come in between) before the failure is reported.
+    ``renew``: see ``plan_repairs``."""
     command = want.job.command
     doing = f"restore iptables rules of {want.job.chain} ({command})"
     for attempt in range(ATTEMPTS):
-        fix = plan_repairs(want, xtables.read(command, doing))
+        fix = plan_repairs(want, xtables.read(command, doing), renew)
         batch = fix.batch()
         if batch is None:
             return fix
@@ -395,6 +481,24 @@ def read_counters(command: str, chain: str) -> dict[str, tuple[int, int]]:
     empty when the chain is gone."""
     tables = xtables.read(command, f"read counters of {chain}", counters=True)
     return _counters(tables, chain)
+
+
+def merge_counters(ipv4: Counters, ipv6: Counters) -> Counters:
+    """Pure: one reading of a job's two chains, as the nftables backend's one chain reads:
+    ``Outgoing``/``Incoming`` are both families' (IPv4's plus ``OutgoingIPv6``/
+    ``IncomingIPv6``), which stay as they are; an admin's counter in both chains is summed.
+    A total one of whose parts is missing (a chain gone, a rule deleted) is left out: the
+    published value then stays as it was, rather than reading lower."""
+    found = dict(ipv4)
+    for name, (nbytes, packets) in ipv6.items():
+        before = found.get(name, (0, 0))
+        found[name] = (before[0] + nbytes, before[1] + packets)
+    for total, part in ((OUTGOING, OUTGOING_IPV6), (INCOMING, INCOMING_IPV6)):
+        if total in ipv4 and part in ipv6:
+            found[total] = (ipv4[total][0] + ipv6[part][0], ipv4[total][1] + ipv6[part][1])
+        else:
+            found.pop(total, None)
+    return found
 
 
 def has_masquerade(job: IptablesRules) -> bool:

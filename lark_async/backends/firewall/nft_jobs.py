@@ -100,7 +100,13 @@ class NatJob:
 
     def _accept_only(self) -> list[iptables.Wanted]:
         r = self.rules
-        return accept_only(r.chain, r.external_interface, r.internal_address, self.accept)
+        return accept_only(
+            r.chain,
+            r.external_interface,
+            self.accept,
+            r.internal_address is not None,
+            r.internal_address6 is not None,
+        )
 
     def apply(self) -> None:
         nft.apply_job(self.rules)
@@ -108,7 +114,8 @@ class NatJob:
             iptables.ensure(wanted)
 
     def discard(self) -> None:
-        discard_with_accept(functools.partial(nft.discard_job, self.rules), self.accept, self.chain)
+        discard_with_accept([functools.partial(nft.discard_job, self.rules)], self.accept,
+                            self.chain)  # fmt: skip
 
     def read_counters(self) -> Counters:
         return _read(self.chain, nft.FAMILY)
@@ -211,8 +218,13 @@ class NatDriver:
     def check_available(self) -> None:
         nft.check_available()
 
-    def survey(self, local_network: str) -> nodefilter.NodeFilter:
-        return nodefilter.inspect_node(local_network)
+    def ipv6_unavailable(self) -> str | None:
+        return None  # (the inet table: both families in one)
+
+    def survey(
+        self, local_network: str, ipv4: bool = True, ipv6: bool = False
+    ) -> nodefilter.NodeFilter:
+        return nodefilter.inspect_node(local_network, ipv4, ipv6)
 
     def job(
         self,
@@ -241,7 +253,12 @@ class BridgeDriver:
     def check_available(self) -> None:
         nft.check_available()
 
-    def survey(self, local_network: str) -> nodefilter.NodeFilter:
+    def ipv6_unavailable(self) -> str | None:
+        return None  # (the inet table: both families in one)
+
+    def survey(
+        self, local_network: str, ipv4: bool = True, ipv6: bool = False
+    ) -> nodefilter.NodeFilter:
         return nodefilter.NodeFilter()  # (the node's FORWARD never sees bridged frames)
 
     def job(

@@ -5,10 +5,11 @@ and a drop in any of them is final: Lark's own accept does not get a job's
 traffic past Docker's FORWARD policy DROP or a hardened site's. So before a job
 starts, Lark looks at what the node has: each installed iptables build whose
 filter FORWARD would drop gets the job's traffic accepted in LARK-FORWARD
-(iptables.py); what Lark cannot open itself (firewalld's zones, a native nft
-table's forward chain with policy drop) is said in the log, with what to
-configure. Nothing is created to look: iptables-save lists only tables that
-exist, and a legacy table is read only when the kernel already has one.
+(iptables.py), each such ip6tables build the job's IPv6 traffic; what Lark
+cannot open itself (firewalld's zones, a native nft table's forward chain with
+policy drop) is said in the log, with what to configure. Nothing is created to
+look: iptables-save lists only tables that exist, and a legacy table is read
+only when the kernel already has one.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from . import iptables, nft, xtables
 
 log = logging.getLogger("lark.nodefilter")
 LEGACY_TABLES = Path("/proc/net/ip_tables_names")  # this namespace's legacy tables
+LEGACY_TABLES6 = Path("/proc/net/ip6_tables_names")  # (and its legacy IPv6 tables)
 XTABLES = ("filter", "nat", "mangle", "raw", "security")
 _CHAIN = re.compile(r"chain (\S+) \{\s*type filter hook forward [^;]*;\s*policy drop;")
 
@@ -32,16 +34,21 @@ _CHAIN = re.compile(r"chain (\S+) \{\s*type filter hook forward [^;]*;\s*policy 
 class NodeFilter:
     """Where the node would drop a job's forwarded traffic."""
 
-    accept: dict[str, str] = field(default_factory=dict)  # iptables build -> why
+    accept: dict[str, str] = field(default_factory=dict)  # iptables/ip6tables build -> why
     warnings: list[str] = field(default_factory=list)  # what Lark cannot open itself
 
 
+def builds_for(ipv4: bool, ipv6: bool) -> list[str]:
+    """The builds that see a job's traffic: iptables' for its IPv4, ip6tables' for its IPv6."""
+    return [*(iptables.BUILDS if ipv4 else ()), *(iptables.BUILDS6 if ipv6 else ())]
+
+
 def resolve_build(command: str) -> str:
-    """``iptables`` is whichever build the system's alternative points to."""
-    if command in iptables.BUILDS:
+    """``iptables`` (``ip6tables``) is whichever build the system's alternative points to."""
+    if command in (*iptables.BUILDS, *iptables.BUILDS6):
         return command
     version = xtables.run([command, "-V"], None, f"ask {command} for its build")
-    return "iptables-legacy" if "legacy" in version else "iptables-nft"
+    return f"{command}-legacy" if "legacy" in version else f"{command}-nft"
 
 
 def _nft_tables() -> list[tuple[str, str]] | None:
@@ -51,20 +58,23 @@ def _nft_tables() -> list[tuple[str, str]] | None:
         return None  # (no nf_tables: read every build, say nothing of nft tables)
 
 
-def inspect_node(local_network: str) -> NodeFilter:
-    """What the node's firewall does with forwarded packets, for a job starting now."""
+def inspect_node(local_network: str, ipv4: bool = True, ipv6: bool = False) -> NodeFilter:
+    """What the node's firewall does with forwarded packets, for a job starting now (with
+    IPv4, IPv6 or both: the builds of the others are not read)."""
     result = NodeFilter()
     tables = _nft_tables()
-    for build in iptables.BUILDS:
+    for build in builds_for(ipv4, ipv6):
         if shutil.which(f"{build}-save") is None:
             continue
-        if build == "iptables-legacy":
+        ipv6 = iptables.is_ipv6(build)
+        if build.endswith("-legacy"):
             try:
-                if "filter" not in LEGACY_TABLES.read_text().split():
+                legacy = (LEGACY_TABLES6 if ipv6 else LEGACY_TABLES).read_text()
+                if "filter" not in legacy.split():
                     continue
             except OSError:
                 continue
-        elif tables is not None and ("ip", "filter") not in tables:
+        elif tables is not None and ("ip6" if ipv6 else "ip", "filter") not in tables:
             continue
         try:
             why = iptables.needs_accept(xtables.read(build, f"read the node's {build} rules"))

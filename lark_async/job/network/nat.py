@@ -14,10 +14,10 @@ import trio
 from ...backends import address, firewall, mtu, netns, proxyndp
 from ...backends.netlink import rtnl
 from ...backends.netlink.watch import open_link_watch
-from ...decide.modes import IPv6Mode, NetworkType
+from ...decide.modes import IPv6Mode, IPv6Use, NetworkType
 from ...decide.plan import JobNetwork
 from ...decide.reach import NodeReach
-from ...errors import map_errors
+from ...errors import ConfigError, map_errors
 from ...state.record import Record
 from ...state.steps import StepName
 from .base import ConnectedDriver, Setup, Watch, log, node_ipv6, note_links
@@ -43,15 +43,22 @@ class NatDriver(ConnectedDriver):
     def _families(self) -> None:
         """IPv6 when LARK_IPV6 allows it and the node has it; IPv4 when the node has it, or
         when the job would have nothing else (today's behaviour on a node with neither)."""
-        node = node_ipv6(self.plan)
+        plan = self.plan
+        node = node_ipv6(plan)
         if node is None or not node.ipv6:
+            return
+        missing = self.firewall.ipv6_unavailable()
+        if missing is not None:
+            if plan.ipv6 is IPv6Use.ON:
+                raise ConfigError(f"LARK_IPV6 is on, but {missing}")
+            log.info("%s: no IPv6 for the job: %s", plan.name, missing)
             return
         self.ipv6, self.ipv4 = True, node.ipv4
         log.info(
             "%s: IPv6 %s from %s%s",
-            self.plan.name,
-            self.plan.ipv6_mode,
-            self.plan.network6,
+            plan.name,
+            plan.ipv6_mode,
+            plan.network6,
             "" if node.ipv4 else " (IPv6 only: the node has no IPv4 default route)",
         )
 
@@ -158,7 +165,8 @@ class NatDriver(ConnectedDriver):
         """The job's rules, and its way through the node's own FORWARD where that would drop
         it (the backend's survey): noted in the record before any of it is added."""
         plan, backend = self.plan, self.firewall
-        node = await trio.to_thread.run_sync(backend.survey, str(plan.local_network))
+        has4, has6 = addresses is not None, addresses6 is not None
+        node = await trio.to_thread.run_sync(backend.survey, str(plan.local_network), has4, has6)
         for warning in node.warnings:
             log.warning("%s: %s", plan.name, warning)
         for build, why in sorted(node.accept.items()):
