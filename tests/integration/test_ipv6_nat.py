@@ -166,15 +166,20 @@ def test_the_node_is_closed_to_an_ipv6_job_but_its_open_ports(sandbox):
     )
     server = start_piped(sandbox, host.netns, serve)
     assert sandbox.read_line(server.stdout).strip() == "ready"
+    # the node's LAN address, and its address on the job's veth (the job's gateway, read
+    # from the job's default route)
     dial = (
-        "import socket, sys\n"
-        "try: socket.create_connection((sys.argv[1], 3128), 2).close(); print('open')\n"
-        "except OSError: print('closed')\n"
+        "import ipaddress, socket, sys\n"
+        "routes = [ln.split() for ln in open('/proc/net/ipv6_route')]\n"
+        "gateway = [r[4] for r in routes if r[0] == '0' * 32 and r[1] == '00'][0]\n"
+        "for addr in sys.argv[1], str(ipaddress.IPv6Address(bytes.fromhex(gateway))):\n"
+        "    try: socket.create_connection((addr, 3128), 2).close(); print('open')\n"
+        "    except OSError: print('closed')\n"
     )
     for flags, seen in (((), "closed"), (("--node-ports", "tcp 3128"), "open")):
         r = sandbox.run_agent(host, *sandbox.who(), *flags, "--", *python_job(dial, host.address6))
         assert r.returncode == 0, r.stderr
-        assert r.stdout.strip() == seen, flags
+        assert r.stdout.split() == [seen, seen], flags
 
 
 def test_forwarding_keeps_the_nodes_router_advertisements(sandbox):
@@ -385,3 +390,51 @@ def test_a_connection_policy_decides_a_nat66_jobs_ipv6_by_its_ipv6_entries(sandb
     assert r.stdout.split() == ["refused", "refused"]
     r = sandbox.run_agent(host, *sandbox.who(), "--", *python_job(probe, SITE_ADDR6))
     assert r.stdout.split() == ["ok", "ok"]  # (without a policy both are open)
+
+
+NUD_PROBE = """\
+import socket, struct, sys, time
+# as the job's kernel probes its gateway (NUD, RFC 4861 7.3.3): a neighbour solicitation
+# from its link-local address; the node must answer it with an advertisement
+ifname, gateway = sys.argv[1], socket.inet_pton(socket.AF_INET6, sys.argv[2])
+index = socket.if_nametoindex(ifname)
+link_local = [ln.split()[0] for ln in open('/proc/net/if_inet6')
+              if ln.split()[5] == ifname and ln.startswith('fe80')][0]
+source = socket.inet_ntop(socket.AF_INET6, bytes.fromhex(link_local))
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+s.bind((source, 0, 0, index))
+s.settimeout(0.5)
+for _ in range(6):
+    s.sendto(struct.pack('!BBHI', 135, 0, 0, 0) + gateway, (sys.argv[2], 0, 0, index))
+    end = time.time() + 0.5
+    try:
+        while time.time() < end:
+            data, peer = s.recvfrom(2000)
+            if data[0] == 136 and data[8:24] == gateway:
+                print('answered', flush=True)
+                sys.exit(0)
+    except socket.timeout:
+        pass
+print('silent', flush=True)
+"""
+
+
+def test_the_node_answers_the_jobs_link_local_neighbour_probes(sandbox):
+    """The spoof rule lets the job's link-local source through: the kernel's reachability
+    probes of its gateway come from it, and a dropped one would cut the job off for
+    seconds whenever its gateway's entry goes stale."""
+    host = sandbox.add_host(ipv6=True)
+    name = sandbox.job_name()
+    update = sandbox.tmp / "update.ad"
+    agent = sandbox.start_agent(
+        host, *sandbox.who(name), "--update-ad", str(update), "--", "sleep", "30"
+    )
+    log = sandbox.log_file
+    assert wait_for(lambda: log.exists() and f"{name}: network ready" in log.read_text(), 20)
+    assert wait_for(update.exists, 10)
+    gateway = read_update_ad(update)["LarkGatewayIPv6"]
+    probe = sh("python3", "-c", NUD_PROBE, f"i_{name}", gateway, netns=f"lark-{name}")
+    agent.terminate()
+    agent.communicate(timeout=20)
+    assert probe.stdout.strip() == "answered"
