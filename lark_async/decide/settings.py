@@ -655,9 +655,10 @@ class Settings:
         flag="--connection-policy",
         metavar="ENTRIES",
         help="where jobs may connect, first match wins: entries 'allow|deny [tcp|udp|icmp|any] "
-        "ADDRESS[/PREFIX][:PORT[-PORT]]' separated by commas; each new connection is decided "
-        "by the agent through NFQUEUE and written to the audit log (unset: no policy, no "
-        "queue)",
+        "ADDRESS[/PREFIX][:PORT[-PORT]]' separated by commas, an IPv6 address in brackets "
+        "([2001:db8::/32]:443; an entry matches its own family only); each new connection is "
+        "decided by the agent through NFQUEUE and written to the audit log (unset: no "
+        "policy, no queue)",
     )
     connection_default: str = _knob(  # for connections no rule matches
         "deny",
