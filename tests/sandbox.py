@@ -331,6 +331,8 @@ class Sandbox:
                 name = line.split(":")[1].strip().split("@")[0]
                 if name not in ("lo", "uplink", *self.kept_links):
                     found.append(f"link {name} in {host.netns}")
+            proxies = sh("ip", "-6", "neigh", "show", "proxy", netns=host.netns, check=False)
+            found += [f"proxy NDP {ln} in {host.netns}" for ln in proxies.stdout.splitlines()]
             found += [f"{item} in {host.netns}" for item in nft_job_objects(host.netns)]
             found += [f"{item} in {host.netns}" for item in iptables_job_objects(host.netns)]
         for d in (self.state_dir, self.lock_dir):

@@ -9,7 +9,7 @@ is still there.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import socket
 import threading
 from collections.abc import Callable
@@ -31,7 +31,17 @@ from ...state.record import Record
 from ...state.steps import StepName
 from .base import ConnectedDriver, Setup, Watch, log, node_ipv6, note_links
 
-Watch6 = tuple[socket.socket, rtnl.Channel, int]  # the address watch, a channel, the link
+
+def _open_watch6(internal: str) -> tuple[socket.socket, rtnl.Channel, int]:
+    """Inside the job's namespace: the IPv6 address watch, a channel to dump them, and the
+    index of the job's interface (slaac.keep owns and closes the first two)."""
+    index = socket.if_nametoindex(internal)
+    sock = slaac.open_watch()
+    try:
+        return sock, rtnl.Channel(), index
+    except BaseException:
+        sock.close()
+        raise
 
 
 class BridgeDriver(ConnectedDriver):
@@ -71,19 +81,13 @@ class BridgeDriver(ConnectedDriver):
             raise ResourceError(f"bridge {bridge.name} was deleted while the job was set up")
         await ctx.done("bridge")
 
-        def inside(ifindex: int) -> tuple[socket.socket, JobSide, Watch6 | None]:
-            with contextlib.ExitStack() as undo:
-                watch = open_link_watch(ifindex)
-                undo.callback(watch.close)
-                side = JobSide.open(plan.internal_interface)
-                undo.callback(side.close)
-                watch6 = None
-                if self.ipv6:  # (the job's addresses, as its kernel forms them)
-                    sock6 = slaac.open_watch()
-                    undo.callback(sock6.close)
-                    watch6 = (sock6, rtnl.Channel(), ifindex)
-                undo.pop_all()
-                return watch, side, watch6
+        def inside(ifindex: int) -> tuple[socket.socket, JobSide]:
+            watch = open_link_watch(ifindex)
+            try:
+                return watch, JobSide.open(plan.internal_interface)
+            except BaseException:
+                watch.close()
+                raise
 
         before, not_ours = note_links(record, plan)
         opened = netns.in_fresh_thread(
@@ -101,7 +105,7 @@ class BridgeDriver(ConnectedDriver):
             ),
         )
         assert opened is not None
-        veth_watch, self.side, watch6 = opened
+        veth_watch, self.side = opened
         lost = (
             f"the veth pair {plan.external_interface}/{plan.internal_interface} was deleted "
             "while the job ran"
@@ -129,9 +133,11 @@ class BridgeDriver(ConnectedDriver):
         with rtnl.Channel() as host:
             await wait_forwarding(host, plan.external_interface, bridge.name, bridge.wait_s)
         await ctx.done("forwarding")
-        if watch6 is not None:
+        if self.ipv6:  # (the job's addresses, as its kernel forms them, for its life)
             assert ctx.nursery is not None and isinstance(job, BridgeJob)
-            sock6, channel6, ifindex = watch6
+            sock6, channel6, ifindex = await trio.to_thread.run_sync(
+                netns.inside, plan.netns, functools.partial(_open_watch6, plan.internal_interface)
+            )
             await ctx.nursery.start(
                 slaac.keep, sock6, channel6, ifindex, self._addresses6(job), ctx.changed
             )
