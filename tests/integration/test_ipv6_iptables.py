@@ -9,13 +9,12 @@ import re
 import subprocess
 
 import pytest
-from helpers.agent import FETCH_JOB, cleanup, killed_after_setup, python_job, read_update_ad
+from helpers.agent import cleanup, killed_after_setup, python_job, read_update_ad
 from helpers.dns import SITE_NAME, dns_queries, run, start_dns, with_node_resolv_conf
 from helpers.firewall import BACKENDS, fetch_around_a_flush
+from helpers.ipv6 import IP_OVERHEAD, LISTEN, POOL6, SPOOF, fetch, start_piped
 from sandbox import FILE_SIZES, SITE_ADDR6, iptables_job_objects, sh, wait_for
 
-POOL6 = ipaddress.IPv6Network("fd4c:6172:6b00::/64")  # LARK_LOCAL_NETWORK6's default
-IP_OVERHEAD = 1.06  # IPv6 bytes of a download against its payload (headers, the request)
 IPTABLES = {name: flags for name, flags in BACKENDS.items() if flags[1] == "iptables"}
 
 
@@ -31,21 +30,6 @@ def build6(backend: tuple[str, ...]) -> str:
 
 def saved(host, build: str, table: str = "filter") -> str:
     return sh(f"{build}-save", "-t", table, netns=host.netns).stdout
-
-
-def fetch(sandbox, host, url: str, *flags: str):
-    ad = sandbox.tmp / f"{sandbox.job_name()}.update.ad"
-    result = sandbox.run_agent(
-        host, *sandbox.who(), "--update-ad", str(ad), *flags, "--", *FETCH_JOB, url
-    )
-    return result, ad
-
-
-def start_piped(sandbox, netns: str, code: str, *args: str) -> subprocess.Popen:
-    argv = ["nsenter", f"--net=/run/netns/{netns}", "python3", "-c", code, *args]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    sandbox.procs.append(proc)
-    return proc
 
 
 def test_a_dual_stack_job_downloads_over_nat66_counted_to_the_byte(sandbox, backend):
@@ -72,29 +56,6 @@ def test_an_ipv6_only_host_runs_jobs_with_ipv6_only(sandbox, backend):
     assert "LarkInnerAddressIPv4" not in ad
     assert ipaddress.IPv6Address(ad["LarkInnerAddressIPv6"]) in POOL6
     assert FILE_SIZES["1m"] <= ad["NetworkIncomingIPv6"] == ad["NetworkIncoming"]
-
-
-SPOOF = """\
-import socket, sys
-# a job that could forge its source (here the test, as root in the job's namespace) sends
-# one datagram from another address of the pool, one from its own
-for source in sys.argv[2:]:
-    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND: bind an address that is not ours
-    s.bind((source, 0))
-    s.sendto(source.encode(), (sys.argv[1], 9999))
-"""
-LISTEN = """\
-import socket, sys
-s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-s.bind((sys.argv[1], 9999)); s.settimeout(3); print('ready', flush=True)
-try:
-    while True:
-        data, peer = s.recvfrom(100)
-        print(data.decode(), peer[0], flush=True)
-except socket.timeout:
-    pass
-"""
 
 
 def test_a_spoofed_ipv6_source_is_dropped_and_the_own_one_masqueraded(sandbox, backend):

@@ -10,29 +10,11 @@ import subprocess
 
 import classad2
 import pytest
-from helpers.agent import FETCH_JOB, cleanup, killed_after_setup, python_job, read_update_ad
+from helpers.agent import cleanup, killed_after_setup, python_job, read_update_ad
 from helpers.dns import SITE_NAME, dns_queries, run, start_dns, with_node_resolv_conf
+from helpers.ipv6 import IP_OVERHEAD, LISTEN, POOL6, SPOOF, fetch, start_piped
 from helpers.scripts import calls, recorder
 from sandbox import FILE_SIZES, SITE_ADDR6, nft_job_objects, sh, wait_for
-
-POOL6 = ipaddress.IPv6Network("fd4c:6172:6b00::/64")  # LARK_LOCAL_NETWORK6's default
-IP_OVERHEAD = 1.06  # IPv6 bytes of a download against its payload (headers, the request)
-
-
-def start_piped(sandbox, netns: str, code: str, *args: str) -> subprocess.Popen:
-    """A Python program in a namespace of the test's, its output readable line by line."""
-    argv = ["nsenter", f"--net=/run/netns/{netns}", "python3", "-c", code, *args]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    sandbox.procs.append(proc)
-    return proc
-
-
-def fetch(sandbox, host, url: str, *flags: str, name: str | None = None):
-    ad = sandbox.tmp / f"{name or sandbox.job_name()}.update.ad"
-    result = sandbox.run_agent(
-        host, *sandbox.who(name), "--update-ad", str(ad), *flags, "--", *FETCH_JOB, url
-    )
-    return result, ad
 
 
 def test_a_dual_stack_job_downloads_over_nat66_counted_to_the_byte(sandbox):
@@ -110,29 +92,6 @@ def test_ipv6_off_and_auto_without_node_ipv6_give_ipv4_only(sandbox, host):
     )
 
 
-SPOOF = """\
-import socket, sys
-# a job that could forge its source (here the test, as root in the job's namespace) sends
-# one datagram from its own address and one from another of the pool
-for source in sys.argv[2:]:
-    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND: bind an address that is not ours
-    s.bind((source, 0))
-    s.sendto(source.encode(), (sys.argv[1], 9999))
-"""
-
-LISTEN = """\
-import socket, sys
-s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-s.bind((sys.argv[1], 9999)); s.settimeout(3); print('ready', flush=True)
-try:
-    while True:
-        print(s.recvfrom(100)[0].decode(), flush=True)
-except socket.timeout:
-    pass
-"""
-
-
 def test_a_spoofed_ipv6_source_is_dropped(sandbox):
     host = sandbox.add_host(ipv6=True)
     listener = start_piped(sandbox, sandbox.site, LISTEN, SITE_ADDR6)
@@ -153,7 +112,7 @@ def test_a_spoofed_ipv6_source_is_dropped(sandbox):
     agent.terminate()
     agent.communicate(timeout=20)
     # the forged one never left the node; the job's own was masqueraded to the host's
-    assert out.split() == [own]
+    assert out.splitlines() == [f"{own} {host.address6}"]
 
 
 def test_the_node_is_closed_to_an_ipv6_job_but_its_open_ports(sandbox):
