@@ -18,7 +18,7 @@ NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 RTMGRP_IPV6_IFADDR = 0x100
 AF_INET6 = 10
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
-IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x08, 0x40
+IFA_F_OPTIMISTIC, IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x04, 0x08, 0x40
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _IFADDRMSG = struct.Struct("=BBBBi")
@@ -42,8 +42,13 @@ class IfAddr:
         return bool(self.flags & IFA_F_DADFAILED)
 
     @property
+    def optimistic(self) -> bool:
+        """RFC 4429: usable while its DAD runs (the kernel's ``optimistic_dad``)."""
+        return bool(self.flags & IFA_F_OPTIMISTIC)
+
+    @property
     def usable(self) -> bool:
-        return not (self.gone or self.tentative or self.dad_failed)
+        return not (self.gone or self.dad_failed or (self.tentative and not self.optimistic))
 
 
 def render_dump_request(seq: int) -> bytes:

@@ -6,6 +6,12 @@ interface's link-local address to All_DHCP_Relay_Agents_and_Servers (ff02::1:2, 
 hop limit 1: RFC 8415 sections 7.1 and 14); servers answer it there by unicast. The sockets
 are plain ones handed in (``Sockets``), so a caller opens them in the job's network
 namespace (a socket keeps the namespace it was made in) and runs the driver from anywhere.
+
+Two ways to speak (``Link``): a UDP socket on the interface itself (``dhcp-test -6``), or,
+for a host behind a bridge port that must not be trusted with its own lease (a bridged
+job), from the bridge's side of that port (``PortSockets``, as dhcp/'s ``open_port``):
+frames go into the bridge with the host's MAC and link-local address, and only what the
+bridge sends out of the port is heard, which the host cannot forge.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from dataclasses import dataclass
 
 import trio
 
-from . import ifaddr
+from dhcp.bpf import Program, outgoing_only, packet_socket, send_socket
+
+from . import frame, ifaddr
 from .client import Client, State
 from .errors import Dhcp6Error, Dhcp6Failed
 from .events import (
@@ -42,13 +50,17 @@ from .events import (
 from .lease import Lease
 from .message import encode
 
-__all__ = ["Dhcp6Failed", "Driver", "LinkLocalError", "Sockets"]
+__all__ = ["Dhcp6Failed", "Driver", "LinkLocalError", "PortSockets", "Sockets"]
 
 log = logging.getLogger("dhcp6.driver")
 SO_BINDTODEVICE = 25
 LINK_LOCAL_WAIT_S = 5.0  # DAD (1 s by default, after up to 1 s of delay) with room to spare
 RELEASE_WAIT_S = 2.0  # for the REPLY to a RELEASE before the link goes (section 18.2.7)
 _MAX_PAYLOAD = 65535
+ETH_P_ALL = 0x0003
+SOL_PACKET, PACKET_AUXDATA = 263, 8
+TP_STATUS_CSUMNOTREADY, TP_STATUS_CSUM_VALID = 1 << 3, 1 << 7
+_AUX_SPACE = socket.CMSG_SPACE(32)
 
 
 class LinkLocalError(Dhcp6Error):
@@ -56,24 +68,86 @@ class LinkLocalError(Dhcp6Error):
     or still tentative after the wait)."""
 
 
+def reply_filter(mac: bytes) -> Program:
+    """Classic BPF: frames to ``mac`` carrying IPv6 whose next header is UDP to port 546 (a
+    reply is never sent with extension headers; one that is, is not heard)."""
+    hi, lo = struct.unpack("!IH", mac)
+    drop = 11
+    return [
+        (0x20, 0, 0, 0),  # 0: destination MAC[0:4]
+        (0x15, 0, drop - 2, hi),
+        (0x28, 0, 0, 4),  # 2: destination MAC[4:6]
+        (0x15, 0, drop - 4, lo),
+        (0x28, 0, 0, 12),  # 4: ethertype
+        (0x15, 0, drop - 6, frame.ETH_P_IPV6),
+        (0x30, 0, 0, 14 + 6),  # 6: next header
+        (0x15, 0, drop - 8, frame.IPPROTO_UDP),
+        (0x28, 0, 0, 14 + 40 + 2),  # 8: UDP destination port
+        (0x15, 0, drop - 10, CLIENT_PORT),
+        (0x06, 0, 0, 0xFFFF),  # 10: accept
+        (0x06, 0, 0, 0),  # 11: drop
+    ]
+
+
+@dataclass
+class PortSockets:
+    """A client for the host behind bridge port ``port`` whose MAC is ``mac``, from the
+    bridge's side (open them in the bridge's namespace): ``raw`` hears what the bridge
+    sends out of the port to that MAC, ``tx`` sends frames into ``bridge``."""
+
+    port: str
+    bridge: str
+    mac: bytes
+    raw: socket.socket
+    tx: socket.socket
+
+    @classmethod
+    def open(cls, port: str, bridge: str, mac: bytes) -> PortSockets:
+        raw = packet_socket(port, ETH_P_ALL, outgoing_only(reply_filter(mac)))
+        try:
+            raw.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+            tx = send_socket()
+        except BaseException:
+            raw.close()
+            raise
+        return cls(port, bridge, mac, raw, tx)
+
+    def closers(self) -> list[Callable[[], None]]:
+        return [self.raw.close, self.tx.close]
+
+
 @dataclass
 class Sockets:
-    """The client's UDP socket on [::]:546 of one interface, and an rtnetlink socket that
-    hears that namespace's IPv6 address changes. Open both in the interface's namespace."""
+    """What the client needs on one interface, opened in the interface's namespace: an
+    rtnetlink socket that hears that namespace's IPv6 address changes (the link-local to
+    speak from, DAD of the leased ones), and either the client's UDP socket on [::]:546
+    there (``open``) or a bridge port's sockets (``watch`` then ``port``)."""
 
     ifname: str
     index: int
-    udp: socket.socket
     rtnl: socket.socket
+    udp: socket.socket | None = None
+    port: PortSockets | None = None
+
+    @classmethod
+    def watch(cls, ifname: str) -> Sockets:
+        """Only the rtnetlink socket: give ``port`` before a Driver runs on them."""
+        index = socket.if_nametoindex(ifname)
+        nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+        try:
+            nl.bind((0, ifaddr.RTMGRP_IPV6_IFADDR))
+        except BaseException:
+            nl.close()
+            raise
+        return cls(ifname, index, nl)
 
     @classmethod
     def open(cls, ifname: str) -> Sockets:
         """Open in the calling thread's network namespace (OSError when the interface is
         not there, or port 546 on it is taken by another client)."""
-        index = socket.if_nametoindex(ifname)
-        nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+        found = cls.watch(ifname)
+        nl, index = found.rtnl, found.index
         try:
-            nl.bind((0, ifaddr.RTMGRP_IPV6_IFADDR))
             udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         except BaseException:
             nl.close()
@@ -89,16 +163,75 @@ class Sockets:
             udp.close()
             nl.close()
             raise
-        return cls(ifname, index, udp, nl)
+        found.udp = udp
+        return found
 
     def close(self) -> None:
-        self.udp.close()
-        self.rtnl.close()
+        for close in self.closers():
+            close()
+
+    def closers(self) -> list[Callable[[], None]]:
+        """One call per socket: closing a packet socket waits out an RCU grace period, so a
+        caller in a hurry runs these in parallel."""
+        found = [self.rtnl.close]
+        if self.udp is not None:
+            found.append(self.udp.close)
+        if self.port is not None:
+            found += self.port.closers()
+        return found
 
 
 def render_pktinfo(source: ipaddress.IPv6Address, index: int) -> bytes:
     """``struct in6_pktinfo``: the source address and the interface to send from."""
     return source.packed + struct.pack("=I", index)
+
+
+class UdpLink:
+    """The interface's own UDP socket: the kernel builds the headers."""
+
+    def __init__(self, sockets: Sockets) -> None:
+        assert sockets.udp is not None
+        self.sockets = sockets
+        self.udp = trio.socket.from_stdlib_socket(sockets.udp)
+
+    async def send(
+        self, payload: bytes, source: ipaddress.IPv6Address, dest: ipaddress.IPv6Address
+    ) -> None:
+        index = self.sockets.index
+        ancillary = [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, render_pktinfo(source, index))]
+        await self.udp.sendmsg([payload], ancillary, 0, (str(dest), SERVER_PORT, 0, index))
+
+    async def receive(self) -> bytes:
+        payload, _peer = await self.udp.recvfrom(_MAX_PAYLOAD)
+        return bytes(payload)
+
+
+class PortLink:
+    """From the bridge's side of the host's port: whole frames, as the host."""
+
+    def __init__(self, port: PortSockets) -> None:
+        self.port = port
+        self.raw = trio.socket.from_stdlib_socket(port.raw)
+        self.tx = trio.socket.from_stdlib_socket(port.tx)
+
+    async def send(
+        self, payload: bytes, source: ipaddress.IPv6Address, dest: ipaddress.IPv6Address
+    ) -> None:
+        data = frame.build_udp(payload, self.port.mac, source, dest)
+        await self.tx.sendto(data, (self.port.bridge, frame.ETH_P_IPV6))
+
+    async def receive(self) -> bytes:
+        while True:
+            data, ancdata, _flags, _addr = await self.raw.recvmsg(_MAX_PAYLOAD, _AUX_SPACE)
+            check_udp = True
+            for level, kind, aux in ancdata:
+                if level == SOL_PACKET and kind == PACKET_AUXDATA and len(aux) >= 4:
+                    status = struct.unpack_from("=I", aux)[0]
+                    # offloaded: the checksum is filled in later, or the NIC checked it
+                    check_udp = not status & (TP_STATUS_CSUMNOTREADY | TP_STATUS_CSUM_VALID)
+            payload = frame.parse_udp(data, check_udp=check_udp)
+            if payload is not None:
+                return payload
 
 
 class Driver:
@@ -122,7 +255,7 @@ class Driver:
         self.source: ipaddress.IPv6Address | None = None
         self.lease: Lease | None = None
         self.failure: str | None = None
-        self._udp = trio.socket.from_stdlib_socket(sockets.udp)
+        self._link = PortLink(sockets.port) if sockets.port is not None else UdpLink(sockets)
         self._nl = trio.socket.from_stdlib_socket(sockets.rtnl)
         self._to_loop, self._inbox = trio.open_memory_channel[Input | trio.Event](16)
         self._running = False
@@ -217,7 +350,7 @@ class Driver:
 
     async def _read_udp(self) -> None:
         while True:
-            payload, _peer = await self._udp.recvfrom(_MAX_PAYLOAD)
+            payload = await self._link.receive()
             await self._to_loop.send(PacketReceived(trio.current_time(), payload))
 
     async def _read_addresses(self) -> None:
@@ -245,7 +378,7 @@ class Driver:
             with trio.move_on_after(wait_s):
                 while self.client.state is State.RELEASED and self.client.next_deadline is not None:
                     with trio.move_on_at(self.client.next_deadline):
-                        payload, _peer = await self._udp.recvfrom(_MAX_PAYLOAD)
+                        payload = await self._link.receive()
                         fact: Input = PacketReceived(trio.current_time(), payload)
                         await self._carry_out(self.client.handle(fact))
                         continue
@@ -260,16 +393,8 @@ class Driver:
     async def _send(self, t: Transmit) -> None:
         """From the link-local address, out of the interface, to ff02::1:2 port 547."""
         assert self.source is not None
-        ancillary = [
-            (
-                socket.IPPROTO_IPV6,
-                socket.IPV6_PKTINFO,
-                render_pktinfo(self.source, self.sockets.index),
-            )
-        ]
-        dest = (str(t.dest), SERVER_PORT, 0, self.sockets.index)
         try:
-            await self._udp.sendmsg([encode(t.message)], ancillary, 0, dest)
+            await self._link.send(encode(t.message), self.source, t.dest)
         except OSError as exc:
             # the link is down or gone: the exchange's retransmissions try again
             if exc.errno not in (errno.ENETDOWN, errno.ENXIO, errno.ENODEV, errno.EADDRNOTAVAIL):

@@ -44,6 +44,14 @@ class IPv6Use(StrEnum):
     OFF = "off"  # IPv4 only (what Lark did before IPv6)
 
 
+class Dhcp6Use(StrEnum):
+    """``LARK_DHCP6``: whether a bridged job's address also comes from DHCPv6."""
+
+    AUTO = "auto"  # the default: once the LAN's router advertisement sets its managed flag
+    ON = "on"  # from the start, whatever the routers say; no lease refuses the job
+    OFF = "off"  # SLAAC only
+
+
 class IPv6Mode(StrEnum):
     """``LARK_IPV6_MODE``: how a NAT job's IPv6 reaches the world."""
 

@@ -12,7 +12,15 @@ import classad2
 from ..errors import ConfigError
 from . import ads, names
 from .connpolicy import ConnectionPolicy
-from .modes import CONNECTED, AddressType, FirewallBackend, IPv6Mode, IPv6Use, NetworkType
+from .modes import (
+    CONNECTED,
+    AddressType,
+    Dhcp6Use,
+    FirewallBackend,
+    IPv6Mode,
+    IPv6Use,
+    NetworkType,
+)
 from .policy import Grant
 from .reach import NodePort, Service
 from .request import JobRequest
@@ -84,6 +92,7 @@ class Bridge:
     gateway: ipaddress.IPv4Address | None  # static only; DHCP brings its own
     dhcp_timeout_s: float
     wait_s: float
+    dhcp6: Dhcp6Use = Dhcp6Use.AUTO  # with IPv6 on the LAN (LARK_DHCP6)
 
 
 def _slot(machine_ad: classad2.ClassAd) -> str | None:
@@ -143,6 +152,7 @@ def _bridge(settings: Settings, address_type: AddressType) -> Bridge:
         gateway=gateway,
         dhcp_timeout_s=settings.dhcp_timeout_s,
         wait_s=settings.bridge_wait_s,
+        dhcp6=settings.dhcp6,
     )
 
 

@@ -28,6 +28,7 @@ from ..errors import ConfigError
 from .modes import (
     CHOSEN_NETWORK_TYPES,
     AddressType,
+    Dhcp6Use,
     FirewallBackend,
     IPv6Mode,
     IPv6Use,
@@ -540,6 +541,16 @@ class Settings:
         metavar="ADDR",
         help="default route for a static address",
     )
+    dhcp6: Dhcp6Use = _knob(
+        Dhcp6Use.AUTO,
+        _Mode(Dhcp6Use, tuple(Dhcp6Use)),
+        "A bridged job with IPv6: ``auto`` runs Lark's DHCPv6 client for it once the LAN's "
+        "router advertisement sets the managed flag (RFC 4861's M), beside SLAAC; ``on`` from "
+        "the start, and no lease within ``LARK_DHCP_TIMEOUT`` refuses the job; ``off`` never.",
+        config="LARK_DHCP6",
+        flag="--dhcp6",
+        help="auto (when the LAN's router says managed), on (a lease or no job) or off",
+    )
     dhcp_timeout_s: float = _knob(
         30.0,
         _seconds(1, 600),
@@ -806,6 +817,7 @@ class Settings:
         coerce(self, "firewall_backend", FirewallBackend(self.firewall_backend))
         coerce(self, "ipv6", IPv6Use(self.ipv6))
         coerce(self, "ipv6_mode", IPv6Mode(self.ipv6_mode))
+        coerce(self, "dhcp6", Dhcp6Use(self.dhcp6))
         coerce(self, "allowed_network_types", tuple(map(NetworkType, self.allowed_network_types)))
         coerce(self, "allowed_address_types", tuple(map(AddressType, self.allowed_address_types)))
 

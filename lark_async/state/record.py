@@ -185,6 +185,19 @@ def check(data: object, name: str) -> None:
         if link is not None:  # (its undo removes a proxy NDP entry on a node link)
             _want(isinstance(link, str) and bool(_IFNAME.fullmatch(link)), "the proxy's link")
             ipaddress.IPv6Address(_str(steps["address"], "proxy6"))
+    if "dhcp6" in steps:  # (its undo sends a frame into a bridge)
+        lease = steps["dhcp6"]
+        bridge = lease.get("bridge")
+        _want(isinstance(bridge, str) and bool(_IFNAME.fullmatch(bridge)), "the lease's bridge")
+        _want(len(bytes.fromhex(_str(lease, "mac").replace(":", ""))) == 6, "the lease's MAC")
+        _want(ipaddress.IPv6Address(_str(lease, "link_local")).is_link_local, "its link-local")
+        for key in ("duid", "server"):
+            bytes.fromhex(_str(lease, key))
+        _want(type(lease.get("iaid")) is int, "the lease's IAID")
+        addresses = lease.get("addresses")
+        _want(isinstance(addresses, list) and bool(addresses), "the lease's addresses")
+        for a in addresses:
+            ipaddress.IPv6Address(a)
     if "firewall" in steps:
         _check_firewall(steps["firewall"], name)
     if "script" in steps:

@@ -33,6 +33,7 @@ class StepName(StrEnum):
 
     CGROUP = "cgroup"
     DHCP = "dhcp"
+    DHCP6 = "dhcp6"
     SCRIPT = "script"
     FIREWALL = "firewall"
     PROCESSES = "processes"
@@ -52,6 +53,7 @@ RECORDED = frozenset(StepName) - {StepName.PROCESSES}
 UNDO_ORDER: tuple[StepName, ...] = (
     StepName.CGROUP,
     StepName.DHCP,
+    StepName.DHCP6,
     StepName.SCRIPT,
     StepName.FIREWALL,
     StepName.PROCESSES,
@@ -107,6 +109,27 @@ class DhcpStep(Step):
 
     def describe(self) -> str:
         return f"DHCP lease {self.lease.get('address')}"
+
+
+@dataclass(frozen=True)
+class Dhcp6Step(Step):
+    """A dead bridged job's DHCPv6 lease: RELEASEd into its bridge as the job would."""
+
+    name: ClassVar[StepName] = StepName.DHCP6
+    lease: Mapping[str, Any]
+
+    def undo(self) -> None:
+        from ..backends.lan.job_lease6 import send_release
+
+        try:
+            send_release(dict(self.lease))
+        except OSError as exc:  # (no bridge to send on: nothing on this node holds it)
+            log.warning("cannot release DHCPv6 lease %s: %s", self.describe(), exc)
+            return
+        log.info("released %s of a job whose agent died", self.describe())
+
+    def describe(self) -> str:
+        return f"DHCPv6 lease {', '.join(map(str, self.lease.get('addresses', [])))}"
 
 
 @dataclass(frozen=True)
@@ -247,6 +270,8 @@ def _build(
             return CgroupStep(Path(d["path"]))
         case StepName.DHCP:
             return DhcpStep(d)
+        case StepName.DHCP6:
+            return Dhcp6Step(d)
         case StepName.SCRIPT:
             return ScriptStep(d)
         case StepName.FIREWALL:

@@ -199,8 +199,8 @@ def test_a_bridged_job_with_ipv6_is_guarded_before_ipv4_and_counted_in_both():
     guard = text.split(" jump { ", 1)[1].split(" ; }", 1)[0].split(" ; ")
     assert guard[2:10] == [
         f"{v6} icmpv6 type {{ nd-router-advert, nd-redirect, 138 }} drop",
-        f"{v6} udp sport 547 drop",
-        f"{v6} udp dport 546 drop",
+        f"{v6} udp sport {{ 546, 547 }} drop",
+        f"{v6} udp dport {{ 546, 547 }} drop",
         f"{v6} ip6 saddr :: icmpv6 type {{ nd-neighbor-solicit, nd-router-solicit, "
         "mld-listener-report, mld2-listener-report } return",
         f"{v6} @nh,64,128 != @LARK_b7_ip6 drop",

@@ -21,21 +21,23 @@ RECORD = {
     "firewall": {"family": "inet", "chain": "LARK_j", "external_interface": "e_j"},
     "script": {"path": "/usr/sbin/del", "timeout": 5, "args": [], "job": "j"},
     "dhcp": {"address": "10.0.0.5"},
+    "dhcp6": {"addresses": ["2001:db8::5", "2001:db8::6"]},
     "cgroup": {"path": "/sys/fs/cgroup/lark/lark-j"},
     "view": {"dir": "/run/lark/state/j.view"},
 }
 
 
-def test_design_md_order_dhcp_release_before_the_delete_script_then_firewall_then_links():
+def test_design_md_order_dhcp_releases_before_the_delete_script_then_firewall_then_links():
     assert steps.UNDO_ORDER == (
-        "cgroup", "dhcp", "script", "firewall", "processes", "veth", "netns", "address", "view"
+        "cgroup", "dhcp", "dhcp6", "script", "firewall", "processes", "veth", "netns", "address",
+        "view",
     )  # fmt: skip
 
 
 def test_a_record_becomes_step_objects_in_undo_order_whatever_its_key_order():
     built = steps.from_record(dict(reversed(RECORD.items())))
     assert [s.name for s in built] == list(steps.UNDO_ORDER)
-    assert built[4] == steps.ProcessesStep("lark-j")  # the namespace's processes, derived
+    assert built[5] == steps.ProcessesStep("lark-j")  # the namespace's processes, derived
     assert built[0] == steps.CgroupStep(Path("/sys/fs/cgroup/lark/lark-j"))
 
 
@@ -56,6 +58,7 @@ def test_descriptions_name_the_thing_as_cleanup_prints_it():
     assert [s.describe() for s in steps.from_record(RECORD)] == [
         "cgroup /sys/fs/cgroup/lark/lark-j",
         "DHCP lease 10.0.0.5",
+        "DHCPv6 lease 2001:db8::5, 2001:db8::6",
         "delete script /usr/sbin/del",
         "firewall chain LARK_j",
         "processes in netns lark-j",

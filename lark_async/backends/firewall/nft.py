@@ -332,6 +332,7 @@ PORT_MAP = "ports"  # (was "jobs", dispatched at forward: a table of that shape 
 # host without prerouting (br_handle_frame), so frames from job ports to them stop at input
 BRIDGE_GROUP = "ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00"
 DHCP_PORTS = "{ 67, 68 }"
+DHCP6_PORTS = "{ 546, 547 }"
 
 
 def _addr_set(chain: str) -> str:
@@ -404,19 +405,19 @@ UNSPECIFIED_ICMPV6 = (
 
 
 def _ipv6_guard(addrs: str) -> list[str]:
-    """A bridged job's IPv6, in its guard: no router messages (RA guard), no DHCPv6
-    server or relay messages (RFC 7610's shield: UDP from 547 or to 546; the agent's own
-    client sends from 546 to 547), from :: only DAD, router solicitations and MLD, else
-    only from its own
-    addresses (``addrs``: link-local, SLAAC, leased; the agent keeps it as the kernel forms
-    and drops them), and a neighbour advertisement only for one of them. The set holds
+    """A bridged job's IPv6, in its guard: no router messages (RA guard), no DHCPv6 at
+    all (RFC 7610's shield drops server and relay messages, UDP from 547 or to 546; the
+    job's own requests go too, as for DHCPv4: the agent's client speaks for the job from
+    the bridge's side), from :: only DAD, router solicitations and MLD, else only from its
+    own addresses (``addrs``: link-local, SLAAC, leased; the agent keeps it as the kernel
+    forms and drops them), and a neighbour advertisement only for one of them. The set holds
     128-bit keys (``typeof @nh,64,128``) so that the advertisement's target, which nft
     1.0 has no name for, is looked up in it too."""
     v6 = "ether type ip6"
     return [
         f"{v6} icmpv6 type {ROUTER_ICMPV6} drop",
-        f"{v6} udp sport 547 drop",
-        f"{v6} udp dport 546 drop",
+        f"{v6} udp sport {DHCP6_PORTS} drop",
+        f"{v6} udp dport {DHCP6_PORTS} drop",
         f"{v6} ip6 saddr :: icmpv6 type {UNSPECIFIED_ICMPV6} return",
         f"{v6} @nh,64,128 != @{addrs} drop",
         f"{v6} icmpv6 type nd-neighbor-advert @th,64,128 != @{addrs} drop",

@@ -23,7 +23,7 @@ from ..netlink import rtnl
 
 log = logging.getLogger("lark.bridged")
 
-RTMGRP_IPV6_IFADDR = 0x100
+RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_IFINFO = 0x100, 0x800  # addresses; RA flags (M, O)
 IFA_ADDRESS, IFA_CACHEINFO, IFA_FLAGS = 1, 6, 8
 IFA_F_DADFAILED = 0x08
 FOREVER = 0xFFFFFFFF
@@ -34,10 +34,12 @@ Binding6 = tuple[ipaddress.IPv6Address, float | None]  # an address, seconds it 
 
 
 def open_watch() -> socket.socket:
-    """A netlink socket on the IPv6 address group, in the calling thread's namespace."""
+    """A netlink socket on the IPv6 address and link-information groups (the kernel tells
+    the latter when a router advertisement changes the link's M or O flag), in the calling
+    thread's namespace."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
     try:
-        sock.bind((0, RTMGRP_IPV6_IFADDR))
+        sock.bind((0, RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_IFINFO))
     except BaseException:
         sock.close()
         raise
@@ -78,15 +80,20 @@ async def keep(
     index: int,
     apply: Callable[[list[Binding6]], None],
     changed: Callable[[], object],
+    managed: Callable[[], object] = lambda: None,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Keep ``apply``ing the link's addresses for the job's life (started once the first
-    are in the set); ``changed()`` when the addresses themselves changed (the update ad).
-    Owns and closes ``watch`` and ``channel``."""
+    are in the set); ``changed()`` when the addresses themselves changed (the update ad);
+    ``managed()`` whenever a router advertisement has set the link's M flag. Owns and
+    closes ``watch`` and ``channel``."""
     with trio.socket.from_stdlib_socket(watch) as sock, channel:
         known: list[ipaddress.IPv6Address] | None = None
         while True:
+            link = channel.link_by_index(index)
+            if link is not None and link.ra_managed:
+                managed()
             found = addresses(channel, index)
             await trio.to_thread.run_sync(apply, found)
             now = [addr for addr, _ in found]

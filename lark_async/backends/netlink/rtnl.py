@@ -38,6 +38,7 @@ RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 RTM_NEWRULE, RTM_DELRULE, RTM_GETRULE = 32, 33, 34
 RTM_GETNEXTHOP = 106
 IFLA_MTU, IFLA_AF_SPEC, IFLA_INET6_ADDR_GEN_MODE = 4, 26, 8
+IFLA_INET6_FLAGS, IF_RA_MANAGED = 1, 0x40  # (linux/if_link.h, net/if_inet6.h)
 IN6_ADDR_GEN_MODE_NONE = 1
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MASTER, IFLA_OPERSTATE = 1, 3, 10, 16
 IFLA_LINKINFO, IFLA_NET_NS_FD = 18, 28
@@ -191,6 +192,36 @@ def address(kind: int, index: int, iface: ipaddress.IPv4Interface, what: str) ->
     return Message(kind, flags, body, f"{verb} address {iface} on {what}")
 
 
+IFA_CACHEINFO, IFA_F_OPTIMISTIC, IFA_F_NOPREFIXROUTE = 6, 0x04, 0x200
+FOREVER = 0xFFFFFFFF
+
+
+def _lifetime(seconds: float) -> int:
+    return FOREVER if seconds == float("inf") else max(0, min(int(seconds), FOREVER - 1))
+
+
+def leased_address6(
+    kind: int,
+    index: int,
+    addr: ipaddress.IPv6Address,
+    preferred_s: float,
+    valid_s: float,
+    what: str,
+) -> Message:
+    """Put (RTM_NEWADDR: added, or its lifetimes renewed) or remove a DHCPv6-leased /128
+    (RFC 8415 section 18.2.10.1: the lease says nothing of prefixes; the routers' RAs do).
+    Its lifetimes are the lease's, so the kernel drops it when the lease runs out even if
+    the agent is gone; optimistic DAD (RFC 4429) makes it usable at once, and a conflict
+    still shows as ``dadfailed``, for the client to DECLINE."""
+    body = _IFADDRMSG.pack(socket.AF_INET6, 128, 0, 0, index) + attr(IFA_LOCAL, addr.packed)
+    if kind == RTM_DELADDR:
+        return Message(kind, 0, body, f"remove address {addr} from {what}")
+    body += attr(IFA_FLAGS, struct.pack("=I", IFA_F_OPTIMISTIC | IFA_F_NOPREFIXROUTE))
+    times = (_lifetime(min(preferred_s, valid_s)), _lifetime(valid_s), 0, 0)
+    body += attr(IFA_CACHEINFO, struct.pack("=IIII", *times))
+    return Message(kind, NLM_F_CREATE | NLM_F_REPLACE, body, f"add address {addr} to {what}")
+
+
 def route(
     kind: int,
     dest: ipaddress.IPv4Network | ipaddress.IPv6Network,
@@ -251,6 +282,12 @@ class Link:
     bridge_options: dict[int, bytes] = field(default_factory=dict, hash=False)  # of a bridge
     mtu: int = 0
     addr_gen_mode: int | None = None  # IPv6 link-local generation (None: no IPv6 on it)
+    inet6_flags: int = 0  # IF_RA_MANAGED, ...: what the last router advertisement said
+
+    @property
+    def ra_managed(self) -> bool:
+        """The last router advertisement's M flag (RFC 4861 section 4.2): addresses by DHCPv6."""
+        return bool(self.inet6_flags & IF_RA_MANAGED)
 
     @property
     def forwarding(self) -> bool:
@@ -279,6 +316,9 @@ def parse_link(body: bytes) -> Link:
         addr_gen_mode=inet6[IFLA_INET6_ADDR_GEN_MODE][0]
         if IFLA_INET6_ADDR_GEN_MODE in inet6
         else None,
+        inet6_flags=struct.unpack("=I", inet6[IFLA_INET6_FLAGS])[0]
+        if len(inet6.get(IFLA_INET6_FLAGS, b"")) == 4
+        else 0,
     )
 
 

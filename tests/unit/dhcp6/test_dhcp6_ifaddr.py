@@ -52,6 +52,16 @@ def test_a_tentative_link_local_is_not_usable_until_a_notification_says_so():
     assert ifaddr.link_local(found, 3).usable  # type: ignore[union-attr]
 
 
+def test_an_optimistic_link_local_serves_while_its_dad_runs_unless_it_fails():
+    """RFC 4429: a bridged job's interface has optimistic DAD, and its client speaks at once."""
+    both = ifaddr.IFA_F_TENTATIVE | ifaddr.IFA_F_OPTIMISTIC
+    found, _ = ifaddr.parse_addresses(addr_msg(LL, flags=both))
+    seen = ifaddr.link_local(found, 3)
+    assert seen is not None and seen.optimistic and seen.usable
+    found, _ = ifaddr.parse_addresses(addr_msg(LL, flags=both | ifaddr.IFA_F_DADFAILED))
+    assert not ifaddr.link_local(found, 3).usable  # type: ignore[union-attr]
+
+
 def test_dad_failed_and_other_interfaces_and_families():
     found, _ = ifaddr.parse_addresses(
         addr_msg(LL, flags=ifaddr.IFA_F_DADFAILED | ifaddr.IFA_F_TENTATIVE)
