@@ -9,7 +9,6 @@ import os
 import random
 import socket
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
@@ -233,34 +232,11 @@ def _acquire6(sockets: Sockets6, options: Options) -> int:
         sockets.close()
 
 
-def lease6_attributes(lease: dhcp6.Lease, duid: bytes, now_monotonic: float) -> dict[str, object]:
-    """A DHCPv6 lease as ClassAd attributes, named after the DHCPv4 ones."""
-    start_epoch = time.time() - (now_monotonic - lease.start)
-
-    def seconds(s: float) -> int:
-        return -1 if s == float("inf") else int(s)
-
-    values: dict[str, object] = {
-        "LarkInnerAddressIPv6": str(lease.address),
-        "LarkDHCPv6Server": lease.server_duid.hex(":"),
-        "LarkDHCPv6LeaseLifetime": seconds(lease.valid_s),
-        "LarkDHCPv6LeaseStart": int(start_epoch),
-        "LarkDHCPv6RenewTime": seconds(lease.t1_s),
-        "LarkDHCPv6RebindTime": seconds(lease.t2_s),
-        "LarkDHCPv6DUID": duid.hex(":"),
-    }
-    if len(lease.addresses) > 1:
-        values["LarkDHCPv6Addresses"] = ",".join(str(a.address) for a in lease.addresses)
-    if lease.dns_servers:
-        values["LarkDHCPv6DNSServers"] = ",".join(str(a) for a in lease.dns_servers)
-    if lease.domains:
-        values["LarkDHCPv6Domains"] = ",".join(lease.domains)
-    return values
-
-
 async def _session6(client: dhcp6.Client, sockets: Sockets6, options: Options) -> int:
     from dhcp6 import Dhcp6Error, LeaseLost, LeaseRenewed
     from dhcp6.trio_driver import Driver as Driver6
+
+    from ..backends.lan.job_lease6 import lease6_attributes
 
     duid = client.config.duid
 

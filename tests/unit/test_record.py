@@ -113,7 +113,17 @@ HOSTILE = {  # what undo would act on, were it trusted: none of it is this job's
     "script args": ("script", "args", "-rf /"),
     "script job": ("script", "job", "other"),
     "dhcp server": ("dhcp", "server", "not an address"),
+    "dhcp6 bridge": ("dhcp6", "bridge", "../br0"),
+    "dhcp6 MAC": ("dhcp6", "mac", "02:00"),
+    "dhcp6 link-local": ("dhcp6", "link_local", "fd77::1"),
+    "dhcp6 DUID": ("dhcp6", "duid", "zz"),
+    "dhcp6 server": ("dhcp6", "server", 7),
+    "dhcp6 IAID": ("dhcp6", "iaid", "1"),
+    "dhcp6 no addresses": ("dhcp6", "addresses", []),
+    "dhcp6 address": ("dhcp6", "addresses", ["10.0.0.5"]),
 }
+DHCP6 = {"bridge": "lark", "mac": "02:00:00:00:00:01", "link_local": "fe80::1", "duid": "0003",
+         "server": "0002", "iaid": 7, "addresses": ["fd77::100"]}  # fmt: skip
 
 
 @pytest.mark.parametrize("what", list(HOSTILE))
@@ -128,6 +138,8 @@ def test_a_record_naming_what_is_not_its_jobs_is_unreadable(tmp_path, what):
     if step == "dhcp":
         record.steps["dhcp"] = {"address": "10.0.0.5", "mac": "02:00:00:00:00:01",
                                 "client_id": "ff"}  # fmt: skip
+    if step == "dhcp6":
+        record.steps["dhcp6"] = dict(DHCP6)
     if key == "proxy6":
         record.steps["address"]["proxy6_link"] = "uplink"
     if key == "proxy6_link":
@@ -140,6 +152,7 @@ def test_a_record_naming_what_is_not_its_jobs_is_unreadable(tmp_path, what):
 
 def test_a_dual_stack_records_ipv6_is_read_back(tmp_path):
     record = nat_record(tmp_path / "state")
+    record.steps["dhcp6"] = dict(DHCP6)
     record.steps["address"] |= {"lock6": "/run/lark/lock/addr-fd4c:6172:6b00::2.lock",
                                 "proxy6_link": "uplink", "proxy6": "fd4c:6172:6b00::3"}  # fmt: skip
     record.steps["firewall"] |= {"internal_address6": "fd4c:6172:6b00::3", "nat6": True}

@@ -289,3 +289,43 @@ def test_static_fdb_matches_pyroute2():
     msg.encode()
     ours = rtnl.static_fdb(9, bytes.fromhex("02aabbccddee"), None, True, "e_x")
     assert ours.body == bytes(msg.data[16:])
+
+
+def test_a_leased_ipv6_address_is_a_128_with_the_leases_lifetimes_and_optimistic_dad():
+    addr = ipaddress.IPv6Address("fd77::100")
+    put = rtnl.leased_address6(rtnl.RTM_NEWADDR, 7, addr, 50.9, 60.2, "i_x")
+    assert put.flags == rtnl.NLM_F_CREATE | rtnl.NLM_F_REPLACE  # (a renewal replaces times)
+    assert struct.unpack_from("=BBBBi", put.body) == (socket.AF_INET6, 128, 0, 0, 7)
+    attrs = dict(walk(put.body[8:]))
+    assert attrs[rtnl.IFA_LOCAL] == addr.packed
+    flags = struct.unpack("=I", attrs[rtnl.IFA_FLAGS])[0]
+    assert flags == rtnl.IFA_F_OPTIMISTIC | rtnl.IFA_F_NOPREFIXROUTE
+    assert struct.unpack("=IIII", attrs[rtnl.IFA_CACHEINFO]) == (50, 60, 0, 0)
+    assert put.what == "add address fd77::100 to i_x"
+    # preferred never beyond valid; infinity is the kernel's; a lease run out is 0, not negative
+    forever = rtnl.leased_address6(rtnl.RTM_NEWADDR, 7, addr, 90, float("inf"), "i_x")
+    assert struct.unpack("=IIII", dict(walk(forever.body[8:]))[rtnl.IFA_CACHEINFO])[:2] == (
+        90,
+        0xFFFFFFFF,
+    )
+    late = rtnl.leased_address6(rtnl.RTM_NEWADDR, 7, addr, 80, -3, "i_x")
+    assert struct.unpack("=IIII", dict(walk(late.body[8:]))[rtnl.IFA_CACHEINFO])[:2] == (0, 0)
+    gone = rtnl.leased_address6(rtnl.RTM_DELADDR, 7, addr, 0, 0, "i_x")
+    assert (gone.kind, gone.flags, walk(gone.body[8:])) == (
+        rtnl.RTM_DELADDR,
+        0,
+        [(rtnl.IFA_LOCAL, addr.packed)],
+    )
+
+
+def link_body(inet6_flags: bytes | None) -> bytes:
+    inet6 = b"" if inet6_flags is None else rtnl.attr(rtnl.IFLA_INET6_FLAGS, inet6_flags)
+    spec = rtnl.attr(rtnl.IFLA_AF_SPEC, rtnl.attr(socket.AF_INET6, inet6))
+    return struct.pack("=BxHiII", 0, 1, 4, 0, 0) + spec
+
+
+def test_the_last_router_advertisements_managed_flag_is_read_from_the_link():
+    assert rtnl.parse_link(link_body(struct.pack("=I", 0x80000040))).ra_managed
+    assert not rtnl.parse_link(link_body(struct.pack("=I", 0x80))).ra_managed  # O only
+    assert not rtnl.parse_link(link_body(None)).ra_managed
+    assert not rtnl.parse_link(link_body(b"\x40\x00")).ra_managed  # (cut short: ignored)

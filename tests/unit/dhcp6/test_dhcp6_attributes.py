@@ -6,7 +6,7 @@ import ipaddress
 import time
 
 from dhcp6 import Lease, LeasedAddress
-from lark_async.verbs.dhcp_probe import lease6_attributes
+from lark_async.backends.lan.job_lease6 import lease6_attributes
 
 A = ipaddress.IPv6Address
 
