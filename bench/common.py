@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -297,6 +298,23 @@ def dhcp_sockets(netns_name: str, ifname: str = "uplink", chaddr: bytes | None =
     from dhcp.trio_driver import Sockets
 
     return in_netns_thread(netns_name, lambda: Sockets.open(ifname, chaddr))
+
+
+def dhcp6_sockets(netns_name: str, ifname: str = "uplink"):
+    """Lark's DHCPv6 client sockets (UDP port 546, rtnetlink) on ``ifname`` in the named
+    network namespace."""
+    from dhcp6.trio_driver import Sockets
+
+    return in_netns_thread(netns_name, lambda: Sockets.open(ifname))
+
+
+def drain(sock: socket.socket) -> None:
+    """Drop what is queued on a socket (what an earlier round or another client left)."""
+    while True:
+        try:
+            sock.recv(65535, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
 
 
 if __name__ == "__main__":  # call_in_bench_host's other end: MODULE FUNCTION KWARGS-JSON OUT

@@ -29,7 +29,6 @@ import asyncio
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import trio
-from common import dhcp_sockets, in_netns_thread, need_root, print_table, site_sandbox
+from common import dhcp_sockets, drain, in_netns_thread, need_root, print_table, site_sandbox
 from pyroute2.dhcp.client import AsyncDHCPClient, ClientConfig
 from pyroute2.dhcp.enums.dhcp import MessageType
 from pyroute2.dhcp.fsm import State
@@ -59,17 +58,9 @@ TARGET_RATIO = 1.0  # issue 16: in-process time to a lease at most pyroute2's, s
 LARK_WHOLE = "lark-agent dhcp-test (whole process)"
 
 
-def drain(sock: socket.socket) -> None:
-    """Drop what the other contenders' exchanges left queued (pyroute2's socket starts empty
-    each round, as it is opened anew)."""
-    while True:
-        try:
-            sock.recv(4096, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return
-
-
 async def lark_in_process(socks: Sockets, i: int) -> float:
+    # what the other contenders' exchanges left queued (pyroute2's socket starts empty each
+    # round, as it is opened anew)
     drain(socks.raw)
     first: list[float] = []
 

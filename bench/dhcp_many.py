@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import trio
-from common import cpu_of, dhcp_sockets, need_root, percentile, print_columns, site_sandbox
+from common import cpu_of, dhcp_sockets, drain, need_root, percentile, print_columns, site_sandbox
 from sandbox import start_kea
 
 from dhcp import options as opt
@@ -164,14 +164,6 @@ async def acquire_all(socks: list[Sockets], iaid0: int, retransmit_s: float, kea
         cpu_s=cpu,
         kea_cpu_s=kea1 - kea0,
     )
-
-
-def drain(sock: socket.socket) -> None:
-    while True:
-        try:
-            sock.recv(4096, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return
 
 
 def measure(

@@ -259,6 +259,40 @@ def ipv6_rows(res: dict, group: str) -> list[Row]:
     return rows
 
 
+def dhcp6_rows(res: dict, group: str) -> list[Row]:
+    """bench/dhcp6.py (issue 19): DHCPv6 time to a lease from Kea, each contender's ratio to
+    Lark in-process; then each one's exchange alone on the wire, its ratio to Lark
+    in-process's; the target: Lark in-process the fastest of them (each lease a client new
+    to Kea)."""
+    lark_in, wire = "Lark in-process (start to lease)", "SOLICIT to REPLY (wire)"
+
+    def short(name: str) -> str:  # "ISC dhclient -6 (whole process)" -> "ISC dhclient -6"
+        return name.split(" (")[0]
+
+    leases = [Row(group, name, ms(v), "ms", lark_in) for name, v in res["lease"].items()]
+    wires = [
+        Row(group, f"{short(name)}: {wire}", ms(p[wire]), "ms", f"{short(lark_in)}: {wire}")
+        for name, p in res["parts"].items()
+    ]
+    skipped = [
+        Row(group, f"{short(k)}: skipped, {why}", [], "") for k, why in res["skipped"].items()
+    ]
+    rows = leases + wires + skipped
+    lark = next((r for r in leases if r.name == lark_in and r.values), None)
+    others = [r for r in leases if r is not lark and r.values]
+    if lark is None or not others:
+        return rows
+    nearest = min(others, key=lambda r: r.median)
+    ratio = lark.median / nearest.median
+    kea, timed = res["kea"], sum(len(v) for v in res["lease"].values())
+    fresh = kea["allocated"] == kea["duids"] == timed
+    lark.target = "the fastest of them"
+    lark.got = f"{ratio:.3f}x {short(nearest.name)}"
+    lark.got += "" if fresh else f" ({kea['duids']} DUIDs for {timed} leases)"
+    lark.ok = ratio < 1 and fresh
+    return rows
+
+
 def seconds_rows(res: dict, group: str) -> list[Row]:
     """Any bench returning {row: [seconds]}: milliseconds, ratios to the first row."""
     first = next(iter(res))
@@ -466,6 +500,20 @@ BENCHES = [
         "A NAT job with IPv6 (issue 19): dual-stack NAT66 against IPv4 only, {rounds} rounds",
         ("dual-stack <= 1.3x IPv4 only",),
         "In-process setup and teardown on a dual-stack bench host, LARK_IPV6 off vs auto.",
+    ),
+    Bench(
+        "dhcp6",
+        "dhcp6",
+        "measure",
+        {"rounds": 20},
+        {"rounds": 5},
+        dhcp6_rows,
+        "DHCPv6 (issue 19), time to a lease from Kea (rapid commit), {rounds} rounds (ratio: "
+        "to Lark in-process, or to its exchange on the wire)",
+        ("DHCPv6 in-process the fastest of them",),
+        "Whole process: start to the lease printed (Lark) or to the script's BOUND6 "
+        "(dhclient, which waits 0-1 s before its first SOLICIT, RFC 8415 18.2.1). Wire: "
+        "first SOLICIT to Kea's REPLY on the site bridge. A new client to Kea every lease.",
     ),
 ]
 # Benchmarks that may not be there yet: one line each; skipped while their module is missing.

@@ -742,12 +742,20 @@ def ensure_site_ipv6(netns: str, iface: str = "br0", address: str = SITE_ADDR6) 
     """An IPv6 address on ``iface`` of a test's own namespace (without DAD: it is the test's),
     and its link-local address usable, so that Kea listens there."""
     sh("ip", "addr", "replace", f"{address}/64", "dev", iface, "nodad", netns=netns)
+    assert link_local_usable(netns, iface), (
+        f"{iface} in {netns} has no usable IPv6 link-local address"
+    )
+
+
+def link_local_usable(netns: str, iface: str, timeout: float = 5.0) -> bool:
+    """Whether ``iface`` in ``netns`` has an IPv6 link-local address that is no longer
+    tentative (its duplicate address detection over) within ``timeout`` seconds."""
 
     def ready() -> bool:
         out = sh("ip", "-6", "-o", "addr", "show", "dev", iface, netns=netns).stdout
         return "fe80::" in out and "tentative" not in out
 
-    assert wait_for(ready, 5), f"{iface} in {netns} has no usable IPv6 link-local address"
+    return wait_for(ready, timeout)
 
 
 def start_kea6(
@@ -761,11 +769,13 @@ def start_kea6(
     rapid_commit: bool = True,
     timers: tuple[int, int, int, int] = (2, 3, 5, 6),  # T1, T2, preferred, valid (s)
     server_id: str = "01:02:03:04",
+    log_severity: str = "DEBUG",
 ):
     """Kea's DHCPv6 server in the site namespace (or ``netns``) on ``iface``, which gets the
     IPv6 address ``address``: its config, lease file, control socket and log under the
-    test's directory; a pool, DNS servers and search domains (options 23/24). Returns its
-    run directory (``kea.log``, ``leases6.csv``) and process."""
+    test's directory; a pool, DNS servers and search domains (options 23/24). It logs at
+    ``log_severity`` (tests read its DEBUG lines; a benchmark passes INFO, which still logs
+    each lease). Returns its run directory (``kea.log``, ``leases6.csv``) and process."""
     netns = netns or sandbox.site
     ensure_site_ipv6(netns, iface, address)
     run_dir = sandbox.tmp / tag
@@ -815,8 +825,8 @@ def start_kea6(
                     "loggers": [
                         {
                             "name": "kea-dhcp6",
-                            "severity": "DEBUG",
-                            "debuglevel": 40,
+                            "severity": log_severity,
+                            "debuglevel": 40 if log_severity == "DEBUG" else 0,
                             "output_options": [{"output": str(log)}],
                         }
                     ],
