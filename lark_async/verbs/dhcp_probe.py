@@ -40,9 +40,12 @@ class DhcpTestError(LarkError):
 
 
 def _print(values: dict[str, object], as_json: bool) -> None:
-    from ..decide import ads  # classad2 costs 10 ms of start-up; not needed for JSON
+    if as_json:
+        text = json.dumps(values, sort_keys=True) + "\n"
+    else:
+        from ..decide import ads  # (classad2 costs tens of ms of start-up: not for JSON)
 
-    text = json.dumps(values, sort_keys=True) + "\n" if as_json else ads.format_old(values) + "\n"
+        text = ads.format_old(values) + "\n"
     sys.stdout.write(text)
     sys.stdout.flush()
 
