@@ -5,8 +5,11 @@ Where the job's DNS comes from, first that applies:
 
 1. the admin's file, as it is: ``LARK_JOB_RESOLV_CONF``, else the iproute2 convention
    ``/etc/netns/<netns>/resolv.conf`` (what ``ip netns exec`` bind-mounts);
-2. bridge mode with DHCP: the lease's servers (option 6) and domain (option 15), kept
-   current as the lease changes; with a static address: ``LARK_JOB_DNS``;
+2. bridge mode with DHCP: what the LAN says, kept current as it changes: the DHCP
+   lease's servers (option 6) and domain (option 15), the DHCPv6 lease's (options 23, 24)
+   and the routers' (RDNSS, DNSSL: RFC 8106), so a job on an IPv6-only LAN resolves
+   through IPv6 (``merge_servers`` says in what order); with a static address:
+   ``LARK_JOB_DNS``;
 3. the node's own ``/etc/resolv.conf``.
 
 Whatever the file says, a loopback server in it (systemd-resolved's 127.0.0.53, a local
@@ -22,14 +25,17 @@ no DNS relay, since a relayed resolver would be a way out.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .reach import Proto, Service
 
 MAX_FILE_BYTES = 64 * 1024  # a resolv.conf or hosts file we read or write
 MAX_NAMESERVERS = 3  # glibc's MAXNS: later lines are ignored by the resolver
+MAX_SEARCH = 6  # glibc's MAXDNSRCH before 2.26, musl's still
+MAX_SEARCH_CHARS = 255  # the domains of a search line, spaces between: char[256] in both
 DNS_PORT = 53
 _HOSTNAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")  # fmt: skip
@@ -63,7 +69,7 @@ def parse_resolv_conf(text: str) -> ResolvConf:
             except ValueError:
                 continue
         elif key in ("search", "domain"):
-            search = tuple(w for w in rest if is_hostname(w))[:6] if key == "search" else (
+            search = tuple(w for w in rest if is_hostname(w))[:MAX_SEARCH] if key == "search" else (
                 (rest[0],) if is_hostname(rest[0]) else ())  # fmt: skip
         elif key == "options":
             options.extend(w for w in rest if re.fullmatch(r"[A-Za-z0-9_-]+(:[0-9]+)?", w))
@@ -94,12 +100,18 @@ def render_resolv_conf(conf: ResolvConf, source: str) -> str:
 
 @dataclass(frozen=True)
 class Lan:
-    """What a bridged job is on its LAN now (from its lease, or the admin's static address)."""
+    """What a bridged job is on its LAN now (from its leases and its routers' RAs, or the
+    admin's static address). Domains and names come from the LAN and are checked here."""
 
     address: ipaddress.IPv4Address | None
     dns: tuple[ipaddress.IPv4Address, ...] = ()
     domain: str | None = None
     hostname: str | None = None  # LarkHostname: the name the DHCP server gave the job
+    dhcp6_dns: tuple[ipaddress.IPv6Address, ...] = ()  # DHCPv6 option 23 (RFC 3646)
+    dhcp6_domains: tuple[str, ...] = ()  # DHCPv6 option 24
+    ra_dns: tuple[ipaddress.IPv6Address, ...] = ()  # RDNSS (backends/lan/ndopt.py)
+    ra_domains: tuple[str, ...] = ()  # DNSSL
+    link: str | None = None  # the job's interface in its namespace: link-local servers' zone
 
 
 @dataclass(frozen=True)
@@ -143,13 +155,10 @@ def decide(src: Sources, lan: Lan | None = None) -> JobView:
     if src.netns_resolv_conf is not None:
         return _as_is(src.netns_resolv_conf, "/etc/netns", hosts, src)
     node = parse_resolv_conf(src.node_resolv_conf or "")
-    if src.bridged and not src.static and lan is not None and lan.dns:
-        search = (lan.domain,) if lan.domain and is_hostname(lan.domain) else ()
-        conf = ResolvConf(lan.dns[:MAX_NAMESERVERS], search, node.options)
-        path = "DHCP lease: " + " ".join(map(str, conf.nameservers))
-        return JobView(
-            render_resolv_conf(conf, "the DHCP lease"), hosts, path, (), conf.nameservers
-        )
+    if src.bridged and not src.static and lan is not None:
+        view = _lan_view(lan, node, hosts)
+        if view is not None:
+            return view
     if src.bridged and src.static and src.job_dns:
         conf = ResolvConf(src.job_dns[:MAX_NAMESERVERS], node.search, node.options)
         path = "LARK_JOB_DNS: " + " ".join(map(str, conf.nameservers))
@@ -166,6 +175,97 @@ def decide(src: Sources, lan: Lan | None = None) -> JobView:
     if not node.nameservers:
         path = "node: no nameserver, 127.0.0.1" + (" (relayed)" if relayed else "")
     return JobView(own, hosts, path, relayed, servers)
+
+
+def _lan_view(lan: Lan, node: ResolvConf, hosts: str | None) -> JobView | None:
+    """What the LAN says, with the node's options; None when it names no server."""
+    servers = merge_servers(lan)
+    if not servers:
+        return None
+    search = merge_search(lan)
+    conf = ResolvConf(tuple(a for a, _ in servers), tuple(d for d, _ in search), node.options)
+    used = {where for _, where in (*servers, *search)}
+    heads = [head for where, head in _HEADS.items() if where in used]
+    source = " and ".join(filter(None, [", ".join(heads[:-1]), heads[-1]]))
+    path = "; ".join(
+        f"{where}: " + " ".join(str(a) for a, w in servers if w == where)
+        for where in _HEADS
+        if any(w == where for _, w in servers)
+    )
+    return JobView(render_resolv_conf(conf, source), hosts, path, (), conf.nameservers)
+
+
+# where what a bridged job's file says comes from: its name in the path, and in the head
+_HEADS = {
+    "DHCP lease": "the DHCP lease",
+    "DHCPv6": "the DHCPv6 lease",
+    "RA": "router advertisements",
+}
+_IFNAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,14}")
+
+
+def merge_servers(lan: Lan) -> tuple[tuple[Address, str], ...]:
+    """The job's servers and where each came from, at most ``MAX_NAMESERVERS``: IPv4 and
+    IPv6 ones in turn, IPv4 first (the DHCP lease's order; DHCPv6's before the RAs', as RFC
+    8106 section 5.3.1 asks), each once.
+
+    In turn rather than family after family: glibc asks the servers in order, moving on
+    after a timeout, so when one family's path is broken (a dual-stack LAN is rarely
+    broken in both) the next server is of the other, and a DHCP lease of three servers
+    does not shut out the IPv6 ones. A job on an IPv6-only LAN gets its IPv6 ones alone.
+
+    A link-local IPv6 server is written with the job's interface as its zone (glibc reads
+    ``fe80::1%i_job``); without ``lan.link`` it is left out. Unspecified, loopback,
+    multicast and IPv4-mapped IPv6 addresses serve no one on the LAN and are left out."""
+    v4 = _once((a, "DHCP lease") for a in lan.dns)
+    v6 = _once(
+        (z, where)
+        for where, found in (("DHCPv6", lan.dhcp6_dns), ("RA", lan.ra_dns))
+        for a in found
+        if (z := _zoned(a, lan.link)) is not None
+    )
+    turns = [s for pair in itertools.zip_longest(v4, v6) for s in pair if s is not None]
+    return tuple(turns[:MAX_NAMESERVERS])
+
+
+def _once(found: Iterable[tuple[Address, str]]) -> list[tuple[Address, str]]:
+    kept: dict[Address, tuple[Address, str]] = {}
+    for a, where in found:
+        kept.setdefault(a, (a, where))
+    return list(kept.values())
+
+
+def _zoned(a: ipaddress.IPv6Address, link: str | None) -> ipaddress.IPv6Address | None:
+    plain = ipaddress.IPv6Address(a.packed)  # (any zone it came with is not the job's)
+    if plain.is_unspecified or plain.is_loopback or plain.is_multicast or plain.ipv4_mapped:
+        return None
+    if not plain.is_link_local:
+        return plain
+    if link is None or not _IFNAME.fullmatch(link):
+        return None
+    return ipaddress.IPv6Address(f"{plain}%{link}")
+
+
+def merge_search(lan: Lan) -> tuple[tuple[str, str], ...]:
+    """The job's search domains and where each came from: the DHCP lease's domain, then
+    DHCPv6's, then the RAs', each once (whatever its case or final dot), at most
+    ``MAX_SEARCH`` and ``MAX_SEARCH_CHARS`` in all (a domain that would not fit is left
+    out, a later shorter one may). Names that are not hostnames are left out."""
+    found = [("DHCP lease", lan.domain)] if lan.domain is not None else []
+    found += [("DHCPv6", d) for d in lan.dhcp6_domains] + [("RA", d) for d in lan.ra_domains]
+    kept: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    chars = -1  # (no space before the first)
+    for where, name in found:
+        key = name.rstrip(".").lower()
+        if not is_hostname(name) or key in seen or chars + 1 + len(name) > MAX_SEARCH_CHARS:
+            continue
+        kept.append((name, where))
+        seen.add(key)
+        chars += 1 + len(name)
+        if len(kept) == MAX_SEARCH:
+            break
+    return tuple(kept)
 
 
 def _as_is(text: str, source: str, hosts: str | None, src: Sources) -> JobView:

@@ -675,3 +675,256 @@ def test_a_nameserver_line_cut_at_64_kib_is_not_read_as_a_shorter_address():
     conf = parse_resolv_conf(filler + "nameserver 10.0.0.22\n")
     assert conf.nameservers == ()
     assert parse_resolv_conf("nameserver 10.0.0.22\n" + filler).nameservers == (A("10.0.0.22"),)
+
+
+# --- IPv6: DHCPv6 (options 23, 24) and router advertisements (RDNSS, DNSSL) ---------------
+
+V6 = ipaddress.IPv6Address
+BOTH_HEAD = "# The job's resolver, written by Lark (the DHCP lease and the DHCPv6 lease).\n"
+
+
+def v6(*addresses: str) -> tuple[ipaddress.IPv6Address, ...]:
+    return tuple(V6(a) for a in addresses)
+
+
+def dual(**kw: object) -> Lan:
+    """A dual-stack LAN: the DHCP lease's servers, then IPv6 ones as given."""
+    given: dict[str, object] = {"address": V4("10.0.0.5"), "dns": (V4("10.0.0.1"),)}
+    given.update(kw)
+    return Lan(**given)  # type: ignore[arg-type]
+
+
+def only6(**kw: object) -> Lan:
+    """An IPv6-only LAN: no DHCP lease, no IPv4 address."""
+    return Lan(None, **kw)  # type: ignore[arg-type]
+
+
+def test_the_search_limits_are_glibcs_and_musls():
+    assert resolver.MAX_SEARCH == 6
+    assert resolver.MAX_SEARCH_CHARS == 255
+
+
+def test_a_lan_built_positionally_as_before_has_no_ipv6_side():
+    lan = Lan(V4("10.0.0.5"), (V4("10.0.0.1"),), "lan.example", "job7")
+    assert (lan.dhcp6_dns, lan.dhcp6_domains, lan.ra_dns, lan.ra_domains) == ((), (), (), ())
+    assert lan.link is None
+
+
+def test_a_dual_stack_job_asks_ipv4_and_ipv6_servers_in_turn():
+    view = decide(
+        bridged(),
+        dual(dns=(V4("10.0.0.1"), V4("10.0.0.2")), dhcp6_dns=v6("2001:db8::53"),
+             dhcp6_domains=("v6.example",)),
+    )  # fmt: skip
+    assert view.resolv_conf == (
+        BOTH_HEAD + "nameserver 10.0.0.1\nnameserver 2001:db8::53\nnameserver 10.0.0.2\n"
+        "search v6.example\noptions ndots:2 rotate\n"
+    )
+    assert view.dns_path == "DHCP lease: 10.0.0.1 10.0.0.2; DHCPv6: 2001:db8::53"
+    assert view.servers == (A("10.0.0.1"), A("2001:db8::53"), A("10.0.0.2"))
+    assert view.relayed == ()
+
+
+def test_a_lease_of_three_servers_does_not_shut_out_ipv6():
+    lan = dual(dns=tuple(V4(f"10.0.0.{i}") for i in (1, 2, 3)), ra_dns=v6("2001:db8::1"))
+    view = decide(bridged(), lan)
+    assert view.servers == (A("10.0.0.1"), A("2001:db8::1"), A("10.0.0.2"))
+    assert view.dns_path == "DHCP lease: 10.0.0.1 10.0.0.2; RA: 2001:db8::1"
+    assert view.resolv_conf is not None
+    assert view.resolv_conf.startswith(
+        "# The job's resolver, written by Lark (the DHCP lease and router advertisements).\n"
+    )
+
+
+def test_ipv6_servers_fill_in_when_the_lease_has_one():
+    lan = dual(dhcp6_dns=v6("2001:db8::53", "2001:db8::54"), ra_dns=v6("2001:db8::1"))
+    view = decide(bridged(), lan)
+    assert view.servers == (A("10.0.0.1"), A("2001:db8::53"), A("2001:db8::54"))
+    assert view.dns_path == "DHCP lease: 10.0.0.1; DHCPv6: 2001:db8::53 2001:db8::54"
+
+
+def test_dhcpv6_servers_come_before_the_ras():
+    """RFC 8106 section 5.3.1: the DHCP information takes precedence over the RA's."""
+    lan = only6(ra_dns=v6("2001:db8::1", "2001:db8::2"), dhcp6_dns=v6("2001:db8::53"))
+    view = decide(bridged(), lan)
+    assert view.servers == (A("2001:db8::53"), A("2001:db8::1"), A("2001:db8::2"))
+    assert view.dns_path == "DHCPv6: 2001:db8::53; RA: 2001:db8::1 2001:db8::2"
+
+
+def test_an_ipv6_only_job_resolves_through_ipv6():
+    lan = only6(dhcp6_dns=v6("2001:db8::53"), ra_dns=v6("2001:db8::1"),
+                dhcp6_domains=("lan.example",), ra_domains=("ra.example",))  # fmt: skip
+    view = decide(bridged(node_resolv_conf="nameserver 127.0.0.53\noptions edns0\n"), lan)
+    assert view.resolv_conf == (
+        "# The job's resolver, written by Lark (the DHCPv6 lease and router advertisements).\n"
+        "nameserver 2001:db8::53\nnameserver 2001:db8::1\n"
+        "search lan.example ra.example\noptions edns0\n"
+    )
+    assert view.dns_path == "DHCPv6: 2001:db8::53; RA: 2001:db8::1"
+    assert view.servers == (A("2001:db8::53"), A("2001:db8::1"))
+    assert view.relayed == ()
+    assert view.hosts is None  # (no IPv4 address to name)
+
+
+def test_router_advertisements_alone_make_the_file():
+    view = decide(bridged(), only6(ra_dns=v6("2001:db8::1"), ra_domains=("ra.example",)))
+    assert view.resolv_conf == (
+        "# The job's resolver, written by Lark (router advertisements).\n"
+        "nameserver 2001:db8::1\nsearch ra.example\noptions ndots:2 rotate\n"
+    )
+    assert view.dns_path == "RA: 2001:db8::1"
+
+
+def test_all_three_sources_are_named():
+    lan = dual(dhcp6_dns=v6("2001:db8::53"), ra_domains=("ra.example",))
+    view = decide(bridged(node_resolv_conf=None), lan)
+    assert view.resolv_conf == (
+        "# The job's resolver, written by Lark "
+        "(the DHCP lease, the DHCPv6 lease and router advertisements).\n"
+        "nameserver 10.0.0.1\nnameserver 2001:db8::53\nsearch ra.example\n"
+    )
+    assert view.dns_path == "DHCP lease: 10.0.0.1; DHCPv6: 2001:db8::53"
+
+
+def test_a_server_both_leases_and_the_ra_name_is_asked_once_as_the_first_source_said():
+    lan = only6(dhcp6_dns=v6("2001:db8::53", "2001:db8::53"),
+                ra_dns=v6("2001:db8::1", "2001:db8::53", "2001:db8::1"))  # fmt: skip
+    view = decide(bridged(), lan)
+    assert view.servers == (A("2001:db8::53"), A("2001:db8::1"))
+    assert view.dns_path == "DHCPv6: 2001:db8::53; RA: 2001:db8::1"
+    twice = decide(bridged(), dual(dns=(V4("10.0.0.1"), V4("10.0.0.1"), V4("10.0.0.2"))))
+    assert twice.servers == (A("10.0.0.1"), A("10.0.0.2"))
+    assert twice.dns_path == "DHCP lease: 10.0.0.1 10.0.0.2"
+
+
+def test_at_most_three_servers_in_all():
+    lan = only6(dhcp6_dns=v6(*(f"2001:db8::{i}" for i in range(1, 6))), ra_dns=v6("2001:db8::a"))
+    view = decide(bridged(), lan)
+    assert view.servers == v6("2001:db8::1", "2001:db8::2", "2001:db8::3")
+    assert view.dns_path == "DHCPv6: 2001:db8::1 2001:db8::2 2001:db8::3"
+    assert view.resolv_conf is not None and view.resolv_conf.count("nameserver") == 3
+
+
+def test_a_link_local_server_takes_the_jobs_interface_as_its_zone():
+    lan = only6(ra_dns=v6("fe80::1", "2001:db8::1"), link="i_job7")
+    view = decide(bridged(), lan)
+    assert view.resolv_conf is not None
+    assert "nameserver fe80::1%i_job7\nnameserver 2001:db8::1\n" in view.resolv_conf
+    assert view.dns_path == "RA: fe80::1%i_job7 2001:db8::1"
+    assert view.servers == (V6("fe80::1%i_job7"), V6("2001:db8::1"))
+    assert parse_resolv_conf(view.resolv_conf).nameservers == (A("fe80::1"), A("2001:db8::1"))
+
+
+def test_a_zone_a_server_came_with_is_replaced_by_the_jobs():
+    lan = only6(dhcp6_dns=(V6("fe80::53%eth0"), V6("2001:db8::53%eth0")), link="i_job7")
+    assert decide(bridged(), lan).servers == (V6("fe80::53%i_job7"), V6("2001:db8::53"))
+    lan = only6(dhcp6_dns=(V6("fe80::53%eth0"),))
+    assert decide(bridged(), lan).resolv_conf == NODE_CONF
+
+
+@pytest.mark.parametrize(
+    "link", [None, "", "a b", "i_job7\nnameserver 6.6.6.6", "x" * 16, "i/job", "a%b", ".x", "é"]
+)
+def test_without_a_good_zone_link_local_servers_are_left_out(link):
+    view = decide(bridged(), only6(ra_dns=v6("fe80::1", "2001:db8::1"), link=link))
+    assert view.servers == (A("2001:db8::1"),)
+    alone = decide(bridged(), only6(ra_dns=v6("fe80::1"), link=link))
+    assert alone.resolv_conf == NODE_CONF  # no server from the LAN: the node's file
+    assert alone.dns_path == "node: 10.1.1.1"
+
+
+@pytest.mark.parametrize("link", ["i_job7", "x" * 15, "i_a.b-c_D9", "-x"])
+def test_interface_names_as_zones(link):
+    view = decide(bridged(), only6(ra_dns=v6("fe80::1"), link=link))
+    assert view.servers == (V6(f"fe80::1%{link}"),)
+
+
+@pytest.mark.parametrize(
+    "server", ["::", "::1", "ff02::1", "ff05::1:3", "::ffff:10.0.0.1", "::ffff:127.0.0.1"]
+)
+def test_ipv6_servers_no_one_on_the_lan_can_be_are_left_out(server):
+    lan = only6(dhcp6_dns=v6(server, "2001:db8::53"), ra_dns=v6(server), link="i_job7")
+    assert decide(bridged(), lan).servers == (A("2001:db8::53"),)
+    assert decide(bridged(), only6(ra_dns=v6(server), link="i_job7")).resolv_conf == NODE_CONF
+
+
+def test_a_static_or_nat_job_ignores_the_ipv6_side():
+    lan = dual(dns=(), dhcp6_dns=v6("2001:db8::53"), ra_dns=v6("2001:db8::1"))
+    assert decide(bridged(static=True), lan).resolv_conf == NODE_CONF
+    job_dns = (V4("192.0.2.53"),)
+    assert decide(bridged(static=True, job_dns=job_dns), lan).servers == job_dns
+    assert decide(nat(), lan).resolv_conf is None
+
+
+def test_domains_alone_make_no_file_of_the_lans():
+    lan = only6(dhcp6_domains=("lan.example",), ra_domains=("ra.example",))
+    assert decide(bridged(), lan).resolv_conf == NODE_CONF
+
+
+def test_the_search_list_is_the_leases_domain_then_dhcpv6s_then_the_ras():
+    lan = dual(domain="v4.example", dhcp6_domains=("d6.example", "e6.example"),
+               ra_domains=("ra.example",), ra_dns=v6("2001:db8::1"))  # fmt: skip
+    view = decide(bridged(), lan)
+    assert view.resolv_conf is not None
+    assert "\nsearch v4.example d6.example e6.example ra.example\n" in view.resolv_conf
+
+
+def test_a_domain_is_searched_once_whatever_its_case_or_final_dot():
+    lan = dual(domain="Lan.Example", dhcp6_domains=("lan.example.", "b.example"),
+               ra_domains=("LAN.EXAMPLE", "B.Example.", "c.example", "c.exampleX"))  # fmt: skip
+    view = decide(bridged(), lan)
+    assert view.resolv_conf is not None
+    assert "\nsearch Lan.Example b.example c.example c.exampleX\n" in view.resolv_conf
+
+
+def test_at_most_six_domains_are_searched():
+    lan = dual(dhcp6_domains=tuple(f"d{i}.example" for i in range(1, 5)),
+               ra_domains=tuple(f"r{i}.example" for i in range(1, 5)))  # fmt: skip
+    conf = parse_resolv_conf(decide(bridged(), lan).resolv_conf or "")
+    assert conf.search == ("d1.example", "d2.example", "d3.example", "d4.example",
+                           "r1.example", "r2.example")  # fmt: skip
+
+
+def test_the_search_line_holds_at_most_255_characters_a_longer_domain_is_left_out():
+    a, b, x = ("a" * 63 + ".example", "b" * 63 + ".example", "x" * 63 + ".example")
+    c = "c" * 40  # 71 + 1 + 71 + 1 + 71 + 1 + 40 = 256: left out
+    d = "d" * 39  # ... 255: fits
+    lan = dual(domain=a, dhcp6_domains=(b, a.upper() + ".", x), ra_domains=(c, d, "e"))
+    conf = parse_resolv_conf(decide(bridged(), lan).resolv_conf or "")
+    assert conf.search == (a, b, x, d)
+    assert len(" ".join(conf.search)) == 255
+
+
+@pytest.mark.parametrize("domain", HOSTILE)
+@pytest.mark.parametrize("where", ["dhcp6_domains", "ra_domains"])
+def test_a_hostile_ipv6_domain_never_reaches_resolv_conf(domain, where):
+    lan = only6(ra_dns=v6("2001:db8::1"), **{where: (domain, "ok.example")})
+    also = "the DHCPv6 lease and " if where == "dhcp6_domains" else ""
+    assert decide(bridged(), lan).resolv_conf == (
+        f"# The job's resolver, written by Lark ({also}router advertisements).\n"
+        "nameserver 2001:db8::1\nsearch ok.example\noptions ndots:2 rotate\n"
+    )
+
+
+@pytest.mark.parametrize("domain", ["lan.example\n", "evil\nnameserver 6.6.6.6", "a b"])
+def test_a_hostile_lease_domain_does_not_keep_the_ipv6_domains_out(domain):
+    lan = dual(domain=domain, dhcp6_domains=("d6.example",))
+    assert "\nsearch d6.example\n" in (decide(bridged(), lan).resolv_conf or "")
+
+
+def test_merge_servers_and_merge_search_say_where_each_came_from():
+    lan = dual(dns=(V4("10.0.0.1"), V4("10.0.0.2")), domain="v4.example",
+               dhcp6_dns=v6("2001:db8::53"), ra_dns=v6("2001:db8::1", "2001:db8::2"),
+               dhcp6_domains=("d6.example",), ra_domains=("ra.example",))  # fmt: skip
+    assert resolver.merge_servers(lan) == (
+        (A("10.0.0.1"), "DHCP lease"),
+        (A("2001:db8::53"), "DHCPv6"),
+        (A("10.0.0.2"), "DHCP lease"),
+    )
+    assert resolver.merge_search(lan) == (
+        ("v4.example", "DHCP lease"),
+        ("d6.example", "DHCPv6"),
+        ("ra.example", "RA"),
+    )
+    assert resolver.merge_servers(Lan(None)) == ()
+    assert resolver.merge_search(Lan(None)) == ()
