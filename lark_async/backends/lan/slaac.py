@@ -20,6 +20,8 @@ from collections.abc import Callable
 import trio
 
 from ..netlink import rtnl
+from ..netlink.core import MalformedMessage, parse_messages
+from . import ndopt
 
 log = logging.getLogger("lark.bridged")
 
@@ -115,3 +117,53 @@ async def keep(
                         watch.recv(65536, socket.MSG_DONTWAIT)  # (trio's, non-blocking)
                     except (BlockingIOError, OSError):
                         break
+
+
+def open_ra_dns_watch() -> socket.socket:
+    """A netlink socket on the ND user-option group (the RA options the kernel leaves to
+    userspace: RDNSS, DNSSL), in the calling thread's namespace. Open it before the first
+    advertisement can arrive: the next unsolicited one may be ten minutes away."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+    try:
+        sock.bind((0, ndopt.RTMGRP_ND_USEROPT))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def keep_ra_dns(
+    watch: socket.socket,
+    index: int,
+    changed: Callable[[tuple[ipaddress.IPv6Address, ...], tuple[str, ...]], object],
+) -> None:
+    """The DNS servers and search domains the LAN's routers advertise to link ``index``
+    (RFC 8106), each kept for its lifetime: ``changed(servers, domains)`` whenever the
+    list changes, by an advertisement or by an entry running out. Owns ``watch``."""
+    book = ndopt.RaDnsBook()
+    with trio.socket.from_stdlib_socket(watch) as sock:
+        while True:
+            expiry = book.next_expiry(trio.current_time())
+            data = b""
+            with trio.move_on_at(float("inf") if expiry is None else expiry):
+                try:
+                    data = await sock.recv(65536)
+                except OSError as exc:  # ENOBUFS: options dropped; the next RA repeats them
+                    log.debug("RA DNS watch: %s", exc.strerror)
+                    continue
+            now = trio.current_time()
+            new = False
+            try:
+                for msg in parse_messages(data):
+                    heard = ndopt.parse_useropt(msg.payload, index)
+                    if msg.kind == ndopt.RTM_NEWNDUSEROPT and heard is not None:
+                        new = book.update(heard, now) or new
+            except MalformedMessage:
+                log.debug("RA DNS watch: a malformed netlink message skipped")
+            if new or not data:  # (nothing read: an entry ran out)
+                servers, domains = book.current(now)
+                log.info(
+                    "DNS from the LAN's router advertisements now %s",
+                    " ".join([*map(str, servers), *domains]) or "none",
+                )
+                changed(servers, domains)

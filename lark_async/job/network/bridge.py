@@ -13,7 +13,10 @@ global IPv6 address instead. Teardown releases the leases while the link is stil
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
+import ipaddress
 import socket
 import threading
 from collections.abc import Callable
@@ -69,6 +72,8 @@ class BridgeDriver(ConnectedDriver):
         self._global6 = trio.Event()  # the job has a global IPv6 address (IPv6-only setup)
         self._nursery: trio.Nursery | None = None
         self._dhcp6_started = False
+        # what the LAN's routers advertise for DNS (RDNSS, DNSSL): servers, domains
+        self.ra_dns: tuple[tuple[ipaddress.IPv6Address, ...], tuple[str, ...]] = ((), ())
         self._record: Record | None = None
         self._changed: Callable[[], object] = lambda: None
 
@@ -110,13 +115,14 @@ class BridgeDriver(ConnectedDriver):
             raise ResourceError(f"bridge {bridge.name} was deleted while the job was set up")
         await ctx.done("bridge")
 
-        def inside(ifindex: int) -> tuple[socket.socket, JobSide]:
-            watch = open_link_watch(ifindex)
-            try:
-                return watch, JobSide.open(plan.internal_interface)
-            except BaseException:
-                watch.close()
-                raise
+        def inside(ifindex: int) -> tuple[socket.socket, JobSide, tuple[socket.socket, int] | None]:
+            with contextlib.ExitStack() as opened:
+                watch = opened.enter_context(open_link_watch(ifindex))
+                # (before the port forwards: no router advertisement can come before it)
+                ra_dns = opened.enter_context(slaac.open_ra_dns_watch()) if self.ipv6 else None
+                side = JobSide.open(plan.internal_interface)
+                opened.pop_all()
+                return watch, side, (ra_dns, ifindex) if ra_dns is not None else None
 
         before, not_ours = note_links(record, plan)
         opened = netns.in_fresh_thread(
@@ -134,7 +140,10 @@ class BridgeDriver(ConnectedDriver):
             ),
         )
         assert opened is not None
-        veth_watch, self.side = opened
+        veth_watch, self.side, ra_dns = opened
+        if ra_dns is not None:  # (the task owns the socket from here, whatever comes)
+            assert ctx.nursery is not None
+            ctx.nursery.start_soon(slaac.keep_ra_dns, *ra_dns, self._ra_dns_changed)
         lost = (
             f"the veth pair {plan.external_interface}/{plan.internal_interface} was deleted "
             "while the job ran"
@@ -206,6 +215,12 @@ class BridgeDriver(ConnectedDriver):
             f"{self.plan.bridge.name} within {timeout_s:g} s (no router advertisement with "
             "a prefix, and no DHCPv6 lease), and the node has no IPv4"
         )
+
+    def _ra_dns_changed(
+        self, servers: tuple[ipaddress.IPv6Address, ...], domains: tuple[str, ...]
+    ) -> None:
+        self.ra_dns = servers, domains
+        self._changed()
 
     def _has_global6(self) -> bool:
         return any(not a.is_link_local for a, _ in self.addresses6)
@@ -319,7 +334,19 @@ class BridgeDriver(ConnectedDriver):
         return {"LARK_INNER_ADDRESS_IPV6": str(address)} if address else {}
 
     def lan(self) -> Lan | None:
-        return self.address.lan() if self.address is not None else None
+        """The job's LAN for its resolver: the DHCPv4 lease's (or the static address), the
+        DHCPv6 lease's DNS and the routers' advertised DNS beside them."""
+        if self.address is None:
+            return None
+        dhcp6_dns, dhcp6_domains = self.lease6.dns() if self.lease6 is not None else ((), ())
+        return dataclasses.replace(
+            self.address.lan(),
+            dhcp6_dns=dhcp6_dns,
+            dhcp6_domains=dhcp6_domains,
+            ra_dns=self.ra_dns[0],
+            ra_domains=self.ra_dns[1],
+            link=self.plan.internal_interface,
+        )
 
     def script_addresses(self) -> tuple[str, str]:
         """A bridged job has no external address."""
