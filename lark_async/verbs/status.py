@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 from ..errors import LarkError
 from .common import need_root
@@ -37,9 +38,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 counters = firewall.from_record(fw).read_counters()
         except LarkError:
             pass
-        lease_end = None
-        if status.get("LarkDHCPLeaseStart") and status.get("LarkDHCPLeaseLifetime", -1) >= 0:
-            lease_end = int(status["LarkDHCPLeaseStart"]) + int(status["LarkDHCPLeaseLifetime"])
+        lease_end, lease6_end = _lease_end(status, "DHCP"), _lease_end(status, "DHCPv6")
         rows.append(
             {
                 "name": data.get("name", path.stem),
@@ -49,6 +48,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "address6": status.get("LarkInnerAddressIPv6"),
                 "external6": status.get("LarkExternalAddressIPv6"),
                 "lease_expires_epoch": lease_end,
+                "lease6_expires_epoch": lease6_end,
                 "dns": status.get("LarkJobDNS"),
                 "bytes_in": counters.get("Incoming", (None, None))[0],
                 "bytes_out": counters.get("Outgoing", (None, None))[0],
@@ -66,9 +66,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     table = [head]
     for r in rows:
         ends = (
-            time.strftime("%H:%M:%S", time.localtime(r["lease_expires_epoch"]))
-            if r["lease_expires_epoch"]
-            else "-"
+            " ".join(
+                time.strftime("%H:%M:%S", time.localtime(r[key]))
+                for key in ("lease_expires_epoch", "lease6_expires_epoch")
+                if r[key]
+            )
+            or "-"
         )
         agent = f"{r['agent_pid']}" + ("" if r["agent_alive"] else " (gone)")
         table.append(
@@ -89,3 +92,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not rows:
         print("(no jobs)")
     return 0
+
+
+def _lease_end(status: dict[str, Any], kind: str) -> int | None:
+    """When a lease (``DHCP`` or ``DHCPv6``) of the update ad runs out, or None."""
+    start, lifetime = status.get(f"Lark{kind}LeaseStart"), status.get(f"Lark{kind}LeaseLifetime")
+    if not start or not isinstance(lifetime, int) or lifetime < 0:
+        return None
+    return int(start) + lifetime

@@ -6,7 +6,9 @@ crash; and a job on an IPv6-only node, with no IPv4 at all."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import subprocess
+import time
 
 from helpers.agent import cleanup, python_job, read_update_ad
 from helpers.bridge import bridge_flags, static_flags
@@ -151,6 +153,11 @@ def test_a_dead_agents_lease_is_released_by_the_sweeper(sandbox):
     leased = sandbox.read_line(agent.stdout).strip()
     record = sandbox.state_dir / f"{name}.json"
     assert wait_for(lambda: '"dhcp6"' in record.read_text(), 5)
+    # ``status`` shows the lease: its address and when it runs out
+    argv = sandbox.agent_argv(host, "--state-dir", str(sandbox.state_dir), "--json", verb="status")
+    [row] = json.loads(sh(*argv[2:], netns=host.netns).stdout)
+    assert row["address6"] == leased and row["lease_expires_epoch"] is None
+    assert 0 < row["lease6_expires_epoch"] - time.time() <= 60
     agent.kill()  # SIGKILL: no RELEASE from the agent (its job goes on until swept)
     agent.wait(10)
     assert not released(run_dir, leased)

@@ -92,11 +92,16 @@ class JobLease6:
         self.renewals = 0
         self.driver: Driver | None = None
 
-    async def keep(self, *, task_status: trio.TaskStatus[Lease] = trio.TASK_STATUS_IGNORED):
-        """Get a lease (reported through ``task_status``: the caller that must have one
-        sees Dhcp6Error), then keep one for the job's life: renew, rebind, and after a
-        loss ask again until the job ends."""
-        first = True
+    async def keep(
+        self,
+        required: bool = True,
+        *,
+        task_status: trio.TaskStatus[Lease] = trio.TASK_STATUS_IGNORED,
+    ):
+        """Get a lease (reported through ``task_status``; a caller that must have one,
+        ``required``, sees Dhcp6Error when none comes), then keep one for the job's life:
+        renew, rebind, and after a loss, or no lease at all, ask again until the job ends."""
+        first = required
         while True:
             config = Config(
                 duid=self.duid,

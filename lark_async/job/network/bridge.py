@@ -241,11 +241,11 @@ class BridgeDriver(ConnectedDriver):
     ) -> None:
         """The job's DHCPv6 client, from its port's side, for the job's life; ``required``
         (``LARK_DHCP6 = on``): setup waits for the first lease, and none refuses the job.
-        Otherwise (an advertisement asked for it) a failure is logged and the job goes on
-        with SLAAC."""
+        Otherwise (an advertisement asked for it) the job goes on with SLAAC while the
+        client keeps asking."""
         self._dhcp6_started = True
         try:
-            await self._run_lease6(task_status)
+            await self._run_lease6(required, task_status)
         except (Dhcp6Error, LarkError) as exc:
             assert self.plan.bridge is not None
             what = f"{self.plan.internal_interface} on bridge {self.plan.bridge.name}"
@@ -253,7 +253,7 @@ class BridgeDriver(ConnectedDriver):
                 raise ResourceError(f"no DHCPv6 lease for {what}: {exc}") from exc
             log.warning("%s: no DHCPv6 lease for %s: %s", self.plan.name, what, exc)
 
-    async def _run_lease6(self, task_status: trio.TaskStatus[Any]) -> None:
+    async def _run_lease6(self, required: bool, task_status: trio.TaskStatus[Any]) -> None:
         plan, bridge, record = self.plan, self.plan.bridge, self._record
         assert bridge is not None and record is not None and self.side is not None
         sockets = await trio.to_thread.run_sync(
@@ -274,7 +274,7 @@ class BridgeDriver(ConnectedDriver):
             self._lease_noter(record, StepName.DHCP6),
         )
         log.info("%s: DHCPv6 client started on %s", plan.name, plan.external_interface)
-        await self.lease6.keep(task_status=task_status)
+        await self.lease6.keep(required, task_status=task_status)
 
     def _addresses6(self, job: BridgeJob) -> Callable[[list[slaac.Binding6]], None]:
         def apply(bindings: list[slaac.Binding6]) -> None:
