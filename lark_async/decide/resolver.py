@@ -112,6 +112,7 @@ class Lan:
     ra_dns: tuple[ipaddress.IPv6Address, ...] = ()  # RDNSS (backends/lan/ndopt.py)
     ra_domains: tuple[str, ...] = ()  # DNSSL
     link: str | None = None  # the job's interface in its namespace: link-local servers' zone
+    address6: ipaddress.IPv6Address | None = None  # its global IPv6 (a lease's, or SLAAC's)
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,10 @@ def _hosts(src: Sources, lan: Lan | None) -> str | None:
     any other host on the LAN); otherwise the node's own file, not covered."""
     if src.netns_hosts is not None:
         return src.netns_hosts
-    if not src.bridged or lan is None or lan.address is None:
+    if not src.bridged or lan is None:
+        return None
+    addresses = [a for a in (lan.address, lan.address6) if a is not None]
+    if not addresses:  # (IPv4 first: a dual-stack job's own name answers both families)
         return None
     names: list[str] = []
     if lan.hostname and is_hostname(lan.hostname):
@@ -307,8 +311,8 @@ def _hosts(src: Sources, lan: Lan | None) -> str | None:
         return None
     names = list(dict.fromkeys(names))
     head = "# This job's own address on the LAN, written by Lark.\n"
-    line = f"{lan.address}\t{' '.join(names)}\n"
-    return head + line + _without(src.node_hosts or "", set(names))
+    lines = "".join(f"{a}\t{' '.join(names)}\n" for a in addresses)
+    return head + lines + _without(src.node_hosts or "", set(names))
 
 
 def _without(hosts: str, names: set[str]) -> str:

@@ -5,6 +5,7 @@ hostname come from the LAN and are treated as hostile."""
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 
 import pytest
 
@@ -538,6 +539,17 @@ def test_a_bridged_job_is_named_first_then_the_nodes_file_without_those_names():
         HEAD + "10.0.0.5\tjob7.lan.example job7 node1\n"
         "127.0.0.1\tlocalhost\n127.0.1.1 node1.example\n10.0.0.9\tother\n"
     )
+
+
+def test_a_dual_stack_job_has_both_its_addresses_and_an_ipv6_only_one_its_ipv6():
+    job6 = ipaddress.IPv6Address("fd77::1:5")
+    view = decide(bridged(node_hosts=None), replace(lease(), address6=job6))
+    assert view.hosts == HEAD + "10.0.0.5\tjob7.lan.example job7 node1\n" + (
+        "fd77::1:5\tjob7.lan.example job7 node1\n"
+    )
+    only6 = Lan(None, address6=job6)
+    assert decide(bridged(node_hosts=None), only6).hosts == HEAD + "fd77::1:5\tnode1\n"
+    assert decide(bridged(node_hosts=None), Lan(None)).hosts is None
 
 
 def test_node_lines_lose_the_jobs_names_other_lines_are_kept_verbatim():

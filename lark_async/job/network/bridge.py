@@ -322,11 +322,11 @@ class BridgeDriver(ConnectedDriver):
 
     def attributes(self) -> dict[str, object]:
         found = self.address.attributes() if self.ipv4 and self.address is not None else {}
-        usable = [a for a, _ in self.addresses6 if not a.is_link_local]
-        if usable:  # (the first: SLAAC's, stable, from the job's MAC)
-            found["LarkInnerAddressIPv6"] = str(usable[0])
-        if self.lease6 is not None:  # (a lease's address, where the site manages them)
+        if self.lease6 is not None:
             found.update(self.lease6.attributes())
+        address6 = self._address6()
+        if address6 is not None:
+            found["LarkInnerAddressIPv6"] = str(address6)
         return found
 
     def script_env(self) -> dict[str, str]:
@@ -346,7 +346,15 @@ class BridgeDriver(ConnectedDriver):
             ra_dns=self.ra_dns[0],
             ra_domains=self.ra_dns[1],
             link=self.plan.internal_interface,
+            address6=self._address6(),
         )
+
+    def _address6(self) -> ipaddress.IPv6Address | None:
+        """The job's own IPv6 on the LAN: its DHCPv6 lease's where the site manages
+        addresses, else its first SLAAC one (stable, from its MAC)."""
+        if self.lease6 is not None and self.lease6.lease is not None:
+            return self.lease6.lease.address
+        return next((a for a, _ in self.addresses6 if not a.is_link_local), None)
 
     def script_addresses(self) -> tuple[str, str]:
         """A bridged job has no external address."""
