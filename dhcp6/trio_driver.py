@@ -355,7 +355,9 @@ class Driver:
 
     async def _read_addresses(self) -> None:
         """RFC 8415 section 18.2.8: a leased address the caller put on the link and whose
-        DAD failed is declined (the client ignores any other)."""
+        DAD failed is declined (the client ignores any other). The kernel keeps a
+        permanent address that failed, marked; one with lifetimes (as a lease's are put)
+        it deletes, and the deletion says ``dadfailed``: either counts."""
         while True:
             try:
                 data = await self._nl.recv(_MAX_PAYLOAD)
@@ -365,7 +367,7 @@ class Driver:
                 continue
             addresses, _ = ifaddr.parse_addresses(data)
             for a in addresses:
-                if a.index == self.sockets.index and a.dad_failed and not a.gone:
+                if a.index == self.sockets.index and a.dad_failed:
                     await self._to_loop.send(DadFailed(trio.current_time(), a.address))
 
     async def release(self, wait_s: float = RELEASE_WAIT_S) -> None:

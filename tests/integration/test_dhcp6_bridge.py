@@ -187,3 +187,30 @@ def test_on_an_ipv6_only_node_a_bridged_job_has_ipv6_only(sandbox):
     assert "LarkInnerAddressIPv4" not in published and "LarkDHCPState" not in published
     assert ipaddress.IPv6Address(published["LarkInnerAddressIPv6"]).is_global is False  # ULA
     assert "no IPv4 (the node has none)" in sandbox.log_file.read_text()
+
+
+def test_a_leased_address_in_use_on_the_lan_is_declined_and_taken_off(sandbox):
+    """The site already uses the one address of the pool: the job's kernel finds it in its
+    (optimistic) duplicate address detection, the agent's client DECLINEs it (RFC 8415
+    section 18.2.8) and takes it off the job's interface."""
+    sandbox.kept_links.add("lark")
+    host = sandbox.add_host(ipv6=True)
+    taken = KEA6_POOL[0]
+    run_dir, _ = start_kea6(sandbox, timers=(30, 45, 50, 60), pool=(taken, taken))
+    sh("ip", "addr", "add", f"{taken}/64", "dev", "br0", "nodad", netns=sandbox.site)
+    start_radvd(sandbox, managed=True)
+    # (the kernel's DAD probe leaves within a second of the address)
+    watch = (
+        "import subprocess, sys, time\n"
+        "time.sleep(3)\n"
+        "out = subprocess.run(['ip', '-6', '-o', 'addr'], capture_output=True, text=True)\n"
+        "print(sys.argv[1] in out.stdout.replace('/', ' ').split())\n"
+    )
+    r = sandbox.run_agent(
+        host, *sandbox.who(), *static_flags(), "--", *python_job(watch), taken
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr + sandbox.log_file.read_text()
+    assert r.stdout.split() == ["False"]  # (taken off the job's interface)
+    log = sandbox.log_file.read_text()
+    assert f"DHCPv6 lease {taken} from" in log and "lost (declined)" in log, log
+    assert "DHCP6_DECLINE" in (run_dir / "kea.log").read_text()
