@@ -79,6 +79,7 @@ from common import (
     leftover_netns,
     need_root,
     print_table,
+    quartiles,
     site_sandbox,
 )
 from helpers.agent import python_job
@@ -779,9 +780,12 @@ def print_family_rates(res: dict, family: Family, iperf_rounds: int, iperf_secon
             label = f"{lark_label.removesuffix(' job')}, {n} others"
             ratio = statistics.median(rates[lark]) / statistics.median(rates[plain])
             verdict = "met" if ratio >= 0.9 else "NOT met"
+            # each round's pair, for the spread (both ran in the same round, seconds apart)
+            paired = [a / b for a, b in zip(rates[lark], rates[plain], strict=True)]
+            mid, p25, p75 = quartiles(paired)
             print(
                 f"  {label:<28} {ratio:.3f}x of the no-Lark job network (same load): target "
-                f"{verdict}"
+                f"{verdict}; round by round {mid:.2f}x ({p25:.2f}-{p75:.2f})"
             )
 
 
@@ -807,6 +811,7 @@ def main() -> int:
         help="throughput over IPv4 (an IPv4 node, the default), or on a dual-stack node (radvd "
         "on the site LAN) over IPv6 (6) or both (46); start/stop runs on that node too",
     )
+    parser.add_argument("--json", type=Path, help="write the whole result (every sample) there")
     args = parser.parse_args()
     rounds = args.rounds if args.rounds is not None else (3 if args.quick else 20)
     iperf_rounds = args.iperf_rounds if args.iperf_rounds is not None else (2 if args.quick else 3)
@@ -822,6 +827,8 @@ def main() -> int:
         args.skip_iperf,
         args.families,
     )
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1))
     if not args.skip_start:
         print_start_stop(res["start"], rounds)
         print(f"\n{res['first_bridge']}")
