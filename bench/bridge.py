@@ -4,6 +4,8 @@
 
     sudo .venv/bin/python bench/bridge.py --quick     # 3 rounds, 2 iperf rounds, 20 others
 
+    sudo .venv/bin/python bench/bridge.py --skip-start --families 46   # IPv4 and IPv6 (issue 19)
+
 Everything runs in throwaway namespaces (tests/sandbox.py): a site namespace with
 bridge br0 (10.77.0.1/24), an HTTP server, ``kea-dhcp4`` (lifetime 3600 s) and
 ``iperf3 -s``; one execute-host namespace on it whose ``uplink`` the first bridge job
@@ -32,6 +34,19 @@ turns into the bridge ``lark``. The bench itself enters the host namespace, so e
    ``<prefix>-plainbr``, a veth whose host end ``plain-br`` is a port of the bridge
    ``lark``, 10.77.0.253/24 inside (outside Kea's pool), default route via 10.77.0.1.
    Their iperf3 runs with nsenter into them, as the job's does.
+3. IPv6 (``--families 6``, or ``46`` for both families in the same interleaved rounds):
+   the execute host is made dual-stack (``fd77:0:0:1::11/64`` on its uplink and an IPv6
+   default route to the site's ``fd77:0:0:1::1``, which the bridge ``lark`` takes over),
+   the site runs radvd on br0 (tests/helpers/radvd.py: ``fd77:0:0:1::/64`` autonomous, an
+   advertisement every 3-4 s) and ``iperf3 -s`` on its IPv6 address too. Then
+   ``iperf3 -6 -c fd77:0:0:1::1`` as a NAT66 job (``--ipv6 on``: a pair from Lark's ULA
+   pool, masqueraded by the node) and as a bridge + DHCP job with SLAAC (``--ipv6 on``; the
+   job waits for its SLAAC address, then execs iperf3), against the job networks without
+   Lark made dual-stack: ``<prefix>-plain`` also gets ``fd00:250::2/64`` (host end ``::1``,
+   both without DAD), an IPv6 default route and ``table ip6 plainnat6`` masquerading it;
+   ``<prefix>-plainbr`` forms its SLAAC address from the same advertisements. A NAT66
+   ``true`` job runs first, so that Lark turns IPv6 forwarding on, as a node's first NAT66
+   job does. The other jobs are the same as for IPv4 and, on this node, have IPv6 too.
 Afterwards: nothing of the bench's may be left but the bridge ``lark`` (until the host
 namespace goes), and the sandbox is destroyed.
 """
@@ -39,6 +54,7 @@ namespace goes), and the sandbox is destroyed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -56,8 +72,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from common import agent_run, entered_netns, leftover_netns, need_root, print_table, site_sandbox
-from sandbox import SITE_ADDR, SITE_NET, Host, Sandbox, sh, start_kea
+from common import (
+    agent_run,
+    cpu_of,
+    entered_netns,
+    leftover_netns,
+    need_root,
+    print_table,
+    quartiles,
+    site_sandbox,
+)
+from helpers.agent import python_job
+from helpers.radvd import start_radvd
+from sandbox import SITE_ADDR, SITE_ADDR6, SITE_NET, Host, Sandbox, sh, start_kea
 
 ROOT = Path(__file__).resolve().parent.parent
 IPERF_PORT = 5201
@@ -84,19 +111,96 @@ MODES = {
 # The job networks without Lark (see the docstring): addresses in no pool of this bench's
 PLAIN_NAT = ("192.168.250.1", "192.168.250.2")  # host end, inside; a /30 not in NAT_NET
 PLAIN_BRIDGED = f"{SITE_NET}.253"  # not Kea's POOL, the host's .11, STATIC, nor 10.77.1.x
+# the NAT66 pair without Lark: a ULA /64 that is neither Lark's pool nor the site's LAN
+PLAIN_NAT6 = ("fd00:250::1", "fd00:250::2")  # host end, inside
 # Kea's warnings about this bench's own configuration (in-memory leases, one thread)
 KEA_BENIGN = ("DHCPSRV_MEMFILE_NO_STORAGE", "DHCP4_MULTI_THREADING_INFO")
-TAG = {"nat": "n", "bridge+dhcp": "d", "bridge+static": "s"}
+TAG = {"nat": "n", "bridge+dhcp": "d", "bridge+static": "s", "nat66": "m", "bridge+slaac": "b"}
 LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \S+\[\d+\] (\w+) (\S+): (.*)$")
 READY = re.compile(r"network ready \((\w+)\) in ([0-9.]+) ms \(([^)]*)\)")
+# an agent's log line saying its job got IPv6 (NAT: LARK_IPV6_MODE's pair; bridge: SLAAC)
+GOT_IPV6 = re.compile(r": IPv6 (?:nat66|routed) from |: IPv6 on the LAN: SLAAC")
+# A bridged job's first act before iperf3 -6: wait for its SLAAC address (the kernel forms
+# it from the site router's answer to the job's solicitation), then become iperf3.
+SLAAC_WAIT = """\
+import os, socket, sys, time
+end = time.monotonic() + 20
+while True:
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        s.connect((sys.argv[1], 9))
+        if not s.getsockname()[0].startswith("fe80"):
+            break
+    except OSError:
+        pass
+    finally:
+        s.close()
+    if time.monotonic() > end:
+        sys.exit("no SLAAC address within 20 s")
+    time.sleep(0.02)
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
 
 
-def start_iperf_server(box: Sandbox) -> subprocess.Popen:
-    proc = box.start_in(box.site, ["iperf3", "-s", "-B", SITE_ADDR, "-p", str(IPERF_PORT)])
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """iperf3 to the site over one IP family, as throughput() runs it: from the host itself
+    (no netns, the kind ``host``), and in pairs from a Lark job and from the same job network
+    built without Lark (Plain's namespaces): (Lark's kind, its row label, the no-Lark kind,
+    its row label). ``flags``: the agent's for each Lark kind; ``wait``: what a Lark kind's
+    job runs iperf3 with; ``uplink``: the rates' key of the host's own traffic measured
+    before the bridge exists."""
+
+    name: str
+    site: str  # iperf3 -s listens there
+    host: str
+    pairs: tuple[tuple[str, str, str, str], ...]
+    flags: dict[str, tuple[str, ...]]
+    uplink: str
+    wait: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def kinds(self) -> list[str]:
+        return [self.host, *(k for lark, _, plain, _ in self.pairs for k in (lark, plain))]
+
+
+IPV4 = Family(
+    "IPv4",
+    SITE_ADDR,
+    "no Lark",
+    (
+        ("nat", "NAT job", "plain nat", "no-Lark NAT netns"),
+        ("bridge+dhcp", "bridge+DHCP job", "plain bridge", "no-Lark bridged netns"),
+    ),
+    {"nat": MODES["nat"], "bridge+dhcp": MODES["bridge+dhcp"]},
+    "plain",
+)
+# LARK_IPV6 = on: a job on a node without IPv6 fails, instead of being measured without it
+IPV6 = Family(
+    "IPv6",
+    SITE_ADDR6,
+    "no Lark, IPv6",
+    (
+        ("nat66", "NAT66 job", "plain nat66", "no-Lark NAT66 netns"),
+        ("bridge+slaac", "bridge+SLAAC job", "plain bridge+slaac", "no-Lark bridged SLAAC netns"),
+    ),
+    {
+        "nat66": (*MODES["nat"], "--ipv6", "on"),
+        "bridge+slaac": (*MODES["bridge+dhcp"], "--ipv6", "on"),
+    },
+    "plain6",
+    {"bridge+slaac": python_job(SLAAC_WAIT, SITE_ADDR6)},
+)
+FAMILIES = {"4": (IPV4,), "6": (IPV6,), "46": (IPV4, IPV6)}
+
+
+def start_iperf_server(box: Sandbox, address: str = SITE_ADDR) -> subprocess.Popen:
+    proc = box.start_in(box.site, ["iperf3", "-s", "-B", address, "-p", str(IPERF_PORT)])
+    listening = f"{f'[{address}]' if ':' in address else address}:{IPERF_PORT} "
     end = time.monotonic() + 10
-    while f":{IPERF_PORT}" not in sh("ss", "-Hltn", netns=box.site).stdout:
+    while listening not in sh("ss", "-Hltn", netns=box.site).stdout:
         if proc.poll() is not None or time.monotonic() > end:
-            sys.exit("iperf3 -s did not start")
+            sys.exit(f"iperf3 -s on {address} did not start (exit {proc.poll()})")
         time.sleep(0.05)
     return proc
 
@@ -261,13 +365,14 @@ def gbits(text: str) -> float:
     return result["end"]["sum_received"]["bits_per_second"] / 1e9
 
 
-def iperf_argv(seconds: int) -> list[str]:
-    return ["iperf3", "-c", SITE_ADDR, "-p", str(IPERF_PORT), "-t", str(seconds), "-J"]
+def iperf_argv(seconds: int, site: str = SITE_ADDR) -> list[str]:
+    family = ["-6"] if ":" in site else []
+    return ["iperf3", *family, "-c", site, "-p", str(IPERF_PORT), "-t", str(seconds), "-J"]
 
 
-def iperf_direct(seconds: int, netns: str | None = None) -> float:
+def iperf_direct(seconds: int, netns: str | None = None, site: str = SITE_ADDR) -> float:
     """iperf3 in the host namespace, or entered into ``netns`` as a job's is."""
-    argv = iperf_argv(seconds)
+    argv = iperf_argv(seconds, site)
     if netns is not None:
         argv = ["nsenter", f"--net=/run/netns/{netns}", *argv]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
@@ -277,10 +382,13 @@ def iperf_direct(seconds: int, netns: str | None = None) -> float:
 @dataclasses.dataclass
 class Plain:
     """Job networks built without Lark, by plain ip and nft commands in the host namespace
-    (every command names that namespace): one NAT, one bridged on ``lark``."""
+    (every command names that namespace): one NAT, one bridged on ``lark``; with ``ipv6``
+    both dual-stack, as Lark's jobs are on a dual-stack node: NAT66 (a ULA pair, ip6
+    masquerade) and SLAAC from the site's router advertisements."""
 
     host: str  # the execute host's namespace
     prefix: str
+    ipv6: bool = False
     made: list[str] = dataclasses.field(default_factory=list)  # what remove() undoes
 
     @property
@@ -292,7 +400,13 @@ class Plain:
         return f"{self.prefix}-plainbr"
 
     def ns_of(self, kind: str) -> str:
-        return {"plain nat": self.nat_ns, "plain bridge": self.bridged_ns}[kind]
+        nat, bridged = self.nat_ns, self.bridged_ns
+        return {
+            "plain nat": nat,
+            "plain bridge": bridged,
+            "plain nat66": nat,
+            "plain bridge+slaac": bridged,
+        }[kind]
 
     def _veth(self, ns: str, host_end: str) -> None:
         sh("ip", "netns", "add", ns)
@@ -331,6 +445,45 @@ class Plain:
             ("route", "add", "default", "via", SITE_ADDR),
         ):
             sh("ip", *step, netns=self.bridged_ns)
+        if self.ipv6:
+            self._add_ipv6()
+
+    def _add_ipv6(self) -> None:
+        outside, inside = PLAIN_NAT6
+        # both ends without duplicate address detection, as Lark's pair
+        sh("ip", "addr", "add", f"{outside}/64", "dev", "plain-nat", "nodad", netns=self.host)
+        for step in (
+            ("addr", "add", f"{inside}/64", "dev", "eth0", "nodad"),
+            ("-6", "route", "add", "default", "via", outside, "dev", "eth0"),
+        ):
+            sh("ip", *step, netns=self.nat_ns)
+        # (Lark's NAT66 jobs have turned it on already, and taken care of accept_ra)
+        sh("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1", netns=self.host)
+        rules = (
+            "add table ip6 plainnat6\n"
+            "add chain ip6 plainnat6 post { type nat hook postrouting priority 100 ; }\n"
+            f"add rule ip6 plainnat6 post ip6 saddr {inside} masquerade\n"
+        )
+        self.made.append("table ip6 plainnat6")
+        sh("nft", rules, netns=self.host)
+        # the bridged one takes the site's router advertisements (a new namespace's defaults,
+        # said once more) and forms its address from the prefix, as a bridged job does
+        for knob in ("accept_ra=1", "autoconf=1"):
+            sh("sysctl", "-qw", f"net.ipv6.conf.eth0.{knob}", netns=self.bridged_ns)
+        end = time.monotonic() + 15
+        while not self.slaac_address():
+            if time.monotonic() > end:
+                raise SystemExit(f"{self.bridged_ns}: no SLAAC address within 15 s")
+            time.sleep(0.1)
+
+    def slaac_address(self) -> str | None:
+        """The bridged namespace's global IPv6 address, once usable (DAD done)."""
+        out = sh("ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global",
+                 netns=self.bridged_ns).stdout  # fmt: skip
+        for line in out.splitlines():
+            if "tentative" not in line:
+                return line.split()[3].split("/")[0]
+        return None
 
     def remove(self) -> None:
         """Undo what create() made, in reverse, each step even when another fails."""
@@ -346,21 +499,39 @@ class Plain:
 
 
 def throughput(
-    ctx: Ctx, prefix: str, label: str, rounds: int, seconds: int, plain: Plain
+    ctx: Ctx,
+    prefix: str,
+    label: str,
+    rounds: int,
+    seconds: int,
+    plain: Plain,
+    families: tuple[Family, ...] = (IPV4,),
 ) -> dict[str, list[float]]:
+    """Gbit/s by kind, every family's kinds interleaved in each round, in rotating order. A
+    run that fails (iperf3 cannot connect, the agent fails) is run once more, and said in
+    ``ctx.problems``: a second failure ends the bench."""
     samples: dict[str, list[float]] = {}
-    kinds = ["no Lark", "nat", "plain nat", "bridge+dhcp", "plain bridge"]
+    kinds = [(family, kind) for family in families for kind in family.kinds]
     for r in range(rounds):
-        for kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
-            if kind == "no Lark":
-                value = iperf_direct(seconds)
-            elif kind.startswith("plain "):
-                value = iperf_direct(seconds, plain.ns_of(kind))
-            else:
-                name = f"{prefix}i{TAG[kind]}{label}{r}"
-                value = gbits(run_job(ctx, name, MODES[kind], iperf_argv(seconds)).stdout)
+        for family, kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
+            name = f"{prefix}i{TAG.get(kind, '')}{label}{r}"
+            try:
+                value = rate(ctx, name, family, kind, seconds, plain)
+            except SystemExit as exc:
+                ctx.problems.append(f"bench: {kind}, round {r} ({label}): {exc}; measured again")
+                value = rate(ctx, f"{name}r", family, kind, seconds, plain)
             samples.setdefault(kind, []).append(value)
     return samples
+
+
+def rate(ctx: Ctx, name: str, family: Family, kind: str, seconds: int, plain: Plain) -> float:
+    """One iperf3 run of ``kind`` (a Lark job runs as ``name``), in Gbit/s."""
+    if kind == family.host:
+        return iperf_direct(seconds, site=family.site)
+    if kind not in family.flags:
+        return iperf_direct(seconds, plain.ns_of(kind), family.site)
+    job = [*family.wait.get(kind, ()), *iperf_argv(seconds, family.site)]
+    return gbits(run_job(ctx, name, family.flags[kind], job).stdout)
 
 
 def mem_available_mib() -> int:
@@ -386,6 +557,16 @@ class Others:
     kinds: list[str] = dataclasses.field(default_factory=list)
     started_s: float = 0.0
     ready_ms: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    with_ipv6: int = 0  # of them, the jobs whose agent gave them IPv6
+
+    def cpu_s(self) -> dict[str, float]:
+        """User+system CPU seconds the running agents (not their jobs) have used so far, by
+        their jobs' mode."""
+        used = dict.fromkeys(self.kinds, 0.0)
+        for proc, kind in zip(self.procs, self.kinds, strict=True):
+            with contextlib.suppress(FileNotFoundError):  # (an agent that has exited)
+                used[kind] += cpu_of(proc.pid)
+        return used
 
     def stop(self) -> tuple[float, list[int]]:
         t0 = time.perf_counter()
@@ -430,6 +611,8 @@ def start_others(ctx: Ctx, prefix: str, n: int, kind: str, others: Others) -> No
         parse_log(name, log, run, ctx.problems)
         if run.ready_s is not None:
             others.ready_ms.setdefault(mode, []).append(run.ready_s)
+        if GOT_IPV6.search(log.read_text()):
+            others.with_ipv6 += 1
     others.started_s = time.perf_counter() - t0
 
 
@@ -453,57 +636,76 @@ def measure(
     others_kind: str = "mixed",
     skip_start: bool = False,
     skip_iperf: bool = False,
+    families: str = "4",
 ) -> dict:
-    """The whole bench in a throwaway sandbox. Returns (JSON) 'start' (seconds per row, see
-    start_stop) and 'first_bridge'; 'rates' (Gbit/s: 'plain' (host, before the bridge), and
-    'alone'/'busy' by kind, with 0 and with ``others`` other jobs: 'no Lark' (the host
+    """The whole bench in a throwaway sandbox. ``families``: "4" (an IPv4 node), "6" or "46"
+    (a dual-stack node, radvd on the site LAN; the throughput of IPv6 alone, or of both).
+    Returns (JSON) 'start' (seconds per row, see start_stop) and 'first_bridge'; 'rates'
+    (Gbit/s: 'plain' and 'plain6' (host, before the bridge), and 'alone'/'busy' by kind,
+    with 0 and with ``others`` other jobs: each Family's kinds, e.g. 'no Lark' (the host
     itself), 'nat', 'bridge+dhcp', and the job networks without Lark 'plain nat', 'plain
-    bridge'); 'others' (how those went); 'left', 'gone'
-    (leftovers), 'kea' (its lease counts and warnings) and 'problems' (agents' warnings)."""
+    bridge'); 'others' (how those went); 'left', 'gone' (leftovers), 'kea' (its lease
+    counts and warnings) and 'problems' (agents' warnings)."""
+    measured = FAMILIES[families]
+    dual = any(family.site == SITE_ADDR6 for family in measured)
     running = Others()
     plain: Plain | None = None
     with site_sandbox(kept_links=["lark"]) as box:
         prefix = box.prefix
         res: dict = {"prefix": prefix, "start": {}, "first_bridge": "", "rates": {}, "others": {}}
+        res["families"] = families
         try:
             box.create_site()
-            host = box.add_host()
+            host = box.add_host(ipv6=dual)
             kea_log, _kea = start_kea(box, lifetime=LIFETIME, pool=POOL)
-            start_iperf_server(box)
+            for family in measured:
+                start_iperf_server(box, family.site)
+            if dual:  # the site's router: SLAAC for bridged jobs (tests/helpers/radvd.py)
+                start_radvd(box)
             ctx = Ctx(box, host, box.tmp / "logs")
             ctx.logs.mkdir()
             # this (main) thread and every child: the host namespace
             with entered_netns(host.netns):
                 if not skip_iperf:
-                    res["rates"]["plain"] = [
-                        iperf_direct(iperf_seconds) for _ in range(iperf_rounds)
-                    ]
+                    for family in measured:
+                        res["rates"][family.uplink] = [
+                            iperf_direct(iperf_seconds, site=family.site)
+                            for _ in range(iperf_rounds)
+                        ]
                 if not skip_start:
                     res["start"], res["first_bridge"] = start_stop(ctx, prefix, rounds)
                 if not skip_iperf:
                     if skip_start:  # make the bridge first, as the start rounds would have
                         run_job(ctx, f"{prefix}mk", MODES["bridge+static"], ["true"])
-                    plain = Plain(host.netns, prefix)
+                    if dual:  # and IPv6 forwarding on, the way a NAT66 job turns it on
+                        run_job(ctx, f"{prefix}mk6", IPV6.flags["nat66"], ["true"])
+                    plain = Plain(host.netns, prefix, ipv6=dual)
                     plain.create()
                     res["rates"]["alone"] = throughput(
-                        ctx, prefix, "a", iperf_rounds, iperf_seconds, plain
+                        ctx, prefix, "a", iperf_rounds, iperf_seconds, plain, measured
                     )
                     start_others(ctx, prefix, others, others_kind, running)
                     rules = job_rules(host.netns)
                     rss = sorted(rss_mib(p.pid) for p in running.procs)
+                    cpu_before, t0 = running.cpu_s(), time.perf_counter()
                     res["rates"]["busy"] = throughput(
-                        ctx, prefix, "b", iperf_rounds, iperf_seconds, plain
+                        ctx, prefix, "b", iperf_rounds, iperf_seconds, plain, measured
                     )
+                    busy_s, cpu_after = time.perf_counter() - t0, running.cpu_s()
+                    busy_cpu_s = {k: cpu_after[k] - cpu_before[k] for k in cpu_after}
                     stop_s, codes = running.stop()
                     plain.remove()  # before the check that nothing but lark is left in the host
                     plain = None
                     res["others"] = {
                         "n": others,
                         "kinds": {k: running.kinds.count(k) for k in sorted(set(running.kinds))},
+                        "with_ipv6": running.with_ipv6,
                         "started_s": running.started_s,
                         "ready_s": running.ready_ms,
                         "rules": rules,
                         "rss_mib": rss,
+                        "busy_s": busy_s,
+                        "busy_cpu_s": busy_cpu_s,
                         "stop_s": stop_s,
                         "codes": sorted(set(codes)),
                     }
@@ -529,40 +731,8 @@ def measure(
 
 
 def print_rates_of(res: dict, iperf_rounds: int, iperf_seconds: int) -> None:
-    alone, busy, n_others = res["rates"]["alone"], res["rates"]["busy"], res["others"]["n"]
-    rows = [
-        ("host -> site, plain uplink (no netns)", res["rates"]["plain"]),
-        ("host -> site via bridge lark (no netns)", alone["no Lark"]),
-        ("no-Lark NAT netns, 0 others", alone["plain nat"]),
-        ("NAT job, 0 others", alone["nat"]),
-        ("no-Lark bridged netns, 0 others", alone["plain bridge"]),
-        ("bridge+DHCP job, 0 others", alone["bridge+dhcp"]),
-        (f"host -> site (no netns), {n_others} others", busy["no Lark"]),
-        (f"no-Lark NAT netns, {n_others} others", busy["plain nat"]),
-        (f"NAT job, {n_others} others", busy["nat"]),
-        (f"no-Lark bridged netns, {n_others} others", busy["plain bridge"]),
-        (f"bridge+DHCP job, {n_others} others", busy["bridge+dhcp"]),
-    ]
-    print_table(
-        f"Bulk TCP to the site, iperf3 -t {iperf_seconds}, {iperf_rounds} rounds "
-        f"(target: Lark job >= 0.9x the same job network without Lark, same load)",
-        rows,
-        [rows[1][0], rows[6][0]],
-        labels=["host, 0", f"host, {n_others}"],
-        unit="Gbit/s",
-        scale=1,
-    )
-    for label, base, values in (
-        ("NAT, 0 others", alone["plain nat"], alone["nat"]),
-        ("bridge+DHCP, 0 others", alone["plain bridge"], alone["bridge+dhcp"]),
-        (f"NAT, {n_others} others", busy["plain nat"], busy["nat"]),
-        (f"bridge+DHCP, {n_others} others", busy["plain bridge"], busy["bridge+dhcp"]),
-    ):
-        ratio = statistics.median(values) / statistics.median(base)
-        verdict = "met" if ratio >= 0.9 else "NOT met"
-        print(
-            f"  {label:<28} {ratio:.3f}x of the no-Lark job network (same load): target {verdict}"
-        )
+    for family in FAMILIES[res["families"]]:
+        print_family_rates(res, family, iperf_rounds, iperf_seconds)
     o = res["others"]
     ready = "; ".join(
         f"{k} median {statistics.median(v) * 1e3:.1f} ms, last 10 "
@@ -570,12 +740,53 @@ def print_rates_of(res: dict, iperf_rounds: int, iperf_seconds: int) -> None:
         for k, v in o["ready_s"].items()
     )
     rss = o["rss_mib"]
+    cpu = ", ".join(f"{k} {v:.1f}" for k, v in o["busy_cpu_s"].items()) or "0"
     print(
-        f"\n{n_others} other jobs {o['kinds']}: all running after {o['started_s']:.1f} s "
-        f"(network ready: {ready}); {o['rules']}; agent RSS median "
-        f"{rss[len(rss) // 2] if rss else 0:.1f} MiB, total {sum(rss):.0f} MiB; "
-        f"stopped in {o['stop_s']:.1f} s, exit codes {o['codes']}"
+        f"\n{o['n']} other jobs {o['kinds']}, {o['with_ipv6']} of them with IPv6: all running "
+        f"after {o['started_s']:.1f} s (network ready: {ready}); {o['rules']}; agent RSS median "
+        f"{rss[len(rss) // 2] if rss else 0:.1f} MiB, total {sum(rss):.0f} MiB; in the "
+        f"{o['busy_s']:.0f} s of the busy rounds their agents used {cpu} s CPU; stopped in "
+        f"{o['stop_s']:.1f} s, exit codes {o['codes']}"
     )
+
+
+def print_family_rates(res: dict, family: Family, iperf_rounds: int, iperf_seconds: int) -> None:
+    alone, busy, n_others = res["rates"]["alone"], res["rates"]["busy"], res["others"]["n"]
+    host = family.host
+    rows = [
+        ("host -> site, plain uplink (no netns)", res["rates"][family.uplink]),
+        ("host -> site via bridge lark (no netns)", alone[host]),
+    ]
+    for n, rates in ((0, alone), (n_others, busy)):
+        if n:
+            rows.append((f"host -> site (no netns), {n} others", rates[host]))
+        for lark, lark_label, plain, plain_label in family.pairs:
+            rows += [
+                (f"{plain_label}, {n} others", rates[plain]),
+                (f"{lark_label}, {n} others", rates[lark]),
+            ]
+    host_busy = f"host -> site (no netns), {n_others} others"
+    print_table(
+        f"Bulk TCP to the site over {family.name}, iperf3 -t {iperf_seconds}, {iperf_rounds} "
+        f"rounds (target: Lark job >= 0.9x the same job network without Lark, same load)",
+        rows,
+        [rows[1][0], host_busy],
+        labels=["host, 0", f"host, {n_others}"],
+        unit="Gbit/s",
+        scale=1,
+    )
+    for n, rates in ((0, alone), (n_others, busy)):
+        for lark, lark_label, plain, _ in family.pairs:
+            label = f"{lark_label.removesuffix(' job')}, {n} others"
+            ratio = statistics.median(rates[lark]) / statistics.median(rates[plain])
+            verdict = "met" if ratio >= 0.9 else "NOT met"
+            # each round's pair, for the spread (both ran in the same round, seconds apart)
+            paired = [a / b for a, b in zip(rates[lark], rates[plain], strict=True)]
+            mid, p25, p75 = quartiles(paired)
+            print(
+                f"  {label:<28} {ratio:.3f}x of the no-Lark job network (same load): target "
+                f"{verdict}; round by round {mid:.2f}x ({p25:.2f}-{p75:.2f})"
+            )
 
 
 def main() -> int:
@@ -593,6 +804,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="3 rounds, 2 iperf rounds, 20 others")
     parser.add_argument("--skip-start", action="store_true", help="throughput only")
     parser.add_argument("--skip-iperf", action="store_true", help="start and teardown only")
+    parser.add_argument(
+        "--families",
+        choices=tuple(FAMILIES),
+        default="4",
+        help="throughput over IPv4 (an IPv4 node, the default), or on a dual-stack node (radvd "
+        "on the site LAN) over IPv6 (6) or both (46); start/stop runs on that node too",
+    )
+    parser.add_argument("--json", type=Path, help="write the whole result (every sample) there")
     args = parser.parse_args()
     rounds = args.rounds if args.rounds is not None else (3 if args.quick else 20)
     iperf_rounds = args.iperf_rounds if args.iperf_rounds is not None else (2 if args.quick else 3)
@@ -606,7 +825,10 @@ def main() -> int:
         args.others_kind,
         args.skip_start,
         args.skip_iperf,
+        args.families,
     )
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1))
     if not args.skip_start:
         print_start_stop(res["start"], rounds)
         print(f"\n{res['first_bridge']}")

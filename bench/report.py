@@ -147,33 +147,37 @@ def bridge_start_rows(res: dict, group: str) -> list[Row]:
     return rows
 
 
-def throughput_rows(res: dict, group: str) -> list[Row]:
+def throughput_rows(res: dict, group: str, family_name: str = "IPv4") -> list[Row]:
     """Each Lark job against the same job network built without Lark (a namespace, a veth and
     plain nft masquerade, or a veth port of the bridge), under the same load; the host's own
-    traffic (no namespace, no veth) for information."""
-    rates, n = res["rates"], res["others"]["n"]
+    traffic (no namespace, no veth) for information. Over IPv4 or (``family_name``) IPv6."""
+    import bridge
+
+    family = next(f for f in (bridge.IPV4, bridge.IPV6) if f.name == family_name)
+    rates, n, own = res["rates"], res["others"]["n"], family.host
     host = "host -> site via bridge (no netns), 0 others"
     rows = [
-        Row(group, "host -> site, plain uplink (no netns)", rates["plain"], "Gbit/s", host),
-        Row(group, host, rates["alone"]["no Lark"], "Gbit/s", host),
-        Row(
-            group, f"host -> site (no netns), {n} others", rates["busy"]["no Lark"], "Gbit/s", host
-        ),
+        Row(group, "host -> site, plain uplink (no netns)", rates[family.uplink], "Gbit/s", host),
+        Row(group, host, rates["alone"][own], "Gbit/s", host),
+        Row(group, f"host -> site (no netns), {n} others", rates["busy"][own], "Gbit/s", host),
     ]
     for load, others in (("alone", 0), ("busy", n)):
-        for kind, label, plain, plain_label in (
-            ("nat", "NAT job", "plain nat", "no-Lark NAT netns"),
-            ("bridge+dhcp", "bridge+DHCP job", "plain bridge", "no-Lark bridged netns"),
-        ):
+        for kind, label, plain, plain_label in family.pairs:
             base = Row(group, f"{plain_label}, {others} others", rates[load][plain], "Gbit/s")
             base.ref = base.name
             row = Row(group, f"{label}, {others} others", rates[load][kind], "Gbit/s", base.name)
-            ratio, to_host = row.median / base.median, row.median / med(rates[load]["no Lark"])
+            ratio, to_host = row.median / base.median, row.median / med(rates[load][own])
             row.got = f"{ratio:.2f}x no-Lark netns ({to_host:.2f}x host)"
             if load == "busy":
                 row.target, row.ok = ">= 0.9x no-Lark netns", ratio >= 0.9
             rows += [base, row]
     return rows
+
+
+def throughput6_rows(res: dict, group: str) -> list[Row]:
+    """bench/bridge.py on a dual-stack node (issue 19): NAT66 and bridge + SLAAC jobs against
+    the same job networks built without Lark."""
+    return throughput_rows(res, group, "IPv6")
 
 
 def dhcp_rows(res: dict, group: str) -> list[Row]:
@@ -414,6 +418,25 @@ BENCHES = [
             "throughput with the other jobs >= 0.9x the same job network built without Lark "
             "(plain netns + veth, same load; NAT and bridge+DHCP)",
         ),
+    ),
+    Bench(
+        "bridge6",
+        "bridge",
+        "measure",
+        {"iperf_rounds": 3, "iperf_seconds": 3, "others": 200, "skip_start": True, "families": "6"},
+        {"iperf_rounds": 1, "iperf_seconds": 1, "others": 20, "skip_start": True, "families": "6"},
+        throughput6_rows,
+        "iperf3 -t {iperf_seconds} over IPv6 (issue 19), job -> site, 0 and {others} other jobs "
+        "(ratio: to the same job network built without Lark, same load;\n  host rows: to the "
+        "host's own IPv6 traffic via the bridge, 0 others)",
+        (
+            "IPv6 throughput with the other jobs >= 0.9x the same job network built without "
+            "Lark (NAT66 and bridge+SLAAC)",
+        ),
+        "A dual-stack node, radvd on the site LAN. NAT66: a ULA pair masqueraded by the node "
+        "(without Lark: a veth pair and an ip6 nft masquerade); bridged: bridge+DHCP with "
+        "SLAAC (without Lark: a veth port of the bridge, SLAAC). The other jobs (half NAT, "
+        "half bridge+static) have IPv6 too.",
     ),
     Bench(
         "dhcp",
