@@ -74,6 +74,9 @@ class JobLease6:
         timeout_s: float,
         changed: Callable[[], object],
         remember: Callable[[dict[str, object] | None], None] = lambda lease: None,
+        allow: Callable[[list[tuple[ipaddress.IPv6Address, float | None]]], None] = (
+            lambda bindings: None
+        ),
     ) -> None:
         assert sockets.port is not None
         self.name = name
@@ -82,6 +85,7 @@ class JobLease6:
         self.timeout_s = timeout_s
         self.changed = changed
         self.remember = remember
+        self.allow = allow  # the firewall lets the job use these before they are its
         self.mac = sockets.port.mac
         # RFC 8415 section 11.4's DUID-LL of the job's own MAC, as its DHCPv4 client id: a
         # veth's MAC is new for every job, so two jobs never share one
@@ -182,6 +186,9 @@ class JobLease6:
         if not messages:
             return
         try:
+            # (in the job's set first: a job that sends the moment its address appears is
+            # not taken for a spoofer)
+            self.allow([(a.address, a.valid_s - elapsed) for a in held.values()])
             with map_errors(f"configure the DHCPv6 lease on {ifname}"):
                 self.channel.request(*messages, absent_ok=True)
         except LarkError as exc:

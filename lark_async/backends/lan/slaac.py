@@ -110,9 +110,9 @@ async def keep(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Keep ``apply``ing the link's addresses for the job's life, whenever the set is
-    ``stale`` (started once the first are in the set); ``changed()`` when the addresses themselves changed (the update ad);
-    ``managed()`` whenever a router advertisement has set the link's M flag. Owns and
-    closes ``watch`` and ``channel``."""
+    ``stale`` (started once the first are in the set); ``changed()`` when the addresses
+    themselves changed (the update ad); ``managed()`` whenever a router advertisement has
+    set the link's M flag. Owns and closes ``watch`` and ``channel``."""
     with trio.socket.from_stdlib_socket(watch) as sock, channel:
         known: list[ipaddress.IPv6Address] | None = None
         written: Written | None = None

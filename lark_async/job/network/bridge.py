@@ -68,7 +68,8 @@ class BridgeDriver(ConnectedDriver):
 
     def __init__(self, plan: JobNetwork) -> None:
         super().__init__(plan)
-        self.addresses6: list[slaac.Binding6] = []  # as the firewall's set has them
+        self.addresses6: list[slaac.Binding6] = []  # the job's kernel's, as last written
+        self._leased6: list[slaac.Binding6] = []  # the DHCPv6 lease's, in the set before
         self._global6 = trio.Event()  # the job has a global IPv6 address (IPv6-only setup)
         self._nursery: trio.Nursery | None = None
         self._dhcp6_started = False
@@ -272,16 +273,29 @@ class BridgeDriver(ConnectedDriver):
             bridge.dhcp_timeout_s,
             self._changed6,
             self._lease_noter(record, StepName.DHCP6),
+            self._allow6,
         )
         log.info("%s: DHCPv6 client started on %s", plan.name, plan.external_interface)
         await self.lease6.keep(required, task_status=task_status)
 
     def _addresses6(self, job: BridgeJob) -> Callable[[list[slaac.Binding6]], None]:
         def apply(bindings: list[slaac.Binding6]) -> None:
-            job.set_addresses6(bindings)
+            job.set_addresses6(self._with_leased(bindings))
             self.addresses6 = bindings
 
         return apply
+
+    def _with_leased(self, bindings: list[slaac.Binding6]) -> list[slaac.Binding6]:
+        found = {a for a, _ in bindings}
+        return [*bindings, *(b for b in self._leased6 if b[0] not in found)]
+
+    def _allow6(self, bindings: list[slaac.Binding6]) -> None:
+        """The DHCPv6 lease's addresses, about to go on the job's interface: in the set
+        now, before the job can use them (the kernel's notice, and the set written from
+        it, would come a few milliseconds after)."""
+        self._leased6 = bindings
+        if isinstance(self._rules, BridgeJob):
+            self._rules.set_addresses6(self._with_leased(self.addresses6))
 
     def _lease_noter(
         self, record: Record, step: StepName
@@ -366,4 +380,5 @@ class BridgeDriver(ConnectedDriver):
         if self.address is not None and self._rules is not None:
             await trio.to_thread.run_sync(self._rules.set_addresses, self.address.bindings())
         if self.ipv6 and isinstance(self._rules, BridgeJob):
-            await trio.to_thread.run_sync(self._rules.set_addresses6, self.addresses6)
+            both = self._with_leased(self.addresses6)
+            await trio.to_thread.run_sync(self._rules.set_addresses6, both)
