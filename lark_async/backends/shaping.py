@@ -20,6 +20,9 @@ tbf holds a fixed ~25 ms queue):
   whole segment would always be dropped): so at most 10 ms from 105 Mbit/s up, and
   ~105 ms at 10 Mbit/s, where fq_codel is the real answer.
 
+(Tests: ``_LARK_TEST_KERNEL_LACKS=htb`` asks the kernel for a qdisc it cannot know,
+``_LARK_TEST_FAIL_AFTER=shape-ingress`` fails once the node's end is shaped.)
+
 What the kernel offers is found by asking: the first job tries fq_codel and, refused
 (ENOENT: no such qdisc), uses the FIFO from then on; the log says which. The qdiscs go
 with the veth, so there is nothing to record or undo; a limit the kernel refuses is a
@@ -34,9 +37,10 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from .. import testhooks
 from ..decide.bandwidth import Bandwidth
 from ..decide.settings import AnyNetwork
-from ..errors import KernelError
+from ..errors import KernelError, map_errors
 from . import netns
 from .netlink import rtnl, tc
 from .netlink.core import NetlinkError
@@ -91,8 +95,9 @@ def shape_link(
             raise NetlinkError(errno.ENODEV, f"find {name}")
         index = link.index
         shape = derive_shape(rate_mbit, link.mtu or 1500)
+        htb = "lark-no-htb" if testhooks.pretend_lacks("htb") else "htb"
         channel.request(
-            tc.htb_root(index, SHAPED, name),
+            tc.htb_root(index, SHAPED, name, htb),
             tc.htb_class(
                 index, SHAPED, shape.rate_bytes_s, shape.burst_bytes, shape.quantum_bytes, name
             ),
@@ -151,6 +156,8 @@ def apply(bandwidth: Bandwidth, job: str, external: str, internal: str, job_netn
                 return shape_link(channel, internal, egress, bandwidth.exempt, False)
 
         try:
+            with map_errors(f"shape {internal}"):
+                testhooks.fail_after("shape-ingress")
             leaf = netns.inside(job_netns, inside)
         except BaseException:
             if bandwidth.ingress_mbit is not None:

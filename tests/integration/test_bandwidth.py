@@ -12,6 +12,7 @@ import time
 
 import pytest
 from helpers.agent import read_update_ad
+from helpers.bridge import static_flags
 from sandbox import SITE_ADDR, sh
 
 IPERF_PORT = 5211
@@ -155,3 +156,61 @@ def test_a_bad_value_is_one_line_and_exit_125(sandbox, host, flags, ad_text, lin
     )
     assert r.returncode == 125
     assert r.stderr.strip().splitlines() == [line]
+
+
+def test_a_bridged_job_is_shaped_too(sandbox, host, iperf_site):
+    sandbox.kept_links.add("lark")  # (the site bridge stays, as on a node)
+    (out, into), ad = run_iperf(sandbox, host, *static_flags(), "--bandwidth-limit", "10")
+    assert within(out, 10) and within(into, 10), (out, into)
+    assert ad["LarkNetworkType"] == "bridge" and ad["LarkBandwidthLimitMbit"] == 10
+
+
+def test_two_shaped_jobs_at_once_each_get_their_own_limit(sandbox, host, iperf_site):
+    second = sandbox.start_in(sandbox.site, ["iperf3", "-s", "-B", SITE_ADDR, "-p", "5212"])
+    sandbox.wait_for_port(sandbox.site, SITE_ADDR, 5212)
+    agents = []
+    for name, port, limit in (("j1", IPERF_PORT, 10), ("j2", 5212, 30)):
+        client = f"iperf3 -c {SITE_ADDR} -p {port} -t {SECONDS} -J"
+        agents.append(
+            sandbox.start_agent(
+                host,
+                *sandbox.who(sandbox.job_name(name)),
+                "--bandwidth-limit",
+                str(limit),
+                "--",
+                "/bin/sh",
+                "-c",
+                client,
+            )
+        )
+    for agent, limit in zip(agents, (10, 30), strict=True):
+        out, err = agent.communicate(timeout=60)
+        assert agent.returncode == 0, err
+        rate = json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e6
+        assert within(rate, limit), (rate, limit)
+    second.terminate()
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        (
+            {"_LARK_TEST_KERNEL_LACKS": "htb"},
+            "lark-agent: error: shape e_{name} to 10 Mbit/s: add an HTB qdisc to e_{name}: "
+            "this kernel lacks HTB (CONFIG_NET_SCH_HTB)",
+        ),
+        (
+            {"_LARK_TEST_FAIL_AFTER": "shape-ingress"},
+            "lark-agent: error: shape i_{name}: injected by _LARK_TEST_FAIL_AFTER",
+        ),
+    ],
+)
+def test_a_limit_the_kernel_refuses_is_one_line_125_and_nothing_left(sandbox, host, env, line):
+    name = sandbox.job_name()
+    r = sandbox.run_agent(
+        host, *sandbox.who(name), "--bandwidth-limit", "10", "--", "true", env=env
+    )
+    assert r.returncode == 125
+    said = [s for s in r.stderr.strip().splitlines() if "WARNING: test failure" not in s]
+    assert said == [line.format(name=name)]
+    assert not sandbox.wait_clean()

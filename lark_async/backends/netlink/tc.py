@@ -48,10 +48,11 @@ def tcmsg(index: int, handle_: int, parent: int, info: int = 0) -> bytes:
     return _TCMSG.pack(socket.AF_UNSPEC, index, handle_, parent, info)
 
 
-def htb_root(index: int, default_minor: int, what: str) -> Request:
-    """An HTB qdisc ``1:`` at the root; unclassified traffic goes to ``1:default_minor``."""
+def htb_root(index: int, default_minor: int, what: str, kind: str = "htb") -> Request:
+    """An HTB qdisc ``1:`` at the root; unclassified traffic goes to ``1:default_minor``.
+    (``kind``: a test names one the kernel lacks, to see its refusal.)"""
     glob = _HTB_GLOB.pack(HTB_VERSION, HTB_RATE2QUANTUM, default_minor, 0, 0)
-    body = tcmsg(index, handle(1), TC_H_ROOT) + attr(TCA_KIND, b"htb\0")
+    body = tcmsg(index, handle(1), TC_H_ROOT) + attr(TCA_KIND, kind.encode() + b"\0")
     body += attr(TCA_OPTIONS, attr(TCA_HTB_INIT, glob))
     return Request(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL, body, f"add an HTB qdisc to {what}")
 
