@@ -8,6 +8,8 @@ test on anything left behind, qdiscs going with the veth.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 
 import pytest
@@ -214,3 +216,34 @@ def test_a_limit_the_kernel_refuses_is_one_line_125_and_nothing_left(sandbox, ho
     said = [s for s in r.stderr.strip().splitlines() if "WARNING: test failure" not in s]
     assert said == [line.format(name=name)]
     assert not sandbox.wait_clean()
+
+
+def test_status_shows_the_limits_and_startd_attrs_whether_the_node_can_shape(sandbox, host):
+    agent = sandbox.start_agent(
+        host,
+        *sandbox.who(),
+        "--bandwidth-limit",
+        "10",
+        "--bandwidth-limit-egress",
+        "2.5",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo ready; sleep 30",
+    )
+    try:
+        assert sandbox.read_line(agent.stdout).strip() == "ready"
+        argv = sandbox.agent_argv(host, "--state-dir", str(sandbox.state_dir), verb="status")
+        table = sh(*argv[2:], netns=host.netns).stdout.splitlines()
+        assert "MBIT/S IN/OUT" in table[0] and " 10/2.5 " in table[1]
+        [row] = json.loads(sh(*argv[2:], "--json", netns=host.netns).stdout)
+        assert (row["bandwidth_in_mbit"], row["bandwidth_out_mbit"]) == (10, 2.5)
+    finally:
+        agent.terminate()
+        agent.communicate(timeout=30)
+    argv = sandbox.agent_argv(host, "--lock-dir", str(sandbox.lock_dir), verb="startd-attrs")
+    for lacks, can in (("", True), ("htb", False)):
+        env = {**os.environ, "_LARK_TEST_KERNEL_LACKS": lacks}
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+        assert r.returncode == 0, r.stderr
+        assert f"LarkBandwidthShaping = {str(can).lower()}" in r.stdout.splitlines()
