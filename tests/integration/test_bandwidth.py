@@ -13,7 +13,7 @@ import subprocess
 import time
 
 import pytest
-from helpers.agent import read_update_ad
+from helpers.agent import cleanup, killed_after_setup, read_update_ad
 from helpers.bridge import static_flags
 from sandbox import SITE_ADDR, sh
 
@@ -247,3 +247,14 @@ def test_status_shows_the_limits_and_startd_attrs_whether_the_node_can_shape(san
         r = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
         assert r.returncode == 0, r.stderr
         assert f"LarkBandwidthShaping = {str(can).lower()}" in r.stdout.splitlines()
+
+
+def test_a_killed_shaped_agents_job_is_swept_with_its_qdiscs(sandbox, host):
+    name = sandbox.job_name("dead")
+    killed_after_setup(sandbox, host, name, "--bandwidth-limit", "10")
+    qdiscs = sh("tc", "qdisc", "show", "dev", f"e_{name}", netns=host.netns).stdout
+    assert "qdisc htb 1: root" in qdiscs
+    r = cleanup(sandbox, host)
+    assert r.returncode == 0, r.stderr
+    assert not sandbox.wait_clean()
+    assert f"e_{name}" not in sh("ip", "-o", "link", "show", netns=host.netns).stdout

@@ -174,3 +174,26 @@ def test_the_update_ad_says_the_limit_and_each_direction_when_they_differ():
         "LarkBandwidthLimitEgressMbit": 50,
         "LarkBandwidthLimitMbit": 50,
     }
+
+
+CAPPED = (  # the README's recipe for wrap: the job's request, within the admin's cap
+    "ifThenElse(TARGET.RequestNetworkBandwidth =?= undefined, 100, "
+    "ifThenElse(TARGET.RequestNetworkBandwidth > 0 && TARGET.RequestNetworkBandwidth < 100, "
+    "TARGET.RequestNetworkBandwidth, 100))"
+)
+
+
+@pytest.mark.parametrize(
+    ("job", "expected"),
+    [
+        ("[]", 100),
+        ("[RequestNetworkBandwidth = 30]", 30),
+        ("[RequestNetworkBandwidth = 5000]", 100),
+    ],
+)
+def test_under_wrap_the_config_may_take_the_jobs_request_within_a_cap(job, expected):
+    from lark_async.decide.settings import config_machine_ad
+
+    config = {"LarkBandwidthLimit": CAPPED}
+    settings = resolve_settings({}, config_machine_ad(config), ad(job), config, "HTCondor config")
+    assert limits(settings, 5000, trusted=False) == (expected, expected)
