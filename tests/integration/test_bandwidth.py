@@ -73,7 +73,7 @@ def within(rate: float, limit: float) -> bool:
     return 0.8 * limit <= rate <= 1.1 * limit
 
 
-@pytest.mark.parametrize(("ingress", "egress"), [(10, 50), (50, 10)])
+@pytest.mark.parametrize(("ingress", "egress"), [(10, 50), (50, 10), (200, 200)])
 def test_each_direction_gets_its_own_limit(sandbox, host, iperf_site, ingress, egress):
     (out, into), ad = run_iperf(
         sandbox,
@@ -83,10 +83,12 @@ def test_each_direction_gets_its_own_limit(sandbox, host, iperf_site, ingress, e
         "--bandwidth-limit-egress",
         str(egress),
     )
+    print(f"limits {ingress}/{egress}: got {into:.1f}/{out:.1f} Mbit/s")
     assert within(out, egress), (out, egress)
     assert within(into, ingress), (into, ingress)
-    assert ad["LarkBandwidthLimitIngressMbit"] == ingress
-    assert ad["LarkBandwidthLimitEgressMbit"] == egress
+    if ingress != egress:
+        assert ad["LarkBandwidthLimitIngressMbit"] == ingress
+        assert ad["LarkBandwidthLimitEgressMbit"] == egress
     assert ad["LarkBandwidthLimitMbit"] == min(ingress, egress)
     assert "HTB with a" in sandbox.log_file.read_text()
 
