@@ -31,7 +31,7 @@ def blocking_pause_after(step: str) -> None:
 # ``_LARK_TEST_KERNEL_LACKS=feature[,...]``: pretend the kernel lacks a feature, so the path a
 # kernel without it takes runs on this one (backends/netlink/probe.py asks the kernel a question
 # only a kernel without it fails; backends/cgroup.py treats ``cgroup2`` as not mounted,
-# ``cgroup.kill`` as a kernel before 5.14).
+# ``cgroup.kill`` as a kernel before 5.14; ``htb``: shaping asks for a qdisc kind it cannot know).
 LACKS = frozenset(filter(None, os.environ.get("_LARK_TEST_KERNEL_LACKS", "").split(",")))
 
 
@@ -41,7 +41,8 @@ def pretend_lacks(feature: str) -> bool:
 
 # ``_LARK_TEST_FAIL_AFTER=step[,...]``: fail as the kernel would right after a named point of a
 # multi-step change (``bridge-create``, ``bridge-clear``, ``bridge-addresses``, ``bridge-routes``,
-# ``bridge-rules`` while making the site bridge), so a test sees the rollback from there.
+# ``bridge-rules`` while making the site bridge; ``shape-ingress`` once the node's end of a job's
+# veth is shaped), so a test sees the rollback from there.
 FAILS = frozenset(filter(None, os.environ.get("_LARK_TEST_FAIL_AFTER", "").split(",")))
 
 

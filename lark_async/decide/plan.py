@@ -11,6 +11,7 @@ import classad2
 
 from ..errors import ConfigError
 from . import ads, names
+from .bandwidth import Bandwidth, derive_bandwidth
 from .connpolicy import ConnectionPolicy
 from .modes import (
     CONNECTED,
@@ -63,6 +64,7 @@ class JobNetwork:
     ipv6_mode: IPv6Mode = IPv6Mode.NAT66
     local_network6: ipaddress.IPv6Network = DEFAULT_LOCAL_NETWORK6
     routed_prefix6: ipaddress.IPv6Network | None = None
+    bandwidth: Bandwidth | None = None  # NAT and bridge: the veth's shaping (None: none)
 
     @property
     def network6(self) -> ipaddress.IPv6Network:
@@ -156,9 +158,12 @@ def _bridge(settings: Settings, address_type: AddressType) -> Bridge:
     )
 
 
-def derive_plan(grant: Grant, name: str) -> JobNetwork:
+def derive_plan(
+    grant: Grant, name: str, share: object = None, trusted_share: bool = True
+) -> JobNetwork:
     """The plan for what ``grant`` gives the job; its connection policy is taken as granted
-    (policy.decide checked it), kept only in a mode with a queue."""
+    (policy.decide checked it), kept only in a mode with a queue. ``share``: the slot's
+    value of LARK_BANDWIDTH_RESOURCE, a source only when ``trusted_share`` (decide/bandwidth.py)."""
     settings = grant.settings
     mode = settings.network_type if settings.use_network_namespaces else NetworkType.OFF
     address_type = settings.address_type
@@ -182,6 +187,7 @@ def derive_plan(grant: Grant, name: str) -> JobNetwork:
     ipv6 = _ipv6(settings) if mode in CONNECTED else IPv6Use.OFF
     # (mode none has only loopback; off has no namespace: nothing to guard)
     connections = grant.connections if mode in CONNECTED else None
+    bandwidth = derive_bandwidth(settings, share, trusted_share) if mode in CONNECTED else None
     return JobNetwork(
         name=name,
         mode=mode,
@@ -214,6 +220,7 @@ def derive_plan(grant: Grant, name: str) -> JobNetwork:
         ipv6_mode=settings.ipv6_mode,
         local_network6=settings.local_network6,
         routed_prefix6=settings.routed_prefix6,
+        bandwidth=bandwidth,
     )
 
 

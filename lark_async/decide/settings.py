@@ -307,6 +307,47 @@ def _path(value: Any) -> Path:
     return path
 
 
+MAX_RATE_MBIT = 1e6  # a terabit: past it a value is a typo (kbit/s, bit/s), not a link
+
+
+def parse_rate_mbit(value: Any) -> float:
+    """A rate in Mbit/s, above 0 and at most MAX_RATE_MBIT (shaping: decide/bandwidth.py)."""
+    if isinstance(value, bool):
+        raise ValueError("is not a rate in Mbit/s")
+    try:
+        rate = float(str(value).strip())
+    except ValueError as exc:
+        raise ValueError("is not a rate in Mbit/s (a number, e.g. 100)") from exc
+    if not rate > 0 or rate != rate:
+        raise ValueError("is not a rate above 0 Mbit/s (unset it for no shaping)")
+    if rate > MAX_RATE_MBIT:
+        raise ValueError(f"is more than {MAX_RATE_MBIT:g} Mbit/s: the value is in Mbit/s")
+    return rate
+
+
+def _attribute(value: Any) -> str:
+    text = str(value).strip()
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,99}", text):
+        raise ValueError("is not a ClassAd attribute name")
+    return text
+
+
+AnyNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(value: Any) -> tuple[AnyNetwork, ...]:
+    words = str(value).replace(",", " ").split()
+    found: list[AnyNetwork] = []
+    for word in words:
+        try:
+            found.append(ipaddress.ip_network(word, strict=True))
+        except ValueError:
+            raise ValueError(
+                f"names {word[:60]!r}, which is not a network like 10.1.0.0/16 or 2001:db8::/48"
+            ) from None
+    return tuple(dict.fromkeys(found))
+
+
 @dataclass(frozen=True)
 class Knob:
     """One admin setting as ``Settings`` declares it; ``field`` and ``default`` come from there."""
@@ -779,6 +820,68 @@ class Settings:
         config="LARK_JOB_TO_JOB",
         flag="--job-to-job",
         help="let NAT jobs on this node reach each other",
+    )
+
+    bandwidth_resource: str = _knob(
+        "NetworkBandwidth",
+        _attribute,
+        "The HTCondor machine resource whose share of the slot is the job's bandwidth, in "
+        "Mbit/s both ways: the node declares ``MACHINE_RESOURCE_NetworkBandwidth``, a job's "
+        "``request_NetworkBandwidth`` gives its slot that share as ``NetworkBandwidth``, and "
+        "its veth is shaped to it. A share of 0 (the job asked for none) or no such "
+        "attribute falls back to ``LARK_BANDWIDTH_LIMIT``. Under ``wrap`` the machine ad is "
+        "the caller's, so the slot's share is not read (the log says so): set "
+        "``LarkBandwidthLimit`` in the HTCondor config there. See `Bandwidth`_.",
+        config="LARK_BANDWIDTH_RESOURCE",
+        flag="--bandwidth-resource",
+        metavar="ATTR",
+        help="the machine resource whose slot share is the job's limit in Mbit/s",
+    )
+    bandwidth_limit: float | None = _knob(
+        None,
+        parse_rate_mbit,
+        "The job's bandwidth in Mbit/s, both ways, when the slot has no share of "
+        "``LARK_BANDWIDTH_RESOURCE``; unset: no shaping.",
+        config="LARK_BANDWIDTH_LIMIT",
+        machine="LarkBandwidthLimit",
+        flag="--bandwidth-limit",
+        metavar="MBIT",
+        help="the job's bandwidth in Mbit/s both ways, without a slot share",
+        shown_default="no limit",
+    )
+    bandwidth_limit_ingress: float | None = _knob(
+        None,
+        parse_rate_mbit,
+        "The job's bandwidth towards it (what it downloads) in Mbit/s, over either of the two "
+        "above.",
+        config="LARK_BANDWIDTH_LIMIT_INGRESS",
+        machine="LarkBandwidthLimitIngress",
+        flag="--bandwidth-limit-ingress",
+        metavar="MBIT",
+        help="the job's bandwidth towards it in Mbit/s, over the slot share and the limit",
+        shown_default="the limit",
+    )
+    bandwidth_limit_egress: float | None = _knob(
+        None,
+        parse_rate_mbit,
+        "The job's bandwidth from it (what it uploads) in Mbit/s, over either of the two above.",
+        config="LARK_BANDWIDTH_LIMIT_EGRESS",
+        machine="LarkBandwidthLimitEgress",
+        flag="--bandwidth-limit-egress",
+        metavar="MBIT",
+        help="the job's bandwidth from it in Mbit/s, over the slot share and the limit",
+        shown_default="the limit",
+    )
+    bandwidth_exempt: tuple[AnyNetwork, ...] = _knob(
+        (),
+        _networks,
+        "Networks a shaped job reaches at full speed (storage, the CE): "
+        "``10.1.0.0/16, 2001:db8:5::/48``.",
+        config="LARK_BANDWIDTH_EXEMPT",
+        flag="--bandwidth-exempt",
+        metavar="NETS",
+        help="networks not shaped, IPv4 or IPv6, separated by commas",
+        shown_default="none",
     )
 
     agent_cgroup: str | None = _knob(  # None: the agent stays where it was started

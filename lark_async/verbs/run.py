@@ -158,11 +158,14 @@ def _run_job(
     from ..decide.scripts import Script
     from ..job.supervisor import RunRequest, Supervisor
 
+    share_attr = cli_settings(args).get("bandwidth_resource") or settings.config_setting(
+        config, "bandwidth_resource"
+    )
     admin_view, job_view, slot_view = ads.evaluate_bounded(
         [
             ads.Evaluation(admin_ad, settings.MACHINE_ATTRIBUTES, job.job_ad),
             ads.Evaluation(job.job_ad, JOB_ATTRIBUTES),
-            ads.Evaluation(job.machine_ad, plan.SLOT_ATTRIBUTES),
+            ads.Evaluation(job.machine_ad, (*plan.SLOT_ATTRIBUTES, share_attr)),
         ],
         as_user=(job.user.uid, job.user.gid),
     )
@@ -192,7 +195,8 @@ def _run_job(
         name = plan.derive_job_name(
             getattr(args, "name", None), asked, slot_view, os.getpid(), unique=wrapped
         )
-        job_plan = plan.derive_plan(grant, name)
+        share = ads.evaluate(slot_view, grant.settings.bandwidth_resource)
+        job_plan = plan.derive_plan(grant, name, share, trusted_share=not wrapped)
         request = RunRequest(
             job_plan,
             job.argv,

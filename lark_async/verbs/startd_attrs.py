@@ -9,11 +9,12 @@ from .common import cli_settings, version
 
 def cmd_startd_attrs(args: argparse.Namespace) -> int:
     """STARTD_CRON: what this node offers, so jobs can match on it."""
+    import errno
     import shutil
 
     from ..backends import address, nodeip, usable
     from ..backends.firewall import iptables
-    from ..backends.netlink import rtnl
+    from ..backends.netlink import probe, rtnl
     from ..decide import ads, settings
     from ..decide.modes import FirewallBackend, IPv6Use
 
@@ -59,6 +60,11 @@ def cmd_startd_attrs(args: argparse.Namespace) -> int:
     )
     if resolved.firewall_backend is FirewallBackend.IPTABLES:
         values["LarkIptablesAvailable"] = shutil.which(resolved.iptables_command) is not None
+    try:
+        values["LarkBandwidthShaping"] = probe.knows_qdisc("htb")  # (backends/shaping.py)
+    except OSError as exc:  # as condor: only root may ask (CAP_NET_ADMIN)
+        if exc.errno not in (errno.EPERM, errno.EACCES):
+            raise
     problems = usable.find_problems()
     values["LarkUsable"] = not problems
     if problems:

@@ -50,6 +50,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "lease_expires_epoch": lease_end,
                 "lease6_expires_epoch": lease6_end,
                 "dns": status.get("LarkJobDNS"),
+                "bandwidth_in_mbit": _limit(status, "Ingress"),
+                "bandwidth_out_mbit": _limit(status, "Egress"),
                 "bytes_in": counters.get("Incoming", (None, None))[0],
                 "bytes_out": counters.get("Outgoing", (None, None))[0],
                 "bytes_in_ipv6": counters.get("IncomingIPv6", (None, None))[0],
@@ -62,7 +64,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    head = ("NAME", "MODE", "ADDRESS", "LEASE ENDS", "BYTES IN", "BYTES OUT", "AGENT", "AGE")
+    head = (
+        "NAME",
+        "MODE",
+        "ADDRESS",
+        "LEASE ENDS",
+        "BYTES IN",
+        "BYTES OUT",
+        "MBIT/S IN/OUT",
+        "AGENT",
+        "AGE",
+    )
     table = [head]
     for r in rows:
         ends = (
@@ -82,6 +94,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 ends,
                 "-" if r["bytes_in"] is None else str(r["bytes_in"]),
                 "-" if r["bytes_out"] is None else str(r["bytes_out"]),
+                _limits(r["bandwidth_in_mbit"], r["bandwidth_out_mbit"]),
                 agent,
                 f"{r['age_s']:.0f}s",
             )
@@ -92,6 +105,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not rows:
         print("(no jobs)")
     return 0
+
+
+def _limit(status: dict[str, Any], direction: str) -> float | None:
+    """The job's limit one way, from the update ad: ``LarkBandwidthLimitMbit`` stands for
+    both unless they differ, when each direction has its own (or none: not shaped so)."""
+    apart = any(f"LarkBandwidthLimit{d}Mbit" in status for d in ("Ingress", "Egress"))
+    rate = status.get(f"LarkBandwidthLimit{direction}Mbit" if apart else "LarkBandwidthLimitMbit")
+    return float(rate) if isinstance(rate, int | float) else None
+
+
+def _limits(ingress: float | None, egress: float | None) -> str:
+    """The job's limits towards it and from it, ``10/50`` (``-``: not shaped that way)."""
+    if ingress is None and egress is None:
+        return "-"
+    return "/".join("-" if rate is None else f"{rate:g}" for rate in (ingress, egress))
 
 
 def _lease_end(status: dict[str, Any], kind: str) -> int | None:

@@ -27,7 +27,7 @@ def test_status_lists_live_jobs_with_their_bytes(sandbox, host):
         assert row["address"].startswith("192.168.181.") and row["agent_alive"]
         assert row["bytes_in"] > 1_000_000 and row["bytes_out"] > 0 and row["agent_pid"] > 0
         table = status(sandbox, host).splitlines()
-        header = "NAME MODE ADDRESS LEASE ENDS BYTES IN BYTES OUT AGENT AGE"
+        header = "NAME MODE ADDRESS LEASE ENDS BYTES IN BYTES OUT MBIT/S IN/OUT AGENT AGE"
         assert table[0].split() == header.split(" ")
         assert table[1].startswith(sandbox.job_name())
     finally:

@@ -23,8 +23,9 @@ import os
 import socket
 import struct
 
+from ... import testhooks
 from ...errors import KernelError
-from . import nfnl, rtnl
+from . import nfnl, rtnl, tc
 from .core import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NetlinkError, Request, Socket, attr
 
 NFQNL_MSG_CONFIG = 2
@@ -59,6 +60,27 @@ def knows_link_kind(kind: str) -> bool:
             return True
         raise
     raise KernelError(f"kernel probe for link kind {kind} created a link")  # cannot happen
+
+
+def knows_qdisc(kind: str) -> bool:
+    """Whether the kernel has the qdisc ``kind``: asked as a root qdisc of loopback with no
+    options, which a qdisc that needs options (HTB: its TCA_HTB_INIT) refuses with EINVAL
+    once found; an unknown kind is ENOENT. Only for such qdiscs (not fq_codel, which takes
+    none and would be made); should one be made all the same, it is taken off at once."""
+    if testhooks.pretend_lacks(kind):
+        kind = f"lark-no-{kind}"
+    body = tc.tcmsg(1, tc.handle(0xFFF0), tc.TC_H_ROOT) + attr(tc.TCA_KIND, kind.encode() + b"\0")
+    ask = Request(tc.RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL, body, f"qdisc {kind}")
+    with rtnl.Channel() as channel:
+        [err] = channel.netlink.acks([ask])
+        if err == 0:
+            channel.request(tc.del_root(1, "lo"), absent_ok=True)
+            return True
+    if err in (errno.ENOENT, errno.EOPNOTSUPP):
+        return False
+    if err == errno.EINVAL:
+        return True
+    raise NetlinkError(err, f"ask the kernel for qdisc {kind}")
 
 
 def has_nfnl_subsystem(subsys: int, msg: int) -> bool:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import trio
 
-from ...backends import firewall, nodeip
+from ...backends import firewall, nodeip, shaping
 from ...backends.netlink import probe, rtnl
 from ...decide.modes import IPv6Use, NetworkType
 from ...decide.plan import JobNetwork
@@ -171,6 +171,24 @@ class ConnectedDriver(NetworkDriver):
 
     def _check_programs(self) -> None:
         self.firewall.check_available()
+
+    async def _shape(self) -> None:
+        """The job's bandwidth limits on both ends of its veth, once the pair exists
+        (backends/shaping.py); they go with it, so nothing is recorded."""
+        plan = self.plan
+        if plan.bandwidth is not None:
+            await trio.to_thread.run_sync(
+                shaping.apply,
+                plan.bandwidth,
+                plan.name,
+                plan.external_interface,
+                plan.internal_interface,
+                plan.netns,
+            )
+
+    def _bandwidth_attributes(self) -> dict[str, object]:
+        """``LarkBandwidthLimitMbit`` (and each direction when they differ), when shaped."""
+        return self.plan.bandwidth.attributes if self.plan.bandwidth is not None else {}
 
     @property
     def rules(self) -> firewall.JobFirewall | None:

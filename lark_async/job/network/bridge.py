@@ -150,6 +150,7 @@ class BridgeDriver(ConnectedDriver):
             "while the job ran"
         )
         self.watches.insert(0, Watch(veth_watch, plan.internal_interface, lost))
+        await self._shape()
         await ctx.done("netns")
         mac = self.side.mac  # read before the job runs: from now on the job's is pinned
         with rtnl.Channel() as host:  # (goes with the port: nothing to record)
@@ -341,7 +342,7 @@ class BridgeDriver(ConnectedDriver):
         address6 = self._address6()
         if address6 is not None:
             found["LarkInnerAddressIPv6"] = str(address6)
-        return found
+        return found | self._bandwidth_attributes()
 
     def script_env(self) -> dict[str, str]:
         address = self.attributes().get("LarkInnerAddressIPv6")

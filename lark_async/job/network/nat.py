@@ -119,6 +119,7 @@ class NatDriver(ConnectedDriver):
             "while the job ran"
         )
         self.watches.append(Watch(watch, plan.internal_interface, lost))
+        await self._shape()
         await ctx.done("netns")
         if addresses is not None:
             netns.enable_forwarding()
@@ -195,7 +196,7 @@ class NatDriver(ConnectedDriver):
         self._rules = job
 
     def attributes(self) -> dict[str, object]:
-        found: dict[str, object] = {}
+        found: dict[str, object] = self._bandwidth_attributes()
         if self.lease is not None:
             pair = self.lease.addresses
             found |= {

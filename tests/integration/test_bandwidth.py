@@ -1,0 +1,262 @@
+"""Bandwidth limits end to end: iperf3 between a NAT job and the site, both ways.
+
+Rates are checked within a generous band (0.8-1.1x the limit: iperf3 counts TCP payload,
+the shaper Ethernet frames, ~0.96x; a test is no benchmark), and the sandbox fails the
+test on anything left behind, qdiscs going with the veth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+from helpers.agent import cleanup, killed_after_setup, read_update_ad
+from helpers.bridge import static_flags
+from sandbox import SITE_ADDR, sh
+
+IPERF_PORT = 5211
+SECONDS = "2"
+
+
+@pytest.fixture
+def iperf_site(sandbox):
+    proc = sandbox.start_in(sandbox.site, ["iperf3", "-s", "-B", SITE_ADDR, "-p", str(IPERF_PORT)])
+    end = time.monotonic() + 10
+    while f":{IPERF_PORT}" not in sh("ss", "-Hltn", netns=sandbox.site).stdout:
+        assert proc.poll() is None and time.monotonic() < end, "iperf3 -s did not start"
+        time.sleep(0.05)
+    return proc
+
+
+def iperf_job(*extra: str) -> tuple[str, ...]:
+    """A job that sends to the site (egress), then receives from it (``-R``: ingress), and
+    prints both results as JSON, one after the other."""
+    client = f"iperf3 -c {SITE_ADDR} -p {IPERF_PORT} -t {SECONDS} -J"
+    return ("/bin/sh", "-c", f"{client} {' '.join(extra)}; {client} -R {' '.join(extra)}")
+
+
+def rates_mbit(stdout: str) -> tuple[float, float]:
+    """(from the job, towards the job) as the receiving side counted them, in Mbit/s."""
+    decoder, found, at = json.JSONDecoder(), [], 0
+    text = stdout.strip()
+    while at < len(text):
+        result, end = decoder.raw_decode(text, at)
+        assert "error" not in result, result["error"]
+        found.append(result["end"]["sum_received"]["bits_per_second"] / 1e6)
+        at = end
+        while at < len(text) and text[at].isspace():
+            at += 1
+    assert len(found) == 2, stdout[-500:]
+    return found[0], found[1]
+
+
+def run_iperf(sandbox, host, *flags: str, name: str = "j1"):
+    ad = sandbox.tmp / f"{name}.update.ad"
+    result = sandbox.run_agent(
+        host,
+        *sandbox.who(sandbox.job_name(name)),
+        "--update-ad",
+        str(ad),
+        *flags,
+        "--",
+        *iperf_job(),
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stderr
+    return rates_mbit(result.stdout), read_update_ad(ad)
+
+
+def within(rate: float, limit: float) -> bool:
+    return 0.8 * limit <= rate <= 1.1 * limit
+
+
+@pytest.mark.parametrize(("ingress", "egress"), [(10, 50), (50, 10), (200, 200)])
+def test_each_direction_gets_its_own_limit(sandbox, host, iperf_site, ingress, egress):
+    (out, into), ad = run_iperf(
+        sandbox,
+        host,
+        "--bandwidth-limit-ingress",
+        str(ingress),
+        "--bandwidth-limit-egress",
+        str(egress),
+    )
+    print(f"limits {ingress}/{egress}: got {into:.1f}/{out:.1f} Mbit/s")
+    assert within(out, egress), (out, egress)
+    assert within(into, ingress), (into, ingress)
+    if ingress != egress:
+        assert ad["LarkBandwidthLimitIngressMbit"] == ingress
+        assert ad["LarkBandwidthLimitEgressMbit"] == egress
+    assert ad["LarkBandwidthLimitMbit"] == min(ingress, egress)
+    assert "HTB with a" in sandbox.log_file.read_text()
+
+
+def test_the_slots_share_of_the_resource_is_the_limit(sandbox, host, iperf_site):
+    machine = sandbox.tmp / "machine.ad"
+    machine.write_text("NetworkBandwidth = 10\nLarkBandwidthLimit = 500\n")
+    (out, into), ad = run_iperf(sandbox, host, "--machine-ad", str(machine))
+    assert within(out, 10) and within(into, 10), (out, into)
+    assert ad["LarkBandwidthLimitMbit"] == 10
+    assert "LarkBandwidthLimitIngressMbit" not in ad
+
+
+def test_a_job_without_a_limit_is_not_slowed(sandbox, host, iperf_site):
+    machine = sandbox.tmp / "machine.ad"
+    machine.write_text("NetworkBandwidth = 0\n")  # the job asked for none: no shaping
+    (out, into), ad = run_iperf(sandbox, host, "--machine-ad", str(machine))
+    assert out > 300 and into > 300, (out, into)  # a veth carries Gbit/s
+    assert "LarkBandwidthLimitMbit" not in ad
+    assert "HTB with a" not in sandbox.log_file.read_text()
+
+
+def test_exempt_networks_are_not_shaped(sandbox, host, iperf_site):
+    (out, into), _ad = run_iperf(
+        sandbox,
+        host,
+        "--bandwidth-limit",
+        "10",
+        "--bandwidth-exempt",
+        f"{SITE_ADDR}/32, 2001:db8::/48",
+    )
+    assert out > 100 and into > 100, (out, into)
+
+
+@pytest.mark.parametrize(
+    ("flags", "ad_text", "line"),
+    [
+        (
+            ("--bandwidth-limit", "0"),
+            "",
+            'lark-agent: error: LARK_BANDWIDTH_LIMIT "0" (command line --bandwidth-limit) is not '
+            "a rate above 0 Mbit/s (unset it for no shaping)",
+        ),
+        (
+            ("--bandwidth-limit-egress", "fast"),
+            "",
+            'lark-agent: error: LARK_BANDWIDTH_LIMIT_EGRESS "fast" (command line '
+            "--bandwidth-limit-egress) is not a rate in Mbit/s (a number, e.g. 100)",
+        ),
+        (
+            (),
+            "NetworkBandwidth = -5\n",
+            "lark-agent: error: NetworkBandwidth -5 (machine ad, LARK_BANDWIDTH_RESOURCE) is not "
+            "a rate above 0 Mbit/s (unset it for no shaping)",
+        ),
+        (
+            (),
+            'NetworkBandwidth = "lots"\n',
+            'lark-agent: error: NetworkBandwidth "lots" (machine ad, LARK_BANDWIDTH_RESOURCE) '
+            "is not a rate in Mbit/s",
+        ),
+    ],
+)
+def test_a_bad_value_is_one_line_and_exit_125(sandbox, host, flags, ad_text, line):
+    machine = sandbox.tmp / "machine.ad"
+    machine.write_text(ad_text)
+    r = sandbox.run_agent(
+        host, *sandbox.who(sandbox.job_name()), "--machine-ad", str(machine), *flags, "--", "true"
+    )
+    assert r.returncode == 125
+    assert r.stderr.strip().splitlines() == [line]
+
+
+def test_a_bridged_job_is_shaped_too(sandbox, host, iperf_site):
+    sandbox.kept_links.add("lark")  # (the site bridge stays, as on a node)
+    (out, into), ad = run_iperf(sandbox, host, *static_flags(), "--bandwidth-limit", "10")
+    assert within(out, 10) and within(into, 10), (out, into)
+    assert ad["LarkNetworkType"] == "bridge" and ad["LarkBandwidthLimitMbit"] == 10
+
+
+def test_two_shaped_jobs_at_once_each_get_their_own_limit(sandbox, host, iperf_site):
+    second = sandbox.start_in(sandbox.site, ["iperf3", "-s", "-B", SITE_ADDR, "-p", "5212"])
+    sandbox.wait_for_port(sandbox.site, SITE_ADDR, 5212)
+    agents = []
+    for name, port, limit in (("j1", IPERF_PORT, 10), ("j2", 5212, 30)):
+        client = f"iperf3 -c {SITE_ADDR} -p {port} -t {SECONDS} -J"
+        agents.append(
+            sandbox.start_agent(
+                host,
+                *sandbox.who(sandbox.job_name(name)),
+                "--bandwidth-limit",
+                str(limit),
+                "--",
+                "/bin/sh",
+                "-c",
+                client,
+            )
+        )
+    for agent, limit in zip(agents, (10, 30), strict=True):
+        out, err = agent.communicate(timeout=60)
+        assert agent.returncode == 0, err
+        rate = json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e6
+        assert within(rate, limit), (rate, limit)
+    second.terminate()
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        (
+            {"_LARK_TEST_KERNEL_LACKS": "htb"},
+            "lark-agent: error: shape e_{name} to 10 Mbit/s: add an HTB qdisc to e_{name}: "
+            "this kernel lacks HTB (CONFIG_NET_SCH_HTB)",
+        ),
+        (
+            {"_LARK_TEST_FAIL_AFTER": "shape-ingress"},
+            "lark-agent: error: shape i_{name}: injected by _LARK_TEST_FAIL_AFTER",
+        ),
+    ],
+)
+def test_a_limit_the_kernel_refuses_is_one_line_125_and_nothing_left(sandbox, host, env, line):
+    name = sandbox.job_name()
+    r = sandbox.run_agent(
+        host, *sandbox.who(name), "--bandwidth-limit", "10", "--", "true", env=env
+    )
+    assert r.returncode == 125
+    said = [s for s in r.stderr.strip().splitlines() if "WARNING: test failure" not in s]
+    assert said == [line.format(name=name)]
+    assert not sandbox.wait_clean()
+
+
+def test_status_shows_the_limits_and_startd_attrs_whether_the_node_can_shape(sandbox, host):
+    agent = sandbox.start_agent(
+        host,
+        *sandbox.who(),
+        "--bandwidth-limit",
+        "10",
+        "--bandwidth-limit-egress",
+        "2.5",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo ready; sleep 30",
+    )
+    try:
+        assert sandbox.read_line(agent.stdout).strip() == "ready"
+        argv = sandbox.agent_argv(host, "--state-dir", str(sandbox.state_dir), verb="status")
+        table = sh(*argv[2:], netns=host.netns).stdout.splitlines()
+        assert "MBIT/S IN/OUT" in table[0] and " 10/2.5 " in table[1]
+        [row] = json.loads(sh(*argv[2:], "--json", netns=host.netns).stdout)
+        assert (row["bandwidth_in_mbit"], row["bandwidth_out_mbit"]) == (10, 2.5)
+    finally:
+        agent.terminate()
+        agent.communicate(timeout=30)
+    argv = sandbox.agent_argv(host, "--lock-dir", str(sandbox.lock_dir), verb="startd-attrs")
+    for lacks, can in (("", True), ("htb", False)):
+        env = {**os.environ, "_LARK_TEST_KERNEL_LACKS": lacks}
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+        assert r.returncode == 0, r.stderr
+        assert f"LarkBandwidthShaping = {str(can).lower()}" in r.stdout.splitlines()
+
+
+def test_a_killed_shaped_agents_job_is_swept_with_its_qdiscs(sandbox, host):
+    name = sandbox.job_name("dead")
+    killed_after_setup(sandbox, host, name, "--bandwidth-limit", "10")
+    qdiscs = sh("tc", "qdisc", "show", "dev", f"e_{name}", netns=host.netns).stdout
+    assert "qdisc htb 1: root" in qdiscs
+    r = cleanup(sandbox, host)
+    assert r.returncode == 0, r.stderr
+    assert not sandbox.wait_clean()
+    assert f"e_{name}" not in sh("ip", "-o", "link", "show", netns=host.netns).stdout
