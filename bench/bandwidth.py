@@ -164,8 +164,12 @@ print(json.dumps(out))
 """
 
 
-def iperf(seconds: float, way: str, rate_mbit: int | None = None, omit: bool = True) -> list[str]:
+def iperf(
+    seconds: float, way: str, rate_mbit: int | None = None, omit: bool = True, cc: str = ""
+) -> list[str]:
+    """``cc``: the TCP congestion control of both ends (iperf3 -C), or the namespaces' own."""
     argv = [shutil.which("iperf3") or "iperf3", "-c", SITE_ADDR, "-p", str(IPERF_PORT)]
+    argv += ["-C", cc] if cc else []
     argv += ["-t", str(math.ceil(seconds)), "-J", *WAYS[way]]  # (whole seconds only)
     argv += ["-O", "1"] if omit else []
     return argv + (["-b", f"{rate_mbit}M"] if rate_mbit else [])
@@ -323,11 +327,13 @@ def measure(
     limits: list[int] | None = None,
     probes: int = 300,
     latency_limit: int = LATENCY_LIMIT_MBIT,
+    congestion: str = "",
 ) -> dict:
     """The whole bench in a throwaway sandbox (see the docstring). Returns (JSON):
     'rates' {contender: {limit: {way: [Mbit/s]}}}, 'rtt_ms' {contender: {load: [ms]}} with
     'lost' and 'p99_by_round' alike, 'cpu' {row: [cores per Gbit/s]} and 'cpu_gbit',
-    'idle_cores', 'leaf' (Lark's, from its log), 'cni_qdiscs', 'left' and 'gone'."""
+    'idle_cores', 'leaf' (Lark's, from its log), 'cni_qdiscs', 'congestion' (TCP's, as
+    ``congestion`` asked, else the site's default), 'left' and 'gone'."""
     limits = list(limits or LIMITS_MBIT)
     plugins = cni_plugin_dir("bandwidth")
     if plugins is None:
@@ -339,11 +345,15 @@ def measure(
         box.create_site()
         host = box.add_host()
         start_iperf_server(box)
+        default_cc = sh("cat", "/proc/sys/net/ipv4/tcp_congestion_control", netns=box.site)
+        res["congestion"] = congestion or f"{default_cc.stdout.strip()} (the default)"
         box.start_in(box.site, [sys.executable, "-I", "-c", ECHO_SERVER])
         with entered_netns(host.netns):
             contenders = [Lark(box, host), Cni(box, plugins)]
             res["cni_qdiscs"] = contenders[1].qdiscs(latency_limit)
-            measure_rounds(res, contenders, rounds, seconds, limits, probes, latency_limit)
+            measure_rounds(
+                res, contenders, rounds, seconds, limits, probes, latency_limit, congestion
+            )
         log = box.log_file.read_text() if box.log_file.exists() else ""
         res["leaf"] = sorted(set(LEAF.findall(log)))
         res["left"] = box.wait_clean()
@@ -359,6 +369,7 @@ def measure_rounds(
     limits: list[int],
     probes: int,
     latency_limit: int,
+    cc: str,
 ) -> None:
     rates: dict = {c.label: {str(lim): {w: [] for w in WAYS} for lim in limits} for c in contenders}
     rtt: dict = {c.label: {} for c in contenders}
@@ -374,7 +385,7 @@ def measure_rounds(
         ways = rotated(list(WAYS), r)
         for limit in rotated(limits, r):
             for c in rotated(contenders, r):
-                tests = [{"iperf": iperf(seconds, way), "probes": 0} for way in ways]
+                tests = [{"iperf": iperf(seconds, way, cc=cc), "probes": 0} for way in ways]
                 results = run_checked(c, limit, tests, f"{c.label} at {limit} Mbit/s")
                 for way, out in zip(ways, results, strict=True):
                     rates[c.label][str(limit)][way].append(out["bps"] / 1e6)
@@ -384,7 +395,9 @@ def measure_rounds(
                         cpu.setdefault(row, []).append(cores(out["busy"], out["total"]) / gbit)
                         cpu_gbit.setdefault(row, []).append(gbit)
         for c in rotated(contenders, r):  # the same transfers unshaped, iperf3 pacing itself
-            tests = [{"iperf": iperf(seconds, way, CPU_LIMIT_MBIT), "probes": 0} for way in ways]
+            tests = [
+                {"iperf": iperf(seconds, way, CPU_LIMIT_MBIT, cc=cc), "probes": 0} for way in ways
+            ]
             results = run_checked(c, None, tests, f"{c.label} unshaped")
             for way, out in zip(ways, results, strict=True):
                 row = f"{c.label} unshaped (iperf3 -b {CPU_LIMIT_MBIT}M), job {way}"
@@ -397,7 +410,9 @@ def measure_rounds(
         idle.append(cores(busy1 - busy0, total1 - total0))
         for c in rotated(contenders, r):
             tests = [{"iperf": None, "probes": probes}]
-            tests += [{"iperf": iperf(load_s, way, omit=False), "probes": probes} for way in ways]
+            tests += [
+                {"iperf": iperf(load_s, way, omit=False, cc=cc), "probes": probes} for way in ways
+            ]
             results = run_checked(c, latency_limit, tests, f"{c.label} latency")
             loads = ["no load", *(f"job {way} at the limit" for way in ways)]
             for load, out in zip(loads, results, strict=True):
@@ -531,7 +546,8 @@ def print_cpu(res: dict) -> None:
 
 def print_result(res: dict) -> int:
     print(
-        f"\nkernel {os.uname().release}, {os.cpu_count()} CPUs; Lark's leaf: "
+        f"\nkernel {os.uname().release}, {os.cpu_count()} CPUs, TCP congestion control "
+        f"{res['congestion']}; Lark's leaf: "
         f"{', '.join(res['leaf']) or 'not logged'}"
         + (" (no fq_codel in this kernel: the byte-FIFO fallback)" if res["leaf"] == ["bfifo"]
            else "")
@@ -571,6 +587,9 @@ def main() -> int:
     parser.add_argument("--probes", type=int, default=None, help="probes a load (300; quick 200)")
     parser.add_argument("--latency-limit", type=int, default=LATENCY_LIMIT_MBIT)
     parser.add_argument("--quick", action="store_true", help="1 round, 2 s, 200 probes")
+    parser.add_argument(
+        "--congestion", default="", help="TCP congestion control (iperf3 -C), e.g. cubic"
+    )
     parser.add_argument("--json", type=Path, help="write the whole result there")
     args = parser.parse_args()
     need_root()
@@ -580,6 +599,7 @@ def main() -> int:
         None,
         args.probes or (200 if args.quick else 300),
         args.latency_limit,
+        args.congestion,
     )
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
