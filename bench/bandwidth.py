@@ -588,7 +588,10 @@ def main() -> int:
     parser.add_argument("--latency-limit", type=int, default=LATENCY_LIMIT_MBIT)
     parser.add_argument("--quick", action="store_true", help="1 round, 2 s, 200 probes")
     parser.add_argument(
-        "--congestion", default="", help="TCP congestion control (iperf3 -C), e.g. cubic"
+        "--congestion",
+        default="",
+        help="TCP congestion control (iperf3 -C): one a job that is not root may pick "
+        "(net.ipv4.tcp_allowed_congestion_control), e.g. reno, loss-based like cubic",
     )
     parser.add_argument("--json", type=Path, help="write the whole result there")
     args = parser.parse_args()
