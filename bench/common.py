@@ -194,6 +194,29 @@ def call_in_bench_host(module: str, function: str, **kwargs: Any) -> Any:
         return json.loads(result.read_text())
 
 
+CNI_DIRS = ("/usr/lib/cni", "/opt/cni/bin")  # Debian's containernetworking-plugins; upstream's
+
+
+def cni_plugin_dir(plugin: str = "bridge") -> str | None:
+    """The directory holding the CNI plugin ``plugin`` (and its fellows), or None."""
+    return next((d for d in CNI_DIRS if Path(d, plugin).exists()), None)
+
+
+def cni_env(
+    command: str, container_id: str, netns: str, plugin_dir: str, ifname: str = "eth0"
+) -> dict[str, str]:
+    """The environment of one CNI plugin call (the config goes on its stdin): ``command``
+    ADD, DEL or CHECK for the container ``container_id`` in the named network namespace."""
+    return {
+        "PATH": os.environ["PATH"],
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": container_id,
+        "CNI_NETNS": f"/run/netns/{netns}",
+        "CNI_IFNAME": ifname,
+        "CNI_PATH": plugin_dir,
+    }
+
+
 def cpu_of(pid: int) -> float:
     """User+system CPU seconds of a process (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

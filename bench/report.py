@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import call_in_bench_host, quartiles
+from common import call_in_bench_host, percentile, quartiles
 
 HERE = Path(__file__).resolve().parent
 LARK_ST = "lark (in-process)"
@@ -358,6 +358,54 @@ def dhcp_hostile_rows(res: dict, group: str) -> list[Row]:
     return rows
 
 
+def bandwidth_rows(res: dict, group: str) -> list[Row]:
+    """bench/bandwidth.py (issue 20): Lark's shaping against the CNI bandwidth plugin at the
+    same limits: rate over the limit (target in [0.95, 1.02]), the round trip under load
+    (target: Lark's p99 at most half the CNI's), CPU per Gbit/s shaped and unshaped."""
+    import bandwidth
+
+    lo, hi = bandwidth.RATE_BAND
+    rows = []
+    for limit in res["limits"]:
+        for way in bandwidth.WAYS:
+            name = f"{limit} Mbit/s, job {way}: rate / limit"
+            cni = Row(
+                group, f"CNI {name}", [v / limit for v in res["rates"]["CNI"][str(limit)][way]], "x"
+            )
+            lark = Row(
+                group,
+                f"Lark {name}",
+                [v / limit for v in res["rates"]["Lark"][str(limit)][way]],
+                "x",
+                cni.name,
+            )
+            lark.target, lark.got = f"in [{lo}, {hi}]", f"{lark.median:.3f}"
+            lark.ok = lo <= lark.median <= hi
+            rows += [lark, cni]
+    limit = res["latency_limit"]
+    for load in res["rtt_ms"]["Lark"]:
+        name = f"{limit} Mbit/s {load}: RTT"
+        lark_ms, cni_ms = res["rtt_ms"]["Lark"][load], res["rtt_ms"]["CNI"].get(load, [])
+        cni = Row(group, f"CNI {name}", cni_ms, "ms")
+        lark = Row(group, f"Lark {name}", lark_ms, "ms", cni.name)
+        if load != "no load" and lark_ms and cni_ms:
+            ratio = percentile(lark_ms, 99) / percentile(cni_ms, 99)
+            lark.target = f"p99 <= {bandwidth.P99_VS_CNI:g}x CNI's"
+            lark.got = (
+                f"p99 {percentile(lark_ms, 99):.1f}/{percentile(cni_ms, 99):.1f} ms, {ratio:.2f}x"
+            )
+            lark.ok = ratio <= bandwidth.P99_VS_CNI
+        rows += [lark, cni]
+    for way in bandwidth.WAYS:
+        mine = [k for k in res["cpu"] if k.endswith(f"job {way}")]
+        for contender in ("Lark", "CNI"):
+            base = next((k for k in mine if k.startswith(contender) and "unshaped" in k), None)
+            for k in mine:
+                if k.startswith(contender):
+                    rows.append(Row(group, k, res["cpu"][k], "c/Gb/s", base))
+    return rows
+
+
 # -- the benchmarks ---------------------------------------------------------------------------
 
 
@@ -537,6 +585,24 @@ BENCHES = [
         "Whole process: start to the lease printed (Lark) or to the script's BOUND6 "
         "(dhclient, which waits 0-1 s before its first SOLICIT, RFC 8415 18.2.1). Wire: "
         "first SOLICIT to Kea's REPLY on the site bridge. A new client to Kea every lease.",
+    ),
+    Bench(
+        "bandwidth",
+        "bandwidth",
+        "measure",
+        {"rounds": 3, "seconds": 4.0, "probes": 300},
+        {"rounds": 1, "seconds": 2.0, "probes": 200},
+        bandwidth_rows,
+        "Bandwidth limits (issue 20): Lark against the CNI bandwidth plugin at the same limits, "
+        "{rounds} rounds of iperf3 -t {seconds:g} (ratio: to the CNI's row, or to unshaped)",
+        (
+            "Lark's rate / limit in [0.95, 1.02] at 10-1000 Mbit/s both ways",
+            "round trip under load at 50 Mbit/s: Lark's p99 <= 0.5x the CNI's",
+        ),
+        "Rate: the receiver's TCP payload over the limit (at most 0.956: the shapers count "
+        "Ethernet frames). Round trip: a UDP probe every 10 ms from the job, {probes} a load, "
+        "while the job saturates its limit. CPU: the whole node's busy jiffies (/proc/stat) "
+        "per Gbit/s at 1000 Mbit/s, against the same transfer unshaped (iperf3 -b 1000M).",
     ),
 ]
 # Benchmarks that may not be there yet: one line each; skipped while their module is missing.

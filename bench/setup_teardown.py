@@ -45,7 +45,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trio
-from common import agent_run, bench_prefix, bench_tmp, in_bench_host, print_table
+from common import (
+    agent_run,
+    bench_prefix,
+    bench_tmp,
+    cni_env,
+    cni_plugin_dir,
+    in_bench_host,
+    print_table,
+)
 
 from lark_async.backends.firewall import nft
 from lark_async.decide import plan as lark_plan
@@ -57,7 +65,6 @@ from lark_async.job.supervisor import RunRequest, Supervisor
 
 EXT, INT = "192.168.200.2", "192.168.200.3"
 NOBODY = JobUser("nobody", 65534, 65534, ())
-CNI_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
 NETAVARK = ("netavark", "/usr/lib/podman/netavark", "/usr/libexec/podman/netavark")
 
 
@@ -231,7 +238,9 @@ class Cni(Peer):
     tag = "c"
 
     def __init__(self, tmp: Path):
-        self.plugins = next(d for d in CNI_DIRS if Path(d, "bridge").exists())
+        plugins = cni_plugin_dir()
+        assert plugins is not None
+        self.plugins = plugins
         self.config = json.dumps(
             {
                 "cniVersion": "1.0.0",
@@ -251,17 +260,10 @@ class Cni(Peer):
 
     @staticmethod
     def available() -> bool:
-        return any(Path(d, "bridge").exists() for d in CNI_DIRS)
+        return cni_plugin_dir() is not None
 
     def call(self, command: str, key: str) -> float:
-        env = {
-            "PATH": os.environ["PATH"],
-            "CNI_COMMAND": command,
-            "CNI_CONTAINERID": f"{bench_prefix()}{key}",
-            "CNI_NETNS": f"/run/netns/{self.netns(key)}",
-            "CNI_IFNAME": "eth0",
-            "CNI_PATH": self.plugins,
-        }
+        env = cni_env(command, f"{bench_prefix()}{key}", self.netns(key), self.plugins)
         return timed([f"{self.plugins}/bridge"], input=self.config, env=env)
 
 
