@@ -12,7 +12,7 @@ import pytest
 
 from lark_async.backends.address import pool_size
 from lark_async.decide.connpolicy import ConnectionPolicy, admin_policy, parse_rules
-from lark_async.decide.modes import IPv6Use
+from lark_async.decide.modes import Dhcp6Use, IPv6Use
 from lark_async.decide.plan import JobNetwork, derive_job_name
 from lark_async.decide.plan import derive_plan as plan_of_grant
 from lark_async.decide.policy import Grant, decide
@@ -523,6 +523,19 @@ def test_ipv6_words():
     assert resolve(config={"LARK_ROUTED_PREFIX6": "none"}).routed_prefix6 is None
     with pytest.raises(ConfigError, match="LARK_IPV6"):
         resolve(config={"LARK_IPV6": "yes please"})
+
+
+def test_dhcp6_words_and_a_job_cannot_choose_them():
+    assert resolve(config={"LARK_DHCP6": "On"}).dhcp6 is Dhcp6Use.ON
+    assert resolve(cli={"dhcp6": "off"}, config={"LARK_DHCP6": "on"}).dhcp6 is Dhcp6Use.OFF
+    for hostile in ("yes please", "on\noff", "", "a" * 10000):
+        with pytest.raises(ConfigError, match="LARK_DHCP6"):
+            resolve(config={"LARK_DHCP6": hostile})
+    # a job's ad naming the setting is no source (the default stays)
+    assert resolve(job='[LarkDHCP6 = "off"; LARK_DHCP6 = "off"]').dhcp6 is Dhcp6Use.AUTO
+    settings = resolve(cli={"network_type": "bridge"}, config={"LARK_DHCP6": "on"})
+    bridge = derive_plan(settings, "x").bridge
+    assert bridge is not None and bridge.dhcp6 is Dhcp6Use.ON
 
 
 def test_plan_is_frozen():
