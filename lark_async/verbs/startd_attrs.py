@@ -61,7 +61,7 @@ def cmd_startd_attrs(args: argparse.Namespace) -> int:
     if resolved.firewall_backend is FirewallBackend.IPTABLES:
         values["LarkIptablesAvailable"] = shutil.which(resolved.iptables_command) is not None
     try:
-        values["LarkBandwidthShaping"] = probe.knows_qdisc("htb")  # (backends/shaping.py)
+        values["LarkBandwidthShaping"] = all(map(probe.knows_qdisc, ("htb", "tbf")))  # (shaping.py)
     except OSError as exc:  # as condor: only root may ask (CAP_NET_ADMIN)
         if exc.errno not in (errno.EPERM, errno.EACCES):
             raise

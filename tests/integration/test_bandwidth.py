@@ -13,12 +13,33 @@ import subprocess
 import time
 
 import pytest
-from helpers.agent import cleanup, killed_after_setup, read_update_ad
+from helpers.agent import PY, cleanup, killed_after_setup, read_update_ad
 from helpers.bridge import static_flags
 from sandbox import SITE_ADDR, sh
 
 IPERF_PORT = 5211
+ECHO_PORT = 5213
 SECONDS = "2"
+PROBES = 40
+ECHO_SERVER = f"""
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("{SITE_ADDR}", {ECHO_PORT}))
+while True:
+    data, peer = s.recvfrom(2048)
+    s.sendto(data, peer)
+"""
+# The job's probes: PROBES datagrams of 64 bytes to the echo server, each answered.
+PROBE = f"""
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.connect(("{SITE_ADDR}", {ECHO_PORT}))
+for seq in range({PROBES}):
+    s.send(bytes(64))
+    s.recv(2048)
+print("ready", flush=True)
+"""
 
 
 @pytest.fixture
@@ -204,6 +225,11 @@ def test_two_shaped_jobs_at_once_each_get_their_own_limit(sandbox, host, iperf_s
             "this kernel lacks HTB (CONFIG_NET_SCH_HTB)",
         ),
         (
+            {"_LARK_TEST_KERNEL_LACKS": "tbf"},
+            "lark-agent: error: shape e_{name} to 10 Mbit/s: add a TBF qdisc to e_{name}: "
+            "this kernel lacks TBF (CONFIG_NET_SCH_TBF)",
+        ),
+        (
             {"_LARK_TEST_FAIL_AFTER": "shape-ingress"},
             "lark-agent: error: shape i_{name}: injected by _LARK_TEST_FAIL_AFTER",
         ),
@@ -244,11 +270,50 @@ def test_status_shows_the_limits_and_startd_attrs_whether_the_node_can_shape(san
         agent.terminate()
         agent.communicate(timeout=30)
     argv = sandbox.agent_argv(host, "--lock-dir", str(sandbox.lock_dir), verb="startd-attrs")
-    for lacks, can in (("", True), ("htb", False)):
+    for lacks, can in (("", True), ("htb", False), ("tbf", False)):
         env = {**os.environ, "_LARK_TEST_KERNEL_LACKS": lacks}
         r = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
         assert r.returncode == 0, r.stderr
         assert f"LarkBandwidthShaping = {str(can).lower()}" in r.stdout.splitlines()
+
+
+def class_sent(dev: str, netns: str) -> dict[str, tuple[int, int]]:
+    """HTB class -> (bytes, packets) it sent, from ``tc -s class show``."""
+    found, current = {}, ""
+    for line in sh("tc", "-s", "class", "show", "dev", dev, netns=netns).stdout.splitlines():
+        words = line.split()
+        if words[:2] == ["class", "htb"]:
+            current = words[2]
+        elif words[:1] == ["Sent"] and current:
+            found[current] = (int(words[1]), int(words[3]))
+    return found
+
+
+def test_short_packets_have_their_own_class_and_bulk_the_splitters(sandbox, host, iperf_site):
+    sandbox.start_in(sandbox.site, [PY, "-I", "-c", ECHO_SERVER])
+    name = sandbox.job_name()
+    download = f"iperf3 -c {SITE_ADDR} -p {IPERF_PORT} -t 1 -R >/dev/null"
+    agent = sandbox.start_agent(
+        host,
+        *sandbox.who(name),
+        "--bandwidth-limit",
+        "10",
+        "--",
+        "/bin/sh",
+        "-c",
+        f"{download} && {PY} -I -c '{PROBE}' && sleep 30",
+    )
+    try:
+        assert sandbox.read_line(agent.stdout, timeout=60).strip() == "ready"
+        sent = class_sent(f"e_{name}", host.netns)
+    finally:
+        agent.terminate()
+        agent.communicate(timeout=30)
+    short_bytes, short_packets = sent["1:10"]
+    bulk_bytes, _ = sent["1:11"]
+    # the echoes, and the short packets of the TCP connections (SYN-ACKs, pure ACKs)
+    assert short_packets >= PROBES and short_bytes < 256 * short_packets, sent
+    assert bulk_bytes > 500_000, sent  # ~1 s of the download at 10 Mbit/s
 
 
 def test_a_killed_shaped_agents_job_is_swept_with_its_qdiscs(sandbox, host):
