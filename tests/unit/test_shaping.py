@@ -120,3 +120,30 @@ def test_u32_matches_the_prefix_word_by_word(net, source, keys):
         for i in range(len(keys))
     ]
     assert found == keys
+
+
+@pytest.mark.parametrize(
+    ("kind", "parents"), [("bfifo", [0x10010]), ("fq_codel", [0x10010, 0x110001])]
+)
+def test_fq_codel_also_replaces_the_splitters_fifo(kind, parents):
+    shape = shaping.derive_shape(50)
+    requests = shaping._leaves(3, kind, shape, "e_x")
+    assert [struct.unpack_from("=I", r.body, 12)[0] for r in requests] == parents
+    assert all(parse_attrs(r.body, 20)[tc.TCA_KIND] == kind.encode() + b"\0" for r in requests)
+
+
+def test_the_tree_shares_the_limit_between_short_packets_and_the_rest():
+    shape = shaping.derive_shape(50)
+    root, every, short, bulk, splitter = shaping._requests(3, shape, "e_x")
+    glob = parse_attrs(parse_attrs(root.body, 20)[tc.TCA_OPTIONS])[tc.TCA_HTB_INIT]
+    assert struct.unpack_from("=I", glob, 8)[0] == shaping.BULK  # the default class
+
+    def rates(request):
+        parms = _options(request.body)[tc.TCA_HTB_PARMS]
+        rate, ceil = struct.unpack_from("=I", parms, 8)[0], struct.unpack_from("=I", parms, 20)[0]
+        return rate, ceil, struct.unpack_from("=I", parms, 40)[0]  # prio
+
+    assert rates(every) == (6_250_000, 6_250_000, 0)
+    assert rates(short) == (625_000, 6_250_000, 0)
+    assert rates(bulk) == (5_625_000, 6_250_000, 1)
+    assert struct.unpack_from("=I", splitter.body, 12)[0] == 0x10011  # under 1:11
