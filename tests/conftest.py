@@ -25,8 +25,9 @@ def _is_integration(nodeid: str) -> bool:
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if _is_integration(item.nodeid):
+        if _is_integration(item.nodeid):  # (namespaces, real servers: seconds each)
             item.add_marker(pytest.mark.root)
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_runtest_logreport(report):

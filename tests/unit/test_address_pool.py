@@ -59,6 +59,7 @@ def test_every_pair_is_inside_the_network_and_external_is_even():
         assert int(pair.external) % 2 == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prefix", range(16, 31))
 def test_pool_size_and_pool_pair_agree_with_pool_pairs(prefix):
     net = ipaddress.IPv4Network(f"10.4.0.0/{prefix}")

@@ -459,6 +459,7 @@ def test_evaluate_bounded_runs_as_the_given_user():
     os.close(write)
 
 
+@pytest.mark.slow
 def test_evaluate_bounded_stops_a_runaway_evaluation(monkeypatch):
     monkeypatch.setattr(ads, "EVAL_CPU_S", 1)
     text = "A0 = 1\n" + "".join(f"A{i} = A{i - 1} + A{i - 1}\n" for i in range(1, 41))

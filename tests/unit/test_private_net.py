@@ -40,6 +40,7 @@ def test_a_socket_left_open_fails_the_test():
     leaked[0].close()
 
 
+@pytest.mark.slow
 def test_a_thread_left_in_it_fails_the_test():
     release = threading.Event()
     stayed: list[threading.Thread] = []

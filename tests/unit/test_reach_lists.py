@@ -122,6 +122,7 @@ def test_at_most_max_entries():
         parse_node_ports(ports)
 
 
+@pytest.mark.slow
 def test_a_huge_value_is_refused_in_one_short_line():
     with pytest.raises(ValueError, match="entries; at most"):
         parse_services("tcp 127.0.0.1:1," * 1_000_000)

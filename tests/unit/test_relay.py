@@ -252,6 +252,7 @@ def test_a_service_that_is_down_resets_the_jobs_connection_at_once(nets, caplog)
     assert "job: relay squid tcp 127.0.0.1:" in lines[0] and "Connection refused" in lines[0]
 
 
+@pytest.mark.slow
 def test_a_node_service_that_never_answers_is_given_up_after_the_timeout(nets):
     node, job = nets
 
@@ -313,6 +314,7 @@ def test_connections_past_the_cap_are_refused_and_counted(nets, caplog):
     ]
 
 
+@pytest.mark.slow
 def test_a_job_that_never_reads_holds_the_relay_to_its_bound(nets):
     """The node floods, the job reads nothing: the relay reads at most a chunk ahead of what
     it could write, the kernel's buffers fill, the node's sender stops; then the job reads it
@@ -482,6 +484,7 @@ def test_udp_requests_and_answers_for_several_sources(nets):
     node.run_trio(main)
 
 
+@pytest.mark.slow
 def test_udp_flows_past_the_cap_are_dropped_until_one_expires(nets):
     node, job = nets
     limits = RelayLimits(udp_flows=2, udp_idle_s=QUICK.udp_idle_s)
@@ -513,6 +516,7 @@ def test_udp_flows_past_the_cap_are_dropped_until_one_expires(nets):
     node.run_trio(main)
 
 
+@pytest.mark.slow
 def test_an_idle_udp_flow_expires_and_a_busy_one_does_not(nets):
     node, job = nets
     before = fds()
@@ -557,6 +561,7 @@ def test_an_idle_udp_flow_expires_and_a_busy_one_does_not(nets):
     assert fds() <= before
 
 
+@pytest.mark.slow
 def test_huge_empty_and_hostile_datagrams(nets):
     node, job = nets
 
@@ -624,6 +629,7 @@ def test_a_datagram_longer_than_the_relays_buffer_is_dropped_not_cut(nets, monke
     node.run_trio(main)
 
 
+@pytest.mark.slow
 def test_a_udp_service_that_is_down_drops_and_is_logged_once(nets, caplog):
     node, job = nets
     caplog.set_level(logging.WARNING, logger="lark.relay")

@@ -74,6 +74,7 @@ def test_the_requests_are_enum_members():
 HUGE = "x" * 1_000_000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("ad", "message"),
     [

@@ -77,6 +77,7 @@ def test_each_flag_is_explained_in_help(verb):
     assert "--no-accountingLARK_NETWORK_ACCOUNTINGoff" in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("verb", SETTINGS_VERBS)
 def test_each_flag_lands_in_its_field_as_given(verb):
     """Values stay text: resolve_settings parses them, naming the flag when one is bad."""

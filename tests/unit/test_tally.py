@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -149,6 +150,7 @@ STEPS = st.lists(
 )
 
 
+@pytest.mark.slow
 @given(STEPS)
 def test_published_counts_never_go_backwards(steps):
     tally = Tally()
@@ -165,6 +167,7 @@ def test_published_counts_never_go_backwards(steps):
         before = now
 
 
+@pytest.mark.slow
 @given(st.lists(SAMPLES, min_size=1, max_size=20))
 def test_a_rule_nobody_touches_is_published_as_read(samples):
     """Monotonic readings of one rule: the published value is the last reading, exactly."""

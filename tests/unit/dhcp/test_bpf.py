@@ -134,6 +134,7 @@ def test_the_port_arp_socket_hears_only_what_the_bridge_sends_out():
     assert run(port_arp(), ack(), PACKET_OUTGOING) == 0
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None)
 @given(st.binary(max_size=400), st.integers(0, 7))
 def test_fuzz_nothing_received_is_ever_heard(data, pkttype):

@@ -552,6 +552,7 @@ def test_the_give_up_names_what_was_heard_in_one_line():
     assert silent.state is State.STOPPED
 
 
+@pytest.mark.slow
 def test_whatever_the_network_answers_the_client_sends_a_few_packets_a_second():
     rng = random.Random(5)
     servers = [IP(f"10.77.0.{i}") for i in range(1, 9)]

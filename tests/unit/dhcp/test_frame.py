@@ -65,6 +65,7 @@ def test_zero_udp_checksum_means_unchecked():
     assert frame.parse_udp(bytes(f)) == b"dhcp!"
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None)
 @given(st.binary(max_size=400))
 def test_fuzz_parse_never_raises(data):

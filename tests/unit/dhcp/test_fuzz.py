@@ -19,6 +19,7 @@ from dhcp.events import LeaseBound, PacketReceived, Started, TimerFired
 MT = opt.MessageType
 
 
+@pytest.mark.slow
 def test_5000_mutated_real_replies_keep_every_invariant():
     result = fz.run(5000, seed=16)
     assert not result.failures, fz.report(result)

@@ -190,6 +190,7 @@ def test_typed_views_check_lengths():
 # -- fuzzing: decoding returns a Message or raises MalformedMessage, nothing else ---
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None)
 @given(st.binary(max_size=700))
 def test_fuzz_random_bytes(data):
@@ -197,6 +198,7 @@ def test_fuzz_random_bytes(data):
         decode(data)
 
 
+@pytest.mark.slow
 @settings(max_examples=4000, deadline=None)
 @given(st.binary(max_size=400), st.sampled_from([b"", b"\x34\x01\x01", b"\x34\x01\x03"]))
 def test_fuzz_valid_header_random_options(tail, overload):
@@ -206,6 +208,7 @@ def test_fuzz_valid_header_random_options(tail, overload):
             decode(data)
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None)
 @given(
     st.dictionaries(
@@ -221,6 +224,7 @@ def test_fuzz_encode_decode_round_trip(options, xid, chaddr):
     assert decode(encode(msg)) == msg
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None)
 @given(st.binary(max_size=120))
 def test_fuzz_classless_routes(data):

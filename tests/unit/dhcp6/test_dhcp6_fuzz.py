@@ -8,6 +8,7 @@ import ipaddress
 import random
 import struct
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -95,6 +96,7 @@ def messages(draw: st.DrawFn) -> Message:
     return Message(kind, draw(st.integers(0, 0xFFFFFF)), tuple(options))
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(messages())
 def test_every_message_round_trips(msg):
@@ -103,6 +105,7 @@ def test_every_message_round_trips(msg):
         assert decode(wire) == msg
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=None)
 @given(st.binary(max_size=300))
 def test_any_bytes_decode_or_are_malformed(data):
@@ -132,6 +135,7 @@ def _mutate(rng: random.Random, wire: bytes) -> bytes:
     return bytes(b)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(messages(), st.randoms())
 def test_mutated_messages_decode_or_are_malformed(msg, rng):
@@ -143,6 +147,7 @@ def test_mutated_messages_decode_or_are_malformed(msg, rng):
     assert encode(got) == wire
 
 
+@pytest.mark.slow
 def test_20000_seeded_mutations_of_real_messages():
     """Cheap and wide: the messages a client meets, each byte-mangled many times over."""
     corpus = [
@@ -204,6 +209,7 @@ def _server_answer(rng: random.Random, to: Message) -> bytes:
     return _mutate(rng, wire) if rng.random() < 0.2 else wire
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.randoms(use_true_random=False), st.booleans(), st.booleans())
 def test_no_conversation_makes_the_client_raise(rng, rapid, delay):
