@@ -11,7 +11,7 @@ import classad2
 
 from ..errors import ConfigError
 from . import ads, names
-from .bandwidth import Bandwidth, derive_bandwidth
+from .bandwidth import Bandwidth, SlotCap, derive_bandwidth
 from .connpolicy import ConnectionPolicy
 from .modes import (
     CONNECTED,
@@ -159,11 +159,17 @@ def _bridge(settings: Settings, address_type: AddressType) -> Bridge:
 
 
 def derive_plan(
-    grant: Grant, name: str, share: object = None, trusted_share: bool = True
+    grant: Grant,
+    name: str,
+    share: object = None,
+    trusted_share: bool = True,
+    request: object = None,
+    cap: SlotCap | None = None,
 ) -> JobNetwork:
     """The plan for what ``grant`` gives the job; its connection policy is taken as granted
     (policy.decide checked it), kept only in a mode with a queue. ``share``: the slot's
-    value of LARK_BANDWIDTH_RESOURCE, a source only when ``trusted_share`` (decide/bandwidth.py)."""
+    value of LARK_BANDWIDTH_RESOURCE, a source only when ``trusted_share``; otherwise (wrap)
+    the job's ``request`` for it within the per-slot ``cap`` is (decide/bandwidth.py)."""
     settings = grant.settings
     mode = settings.network_type if settings.use_network_namespaces else NetworkType.OFF
     address_type = settings.address_type
@@ -187,7 +193,11 @@ def derive_plan(
     ipv6 = _ipv6(settings) if mode in CONNECTED else IPv6Use.OFF
     # (mode none has only loopback; off has no namespace: nothing to guard)
     connections = grant.connections if mode in CONNECTED else None
-    bandwidth = derive_bandwidth(settings, share, trusted_share) if mode in CONNECTED else None
+    bandwidth = (
+        derive_bandwidth(settings, share, trusted_share, request, cap)
+        if mode in CONNECTED
+        else None
+    )
     return JobNetwork(
         name=name,
         mode=mode,

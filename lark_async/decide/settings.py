@@ -13,6 +13,7 @@ settings are resolved.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
@@ -830,12 +831,24 @@ class Settings:
         "``request_NetworkBandwidth`` gives its slot that share as ``NetworkBandwidth``, and "
         "its veth is shaped to it. A share of 0 (the job asked for none) or no such "
         "attribute falls back to ``LARK_BANDWIDTH_LIMIT``. Under ``wrap`` the machine ad is "
-        "the caller's, so the slot's share is not read (the log says so): set "
-        "``LarkBandwidthLimit`` in the HTCondor config there. See `Bandwidth`_.",
+        "the caller's, so the slot's share is not read (the log says so): the job's request "
+        "within ``LARK_BANDWIDTH_SLOT_CAP`` takes its place. See `Bandwidth`_.",
         config="LARK_BANDWIDTH_RESOURCE",
         flag="--bandwidth-resource",
         metavar="ATTR",
         help="the machine resource whose slot share is the job's limit in Mbit/s",
+    )
+    bandwidth_slot_cap: float | None = _knob(  # HTCondor config only: wrap has no flags
+        None,
+        parse_rate_mbit,
+        "Under ``wrap``, the most one slot may hold of ``LARK_BANDWIDTH_RESOURCE``, in "
+        "Mbit/s: the job's share is its request (``request_NetworkBandwidth`` in the submit "
+        "file, ``RequestNetworkBandwidth`` in the job ad) up to this cap, since the job ad "
+        "is the caller's too. Unset: the node's ``MACHINE_RESOURCE_NetworkBandwidth`` when "
+        "that is a number; with neither the request is not used and ``LARK_BANDWIDTH_LIMIT`` "
+        "decides. ``run`` reads the slot's share instead. See `Bandwidth`_.",
+        config="LARK_BANDWIDTH_SLOT_CAP",
+        shown_default="the node's ``MACHINE_RESOURCE_<resource>``",
     )
     bandwidth_limit: float | None = _knob(
         None,
@@ -852,8 +865,8 @@ class Settings:
     bandwidth_limit_ingress: float | None = _knob(
         None,
         parse_rate_mbit,
-        "The job's bandwidth towards it (what it downloads) in Mbit/s, over either of the two "
-        "above.",
+        "The job's bandwidth towards it (what it downloads) in Mbit/s, over the slot's share "
+        "and ``LARK_BANDWIDTH_LIMIT``.",
         config="LARK_BANDWIDTH_LIMIT_INGRESS",
         machine="LarkBandwidthLimitIngress",
         flag="--bandwidth-limit-ingress",
@@ -864,7 +877,8 @@ class Settings:
     bandwidth_limit_egress: float | None = _knob(
         None,
         parse_rate_mbit,
-        "The job's bandwidth from it (what it uploads) in Mbit/s, over either of the two above.",
+        "The job's bandwidth from it (what it uploads) in Mbit/s, over the slot's share and "
+        "``LARK_BANDWIDTH_LIMIT``.",
         config="LARK_BANDWIDTH_LIMIT_EGRESS",
         machine="LarkBandwidthLimitEgress",
         flag="--bandwidth-limit-egress",
@@ -987,10 +1001,18 @@ def resolve_settings(
     return Settings(**values)
 
 
+def machine_resource_knob(resource: str) -> str:
+    """HTCondor's knob declaring the node's total of a machine resource."""
+    return f"MACHINE_RESOURCE_{resource}"
+
+
 def config_snapshot(config: Mapping[str, str]) -> dict[str, str]:
     """What Lark reads of the HTCondor config (its knobs, its machine attributes, the log
-    file), as plain strings: all ``wrap`` needs, handed to its second image."""
+    file, the node's total of LARK_BANDWIDTH_RESOURCE), as plain strings: all ``wrap``
+    needs, handed to its second image."""
     keys = [k.config for k in KNOBS if k.config] + list(MACHINE_ATTRIBUTES) + ["LARK_LOG_FILE"]
+    with contextlib.suppress(ConfigError):  # resolving the settings says so, logged
+        keys.append(machine_resource_knob(config_setting(config, "bandwidth_resource")))
     return {key: str(config[key]) for key in keys if config.get(key) is not None}
 
 

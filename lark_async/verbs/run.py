@@ -153,18 +153,22 @@ def _run_job(
 
     from ..backends import quota, scripts
     from ..backends.placement import Placement
-    from ..decide import ads, plan, policy, settings
+    from ..decide import ads, bandwidth, plan, policy, settings
     from ..decide.request import JOB_ATTRIBUTES, read_request
     from ..decide.scripts import Script
     from ..job.supervisor import RunRequest, Supervisor
 
+    wrapped = seats is not None
     share_attr = cli_settings(args).get("bandwidth_resource") or settings.config_setting(
         config, "bandwidth_resource"
     )
+    job_attributes: tuple[str, ...] = JOB_ATTRIBUTES
+    if wrapped:  # and the job's request for the share, which takes the slot's place there
+        job_attributes = (*JOB_ATTRIBUTES, bandwidth.request_attribute(share_attr))
     admin_view, job_view, slot_view = ads.evaluate_bounded(
         [
             ads.Evaluation(admin_ad, settings.MACHINE_ATTRIBUTES, job.job_ad),
-            ads.Evaluation(job.job_ad, JOB_ATTRIBUTES),
+            ads.Evaluation(job.job_ad, job_attributes),
             ads.Evaluation(job.machine_ad, (*plan.SLOT_ATTRIBUTES, share_attr)),
         ],
         as_user=(job.user.uid, job.user.gid),
@@ -174,7 +178,6 @@ def _run_job(
     )
     asked = read_request(job_view)
     grant = policy.decide(resolved, asked)
-    wrapped = seats is not None
     if not wrapped:
         seats = Placement.leave(getattr(args, "agent_cgroup", None) and resolved.agent_cgroup)
     slot = None
@@ -195,8 +198,14 @@ def _run_job(
         name = plan.derive_job_name(
             getattr(args, "name", None), asked, slot_view, os.getpid(), unique=wrapped
         )
-        share = ads.evaluate(slot_view, grant.settings.bandwidth_resource)
-        job_plan = plan.derive_plan(grant, name, share, trusted_share=not wrapped)
+        resource = grant.settings.bandwidth_resource
+        share = ads.evaluate(slot_view, resource)
+        requested: object = None
+        cap = None
+        if wrapped:  # the share the startd would give: the job's request within the cap
+            requested = ads.evaluate(job_view, bandwidth.request_attribute(resource))
+            cap = bandwidth.slot_cap(grant.settings, config)
+        job_plan = plan.derive_plan(grant, name, share, not wrapped, requested, cap)
         request = RunRequest(
             job_plan,
             job.argv,

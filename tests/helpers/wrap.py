@@ -5,8 +5,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import lark_async
 from helpers.agent import NOBODY
+
+# ``python -I`` (sudo's reset environment) ignores PYTHONPATH and would run the package the
+# venv was installed from: the agent under test comes first on sys.path, so that a
+# worktree's tests run its own wrap (the same code path as ``-m lark_async.cli``)
+SOURCE_ROOT = str(Path(lark_async.__file__).resolve().parents[1])
+RUN_CLI = (
+    "import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "runpy.run_module('lark_async.cli', run_name='__main__', alter_sys=True)"
+)
 
 JOB = (
     "import os, socket, sys\n"
@@ -71,8 +82,8 @@ def wrap_command(
         "CONDOR_CONFIG": str(path),
         **(sudo_env or {}),
     }
-    argv = ["nsenter", f"--net=/run/netns/{host.netns}", sys.executable, "-I", "-m"]
-    argv += ["lark_async.cli", "wrap", "--", *job]
+    argv = ["nsenter", f"--net=/run/netns/{host.netns}", sys.executable, "-I", "-c", RUN_CLI]
+    argv += [SOURCE_ROOT, "wrap", "--", *job]
     return argv, env, read
 
 

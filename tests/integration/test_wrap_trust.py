@@ -98,6 +98,42 @@ def test_machine_attributes_come_from_the_htcondor_config(sandbox, host):
     )
 
 
+def test_the_bandwidth_share_is_the_jobs_request_within_the_configs_cap(sandbox, host):
+    """The slot's share in the machine ad is the caller's to forge: wrap takes the job's
+    request instead (the caller's too), bounded by the admin's per-slot cap from the
+    HTCondor config, and says which decided."""
+    forged = {".machine.ad": 'Name = "slot1@node"\nNetworkBandwidth = 7\n'}
+    job_ad = "ClusterId = 7\nProcId = 0\nRequestNetworkBandwidth = {}\n"
+    scratch, env = starter(sandbox, {**forged, ".job.ad": job_ad.format(5000)})
+    r = wrap(sandbox, host, env, "true", cwd=scratch, config="LARK_BANDWIDTH_SLOT_CAP = 20\n")
+    assert r.returncode == 0, r.stderr
+    assert update_ad(scratch)["LarkBandwidthLimitMbit"] == 20
+    log = sandbox.log_file.read_text()
+    assert "the slot's NetworkBandwidth in the caller's machine ad is not a source" in log
+    assert (
+        "bandwidth 20 Mbit/s towards the job, 20 from it (the per-slot cap 20 "
+        "(LARK_BANDWIDTH_SLOT_CAP), under the job's RequestNetworkBandwidth 5000;" in log
+    )
+    # no LARK_BANDWIDTH_SLOT_CAP: the node's total bounds it
+    scratch, env = starter(sandbox, {**forged, ".job.ad": job_ad.format(30)})
+    config = "MACHINE_RESOURCE_NetworkBandwidth = 1000\n"
+    r = wrap(sandbox, host, env, "true", cwd=scratch, config=config)
+    assert r.returncode == 0, r.stderr
+    assert update_ad(scratch)["LarkBandwidthLimitMbit"] == 30
+    assert (
+        "bandwidth 30 Mbit/s towards the job, 30 from it (the job's RequestNetworkBandwidth 30, "
+        "under the per-slot cap 1000 (the node's MACHINE_RESOURCE_NetworkBandwidth);"
+        in sandbox.log_file.read_text()
+    )
+    # a request that is not a rate is one line, and nothing is set up
+    scratch, env = starter(sandbox, {**forged, ".job.ad": job_ad.format('"lots"')})
+    r = wrap(sandbox, host, env, "true", cwd=scratch, config=config)
+    assert r.returncode == 125
+    assert r.stderr == (
+        'lark-agent: error: RequestNetworkBandwidth "lots" (job ad) is not a rate in Mbit/s\n'
+    )
+
+
 def test_condor_variables_the_caller_smuggles_through_sudo_are_ignored(sandbox, host):
     """A site whose sudoers keeps some environment must not hand the caller HTCondor's
     ``_CONDOR_<KNOB>`` overrides or a config file of its own."""
