@@ -4,6 +4,8 @@
 
     sudo .venv/bin/python bench/bandwidth.py --quick     # 1 round of 2 s transfers
 
+    sudo .venv/bin/python bench/bandwidth.py --limits 1000 --probes 0 --rounds 7  # CPU only
+
 A site namespace (``iperf3 -s`` and a UDP echo server on 10.77.0.1) and an execute host on
 its LAN, as in the tests (tests/sandbox.py), all throwaway. Two contenders, interleaved
 round by round in rotating order so drift hits both alike, each a NAT job network with the
@@ -418,7 +420,7 @@ def measure_rounds(
         time.sleep(min(seconds, 3))
         busy1, total1 = node_jiffies()
         idle.append(cores(busy1 - busy0, total1 - total0))
-        for c in rotated(contenders, r):
+        for c in rotated(contenders, r) if probes else ():
             tests, loads = [], []
             for kind, size in PROBE_SIZES.items():
                 tests.append({"iperf": None, "probes": probes, "size": size})
@@ -567,7 +569,8 @@ def print_result(res: dict) -> int:
            else "")
     )  # fmt: skip
     print_rates(res)
-    print_latency(res)
+    if res["probes"]:
+        print_latency(res)
     print_cpu(res)
     verdicts = rate_verdicts(res)
     missed = [what for what, ok in verdicts if not ok]
@@ -600,7 +603,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=None, help="rounds (3; quick 1)")
     parser.add_argument("--seconds", type=float, default=None, help="iperf3 -t (4; quick 2)")
-    parser.add_argument("--probes", type=int, default=None, help="probes a load (300; quick 200)")
+    parser.add_argument(
+        "--probes", type=int, default=None, help="probes a load (300; quick 200; 0: no latency)"
+    )
+    parser.add_argument(
+        "--limits",
+        default="",
+        help="the rates' limits, comma-separated (10,50,200,1000; 1000 alone: the CPU part)",
+    )
     parser.add_argument("--latency-limit", type=int, default=LATENCY_LIMIT_MBIT)
     parser.add_argument("--quick", action="store_true", help="1 round, 2 s, 200 probes")
     parser.add_argument(
@@ -615,8 +625,8 @@ def main() -> int:
     res = measure(
         args.rounds or (1 if args.quick else 3),
         args.seconds or (2.0 if args.quick else 4.0),
-        None,
-        args.probes or (200 if args.quick else 300),
+        [int(x) for x in args.limits.split(",") if x.strip()] or None,
+        (200 if args.quick else 300) if args.probes is None else args.probes,
         args.latency_limit,
         args.congestion,
     )
