@@ -123,4 +123,3 @@ def test_the_configs_commented_examples_parse_and_mean_what_they_say(tmp_path):
     assert plain["connection_rules"] == 4 and plain["connection_default"] == "deny"
     assert plain["audit_dir"] == "/var/log/lark/connections"
     assert plain["max_jobs_per_user"] == 64
-

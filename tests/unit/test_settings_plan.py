@@ -598,7 +598,9 @@ def test_long_slot_and_job_id_give_a_hashed_13_character_name():
     assert name.startswith("h")
 
 
-@pytest.mark.parametrize("job", ["[ClusterId = 123; ProcId = 0]", "[ClusterId = 1234567; ProcId = 0]"])
+@pytest.mark.parametrize(
+    "job", ["[ClusterId = 123; ProcId = 0]", "[ClusterId = 1234567; ProcId = 0]"]
+)
 def test_two_slots_running_the_same_job_id_get_two_names(job):
     """The name is the slot's and the job's: slot1_1 and slot1_2 of one node (or the same
     job run again in another slot while the first run's agent still cleans up) never share
