@@ -122,3 +122,26 @@ def test_a_nat_source_removed_from_outside_is_restored(sandbox, host, backend):
     before, final = fetch_around_a_flush(sandbox, host, backend, unmasquerade)
     assert before >= FILE_SIZES["1m"] and 2 * FILE_SIZES["1m"] <= final <= 2.12 * FILE_SIZES["1m"]
     assert "NAT source" in sandbox.log_file.read_text()
+
+
+def test_an_emptied_job_chain_is_refilled_and_counting_carries_on(sandbox, host, backend):
+    """Only the job's chain is flushed (its jumps, map element and NAT stay): its counting
+    rules and the rules that close the node to the job come back at the next poll."""
+    chain = f"LARK_{sandbox.job_name()}"
+    if backend[1] == "nftables":
+        flush = ("nft", "flush", "chain", "inet", "lark", chain)
+        listing = ("nft", "list", "chain", "inet", "lark", chain)
+        said = f"the job's firewall chain {chain} is gone or empty"
+    else:
+        flush = (backend[3], "-w", "-F", chain)
+        listing = (backend[3], "-w", "-S", chain)
+        said = f"its chain {chain} was emptied"
+
+    def refilled() -> None:
+        rules = sh(*listing, netns=host.netns).stdout
+        assert "Outgoing" in rules and "Incoming" in rules, rules
+        assert "drop" in rules.lower(), rules
+
+    before, final = fetch_around_a_flush(sandbox, host, backend, flush, refilled)
+    assert before >= FILE_SIZES["1m"] and 2 * FILE_SIZES["1m"] <= final <= 2.12 * FILE_SIZES["1m"]
+    assert said in sandbox.log_file.read_text()

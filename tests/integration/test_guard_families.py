@@ -458,3 +458,168 @@ def test_the_nft_queue_rules_load_but_for_the_queue_this_kernel_lacks():
         listed = job.run(lambda: nft.run_here("list chain inet lark_guard decide\n", "test"))
         assert "icmpv6 type != echo-request accept" in listed
         assert "reject with icmpx admin-prohibited" in listed
+
+
+NOBODY4 = "10.66.0.99"
+POLICY4 = (
+    f"allow icmp {PEER4}, allow udp {PEER4}:5353, allow udp [{PEER6}]:5353, deny any 0.0.0.0/0"
+)
+
+
+def icmp_echo(ident: int, seq: int) -> bytes:
+    header = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + b"lark"
+    return header[:2] + struct.pack("!H", ~_sum16(header) & 0xFFFF) + header[4:]
+
+
+async def udp_echo4(peer: PrivateNet, port: int, nursery: trio.Nursery) -> list[bytes]:
+    server = made_in(peer, socket.AF_INET, socket.SOCK_DGRAM)
+    await server.bind((PEER4, port))
+    seen: list[bytes] = []
+
+    async def echo() -> None:
+        while True:
+            data, source = await server.recvfrom(2048)
+            seen.append(data)
+            await server.sendto(b"re:" + data, source)
+
+    nursery.start_soon(echo)
+    return seen
+
+
+def test_icmp_echo_requests_are_decided_packet_by_packet(nets, tmp_path):
+    """IPv4's ICMP as IPv6's: each echo request is decided (none is remembered as a flow),
+    an allowed one is answered, a denied one comes back "administratively prohibited"."""
+    job, peer = nets
+    audit = tmp_path / "audit.jsonl"
+
+    async def main() -> None:
+        guard = open_guard(job, audit, POLICY4)
+        async with trio.open_nursery() as nursery:
+            await serving(guard, nursery)
+            pinger = made_in(job, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+            with trio.fail_after(WAIT_S):
+                for seq in (1, 2, 3):
+                    await pinger.sendto(icmp_echo(7, seq), (PEER4, 0))
+                    while True:  # (IPv4 header, then the ICMP message)
+                        got = await pinger.recv(200)
+                        if got[(got[0] & 15) * 4] == 0:  # an echo reply
+                            break
+                await pinger.sendto(icmp_echo(7, 4), (NOBODY4, 0))
+                while True:
+                    got = await pinger.recv(200)
+                    icmp = got[(got[0] & 15) * 4 :]
+                    if icmp[:2] == b"\x03\x0d":  # unreachable, administratively prohibited
+                        break
+            pinger.close()
+            await trio.sleep(0.2)
+            nursery.cancel_scope.cancel()
+        assert (guard.counts.allowed, guard.counts.denied) == (3, 1)
+        guard.close()
+        lines = audit_lines(audit)
+        assert lines[0] == ("icmp", PEER4, None, "allow", f"allow icmp {PEER4}")
+        assert ("icmp", NOBODY4, None, "deny", "deny any 0.0.0.0/0") in lines
+
+    peer.run_trio(main)
+
+
+def test_loopback_and_ipv4_answers_are_never_queued(nets, tmp_path):
+    """The guard is open but nobody reads its queue (what it queued would go nowhere): the
+    job's own loopback, both families, TCP and UDP, works; so do its ICMP answers to the
+    peer (port unreachable, echo reply) and the agent's DHCP client port."""
+    job, peer = nets
+
+    async def main() -> None:
+        guard = open_guard(job, tmp_path / "audit.jsonl", POLICY4)
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(WAIT_S):
+                for address in ("127.0.0.1", "::1"):
+                    server = await tcp_echo_server(job, address, 0, nursery)
+                    port = server.getsockname()[1]
+                    assert await tcp_exchange(job, address, port) == "ok", address
+                family = socket.AF_INET
+                echo = made_in(job, family, socket.SOCK_DGRAM)
+                await echo.bind(("127.0.0.1", 0))
+                client = made_in(job, family, socket.SOCK_DGRAM)
+                await client.connect(echo.getsockname())
+                await client.send(b"lo")
+                assert await echo.recv(100) == b"lo"
+                for sock in (echo, client):
+                    sock.close()
+                # the peer's UDP to a closed port of the job: the port unreachable comes back
+                asker = made_in(peer, socket.AF_INET, socket.SOCK_DGRAM)
+                await asker.connect((JOB4, 5301))
+                assert await udp_exchange(asker, b"q") == "ECONNREFUSED"
+                asker.close()
+                # the peer's ping: the job's echo reply
+                pinger = made_in(peer, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+                await pinger.sendto(icmp_echo(9, 1), (JOB4, 0))
+                while (got := await pinger.recv(200))[(got[0] & 15) * 4] != 0:
+                    pass
+                pinger.close()
+                # the DHCP client port (the agent's own, privileged)
+                server4 = made_in(peer, socket.AF_INET, socket.SOCK_DGRAM)
+                await server4.bind((PEER4, 67))
+                dhcp = made_in(job, socket.AF_INET, socket.SOCK_DGRAM)
+                await dhcp.bind((JOB4, 68))
+                await dhcp.sendto(b"discover", (PEER4, 67))
+                assert await server4.recv(100) == b"discover"
+                for sock in (dhcp, server4):
+                    sock.close()
+            nursery.cancel_scope.cancel()
+        assert (guard.counts.allowed, guard.counts.denied) == (0, 0)
+        guard.close()
+
+    peer.run_trio(main)
+
+
+def test_the_flow_sets_forget_a_flow_two_minutes_after_its_last_packet(nets):
+    """As loaded in the kernel: both families' sets time their elements out after 120 s."""
+    job, _ = nets
+    from lark_async.backends.firewall import nft
+
+    job.run(lambda: nft.run_here(connguard.FLOWS, "test"))
+    for name in ("udp_flows", "udp_flows6"):
+        listed = job.run(lambda n=name: nft.run_here(f"list set inet lark_guard {n}\n", "test"))
+        assert "flags dynamic,timeout" in listed and "timeout 2m" in listed, listed
+    assert connguard.UDP_FLOW_S == 120
+
+
+@pytest.mark.parametrize("peer_address", [PEER4, PEER6])
+def test_a_udp_flow_is_remembered_while_it_lasts_and_decided_again_after(
+    nets, tmp_path, monkeypatch, peer_address
+):
+    """The same rules with the sets' timeout at 2 s: a flow that keeps sending (each packet
+    well within 2 s of the last, its first long before) is decided once; after 3 s of
+    silence its next datagram is a first packet again."""
+    job, peer = nets
+    timeout_s = 2
+    shipped = f"timeout {connguard.UDP_FLOW_S}s"
+    assert connguard.FLOWS.count(shipped) == 2
+    monkeypatch.setattr(
+        connguard, "FLOWS", connguard.FLOWS.replace(shipped, f"timeout {timeout_s}s")
+    )
+    family = socket.AF_INET6 if ":" in peer_address else socket.AF_INET
+
+    async def main() -> None:
+        guard = open_guard(job, tmp_path / "audit.jsonl", POLICY4)
+        async with trio.open_nursery() as nursery:
+            await serving(guard, nursery)
+            if family == socket.AF_INET:
+                seen = await udp_echo4(peer, 5353, nursery)
+            else:
+                _, seen = await udp_echo_server(peer, PEER6, 5353, nursery)
+            client = made_in(job, family, socket.SOCK_DGRAM)
+            await client.connect((peer_address, 5353))
+            for n in range(9):  # 4 s, a packet every 0.5 s
+                assert await udp_exchange(client, b"%d" % n) == "ok"
+                await trio.sleep(0.5)
+            assert guard.counts.allowed == 1
+            await trio.sleep(timeout_s + 1)
+            assert await udp_exchange(client, b"again") == "ok"
+            assert guard.counts.allowed == 2
+            client.close()
+            assert len(seen) == 10
+            nursery.cancel_scope.cancel()
+        guard.close()
+
+    peer.run_trio(main)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
-from helpers.agent import python_job
+from helpers.agent import cleanup, killed_after_setup, python_job
 from sandbox import sh
 
 
@@ -33,3 +34,29 @@ def test_status_lists_live_jobs_with_their_bytes(sandbox, host):
     finally:
         agent.terminate()
         agent.communicate(timeout=30)
+
+
+def test_status_says_when_a_jobs_agent_is_gone(sandbox, host):
+    """A killed agent's job is still listed (its things are there until a sweep), with the
+    agent marked gone; a pid now someone else's (not an agent) is no live agent either."""
+    name = sandbox.job_name()
+    killed_after_setup(sandbox, host, name)
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        for pid in (None, stranger.pid):
+            if pid is not None:  # the dead agent's pid, taken by another process
+                record = sandbox.state_dir / f"{name}.json"
+                data = json.loads(record.read_text())
+                data["pid"] = pid
+                record.write_text(json.dumps(data))
+            [row] = json.loads(status(sandbox, host, "--json"))
+            assert row["name"] == name and row["mode"] == "nat", row
+            assert row["agent_pid"] > 0 and row["agent_alive"] is False, row
+            [line] = status(sandbox, host).splitlines()[1:]
+            assert line.startswith(name) and f"{row['agent_pid']} (gone)" in line, line
+    finally:
+        stranger.kill()
+        stranger.wait()
+        swept = cleanup(sandbox, host)
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    assert "(no jobs)" in status(sandbox, host)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -39,6 +40,65 @@ def test_orphans_go_and_live_jobs_stay(sandbox, host):
     finally:
         live.terminate()
         live.communicate(timeout=30)
+
+
+BUILDS = ("iptables-nft", "iptables-legacy")
+
+
+@pytest.mark.parametrize("record", ["kept", "lost"])
+@pytest.mark.parametrize("build", BUILDS)
+def test_a_dead_agents_iptables_job_is_swept_from_its_build(sandbox, host, build, record):
+    """The iptables backend in either build: its chain, its jumps and its MASQUERADE rule go,
+    from the record or, without one, found by name in every build."""
+    name, chain = sandbox.job_name(), f"LARK_{sandbox.job_name()}"
+    killed_after_setup(sandbox, host, name, "--firewall-backend", "iptables", "--iptables", build)
+    saved = sh(f"{build}-save", netns=host.netns).stdout
+    assert f":{chain} " in saved and f"-j {chain}" in saved, saved
+    assert f"--comment {chain} -j MASQUERADE" in saved, saved
+    if record == "lost":
+        (sandbox.state_dir / f"{name}.json").unlink()
+        listed = cleanup(sandbox, host, "--dry-run")
+        assert f"{build} chain {chain}" in listed.stdout, listed.stdout
+    swept = cleanup(sandbox, host)
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    for each in BUILDS:
+        assert chain not in sh(f"{each}-save", netns=host.netns).stdout, each
+    again = cleanup(sandbox, host)
+    assert again.returncode == 0 and again.stdout.strip() == "no orphans", again.stdout
+    assert sandbox.leftovers() == []
+
+
+@pytest.mark.parametrize("record", ["kept", "lost"])
+def test_processes_left_in_a_dead_agents_namespace_go_with_it(sandbox, host, record):
+    """Processes in the namespace outside any job cgroup (this test's own): TERM, and KILL
+    for one that ignores TERM, before the namespace goes, so none lives on in it unseen."""
+    name = sandbox.job_name()
+    killed_after_setup(sandbox, host, name)
+    inside = ["nsenter", f"--net=/run/netns/lark-{name}"]
+    polite = subprocess.Popen([*inside, "sleep", "300"])
+    stubborn = subprocess.Popen(
+        [*inside, "/bin/sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.2; done"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sandbox.read_line(stubborn.stdout).strip() == "ready"
+        if record == "lost":
+            (sandbox.state_dir / f"{name}.json").unlink()
+        swept = cleanup(sandbox, host)
+        assert swept.returncode == 0, swept.stdout + swept.stderr
+        assert polite.wait(timeout=10) == -signal.SIGTERM
+        assert stubborn.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        for proc in (polite, stubborn):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if stubborn.stdout:
+            stubborn.stdout.close()
+    assert f"lark-{name}" not in netns_list()
+    again = cleanup(sandbox, host)
+    assert again.returncode == 0 and again.stdout.strip() == "no orphans", again.stdout
 
 
 def _foreign(name: str, site: str) -> str:

@@ -203,3 +203,16 @@ def test_wrap_names_of_two_live_agents_never_collide():
 )
 def test_the_job_a_thing_was_named_for(thing, prefix, job):
     assert names.job_of(thing, prefix) == job
+
+
+SLOTS = ["slot1_1@node", "slot1_2@node", "slot1@node", "slot2@node", "slot12_1@node"]
+
+
+@pytest.mark.parametrize("job_id", ["123.0", "123456.1", "1234567.0", "987654321.12345"])
+def test_the_same_job_id_in_two_slots_gives_two_names(job_id):
+    """A job id repeats on a node (the same job rerun, a cluster id from another schedd), but
+    no two slots hold one job at once: the slot's name is in the name, read or hashed."""
+    derived = [names.derive_name(slot, job_id, "p1") for slot in SLOTS]
+    assert len(set(derived)) == len(SLOTS), derived
+    for name in derived:
+        assert_fits_the_kernel(name)

@@ -598,6 +598,19 @@ def test_long_slot_and_job_id_give_a_hashed_13_character_name():
     assert name.startswith("h")
 
 
+@pytest.mark.parametrize(
+    "job", ["[ClusterId = 123; ProcId = 0]", "[ClusterId = 1234567; ProcId = 0]"]
+)
+def test_two_slots_running_the_same_job_id_get_two_names(job):
+    """The name is the slot's and the job's: slot1_1 and slot1_2 of one node (or the same
+    job run again in another slot while the first run's agent still cleans up) never share
+    a namespace, a veth or a chain, whether the name is readable or hashed."""
+    request = read_request(ad(job))
+    one = derive_job_name(None, request, ad('[Name = "slot1_1@node"]'), 1)
+    two = derive_job_name(None, request, ad('[Name = "slot1_2@node"]'), 1)
+    assert one != two and len(one) <= 13 and len(two) <= 13
+
+
 def test_the_connection_policy_comes_from_config_or_machine_ad_and_makes_the_plans_queue():
     config = {
         "LARK_CONNECTION_POLICY": "allow tcp 10.1.0.0/16:443,\n deny any 0.0.0.0/0",
