@@ -37,12 +37,14 @@ The same job (``JOB`` below, run as nobody) in both:
    the target is theirs: Lark's p99 at most half the CNI's. Full-size probes (1428 bytes)
    go through the bulk queue in Lark too, so they show that queue's latency (for
    information).
-3. CPU per shaped Gbit/s: the whole node's CPU (the busy jiffies of /proc/stat's ``cpu``
-   line, read by the job just before and after its iperf3, so both ends of the transfer,
-   the shaping and the kernel's forwarding are in it, and so is anything else the machine
-   runs) over the transfer's Gbit/s, at 1000 Mbit/s, against the same transfer unshaped
-   (the same contender's network without a limit, iperf3 pacing itself with ``-b 1000M``).
-   The node's CPU with no transfer is shown for the background.
+3. CPU per shaped Gbit/s: the transfer's own CPU time, read by the job just before and
+   after its iperf3: its iperf3's user and system time, the site's ``iperf3 -s``'s, and
+   the node's irq and softirq time (/proc/stat), where the kernel forwards, shapes and
+   fires the shapers' timers; over the transfer's Gbit/s, at 1000 Mbit/s, against the same
+   transfer unshaped (the same contender's network without a limit, iperf3 pacing itself
+   with ``-b 1000M``). Other processes on the machine are not in it (their softirq time
+   is, if they use the network). The whole node's busy time is shown beside it, and the
+   node's with no transfer, for the background.
 
 Everything lives in namespaces named for the bench's prefix (the CNI's ifb devices and
 iptables rules in the execute host's), removed on the way out, also after a failure,
@@ -111,14 +113,30 @@ while True:
 # The job: ``python3 -I -c JOB SPEC``, SPEC a JSON list of tests, each {"iperf": argv or
 # null, "probes": n, "size": the probes' UDP payload}; prints a JSON list, one result per
 # test: the receiver's bits/s and the sender's retransmits (or "error"), the node's busy
-# and total jiffies over the iperf3 run, and with probes their round-trip times (s) and
-# how many went unanswered.
+# and total jiffies over the iperf3 run, the transfer's own (``transfer``: the job's iperf3
+# and the site's ``iperf3 -s``, SPEC's "server" pid, user and system time, and the node's
+# irq and softirq time, where the kernel forwards and shapes), and with probes their
+# round-trip times (s) and how many went unanswered.
 JOB = f"""
-import json, select, socket, subprocess, sys, time
+import json, os, resource, select, socket, subprocess, sys, time
+
+TICK = os.sysconf("SC_CLK_TCK")
 
 def jiffies():
     f = [int(x) for x in open("/proc/stat").readline().split()[1:9]]
-    return sum(f) - f[3] - f[4], sum(f)
+    return sum(f) - f[3] - f[4], sum(f), f[5] + f[6]
+
+def process_ticks(pid):
+    try:
+        with open(f"/proc/{{pid}}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime, stime
+
+def children_ticks():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (r.ru_utime + r.ru_stime) * TICK
 
 def iperf_result(text, code, err):
     try:
@@ -154,7 +172,8 @@ def probe(count, size):
 out = []
 for test in json.loads(sys.argv[1]):
     res = {{}}
-    busy0, total0 = jiffies()
+    busy0, total0, irq0 = jiffies()
+    mine0, server0 = children_ticks(), process_ticks(test.get("server"))
     proc = None
     if test["iperf"]:
         proc = subprocess.Popen(test["iperf"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -166,8 +185,10 @@ for test in json.loads(sys.argv[1]):
     if proc:
         text, err = proc.communicate()
         res.update(iperf_result(text, proc.returncode, err))
-    busy1, total1 = jiffies()
+    busy1, total1, irq1 = jiffies()
     res["busy"], res["total"] = busy1 - busy0, total1 - total0
+    res["transfer"] = (children_ticks() - mine0) + (process_ticks(test.get("server")) - server0)
+    res["transfer"] += irq1 - irq0
     out.append(res)
 print(json.dumps(out))
 """
@@ -353,7 +374,7 @@ def measure(
         res["prefix"] = box.prefix
         box.create_site()
         host = box.add_host()
-        start_iperf_server(box)
+        res["server_pid"] = start_iperf_server(box).pid  # (nsenter execs iperf3)
         default_cc = sh("cat", "/proc/sys/net/ipv4/tcp_congestion_control", netns=box.site)
         res["congestion"] = congestion or f"{default_cc.stdout.strip()} (the default)"
         box.start_in(box.site, [sys.executable, "-I", "-c", ECHO_SERVER])
@@ -387,35 +408,45 @@ def measure_rounds(
     cpu: dict[str, list[float]] = {}
     cpu_gbit: dict[str, list[float]] = {}
     idle: list[float] = []
+    cpu_node: dict[str, list[float]] = {}
     load_s = WARMUP_S + probes * PROBE_INTERVAL_S + 0.5
     res.update(rates=rates, rtt_ms=rtt, lost=lost, p99_by_round=p99s, cpu=cpu, cpu_gbit=cpu_gbit)
+    res["cpu_node"] = cpu_node
+    server = res["server_pid"]
+
+    def count_cpu(row: str, out: dict) -> None:
+        gbit = out["bps"] / 1e9
+        cpu.setdefault(row, []).append(cores(out["transfer"], out["total"]) / gbit)
+        cpu_node.setdefault(row, []).append(cores(out["busy"], out["total"]) / gbit)
+        cpu_gbit.setdefault(row, []).append(gbit)
+
     res["idle_cores"] = idle
     for r in range(rounds):
         ways = rotated(list(WAYS), r)
         for limit in rotated(limits, r):
             for c in rotated(contenders, r):
                 tests = [
-                    {"iperf": iperf(seconds, way, cc=cc), "probes": 0, "size": 0} for way in ways
+                    {"iperf": iperf(seconds, way, cc=cc), "probes": 0, "size": 0, "server": server}
+                    for way in ways
                 ]
                 results = run_checked(c, limit, tests, f"{c.label} at {limit} Mbit/s")
                 for way, out in zip(ways, results, strict=True):
                     rates[c.label][str(limit)][way].append(out["bps"] / 1e6)
                     if limit == CPU_LIMIT_MBIT:
-                        row = f"{c.label} shaped to {limit} Mbit/s, job {way}"
-                        gbit = out["bps"] / 1e9
-                        cpu.setdefault(row, []).append(cores(out["busy"], out["total"]) / gbit)
-                        cpu_gbit.setdefault(row, []).append(gbit)
+                        count_cpu(f"{c.label} shaped to {limit} Mbit/s, job {way}", out)
         for c in rotated(contenders, r):  # the same transfers unshaped, iperf3 pacing itself
             tests = [
-                {"iperf": iperf(seconds, way, CPU_LIMIT_MBIT, cc=cc), "probes": 0, "size": 0}
+                {
+                    "iperf": iperf(seconds, way, CPU_LIMIT_MBIT, cc=cc),
+                    "probes": 0,
+                    "size": 0,
+                    "server": server,
+                }
                 for way in ways
             ]
             results = run_checked(c, None, tests, f"{c.label} unshaped")
             for way, out in zip(ways, results, strict=True):
-                row = f"{c.label} unshaped (iperf3 -b {CPU_LIMIT_MBIT}M), job {way}"
-                gbit = out["bps"] / 1e9
-                cpu.setdefault(row, []).append(cores(out["busy"], out["total"]) / gbit)
-                cpu_gbit.setdefault(row, []).append(gbit)
+                count_cpu(f"{c.label} unshaped (iperf3 -b {CPU_LIMIT_MBIT}M), job {way}", out)
         busy0, total0 = node_jiffies()
         time.sleep(min(seconds, 3))
         busy1, total1 = node_jiffies()
@@ -546,8 +577,9 @@ def print_cpu(res: dict) -> None:
         rows = [(row, v) for row, v in res["cpu"].items() if row.endswith(f"job {way}")]
         base = [row for row, _ in rows if "unshaped" in row]
         print_table(
-            f"Node CPU per Gbit/s at {limit} Mbit/s, job {way} (cores busy over the transfer, "
-            "from /proc/stat, per Gbit/s received)",
+            f"The transfer's CPU per Gbit/s at {limit} Mbit/s, job {way} (cores: iperf3 at both "
+            "ends and the node's irq and softirq time, where the kernel forwards and shapes; "
+            "per Gbit/s received)",
             rows,
             base,
             [b.split()[0] + " unshaped" for b in base],
@@ -555,7 +587,10 @@ def print_cpu(res: dict) -> None:
             scale=1,
         )
         for row, _ in rows:
-            print(f"  {row}: {spread(res['cpu_gbit'][row])} Gbit/s")
+            print(
+                f"  {row}: {spread(res['cpu_gbit'][row])} Gbit/s; the whole node "
+                f"{spread(res['cpu_node'][row], 2)} cores/Gbit/s"
+            )
     idle = res["idle_cores"]
     print(f"  the node with no transfer: {spread(idle, 2)} cores busy (other work on it)")
 
