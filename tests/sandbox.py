@@ -301,14 +301,29 @@ class Sandbox:
             env=full_env,
         )
 
-    def start_agent(self, host: Host, *args: str, env: dict | None = None) -> subprocess.Popen:
-        return subprocess.Popen(
+    def start_agent(
+        self, host: Host, *args: str, env: dict | None = None, stdin: int | None = None
+    ) -> subprocess.Popen:
+        """The agent, its output piped; with ``stdin=subprocess.PIPE`` the test holds the
+        job's stdin (a job that reads a line waits for the test: ``release``), and an agent
+        a failed test left waiting is stopped with the sandbox."""
+        proc = subprocess.Popen(
             self.agent_argv(host, *args),
+            stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, **(env or {})},
         )
+        if stdin is not None:
+            self.procs.append(proc)
+        return proc
+
+    @staticmethod
+    def release(agent: subprocess.Popen) -> None:
+        """One line to the job's stdin: a job waiting on ``sys.stdin.readline()`` goes on."""
+        agent.stdin.write("\n")
+        agent.stdin.flush()
 
     @staticmethod
     def read_line(stream, timeout: float = 30.0) -> str:

@@ -57,6 +57,7 @@ class Books:
         self.interrupted: int | None = None  # the signal that ended setup
         self.held_signals: list[int] = []
         self.stopping = False  # a stop signal was forwarded and the KILL is scheduled
+        self._stop_before_supervision = False  # one came before the KILL could be scheduled
         self.lost = False  # the job's network was taken from outside
         self.suspended: bool | None = None  # the starter froze the job (None: not asked yet)
         self.tearing_down = False  # from now on, damage to the firewall is not repaired
@@ -85,20 +86,30 @@ class Books:
         held, self.held_signals = self.held_signals, []
         return held
 
-    def supervised(self) -> None:
+    def supervised(self) -> bool:
+        """The job's long tasks are there: whether to schedule the KILL now, for a stop
+        signal that came while the job was being started (forwarded, or held and delivered,
+        with no grace period running yet)."""
         self.phase = Phase.SUPERVISED
+        if self._stop_before_supervision and not self.stopping:
+            self.stopping = True
+            return True
+        return False
 
     def route_signal(self, signum: int) -> Route:
         """A job that runs gets every signal, and a stop signal also schedules a KILL once
-        (only while supervised, where the grace period can run); before it exists, the
-        first signal interrupts setup and a later one is already being acted on."""
+        (while supervised, where the grace period can run; one that came while the job was
+        being started, once it is: ``supervised``); before it exists, the first signal
+        interrupts setup and a later one is already being acted on."""
         if self.phase in (Phase.STARTED, Phase.SUPERVISED):
             if signum in STOP_SIGNALS and self.phase is Phase.SUPERVISED and not self.stopping:
                 self.stopping = True
                 return Route.FORWARD_AND_STOP
+            self._stop_before_supervision |= signum in STOP_SIGNALS
             return Route.FORWARD
         if self.phase is Phase.SPAWNING:
             self.held_signals.append(signum)
+            self._stop_before_supervision |= signum in STOP_SIGNALS
             return Route.HOLD
         if self.interrupted is None:
             self.interrupted = signum

@@ -253,7 +253,9 @@ class Supervisor:
                 req.argv, job_netns, req.user, req.env, req.cwd, seats, self.cgroup, mounts
             )
         )
+        name = self.plan.name
         for signum in self.books.spawned(time.monotonic()):
+            log.info("forwarding signal %d to job %s (held while it started)", signum, name)
             self.job.signal(signum)
         placement.protect_from_oom()  # after the fork: the job keeps the starter's score
 
@@ -265,7 +267,8 @@ class Supervisor:
         assert self.job is not None
         async with trio.open_nursery() as nursery:
             self._job_nursery = nursery
-            self.books.supervised()
+            if self.books.supervised() and not self.req.wrapped:  # a TERM while it started
+                nursery.start_soon(self._kill_after_grace)
             if self.network is not None and self.network.rules is not None:
                 nursery.start_soon(self._poll)
             if self.guard is not None:

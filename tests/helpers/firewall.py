@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import subprocess
-import time
 
-from sandbox import FILE_SIZES, sh
+from sandbox import FILE_SIZES, sh, wait_for
 
 from helpers.agent import python_job, read_update_ad
 
@@ -55,15 +54,29 @@ def fetch_around_a_flush(
     agent = subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    log = sandbox.log_file
     try:
         assert sandbox.read_line(agent.stdout).startswith("first")
-        time.sleep(0.3)  # a poll or two: the first download is counted
-        before = read_update_ad(update)[counter]
+
+        def counted() -> int:
+            return read_update_ad(update).get(counter, 0) if update.exists() else 0
+
+        assert wait_for(lambda: counted() >= FILE_SIZES["1m"], 10), (
+            f"the first download was never counted in {counter}: {counted()}"
+        )
+        before = counted()
+        restored = log.read_text().count("restoring it")
         if callable(flush):
             flush(read_update_ad(update)[address])
         else:
             sh(*flush, netns=host.netns)
-        time.sleep(0.5)  # the agent notices within a poll and puts its rules back
+        # the agent notices at its next poll, puts its rules back, then publishes: an update
+        # ad written after the notice comes after the repair
+        assert wait_for(lambda: log.read_text().count("restoring it") > restored, 10), (
+            "the agent never noticed its damaged firewall"
+        )
+        written = update.stat().st_mtime_ns
+        assert wait_for(lambda: update.stat().st_mtime_ns != written, 10), "no poll after it"
         check()
         agent.stdin.write("\n")
         agent.stdin.flush()

@@ -193,13 +193,13 @@ FETCH_AFTER = (
 
 
 def wait_for_value(path, key: str, timeout: float = 20.0):
+    """``key`` of the update ad at ``path`` once it is there. The ad is written atomically:
+    a read that fails (an ad that is not text, a path that is not a file) is a bug, raised
+    at once, not waited out."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if path.exists():
-            try:
-                value = read_update_ad(path).get(key)
-            except Exception:  # written atomically, but be patient with a first write
-                value = None
+            value = read_update_ad(path).get(key)
             if value is not None:
                 return value
         time.sleep(0.05)

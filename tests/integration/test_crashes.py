@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import resource
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from helpers.agent import cleanup, killed_after_setup, read_update_ad
 from helpers.scripts import script
-from sandbox import sh
+from sandbox import sh, wait_for
 
 STEPS = ["address", "netns", "firewall", "cgroup", "undo-cgroup", "undo-firewall",
          "undo-processes", "undo-veth", "undo-netns"]  # fmt: skip
@@ -32,7 +34,14 @@ def test_killed_at_any_step_leaves_nothing_after_the_sweeper(sandbox, host, step
         raise AssertionError(f"no pause after {step}: {log.read_text() if log.exists() else ''}")
     agent.send_signal(signal.SIGKILL)
     agent.communicate(timeout=10)
-    found = re.search(rf"{name}: addresses \S+ \(host\) / (\S+) \(job\)", log.read_text())
+    # the pair it held: its lock file names the job at every step (the address is logged
+    # only after the address step's pause)
+    locks = sandbox.lock_dir.glob("addr-*.lock")
+    [held] = [path for path in locks if path.read_text().split()[1:] == [name]]
+    external = ipaddress.IPv4Address(held.name.removeprefix("addr-").removesuffix(".lock"))
+    logged = re.search(rf"{name}: addresses (\S+) \(host\) / (\S+) \(job\)", log.read_text())
+    if step != "address":
+        assert logged and logged.groups() == (str(external), str(external + 1))
     swept = cleanup(sandbox, host)
     assert swept.returncode == 0, swept.stdout + swept.stderr
     assert sandbox.leftovers() == []
@@ -40,14 +49,27 @@ def test_killed_at_any_step_leaves_nothing_after_the_sweeper(sandbox, host, step
     update = sandbox.tmp / "again.ad"
     again = sandbox.run_agent(host, *sandbox.who(name), "--update-ad", str(update), "--", "true")
     assert again.returncode == 0, again.stderr
-    if found:
-        assert read_update_ad(update)["LarkInnerAddressIPv4"] == found.group(1)
+    assert read_update_ad(update)["LarkInnerAddressIPv4"] == str(external + 1)
+
+
+def term_pending(pid: int) -> bool:
+    """Whether a SIGTERM sent to process ``pid`` is still pending, not yet taken by a handler
+    (``ShdPnd`` of /proc/PID/status: the process's shared pending signals, a bit mask)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("ShdPnd:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    raise AssertionError(f"no ShdPnd in /proc/{pid}/status")
 
 
 def test_sigterm_stops_the_job_then_kills_it_and_a_second_one_does_not_stop_cleanup(sandbox, host):
     """Under ``run`` the agent KILLs the job LARK_KILL_GRACE seconds after a TERM."""
-    started, done = sandbox.tmp / "delete-started", sandbox.tmp / "delete-done"
-    delete = script(sandbox, "delete", f"#!/bin/sh\ntouch {started}\nsleep 1\ntouch {done}\n")
+    started, go = sandbox.tmp / "delete-started", sandbox.tmp / "delete-go"
+    done = sandbox.tmp / "delete-done"
+    delete = script(  # (runs until the test has seen the second TERM taken)
+        sandbox,
+        "delete",
+        f"#!/bin/sh\ntouch {started}\nwhile [ ! -e {go} ]; do sleep 0.02; done\ntouch {done}\n",
+    )
     update = sandbox.tmp / "update.ad"
     agent = sandbox.start_agent(
         host,
@@ -66,11 +88,13 @@ def test_sigterm_stops_the_job_then_kills_it_and_a_second_one_does_not_stop_clea
     assert sandbox.read_line(agent.stdout).strip() == "ready"
     t0 = time.monotonic()
     agent.send_signal(signal.SIGTERM)
-    for _ in range(1000):
-        if started.exists():
-            break
-        time.sleep(0.02)
-    agent.send_signal(signal.SIGTERM)  # during cleanup: ignored
+    try:
+        assert wait_for(started.exists, 20), "the delete script never started"
+        agent.send_signal(signal.SIGTERM)  # during cleanup: ignored
+        assert wait_for(lambda: not term_pending(agent.pid), 5), "the second TERM was not taken"
+        assert not done.exists()  # (taken while the delete script ran)
+    finally:
+        go.touch()
     _, err = agent.communicate(timeout=30)
     assert agent.returncode == 128 + signal.SIGKILL
     assert 1.8 < time.monotonic() - t0 < 2 + 30  # the grace period, then the cleanup budget

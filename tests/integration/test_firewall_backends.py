@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+
 import pytest
 from helpers.agent import python_job, read_update_ad, run_fetch
 from helpers.firewall import BACKENDS, fetch_around_a_flush
 from helpers.scripts import contrib_script, script
-from sandbox import FILE_SIZES, SITE_ADDR, iptables_job_objects, sh
+from sandbox import FILE_SIZES, SITE_ADDR, iptables_job_objects, sh, wait_for
 
 
 @pytest.fixture(params=list(BACKENDS))
@@ -78,26 +81,61 @@ def test_a_job_cannot_send_from_another_address(sandbox, host, backend):
     assert r.stdout.strip() == "blocked"
 
 
+FETCH_AND_WAIT = (
+    "import sys, urllib.request\n"
+    "urllib.request.urlopen(sys.argv[1]).read()\n"
+    "print('fetched', flush=True)\n"
+    "sys.stdin.readline()\n"
+)
+# a counter rule as nft lists it, and as ``iptables -L -v -x -n`` does: packets, bytes, comment
+NFT_COUNTER = re.compile(r'counter packets (\d+) bytes (\d+) comment "(Outgoing|Incoming)"')
+IPT_COUNTER = re.compile(r"^\s*(\d+)\s+(\d+)\s.*/\* (Outgoing|Incoming) \*/", re.M)
+
+
 def test_dump_firewall_shows_the_jobs_chain_with_counters(sandbox, host, backend):
-    agent = sandbox.start_agent(host, *sandbox.who(), *backend, "--", "sleep", "30")
+    """After a download, with the job still running and its counts settled, the dump shows
+    the job's chain and its Outgoing and Incoming rules with the packets and bytes the update
+    ad publishes."""
+    update = sandbox.tmp / "u.ad"
+    agent = sandbox.start_agent(
+        host, *sandbox.who(), *backend, "--update-ad", str(update),
+        "--accounting-interval", "0.1", "--", *python_job(FETCH_AND_WAIT, sandbox.url("1m")),
+        stdin=subprocess.PIPE,
+    )  # fmt: skip
     try:
+        assert sandbox.read_line(agent.stdout).strip() == "fetched"
         chain = f"LARK_{sandbox.job_name()}"
-        for _ in range(100):
-            out = sh(
-                *sandbox.agent_argv(host, verb="dump-firewall")[2:],
-                *backend[2:],
-                netns=host.netns,
-            ).stdout
-            if f"Chain {chain}" in out or f"chain {chain}" in out:  # the job's own chain
-                break
-        assert chain in out, out
-        assert "Outgoing" in out and "Incoming" in out
+        settled: list[tuple[int, int]] = []
+
+        def counts_settled() -> bool:  # the same counts in two update ads in a row
+            written = update.stat().st_mtime_ns
+            ad = read_update_ad(update)
+            counts = (ad["NetworkOutgoing"], ad["NetworkIncoming"])
+            if not wait_for(lambda: update.stat().st_mtime_ns != written, 5):
+                raise AssertionError("the update ad is no longer refreshed")
+            settled[:] = [counts]
+            ad = read_update_ad(update)
+            return counts == (ad["NetworkOutgoing"], ad["NetworkIncoming"])
+
+        assert wait_for(counts_settled, 20), f"the counts never settled: {settled}"
+        out = sh(
+            *sandbox.agent_argv(host, verb="dump-firewall")[2:], *backend[2:], netns=host.netns
+        ).stdout
+        assert f"chain {chain} " in out or f"Chain {chain} " in out, out
+        pattern = NFT_COUNTER if backend[1] == "nftables" else IPT_COUNTER
+        found = {comment: (int(n), int(b)) for n, b, comment in pattern.findall(out)}
+        assert len(pattern.findall(out)) == 2, out  # one Outgoing and one Incoming rule
+        outgoing, incoming = settled[0]
+        assert found["Outgoing"][1] == outgoing and found["Incoming"][1] == incoming, out
+        assert incoming > FILE_SIZES["1m"] and found["Incoming"][0] > 0 < found["Outgoing"][0]
         if backend[1] == "iptables":
-            assert f"Chain {chain}" in out and "MASQUERADE" in out
+            assert "MASQUERADE" in out
             assert iptables_job_objects(host.netns)
     finally:
-        agent.terminate()
-        agent.communicate(timeout=30)
+        if agent.poll() is None:
+            sandbox.release(agent)
+        _, err = agent.communicate(timeout=30)
+    assert agent.returncode == 0, err
 
 
 def test_a_flushed_firewall_is_restored_and_counting_carries_on(sandbox, host, backend):

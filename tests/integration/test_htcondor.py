@@ -16,7 +16,7 @@ from helpers.chirp import job_scratch, start_fake_starter
 from helpers.dns import needs_own_root
 from helpers.scripts import recorder
 from helpers.wrap import JOB, starter, wrap
-from sandbox import SITE_ADDR
+from sandbox import SITE_ADDR, wait_for
 
 from lark_async.backends import cgroup, placement
 from lark_async.backends.usable import AGENT_PATH
@@ -203,31 +203,55 @@ def test_wrap_outside_sudo_and_the_shipped_files(sandbox, host):
         assert check.returncode == 0, check.stdout + check.stderr
 
 
+def chirp_pushes(record: Path) -> list[dict[str, str]]:
+    """What the fake starter was told, one dict per connection's attributes."""
+    pushes: list[dict[str, str]] = []
+    for line in record.read_text().splitlines():
+        if line == "connect":
+            pushes.append({})
+        elif line.startswith("attr ") and pushes:
+            name, value = line.removeprefix("attr ").split(" = ", 1)
+            pushes[-1][name] = value
+    return pushes
+
+
 def test_with_an_io_proxy_the_attributes_go_to_the_job_ad_by_chirp(sandbox, host):
-    """A stand-in for the starter's chirp server (the protocol htcondor2.htchirp speaks)."""
+    """A stand-in for the starter's chirp server (the protocol htcondor2.htchirp speaks). The
+    job downloads and waits for the test: the download reaches the job ad while the job
+    runs (two pushes in a row show the same count: nothing more is coming), and the last
+    push is the final update ad's."""
     port, record = start_fake_starter(sandbox, host)
     scratch = job_scratch(sandbox, f"127.0.0.1 {port} {CHIRP_COOKIE}\n")
-    r = sandbox.run_agent(
+    agent = sandbox.start_agent(
         host,
         *sandbox.who(),
         "--accounting-interval",
         "0.2",
         "--",
         *python_job(
-            "import sys, time, urllib.request; urllib.request.urlopen(sys.argv[1]).read(); "
-            "time.sleep(0.5)",
+            "import sys, urllib.request; urllib.request.urlopen(sys.argv[1]).read(); "
+            "sys.stdin.readline()",
             sandbox.url("1m"),
         ),
         env={"_CONDOR_SCRATCH_DIR": str(scratch)},
+        stdin=subprocess.PIPE,
     )
-    assert r.returncode == 0, r.stderr
+
+    def settled() -> bool:
+        counts = [p.get("NetworkIncoming") for p in chirp_pushes(record)[-2:]]
+        return len(counts) == 2 and counts[0] == counts[1] and int(counts[0] or 0) > 1_000_000
+
+    try:
+        assert wait_for(settled, 20), f"no push of the download while it ran: {record.read_text()}"
+        assert agent.poll() is None
+    finally:
+        if agent.poll() is None:
+            sandbox.release(agent)
+        _, err = agent.communicate(timeout=30)
+    assert agent.returncode == 0, err
     text = (scratch / ".lark.update.ad").read_text()
     final = dict(classad2.parseOne(text, classad2.ParserType.Old).items())
-    pushed: dict = {}
-    for line in record.read_text().splitlines():
-        if line.startswith("attr "):
-            name, value = line.removeprefix("attr ").split(" = ", 1)
-            pushed[name] = value
+    pushed = {name: value for push in chirp_pushes(record) for name, value in push.items()}
     assert int(pushed["NetworkIncoming"]) == final["NetworkIncoming"] > 1_000_000
     assert "NetworkOutgoing" in pushed and "AverageBandwidthUsageIncoming" in pushed
     assert not any(name.startswith("Lark") for name in pushed)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import stat
 from pathlib import Path
 
 from helpers.agent import python_job, read_update_ad, run_fetch
 from helpers.scripts import calls, contrib_script, recorder, script
-from sandbox import FILE_SIZES, SITE_ADDR
+from sandbox import FILE_SIZES, SITE_ADDR, wait_for
 
 
 def ads(sandbox) -> tuple[Path, Path]:
@@ -82,17 +84,44 @@ def test_a_failing_create_script_stops_the_job_and_cleans_up(sandbox, host):
     assert "stderr: no route to the licence server" in sandbox.log_file.read_text()
 
 
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its parent's reaping has died)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return fields.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def test_a_script_that_hangs_is_killed_at_the_timeout(sandbox, host):
-    create = script(sandbox, "create", "#!/bin/sh\nsleep 30 &\nsleep 30\n")
+    """The script and both of its children (which hold none of its pipes, so only a kill of
+    the whole process group ends them) are gone when the agent has given up on it."""
+    pids = sandbox.tmp / "pids"
+    create = script(
+        sandbox,
+        "create",
+        f"#!/bin/sh\necho $$ > {pids}\n"
+        + f"sleep 30 >/dev/null 2>&1 </dev/null &\necho $! >> {pids}\n" * 2
+        + "wait\n",
+    )
     r = sandbox.run_agent(
         host, *sandbox.who(), "--create-script", str(create), "--script-timeout", "1", "--", "true"
     )
-    assert r.returncode == 125
-    assert r.stderr.strip() == (
-        f"lark-agent: error: create script {create} did not finish within 1 s and was killed"
-    )
-    out = os.popen("pgrep -f 'sleep 30' -u 0 -l").read()  # the whole group went
-    assert str(create) not in out
+    started = [int(pid) for pid in pids.read_text().split()]
+    try:
+        assert r.returncode == 125
+        assert r.stderr.strip() == (
+            f"lark-agent: error: create script {create} did not finish within 1 s and was killed"
+        )
+        assert len(started) == 3  # the script, then its two children
+        if not wait_for(lambda: not any(alive(pid) for pid in started), 2):
+            raise AssertionError(f"still running: {[pid for pid in started if alive(pid)]}")
+    finally:
+        for pid in started:  # (what a failure left: the test's own sleeps)
+            with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if alive(pid) and (b"sleep" in cmdline or bytes(create) in cmdline):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def test_a_script_that_is_not_root_only_is_refused_before_anything_exists(sandbox, host):

@@ -192,10 +192,25 @@ def test_a_lock_file_nobody_holds_is_not_locked(tmp_path):
 
 
 def test_a_stale_lock_file_does_not_block_allocation(tmp_path):
-    for pair in pool_pairs(NET29):
-        lock_path(tmp_path, pair).write_text("12345 crashed\n")
+    """Every pair's lock file is there, left by a crashed agent and held by nobody: the new
+    job takes one over (the same file, locked by it, naming it alone) and leaves the others
+    as they were."""
+    stale = {pair: lock_path(tmp_path, pair) for pair in pool_pairs(NET29)}
+    for path in stale.values():
+        path.write_text("12345 crashed\n")
+    inodes = {pair: path.stat().st_ino for pair, path in stale.items()}
     lease = allocate(NET29, tmp_path, "job")
-    lease.release()
+    try:
+        assert lease.path == stale[lease.addresses]
+        assert os.fstat(lease.fd).st_ino == inodes[lease.addresses]  # taken over, not replaced
+        assert is_locked(lease.path)
+        assert lease.path.read_text() == f"{os.getpid()} job\n"
+        others = [path for pair, path in stale.items() if pair != lease.addresses]
+        assert [path.read_text() for path in others] == ["12345 crashed\n"] * (len(stale) - 1)
+        assert not any(is_locked(path) for path in others)
+    finally:
+        lease.release()
+    assert not lease.path.exists()
 
 
 CHILD = """

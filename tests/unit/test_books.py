@@ -99,12 +99,29 @@ def test_a_running_job_gets_every_signal_and_a_stop_schedules_one_kill():
     b = books()
     b.spawning()
     b.spawned(1.0)
-    assert b.route_signal(15) is Route.FORWARD  # (not supervised yet: nowhere to wait)
-    b.supervised()
+    assert b.route_signal(10) is Route.FORWARD  # (not supervised yet: nowhere to wait)
+    assert b.supervised() is False  # (no stop signal came: no KILL)
     assert b.route_signal(10) is Route.FORWARD
     assert b.route_signal(2) is Route.FORWARD_AND_STOP
     assert b.route_signal(15) is Route.FORWARD  # (the KILL is already scheduled)
     assert b.stopping
+
+
+@pytest.mark.parametrize("phase", ["spawning", "started"])
+def test_a_stop_before_supervision_schedules_the_kill_once_supervised(phase):
+    """A TERM while the job is being started reaches it (held, or forwarded) and its KILL is
+    scheduled as soon as there is somewhere to wait out the grace period: a job that ignores
+    TERM must not outlive it."""
+    b = books()
+    b.spawning()
+    if phase == "spawning":
+        assert b.route_signal(15) is Route.HOLD
+        assert b.spawned(1.0) == [15]
+    else:
+        b.spawned(1.0)
+        assert b.route_signal(15) is Route.FORWARD
+    assert b.supervised() is True and b.stopping
+    assert b.route_signal(15) is Route.FORWARD  # (the KILL is already scheduled)
 
 
 def test_a_lost_network_stops_the_job_once():

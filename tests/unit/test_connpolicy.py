@@ -3,7 +3,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from lark_async.decide.connpolicy import (
@@ -22,6 +22,26 @@ ADMIN = parse_rules(
 
 def ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(text)
+
+
+def assert_narrowed_to(policy: ConnectionPolicy, wanted: str, outside: tuple) -> None:
+    """``policy`` narrowed by the job's ``wanted`` keeps the admin's entries and default and
+    holds exactly the job's entries; each job entry's own destination (its first address and
+    lowest port) is allowed by that entry, and ``outside`` (proto, address, port), which the
+    admin allows and the job did not list, is refused as not in the job's list."""
+    job = parse_rules(wanted, job=True)
+    narrowed = policy.narrowed(job)
+    assert narrowed == ConnectionPolicy(policy.rules, policy.default_allow, job)
+    for rule in job:
+        v6 = rule.network.version == 6
+        proto = {None: 6, 1: 58 if v6 else 1}.get(rule.proto, rule.proto)
+        port = rule.ports[0] if rule.ports else (None if rule.proto == 1 else 443)
+        decision = narrowed.decide(proto, rule.network.network_address, port)
+        assert (decision.allow, decision.rule) == (True, f"job: {rule.text}")
+    proto, dst, port = outside
+    assert policy.decide(proto, ip(dst), port).allow  # (the admin's alone allows it)
+    refused = narrowed.decide(proto, ip(dst), port)
+    assert (refused.allow, refused.rule) == (False, "job: not in LarkAllowedConnections")
 
 
 @pytest.mark.parametrize(
@@ -54,8 +74,7 @@ def test_default_allow_turns_the_list_into_a_blocklist():
      "tcp 192.168.1.0/25", "udp 10.1.5.5:1000-1100", "allow tcp 10.0.0.1:443"],
 )  # fmt: skip
 def test_a_job_may_ask_for_less(wanted):
-    policy = ConnectionPolicy(ADMIN, False).narrowed(parse_rules(wanted, job=True))
-    assert policy.job_rules is not None
+    assert_narrowed_to(ConnectionPolicy(ADMIN, False), wanted, (6, "10.255.255.254", 443))
 
 
 @pytest.mark.parametrize(
@@ -310,7 +329,7 @@ ADMIN6 = parse_rules(
 def test_a_job_narrows_ipv6_as_it_narrows_ipv4(wanted, ok):
     policy = ConnectionPolicy(ADMIN6, False)
     if ok:
-        assert policy.narrowed(parse_rules(wanted, job=True)).job_rules is not None
+        assert_narrowed_to(policy, wanted, (6, "2001:db8:ffff::1", 443))
     else:
         with pytest.raises(ValueError, match="asks for more than this node's connection"):
             policy.narrowed(parse_rules(wanted, job=True))
@@ -357,11 +376,43 @@ def test_any_text_parses_or_says_why_in_one_line(text, job):
         assert rule.network.version == (6 if "[" in rule.text else 4)
 
 
-@given(st.integers(0, 2**128 - 1), st.sampled_from([1, 6, 17, 58, 50]), st.integers(0, 65535))
+# POLICY6's IPv6 entries as (allow, protocols, network, ports), written out apart from the
+# parser: what a destination that stands for no IPv4 one is decided by, first match first
+POLICY6_IPV6 = [
+    (True, {6}, "2001:db8::/32", (443, 443)),
+    (False, {17}, "::/0", (53, 53)),
+    (True, None, "2001:db8:1::/48", None),
+    (True, {1, 58}, "2001:db8:2::/48", None),
+]
+DB8 = 0x20010DB8 << 96
+IPV6_DESTINATIONS = st.one_of(
+    st.integers(0, 2**128 - 1),
+    st.integers(0, 2**96 - 1).map(lambda low: DB8 | low),  # 2001:db8::/32
+    st.integers(0, 2**80 - 1).map(lambda low: DB8 | (1 << 80) | low),  # 2001:db8:1::/48
+    st.integers(0, 2**80 - 1).map(lambda low: DB8 | (2 << 80) | low),  # 2001:db8:2::/48
+)
+
+
+@given(IPV6_DESTINATIONS, st.sampled_from([1, 6, 17, 58, 50]), st.integers(0, 65535))
 def test_any_ipv6_destination_is_decided(value, proto, port):
-    policy = admin_policy(POLICY6, "deny")
-    decision = policy.decide(proto, ipaddress.IPv6Address(value), port)
-    assert decision.rule
+    """By the first IPv6 entry that matches, else the default: both the verdict and the
+    entry named (IPv6 addresses standing for IPv4 ones have their own tests above)."""
+    dst = ipaddress.IPv6Address(value)
+    assume(dst.ipv4_mapped is None and dst not in ipaddress.IPv6Network("64:ff9b::/96"))
+    expected = (False, "default deny")
+    for text, (allow, protos, network, ports) in zip(
+        [r.text for r in POLICY6 if r.network.version == 6], POLICY6_IPV6, strict=True
+    ):
+        if protos is not None and proto not in protos:
+            continue
+        if dst not in ipaddress.IPv6Network(network):
+            continue
+        if ports is not None and not ports[0] <= port <= ports[1]:
+            continue
+        expected = (allow, text)
+        break
+    decision = admin_policy(POLICY6, "deny").decide(proto, dst, port)
+    assert (decision.allow, decision.rule) == expected
 
 
 # exact words and boundaries (mutation testing found them untested)
@@ -425,7 +476,7 @@ def test_a_deny_touching_a_jobs_port_range_refuses_it(wanted, ok):
         parse_rules("deny tcp 10.0.0.0/8:100-200, allow tcp 0.0.0.0/0"), False
     )
     if ok:
-        assert policy.narrowed(parse_rules(wanted, job=True)).job_rules is not None
+        assert_narrowed_to(policy, wanted, (6, "8.8.8.8", 443))
     else:
         with pytest.raises(ValueError, match="asks for more"):
             policy.narrowed(parse_rules(wanted, job=True))

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from lark_async.backends.netlink import NetlinkError
 from lark_async.errors import (
+    EXIT_CANNOT_EXECUTE,
+    EXIT_NOT_FOUND,
     EXIT_SETUP_FAILED,
     AdError,
     ConfigError,
@@ -21,6 +26,7 @@ from lark_async.errors import (
     UsageError,
     map_errors,
 )
+from lark_async.job.process import Job, JobUser
 
 
 def test_os_error_becomes_kernel_error_naming_the_action():
@@ -84,8 +90,11 @@ def test_other_exceptions_are_not_mapped():
 
 
 def test_nothing_raised_means_nothing_mapped():
-    with map_errors("anything"):
-        pass
+    ran = []
+    with map_errors("anything") as entered:
+        ran.append("body")
+    ran.append("after")  # no exception left the block
+    assert entered is None and ran == ["body", "after"]
 
 
 @pytest.mark.parametrize(
@@ -110,13 +119,37 @@ def test_interrupted_exits_with_128_plus_the_signal(signum, exit_code, message):
         (AdError("x"), 125),
         (ResourceError("x"), 125),
         (KernelError("x"), 125),
-        (JobStartError("x", 126), 126),
-        (JobStartError("x", 127), 127),
     ],
 )
 def test_exit_codes(error, exit_code):
     assert error.exit_code == exit_code
 
 
-def test_an_error_without_a_message_shows_its_kind():
-    assert str(KernelError()) == "KernelError"
+def test_a_job_that_cannot_start_gets_127_when_missing_and_126_when_not_executable():
+    """A JobStartError carries the status it is given: what is checked is the status each
+    cause gets when a job is spawned (errors.py: 127 not found, 126 cannot execute, as
+    ``env`` has them)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (the job is spawned as a user, with its groups)")
+    user = JobUser("nobody", 65534, 65534, ())
+    where = Path(tempfile.mkdtemp())  # (pytest's tmp_path is root's alone: nobody's cwd here)
+    try:
+        where.chmod(0o755)
+        missing, plain = where / "missing", where / "not-executable"
+        plain.write_text("#!/bin/sh\n")
+        plain.chmod(0o644)
+        with pytest.raises(JobStartError) as info:
+            Job.spawn([str(missing)], None, user, {}, where)
+        assert (info.value.exit_code, str(info.value)) == (
+            127,
+            f"job command not found: {missing}",
+        )
+        with pytest.raises(JobStartError) as info:
+            Job.spawn([str(plain)], None, user, {}, where)
+        assert (info.value.exit_code, str(info.value)) == (
+            126,
+            f"job command {plain} cannot be executed by nobody: Permission denied",
+        )
+    finally:
+        shutil.rmtree(where)
+    assert (EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND) == (126, 127)

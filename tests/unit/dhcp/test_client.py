@@ -179,15 +179,36 @@ def test_renew_retries_at_half_the_time_left_then_rebinds_to_another_server():
 
 
 def test_with_no_server_the_lease_expires_and_discovery_starts_over():
+    """At expiry, not before: the lease is lost and a new acquisition begins, a DISCOVER
+    retransmitted on RFC 2131's doubling (2 s, 4 s, ... each +-1 s, the same xid) until
+    the acquisition's own timeout, counted from the expiry."""
     c = make_client()
     bound(c)
     lease = c.lease
-    actions = []
+    assert lease is not None
+    actions, now = [], 0.0
     while not any(isinstance(a, LeaseLost) for a in actions):
-        actions = c.handle(TimerFired(c.next_deadline))
+        assert c.next_deadline is not None
+        now = c.next_deadline
+        actions = c.handle(TimerFired(now))
     lost, discover = actions
-    assert lost == LeaseLost(lease, "expired") and c.next_deadline is not None
+    assert lost == LeaseLost(lease, "expired") and now == lease.expires_at
     assert discover.message.message_type is MT.DISCOVER and c.lease is None
+    assert c.state is State.SELECTING
+    sent, delay = [now], c.config.retransmit_initial_s
+    while True:
+        at = c.next_deadline
+        assert at is not None
+        actions = c.handle(TimerFired(at))
+        if actions and isinstance(actions[0], GaveUp):
+            break
+        assert sent[-1] + delay - 1 <= at <= sent[-1] + delay + 1
+        [again] = actions
+        assert again.message.message_type is MT.DISCOVER
+        assert again.message.xid == discover.message.xid
+        sent.append(at)
+        delay *= 2
+    assert at == lease.expires_at + c.config.timeout_s and len(sent) >= 4
 
 
 def test_nak_from_the_chosen_server_while_renewing_loses_the_lease():
