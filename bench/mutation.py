@@ -377,6 +377,47 @@ EQUIVALENT |= {
         _AT,
     ),
 }
+_STRICT = "strict is only read for its truth: None is as false as False"
+_SPACED = "text is split on single spaces already: the last word is the same however split"
+_LOWER = "the word is lowercased before it is read, so its case in the code changes nothing"
+EQUIVALENT |= {
+    # lark_async/decide/connpolicy.py
+    "lark_async.decide.connpolicy.x__network__mutmut_4": (
+        "return ipaddress.IPv4Network(net4, strict=None)",
+        _STRICT,
+    ),
+    "lark_async.decide.connpolicy.x__network__mutmut_20": (
+        "network = ipaddress.IPv6Network(net6, strict=None)",
+        _STRICT,
+    ),
+    "lark_async.decide.connpolicy.x_parse_rule__mutmut_11": (
+        "target = text.rsplit(None, 1)[-1]",
+        _SPACED,
+    ),
+    "lark_async.decide.connpolicy.x_parse_rule__mutmut_14": (
+        'target = text.rsplit(" ", )[-1]',
+        _SPACED,
+    ),
+    "lark_async.decide.connpolicy.x_parse_rule__mutmut_17": (
+        'target = text.rsplit(" ", 2)[-1]',
+        _SPACED,
+    ),
+    "lark_async.decide.connpolicy.x_parse_rule__mutmut_40": (
+        'verdict = (m["verdict"] or ("ALLOW" if job else "")).lower()',
+        _LOWER,
+    ),
+    "lark_async.decide.connpolicy.x_parse_rule__mutmut_74": (
+        'proto = PROTOCOLS[(m["proto"] or "ANY").lower()]',
+        _LOWER,
+    ),
+}
+EQUIVALENT |= {
+    # lark_async/decide/bandwidth.py
+    "lark_async.decide.bandwidth.x_derive_bandwidth__mutmut_4": (
+        'base, source = None, "XXXX"',
+        "never read: both branches that follow (the slot's share, wrap's request) set source",
+    ),
+}
 
 # mutmut's exit codes per mutant (mutmut/stats.py), grouped as this report counts them
 KILLED = {1: "killed", 3: "killed", 37: "killed", -11: "killed", -9: "killed"}
@@ -443,9 +484,16 @@ class Run:
         added = [ln[1:].strip() for ln in shown if ln.startswith("+") and not ln.startswith("+++")]
         return " / ".join(added)
 
+    def meta(self, module: str) -> Path:
+        return self.directory / "mutants" / self.target.package / f"{module}.py.meta"
+
     def codes(self, module: str) -> dict[str, int | None]:
-        meta = self.directory / "mutants" / self.target.package / f"{module}.py.meta"
+        meta = self.meta(module)
         return json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+
+    def made_none(self) -> bool:
+        """mutmut made its mutants, and there are none (it then stops, exit 1)."""
+        return all(self.meta(m).exists() and not self.codes(m) for m in self.modules)
 
 
 def runs_for(name: str, target: Target, modules: list[str], chosen: bool) -> list[Run]:
@@ -489,7 +537,10 @@ def main(argv: list[str] | None = None, target_name: str | None = None) -> int:
         done = run.mutmut(
             "run", "--max-children", str(args.max_children), *run.mutant_globs, log=log
         )
-        if done.returncode:
+        if done.returncode and run.made_none():
+            # mutmut stops when it made no mutant (modes.py: enums and constants only)
+            print(f"no mutants of {', '.join(run.modules)}: nothing inside a function")
+        elif done.returncode:
             print(log.read_text()[-3000:])
             print(f"mutmut run failed (exit {done.returncode})")
             return 2
