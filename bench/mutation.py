@@ -489,6 +489,44 @@ EQUIVALENT |= {
     "dhcp6.options.x__empty__mutmut_6": ("_exact(data, 0, )", _AT_IMPORT),
     "dhcp6.options.x__empty__mutmut_7": ("_exact(data, 1, name)", _AT_IMPORT),
 }
+_NOW_UNREAD = "_bind does not read now"
+EQUIVALENT |= {
+    # dhcp6/client.py
+    "dhcp6.client.xǁClientǁ_bind__mutmut_3": (
+        "self._give_up_at = None",
+        "read only while acquiring, and every way from a lease back to acquiring goes through"
+        " _new_acquisition, which sets it (a REQUEST holding a lease is not acquiring)",
+    ),
+    "dhcp6.client.xǁClientǁ_bind__mutmut_6": (
+        'self._give_up_at = float("INF")',
+        "float() reads infinity in any case",
+    ),
+    "dhcp6.client.xǁClientǁ_deadline__mutmut_37": (
+        'if at == float("INF"):',
+        "float() reads infinity in any case",
+    ),
+    "dhcp6.client.xǁClientǁ_rapid_reply__mutmut_32": (
+        "return self._bind(None, lease)",
+        _NOW_UNREAD,
+    ),
+    "dhcp6.client.xǁClientǁ_reply_to_request__mutmut_29": (
+        "return self._bind(None, lease)",
+        _NOW_UNREAD,
+    ),
+    "dhcp6.client.xǁClientǁ_send__mutmut_8": (
+        "x.rt = p.irt + self.rng.uniform(0.001, 0.1) / p.irt",
+        "SOLICIT's IRT is 1 s: dividing by it is multiplying by it",
+    ),
+    "dhcp6.client.xǁClientǁ_enter__mutmut_2": (
+        "raise LocalProtocolError(None)",
+        "no input reaches it: every state a handler enters is one NEXT_STATES allows",
+    ),
+    "dhcp6.client.xǁClientǁ_released_timer__mutmut_2": (
+        "assert isinstance(s, _Released) or s.x is not None",
+        "an assert for mypy: a timer fires in RELEASED only while its exchange goes on, so"
+        " both parts hold",
+    ),
+}
 
 # mutmut's exit codes per mutant (mutmut/stats.py), grouped as this report counts them
 KILLED = {1: "killed", 3: "killed", 37: "killed", -11: "killed", -9: "killed"}
