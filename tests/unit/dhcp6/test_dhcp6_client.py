@@ -775,6 +775,27 @@ def test_an_unanswered_request_for_a_held_binding_goes_back_to_the_lease():
     assert c.state is State.BOUND and c.lease is not None and c.lease.address == ADDR
 
 
+def test_a_release_while_a_held_binding_is_requested_again_releases_the_held_lease():
+    c = make_client()
+    bound(c)
+    renew = sent(c.handle(TimerFired(100.0)))
+    sent(c.handle(PacketReceived(100.1, answer(renew, ia_status=ST.NO_BINDING))))
+    actions = c.handle(ReleaseRequested(100.5))
+    release = sent(actions)
+    assert release.msg_type is MT.RELEASE and release.get(opt.IaNa).addresses == (
+        opt.IaAddress(ADDR),
+    )
+    assert actions[1] == LeaseLost(actions[1].lease, "released")
+    assert actions[1].lease.address == ADDR
+
+
+def test_inputs_that_come_late_are_counted_each_time():
+    c = make_client()
+    c.handle(Started(0.0))
+    assert c.handle(DadFailed(0.1, ADDR)) == [] and c.handle(DadFailed(0.2, ADDR)) == []
+    assert c.stats.ignored_why == {"a DAD failure with no lease (reported late)": 2}
+
+
 # -- the tables ------------------------------------------------------------------------
 
 
