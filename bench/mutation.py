@@ -556,6 +556,81 @@ EQUIVALENT |= {
         "collecting is only read as `not s.collecting`: None is as false as False",
     ),
 }
+_CASE_BLIND = "ClassAd attribute names are case-insensitive: any spelling reads the same one"
+_FIRST_PART = "only the part before the first separator is kept, however many splits follow"
+EQUIVALENT |= {
+    # lark_async/decide/accounting.py
+    "lark_async.decide.accounting.x_derive_accounting__mutmut_7": (
+        "incoming = counters.get(INCOMING, (0, 1))[0]",
+        "only the default's first element is read",
+    ),
+    "lark_async.decide.accounting.x_derive_accounting__mutmut_15": (
+        "outgoing = counters.get(OUTGOING, (0, 1))[0]",
+        "only the default's first element is read",
+    ),
+    # lark_async/decide/request.py
+    "lark_async.decide.request.x__connections__mutmut_7": (
+        'wanted = ads.evaluate(ad, "larkallowedconnections")',
+        _CASE_BLIND,
+    ),
+    "lark_async.decide.request.x__connections__mutmut_8": (
+        'wanted = ads.evaluate(ad, "LARKALLOWEDCONNECTIONS")',
+        _CASE_BLIND,
+    ),
+    "lark_async.decide.request.x__job_id__mutmut_7": (
+        'cluster, proc = ads.evaluate(ad, "clusterid"), ads.evaluate(ad, "ProcId")',
+        _CASE_BLIND,
+    ),
+    "lark_async.decide.request.x__job_id__mutmut_8": (
+        'cluster, proc = ads.evaluate(ad, "CLUSTERID"), ads.evaluate(ad, "ProcId")',
+        _CASE_BLIND,
+    ),
+    "lark_async.decide.request.x__job_id__mutmut_14": (
+        'cluster, proc = ads.evaluate(ad, "ClusterId"), ads.evaluate(ad, "procid")',
+        _CASE_BLIND,
+    ),
+    "lark_async.decide.request.x__job_id__mutmut_15": (
+        'cluster, proc = ads.evaluate(ad, "ClusterId"), ads.evaluate(ad, "PROCID")',
+        _CASE_BLIND,
+    ),
+    "lark_async.decide.request.x_shown__mutmut_19": (
+        'text = "".join(c if c.isprintable() else "?" for c in value[: SHOWN_MAX + 2])',
+        "past SHOWN_MAX characters only the first SHOWN_MAX are shown, however many are read",
+    ),
+    # lark_async/decide/resolver.py
+    "lark_async.decide.resolver.x_decide__mutmut_32": (
+        'node = parse_resolv_conf(src.node_resolv_conf or "XXXX")',
+        "a line that is no resolv.conf keyword is skipped: XXXX reads as an empty file",
+    ),
+    "lark_async.decide.resolver.x_merge_search__mutmut_22": (
+        'key = name.rstrip(".").upper()',
+        "the key only compares names case-blind: upper or lower, the same names match",
+    ),
+    "lark_async.decide.resolver.x_parse_resolv_conf__mutmut_11": (
+        'words = line.split("#", 1)[0].split(";", )[0].split()',
+        _FIRST_PART,
+    ),
+    "lark_async.decide.resolver.x_parse_resolv_conf__mutmut_16": (
+        'words = line.split("#", )[0].split(";", 1)[0].split()',
+        _FIRST_PART,
+    ),
+    "lark_async.decide.resolver.x_parse_resolv_conf__mutmut_19": (
+        'words = line.split("#", 2)[0].split(";", 1)[0].split()',
+        _FIRST_PART,
+    ),
+    "lark_async.decide.resolver.x_parse_resolv_conf__mutmut_22": (
+        'words = line.split("#", 1)[0].split(";", 2)[0].split()',
+        _FIRST_PART,
+    ),
+    "lark_async.decide.resolver.x_parse_resolv_conf__mutmut_40": (
+        'servers.append(ipaddress.ip_address(rest[0].split("%", )[0]))',
+        _FIRST_PART,
+    ),
+    "lark_async.decide.resolver.x_parse_resolv_conf__mutmut_44": (
+        'servers.append(ipaddress.ip_address(rest[0].split("%", 2)[0]))',
+        _FIRST_PART,
+    ),
+}
 
 # mutmut's exit codes per mutant (mutmut/stats.py), grouped as this report counts them
 KILLED = {1: "killed", 3: "killed", 37: "killed", -11: "killed", -9: "killed"}

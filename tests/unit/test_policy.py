@@ -56,6 +56,20 @@ def test_a_request_the_node_does_not_allow_is_refused_with_the_reason():
     with pytest.raises(JobRequestError) as info:
         decide(Settings(allowed_address_types=("dhcp",)), job('LarkAddressType = "static"'))
     assert 'address type "static"' in str(info.value)
+    with pytest.raises(JobRequestError) as info:
+        decide(Settings(allowed_address_types=("local", "dhcp")), job('LarkAddressType = "static"'))
+    assert str(info.value) == (
+        'the job asks for address type "static", which this node does not allow '
+        "(allowed: local, dhcp)"
+    )
+
+
+def test_the_job_gets_the_address_type_it_asks_for_else_the_admins():
+    both = Settings(allowed_address_types=("dhcp", "static"))
+    assert decide(both, job('LarkAddressType = "static"')).address_type == "static"
+    assert decide(both, job("")).address_type is None  # the mode's default
+    admins = Settings(address_type="dhcp", allowed_address_types=("dhcp", "static"))
+    assert decide(admins, job("")).address_type == "dhcp"
 
 
 @pytest.mark.parametrize(
