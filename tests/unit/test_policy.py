@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from ipaddress import ip_address
 
 import pytest
@@ -115,6 +116,30 @@ def test_policy_output_overrides_the_decision():
         "accounting": False,
     }
     assert parse_policy_output("", "p") == {}
+    assert parse_policy_output('LarkAddressType = "STATIC"\n', "p") == {"address_type": "static"}
+    with pytest.raises(ConfigError) as info:
+        parse_policy_output('LarkAddressType = "bridge"\n', "/p")
+    assert str(info.value) == (
+        'policy script /p printed LarkAddressType = "bridge", not a valid value'
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_policy_output('LarkBridgeDevice = "eth0"\n', "/p")
+    assert str(info.value) == (
+        "policy script /p printed LarkBridgeDevice; it may set only LarkNetworkType, "
+        "LarkAddressType, LarkNetworkAccounting"
+    )
+
+
+def test_what_the_policy_script_decided_and_a_bridging_wish_not_granted_are_logged(caplog):
+    caplog.set_level(logging.INFO, "lark")
+    granted = grant_of(Settings(), read_request(job("InboundConnectivity = true")))
+    assert granted.settings.network_type is NetworkType.NAT
+    after = apply_policy_output(granted, "LarkNetworkAccounting = false\n", "/p")
+    assert after.settings.accounting is False
+    assert caplog.messages == [
+        "the job asks for inbound connectivity; this node does not bridge: NAT",
+        "policy script /p decided {'accounting': False}",
+    ]
 
 
 @pytest.mark.parametrize(
