@@ -631,6 +631,23 @@ EQUIVALENT |= {
         _FIRST_PART,
     ),
 }
+_FALSE = "None is as false as False where it is read (only for its truth)"
+EQUIVALENT |= {
+    # lark_async/decide/audit.py
+    "lark_async.decide.audit.xǁAuditTrailǁ__init____mutmut_11": ("self.capped = None", _FALSE),
+    "lark_async.decide.audit.xǁAuditTrailǁdecided__mutmut_26": (
+        "lines += self._emit(_record(self.job, key, wall), 1, counted=None)[0]",
+        _FALSE,
+    ),
+    "lark_async.decide.audit.xǁAuditTrailǁclose__mutmut_4": (
+        "lines += self._close(*self._windows.popitem(last=None))",
+        "popitem reads last for its truth: None pops the oldest, as False does",
+    ),
+    "lark_async.decide.audit.xǁAuditTrailǁdecided__mutmut_18": (
+        "lines += self._close(*self._windows.popitem(last=None))",
+        "popitem reads last for its truth: None pops the oldest, as False does",
+    ),
+}
 
 # mutmut's exit codes per mutant (mutmut/stats.py), grouped as this report counts them
 KILLED = {1: "killed", 3: "killed", 37: "killed", -11: "killed", -9: "killed"}
