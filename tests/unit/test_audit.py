@@ -90,7 +90,14 @@ def test_past_the_cap_one_notice_then_decisions_are_only_counted():
     assert size <= cap - cap // 4 and size == trail.written
     assert size > cap - cap // 4 - NOTICE_BYTES - 300  # it filled its part, not less
     notice = json.loads(written[-1])
-    assert "LARK_AUDIT_MAX_BYTES" in notice["note"] and notice["job"] == "j1"
+    assert notice == {
+        "time": "2027-01-15T08:00:00+00:00",
+        "job": "j1",
+        "note": "the audit log reached its cap of 4096 bytes (LARK_AUDIT_MAX_BYTES): later"
+        " decisions are counted in NetworkAuditRecordsDropped, not written (count lines of"
+        " earlier ones may follow while they fit)",
+    }
+    assert written[-1].endswith("}\n")
     assert len(written) - 1 + trail.dropped == 1000
     assert trail.decided(DENY, 2.0, WALL) == []  # a new decision: only counted
     assert trail.decided(DENY, 2.1, WALL) == []

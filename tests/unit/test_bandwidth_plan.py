@@ -15,6 +15,7 @@ from lark_async.decide.bandwidth import (
     SlotCap,
     derive_bandwidth,
     request_attribute,
+    requested_share,
     slot_cap,
 )
 from lark_async.decide.plan import derive_plan
@@ -168,6 +169,13 @@ def test_the_plan_carries_limits_in_nat_and_bridge_and_none_elsewhere():
         assert (plan.bandwidth is not None) is shaped, mode
     plan = derive_plan(decide(settings, JobRequest()), "j1", share=25)
     assert plan.bandwidth == Bandwidth(25, 25, (), "the slot's NetworkBandwidth")
+
+
+def test_a_whole_limit_is_an_integer_in_the_update_ad():
+    """The ad says 10, not 10.0 (a limit read from the config is a float)."""
+    for found in (Bandwidth(10.0, 10.0), Bandwidth(10.0, 50.0)):
+        assert all(type(v) is int for v in found.attributes.values())
+    assert type(Bandwidth(2.5, 2.5).attributes["LarkBandwidthLimitMbit"]) is float
 
 
 def test_the_update_ad_says_the_limit_and_each_direction_when_they_differ():
@@ -327,9 +335,12 @@ def test_without_a_cap_the_request_is_not_used_under_wrap(config, why, caplog):
     assert wrapped(config, 100) is None
     assert (
         f"the job's RequestNetworkBandwidth is not used under wrap: there is no per-slot cap "
-        f"({why}); LARK_BANDWIDTH_LIMIT from the HTCondor config decides" in caplog.text
+        f"({why}); LARK_BANDWIDTH_LIMIT from the HTCondor config decides" in caplog.messages
     )
-    assert "the slot's NetworkBandwidth in the caller's machine ad is not a source" in caplog.text
+    assert (
+        "the slot's NetworkBandwidth in the caller's machine ad is not a source under wrap"
+        in caplog.messages
+    )
     # unused, a hostile request refuses nothing
     assert wrapped(config, "lots") is None
 
@@ -446,4 +457,35 @@ def test_under_run_the_request_is_never_read_and_the_plan_carries_wraps_share():
         (),
         "the job's RequestNetworkBandwidth 100, under the per-slot cap 1000 "
         "(LARK_BANDWIDTH_SLOT_CAP)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "trusted", "source"),
+    [
+        ({"LARK_BANDWIDTH_LIMIT_INGRESS": "30"}, True, "LARK_BANDWIDTH_LIMIT_INGRESS"),
+        ({"LARK_BANDWIDTH_LIMIT_EGRESS": "30"}, True, "LARK_BANDWIDTH_LIMIT_EGRESS"),
+        # under wrap, with no cap or no request: the override alone
+        ({"LARK_BANDWIDTH_LIMIT_INGRESS": "30"}, False, "LARK_BANDWIDTH_LIMIT_INGRESS"),
+        ({**CAP, "LARK_BANDWIDTH_LIMIT_EGRESS": "30"}, False, "LARK_BANDWIDTH_LIMIT_EGRESS"),
+        (
+            {"LARK_BANDWIDTH_LIMIT_INGRESS": "30", "LARK_BANDWIDTH_LIMIT_EGRESS": "40"},
+            True,
+            "LARK_BANDWIDTH_LIMIT_INGRESS, LARK_BANDWIDTH_LIMIT_EGRESS",
+        ),
+    ],
+)
+def test_with_no_share_the_source_names_only_the_overrides(config, trusted, source):
+    settings = resolve(config=config)
+    found = derive_bandwidth(settings, None, trusted, None, slot_cap(settings, config))
+    assert found is not None
+    assert found.source == source
+
+
+def test_with_no_cap_given_the_unused_request_is_logged_as_such(caplog):
+    caplog.set_level(logging.INFO, "lark.bandwidth")
+    assert requested_share("NetworkBandwidth", 100, None) == (None, "")
+    assert (
+        "the job's RequestNetworkBandwidth is not used under wrap: there is no per-slot cap "
+        "(none given); LARK_BANDWIDTH_LIMIT from the HTCondor config decides" in caplog.messages
     )

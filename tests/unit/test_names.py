@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 
 import pytest
@@ -105,6 +107,14 @@ def test_hashed_names_are_deterministic():
     assert a == b  # only the slot's short name and the job id count
 
 
+def test_a_hashed_name_is_the_same_in_every_release():
+    """The hash is of the readable parts joined by '|' (sha256, base32, 12 characters): an
+    agent of another release must find, and sweep, what the one before it named."""
+    digest = hashlib.sha256(b"s1_2|1234567_12").digest()
+    expected = "h" + base64.b32encode(digest).decode().lower()[:12]
+    assert names.derive_name("slot1_2@node", "1234567.12", "p1") == expected
+
+
 def test_hashed_names_of_different_jobs_differ():
     derived = {names.derive_name("slot1_1@n", f"{10_000_000 + i}.0", "p1") for i in range(2000)}
     assert len(derived) == 2000
@@ -174,6 +184,9 @@ def test_longest_name_fits_interface_and_chain_limits():
         ("12345678901234.1", 4194304, "1234_1-w2hwcg"),
         ("1.0", 0, "1_0-w0"),
         ("1.23456", 4194304, "23456-w2hwcg"),  # a cut that would start with '_' drops it
+        ("X1.0", 4242, "X1_0-w39u"),  # only '_' and '-' are dropped from its start
+        (".", 4242, "w39u"),  # nothing of the id is left: the tag alone, no leading '-'
+        ("__-.", 4242, "w39u"),
     ],
 )
 def test_wrap_names_carry_the_agents_pid(job_id, pid, expected):
@@ -203,6 +216,12 @@ def test_wrap_names_of_two_live_agents_never_collide():
 )
 def test_the_job_a_thing_was_named_for(thing, prefix, job):
     assert names.job_of(thing, prefix) == job
+
+
+def test_the_job_a_thing_was_named_for_without_a_prefix():
+    """The sweeper names lock files and state records by the job name alone."""
+    assert names.job_of("s1-42_0") == "s1-42_0"
+    assert names.job_of("../x") is None
 
 
 SLOTS = ["slot1_1@node", "slot1_2@node", "slot1@node", "slot2@node", "slot12_1@node"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from ipaddress import ip_address
 
 import pytest
@@ -56,6 +57,20 @@ def test_a_request_the_node_does_not_allow_is_refused_with_the_reason():
     with pytest.raises(JobRequestError) as info:
         decide(Settings(allowed_address_types=("dhcp",)), job('LarkAddressType = "static"'))
     assert 'address type "static"' in str(info.value)
+    with pytest.raises(JobRequestError) as info:
+        decide(Settings(allowed_address_types=("local", "dhcp")), job('LarkAddressType = "static"'))
+    assert str(info.value) == (
+        'the job asks for address type "static", which this node does not allow '
+        "(allowed: local, dhcp)"
+    )
+
+
+def test_the_job_gets_the_address_type_it_asks_for_else_the_admins():
+    both = Settings(allowed_address_types=("dhcp", "static"))
+    assert decide(both, job('LarkAddressType = "static"')).address_type == "static"
+    assert decide(both, job("")).address_type is None  # the mode's default
+    admins = Settings(address_type="dhcp", allowed_address_types=("dhcp", "static"))
+    assert decide(admins, job("")).address_type == "dhcp"
 
 
 @pytest.mark.parametrize(
@@ -101,6 +116,30 @@ def test_policy_output_overrides_the_decision():
         "accounting": False,
     }
     assert parse_policy_output("", "p") == {}
+    assert parse_policy_output('LarkAddressType = "STATIC"\n', "p") == {"address_type": "static"}
+    with pytest.raises(ConfigError) as info:
+        parse_policy_output('LarkAddressType = "bridge"\n', "/p")
+    assert str(info.value) == (
+        'policy script /p printed LarkAddressType = "bridge", not a valid value'
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_policy_output('LarkBridgeDevice = "eth0"\n', "/p")
+    assert str(info.value) == (
+        "policy script /p printed LarkBridgeDevice; it may set only LarkNetworkType, "
+        "LarkAddressType, LarkNetworkAccounting"
+    )
+
+
+def test_what_the_policy_script_decided_and_a_bridging_wish_not_granted_are_logged(caplog):
+    caplog.set_level(logging.INFO, "lark")
+    granted = grant_of(Settings(), read_request(job("InboundConnectivity = true")))
+    assert granted.settings.network_type is NetworkType.NAT
+    after = apply_policy_output(granted, "LarkNetworkAccounting = false\n", "/p")
+    assert after.settings.accounting is False
+    assert caplog.messages == [
+        "the job asks for inbound connectivity; this node does not bridge: NAT",
+        "policy script /p decided {'accounting': False}",
+    ]
 
 
 @pytest.mark.parametrize(

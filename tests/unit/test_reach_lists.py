@@ -4,12 +4,15 @@ LARK_JOB_LOOPBACK_SERVICES becomes ports and services, or a ValueError that name
 from __future__ import annotations
 
 import ipaddress
+import json
 
 import pytest
 
 from lark_async.decide.reach import (
+    CLOSED,
     MAX_ENTRIES,
     NodePort,
+    NodeReach,
     Proto,
     Service,
     parse_node_ports,
@@ -184,3 +187,57 @@ def test_a_bad_node_port_entry_is_named(value, error):
     with pytest.raises(ValueError) as caught:
         parse_node_ports(value)
     assert str(caught.value) == error
+
+
+# -- NodeReach: what of the node a NAT job may reach (the log line, the state record) ----------
+
+REACH = NodeReach(
+    parse_node_ports("tcp 3128, udp 8000-8010"),
+    (V4("10.0.0.1"), V6("fd00::1")),
+    job_to_job=True,
+)
+
+
+def test_what_the_log_says_a_nat_job_may_reach_of_the_node():
+    assert str(CLOSED) == "nothing; other NAT jobs closed"
+    assert str(REACH) == (
+        "tcp 3128, udp 8000-8010, DNS on 10.0.0.1, DNS on fd00::1; other NAT jobs open"
+    )
+    assert str(NodeReach(dns=(V4("10.0.0.1"),))) == "DNS on 10.0.0.1; other NAT jobs closed"
+
+
+def test_the_state_record_of_what_a_nat_job_may_reach_reads_back_the_same():
+    record = REACH.to_record()
+    assert record == {
+        "ports": ["tcp 3128", "udp 8000-8010"],
+        "dns": ["10.0.0.1", "fd00::1"],
+        "job_to_job": True,
+    }
+    assert NodeReach.from_record(json.loads(json.dumps(record))) == REACH
+    assert CLOSED.to_record() == {"ports": [], "dns": [], "job_to_job": False}
+    assert NodeReach.from_record(CLOSED.to_record()) == CLOSED
+
+
+_PORTS_ARE = "is not a list of 'tcp|udp PORT[-PORT]'"
+_DNS_IS = "is not a list of IP addresses"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ([], "is not an object"),
+        ({"dns": [], "job_to_job": False}, f"ports None {_PORTS_ARE}"),
+        ({"ports": "tcp 1", "dns": [], "job_to_job": False}, f"ports 'tcp 1' {_PORTS_ARE}"),
+        ({"ports": [1], "dns": [], "job_to_job": False}, f"ports [1] {_PORTS_ARE}"),
+        ({"ports": [], "job_to_job": False}, f"dns None {_DNS_IS}"),
+        ({"ports": [], "dns": "10.0.0.1", "job_to_job": False}, f"dns '10.0.0.1' {_DNS_IS}"),
+        ({"ports": [], "dns": [1], "job_to_job": False}, f"dns [1] {_DNS_IS}"),
+        ({"ports": [], "dns": ["nope"], "job_to_job": False}, f"dns ['nope'] {_DNS_IS}"),
+        ({"ports": [], "dns": []}, "job_to_job None is not true or false"),
+        ({"ports": [], "dns": [], "job_to_job": 1}, "job_to_job 1 is not true or false"),
+    ],
+)
+def test_a_broken_reach_record_is_one_sentence_about_it(value, message):
+    with pytest.raises(ValueError) as caught:
+        NodeReach.from_record(value)
+    assert str(caught.value) == message

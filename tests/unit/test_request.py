@@ -8,7 +8,15 @@ import pytest
 from lark_async.decide import ads
 from lark_async.decide.connpolicy import parse_rules
 from lark_async.decide.modes import AddressType, NetworkType
-from lark_async.decide.request import JOB_ATTRIBUTES, MESSAGE_MAX, JobRequest, read_request
+from lark_async.decide.request import (
+    JOB_ATTRIBUTES,
+    MESSAGE_MAX,
+    SHOWN_MAX,
+    JobRequest,
+    clipped,
+    read_request,
+    shown,
+)
 from lark_async.errors import JobRequestError
 
 
@@ -48,6 +56,8 @@ def as_the_agent_reads(text: str) -> JobRequest:
         ("NetworkAccounting = false", JobRequest(accounting=False)),
         ("ClusterId = 12\nProcId = 3", JobRequest(job_id="12.3")),
         ("ClusterId = 12\nProcId = -3", JobRequest()),  # not an id: no name from it, no error
+        ("ClusterId = 0\nProcId = 0", JobRequest(job_id="0.0")),
+        ("ClusterId = -1\nProcId = 0", JobRequest()),
         ('ClusterId = "12"\nProcId = 3', JobRequest()),
         ("ClusterId = 12\nProcId = true", JobRequest()),
         (
@@ -176,3 +186,12 @@ def test_a_huge_connection_list_gives_a_short_message():
 def test_the_first_bad_request_is_the_one_named():
     with pytest.raises(JobRequestError, match=r"^job ad WantJobNetworking "):
         read_request(job('WantJobNetworking = "yes"\nLarkNetworkType = "wifi"'))
+
+
+def test_a_message_is_clipped_at_message_max_and_a_value_shown_to_shown_max():
+    assert clipped("x" * MESSAGE_MAX) == "x" * MESSAGE_MAX
+    assert clipped("x" * (MESSAGE_MAX + 1)) == "x" * (MESSAGE_MAX - 3) + "..."
+    assert shown("a" * SHOWN_MAX) == '"' + "a" * SHOWN_MAX + '"'
+    assert shown("a" * (SHOWN_MAX + 1)) == '"' + "a" * SHOWN_MAX + '..."'
+    assert shown(int("1" * SHOWN_MAX)) == "1" * SHOWN_MAX
+    assert shown(int("1" * (SHOWN_MAX + 1))) == "1" * SHOWN_MAX + "..."

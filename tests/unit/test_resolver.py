@@ -689,6 +689,13 @@ def test_a_nameserver_line_cut_at_64_kib_is_not_read_as_a_shorter_address():
     assert parse_resolv_conf("nameserver 10.0.0.22\n" + filler).nameservers == (A("10.0.0.22"),)
 
 
+def test_a_file_of_exactly_64_kib_is_read_to_its_last_line():
+    last = "nameserver 10.0.0.2"
+    filler = "#" * (65536 - len(last) - 1) + "\n"
+    assert len(filler + last) == resolver.MAX_FILE_BYTES
+    assert parse_resolv_conf(filler + last).nameservers == (A("10.0.0.2"),)
+
+
 # --- IPv6: DHCPv6 (options 23, 24) and router advertisements (RDNSS, DNSSL) ---------------
 
 V6 = ipaddress.IPv6Address

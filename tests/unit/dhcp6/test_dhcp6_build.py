@@ -83,18 +83,36 @@ def test_every_built_message_round_trips():
         assert decode(encode(msg)) == msg
 
 
+_NEGATIVE = "delays and timeouts must not be negative"
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"duid": b"\0\3"}, "our DUID of 2 bytes (3-130)"),
+        ({"iaid": -1}, "IAID -1 is not 32 bits"),
+        ({"iaid": 2**32}, "IAID 4294967296 is not 32 bits"),
+        ({"solicit_delay_max_s": -1}, _NEGATIVE),
+        ({"timeout_s": 0}, _NEGATIVE),
+        ({"sol_max_rt_s": 0}, _NEGATIVE),
+    ],
+)
+def test_config_refuses_nonsense(kw, message):
+    args = {"duid": DUID, "iaid": 7, **kw}
+    with pytest.raises(ValueError) as caught:
+        Config(**args)
+    assert str(caught.value) == message
+
+
 @pytest.mark.parametrize(
     "kw",
     [
-        {"duid": b"\0\3"},
-        {"iaid": -1},
-        {"iaid": 2**32},
-        {"solicit_delay_max_s": -1},
-        {"timeout_s": 0},
-        {"sol_max_rt_s": 0},
+        {"iaid": 0},
+        {"iaid": 2**32 - 1},
+        {"solicit_delay_max_s": 0},
+        {"timeout_s": 0.5},
+        {"sol_max_rt_s": 0.5},
     ],
 )
-def test_config_refuses_nonsense(kw):
-    args = {"duid": DUID, "iaid": 7, **kw}
-    with pytest.raises(ValueError):
-        Config(**args)
+def test_config_takes_every_value_up_to_the_bounds(kw):
+    assert Config(**{"duid": DUID, "iaid": 7, **kw})

@@ -14,7 +14,9 @@ from dhcp6.client import (
     DECLINE,
     EVENTS,
     IGNORED,
+    MAX_ADVERTS,
     NEXT_STATES,
+    RENEW,
     REPLIES,
     REQUEST,
     Client,
@@ -188,6 +190,7 @@ def test_a_rapid_reply_we_did_not_ask_for_is_dropped():
     assert solicit.get(opt.RapidCommit) is None
     assert c.handle(PacketReceived(0.1, answer(solicit, extra=(opt.RapidCommit(),)))) == []
     assert c.state is State.SOLICITING
+    assert c.stats.dropped_why == {"a REPLY to a SOLICIT without rapid commit": 1}
 
 
 def test_a_rapid_refusal_keeps_soliciting_and_the_server_is_not_taken_again():
@@ -261,6 +264,7 @@ def test_unspecfail_and_usemulticast_leave_the_request_to_retransmit(status):
     )
     assert c.handle(PacketReceived(0.1, answer(request, status=status))) == []
     assert c.state is State.REQUESTING
+    assert c.stats.dropped_why == {f"a REPLY saying {status.name}": 1}
     assert sent(c.handle(TimerFired(c.next_deadline))).xid == request.xid
 
 
@@ -346,6 +350,7 @@ def test_adverts_offering_nothing_are_named_when_giving_up():
                 assert c.handle(PacketReceived(c.next_deadline - 0.01, full)) == []
         actions = c.handle(TimerFired(c.next_deadline))
     assert actions == [GaveUp(f"no lease after 10 s: server {SERVER.hex()} said NO_ADDRS_AVAIL")]
+    assert set(c.stats.dropped_why) == {"an ADVERTISE saying NO_ADDRS_AVAIL"}
 
 
 def test_silence_gives_up_at_the_timeout():
@@ -402,6 +407,7 @@ def test_renew_at_t1_to_the_server_then_bound_again():
     again = sent(c.handle(TimerFired(c.next_deadline)))
     assert again.xid == renew.xid and elapsed(again) >= 900
     assert c.handle(PacketReceived(112.0, answer(renew, server=OTHER))) == []  # not asked
+    assert c.stats.dropped_why == {"a REPLY from a server not asked": 1}
     [r] = c.handle(PacketReceived(112.0, answer(again)))
     assert isinstance(r, LeaseRenewed) and r.lease.start == 100.0
     assert c.state is State.BOUND and c.next_deadline == 200.0
@@ -437,6 +443,7 @@ def test_the_lease_ends_at_its_valid_lifetime():
     assert now == 300.0
     lost, solicit = actions
     assert isinstance(lost, LeaseLost) and lost.reason == "expired"
+    assert lost.lease.address == ADDR
     assert solicit.message.msg_type is MT.SOLICIT and c.state is State.SOLICITING
     # a new acquisition, with its own overall timeout
     while c.state is State.SOLICITING:
@@ -454,6 +461,7 @@ def test_no_binding_on_renew_requests_the_binding_again():
     assert c.lease is not None  # still held, still used
     [r] = c.handle(PacketReceived(100.2, answer(request)))
     assert isinstance(r, LeaseRenewed) and c.state is State.BOUND
+    assert r.lease.address == ADDR and r.lease.start == 100.1  # the REQUEST began then
 
 
 def test_no_binding_then_refused_loses_the_lease():
@@ -472,6 +480,8 @@ def test_other_refusals_of_a_renew_keep_the_lease():
     renew = sent(c.handle(TimerFired(100.0)))
     assert c.handle(PacketReceived(100.1, answer(renew, status=ST.UNSPEC_FAIL))) == []
     assert c.state is State.RENEWING and c.lease is not None
+    assert c.handle(PacketReceived(100.1, answer(renew, t1=200, t2=100))) == []
+    assert c.stats.dropped_why == {"a REPLY saying UNSPEC_FAIL": 1, "T1 after T2": 1}
 
 
 # -- leaving -------------------------------------------------------------------------
@@ -486,11 +496,14 @@ def test_release_is_sent_retransmitted_and_ends_with_a_reply():
         actions[1] == LeaseLost(c_lease := actions[1].lease, "released") and c_lease.address == ADDR
     )
     assert release.msg_type is MT.RELEASE and release.get(opt.ServerId) == opt.ServerId(SERVER)
+    assert release.get(opt.ClientId) == opt.ClientId(DUID)
+    assert release.get(opt.IaNa).iaid == IAID
     assert release.get(opt.IaNa).addresses == (opt.IaAddress(ADDR),)
     assert c.state is State.RELEASED and c.lease is None
     again = sent(c.handle(TimerFired(c.next_deadline)))
     assert again.xid == release.xid
     assert c.handle(PacketReceived(52.0, answer(again, server=OTHER, status=0))) == []
+    assert c.stats.dropped_why == {"a REPLY from a server not asked": 1}
     assert c.handle(PacketReceived(52.0, answer(again, status=0))) == []
     assert c.next_deadline is None
     assert c.handle(ReleaseRequested(53.0)) == [] and c.stats.ignored_why["a second release"] == 1
@@ -517,13 +530,19 @@ def test_dad_failure_declines_then_solicits_again():
     c = make_client()
     bound(c)
     assert c.handle(DadFailed(1.0, ADDR2)) == []  # not ours
-    assert c.stats.ignored_why["a DAD failure for an address not leased"] == 1
+    assert c.handle(DadFailed(1.0, ADDR2)) == []
+    assert c.stats.ignored_why == {"a DAD failure for an address not leased": 2}
     actions = c.handle(DadFailed(1.0, ADDR))
     decline = sent(actions)
     assert actions[1] == LeaseLost(actions[1].lease, "declined")
+    assert actions[1].lease.address == ADDR
+    assert decline.get(opt.ClientId) == opt.ClientId(DUID)
+    assert decline.get(opt.IaNa).iaid == IAID
     assert decline.msg_type is MT.DECLINE and decline.get(opt.ServerId) == opt.ServerId(SERVER)
     assert decline.get(opt.IaNa).addresses == (opt.IaAddress(ADDR),)
     assert c.state is State.DECLINING
+    assert c.handle(PacketReceived(1.1, answer(decline, server=OTHER, status=0))) == []
+    assert c.stats.dropped_why == {"a REPLY from a server not asked": 1}
     solicit = sent(c.handle(PacketReceived(1.1, answer(decline, status=0))))
     assert solicit.msg_type is MT.SOLICIT
     assert c.handle(DadFailed(1.2, ADDR)) == []  # reported late
@@ -537,6 +556,244 @@ def test_an_unanswered_decline_gives_way_to_a_solicit_after_dec_max_rc():
     for _ in range(DECLINE.mrc):
         kinds.append(sent(c.handle(TimerFired(c.next_deadline))).msg_type)
     assert kinds == [MT.DECLINE] * (DECLINE.mrc - 1) + [MT.SOLICIT]
+
+
+# -- what is dropped, word for word (mutation testing: bench/mutation.py dhcp6) -------------
+
+
+def server(n: int) -> bytes:
+    return bytes.fromhex(f"00030001020000{n:06x}")
+
+
+def test_adverts_past_the_ones_kept_and_a_second_from_one_server_are_dropped():
+    c = make_client()
+    solicit = sent(c.handle(Started(0.0)))
+    for n in range(MAX_ADVERTS):
+        assert c.handle(PacketReceived(0.1, answer(solicit, MT.ADVERTISE, server(n)))) == []
+    assert c.stats.dropped == 0
+    assert c.handle(PacketReceived(0.2, answer(solicit, MT.ADVERTISE, server(0)))) == []
+    assert c.handle(PacketReceived(0.2, answer(solicit, MT.ADVERTISE, server(99)))) == []
+    assert c.stats.dropped_why == {
+        "a second ADVERTISE from one server": 1,
+        "an ADVERTISE past the ones kept": 1,
+    }
+    assert c.stats.dropped == 2
+
+
+def test_the_servers_kept_are_asked_in_order_of_preference_when_one_refuses():
+    """A preference 255 is asked at once; when it refuses, the ADVERTISEs collected before
+    it are asked, highest preference first (section 18.2.10.1), each in its turn."""
+    c = make_client()
+    solicit = sent(c.handle(Started(0.0)))
+    for n, preference in ((1, 1), (2, 5), (3, 3)):
+        adv = answer(solicit, MT.ADVERTISE, server(n), extra=(opt.Preference(preference),))
+        assert c.handle(PacketReceived(0.1, adv)) == []
+    best = answer(solicit, MT.ADVERTISE, server(4), extra=(opt.Preference(255),))
+    request = sent(c.handle(PacketReceived(0.2, best)))
+    asked = [request.get(opt.ServerId).duid]
+    for _ in range(3):
+        refusal = answer(request, server=asked[-1], ia_status=ST.NO_ADDRS_AVAIL)
+        request = sent(c.handle(PacketReceived(0.3, refusal)))
+        asked.append(request.get(opt.ServerId).duid)
+    assert asked == [server(4), server(2), server(3), server(1)]
+
+
+def test_a_rapid_reply_from_a_server_that_refused_us_is_dropped():
+    c = make_client()
+    solicit = sent(c.handle(Started(0.0)))
+    refusal = answer(solicit, status=ST.NO_ADDRS_AVAIL, extra=(opt.RapidCommit(),))
+    assert c.handle(PacketReceived(0.1, refusal)) == []
+    assert c.handle(PacketReceived(0.2, answer(solicit, extra=(opt.RapidCommit(),)))) == []
+    assert c.stats.dropped_why == {"a REPLY from a server that refused us": 1}
+
+
+LIFE = {"t1": 10, "t2": 16, "preferred": 20, "valid": 30}
+
+
+def test_a_lease_over_when_its_reply_comes_is_dropped():
+    """It counts from when the exchange began: a reply that comes as it ends gives nothing."""
+    c = make_client()
+    solicit = sent(c.handle(Started(0.0)))
+    rapid = answer(solicit, extra=(opt.RapidCommit(),), **LIFE)
+    assert c.handle(PacketReceived(30.0, rapid)) == []
+    assert c.stats.dropped_why == {"a lease over when it came": 1}
+    [b] = c.handle(PacketReceived(29.9, rapid))
+    assert isinstance(b, LeaseBound) and b.lease.start == 0.0
+    c = make_client()
+    solicit = sent(c.handle(Started(0.0)))
+    adv = answer(solicit, MT.ADVERTISE, extra=(opt.Preference(255),))
+    request = sent(c.handle(PacketReceived(0.0, adv)))
+    assert c.handle(PacketReceived(30.0, answer(request, **LIFE))) == []
+    assert c.stats.dropped_why == {"a lease over when it came": 1}
+    [b] = c.handle(PacketReceived(29.9, answer(request, **LIFE)))
+    assert isinstance(b, LeaseBound)
+
+
+def test_a_reply_with_no_exchange_going_on_is_dropped():
+    c = make_client()
+    request = bound(c)
+    assert c.handle(PacketReceived(1.0, answer(request))) == []
+    assert c.stats.dropped_why == {"no exchange going on": 1}
+
+
+def test_a_reply_of_another_transaction_is_dropped_but_not_named_in_a_give_up():
+    c = make_client(timeout_s=10.0)
+    solicit = sent(c.handle(Started(0.0)))
+    other = answer(solicit, MT.ADVERTISE, xid=solicit.xid ^ 1)
+    assert c.handle(PacketReceived(0.1, other)) == []
+    assert c.stats.dropped_why == {"another transaction": 1}
+    actions = []
+    while c.state is State.SOLICITING:
+        actions = c.handle(TimerFired(c.next_deadline))
+    assert actions == [GaveUp("no lease after 10 s: no server answered")]
+
+
+def test_a_give_up_names_each_rule_a_reply_broke_and_how_often():
+    c = make_client(timeout_s=10.0)
+    solicit = sent(c.handle(Started(0.0)))
+    for _ in range(2):
+        assert c.handle(PacketReceived(0.1, answer(solicit))) == []  # no RAPID_COMMIT
+    assert c.handle(PacketReceived(0.1, answer(solicit, client=OTHER))) == []
+    actions = []
+    while c.state is State.SOLICITING:
+        actions = c.handle(TimerFired(c.next_deadline))
+    assert actions == [
+        GaveUp(
+            "no lease after 10 s: replies dropped (a REPLY to SOLICIT without RAPID_COMMIT: 2,"
+            " another client's identifier: 1)"
+        )
+    ]
+
+
+def test_a_give_up_names_a_long_duid_by_its_first_20_bytes():
+    c = make_client(timeout_s=10.0, rapid_commit=False)
+    twenty, longer = b"\xff\xff" + bytes(18), b"\xff\xff" + b"\x01" * 19
+    actions = c.handle(Started(0.0))
+    while c.state is State.SOLICITING:
+        for a in actions:
+            if isinstance(a, Transmit):
+                for duid in (twenty, longer):
+                    full = answer(a.message, MT.ADVERTISE, duid, ia_status=ST.NO_ADDRS_AVAIL)
+                    assert c.handle(PacketReceived(c.next_deadline - 0.01, full)) == []
+        actions = c.handle(TimerFired(c.next_deadline))
+    assert actions == [
+        GaveUp(
+            f"no lease after 10 s: server {twenty.hex()} said NO_ADDRS_AVAIL;"
+            f" server {longer[:20].hex()}... said NO_ADDRS_AVAIL"
+        )
+    ]
+
+
+def test_an_advert_or_a_rapid_reply_that_breaks_a_rule_is_dropped_by_its_rule():
+    c = make_client()
+    solicit = sent(c.handle(Started(0.0)))
+    assert c.handle(PacketReceived(0.1, answer(solicit, MT.ADVERTISE, t1=200, t2=100))) == []
+    rapid = answer(solicit, t1=200, t2=100, extra=(opt.RapidCommit(),))
+    assert c.handle(PacketReceived(0.1, rapid)) == []
+    assert c.stats.dropped_why == {"T1 after T2": 2}
+
+
+def test_a_rapid_refusal_is_named_in_the_give_up():
+    c = make_client(timeout_s=10.0)
+    solicit = sent(c.handle(Started(0.0)))
+    refusal = answer(solicit, status=ST.NO_ADDRS_AVAIL, extra=(opt.RapidCommit(),))
+    assert c.handle(PacketReceived(0.1, refusal)) == []
+    actions = []
+    while c.state is State.SOLICITING:
+        actions = c.handle(TimerFired(c.next_deadline))
+    assert actions == [GaveUp(f"no lease after 10 s: server {SERVER.hex()} said NO_ADDRS_AVAIL")]
+
+
+def test_retransmissions_follow_section_15_exactly(monkeypatch):
+    """RT = IRT + RAND*IRT, then 2*RT + RAND*RT, then MRT + RAND*MRT once past MRT (here
+    RENEW's: IRT 10 s, MRT 600 s), with RAND fixed at -0.05."""
+    c = make_client()
+    bound(c, t1=100, t2=5000, preferred=9000, valid=10000)
+    monkeypatch.setattr(c, "_rand", lambda: -0.05)
+    now = 100.0
+    sent(c.handle(TimerFired(now)))
+    rt, seen = RENEW.irt * 0.95, []
+    while rt < RENEW.mrt:
+        seen.append(pytest.approx(rt))
+        rt = rt * 1.95
+    seen += [pytest.approx(RENEW.mrt * 0.95)] * 2
+    gaps = []
+    for _ in seen:
+        gaps.append(c.next_deadline - now)
+        now = c.next_deadline
+        sent(c.handle(TimerFired(now)))
+    assert gaps == seen
+
+
+def test_a_request_gives_up_at_the_timeout_too():
+    c = make_client(timeout_s=5.0)
+    solicit = sent(c.handle(Started(0.0)))
+    c.handle(PacketReceived(0.1, answer(solicit, MT.ADVERTISE, extra=(opt.Preference(255),))))
+    actions: list = []
+    while c.state is State.REQUESTING:
+        now = c.next_deadline
+        actions = c.handle(TimerFired(now))
+    assert now == 5.0 and actions == [GaveUp("no lease after 5 s: no server answered")]
+
+
+def test_a_server_that_never_answers_a_request_is_named_in_the_give_up():
+    c = make_client(timeout_s=250.0)
+    solicit = sent(c.handle(Started(0.0)))
+    c.handle(PacketReceived(0.1, answer(solicit, MT.ADVERTISE, extra=(opt.Preference(255),))))
+    actions = []
+    while c.state is not State.FAILED:
+        actions = c.handle(TimerFired(c.next_deadline))
+    assert actions == [
+        GaveUp(f"no lease after 250 s: server {SERVER.hex()} never answered a REQUEST")
+    ]
+
+
+def test_a_held_lease_ends_while_its_binding_is_requested_again():
+    """After NoBinding on a RENEW the lease is still used while the REQUEST goes on, and it
+    still ends at its valid lifetime, between two retransmissions."""
+    c = make_client()
+    bound(c, **LIFE)
+    renew = sent(c.handle(TimerFired(10.0)))
+    sent(c.handle(PacketReceived(10.1, answer(renew, ia_status=ST.NO_BINDING))))
+    actions = []
+    while c.state is State.REQUESTING:
+        now = c.next_deadline
+        actions = c.handle(TimerFired(now))
+    lost, solicit = actions
+    assert now == 30.0 and lost == LeaseLost(lost.lease, "expired")
+    assert lost.lease.address == ADDR and solicit.message.msg_type is MT.SOLICIT
+
+
+def test_an_unanswered_request_for_a_held_binding_goes_back_to_the_lease():
+    c = make_client()
+    bound(c)
+    renew = sent(c.handle(TimerFired(100.0)))
+    sent(c.handle(PacketReceived(100.1, answer(renew, ia_status=ST.NO_BINDING))))
+    for _ in range(REQUEST.mrc - 1):
+        assert sent(c.handle(TimerFired(c.next_deadline))).msg_type is MT.REQUEST
+    assert c.handle(TimerFired(c.next_deadline)) == []
+    assert c.state is State.BOUND and c.lease is not None and c.lease.address == ADDR
+
+
+def test_a_release_while_a_held_binding_is_requested_again_releases_the_held_lease():
+    c = make_client()
+    bound(c)
+    renew = sent(c.handle(TimerFired(100.0)))
+    sent(c.handle(PacketReceived(100.1, answer(renew, ia_status=ST.NO_BINDING))))
+    actions = c.handle(ReleaseRequested(100.5))
+    release = sent(actions)
+    assert release.msg_type is MT.RELEASE and release.get(opt.IaNa).addresses == (
+        opt.IaAddress(ADDR),
+    )
+    assert actions[1] == LeaseLost(actions[1].lease, "released")
+    assert actions[1].lease.address == ADDR
+
+
+def test_inputs_that_come_late_are_counted_each_time():
+    c = make_client()
+    c.handle(Started(0.0))
+    assert c.handle(DadFailed(0.1, ADDR)) == [] and c.handle(DadFailed(0.2, ADDR)) == []
+    assert c.stats.ignored_why == {"a DAD failure with no lease (reported late)": 2}
 
 
 # -- the tables ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from dhcp6 import options as opt
 
 def test_duid_ll_is_type_3_ethernet_and_the_mac():
     assert duid.duid_ll(bytes.fromhex("02aabbccddee")) == bytes.fromhex("0003000102aabbccddee")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^an Ethernet MAC is 6 bytes, not 5$"):
         duid.duid_ll(b"\x02" * 5)
 
 
@@ -20,7 +20,7 @@ def test_duid_uuid_is_type_4_and_16_octets():
     u = uuid.UUID("00112233-4455-6677-8899-aabbccddeeff")
     assert duid.duid_uuid(u) == bytes.fromhex("0004") + u.bytes
     assert duid.duid_uuid(u.bytes) == duid.duid_uuid(u)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^a UUID is 16 bytes, not 15$"):
         duid.duid_uuid(bytes(15))
 
 
@@ -44,7 +44,7 @@ def test_two_jobs_never_share_a_duid():
 
 
 def test_an_empty_identity_is_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^a job identity must not be empty$"):
         duid.derive_job_uuid("")
 
 

@@ -59,8 +59,28 @@ def test_a_reply_is_taken_apart_and_its_checksum_checked():
         lambda d: d[:18] + b"\x00\x07" + d[20:],  # IPv6 payload length below a UDP header
     ],
 )
-def test_what_is_not_a_whole_reply_to_our_port_is_none(cut):
-    assert frame.parse_udp(cut(reply())) is None
+@pytest.mark.parametrize("check_udp", [True, False])
+def test_what_is_not_a_whole_reply_to_our_port_is_none(cut, check_udp):
+    """Checked before the checksum, and so also where offload leaves it unchecked."""
+    assert frame.parse_udp(cut(reply()), check_udp=check_udp) is None
+
+
+def test_a_datagram_with_nothing_in_it_is_taken_apart_too():
+    """Headers and no payload: an empty payload (the codec then refuses it), not None."""
+    assert frame.parse_udp(reply(b"")) == b""
+    assert frame.parse_udp(reply(b"")[:-1]) is None
+
+
+def test_a_checksum_that_comes_out_zero_is_sent_as_ffff():
+    """RFC 768/8200: 0 means "no checksum", which UDP over IPv6 may not send, so a sum
+    that comes out 0 is sent as 0xFFFF (the same in one's complement); a 0 is refused."""
+    draft = reply(b"\x07abc\0\0")
+    # the checksum with those two bytes 0, put in their place, makes the sum come out 0
+    payload = b"\x07abc" + draft[60:62]
+    data = reply(payload)
+    assert data[60:62] == b"\xff\xff"
+    assert frame.parse_udp(data) == payload
+    assert frame.parse_udp(data[:60] + b"\0\0" + data[62:]) is None
 
 
 def test_the_filter_checks_mac_ethertype_udp_and_port():

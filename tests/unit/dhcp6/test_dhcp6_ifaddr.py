@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import struct
 
+import pytest
+
 from dhcp6 import ifaddr
 from dhcp6.trio_driver import render_pktinfo
 
@@ -102,3 +104,89 @@ def test_the_dump_request_and_pktinfo_are_what_the_kernel_reads():
     assert (length, kind, flags, seq) == (len(req), ifaddr.RTM_GETADDR, 0x301, 7)
     assert req[16] == ifaddr.AF_INET6
     assert render_pktinfo(LL, 5) == LL.packed + struct.pack("=I", 5)
+
+
+# -- how the bytes are walked (mutation testing: bench/mutation.py dhcp6) --------------------
+
+
+def message(kind: int, body: bytes, extra: int = 0) -> bytes:
+    """A netlink message whose length field says ``extra`` bytes more than it has."""
+    return struct.pack("=IHHII", 16 + len(body) + extra, kind, 2, 1, 0) + body
+
+
+def ifa(*attrs: bytes, family: int = ifaddr.AF_INET6) -> bytes:
+    return struct.pack("=BBBBi", family, 64, 0, 0, 3) + b"".join(attrs)
+
+
+def addresses(data: bytes) -> list[ipaddress.IPv6Address]:
+    return [a.address for a in ifaddr.parse_addresses(data)[0]]
+
+
+def test_the_dump_request_is_every_ipv6_address_of_every_interface_to_the_kernel():
+    """ifaddrmsg all 0 but the family (under strict checking the kernel filters by its index
+    and refuses other fields), and pid 0: the kernel."""
+    assert ifaddr.render_dump_request(7) == struct.pack(
+        "=IHHII", 24, ifaddr.RTM_GETADDR, 0x301, 7, 0
+    ) + struct.pack("=BBBBi", ifaddr.AF_INET6, 0, 0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        attr(99, b"x" * 5),  # padded to 12 bytes
+        attr(99, b""),  # only a header
+        attr(99, b"x" * 8) + attr(98, b"y" * 4),
+        attr(99 | 0x8000, bytes(40_000)),  # longer than a signed 16-bit length
+    ],
+)
+def test_attributes_of_any_length_are_stepped_over_to_the_address(before):
+    body = ifa(before + attr(ifaddr.IFA_ADDRESS, LL.packed))
+    assert addresses(message(ifaddr.RTM_NEWADDR, body)) == [LL]
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        struct.pack("=HH", 2, 99) + b"\0\0" + attr(ifaddr.IFA_ADDRESS, LL.packed),
+        struct.pack("=HH", 0, 99) + attr(ifaddr.IFA_ADDRESS, LL.packed),
+        struct.pack("=HH", 24, ifaddr.IFA_ADDRESS) + LL.packed,  # 4 bytes more than left
+    ],
+)
+def test_an_attribute_that_does_not_fit_ends_the_attributes(attrs):
+    assert addresses(message(ifaddr.RTM_NEWADDR, ifa(attrs))) == []
+
+
+def test_the_local_address_wins_over_the_peers():
+    body = ifa(attr(ifaddr.IFA_ADDRESS, GLOBAL.packed), attr(ifaddr.IFA_LOCAL, LL.packed))
+    assert addresses(message(ifaddr.RTM_NEWADDR, body)) == [LL]
+
+
+def test_a_message_without_an_ipv6_address_is_skipped_and_the_next_one_read():
+    data = (
+        message(ifaddr.RTM_NEWADDR, ifa(attr(ifaddr.IFA_FLAGS, struct.pack("=I", 0))))
+        + message(ifaddr.RTM_NEWADDR, ifa(attr(ifaddr.IFA_ADDRESS, b"\x0a\0\0\x01")))
+        + addr_msg(GLOBAL, family=2)
+        + addr_msg(LL)
+    )
+    assert addresses(data) == [LL]
+
+
+def test_messages_are_stepped_over_by_their_length_padded_to_4():
+    data = message(99, b"a") + b"\0" * 3 + addr_msg(LL)  # 17 bytes and 3 of padding
+    assert addresses(data) == [LL]
+
+
+def test_a_done_with_no_payload_ends_the_dump():
+    found, done = ifaddr.parse_addresses(addr_msg(LL) + message(ifaddr.NLMSG_DONE, b""))
+    assert done and [a.address for a in found] == [LL]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        message(ifaddr.RTM_NEWADDR, ifa(attr(ifaddr.IFA_ADDRESS, LL.packed)), extra=4),
+        struct.pack("=IHHII", 0, ifaddr.RTM_NEWADDR, 2, 1, 0) + addr_msg(LL),
+    ],
+)
+def test_a_message_whose_length_does_not_fit_ends_the_datagram(data):
+    assert ifaddr.parse_addresses(data) == ([], False)

@@ -319,3 +319,103 @@ def test_the_longest_name_fits():
 def test_an_option_value_over_65535_bytes_cannot_be_encoded():
     with pytest.raises(ValueError, match="over 65535"):
         encode(Message(MT.SOLICIT, 1, (opt.Unknown(999, bytes(65536)),)))
+
+
+# -- bounds and words (mutation testing: bench/mutation.py dhcp6) ---------------------------
+
+ALL_ONES = 0xFFFFFFFF  # section 7.7's infinity, and the largest of every 32-bit field
+
+
+def test_every_field_round_trips_at_its_largest():
+    """Unsigned all the way: an infinite lease, the largest IAID, code and status."""
+    address = opt.IaAddress(IP6("2001:db8::5"), ALL_ONES, ALL_ONES)
+    options = (
+        opt.IaNa(ALL_ONES, ALL_ONES, ALL_ONES, (address,)),
+        opt.OptionRequest((0xFFFF, 23)),
+        opt.ElapsedTime(0xFFFF),  # section 21.9: "more than 655.34 seconds"
+        opt.StatusCode(0xFFFF, b"?"),
+        opt.SolMaxRt(ALL_ONES),
+    )
+    wire = header(7) + b"".join(tlv(o.code, o.value()) for o in options)
+    assert wire[4:] == (
+        tlv(3, b"\xff" * 12 + tlv(5, IP6("2001:db8::5").packed + b"\xff" * 8))
+        + tlv(6, b"\xff\xff\x00\x17")
+        + tlv(8, b"\xff\xff")
+        + tlv(13, b"\xff\xff?")
+        + tlv(82, b"\xff" * 4)
+    )
+    assert decode(wire).options == options
+    assert encode(decode(wire)) == wire
+
+
+def test_an_option_value_of_65535_bytes_is_the_largest_encoded():
+    wire = encode(Message(MT.SOLICIT, 1, (opt.Unknown(0xFFFF, bytes(65535)),)))
+    assert wire[4:8] == b"\xff\xff\xff\xff" and len(wire) == 4 + 4 + 65535
+
+
+@pytest.mark.parametrize(
+    "duid",
+    [
+        b"\0\1\0\1" + bytes(5),  # DUID-LLT: type, hardware type, time and a 1-byte address
+        b"\0\2" + bytes(5),  # DUID-EN: enterprise number and a 1-byte id
+        b"\0\3\0\1\x02",  # DUID-LL: hardware type and a 1-byte address
+        b"\xff\xff" + bytes(128),  # 130 octets, of a type nobody knows
+    ],
+)
+def test_the_shortest_and_longest_duids_are_taken(duid):
+    assert opt.check_duid(duid, "their") == duid
+
+
+@pytest.mark.parametrize(
+    ("duid", "message"),
+    [
+        (b"\0\1\0\1" + bytes(4), "their DUID type 1 of 8 bytes is too short"),
+        (b"\0\2" + bytes(4), "their DUID type 2 of 6 bytes is too short"),
+        (b"\0\3\0\1", "their DUID type 3 of 4 bytes is too short"),
+        (b"\xff\xff" + bytes(129), "their DUID of 131 bytes (3-130)"),
+    ],
+)
+def test_a_duid_one_byte_out_is_refused_word_for_word(duid, message):
+    with pytest.raises(MalformedMessage) as caught:
+        opt.check_duid(duid, "their")
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (b"\x07example\x03com", "a domain name runs past the end of DOMAIN_LIST"),
+        (b"\x05short\x09", "a domain label runs past the end of DOMAIN_LIST"),
+        (b"\x07example\xc0\x0c", "a compression pointer or a 192-octet label"),
+        (b"\x03a b\x00", "a domain label with a dot or a byte that is not text"),
+        (b"\x01\x7f\x00", "a domain label with a dot or a byte that is not text"),
+        ((b"\x3f" + b"a" * 63) * 4 + b"\0", "a domain name over 255 octets"),
+        (b"\x00", "the root as a search domain"),
+    ],
+)
+def test_broken_domain_lists_word_for_word(names, message):
+    with pytest.raises(MalformedMessage) as caught:
+        opt.decode_names(names)
+    assert str(caught.value) == message
+
+
+def test_every_printable_byte_but_the_dot_is_a_label_byte():
+    assert opt.decode_names(b"\x02!~\x00\x01a\x00") == ("!~", "a")
+
+
+def test_stray_bytes_are_counted():
+    for junk in (b"\x00", b"\x00\x01", b"\x00\x01\x00"):
+        with pytest.raises(MalformedMessage) as caught:
+            decode(GOLDEN_REPLY + junk)
+        assert str(caught.value) == f"{len(junk)} stray bytes after the options of the message"
+
+
+def test_a_name_of_one_letter_labels_and_what_cannot_be_encoded_word_for_word():
+    assert opt.encode_name("a.b") == b"\x01a\x01b\x00"
+    with pytest.raises(ValueError) as caught:
+        opt.encode_name("a..b")
+    assert str(caught.value) == "label '' of 'a..b' is not 1-63 octets"
+    long = ".".join(["a" * 63] * 4)
+    with pytest.raises(ValueError) as caught:
+        opt.encode_name(long)
+    assert str(caught.value) == f"{long!r} is over 255 octets"
