@@ -83,6 +83,7 @@ from common import (
     site_sandbox,
 )
 from helpers.agent import python_job
+from helpers.iperf import echo_server
 from sandbox import SITE_ADDR, Host, Sandbox, sh
 
 from lark_async.backends.shaping import derive_shape
@@ -101,14 +102,7 @@ NOBODY = 65534
 LEAF = re.compile(r"HTB with a (\S+) leaf")
 WAYS = {"sending": (), "receiving": ("-R",)}  # the job's side of the transfer
 
-ECHO_SERVER = f"""
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("{SITE_ADDR}", {ECHO_PORT}))
-while True:
-    data, peer = s.recvfrom(2048)
-    s.sendto(data, peer)
-"""
+ECHO_SERVER = echo_server(SITE_ADDR, ECHO_PORT)
 
 # The job: ``python3 -I -c JOB SPEC``, SPEC a JSON list of tests, each {"iperf": argv or
 # null, "probes": n, "size": the probes' UDP payload}; prints a JSON list, one result per

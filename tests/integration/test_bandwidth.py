@@ -10,25 +10,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 
 import pytest
 from helpers.agent import PY, cleanup, killed_after_setup, read_update_ad
 from helpers.bridge import static_flags
+from helpers.iperf import echo_server, received_mbit, start_iperf, within
 from sandbox import SITE_ADDR, sh
 
 IPERF_PORT = 5211
 ECHO_PORT = 5213
 SECONDS = "2"
 PROBES = 40
-ECHO_SERVER = f"""
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("{SITE_ADDR}", {ECHO_PORT}))
-while True:
-    data, peer = s.recvfrom(2048)
-    s.sendto(data, peer)
-"""
+ECHO_SERVER = echo_server(SITE_ADDR, ECHO_PORT)
 # The job's probes: PROBES datagrams of 64 bytes to the echo server, each answered.
 PROBE = f"""
 import socket
@@ -44,12 +37,7 @@ print("ready", flush=True)
 
 @pytest.fixture
 def iperf_site(sandbox):
-    proc = sandbox.start_in(sandbox.site, ["iperf3", "-s", "-B", SITE_ADDR, "-p", str(IPERF_PORT)])
-    end = time.monotonic() + 10
-    while f":{IPERF_PORT}" not in sh("ss", "-Hltn", netns=sandbox.site).stdout:
-        assert proc.poll() is None and time.monotonic() < end, "iperf3 -s did not start"
-        time.sleep(0.05)
-    return proc
+    return start_iperf(sandbox, SITE_ADDR, IPERF_PORT)
 
 
 def iperf_job(*extra: str) -> tuple[str, ...]:
@@ -61,15 +49,7 @@ def iperf_job(*extra: str) -> tuple[str, ...]:
 
 def rates_mbit(stdout: str) -> tuple[float, float]:
     """(from the job, towards the job) as the receiving side counted them, in Mbit/s."""
-    decoder, found, at = json.JSONDecoder(), [], 0
-    text = stdout.strip()
-    while at < len(text):
-        result, end = decoder.raw_decode(text, at)
-        assert "error" not in result, result["error"]
-        found.append(result["end"]["sum_received"]["bits_per_second"] / 1e6)
-        at = end
-        while at < len(text) and text[at].isspace():
-            at += 1
+    found = received_mbit(stdout)
     assert len(found) == 2, stdout[-500:]
     return found[0], found[1]
 
@@ -88,10 +68,6 @@ def run_iperf(sandbox, host, *flags: str, name: str = "j1"):
     )
     assert result.returncode == 0, result.stderr
     return rates_mbit(result.stdout), read_update_ad(ad)
-
-
-def within(rate: float, limit: float) -> bool:
-    return 0.8 * limit <= rate <= 1.1 * limit
 
 
 @pytest.mark.parametrize(("ingress", "egress"), [(10, 50), (50, 10), (200, 200)])

@@ -9,12 +9,10 @@ are checked, never the qdiscs that make them.
 
 from __future__ import annotations
 
-import json
-import time
-
 import pytest
 from helpers.agent import read_update_ad
 from helpers.bridge import static_flags
+from helpers.iperf import received_mbit, start_iperf, within
 from sandbox import SITE_ADDR, SITE_ADDR6, SITE_NET, SITE_NET6, sh
 
 IPERF_PORT = 5211
@@ -22,16 +20,6 @@ SECONDS = "2"
 LIMIT = 10  # Mbit/s
 FULL_SPEED = 100  # Mbit/s: ten times the limit, as test_bandwidth.py's exempt test
 OTHER_ADDR = f"{SITE_NET}.2"  # a second server on the site LAN, not exempt
-
-
-def start_iperf(sandbox, address: str) -> None:
-    """An iperf3 server on ``address`` (on the site bridge) and ``IPERF_PORT``."""
-    proc = sandbox.start_in(sandbox.site, ["iperf3", "-s", "-B", address, "-p", str(IPERF_PORT)])
-    local = f"[{address}]:{IPERF_PORT}" if ":" in address else f"{address}:{IPERF_PORT}"
-    end = time.monotonic() + 10
-    while local not in sh("ss", "-Hltn", netns=sandbox.site).stdout.split():
-        assert proc.poll() is None and time.monotonic() < end, f"iperf3 -s -B {address}"
-        time.sleep(0.05)
 
 
 def iperf_job(*addresses: str) -> tuple[str, ...]:
@@ -42,19 +30,6 @@ def iperf_job(*addresses: str) -> tuple[str, ...]:
         client = f"iperf3 -c {address} -p {IPERF_PORT} -t {SECONDS} -J"
         runs += [client, f"{client} -R"]
     return ("/bin/sh", "-c", "; ".join(runs))
-
-
-def received_mbit(stdout: str) -> list[float]:
-    """Each run's rate as its receiving side counted it, in Mbit/s, in order."""
-    decoder, found, at = json.JSONDecoder(), [], 0
-    text = stdout.strip()
-    while at < len(text):
-        result, at = decoder.raw_decode(text, at)
-        assert "error" not in result, result["error"]
-        found.append(result["end"]["sum_received"]["bits_per_second"] / 1e6)
-        while at < len(text) and text[at].isspace():
-            at += 1
-    return found
 
 
 def run_iperf(sandbox, host, addresses: tuple[str, ...], *flags: str):
@@ -81,15 +56,11 @@ def run_iperf(sandbox, host, addresses: tuple[str, ...], *flags: str):
     return found, read_update_ad(ad)
 
 
-def within(rate: float, limit: float) -> bool:
-    return 0.8 * limit <= rate <= 1.1 * limit  # (test_bandwidth.py's band)
-
-
 def test_a_bridged_job_reaches_an_exempt_server_at_full_speed_and_others_shaped(sandbox, host):
     sandbox.kept_links.add("lark")  # (the site bridge stays, as on a node)
     sh("ip", "addr", "add", f"{OTHER_ADDR}/24", "dev", "br0", netns=sandbox.site)
     for address in (SITE_ADDR, OTHER_ADDR):
-        start_iperf(sandbox, address)
+        start_iperf(sandbox, address, IPERF_PORT)
     rates, ad = run_iperf(
         sandbox,
         host,
@@ -120,7 +91,7 @@ def test_a_dual_stack_jobs_exempt_family_is_full_speed_and_the_other_shaped(
 ):
     host = sandbox.add_host(ipv6=True)
     for address in (SITE_ADDR, SITE_ADDR6):
-        start_iperf(sandbox, address)
+        start_iperf(sandbox, address, IPERF_PORT)
     rates, ad = run_iperf(
         sandbox, host, (full, shaped), "--ipv6", "on", "--bandwidth-exempt", exempt
     )

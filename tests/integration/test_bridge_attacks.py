@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from helpers.agent import python_job, read_update_ad
-from helpers.bridge import bridge_flags, static_flags
+from helpers.bridge import CAPTURE, bridge_flags, static_flags
 from sandbox import HTTP_PORT, KEA_POOL, SITE_ADDR, SITE_NET, sh, start_kea
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -311,22 +311,6 @@ def test_dhcp_from_a_job_with_other_hardware_addresses_cannot_empty_the_pool(san
 
 
 # -- forged ARP and DHCP server frames -----------------------------------------------------
-
-CAPTURE = r"""
-import json, select, socket, sys
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-s.bind((sys.argv[1], 0))
-print("ready", flush=True)
-got = set()
-while True:  # until told to stop (stdin closed)
-    ready, _, _ = select.select([s, sys.stdin], [], [], 30)
-    if not ready or sys.stdin in ready:
-        break
-    data = s.recv(4096)
-    if b"LARKTEST" in data:
-        got.add(data[data.index(b"LARKTEST") + 8 :][:2].decode())
-print(json.dumps(sorted(got)), flush=True)
-"""
 
 FORGE_FRAMES = r"""
 import ipaddress, socket, struct, sys, time

@@ -104,7 +104,10 @@ async def tcp_echo_server(peer: PrivateNet, address: str, port: int, nursery: tr
 
 
 async def udp_echo_server(peer: PrivateNet, address: str, port: int, nursery: trio.Nursery):
-    server = made_in(peer, socket.AF_INET6, socket.SOCK_DGRAM)
+    """Echoes ``re:`` + each datagram to ``address``, ``port`` (IPv4 or IPv6); the server
+    and what it has seen."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    server = made_in(peer, family, socket.SOCK_DGRAM)
     await server.bind((address, port))
     seen: list[bytes] = []
 
@@ -471,21 +474,6 @@ def icmp_echo(ident: int, seq: int) -> bytes:
     return header[:2] + struct.pack("!H", ~_sum16(header) & 0xFFFF) + header[4:]
 
 
-async def udp_echo4(peer: PrivateNet, port: int, nursery: trio.Nursery) -> list[bytes]:
-    server = made_in(peer, socket.AF_INET, socket.SOCK_DGRAM)
-    await server.bind((PEER4, port))
-    seen: list[bytes] = []
-
-    async def echo() -> None:
-        while True:
-            data, source = await server.recvfrom(2048)
-            seen.append(data)
-            await server.sendto(b"re:" + data, source)
-
-    nursery.start_soon(echo)
-    return seen
-
-
 def test_icmp_echo_requests_are_decided_packet_by_packet(nets, tmp_path):
     """IPv4's ICMP as IPv6's: each echo request is decided (none is remembered as a flow),
     an allowed one is answered, a denied one comes back "administratively prohibited"."""
@@ -605,7 +593,7 @@ def test_a_udp_flow_is_remembered_while_it_lasts_and_decided_again_after(
         async with trio.open_nursery() as nursery:
             await serving(guard, nursery)
             if family == socket.AF_INET:
-                seen = await udp_echo4(peer, 5353, nursery)
+                _, seen = await udp_echo_server(peer, PEER4, 5353, nursery)
             else:
                 _, seen = await udp_echo_server(peer, PEER6, 5353, nursery)
             client = made_in(job, family, socket.SOCK_DGRAM)

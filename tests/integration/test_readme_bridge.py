@@ -14,7 +14,7 @@ from pathlib import Path
 
 from helpers import hostile_dhcp
 from helpers.agent import python_job, read_update_ad
-from helpers.bridge import bridge_flags, static_flags
+from helpers.bridge import CAPTURE, bridge_flags, static_flags
 from helpers.dhcp import start_dnsmasq
 from helpers.scripts import recorder
 from sandbox import SITE_ADDR, SITE_NET, sh, start_kea
@@ -22,22 +22,6 @@ from sandbox import SITE_ADDR, SITE_NET, sh, start_kea
 ROOT = Path(__file__).resolve().parents[2]
 
 # -- frames a job's port lets on --------------------------------------------------------------
-
-CAPTURE = r"""
-import json, select, socket, sys
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-s.bind((sys.argv[1], 0))
-print("ready", flush=True)
-got = set()
-while True:  # until told to stop (stdin closed)
-    ready, _, _ = select.select([s, sys.stdin], [], [], 30)
-    if not ready or sys.stdin in ready:
-        break
-    data = s.recv(4096)
-    if b"LARKTEST" in data:
-        got.add(data[data.index(b"LARKTEST") + 8 :][:2].decode())
-print(json.dumps(sorted(got)), flush=True)
-"""
 
 # A root job sends, from its own MAC, an honest ARP request and an honest IPv4 datagram (both
 # must reach the site), then the same datagram in other clothes and frames of other kinds.
