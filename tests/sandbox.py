@@ -547,16 +547,24 @@ _V1_MOUNT_OPTIONS = {"rw", "ro", "noprefix", "clone_children", "xattr", "cpuset_
 def cgroup_mount_table(mountinfo: str | None = None) -> list[CgroupMount]:
     """The cgroup mounts of /proc/self/mountinfo: ``ID PARENT MAJ:MIN ROOT POINT OPTIONS
     [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS``; a v1 mount's controllers are among its
-    super options (``rw,cpu,cpuacct``)."""
+    super options (``rw,cpu,cpuacct``).
+
+    Each view (file system ``MAJ:MIN`` and root) once, at its first mount: a chroot or a
+    container runtime may bind the same hierarchy elsewhere (/var/tmp/.../sys/fs/cgroup),
+    and a cgroup seen twice would be counted, and left behind, twice."""
     if mountinfo is None:
         mountinfo = Path("/proc/self/mountinfo").read_text()
     mounts = []
+    seen = set()
     for line in mountinfo.splitlines():
         left, sep, right = line.partition(" - ")
         fields, tail = left.split(), right.split()
         if not sep or len(fields) < 5 or len(tail) < 3 or tail[0] not in ("cgroup", "cgroup2"):
             continue
         point, root = _unescape(fields[4]), _unescape(fields[3])
+        if (fields[2], root) in seen:
+            continue
+        seen.add((fields[2], root))
         if tail[0] == "cgroup2":
             mounts.append(CgroupMount(Path(point), root, 2, frozenset()))
         else:
