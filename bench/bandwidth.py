@@ -83,7 +83,7 @@ from common import (
     site_sandbox,
 )
 from helpers.agent import python_job
-from helpers.iperf import echo_server
+from helpers.udp import ECHO
 from sandbox import SITE_ADDR, Host, Sandbox, sh
 
 from lark_async.backends.shaping import derive_shape
@@ -101,8 +101,6 @@ CNI_SUBNET = "10.89.0.0/24"  # neither the site's LAN nor Lark's NAT pool
 NOBODY = 65534
 LEAF = re.compile(r"HTB with a (\S+) leaf")
 WAYS = {"sending": (), "receiving": ("-R",)}  # the job's side of the transfer
-
-ECHO_SERVER = echo_server(SITE_ADDR, ECHO_PORT)
 
 # The job: ``python3 -I -c JOB SPEC``, SPEC a JSON list of tests, each {"iperf": argv or
 # null, "probes": n, "size": the probes' UDP payload}; prints a JSON list, one result per
@@ -371,7 +369,7 @@ def measure(
         res["server_pid"] = start_iperf_server(box).pid  # (nsenter execs iperf3)
         default_cc = sh("cat", "/proc/sys/net/ipv4/tcp_congestion_control", netns=box.site)
         res["congestion"] = congestion or f"{default_cc.stdout.strip()} (the default)"
-        box.start_in(box.site, [sys.executable, "-I", "-c", ECHO_SERVER])
+        box.start_in(box.site, [sys.executable, "-I", "-c", ECHO, SITE_ADDR, str(ECHO_PORT)])
         with entered_netns(host.netns):
             contenders = [Lark(box, host), Cni(box, plugins)]
             res["cni_qdiscs"] = contenders[1].qdiscs(latency_limit)

@@ -1,4 +1,4 @@
-"""iperf3 and a UDP echo server on the site, for the bandwidth tests and bench/bandwidth.py."""
+"""iperf3 on the site, for the bandwidth tests and bench/bandwidth.py."""
 
 from __future__ import annotations
 
@@ -36,15 +36,3 @@ def within(rate: float, limit: float) -> bool:
     """A shaped rate, as a test (no benchmark) accepts it: iperf3 counts TCP payload, the
     shaper Ethernet frames (~0.96x at best)."""
     return 0.8 * limit <= rate <= 1.1 * limit
-
-
-def echo_server(address: str, port: int) -> str:
-    """A UDP echo server's code, for ``python3 -I -c``."""
-    return f"""
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("{address}", {port}))
-while True:
-    data, peer = s.recvfrom(2048)
-    s.sendto(data, peer)
-"""

@@ -14,14 +14,14 @@ import subprocess
 import pytest
 from helpers.agent import PY, cleanup, killed_after_setup, read_update_ad
 from helpers.bridge import static_flags
-from helpers.iperf import echo_server, received_mbit, start_iperf, within
+from helpers.iperf import received_mbit, start_iperf, within
+from helpers.udp import start_echo
 from sandbox import SITE_ADDR, sh
 
 IPERF_PORT = 5211
 ECHO_PORT = 5213
 SECONDS = "2"
 PROBES = 40
-ECHO_SERVER = echo_server(SITE_ADDR, ECHO_PORT)
 # The job's probes: PROBES datagrams of 64 bytes to the echo server, each answered.
 PROBE = f"""
 import socket
@@ -266,7 +266,7 @@ def class_sent(dev: str, netns: str) -> dict[str, tuple[int, int]]:
 
 
 def test_short_packets_have_their_own_class_and_bulk_the_splitters(sandbox, host, iperf_site):
-    sandbox.start_in(sandbox.site, [PY, "-I", "-c", ECHO_SERVER])
+    start_echo(sandbox, SITE_ADDR, ECHO_PORT)
     name = sandbox.job_name()
     download = f"iperf3 -c {SITE_ADDR} -p {IPERF_PORT} -t 1 -R >/dev/null"
     agent = sandbox.start_agent(

@@ -10,50 +10,17 @@ import sys
 import time
 
 from helpers.agent import FETCH_JOB, cleanup, python_job, read_update_ad, run_fetch
+from helpers.udp import exchange, start_echo
 from sandbox import FILE_SIZES, SITE_ADDR, netns_list, nft_job_objects, sh, wait_for
-
-ECHO_PORT = 7
-ECHO = """
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((sys.argv[1], int(sys.argv[2])))
-while True:
-    data, peer = s.recvfrom(65535)
-    s.sendto(data, peer)
-"""
-EXCHANGE = """
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.IPPROTO_IP, 10, 2)  # IP_MTU_DISCOVER: IP_PMTUDISC_DO, never fragmented
-s.settimeout(5)
-for size in map(int, sys.argv[3:]):
-    s.sendto(bytes(size), (sys.argv[1], int(sys.argv[2])))
-    assert len(s.recv(65535)) == size
-print("echoed")
-"""
 
 
 def test_traffic_is_counted_to_the_byte(sandbox, host):
     """UDP datagrams of known sizes to an echo server on the site and back, one at a time:
     each is one IP packet each way, of 20 (IPv4) + 8 (UDP) + its payload bytes; the job
     sends nothing else, so both counters are exactly their sum."""
-    sandbox.start_in(sandbox.site, [sys.executable, "-c", ECHO, SITE_ADDR, str(ECHO_PORT)])
-    assert wait_for(
-        lambda: f"{SITE_ADDR}:{ECHO_PORT} " in sh("ss", "-uln", netns=sandbox.site).stdout
-    ), "the echo server never bound its port"
-    sizes = [0, 1, 100, 1000, 1472]  # (1472: the most one 1500-byte packet carries)
-    update = sandbox.tmp / "u.ad"
-    r = sandbox.run_agent(
-        host,
-        *sandbox.who(),
-        "--update-ad",
-        str(update),
-        "--",
-        *python_job(EXCHANGE, SITE_ADDR, str(ECHO_PORT), *map(str, sizes)),
-    )
+    start_echo(sandbox, SITE_ADDR)
+    r, ad, sent = exchange(sandbox, host, SITE_ADDR)
     assert r.returncode == 0 and r.stdout.strip() == "echoed", r.stderr
-    ad = read_update_ad(update)
-    sent = sum(20 + 8 + size for size in sizes)
     assert (ad["NetworkOutgoing"], ad["NetworkIncoming"]) == (sent, sent)
 
 
