@@ -86,8 +86,20 @@ TARGETS = {
             "policy": (_UNIT + "test_policy.py",),
             "request": (_UNIT + "test_request.py",),
             "resolver": (_UNIT + "test_resolver.py",),
+            # (and the files that test its agent-cgroup and bandwidth settings)
+            "settings": tuple(
+                _UNIT + f"test_{name}.py"
+                for name in (
+                    "settings_knobs",
+                    "settings_plan",
+                    "settings_table",
+                    "placement",
+                    "bandwidth_plan",
+                )
+            ),
         },
-        also_copy=("lark_async/",),
+        # settings' tests compare its reference with README.rst's
+        also_copy=("lark_async/", "README.rst"),
     ),
 }
 
@@ -692,8 +704,10 @@ class Run:
         """A fresh directory: links to the code and tests, a pyproject.toml for this run."""
         shutil.rmtree(self.directory, ignore_errors=True)
         self.directory.mkdir(parents=True)
-        for name in ("dhcp", "dhcp6", "lark_async", "tests"):
-            (self.directory / name).symlink_to(ROOT / name, target_is_directory=True)
+        for name in ("dhcp", "dhcp6", "lark_async", "tests", "README.rst"):
+            (self.directory / name).symlink_to(
+                ROOT / name, target_is_directory=name != "README.rst"
+            )
         config = {
             "source_paths": self.source_paths(),
             "also_copy": list(self.target.also_copy),

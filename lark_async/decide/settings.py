@@ -1067,15 +1067,20 @@ def config_machine_ad(config: Mapping[str, str]) -> classad2.ClassAd:
         text = config.get(attr)
         if text is None:
             continue
-        try:
-            if ads.expression_depth(text) > ads.MAX_EXPR_DEPTH:
-                raise ValueError("nested too deeply")
-            ad[attr] = classad2.ExprTree(text)
-        except (ValueError, classad2.ClassAdException) as exc:
+        try:  # one nested too deeply is refused unparsed: it could exhaust the parser's stack
+            deep = ads.expression_depth(text) > ads.MAX_EXPR_DEPTH
+            expr = None if deep else classad2.ExprTree(text)
+        except (ValueError, classad2.ClassAdException):
+            expr = None
+        if expr is None:
             raise ConfigError(
                 f"{attr} {_shown(text)} (HTCondor config) is not a ClassAd expression"
-            ) from exc
+            )
+        ad[attr] = expr
     return ad
+
+
+CONDOR_CONFIG = "/etc/condor/condor_config"  # HTCondor's file when CONDOR_CONFIG is unset
 
 
 def root_htcondor_config() -> Mapping[str, str]:
@@ -1087,7 +1092,7 @@ def root_htcondor_config() -> Mapping[str, str]:
     """
     for key in [k for k in os.environ if k.upper().startswith("_CONDOR_")]:
         del os.environ[key]
-    path = os.environ.get("CONDOR_CONFIG") or "/etc/condor/condor_config"
+    path = os.environ.get("CONDOR_CONFIG") or CONDOR_CONFIG
     if path == "ONLY_ENV" or not os.path.lexists(path) or path == os.devnull:
         return {}
     from ..trust import check_root_file
@@ -1098,7 +1103,7 @@ def root_htcondor_config() -> Mapping[str, str]:
 
 def htcondor_config() -> Mapping[str, str]:
     """HTCondor's config when this node has one; imported lazily since htcondor2 is slow to load."""
-    path = os.environ.get("CONDOR_CONFIG") or "/etc/condor/condor_config"
+    path = os.environ.get("CONDOR_CONFIG") or CONDOR_CONFIG
     if not os.path.isfile(path):  # includes htcondor2's own "no config" marker, /dev/null
         return {}
     import htcondor2
