@@ -570,6 +570,7 @@ EQUIVALENT |= {
 }
 _CASE_BLIND = "ClassAd attribute names are case-insensitive: any spelling reads the same one"
 _FIRST_PART = "only the part before the first separator is kept, however many splits follow"
+_STRICT_NET = "ipaddress's networks are strict by default: host bits set are refused either way"
 EQUIVALENT |= {
     # lark_async/decide/accounting.py
     "lark_async.decide.accounting.x_derive_accounting__mutmut_7": (
@@ -641,6 +642,27 @@ EQUIVALENT |= {
     "lark_async.decide.resolver.x_parse_resolv_conf__mutmut_44": (
         'servers.append(ipaddress.ip_address(rest[0].split("%", 2)[0]))',
         _FIRST_PART,
+    ),
+    # lark_async/decide/settings.py
+    "lark_async.decide.settings.x__network__mutmut_5": (
+        "net = ipaddress.IPv4Network(str(value).strip(), )",
+        _STRICT_NET,
+    ),
+    "lark_async.decide.settings.x__network6__mutmut_5": (
+        "net = ipaddress.IPv6Network(str(value).strip(), )",
+        _STRICT_NET,
+    ),
+    "lark_async.decide.settings.x__networks__mutmut_14": (
+        "found.append(ipaddress.ip_network(word, ))",
+        _STRICT_NET,
+    ),
+    "lark_async.decide.settings.x_reference__mutmut_38": (
+        "break_on_hyphens=None,",
+        "textwrap reads break_on_hyphens as `is True` and for its truth: None is as False",
+    ),
+    "lark_async.decide.settings.xǁ_Sizeǁ__call____mutmut_9": (
+        r'match = re.fullmatch(r"\s*([0-9]+)\s*([kmg]?)b?\s*", str(value), re.IGNORECASE)',
+        "the pattern is matched ignoring case: the case of its letters changes nothing",
     ),
 }
 _FALSE = "None is as false as False where it is read (only for its truth)"

@@ -160,7 +160,7 @@ _IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 
 def _ifname(value: Any) -> str:
     text = str(value).strip()
-    if not _IFNAME_RE.fullmatch(text) or text in (".", ".."):
+    if not _IFNAME_RE.fullmatch(text):  # (so never "." or "..": they begin with a dot)
         raise ValueError("is not an interface name (1-15 letters, digits, '_', '.', '-')")
     return text
 
@@ -317,7 +317,7 @@ def _agent_cgroup(value: Any) -> str | None:
     if not names or len(text) > 512:
         raise ValueError("is not none or a cgroup path")
     for name in names:
-        if name != ".." and (not name.isprintable() or name.startswith(("lark-", "cgroup."))):
+        if not name.isprintable() or name.startswith(("lark-", "cgroup.")):  # ".." passes
             raise ValueError(f"names {name!r}, which is not a name for the agent's own cgroup")
     return text
 

@@ -102,6 +102,12 @@ ACCEPTED = [
     ),
     ("LARK_JOB_LOOPBACK_SERVICES", "tcp 127.0.0.1:3128", parse_services("tcp 127.0.0.1:3128")),
     ("LARK_NODE_PORTS", "udp 53, tcp 3128", parse_node_ports("udp 53, tcp 3128")),
+    # rates in Mbit/s: anything above 0, up to a terabit
+    ("LARK_BANDWIDTH_LIMIT", "0.5", 0.5),
+    ("LARK_BANDWIDTH_LIMIT_EGRESS", "1e6", 1e6),
+    # the agent's cgroup: none, or a path of up to 512 characters
+    ("LARK_AGENT_CGROUP", "/" + "a" * 511, "/" + "a" * 511),
+    ("LARK_AGENT_CGROUP", "../../lark.agents", "../../lark.agents"),
 ]
 
 
@@ -196,6 +202,8 @@ REFUSED = [
         "10.1.0.0/16, " + "x" * 70,
         f"names '{'x' * 60}', which is not a network like 10.1.0.0/16 or 2001:db8::/48",
     ),
+    ("LARK_AGENT_CGROUP", "/" + "a" * 512, "is not none or a cgroup path"),
+    ("LARK_AGENT_CGROUP", "/./", "is not none or a cgroup path"),
 ]
 
 
@@ -245,6 +253,10 @@ def test_a_static_address_without_a_prefix_keeps_it_open():
         (
             {"use_network_namespaces": "maybe"},
             'USE_NETWORK_NAMESPACES "maybe" (command line) is not a boolean (true or false)',
+        ),
+        (
+            {"bandwidth_limit": True},
+            "LARK_BANDWIDTH_LIMIT True (command line --bandwidth-limit) is not a rate in Mbit/s",
         ),
         (
             {"kill_grace_s": [5]},
@@ -320,10 +332,10 @@ def test_a_flags_help_names_the_knob_and_its_default(field, line):
 
 
 def test_the_reference_never_breaks_a_line_inside_a_hyphenated_word(monkeypatch):
-    doc = "word " * 14 + "a-hyphenated-word-near-the-end-of-a-line."
+    doc = "word " * 14 + "ab-cd-hyphenated-word-near-the-end-of-a-line."
     monkeypatch.setattr(settings, "KNOBS", (dataclasses.replace(knob("kill_grace_s"), doc=doc),))
     text = settings.reference()
-    assert "    a-hyphenated-word-near-the-end-of-a-line.\n" in text
+    assert "    ab-cd-hyphenated-word-near-the-end-of-a-line.\n" in text
 
 
 def test_the_reference_command(capsys):
@@ -372,6 +384,25 @@ def test_without_a_config_file_there_is_no_config(monkeypatch, tmp_path):
     assert settings.htcondor_config() == {}
 
 
+def test_condor_config_in_the_environment_names_the_file(monkeypatch, tmp_path):
+    import htcondor2
+
+    monkeypatch.setattr(htcondor2, "param", {"LARK_IPV6": "off"})
+    (tmp_path / "condor_config").write_text("")
+    monkeypatch.setenv("CONDOR_CONFIG", str(tmp_path / "condor_config"))
+    monkeypatch.setattr(settings, "CONDOR_CONFIG", str(tmp_path / "missing"))
+    assert settings.htcondor_config().get("LARK_IPV6") == "off"
+
+
+def test_a_setting_with_no_config_knob_asks_htcondor_nothing(monkeypatch, tmp_path):
+    """(htcondor2's param takes nothing but a knob's name: asked for None, it raises.)"""
+    (tmp_path / "condor_config").write_text("")
+    monkeypatch.setenv("CONDOR_CONFIG", str(tmp_path / "condor_config"))
+    config = settings.htcondor_config()
+    assert settings.config_setting(config, "static_address") is None
+    assert settings.config_setting(config, "kill_grace_s") == 5.0
+
+
 def test_with_a_config_file_htcondor_answers_for_each_knob(monkeypatch, tmp_path):
     import htcondor2
 
@@ -382,7 +413,7 @@ def test_with_a_config_file_htcondor_answers_for_each_knob(monkeypatch, tmp_path
     config = settings.htcondor_config()
     assert config["LARK_IPV6"] == "off"
     assert config.get("LARK_DHCP6") is None
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="LARK_DHCP6"):
         config["LARK_DHCP6"]
     assert (len(config), list(config)) == (0, [])  # htcondor2 cannot list them: none are
     no_ad = classad2.ClassAd()
@@ -407,6 +438,8 @@ def test_wrap_drops_htcondors_environment_settings(monkeypatch, read):
 
 
 def test_wrap_reads_no_config_where_there_is_none(monkeypatch, tmp_path, read):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ONLY_ENV").write_text("")  # HTCondor's word, not a file here
     for path in ("ONLY_ENV", str(tmp_path / "missing"), os.devnull):
         monkeypatch.setenv("CONDOR_CONFIG", path)
         assert settings.root_htcondor_config() == {}
@@ -448,3 +481,17 @@ def test_a_setting_read_before_the_ads_comes_from_the_config_alone():
     with pytest.raises(ConfigError) as info:
         settings.config_setting({"LARK_KILL_GRACE": "soon"}, "kill_grace_s")
     assert str(info.value) == 'LARK_KILL_GRACE "soon" (HTCondor config) is not a number of seconds'
+
+
+def test_wraps_config_snapshot_keeps_lark_settings_and_its_log_file_only():
+    config = {
+        "LARK_LOG_FILE": "/var/log/lark.log",
+        "LARK_IPV6": "off",
+        "LarkNetworkType": '"bridge"',
+        "STARTD_ATTRS": "LarkNetworkType",
+    }
+    assert settings.config_snapshot(config) == {
+        "LARK_LOG_FILE": "/var/log/lark.log",
+        "LARK_IPV6": "off",
+        "LarkNetworkType": '"bridge"',
+    }
