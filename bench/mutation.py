@@ -7,7 +7,7 @@
     .venv/bin/python bench/mutation.py decide --report-only     # the last runs' results
 
 (``nice -n 19`` in front on a shared machine; on this project's 2-core machine decide's
-twelve modules take about 8 minutes, dhcp6 about 5, all of dhcp about 11.) A target is a
+thirteen modules take about 10 minutes, dhcp6 about 5, all of dhcp about 11.) A target is a
 package and the unit tests that judge it (TARGETS below; never tests/integration, which
 needs root and namespaces): dhcp/ by tests/unit/dhcp, dhcp6/ by
 tests/unit/dhcp6 (both without their fuzz runs, which call every function and would run
@@ -86,8 +86,20 @@ TARGETS = {
             "policy": (_UNIT + "test_policy.py",),
             "request": (_UNIT + "test_request.py",),
             "resolver": (_UNIT + "test_resolver.py",),
+            # (and the files that test its agent-cgroup and bandwidth settings)
+            "settings": tuple(
+                _UNIT + f"test_{name}.py"
+                for name in (
+                    "settings_knobs",
+                    "settings_plan",
+                    "settings_table",
+                    "placement",
+                    "bandwidth_plan",
+                )
+            ),
         },
-        also_copy=("lark_async/",),
+        # settings' tests compare its reference with README.rst's
+        also_copy=("lark_async/", "README.rst"),
     ),
 }
 
@@ -558,6 +570,7 @@ EQUIVALENT |= {
 }
 _CASE_BLIND = "ClassAd attribute names are case-insensitive: any spelling reads the same one"
 _FIRST_PART = "only the part before the first separator is kept, however many splits follow"
+_STRICT_NET = "ipaddress's networks are strict by default: host bits set are refused either way"
 EQUIVALENT |= {
     # lark_async/decide/accounting.py
     "lark_async.decide.accounting.x_derive_accounting__mutmut_7": (
@@ -630,6 +643,27 @@ EQUIVALENT |= {
         'servers.append(ipaddress.ip_address(rest[0].split("%", 2)[0]))',
         _FIRST_PART,
     ),
+    # lark_async/decide/settings.py
+    "lark_async.decide.settings.x__network__mutmut_5": (
+        "net = ipaddress.IPv4Network(str(value).strip(), )",
+        _STRICT_NET,
+    ),
+    "lark_async.decide.settings.x__network6__mutmut_5": (
+        "net = ipaddress.IPv6Network(str(value).strip(), )",
+        _STRICT_NET,
+    ),
+    "lark_async.decide.settings.x__networks__mutmut_14": (
+        "found.append(ipaddress.ip_network(word, ))",
+        _STRICT_NET,
+    ),
+    "lark_async.decide.settings.x_reference__mutmut_38": (
+        "break_on_hyphens=None,",
+        "textwrap reads break_on_hyphens as `is True` and for its truth: None is as False",
+    ),
+    "lark_async.decide.settings.xǁ_Sizeǁ__call____mutmut_9": (
+        r'match = re.fullmatch(r"\s*([0-9]+)\s*([kmg]?)b?\s*", str(value), re.IGNORECASE)',
+        "the pattern is matched ignoring case: the case of its letters changes nothing",
+    ),
 }
 _FALSE = "None is as false as False where it is read (only for its truth)"
 EQUIVALENT |= {
@@ -692,8 +726,10 @@ class Run:
         """A fresh directory: links to the code and tests, a pyproject.toml for this run."""
         shutil.rmtree(self.directory, ignore_errors=True)
         self.directory.mkdir(parents=True)
-        for name in ("dhcp", "dhcp6", "lark_async", "tests"):
-            (self.directory / name).symlink_to(ROOT / name, target_is_directory=True)
+        for name in ("dhcp", "dhcp6", "lark_async", "tests", "README.rst"):
+            (self.directory / name).symlink_to(
+                ROOT / name, target_is_directory=name != "README.rst"
+            )
         config = {
             "source_paths": self.source_paths(),
             "also_copy": list(self.target.also_copy),

@@ -96,9 +96,15 @@ class _Mode(Generic[E]):
         return self.kind(_Choice(self.choices)(value))
 
 
-def _modes(kind: type[E], allowed: tuple[E, ...]) -> Callable[[Any], tuple[E, ...]]:
-    words = _choices(tuple(m.value for m in allowed))
-    return lambda value: tuple(map(kind, words(value)))
+@dataclass(frozen=True)
+class _Modes(Generic[E]):
+    """A list of an enum's members, by their words (what a job may ask for)."""
+
+    kind: type[E]
+    allowed: tuple[E, ...]
+
+    def __call__(self, value: Any) -> tuple[E, ...]:
+        return tuple(map(self.kind, _Words(tuple(m.value for m in self.allowed))(value)))
 
 
 def _network(value: Any) -> ipaddress.IPv4Network:
@@ -154,7 +160,7 @@ _IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 
 def _ifname(value: Any) -> str:
     text = str(value).strip()
-    if not _IFNAME_RE.fullmatch(text) or text in (".", ".."):
+    if not _IFNAME_RE.fullmatch(text):  # (so never "." or "..": they begin with a dot)
         raise ValueError("is not an interface name (1-15 letters, digits, '_', '.', '-')")
     return text
 
@@ -189,41 +195,52 @@ def _prefix(value: Any) -> int:
     return prefix
 
 
-def _seconds(low: float, high: float) -> Callable[[Any], float]:
-    def parse(value: Any) -> float:
+# The parsers that take bounds or words are classes, not closures made at import, so
+# that what they do is looked up when a value is parsed (and mutation testing reaches it).
+
+
+@dataclass(frozen=True)
+class _Seconds:
+    low: float
+    high: float
+
+    def __call__(self, value: Any) -> float:
         try:
             seconds = float(value)
         except (TypeError, ValueError) as exc:
             raise ValueError("is not a number of seconds") from exc
-        if not low <= seconds <= high:
-            raise ValueError(f"must be between {low:g} and {high:g} seconds")
+        if not self.low <= seconds <= self.high:
+            raise ValueError(f"must be between {self.low:g} and {self.high:g} seconds")
         return seconds
 
-    return parse
 
+@dataclass(frozen=True)
+class _Words:
+    """A list of some of a few words, separated by commas or spaces, each once."""
 
-def _choices(choices: tuple[str, ...]) -> Callable[[Any], tuple[str, ...]]:
-    def parse(value: Any) -> tuple[str, ...]:
+    choices: tuple[str, ...]
+
+    def __call__(self, value: Any) -> tuple[str, ...]:
         words = [w.strip().lower() for w in str(value).replace(",", " ").split()]
-        bad = [w for w in words if w not in choices]
+        bad = [w for w in words if w not in self.choices]
         if bad or not words:
-            raise ValueError(f"is not a list of {', '.join(choices)}")
+            raise ValueError(f"is not a list of {', '.join(self.choices)}")
         return tuple(dict.fromkeys(words))
 
-    return parse
 
+@dataclass(frozen=True)
+class _Count:
+    low: int
+    high: int
 
-def _count(low: int, high: int) -> Callable[[Any], int]:
-    def parse(value: Any) -> int:
+    def __call__(self, value: Any) -> int:
         try:
             number = int(str(value).strip())
         except ValueError as exc:
             raise ValueError("is not a whole number") from exc
-        if not low <= number <= high:
-            raise ValueError(f"must be between {low} and {high}")
+        if not self.low <= number <= self.high:
+            raise ValueError(f"must be between {self.low} and {self.high}")
         return number
-
-    return parse
 
 
 def _program(value: Any) -> str:
@@ -244,17 +261,21 @@ def _connection_rules(value: Any) -> tuple[Rule, ...]:
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
 
-def _bytes(low: int, high: int) -> Callable[[Any], int]:
-    def parse(value: Any) -> int:
+@dataclass(frozen=True)
+class _Size:
+    """A size in bytes, or with a binary K, M or G."""
+
+    low: int
+    high: int
+
+    def __call__(self, value: Any) -> int:
         match = re.fullmatch(r"\s*([0-9]+)\s*([KMG]?)B?\s*", str(value), re.IGNORECASE)
         if match is None:
             raise ValueError("is not a size in bytes (e.g. 16777216 or 16M)")
         size = int(match[1]) * _UNITS[match[2].upper()]
-        if not low <= size <= high:
-            raise ValueError(f"must be between {low} and {high} bytes")
+        if not self.low <= size <= self.high:
+            raise ValueError(f"must be between {self.low} and {self.high} bytes")
         return size
-
-    return parse
 
 
 def _node_ports(value: Any) -> tuple[NodePort, ...]:
@@ -296,7 +317,7 @@ def _agent_cgroup(value: Any) -> str | None:
     if not names or len(text) > 512:
         raise ValueError("is not none or a cgroup path")
     for name in names:
-        if name != ".." and (not name.isprintable() or name.startswith(("lark-", "cgroup."))):
+        if not name.isprintable() or name.startswith(("lark-", "cgroup.")):  # ".." passes
             raise ValueError(f"names {name!r}, which is not a name for the agent's own cgroup")
     return text
 
@@ -508,7 +529,7 @@ class Settings:
     )
     accounting_interval_s: float = _knob(
         5.0,
-        _seconds(0.05, 86400),
+        _Seconds(0.05, 86400),
         "Seconds between update-ad writes while the job runs.",
         config="LARK_ACCOUNTING_INTERVAL",
         flag="--accounting-interval",
@@ -595,7 +616,7 @@ class Settings:
     )
     dhcp_timeout_s: float = _knob(
         30.0,
-        _seconds(1, 600),
+        _Seconds(1, 600),
         "Seconds to wait for a job's first lease before giving up (exit 125).",
         config="LARK_DHCP_TIMEOUT",
         flag="--dhcp-timeout",
@@ -625,7 +646,7 @@ class Settings:
     )
     script_timeout_s: float = _knob(
         30.0,
-        _seconds(1, 3600),
+        _Seconds(1, 3600),
         "Seconds a callout script may run before it is killed (with everything it started) "
         "and counts as failed.",
         config="LARK_SCRIPT_TIMEOUT",
@@ -635,7 +656,7 @@ class Settings:
     )
     allowed_network_types: tuple[NetworkType, ...] = _knob(  # what a job may ask for
         (NetworkType.NAT, NetworkType.NONE),
-        _modes(NetworkType, CHOSEN_NETWORK_TYPES),
+        _Modes(NetworkType, CHOSEN_NETWORK_TYPES),
         "The network types a job may ask for; add ``bridge`` to let jobs ask for bridging. "
         "See `Policy`_.",
         config="LARK_ALLOWED_NETWORK_TYPES",
@@ -646,7 +667,7 @@ class Settings:
     )
     allowed_address_types: tuple[AddressType, ...] = _knob(
         tuple(AddressType),
-        _modes(AddressType, tuple(AddressType)),
+        _Modes(AddressType, tuple(AddressType)),
         "The address types a job may ask for.",
         config="LARK_ALLOWED_ADDRESS_TYPES",
         machine="LarkAllowedAddressTypes",
@@ -689,7 +710,7 @@ class Settings:
     )
     bridge_wait_s: float = _knob(  # a port of an STP bridge needs 2 x 15 s to forward
         35.0,
-        _seconds(0, 120),
+        _Seconds(0, 120),
         "Seconds to wait for the bridge to forward on a job's port (an STP bridge's port "
         "listens and learns for twice its forward delay first).",
         config="LARK_BRIDGE_WAIT",
@@ -724,7 +745,7 @@ class Settings:
     )
     max_jobs_per_user: int | None = _knob(  # under wrap
         None,
-        _count(1, 65536),
+        _Count(1, 65536),
         "How many jobs one user may run through ``wrap`` (the sudo rule) at once; one more is "
         "refused with exit 125. Raise it where slots oversubscribe CPUs.",
         config="LARK_MAX_JOBS_PER_USER",
@@ -741,7 +762,7 @@ class Settings:
     )
     job_mtu: int | None = _knob(  # NAT mode: the most a job's veth takes of the uplink's MTU
         None,
-        _count(1280, 65535),  # (IPv6's minimum)
+        _Count(1280, 65535),  # (IPv6's minimum)
         "The largest MTU a NAT job's veth may have, 1280 to 65535. A NAT job's veth takes the "
         "MTU of the node's uplink: the device of the IPv4 default route (main table, lowest "
         "metric), or that route's ``mtu`` when smaller; this caps it, e.g. for a node whose "
@@ -760,7 +781,7 @@ class Settings:
     )
     audit_max_bytes: int = _knob(  # per job's audit log
         DEFAULT_AUDIT_MAX_BYTES,
-        _bytes(4096, 1024**4),
+        _Size(4096, 1024**4),
         "The most one job writes to its audit log (bytes, or with ``K``/``M``/``G``); past it "
         "decisions are only counted (``NetworkAuditRecordsDropped``).",
         config="LARK_AUDIT_MAX_BYTES",
@@ -915,7 +936,7 @@ class Settings:
     )
     kill_grace_s: float = _knob(
         5.0,
-        _seconds(0, 3600),
+        _Seconds(0, 3600),
         "Under ``run``, seconds a job has to exit after a forwarded TERM or INT before "
         "the agent KILLs it. Under ``wrap`` the starter gives the hard kill, after the "
         "job's ``JobMaxVacateTime``; the agent forwards the soft one and waits.",
@@ -1046,15 +1067,20 @@ def config_machine_ad(config: Mapping[str, str]) -> classad2.ClassAd:
         text = config.get(attr)
         if text is None:
             continue
-        try:
-            if ads.expression_depth(text) > ads.MAX_EXPR_DEPTH:
-                raise ValueError("nested too deeply")
-            ad[attr] = classad2.ExprTree(text)
-        except (ValueError, classad2.ClassAdException) as exc:
+        try:  # one nested too deeply is refused unparsed: it could exhaust the parser's stack
+            deep = ads.expression_depth(text) > ads.MAX_EXPR_DEPTH
+            expr = None if deep else classad2.ExprTree(text)
+        except (ValueError, classad2.ClassAdException):
+            expr = None
+        if expr is None:
             raise ConfigError(
                 f"{attr} {_shown(text)} (HTCondor config) is not a ClassAd expression"
-            ) from exc
+            )
+        ad[attr] = expr
     return ad
+
+
+CONDOR_CONFIG = "/etc/condor/condor_config"  # HTCondor's file when CONDOR_CONFIG is unset
 
 
 def root_htcondor_config() -> Mapping[str, str]:
@@ -1066,7 +1092,7 @@ def root_htcondor_config() -> Mapping[str, str]:
     """
     for key in [k for k in os.environ if k.upper().startswith("_CONDOR_")]:
         del os.environ[key]
-    path = os.environ.get("CONDOR_CONFIG") or "/etc/condor/condor_config"
+    path = os.environ.get("CONDOR_CONFIG") or CONDOR_CONFIG
     if path == "ONLY_ENV" or not os.path.lexists(path) or path == os.devnull:
         return {}
     from ..trust import check_root_file
@@ -1077,7 +1103,7 @@ def root_htcondor_config() -> Mapping[str, str]:
 
 def htcondor_config() -> Mapping[str, str]:
     """HTCondor's config when this node has one; imported lazily since htcondor2 is slow to load."""
-    path = os.environ.get("CONDOR_CONFIG") or "/etc/condor/condor_config"
+    path = os.environ.get("CONDOR_CONFIG") or CONDOR_CONFIG
     if not os.path.isfile(path):  # includes htcondor2's own "no config" marker, /dev/null
         return {}
     import htcondor2
