@@ -15,9 +15,10 @@ import select
 import signal
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import classad2
 
@@ -74,8 +75,10 @@ def parse_ad(text: str, what: str) -> classad2.ClassAd:
     return ad
 
 
+# each token's kind is the name of the group it matched
 _TOKEN_RE = re.compile(
-    r""""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[-+*/%<>=!&|^~?:]+|[(\[{]|[)\]}]|[,;]"""
+    r"""(?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<operator>[-+*/%<>=!&|^~?:]+)"""
+    r"""|(?P<open>[(\[{])|(?P<close>[)\]}])|(?P<end>[,;])"""
 )
 
 
@@ -86,16 +89,16 @@ def expression_depth(text: str) -> int:
     chain = [0]  # operators chained so far, per open bracket level
     depth = deepest = 0  # depth == sum(chain) + len(chain) - 1
     for m in _TOKEN_RE.finditer(text):
-        c = m.group()[0]
-        if c in "\"'":
+        kind = m.lastgroup
+        if kind == "string":
             continue
-        if c in "([{":
+        if kind == "open":
             chain.append(0)
             depth += 1
-        elif c in ")]}":
+        elif kind == "close":
             if len(chain) > 1:
                 depth -= chain.pop() + 1
-        elif c in ",;":
+        elif kind == "end":
             depth -= chain[-1]
             chain[-1] = 0
         else:
@@ -163,7 +166,7 @@ def evaluate(ad: classad2.ClassAd, attr: str, target: classad2.ClassAd | None = 
     if attr not in ad:
         return None
     try:
-        value = ad.lookup(attr).eval(ad, target) if target is not None else ad.eval(attr)
+        value = ad.lookup(attr).eval(ad, target)
     except (ValueError, classad2.ClassAdException, TypeError):
         return classad2.Value.Error
     if value is classad2.Value.Undefined:
@@ -199,91 +202,92 @@ def evaluate_bounded(
     wherever Lark looks at them later (``evaluate`` with any target). Undefined attributes
     are left out, errors and values that are not plain (lists, ads) come back as ``error``.
     """
+    child = _child(requests, as_user)
     read_fd, write_fd = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: never returns
-        os.close(read_fd)
-        _evaluate_in_child(requests, as_user, write_fd)
-    os.close(write_fd)
-    try:
-        data, status = _collect(pid, read_fd)
-    finally:
-        os.close(read_fd)
-    if status is not None:
-        raise AdError(status)
-    try:
-        results = json.loads(data)
-    except ValueError:
-        raise AdError("evaluating the ads failed (no result from the evaluator)") from None
-    out = []
-    for values in results:
-        ad = classad2.ClassAd()
-        for attr, value in values.items():
-            ad[attr] = classad2.ExprTree("error") if value is None else value
-        out.append(ad)
-    return out
+    if pid:  # the parent
+        os.close(write_fd)
+        try:
+            data = _collect(pid, read_fd)
+        finally:
+            os.close(read_fd)
+        try:
+            results = json.loads(data)
+        except ValueError:
+            raise AdError("evaluating the ads failed (no result from the evaluator)") from None
+        out = []
+        for values in results:
+            ad = classad2.ClassAd()
+            for attr, value in values.items():
+                ad[attr] = classad2.Value.Error if value is None else value
+            out.append(ad)
+        return out
+    os.close(read_fd)
+    child(write_fd)
 
 
-def _evaluate_in_child(
-    requests: Sequence[Evaluation], as_user: tuple[int, int] | None, fd: int
-) -> None:
-    code = 0
-    try:
-        resource.setrlimit(resource.RLIMIT_CPU, (EVAL_CPU_S, EVAL_CPU_S))
-        resource.setrlimit(resource.RLIMIT_AS, (EVAL_MEMORY_BYTES, EVAL_MEMORY_BYTES))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if as_user is not None and os.geteuid() == 0:
-            os.setgroups([])
-            os.setgid(as_user[1])
-            os.setuid(as_user[0])
-        results = []
-        for request in requests:
-            values: dict[str, object] = {}
-            for attr in request.attributes:
-                value = evaluate(request.ad, attr, request.target)
-                if value is None:
-                    continue
-                plain = type(value) in (bool, int, float, str)
-                values[attr] = value if plain else None
-            results.append(values)
-        payload = json.dumps(results).encode()
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(fd, view) :]
-    except BaseException:
-        code = 1
-    finally:
-        os._exit(code)
+def _child(
+    requests: Sequence[Evaluation], as_user: tuple[int, int] | None
+) -> Callable[[int], NoReturn]:
+    """What the forked child runs: its limits, the job user's identity, then the values as
+    JSON to the pipe; it never returns. (Made before the fork: a mutation run, which records
+    the functions each test calls in the test's own process, sees it called there.)"""
+
+    def run(fd: int) -> NoReturn:
+        try:
+            resource.setrlimit(resource.RLIMIT_CPU, (EVAL_CPU_S, EVAL_CPU_S))
+            resource.setrlimit(resource.RLIMIT_AS, (EVAL_MEMORY_BYTES, EVAL_MEMORY_BYTES))
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            if as_user is not None and os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(as_user[1])
+                os.setuid(as_user[0])
+            results = []
+            for request in requests:
+                values: dict[str, object] = {}
+                for attr in request.attributes:
+                    value = evaluate(request.ad, attr, request.target)
+                    if value is None:
+                        continue
+                    plain = type(value) in (bool, int, float, str)
+                    values[attr] = value if plain else None
+                results.append(values)
+            with open(fd, "wb") as out:
+                out.write(json.dumps(results).encode())
+        except BaseException:
+            os._exit(1)
+        os._exit(0)
+
+    return run
 
 
-def _collect(pid: int, fd: int) -> tuple[bytes, str | None]:
-    """The child's output and, when it failed, why (one line); the child is always reaped."""
+_READ_SIZE = 1 << 16  # a pipe's buffer
+_TOO_LONG = "evaluating the ads took too long (a self-referencing or runaway expression?)"
+
+
+def _collect(pid: int, fd: int) -> bytes:
+    """The child's output; AdError (one line) when it failed. The child is always reaped."""
     deadline = time.monotonic() + EVAL_WALL_S
     chunks: list[bytes] = []
-    timed_out = False
     while True:
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([fd], [], [], left)[0]:
-            timed_out = True
-            break
-        chunk = os.read(fd, 1 << 16)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AdError(_TOO_LONG)
+        chunk = os.read(fd, _READ_SIZE)
         if not chunk:
             break
         chunks.append(chunk)
-    if timed_out:
-        os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
-    too_long = "evaluating the ads took too long (a self-referencing or runaway expression?)"
-    if timed_out:
-        return b"", too_long
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         if sig in (signal.SIGXCPU, signal.SIGKILL):
-            return b"", too_long
-        return b"", f"evaluating the ads failed ({signal.Signals(sig).name})"
+            raise AdError(_TOO_LONG)
+        raise AdError(f"evaluating the ads failed ({signal.Signals(sig).name})")
     if os.WEXITSTATUS(status) != 0:
-        return b"", "evaluating the ads failed (out of memory, or an evaluator error)"
-    return b"".join(chunks), None
+        raise AdError("evaluating the ads failed (out of memory, or an evaluator error)")
+    return b"".join(chunks)
 
 
 def format_for_script(ad: classad2.ClassAd) -> str:
@@ -300,7 +304,7 @@ def format_for_script(ad: classad2.ClassAd) -> str:
         expr = ad.lookup(attr)
         one = classad2.ClassAd()
         one[attr] = expr
-        line = one.printOld().rstrip("\n")
+        line = one.printOld().removesuffix("\n")
         if not (line.isprintable() and _reads_back(line, attr, expr)):
             line = f"{attr} = {expr}"
         lines.append(line + "\n")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
+import signal
+import time
 
 import classad2
 import pytest
@@ -110,6 +113,10 @@ def test_later_line_wins_for_a_repeated_attribute():
         ("A = 1\n***\n\n# c\nB = {\n", "job ad line 5: cannot parse the value of B"),
         ("A = 1\nB = \x00\n", "job ad line 2: cannot parse the value of B"),
         ("x" * 100 + "\n", "job ad line 1: expected 'Attribute = value', got '" + "x" * 60 + "'"),
+        # classad2 alone would take the "1" and drop the rest silently
+        ("A = 1 ]\n", "job ad line 1: cannot parse the value of A"),
+        ("A = 1 ; B = 2\n", "job ad line 1: cannot parse the value of A"),
+        ("A = ) + 1\n", "job ad line 1: cannot parse the value of A"),  # a stray bracket
     ],
 )
 def test_malformed_old_syntax_raises_ad_error_naming_the_line(text, message):
@@ -346,6 +353,24 @@ def test_write_atomically_failure_keeps_the_old_file_and_leaves_no_temp_file(tmp
     assert os.listdir(tmp_path) == [".update.ad"]
 
 
+def test_write_atomically_writes_beside_the_ad_under_a_hidden_name(tmp_path, monkeypatch):
+    """The text goes to a hidden file in the ad's own directory, then is renamed over the ad:
+    a rename within one file system, and a file the starter does not take for the job's."""
+    renamed = []
+    replace = os.replace
+
+    def spy(src, dst):
+        renamed.append((os.path.dirname(src), os.path.basename(src), dst))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    path = tmp_path / ".update.ad"
+    ads.write_atomically(path, "A = 1\n")
+    [(directory, name, dst)] = renamed
+    assert (directory, dst) == (str(tmp_path), path)
+    assert name.startswith(".") and ".update.ad." in name  # hidden, and named for the ad
+
+
 # -- bounds: size, depth, evaluation --------------------------------------------------------
 
 
@@ -366,6 +391,9 @@ def test_write_atomically_failure_keeps_the_old_file_and_leaves_no_temp_file(tmp
         ("a =?= b && c != d || !e", 5),  # a run of operator characters is one operator
         ("1" + "+1" * 999, 999),
         ("f(" * 50 + "1" + ")" * 50, 50),
+        ("(1 + 1) + 1 + 1 + 1", 3),  # a closed bracket's chain is done with
+        ("1 + 1, 1 + 1 + 1", 2),  # a ',' ends a chain outside brackets too
+        ("1 ) ) + 1", 1),  # a stray closing bracket is not counted, nor does it fail
     ],
 )
 def test_expression_depth_bounds_the_tree_without_parsing(text, depth):
@@ -471,6 +499,122 @@ def test_evaluate_bounded_stops_a_runaway_evaluation(monkeypatch):
     assert str(info.value) == (
         "evaluating the ads took too long (a self-referencing or runaway expression?)"
     )
+
+
+@pytest.fixture
+def forked(monkeypatch):
+    """The pids of the children evaluate_bounded forks."""
+    pids: list[int] = []
+    fork = os.fork
+
+    def spy():
+        pid = fork()
+        pids.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", spy)
+    return pids
+
+
+def reaped(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def test_evaluate_bounded_runs_under_its_limits(monkeypatch):
+    """The child (here an evaluation that reports its limits) may use 2 s of CPU and 1 GiB of
+    memory, and dumps no core; the parent's own limits stay as they were."""
+    kinds = (resource.RLIMIT_CPU, resource.RLIMIT_AS, resource.RLIMIT_CORE)
+    before = [resource.getrlimit(kind) for kind in kinds]
+
+    def limits(ad, attr, target):
+        return str([resource.getrlimit(kind) for kind in kinds])
+
+    monkeypatch.setattr(ads, "evaluate", limits)
+    [got] = ads.evaluate_bounded([ads.Evaluation(ads.parse_ad("A = 1\n", "x"), ("A",))])
+    assert got.eval("A") == str([(2, 2), (1 << 30, 1 << 30), (0, 0)])
+    assert [resource.getrlimit(kind) for kind in kinds] == before
+
+
+def test_evaluate_bounded_stops_an_evaluation_at_its_wall_clock_bound(monkeypatch, forked):
+    """An evaluation that uses no CPU but never ends (here one that sleeps) is killed when
+    its wall-clock time is up, and reaped."""
+    monkeypatch.setattr(ads, "EVAL_WALL_S", 0.5)
+    monkeypatch.setattr(ads, "evaluate", lambda ad, attr, target: time.sleep(10))
+    ad = ads.parse_ad("A = 1\n", "x")
+    start = time.monotonic()
+    with pytest.raises(AdError) as info:
+        ads.evaluate_bounded([ads.Evaluation(ad, ("A",))])
+    assert time.monotonic() - start < 5
+    assert str(info.value) == (
+        "evaluating the ads took too long (a self-referencing or runaway expression?)"
+    )
+    [pid] = forked
+    assert reaped(pid)
+
+
+def test_a_quick_evaluation_passes_a_short_wall_clock_bound(monkeypatch, forked):
+    monkeypatch.setattr(ads, "EVAL_WALL_S", 0.8)
+    ad = ads.parse_ad("A = 1 + 1\n", "x")
+    assert items(ads.evaluate_bounded([ads.Evaluation(ad, ("A",))])[0]) == {"A": 2}
+    [pid] = forked
+    assert reaped(pid)
+
+
+def test_a_value_larger_than_a_pipes_buffer_comes_back_whole():
+    value = "".join(chr(ord("a") + i % 26) for i in range(300_000))
+    ad = ads.parse_ad(f'S = "{value}"\nN = 1\n', "x")
+    [got] = ads.evaluate_bounded([ads.Evaluation(ad, ("S", "N"))])
+    assert items(got) == {"S": value, "N": 1}
+
+
+def _die(ad, attr, target):
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _fail(ad, attr, target):
+    raise MemoryError
+
+
+def _say_nothing(ad, attr, target):
+    os._exit(0)
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "message"),
+    [
+        (_die, "evaluating the ads failed (SIGTERM)"),
+        (_fail, "evaluating the ads failed (out of memory, or an evaluator error)"),
+        (_say_nothing, "evaluating the ads failed (no result from the evaluator)"),
+    ],
+)
+def test_a_failed_evaluation_is_one_line_saying_how(evaluation, message, monkeypatch, forked):
+    monkeypatch.setattr(ads, "evaluate", evaluation)
+    with pytest.raises(AdError) as info:
+        ads.evaluate_bounded([ads.Evaluation(ads.parse_ad("A = 1\n", "x"), ("A",))])
+    assert str(info.value) == message
+    [pid] = forked
+    assert reaped(pid)
+
+
+def test_a_failed_evaluation_never_returns_into_the_callers_code(monkeypatch):
+    """The child ends however its evaluation fails: one that came back from evaluate_bounded
+    would go on as a second copy of the agent. (Here, one that came back ends as a child
+    that said nothing, which the parent would tell apart.)"""
+    parent = os.getpid()
+    monkeypatch.setattr(ads, "evaluate", _fail)
+    message = None
+    try:
+        ads.evaluate_bounded([ads.Evaluation(ads.parse_ad("A = 1\n", "x"), ("A",))])
+    except AdError as exc:
+        message = str(exc)
+    finally:
+        if os.getpid() != parent:
+            os._exit(0)
+    assert message == "evaluating the ads failed (out of memory, or an evaluator error)"
 
 
 @pytest.mark.parametrize("value", HOSTILE_STRINGS + PRINTABLE_HOSTILE_STRINGS)
