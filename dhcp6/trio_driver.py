@@ -57,6 +57,7 @@ SO_BINDTODEVICE = 25
 LINK_LOCAL_WAIT_S = 5.0  # DAD (1 s by default, after up to 1 s of delay) with room to spare
 RELEASE_WAIT_S = 2.0  # for the REPLY to a RELEASE before the link goes (section 18.2.7)
 _MAX_PAYLOAD = 65535
+_DUMP_SEQ = 1  # (the kernel echoes it; replies are told apart by their kind, not by it)
 ETH_P_ALL = 0x0003
 SOL_PACKET, PACKET_AUXDATA = 263, 8
 TP_STATUS_CSUMNOTREADY, TP_STATUS_CSUM_VALID = 1 << 3, 1 << 7
@@ -260,14 +261,16 @@ class Driver:
         self._to_loop, self._inbox = trio.open_memory_channel[Input | trio.Event](16)
         self._running = False
         self._release_done = trio.Event()
-        self._seq = 0
 
     # -- the link-local address ------------------------------------------------------
 
     async def _dump(self) -> list[ifaddr.IfAddr]:
-        self._seq += 1
-        await self._nl.send(ifaddr.render_dump_request(self._seq))
-        found: list[ifaddr.IfAddr] = []
+        """Every IPv6 address of the namespace as it is now. The dump comes with whatever
+        notices the socket queued before it and while it ran: the socket queues each as it
+        happens, so the last word on an address (a notice after the dump, or the dump after
+        a notice) is its state now."""
+        await self._nl.send(ifaddr.render_dump_request(_DUMP_SEQ))
+        found: dict[tuple[int, ipaddress.IPv6Address], ifaddr.IfAddr] = {}
         while True:
             try:
                 data = await self._nl.recv(_MAX_PAYLOAD)
@@ -276,32 +279,43 @@ class Driver:
                     raise
                 return await self._dump()
             addresses, done = ifaddr.parse_addresses(data)
-            found += addresses
+            for a in addresses:
+                found[a.index, a.address] = a
             if done:
-                return found
+                return list(found.values())
 
     async def wait_link_local(self) -> ipaddress.IPv6Address:
         """The interface's link-local address once usable (not tentative): asked, then
-        listened for; LinkLocalError when there is none within the wait."""
+        listened for; LinkLocalError when there is none within the wait (with no wait, the
+        one usable now)."""
         name = self.sockets.ifname
-        seen: ifaddr.IfAddr | None = None
-        with trio.move_on_after(self.link_local_wait_s):
-            while True:
-                seen = ifaddr.link_local(await self._dump(), self.sockets.index)
-                if seen is not None and seen.usable:
-                    return seen.address
-                if seen is not None and seen.dad_failed:
-                    raise LinkLocalError(
-                        f"the link-local address {seen.address} of {name} failed DAD"
-                    )
-                with trio.move_on_after(0.25):  # or sooner, when an address changes
-                    await self._nl.recv(_MAX_PAYLOAD)
+        deadline = trio.current_time() + self.link_local_wait_s
+        while True:
+            seen = ifaddr.link_local(await self._dump(), self.sockets.index)
+            if seen is not None and seen.usable:
+                return seen.address
+            if seen is not None and seen.dad_failed:
+                raise LinkLocalError(f"the link-local address {seen.address} of {name} failed DAD")
+            with trio.move_on_at(deadline):
+                await self._address_changed()
+                continue
+            break
         if seen is None:
             raise LinkLocalError(f"{name} has no IPv6 link-local address (is IPv6 off on it?)")
         raise LinkLocalError(
             f"the link-local address {seen.address} of {name} is still tentative after "
             f"{self.link_local_wait_s:g} s"
         )
+
+    async def _address_changed(self) -> None:
+        """Until rtnetlink tells of a change to an IPv6 address. The kernel tells of every
+        one (DAD done, an address added or gone), or, when its notices overflowed the
+        socket, says so (ENOBUFS): either way, time to ask again."""
+        try:
+            await self._nl.recv(_MAX_PAYLOAD)
+        except OSError as exc:
+            if exc.errno != errno.ENOBUFS:
+                raise
 
     # -- running -------------------------------------------------------------------
 

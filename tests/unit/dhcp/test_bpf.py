@@ -17,6 +17,7 @@ import struct
 from collections.abc import Iterator
 
 import pytest
+from helpers.cbpf import run
 from helpers.private_net import PrivateNet, private_net
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -39,40 +40,6 @@ MAC = bytes.fromhex("02aabbccddee")
 OTHER = bytes.fromhex("02aabbccddef")
 SERVER = ipaddress.IPv4Address("10.77.0.1")
 BCAST = ipaddress.IPv4Address("255.255.255.255")
-
-
-def run(program: Program, data: bytes, pkttype: int) -> int:
-    """Classic BPF as the kernel runs it on a socket, for the instructions our filters use;
-    a load past the end of the frame drops it."""
-    a = x = pc = 0
-    while True:
-        code, jt, jf, k = program[pc]
-        pc += 1
-        try:
-            if code == 0x20 and k == 0xFFFFF004:  # ld #pkttype
-                a = pkttype
-            elif code == 0x20:  # ld [k] (word)
-                a = struct.unpack_from("!I", data, k)[0]
-            elif code == 0x28:  # ldh [k]
-                a = struct.unpack_from("!H", data, k)[0]
-            elif code == 0x30:  # ldb [k]
-                a = data[k]
-            elif code == 0x40:  # ld [x + k]
-                a = struct.unpack_from("!I", data, x + k)[0]
-            elif code == 0x48:  # ldh [x + k]
-                a = struct.unpack_from("!H", data, x + k)[0]
-            elif code == 0xB1:  # ldxb 4 * ([k] & 0xf)
-                x = 4 * (data[k] & 0x0F)
-            elif code == 0x15:  # jeq #k
-                pc += jt if a == k else jf
-            elif code == 0x45:  # jset #k
-                pc += jt if a & k else jf
-            elif code == 0x06:  # ret #k
-                return k
-            else:
-                raise AssertionError(f"instruction {code:#x} not modelled")
-        except (IndexError, struct.error):
-            return 0
 
 
 def ack(chaddr: bytes = MAC) -> bytes:
