@@ -631,6 +631,11 @@ EQUIVALENT |= {
         "lines += self._close(*self._windows.popitem(last=None))",
         "popitem reads last for its truth: None pops the oldest, as False does",
     ),
+    "lark_async.decide.audit.xǁAuditTrailǁdecided__mutmut_16": (
+        "lines = self._close(*self._windows.popitem(last=False))",
+        "the windows are still full only if expire closed none (each it closes makes room):"
+        " lines is empty there, so = and += are one",
+    ),
 }
 
 # mutmut's exit codes per mutant (mutmut/stats.py), grouped as this report counts them
