@@ -389,6 +389,14 @@ def _u32s(data: bytes, count: int) -> tuple[int, ...]:
     return struct.unpack_from(f"!{count}I", data)
 
 
+def _client_id(data: bytes, budget: _Budget) -> ClientId:
+    return ClientId(check_duid(data, "CLIENTID"))
+
+
+def _server_id(data: bytes, budget: _Budget) -> ServerId:
+    return ServerId(check_duid(data, "SERVERID"))
+
+
 def _ia_na(data: bytes, budget: _Budget) -> IaNa:
     if len(data) < 12:
         raise MalformedMessage(f"IA_NA of {len(data)} bytes is shorter than 12")
@@ -437,12 +445,14 @@ def _status(data: bytes, budget: _Budget) -> StatusCode:
     return StatusCode(int.from_bytes(data[:2], "big"), data[2:])
 
 
-def _empty(kind: type[RapidCommit | ReconfigureAccept], name: str) -> _Parser:
-    def parse(data: bytes, budget: _Budget) -> Option:
-        _exact(data, 0, name)
-        return kind()
+def _rapid_commit(data: bytes, budget: _Budget) -> RapidCommit:
+    _exact(data, 0, "RAPID_COMMIT")
+    return RapidCommit()
 
-    return parse
+
+def _reconf_accept(data: bytes, budget: _Budget) -> ReconfigureAccept:
+    _exact(data, 0, "RECONF_ACCEPT")
+    return ReconfigureAccept()
 
 
 def _reconf_msg(data: bytes, budget: _Budget) -> ReconfigureMessage:
@@ -500,20 +510,13 @@ def _sol_max_rt(data: bytes, budget: _Budget) -> SolMaxRt:
     return SolMaxRt(int.from_bytes(data, "big"))
 
 
-def _duid(kind: type[ClientId | ServerId], name: str) -> _Parser:
-    def parse(data: bytes, budget: _Budget) -> Option:
-        return kind(check_duid(data, name))
-
-    return parse
-
-
 _Parser = Callable[[bytes, _Budget], Option]
 _M, _IA, _A = Scope.MESSAGE, Scope.IA_NA, Scope.IAADDR
 
 # code -> (its name, its parser, where it may appear: RFC 8415 appendix C)
 WHERE: dict[int, tuple[str, _Parser, frozenset[Scope]]] = {
-    CLIENTID: ("CLIENTID", _duid(ClientId, "CLIENTID"), frozenset({_M})),
-    SERVERID: ("SERVERID", _duid(ServerId, "SERVERID"), frozenset({_M})),
+    CLIENTID: ("CLIENTID", _client_id, frozenset({_M})),
+    SERVERID: ("SERVERID", _server_id, frozenset({_M})),
     IA_NA: ("IA_NA", _ia_na, frozenset({_M})),
     IAADDR: ("IAADDR", _ia_address, frozenset({_IA})),
     ORO: ("ORO", _oro, frozenset({_M})),
@@ -523,10 +526,10 @@ WHERE: dict[int, tuple[str, _Parser, frozenset[Scope]]] = {
     AUTH: ("AUTH", _auth, frozenset({_M})),
     UNICAST: ("UNICAST", _unicast, frozenset({_M})),
     STATUS_CODE: ("STATUS_CODE", _status, frozenset({_M, _IA, _A})),
-    RAPID_COMMIT: ("RAPID_COMMIT", _empty(RapidCommit, "RAPID_COMMIT"), frozenset({_M})),
+    RAPID_COMMIT: ("RAPID_COMMIT", _rapid_commit, frozenset({_M})),
     INTERFACE_ID: ("INTERFACE_ID", _auth, frozenset()),  # relay messages only
     RECONF_MSG: ("RECONF_MSG", _reconf_msg, frozenset({_M})),
-    RECONF_ACCEPT: ("RECONF_ACCEPT", _empty(ReconfigureAccept, "RECONF_ACCEPT"), frozenset({_M})),
+    RECONF_ACCEPT: ("RECONF_ACCEPT", _reconf_accept, frozenset({_M})),
     DNS_SERVERS: ("DNS_SERVERS", _dns, frozenset({_M})),
     DOMAIN_LIST: ("DOMAIN_LIST", _domains, frozenset({_M})),
     SOL_MAX_RT: ("SOL_MAX_RT", _sol_max_rt, frozenset({_M})),

@@ -138,3 +138,65 @@ def test_a_pending_count_that_no_longer_fits_is_counted_as_dropped():
     assert trail.written <= 2000
     assert trail.coalesced == len(tail)
     assert accounted(out + tail) + trail.dropped == 80
+
+
+def test_expire_writes_every_window_that_has_ended_oldest_first():
+    trail = AuditTrail("j1", 1 << 20, window_s=10)
+    for key, at in ((DENY, 0.0), (ALLOW, 1.0)):
+        trail.decided(key, at, WALL + at)
+        trail.decided(key, at + 0.5, WALL + at + 0.5)
+        trail.decided(key, at + 0.6, WALL + at + 0.6)
+    out = records(trail.expire(20.0))  # both windows ended: one call, both count lines
+    assert [(r["job"], r["port"], r["count"]) for r in out] == [("j1", 8081, 2), ("j1", 8080, 2)]
+    assert out[1]["time"] == "2027-01-15T08:00:01.500000+00:00"
+    assert out[1]["until"] == "2027-01-15T08:00:01.600000+00:00"
+
+
+def line_sizes(key: AuditKey) -> tuple[int, int]:
+    """The size of a decision's line and of its count line (one repeat), measured uncapped."""
+    trail = AuditTrail("j1", 1 << 20)
+    [first] = trail.decided(key, 0.0, WALL)
+    trail.decided(key, 0.1, WALL)
+    [count] = trail.close()
+    return len(first), len(count)
+
+
+def test_new_decisions_fill_the_cap_but_its_reserves_to_the_byte():
+    """A decision's line is written while it ends at most NOTICE_BYTES and a quarter of the
+    cap (rounded down) before the cap: exactly there, it is written; a byte more, not."""
+    size, _ = line_sizes(DENY)
+    free = size + NOTICE_BYTES  # the cap less its quarter must be this
+    spare = free % 3 or 3  # a cap of 4k + spare, no multiple of 4, so its quarter rounds
+    cap = 4 * ((free - spare) // 3) + spare
+    assert cap % 4 and cap - cap // 4 == free
+    trail = AuditTrail("j1", cap)
+    [line] = trail.decided(DENY, 0.0, WALL)
+    assert json.loads(line)["port"] == 8081
+    assert trail.written == size and not trail.capped
+    longer = AuditTrail("j12", cap)  # its line is a byte longer
+    [notice] = records(longer.decided(DENY, 0.0, WALL))
+    assert "note" in notice and longer.capped and longer.dropped == 1
+
+
+def test_a_count_line_may_fill_the_cap_up_to_the_notices_room():
+    first, count = line_sizes(DENY)
+    cap = first + count + NOTICE_BYTES
+    trail = AuditTrail("j1", cap)
+    trail.decided(DENY, 0.0, WALL)
+    trail.decided(DENY, 0.1, WALL)
+    [line] = records(trail.close())
+    assert line["count"] == 1 and trail.written == cap - NOTICE_BYTES
+    assert (trail.coalesced, trail.dropped) == (1, 0) and not trail.capped
+
+
+def test_a_count_line_that_reaches_the_cap_first_is_dropped_not_coalesced():
+    """The count line is the one past the cap: the notice is written in its place, and the
+    ad's NetworkAuditRecordsCoalesced no longer counts the repeats it stood for."""
+    first, count = line_sizes(DENY)
+    trail = AuditTrail("j1", first + count + NOTICE_BYTES - 1)
+    trail.decided(DENY, 0.0, WALL)
+    trail.decided(DENY, 0.1, WALL)
+    trail.decided(DENY, 0.2, WALL)
+    [notice] = records(trail.close())
+    assert "note" in notice and trail.capped
+    assert (trail.coalesced, trail.dropped) == (0, 2)

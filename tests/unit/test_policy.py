@@ -203,6 +203,17 @@ def test_the_grant_has_a_policy_when_either_side_asks(
     assert policy.job_rules == (None if job_rules is None else parse_rules(job_rules, job=True))
 
 
+def test_the_admins_default_verdict_reaches_the_grant():
+    """LARK_CONNECTION_DEFAULT = allow: a connection no entry matches is let through."""
+    settings = Settings(
+        connection_rules=parse_rules("deny tcp 10.0.0.0/8:25"), connection_default="allow"
+    )
+    policy = grant(settings, "").connections
+    assert policy is not None and policy.default_allow is True
+    assert policy.decide(6, ip_address("192.0.2.1"), 443).allow
+    assert not policy.decide(6, ip_address("10.1.2.3"), 25).allow
+
+
 @pytest.mark.parametrize(
     "ad",
     [
@@ -217,6 +228,15 @@ def test_a_job_asking_for_more_than_the_admin_allows_is_refused(ad):
     assert str(info.value) == (
         "job ad LarkAllowedConnections entry 1 'udp 8.8.8.8:53' asks for more than this "
         "node's connection policy allows"
+    )
+
+
+def test_garbage_from_the_policy_script_names_the_script_when_applied():
+    granted = grant(Settings(), "")
+    with pytest.raises(ConfigError) as info:
+        apply_policy_output(granted, 'LarkNetworkType = "wifi"\n', "/etc/lark/policy.sh")
+    assert str(info.value) == (
+        'policy script /etc/lark/policy.sh printed LarkNetworkType = "wifi", not a valid value'
     )
 
 

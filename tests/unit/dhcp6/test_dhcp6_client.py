@@ -725,6 +725,37 @@ def test_retransmissions_follow_section_15_exactly(monkeypatch):
     assert gaps == seen
 
 
+class Draws(random.Random):
+    """A random source whose ``uniform`` draws are given, in order (RAND of section 15)."""
+
+    def __init__(self, draws: list[float]) -> None:
+        super().__init__(1)
+        self.draws = iter(draws)
+
+    def uniform(self, a: float, b: float) -> float:
+        r = next(self.draws)
+        assert a <= r <= b
+        return r
+
+
+def test_a_retransmission_time_exactly_at_mrt_is_kept_section_15():
+    """Section 15 draws MRT + RAND*MRT only when RT *exceeds* MRT: RENEW's RT, 9.375 s and
+    doubled six times with RAND 0, lands on its MRT of 600 s exactly and stays there; the
+    next one, past it, is MRT + RAND*MRT."""
+    c = make_client()
+    bound(c, t1=100, t2=5000, preferred=9000, valid=10000)
+    c.rng = Draws([-0.0625] + [0.0] * 6 + [0.05, -0.05])
+    now = 100.0
+    sent(c.handle(TimerFired(now)))
+    gaps = []
+    for _ in range(7):
+        gaps.append(c.next_deadline - now)
+        now = c.next_deadline
+        assert sent(c.handle(TimerFired(now))).msg_type is MT.RENEW
+    gaps.append(c.next_deadline - now)  # 2*600 + 0.05*600 is past MRT: 600 - 0.05*600
+    assert gaps == [9.375, 18.75, 37.5, 75.0, 150.0, 300.0, 600.0, 570.0]
+
+
 def test_a_request_gives_up_at_the_timeout_too():
     c = make_client(timeout_s=5.0)
     solicit = sent(c.handle(Started(0.0)))
