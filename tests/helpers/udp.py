@@ -24,10 +24,15 @@ while True:
 """
 
 # python3 -c EXCHANGE ADDRESS PORT SIZE...: each size to the echo server and back, one at a
-# time; prints "echoed" (and for IPv6 then its kernel's Ip6OutOctets and Ip6InOctets)
+# time; prints "echoed" (and for IPv6 then its kernel's Ip6OutOctets and Ip6InOctets before
+# the exchange, and after it)
 EXCHANGE = """
 import socket, sys
 six = ":" in sys.argv[1]
+def octets():  # every IPv6 byte the job's kernel sent and received: its own, ICMPv6 too
+    found = dict(line.split() for line in open("/proc/net/snmp6"))
+    return found["Ip6OutOctets"] + " " + found["Ip6InOctets"]
+before = octets() if six else ""
 s = socket.socket(socket.AF_INET6 if six else socket.AF_INET, socket.SOCK_DGRAM)
 # IP_MTU_DISCOVER / IPV6_MTU_DISCOVER: *_PMTUDISC_DO, never fragmented
 s.setsockopt(socket.IPPROTO_IPV6, 23, 2) if six else s.setsockopt(socket.IPPROTO_IP, 10, 2)
@@ -36,9 +41,8 @@ for size in map(int, sys.argv[3:]):
     s.sendto(bytes(size), (sys.argv[1], int(sys.argv[2])))
     assert len(s.recv(65535)) == size
 print("echoed")
-if six:  # every IPv6 byte the job's kernel sent and received, its own traffic and ICMPv6
-    octets = dict(line.split() for line in open("/proc/net/snmp6"))
-    print(octets["Ip6OutOctets"], octets["Ip6InOctets"])
+if six:
+    print(before, octets())
 """
 
 SIZES = [0, 1, 100, 1000]  # and the most one 1500-byte packet carries: max_payload()
@@ -73,4 +77,22 @@ def exchange(sandbox, host, address: str, *flags: str, port: int = 7):
         result,
         read_update_ad(update) if update.exists() else {},
         sum(header(address) + size for size in sizes),
+    )
+
+
+def check_ipv6_counts(result, ad, sent: int) -> None:
+    """A dual-stack job's IPv6 after ``exchange`` (IPv6 at the IP layer on its veth, and
+    IPv6 has no ARP: its neighbour discovery and MLD are IPv6 packets too). Each way the
+    count holds every IPv6 byte the job's kernel moved while the job ran (the datagrams and
+    the neighbour discovery they needed) and nothing the kernel never moved: at most its
+    total since the namespace was made (with the DAD and MLD before the job). IPv4: none."""
+    assert result.returncode == 0, result.stderr
+    echoed, octets = result.stdout.splitlines()
+    out_before, in_before, out_after, in_after = map(int, octets.split())
+    assert echoed == "echoed"
+    assert sent <= out_after - out_before <= ad["NetworkOutgoingIPv6"] <= out_after
+    assert sent <= in_after - in_before <= ad["NetworkIncomingIPv6"] <= in_after
+    assert (ad["NetworkOutgoing"], ad["NetworkIncoming"]) == (
+        ad["NetworkOutgoingIPv6"],
+        ad["NetworkIncomingIPv6"],
     )
