@@ -5,31 +5,17 @@ from __future__ import annotations
 import os
 
 import pytest
+from helpers.rootfiles import NOBODY, make_root_dir, program
 
 from lark_async.errors import ConfigError
 from lark_async.trust import check_root_file, open_root_file
 
-NOBODY = 65534
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to own files")
 
 
 @pytest.fixture
 def root_dir(tmp_path):
-    """A directory of root's (under pytest's root-owned tmp tree, in sticky /tmp)."""
-    d = tmp_path / "r"
-    d.mkdir(mode=0o755)
-    for parent in (tmp_path, *tmp_path.parents):
-        if parent == parent.parent:
-            break
-        assert os.stat(parent).st_uid == 0
-    return d
-
-
-def program(path, mode=0o755, owner=0):
-    path.write_text("#!/bin/sh\n")
-    path.chmod(mode)
-    os.chown(path, owner, owner)
-    return path
+    return make_root_dir(tmp_path)
 
 
 def error(path: str) -> str:
